@@ -1,0 +1,53 @@
+import { AppError } from '../core/errors.ts';
+import { readProfile, type Profile } from './profile.ts';
+
+// A small JSON client for the origin API; refusals become AppErrors with the server's code.
+
+export class Api {
+  constructor(
+    readonly origin: string,
+    readonly token?: string,
+  ) {}
+
+  static fromProfile(overrides: { origin?: string; token?: string } = {}): Api {
+    const p: Profile = readProfile();
+    return new Api((overrides.origin ?? p.origin).replace(/\/$/, ''), overrides.token ?? process.env.CASCADE_TOKEN ?? p.token);
+  }
+
+  async request<T = any>(method: string, route: string, opts: { json?: unknown; body?: any; headers?: Record<string, string>; auth?: boolean } = {}): Promise<T> {
+    const headers: Record<string, string> = { ...(opts.headers ?? {}) };
+    if (opts.auth !== false && this.token) headers.authorization = `Bearer ${this.token}`;
+    let body = opts.body;
+    if (opts.json !== undefined) {
+      headers['content-type'] = 'application/json';
+      body = JSON.stringify(opts.json);
+    }
+    let res: Response;
+    try {
+      res = await fetch(this.origin + route, { method, headers, body, duplex: body ? 'half' : undefined } as RequestInit);
+    } catch (err: any) {
+      throw new AppError('origin_unreachable', `Cannot reach ${this.origin}: ${err?.cause?.code ?? err?.message ?? err}`, 503);
+    }
+    const text = await res.text();
+    let parsed: any = null;
+    if (text) {
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        parsed = text;
+      }
+    }
+    if (!res.ok) {
+      const e = parsed?.error;
+      throw new AppError(e?.code ?? 'http_error', e?.message ?? `${method} ${route} answered ${res.status}`, res.status);
+    }
+    return parsed as T;
+  }
+
+  get<T = any>(route: string) {
+    return this.request<T>('GET', route);
+  }
+  post<T = any>(route: string, json?: unknown) {
+    return this.request<T>('POST', route, { json: json ?? {} });
+  }
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env node
+import { Command, CommanderError } from 'commander';
+import { AppError } from '../core/errors.ts';
+import { registerServe } from './serve.ts';
+import { registerLogin } from './login.ts';
+import { registerPublish } from './publish.ts';
+import { registerGet } from './get.ts';
+import { registerTerminal } from './terminal.ts';
+
+// One `cascade` command for every role (ARCHITECTURE.md "Processes").
+const program = new Command('cascade')
+  .description('Cascade content distribution: origin server, agents and client commands')
+  .option('--origin <url>', 'origin URL (default: from login, $CASCADE_ORIGIN or http://127.0.0.1:8080)')
+  .option('--json', 'print machine-readable JSON instead of text')
+  .exitOverride();
+
+registerServe(program);
+registerLogin(program);
+registerPublish(program);
+registerGet(program);
+registerTerminal(program);
+
+program.parseAsync(process.argv).catch((err) => {
+  if (err instanceof CommanderError) process.exit(err.exitCode);
+  const json = process.argv.includes('--json');
+  if (err instanceof AppError) {
+    if (json) process.stdout.write(JSON.stringify({ error: { code: err.code, message: err.message } }) + '\n');
+    else process.stderr.write(`error (${err.code}): ${err.message}\n`);
+  } else {
+    process.stderr.write(`error: ${err?.stack ?? err}\n`);
+  }
+  process.exit(1);
+});

@@ -1,0 +1,46 @@
+import type { Kysely, Migration } from 'kysely';
+import type { SignedManifest } from './manifest.ts';
+
+export interface ContentsTable {
+  /** Hex SHA-256 of the canonical manifest body. */
+  id: string;
+  title: string;
+  summary: string;
+  author: string;
+  genre: string;
+  /** Price for the whole content in minor units (S1.1 "using fee"). */
+  price: number;
+  publisher_id: string;
+  piece_size: number;
+  piece_count: number;
+  total_size: number;
+  manifest: SignedManifest;
+  created_at: Date;
+}
+
+export interface ContentTables {
+  contents: ContentsTable;
+}
+
+export const contentMigration: Migration = {
+  async up(db: Kysely<any>) {
+    await db.schema
+      .createTable('contents')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('title', 'text', (c) => c.notNull())
+      .addColumn('summary', 'text', (c) => c.notNull())
+      .addColumn('author', 'text', (c) => c.notNull())
+      .addColumn('genre', 'text', (c) => c.notNull())
+      .addColumn('price', 'bigint', (c) => c.notNull())
+      .addColumn('publisher_id', 'text', (c) => c.notNull().references('users.id'))
+      .addColumn('piece_size', 'integer', (c) => c.notNull())
+      .addColumn('piece_count', 'integer', (c) => c.notNull())
+      .addColumn('total_size', 'bigint', (c) => c.notNull())
+      .addColumn('manifest', 'jsonb', (c) => c.notNull())
+      .addColumn('created_at', 'timestamptz', (c) => c.notNull())
+      .execute();
+    await db.schema.createIndex('contents_genre').on('contents').column('genre').execute();
+    await db.schema.createIndex('contents_publisher').on('contents').column('publisher_id').execute();
+    await db.schema.createIndex('contents_created').on('contents').columns(['created_at', 'id']).execute();
+  },
+};

@@ -1,0 +1,92 @@
+import { PGlite } from '@electric-sql/pglite';
+import { Kysely, PostgresDialect, sql } from 'kysely';
+import pg from 'pg';
+import path from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { PGliteDialect } from './pglite-dialect.ts';
+import { migrateToLatest } from './migrations.ts';
+import type { Database } from './schema.ts';
+
+export type Db = Kysely<Database>;
+
+export interface DbHandle {
+  db: Db;
+  engine: 'pglite' | 'postgres';
+  close(): Promise<void>;
+}
+
+export interface OpenOptions {
+  /** postgres://… for a real server; omitted for embedded PGlite. */
+  databaseUrl?: string;
+  /** PGlite data directory; omitted for an in-memory PGlite (tests). */
+  pgliteDir?: string;
+  /** PostgreSQL schema to work in (created if missing); tests use one per run. */
+  schema?: string;
+  migrate?: boolean;
+}
+
+const INT8 = 20;
+// Sizes and money fit in 2^53; refuse silently wrong numbers instead of returning strings.
+function parseInt8(v: string): number {
+  const n = Number(v);
+  if (!Number.isSafeInteger(n)) throw new Error(`int8 value ${v} exceeds the safe integer range`);
+  return n;
+}
+
+export async function openDatabase(opts: OpenOptions): Promise<DbHandle> {
+  let handle: DbHandle;
+  if (opts.databaseUrl) {
+    const types = { getTypeParser: (oid: number, format?: any) => (oid === INT8 ? parseInt8 : pg.types.getTypeParser(oid, format)) };
+    if (opts.schema) await createSchema(opts.databaseUrl, opts.schema);
+    const pool = new pg.Pool({
+      connectionString: opts.databaseUrl,
+      types: types as any,
+      max: 10,
+      ...(opts.schema ? { options: `-c search_path=${opts.schema}` } : {}),
+    });
+    const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+    handle = { db, engine: 'postgres', close: () => db.destroy() };
+  } else {
+    if (opts.pgliteDir) mkdirSync(path.dirname(opts.pgliteDir), { recursive: true });
+    const client = await PGlite.create({ dataDir: opts.pgliteDir, parsers: { [INT8]: parseInt8 } });
+    if (opts.schema) {
+      await client.exec(`create schema if not exists ${quoteIdent(opts.schema)}; set search_path to ${quoteIdent(opts.schema)}`);
+    }
+    const db = new Kysely<Database>({ dialect: new PGliteDialect(client) });
+    handle = { db, engine: 'pglite', close: () => db.destroy() };
+  }
+  if (opts.migrate !== false) await migrateToLatest(handle.db);
+  return handle;
+}
+
+function quoteIdent(name: string): string {
+  if (!/^[a-z_][a-z0-9_]*$/.test(name)) throw new Error(`unsafe schema name ${name}`);
+  return `"${name}"`;
+}
+
+async function createSchema(url: string, schema: string) {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query(`create schema if not exists ${quoteIdent(schema)}`);
+  } finally {
+    await client.end();
+  }
+}
+
+export async function dropSchema(url: string, schema: string) {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query(`drop schema if exists ${quoteIdent(schema)} cascade`);
+  } finally {
+    await client.end();
+  }
+}
+
+/** Runs `fn` in a transaction. */
+export function inTransaction<T>(db: Db, fn: (trx: Db) => Promise<T>): Promise<T> {
+  return db.transaction().execute(fn as any) as Promise<T>;
+}
+
+export { sql };

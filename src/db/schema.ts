@@ -1,0 +1,7 @@
+import type { AccountTables } from '../accounts/tables.ts';
+import type { ContentTables } from '../content/tables.ts';
+import type { TerminalTables } from '../terminals/tables.ts';
+import type { TransferTables } from '../transfer/tables.ts';
+
+// The whole database as Kysely sees it. Each domain owns (and alone queries) its tables.
+export type Database = AccountTables & ContentTables & TerminalTables & TransferTables;

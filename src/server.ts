@@ -1,0 +1,109 @@
+import path from 'node:path';
+import { mkdirSync } from 'node:fs';
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { AccountService } from './accounts/service.ts';
+import { accountRoutes } from './accounts/routes.ts';
+import { systemClock, type Clock } from './core/clock.ts';
+import type { Config } from './core/config.ts';
+import { loadOrCreateKeyPair, type KeyPair } from './core/crypto.ts';
+import { openEventBus, type EventBus } from './core/event-bus.ts';
+import { createHttpApp } from './core/http.ts';
+import { createLogger } from './core/logger.ts';
+import { openDatabase, type DbHandle } from './db/connection.ts';
+import { ContentService } from './content/service.ts';
+import { PieceStore } from './content/piece-store.ts';
+import { contentRoutes } from './content/routes.ts';
+import { TerminalService } from './terminals/service.ts';
+import { terminalRoutes } from './terminals/routes.ts';
+import { GrantService } from './transfer/grants.ts';
+import { ReceiptService } from './transfer/receipts.ts';
+import { transferRoutes } from './transfer/routes.ts';
+import { pieceServerRoutes } from './transfer/piece-server.ts';
+
+// The origin process (`cascade serve`): composes the domain plugins and nothing else.
+
+export const ORIGIN_SOURCE_ID = 'origin';
+
+export interface OriginOptions {
+  config: Config;
+  clock?: Clock;
+  logger?: Logger;
+  /** An open database to use instead of the one named by the config (tests). */
+  db?: DbHandle;
+}
+
+export interface Origin {
+  app: FastifyInstance;
+  url: string;
+  config: Config;
+  db: DbHandle;
+  keys: KeyPair;
+  bus: EventBus;
+  accounts: AccountService;
+  content: ContentService;
+  terminals: TerminalService;
+  grants: GrantService;
+  receipts: ReceiptService;
+  /** Path of the one-time operator credentials file if this start created it. */
+  operatorCredentialsFile: string | null;
+  close(): Promise<void>;
+}
+
+export async function startOrigin(opts: OriginOptions): Promise<Origin> {
+  const { config } = opts;
+  const clock = opts.clock ?? systemClock;
+  const logger = opts.logger ?? createLogger(config.logLevel, 'origin');
+  mkdirSync(config.dataDir, { recursive: true });
+
+  const keys = loadOrCreateKeyPair(path.join(config.dataDir, 'keys', 'origin.key'));
+  const db = opts.db ?? (await openDatabase({ databaseUrl: config.databaseUrl, pgliteDir: path.join(config.dataDir, 'db') }));
+  const bus = await openEventBus(config.natsUrl);
+
+  const accounts = new AccountService(db.db, clock);
+  const pieces = new PieceStore(path.join(config.dataDir, 'pieces'));
+  const content = new ContentService(db.db, pieces, keys, clock, config);
+  const terminals = new TerminalService(db.db, keys, clock, config, logger);
+  const grants = new GrantService(db.db, keys, clock, config);
+  const receipts = new ReceiptService(db.db, terminals, clock);
+
+  const app = createHttpApp({ logger, resolveToken: accounts.resolveToken, title: 'Cascade origin' });
+  app.get('/health', { config: { access: 'public' }, schema: { summary: 'Liveness and database reachability', tags: ['ops'] } }, async () => {
+    await db.db.selectFrom('users').select('id').limit(1).execute();
+    return { status: 'ok', engine: db.engine, originKey: keys.publicKeyB64 };
+  });
+  app.get('/metrics', { config: { access: 'public' }, schema: { summary: 'Prometheus metrics', tags: ['ops'], hide: false } }, async (_req, reply) => {
+    reply.type(app.metrics.contentType).send(await app.metrics.metrics());
+  });
+  app.get('/docs', { config: { access: 'public' }, schema: { summary: 'OpenAPI description of every route', tags: ['ops'] } }, async () => app.swagger());
+  app.get('/origin', { config: { access: 'public' }, schema: { summary: 'The origin’s identity: its source ID and Ed25519 public key', tags: ['ops'] } }, async () => ({
+    sourceId: ORIGIN_SOURCE_ID,
+    publicKey: keys.publicKeyB64,
+  }));
+
+  await app.register(accountRoutes(accounts));
+  await app.register(contentRoutes({ content, accounts, config }));
+  await app.register(terminalRoutes({ terminals, content }));
+  await app.register(transferRoutes({ grants, receipts, content, terminals, originSourceId: ORIGIN_SOURCE_ID }));
+  await app.register(pieceServerRoutes({ sourceId: ORIGIN_SOURCE_ID, originPublicKey: keys.publicKey, pieces: content.pieceReader(), clock, metrics: app.metrics }));
+
+  const operatorCredentialsFile = await accounts.bootstrapOperator(config.dataDir);
+  if (operatorCredentialsFile) logger.info({ file: operatorCredentialsFile }, 'created the operator account; its one-time credentials are in this file');
+
+  terminals.start();
+  await app.listen({ host: config.host, port: config.port });
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : config.port;
+  const url = `http://${config.host}:${port}`;
+  logger.info({ url, engine: db.engine, dataDir: config.dataDir }, 'origin listening');
+
+  return {
+    app, url, config, db, keys, bus, accounts, content, terminals, grants, receipts, operatorCredentialsFile,
+    async close() {
+      await app.close();
+      await terminals.stop();
+      await bus.close();
+      if (!opts.db) await db.close();
+    },
+  };
+}

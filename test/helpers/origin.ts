@@ -1,0 +1,61 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pino from 'pino';
+import { ManualClock } from '../../src/core/clock.ts';
+import { loadConfig, type Config } from '../../src/core/config.ts';
+import { startOrigin, type Origin } from '../../src/server.ts';
+import type { TestEngine } from './db.ts';
+import { testEngines } from './db.ts';
+
+export interface TestOrigin extends Origin {
+  clock: ManualClock;
+  /** Signs in as a fresh account with these roles; returns its token and id. */
+  userWithRoles(roles: string[], username?: string): Promise<{ token: string; userId: string; username: string }>;
+  /** fetch() against the origin with an optional bearer token. */
+  call(method: string, url: string, opts?: { token?: string; json?: unknown; body?: any; headers?: Record<string, string> }): Promise<{ status: number; body: any; headers: Headers }>;
+}
+
+let userCounter = 0;
+
+/** An origin on a random loopback port, with a temporary data directory and a manual clock. */
+export async function startTestOrigin(opts: { engine?: TestEngine; config?: Partial<Config> } = {}): Promise<TestOrigin> {
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'cascade-origin-'));
+  const engine = opts.engine ?? testEngines()[0];
+  const db = await engine.open();
+  const clock = new ManualClock(Date.now());
+  const config = { ...loadConfig({}), port: 0, dataDir, logLevel: 'silent', ...opts.config };
+  const origin = await startOrigin({ config, clock, db, logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }) });
+  const call: TestOrigin['call'] = async (method, url, o = {}) => {
+    const headers: Record<string, string> = { ...(o.headers ?? {}) };
+    if (o.token) headers.authorization = `Bearer ${o.token}`;
+    let body = o.body;
+    if (o.json !== undefined) {
+      headers['content-type'] = 'application/json';
+      body = JSON.stringify(o.json);
+    }
+    const res = await fetch(origin.url + url, { method, headers, body, duplex: 'half' } as RequestInit);
+    const text = await res.text();
+    let parsed: any = text;
+    try {
+      parsed = text ? JSON.parse(text) : null;
+    } catch {}
+    return { status: res.status, body: parsed, headers: res.headers };
+  };
+  return {
+    ...origin,
+    clock,
+    call,
+    async userWithRoles(roles, username) {
+      const name = username ?? `user${process.pid}x${++userCounter}`;
+      const user = await origin.accounts.createUser(name, 'correct horse battery', roles as any);
+      const token = await origin.accounts.issueToken(user.id, null, 'test', null);
+      return { token, userId: user.id, username: name };
+    },
+    async close() {
+      await origin.close();
+      await db.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
