@@ -61,13 +61,13 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
   const bus = await openEventBus(config.natsUrl);
 
   const accounts = new AccountService(db.db, clock);
-  const pieces = new PieceStore(path.join(config.dataDir, 'pieces'));
-  const content = new ContentService(db.db, pieces, keys, clock, config);
-  const terminals = new TerminalService(db.db, keys, clock, config, logger);
-  const grants = new GrantService(db.db, keys, clock, config);
-  const receipts = new ReceiptService(db.db, terminals, clock);
-
   const app = createHttpApp({ logger, resolveToken: accounts.resolveToken, title: 'Cascade origin' });
+  const pieces = new PieceStore(path.join(config.dataDir, 'pieces'));
+  const content = new ContentService({ db: db.db, pieces, keys, clock, config });
+  const terminals = new TerminalService({ db: db.db, keys, clock, config, logger, accounts, metrics: app.metrics });
+  const grants = new GrantService({ db: db.db, keys, clock, config, content, terminals });
+  const receipts = new ReceiptService({ db: db.db, clock, terminals, grants, content });
+
   app.get('/health', { config: { access: 'public' }, schema: { summary: 'Liveness and database reachability', tags: ['ops'] } }, async () => {
     await db.db.selectFrom('users').select('id').limit(1).execute();
     return { status: 'ok', engine: db.engine, originKey: keys.publicKeyB64 };

@@ -1,4 +1,5 @@
-import { sql, type Generated, type Kysely, type Migration } from 'kysely';
+import { sql, type Kysely } from 'kysely';
+import type { Migration } from 'kysely/migration';
 
 export const ROLES = ['member', 'premium', 'publisher', 'store', 'operator'] as const;
 export type Role = (typeof ROLES)[number];

@@ -44,6 +44,16 @@ export class Api {
     return parsed as T;
   }
 
+  /**
+   * Streams `body` as application/octet-stream. With `size` the request carries a
+   * Content-Length, so the origin can refuse an oversize upload before any byte is sent.
+   */
+  upload<T = any>(route: string, body: AsyncIterable<Uint8Array>, size?: number) {
+    const headers: Record<string, string> = { 'content-type': 'application/octet-stream' };
+    if (size !== undefined) headers['content-length'] = String(size);
+    return this.request<T>('POST', route, { body, headers });
+  }
+
   get<T = any>(route: string) {
     return this.request<T>('GET', route);
   }

@@ -1,4 +1,4 @@
-import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
 import swagger from '@fastify/swagger';
 import type { Logger } from 'pino';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
@@ -50,8 +50,10 @@ export interface HttpOptions {
 }
 
 export function createHttpApp(opts: HttpOptions): FastifyInstance {
+  // pino's Logger and Fastify's base logger type differ only in typing details.
+  const loggerInstance = opts.logger as unknown as FastifyBaseLogger;
   const app = Fastify({
-    loggerInstance: opts.logger,
+    loggerInstance,
     bodyLimit: opts.jsonBodyLimit ?? 1024 * 1024,
     disableRequestLogging: true,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },

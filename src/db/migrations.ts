@@ -1,4 +1,5 @@
-import { Migrator, type Kysely, type Migration } from 'kysely';
+import type { Kysely } from 'kysely';
+import { Migrator, type Migration } from 'kysely/migration';
 import { accountsMigration } from '../accounts/tables.ts';
 import { contentMigration } from '../content/tables.ts';
 import { terminalsMigration } from '../terminals/tables.ts';

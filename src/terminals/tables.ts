@@ -1,4 +1,5 @@
-import type { Kysely, Migration } from 'kysely';
+import type { Kysely } from 'kysely';
+import type { Migration } from 'kysely/migration';
 
 /** What a terminal last said about itself in a heartbeat (S1.2). */
 export interface TerminalState {

@@ -1,4 +1,5 @@
-import type { Kysely, type Migration } from 'kysely';
+import type { Kysely } from 'kysely';
+import type { Migration } from 'kysely/migration';
 
 /** Every grant the origin issued: who may fetch which pieces of what from whom, until when. */
 export interface GrantsTable {
@@ -21,7 +22,6 @@ export interface ReceiptsTable {
   receiver_id: string;
   pieces: string;
   bytes: number;
-  signed_at: Date;
   signature: string;
   /** The exact signed text, kept so anyone can re-verify it later. */
   body: string;
@@ -54,7 +54,6 @@ export const transferMigration: Migration = {
       .addColumn('receiver_id', 'text', (c) => c.notNull())
       .addColumn('pieces', 'text', (c) => c.notNull())
       .addColumn('bytes', 'bigint', (c) => c.notNull())
-      .addColumn('signed_at', 'timestamptz', (c) => c.notNull())
       .addColumn('signature', 'text', (c) => c.notNull())
       .addColumn('body', 'text', (c) => c.notNull())
       .addColumn('received_at', 'timestamptz', (c) => c.notNull())

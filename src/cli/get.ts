@@ -1,0 +1,71 @@
+import type { Command } from 'commander';
+import cliProgress from 'cli-progress';
+import path from 'node:path';
+import { Api } from './api.ts';
+import { cascadeHome, readProfile } from './profile.ts';
+import { AppError } from '../core/errors.ts';
+import { deviceSession } from '../terminals/device.ts';
+import { download, type Progress } from '../transfer/downloader.ts';
+import { parseRate } from '../transfer/token-bucket.ts';
+
+export function registerGet(program: Command) {
+  program
+    .command('get')
+    .description('download a content, verifying every piece; resumes after an interruption (S1.6)')
+    .argument('<contentId>', 'content ID (64 hex characters)')
+    .option('-o, --output <file>', 'where to write it (default: the content ID in the current directory)')
+    .option('--concurrency <n>', 'piece requests in flight', (v) => Number(v), 8)
+    .option('--down-rate <rate>', 'cap the download rate, e.g. 8MB/s', parseRate)
+    .action(async (contentId: string, opts) => {
+      const g = program.opts();
+      if (!/^[0-9a-f]{64}$/.test(contentId)) throw new AppError('invalid_content_id', 'A content ID is 64 hexadecimal characters.', 400);
+      const profile = readProfile();
+      if (!profile.token || !profile.originKey) throw new AppError('not_signed_in', 'Run `cascade login` first.', 401);
+      const userApi = Api.fromProfile({ origin: g.origin });
+      const device = await deviceSession(userApi, cascadeHome());
+      const api = new Api(userApi.origin, device.token);
+      const outPath = path.resolve(opts.output ?? contentId);
+
+      const bar = g.json
+        ? undefined
+        : new cliProgress.SingleBar(
+            { format: '{bar} {percentage}% | {mb}/{totalMb} MiB | {speed} MB/s | {pieces}/{totalPieces} pieces', hideCursor: true, stream: process.stderr },
+            cliProgress.Presets.shades_classic,
+          );
+      const started = performance.now();
+      let lastJson = 0;
+      let firstBytes = -1;
+      const onProgress = (p: Progress) => {
+        if (firstBytes < 0) firstBytes = p.bytes;
+        const seconds = (performance.now() - started) / 1000;
+        const speed = seconds > 0 ? ((p.bytes - firstBytes) / 1e6 / seconds).toFixed(1) : '0';
+        if (bar) {
+          if (!bar.isActive) bar.start(p.totalBytes, p.bytes, { mb: 0, totalMb: (p.totalBytes / 2 ** 20).toFixed(1), speed, pieces: 0, totalPieces: p.totalPieces });
+          bar.update(p.bytes, { mb: (p.bytes / 2 ** 20).toFixed(1), speed, pieces: p.pieces });
+        } else if (performance.now() - lastJson > 200 || p.pieces === p.totalPieces || p.pieces === p.resumedPieces) {
+          lastJson = performance.now();
+          process.stdout.write(JSON.stringify({ event: 'progress', ...p }) + '\n');
+        }
+      };
+      try {
+        const result = await download({
+          api,
+          originKey: profile.originKey,
+          device,
+          contentId,
+          outPath,
+          concurrency: opts.concurrency,
+          downRate: opts.downRate,
+          onProgress,
+        });
+        bar?.stop();
+        if (g.json) process.stdout.write(JSON.stringify({ event: 'done', ...result }) + '\n');
+        else {
+          const resumed = result.resumedPieces ? ` (resumed: ${result.resumedPieces} pieces were already verified)` : '';
+          process.stdout.write(`${result.title}: ${result.totalBytes} bytes verified, written to ${result.path}${resumed}\n`);
+        }
+      } finally {
+        bar?.stop();
+      }
+    });
+}

@@ -1,0 +1,121 @@
+import type { KeyObject } from 'node:crypto';
+import { signBytes, verifyBytes } from '../core/crypto.ts';
+import { decodeToken, encodeToken } from '../core/signed-token.ts';
+import { rangeSet } from './piece-ranges.ts';
+
+// A grant (ARCHITECTURE.md "One idea underneath everything") is the origin's signed
+// permission for one receiver to fetch given pieces of one content from one source
+// until an expiry. Sources check it offline with the origin's public key; the
+// receiver proves it is the named receiver by signing each request with its own key.
+
+export interface GrantPayload {
+  typ: 'grant';
+  id: string;
+  content: string;
+  receiver: string;
+  /** The receiver's Ed25519 public key, so sources can check request proofs offline. */
+  receiverKey: string;
+  source: string;
+  /** Piece ranges, e.g. "0-511". */
+  pieces: string;
+  /** Expiry, ms since epoch. */
+  exp: number;
+}
+
+export function signGrant(payload: Omit<GrantPayload, 'typ'>, originKey: KeyObject): string {
+  return encodeToken<GrantPayload>({ typ: 'grant', ...payload }, originKey);
+}
+
+/** The text a receiver signs for one piece request. */
+function proofText(grantId: string, contentId: string, index: number, ts: number): string {
+  return `cascade-piece:${grantId}:${contentId}:${index}:${ts}`;
+}
+
+export function signPieceRequest(receiverKey: KeyObject, grantId: string, contentId: string, index: number, now: number): string {
+  return `${now}.${signBytes(receiverKey, proofText(grantId, contentId, index, now))}`;
+}
+
+/** How far a request proof's timestamp may be from the source's clock. */
+export const PROOF_WINDOW_MS = 120_000;
+
+export type GrantRefusal =
+  | 'grant_missing'
+  | 'grant_invalid'
+  | 'grant_expired'
+  | 'grant_wrong_source'
+  | 'grant_wrong_content'
+  | 'grant_wrong_receiver'
+  | 'piece_not_granted';
+
+export const REFUSAL_MESSAGES: Record<GrantRefusal, [number, string]> = {
+  grant_missing: [401, 'Pieces are served only against a grant: send "Authorization: Grant <token>".'],
+  grant_invalid: [401, 'The grant is malformed or not signed by the origin.'],
+  grant_expired: [401, 'The grant has expired; ask the origin for a new one.'],
+  grant_wrong_source: [403, 'The grant is for another source.'],
+  grant_wrong_content: [403, 'The grant is for another content.'],
+  grant_wrong_receiver: [403, 'The request is not signed by the receiver the grant names.'],
+  piece_not_granted: [403, 'The grant does not cover this piece.'],
+};
+
+export interface PieceRequestCheck {
+  grantToken: string | undefined;
+  proof: string | undefined;
+  sourceId: string;
+  contentId: string;
+  index: number;
+  now: number;
+}
+
+/**
+ * Verifies a grant and the receiver's proof for one piece request. Verified grants
+ * are cached (signature checks cost more than the rest of a piece request).
+ */
+export class GrantVerifier {
+  private readonly cache = new Map<string, { payload: GrantPayload; has: (i: number) => boolean }>();
+  constructor(private readonly originKey: KeyObject | string) {}
+
+  check(req: PieceRequestCheck): { ok: true; grant: GrantPayload } | { ok: false; refusal: GrantRefusal } {
+    if (!req.grantToken) return { ok: false, refusal: 'grant_missing' };
+    let entry = this.cache.get(req.grantToken);
+    if (!entry) {
+      const decoded = decodeToken<GrantPayload>(req.grantToken, this.originKey, 'grant');
+      if (!decoded.ok || !isGrantShape(decoded.payload)) return { ok: false, refusal: 'grant_invalid' };
+      entry = { payload: decoded.payload, has: rangeSet(decoded.payload.pieces) };
+      if (this.cache.size >= 5000) this.cache.delete(this.cache.keys().next().value!);
+      this.cache.set(req.grantToken, entry);
+    }
+    const g = entry.payload;
+    if (g.exp <= req.now) return { ok: false, refusal: 'grant_expired' };
+    if (g.source !== req.sourceId) return { ok: false, refusal: 'grant_wrong_source' };
+    if (g.content !== req.contentId) return { ok: false, refusal: 'grant_wrong_content' };
+    if (!this.proofValid(g, req)) return { ok: false, refusal: 'grant_wrong_receiver' };
+    if (!entry.has(req.index)) return { ok: false, refusal: 'piece_not_granted' };
+    return { ok: true, grant: g };
+  }
+
+  private proofValid(g: GrantPayload, req: PieceRequestCheck): boolean {
+    const m = req.proof && /^(\d{1,15})\.([A-Za-z0-9_-]+)$/.exec(req.proof);
+    if (!m) return false;
+    const ts = Number(m[1]);
+    if (Math.abs(ts - req.now) > PROOF_WINDOW_MS) return false;
+    return verifyBytes(g.receiverKey, proofText(g.id, req.contentId, req.index, ts), m[2]);
+  }
+}
+
+function isGrantShape(p: any): p is GrantPayload {
+  return (
+    typeof p.id === 'string' &&
+    typeof p.content === 'string' &&
+    typeof p.receiver === 'string' &&
+    typeof p.receiverKey === 'string' &&
+    typeof p.source === 'string' &&
+    typeof p.pieces === 'string' &&
+    /^[0-9,-]+$/.test(p.pieces) &&
+    Number.isFinite(p.exp)
+  );
+}
+
+/** Reads a grant's payload without checking it (for the receiver's own bookkeeping). */
+export function peekGrant(token: string): GrantPayload {
+  return JSON.parse(Buffer.from(token.split('.')[0], 'base64url').toString('utf8'));
+}

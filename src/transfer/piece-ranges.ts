@@ -1,0 +1,49 @@
+// Piece sets travel as compact ranges: "0-9,12,20-31". Grants and receipts use them.
+
+export function encodeRanges(indices: Iterable<number>): string {
+  const sorted = [...new Set(indices)].sort((a, b) => a - b);
+  const parts: string[] = [];
+  for (let i = 0; i < sorted.length; ) {
+    let j = i;
+    while (j + 1 < sorted.length && sorted[j + 1] === sorted[j] + 1) j++;
+    parts.push(i === j ? `${sorted[i]}` : `${sorted[i]}-${sorted[j]}`);
+    i = j + 1;
+  }
+  return parts.join(',');
+}
+
+/** Parses ranges; returns null for anything malformed, descending or beyond `limit` pieces. */
+export function decodeRanges(text: string, limit: number): number[] | null {
+  if (typeof text !== 'string' || text.length === 0 || text.length > 100_000) return null;
+  const out: number[] = [];
+  let last = -1;
+  for (const part of text.split(',')) {
+    const m = /^(\d{1,9})(?:-(\d{1,9}))?$/.exec(part);
+    if (!m) return null;
+    const a = Number(m[1]);
+    const b = m[2] === undefined ? a : Number(m[2]);
+    if (a <= last || b < a || b >= limit) return null;
+    for (let i = a; i <= b; i++) out.push(i);
+    last = b;
+  }
+  return out;
+}
+
+/** A membership test over ranges without expanding them (grants can name millions of pieces). */
+export function rangeSet(text: string): (index: number) => boolean {
+  const spans = text.split(',').map((p) => {
+    const [a, b] = p.split('-').map(Number);
+    return [a, b ?? a] as const;
+  });
+  return (i) => {
+    let lo = 0;
+    let hi = spans.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (i < spans[mid][0]) hi = mid - 1;
+      else if (i > spans[mid][1]) lo = mid + 1;
+      else return true;
+    }
+    return false;
+  };
+}

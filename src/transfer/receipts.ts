@@ -1,0 +1,94 @@
+import type { Clock } from '../core/clock.ts';
+import { verifyBytes } from '../core/crypto.ts';
+import { AppError, badRequest, conflict, forbidden } from '../core/errors.ts';
+import type { Db } from '../db/connection.ts';
+import type { TerminalService } from '../terminals/service.ts';
+import type { ContentService } from '../content/service.ts';
+import { pieceLength } from '../content/manifest.ts';
+import { decodeRanges, rangeSet } from './piece-ranges.ts';
+import { parseReceiptBody, receiptId, type ReceiptBody, type SignedReceipt } from './receipt.ts';
+import type { GrantService } from './grants.ts';
+
+export interface SubmitResult {
+  accepted: string[];
+  duplicates: string[];
+}
+
+/**
+ * Stores receipts (S1.6, S1.8 seam). A batch is all-or-nothing: every receipt is
+ * checked (signature, grant, pieces, bytes) before any is written. A receipt already
+ * stored with the same bytes is a harmless retry; same ID with other bytes, or pieces
+ * already receipted under the same grant, are refused.
+ */
+export class ReceiptService {
+  constructor(private readonly deps: { db: Db; clock: Clock; terminals: TerminalService; grants: GrantService; content: ContentService }) {}
+
+  async submit(submitterTerminalId: string, items: SignedReceipt[]): Promise<SubmitResult> {
+    const checked: { body: ReceiptBody; item: SignedReceipt }[] = [];
+    for (const [i, item] of items.entries()) {
+      try {
+        checked.push({ body: await this.check(submitterTerminalId, item), item });
+      } catch (err) {
+        if (err instanceof AppError) throw new AppError(err.code, `receipt ${i}: ${err.message}`, err.status);
+        throw err;
+      }
+    }
+    const { db, clock } = this.deps;
+    return db.transaction().execute(async (trx) => {
+      const result: SubmitResult = { accepted: [], duplicates: [] };
+      const grantIds = [...new Set(checked.map((c) => c.body.grant))];
+      // Locking the grants serialises concurrent batches for the same grant, so two
+      // overlapping receipts cannot both pass the overlap check.
+      await trx.selectFrom('grants').select('id').where('id', 'in', grantIds).orderBy('id').forUpdate().execute();
+      const stored = await trx.selectFrom('receipts').select(['id', 'grant_id', 'pieces', 'body']).where('grant_id', 'in', grantIds).execute();
+      const byId = new Map(stored.map((r) => [r.id, r]));
+      for (const { body, item } of checked) {
+        const existing = byId.get(body.id);
+        if (existing) {
+          if (existing.body !== item.body) throw conflict('receipt_conflict', `Receipt ${body.id} was already stored with different contents.`);
+          result.duplicates.push(body.id);
+          continue;
+        }
+        const mine = rangeSet(body.pieces);
+        const overlap = [...byId.values()].find((r) => r.grant_id === body.grant && decodeRanges(r.pieces, Number.MAX_SAFE_INTEGER)!.some(mine));
+        if (overlap) throw conflict('receipt_overlap', `Receipt ${body.id} covers pieces already receipted in ${overlap.id}.`);
+        const row = {
+          id: body.id,
+          grant_id: body.grant,
+          content_id: body.content,
+          source_id: body.source,
+          receiver_id: body.receiver,
+          pieces: body.pieces,
+          bytes: body.bytes,
+          signature: item.signature,
+          body: item.body,
+          received_at: new Date(clock.now()),
+        };
+        await trx.insertInto('receipts').values(row).execute();
+        byId.set(row.id, row);
+        result.accepted.push(body.id);
+      }
+      return result;
+    });
+  }
+
+  private async check(submitter: string, item: SignedReceipt): Promise<ReceiptBody> {
+    const body = typeof item?.body === 'string' ? parseReceiptBody(item.body) : null;
+    if (!body) throw badRequest('receipt_invalid', 'The receipt is not a well-formed receipt body.');
+    const grant = await this.deps.grants.get(body.grant);
+    if (grant.receiver_id !== body.receiver || grant.source_id !== body.source || grant.content_id !== body.content) {
+      throw badRequest('receipt_grant_mismatch', 'The receipt does not match its grant (receiver, source or content).');
+    }
+    if (submitter !== body.receiver && submitter !== body.source) throw forbidden('receipt_not_yours', 'Only the receiver or the source may submit a receipt.');
+    const receiver = await this.deps.terminals.get(body.receiver);
+    if (!verifyBytes(receiver.publicKey, item.body, item.signature)) throw badRequest('receipt_bad_signature', 'The receipt is not signed by its receiver.');
+    if (body.id !== receiptId(body.grant, body.source, body.pieces)) throw badRequest('receipt_invalid', 'The receipt ID does not match what it covers.');
+    const manifest = await this.deps.content.getManifest(body.content);
+    const pieces = decodeRanges(body.pieces, manifest.body.pieces.length);
+    const granted = rangeSet(grant.pieces);
+    if (!pieces || !pieces.every(granted)) throw badRequest('receipt_pieces_not_granted', 'The receipt names pieces its grant does not cover.');
+    const bytes = pieces.reduce((sum, i) => sum + pieceLength(manifest.body, i), 0);
+    if (bytes !== body.bytes) throw badRequest('receipt_bytes_mismatch', `The pieces add up to ${bytes} bytes, not ${body.bytes}.`);
+    return body;
+  }
+}

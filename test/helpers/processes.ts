@@ -1,0 +1,85 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+
+// Real processes on loopback, for end-to-end tests and benchmarks.
+
+export const ROOT = path.resolve(import.meta.dirname, '..', '..');
+export const CLI = path.join(ROOT, 'bin', 'cascade.js');
+
+export interface OriginProcess {
+  url: string;
+  dataDir: string;
+  proc: ChildProcess;
+  operator: { username: string; password: string };
+  /** Stops the process (SIGTERM, or the given signal) and waits for it to exit. */
+  stop(signal?: NodeJS.Signals): Promise<void>;
+  /** Stops it and removes its data directory. */
+  destroy(): Promise<void>;
+}
+
+/** Starts `cascade serve` as a child process on a free port and waits until it listens. */
+export async function spawnOrigin(opts: { dataDir?: string; env?: Record<string, string> } = {}): Promise<OriginProcess> {
+  const dataDir = opts.dataDir ?? mkdtempSync(path.join(os.tmpdir(), 'cascade-origin-'));
+  const env = { ...process.env, PORT: '0', DATA_DIR: dataDir, LOG_LEVEL: 'info', ...opts.env };
+  if (!opts.env?.DATABASE_URL) delete env.DATABASE_URL;
+  const proc = spawn(process.execPath, [CLI, 'serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  proc.stderr!.on('data', (d) => (stderr += d));
+  const url = await new Promise<string>((resolve, reject) => {
+    const lines = createInterface({ input: proc.stdout! });
+    lines.on('line', (line) => {
+      try {
+        const entry = JSON.parse(line);
+        if (entry.msg === 'origin listening') resolve(entry.url);
+      } catch {}
+    });
+    proc.once('exit', (code) => reject(new Error(`origin exited with ${code} before listening: ${stderr}`)));
+  });
+  proc.stdout!.resume();
+  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+  const creds = readFileSync(path.join(dataDir, 'operator-credentials.txt'), 'utf8');
+  const operator = {
+    username: /username=(.*)/.exec(creds)![1],
+    password: /password=(.*)/.exec(creds)![1],
+  };
+  const stop = async (signal: NodeJS.Signals = 'SIGTERM') => {
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+    await exited;
+  };
+  return {
+    url,
+    dataDir,
+    proc,
+    operator,
+    stop,
+    async destroy() {
+      await stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface CliRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the `cascade` CLI with CASCADE_HOME pointing at `home`. */
+export function runCli(args: string[], opts: { home: string; env?: Record<string, string>; input?: string }): Promise<CliRun> {
+  return new Promise((resolve) => {
+    const proc = spawn(process.execPath, [CLI, ...args], {
+      env: { ...process.env, CASCADE_HOME: opts.home, ...opts.env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    proc.stdout.on('data', (d) => (stdout += d));
+    proc.stderr.on('data', (d) => (stderr += d));
+    proc.stdin.end(opts.input ?? '');
+    proc.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
