@@ -23,8 +23,8 @@ export interface OriginProcess {
 /** Starts `cascade serve` as a child process on a free port and waits until it listens. */
 export async function spawnOrigin(opts: { dataDir?: string; env?: Record<string, string> } = {}): Promise<OriginProcess> {
   const dataDir = opts.dataDir ?? mkdtempSync(path.join(os.tmpdir(), 'cascade-origin-'));
-  const env = { ...process.env, PORT: '0', DATA_DIR: dataDir, LOG_LEVEL: 'info', ...opts.env };
-  if (!opts.env?.DATABASE_URL) delete env.DATABASE_URL;
+  // Embedded PGlite unless the caller names a database: test processes must not share one.
+  const env: NodeJS.ProcessEnv = { ...process.env, PORT: '0', DATA_DIR: dataDir, LOG_LEVEL: 'info', DATABASE_URL: '', ...opts.env };
   const proc = spawn(process.execPath, [CLI, 'serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   proc.stderr!.on('data', (d) => (stderr += d));

@@ -1,0 +1,134 @@
+// npm run bench -- transfer [--mib 512] [--rounds 2] [--concurrency 8]
+//
+// Fetches one content from a real origin process over loopback with the verified
+// piece protocol (grant, proof, SHA-256 per piece, journal, receipts), and the same
+// bytes from a plain static HTTP server (node:http + fs stream, also a child
+// process) as the baseline. Rounds alternate; the best of each is reported.
+// Last line: {"bench":"transfer","bytes":…,"ours_MBps":…,"baseline_MBps":…,"ratio":…,"sha256_MBps":…}
+import { spawn } from 'node:child_process';
+import { createHash, randomFillSync } from 'node:crypto';
+import { createReadStream, createWriteStream, mkdtempSync, openSync, closeSync, writeSync, readSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { parseArgs } from 'node:util';
+import { request } from 'undici';
+import { Api } from '../src/cli/api.ts';
+import { deviceSession } from '../src/terminals/device.ts';
+import { download } from '../src/transfer/downloader.ts';
+import { spawnOrigin } from '../test/helpers/processes.ts';
+
+const { values } = parseArgs({ options: { mib: { type: 'string', default: '512' }, rounds: { type: 'string', default: '2' }, concurrency: { type: 'string', default: '8' } } });
+const MiB = 1024 * 1024;
+const size = Number(values.mib) * MiB;
+const rounds = Number(values.rounds);
+const work = mkdtempSync(path.join(os.tmpdir(), 'cascade-bench-'));
+const log = (msg: string) => process.stderr.write(`[bench transfer] ${msg}\n`);
+
+function makeFile(file: string) {
+  const fd = openSync(file, 'w');
+  const chunk = Buffer.alloc(16 * MiB);
+  for (let done = 0; done < size; done += chunk.length) {
+    randomFillSync(chunk);
+    writeSync(fd, chunk, 0, Math.min(chunk.length, size - done));
+  }
+  closeSync(fd);
+}
+
+function sha256Rate(file: string): number {
+  const fd = openSync(file, 'r');
+  const buf = Buffer.alloc(MiB);
+  const started = performance.now();
+  let n = 0;
+  while ((n = readSync(fd, buf, 0, MiB, null)) > 0) createHash('sha256').update(n === MiB ? buf : buf.subarray(0, n)).digest();
+  closeSync(fd);
+  return size / 1e6 / ((performance.now() - started) / 1000);
+}
+
+/** The baseline: a plain static file server in its own process. */
+async function staticServer(file: string): Promise<{ url: string; stop: () => void }> {
+  const code = `
+    const http = require('node:http'); const fs = require('node:fs');
+    const size = fs.statSync(process.argv[1]).size;
+    const s = http.createServer((req, res) => {
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': size });
+      fs.createReadStream(process.argv[1], { highWaterMark: 1 << 20 }).pipe(res);
+    });
+    s.listen(0, '127.0.0.1', () => console.log(s.address().port));`;
+  const proc = spawn(process.execPath, ['-e', code, file], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const port = await new Promise<string>((r) => proc.stdout.once('data', (d) => r(String(d).trim())));
+  return { url: `http://127.0.0.1:${port}/file`, stop: () => proc.kill() };
+}
+
+async function timeBaseline(url: string, out: string): Promise<number> {
+  const started = performance.now();
+  const res = await request(url);
+  await pipeline(res.body, createWriteStream(out, { highWaterMark: MiB }));
+  return size / 1e6 / ((performance.now() - started) / 1000);
+}
+
+async function main() {
+  const source = path.join(work, 'source.bin');
+  log(`writing ${size / MiB} MiB of random bytes`);
+  makeFile(source);
+
+  const origin = await spawnOrigin({ dataDir: path.join(work, 'origin') });
+  try {
+    const operator = new Api(origin.url, (await new Api(origin.url).post('/auth/login', origin.operator)).token);
+    await operator.post('/users', { username: 'bench-publisher', password: 'bench-password-1', roles: ['publisher'] });
+    await operator.post('/users', { username: 'bench-member', password: 'bench-password-2', roles: ['member'] });
+    const publisher = new Api(origin.url, (await new Api(origin.url).post('/auth/login', { username: 'bench-publisher', password: 'bench-password-1' })).token);
+
+    log('publishing');
+    const t0 = performance.now();
+    const published = await publisher.request('POST', '/contents?title=bench&genre=bench&price=100', {
+      body: createReadStream(source, { highWaterMark: MiB }),
+      headers: { 'content-type': 'application/octet-stream', 'content-length': String(size) },
+    });
+    const publishMBps = size / 1e6 / ((performance.now() - t0) / 1000);
+    log(`published ${published.id} at ${publishMBps.toFixed(0)} MB/s`);
+
+    const member = new Api(origin.url, (await new Api(origin.url).post('/auth/login', { username: 'bench-member', password: 'bench-password-2' })).token);
+    const device = await deviceSession(member, path.join(work, 'home'));
+    const originKey = (await member.get('/origin')).publicKey;
+    const api = new Api(origin.url, device.token);
+    const baseline = await staticServer(source);
+
+    let ours = 0;
+    let base = 0;
+    for (let r = 0; r < rounds; r++) {
+      const outBase = path.join(work, `baseline-${r}.bin`);
+      const b = await timeBaseline(baseline.url, outBase);
+      rmSync(outBase);
+      const outOurs = path.join(work, `ours-${r}.bin`);
+      const started = performance.now();
+      const result = await download({ api, originKey, device, contentId: published.id, outPath: outOurs, concurrency: Number(values.concurrency) });
+      const o = size / 1e6 / ((performance.now() - started) / 1000);
+      if (result.totalBytes !== size || result.fetchedPieces !== result.totalPieces) throw new Error('download incomplete');
+      rmSync(outOurs);
+      log(`round ${r + 1}: ours ${o.toFixed(0)} MB/s, baseline ${b.toFixed(0)} MB/s`);
+      ours = Math.max(ours, o);
+      base = Math.max(base, b);
+    }
+    baseline.stop();
+    const sha = sha256Rate(source);
+    const round = (x: number) => Math.round(x * 10) / 10;
+    console.log(
+      JSON.stringify({
+        bench: 'transfer',
+        bytes: size,
+        ours_MBps: round(ours),
+        baseline_MBps: round(base),
+        ratio: Math.round((ours / base) * 1000) / 1000,
+        sha256_MBps: round(sha),
+        publish_MBps: round(publishMBps),
+        concurrency: Number(values.concurrency),
+      }),
+    );
+  } finally {
+    await origin.destroy();
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+await main();

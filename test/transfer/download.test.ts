@@ -1,0 +1,229 @@
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes, createHash } from 'node:crypto';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Api } from '../../src/cli/api.ts';
+import { AppError } from '../../src/core/errors.ts';
+import { deviceSession } from '../../src/terminals/device.ts';
+import { download } from '../../src/transfer/downloader.ts';
+import { makeReceipt } from '../../src/transfer/receipt.ts';
+import { decodeRanges } from '../../src/transfer/piece-ranges.ts';
+import { testEngines } from '../helpers/db.ts';
+import { startTestOrigin, type TestOrigin } from '../helpers/origin.ts';
+import { startTamperProxy } from '../helpers/tamper-proxy.ts';
+
+const PIECE = 64 * 1024;
+
+for (const engine of testEngines()) {
+  describe(`verified download (S1.6) on ${engine.name}`, () => {
+    let origin: TestOrigin;
+    let work: string;
+    let contentId: string;
+    let file: Buffer;
+    let device: Awaited<ReturnType<typeof deviceSession>>;
+    let api: Api;
+
+    before(async () => {
+      origin = await startTestOrigin({ engine, config: { pieceSize: PIECE } });
+      work = mkdtempSync(path.join(os.tmpdir(), 'cascade-dl-'));
+      const publisher = await origin.userWithRoles(['publisher']);
+      file = randomBytes(PIECE * 20 + 1234); // 21 pieces, the last one short
+      const res = await origin.call('POST', '/contents?title=Film&genre=drama&price=300', {
+        token: publisher.token,
+        body: file,
+        headers: { 'content-type': 'application/octet-stream' },
+      });
+      assert.equal(res.status, 201, JSON.stringify(res.body));
+      contentId = res.body.id;
+      const member = await origin.userWithRoles(['member']);
+      device = await deviceSession(new Api(origin.url, member.token), path.join(work, 'home'));
+      api = new Api(origin.url, device.token);
+    });
+    after(async () => {
+      await origin.close();
+      rmSync(work, { recursive: true, force: true });
+    });
+
+    const receiptsFor = async (receiver: string) =>
+      origin.db.db.selectFrom('receipts').selectAll().where('receiver_id', '=', receiver).execute();
+
+    test('a content arrives byte-exact and every piece is receipted exactly once', async () => {
+      const out = path.join(work, 'film.bin');
+      const result = await download({ api, originKey: origin.keys.publicKeyB64, device, contentId, outPath: out, receiptBatch: 8 });
+      assert.ok(readFileSync(out).equals(file));
+      assert.equal(result.fetchedPieces, 21);
+      assert.equal(existsSync(`${out}.part`) || existsSync(`${out}.part.journal`), false);
+      const receipts = await receiptsFor(device.terminalId);
+      const covered = receipts.flatMap((r) => decodeRanges(r.pieces, 21)!).sort((a, b) => a - b);
+      assert.deepEqual(covered, [...Array(21).keys()]);
+      assert.equal(receipts.reduce((s, r) => s + r.bytes, 0), file.length);
+      assert.ok(receipts.every((r) => r.source_id === 'origin'));
+    });
+
+    test('an interrupted download resumes from its verified pieces', async () => {
+      const out = path.join(work, 'resume.bin');
+      let seen = 0;
+      // Stop after 7 pieces, as a crash would (no clean-up runs).
+      await assert.rejects(
+        download({
+          api, originKey: origin.keys.publicKeyB64, device, contentId, outPath: out, concurrency: 1,
+          onProgress: (p) => {
+            if (p.pieces > 0 && ++seen >= 7) throw new Error('simulated crash');
+          },
+        }),
+        /simulated crash/,
+      );
+      assert.ok(existsSync(`${out}.part.journal`));
+      const result = await download({ api, originKey: origin.keys.publicKeyB64, device, contentId, outPath: out });
+      assert.equal(result.resumedPieces, 7);
+      assert.equal(result.fetchedPieces, 14);
+      assert.ok(readFileSync(out).equals(file));
+    });
+
+    test('a tampered manifest is refused and nothing is written', async () => {
+      const proxy = await startTamperProxy(origin.url, (p, body) => {
+        if (!p.endsWith('/manifest')) return body;
+        const m = JSON.parse(body.toString());
+        m.body.price = 0;
+        return Buffer.from(JSON.stringify(m));
+      });
+      try {
+        const out = path.join(work, 'tampered.bin');
+        await assert.rejects(
+          download({ api: new Api(proxy.url, device.token), originKey: origin.keys.publicKeyB64, device, contentId, outPath: out }),
+          (e: AppError) => e.code === 'manifest_invalid',
+        );
+        assert.equal(existsSync(out) || existsSync(`${out}.part`) || existsSync(`${out}.part.journal`), false);
+      } finally {
+        await proxy.close();
+      }
+    });
+
+    test('a manifest signed by another key is refused', async () => {
+      const other = (await import('../../src/core/crypto.ts')).generateKeyPair();
+      await assert.rejects(
+        download({ api, originKey: other.publicKeyB64, device, contentId, outPath: path.join(work, 'x.bin') }),
+        (e: AppError) => e.code === 'manifest_invalid',
+      );
+    });
+
+    test('a source serving wrong bytes: nothing unverified is kept or receipted', async () => {
+      const receiver = await deviceSession(new Api(origin.url, (await origin.userWithRoles(['member'])).token), path.join(work, 'home-evil'));
+      const evil = await startTamperProxy(origin.url, (p, body) => {
+        if (!p.startsWith('/pieces/')) return body;
+        const copy = Buffer.from(body);
+        copy[0] ^= 0xff;
+        return copy;
+      });
+      try {
+        const out = path.join(work, 'evil.bin');
+        await assert.rejects(
+          download({ api: new Api(origin.url, receiver.token), originKey: origin.keys.publicKeyB64, device: receiver, contentId, outPath: out, sourceUrlOverride: evil.url }),
+          (e: AppError) => e.code === 'piece_corrupt',
+        );
+        assert.ok(evil.seen.length >= 3);
+        assert.equal(existsSync(out), false);
+        const journal = readFileSync(`${out}.part.journal`, 'utf8');
+        assert.equal(journal.includes('"t":"piece"'), false, 'no piece was journaled as verified');
+        assert.equal((await receiptsFor(receiver.terminalId)).length, 0);
+      } finally {
+        await evil.close();
+      }
+    });
+
+    test('piece requests are refused without a valid grant for this receiver', async () => {
+      const grant = (await api.post('/grants', { contentId })) as { id: string; token: string };
+      const piece = (headers: Record<string, string>) => origin.call('GET', `/pieces/${contentId}/0`, { headers });
+      const { signPieceRequest } = await import('../../src/transfer/grant-token.ts');
+      const proof = (key = device.keys) => signPieceRequest(key.privateKey, grant.id, contentId, 0, Date.now());
+
+      const ok = await piece({ authorization: `Grant ${grant.token}`, 'cascade-proof': proof() });
+      assert.equal(ok.status, 200);
+
+      const cases: [Record<string, string>, number, string][] = [
+        [{}, 401, 'grant_missing'],
+        [{ authorization: 'Grant garbage', 'cascade-proof': proof() }, 401, 'grant_invalid'],
+        [{ authorization: `Grant ${grant.token.split('.')[0]}.${'A'.repeat(86)}`, 'cascade-proof': proof() }, 401, 'grant_invalid'],
+      ];
+      // Another terminal presenting this receiver's grant.
+      const thief = await deviceSession(new Api(origin.url, (await origin.userWithRoles(['member'])).token), path.join(work, 'home-thief'));
+      cases.push([{ authorization: `Grant ${grant.token}`, 'cascade-proof': proof(thief.keys) }, 403, 'grant_wrong_receiver']);
+      for (const [headers, status, code] of cases) {
+        const res = await piece(headers);
+        assert.equal(res.status, status, code);
+        assert.equal(res.body.error.code, code);
+        assert.equal(typeof res.body.error.message, 'string');
+      }
+      // Expired: move the origin's clock past the grant's life.
+      origin.clock.advance(origin.config.grantTtlMs + 1);
+      try {
+        const res = await piece({ authorization: `Grant ${grant.token}`, 'cascade-proof': signPieceRequest(device.keys.privateKey, grant.id, contentId, 0, origin.clock.now()) });
+        assert.equal(res.status, 401);
+        assert.equal(res.body.error.code, 'grant_expired');
+      } finally {
+        origin.clock.advance(-(origin.config.grantTtlMs + 1));
+      }
+    });
+
+    test('grants for unknown content, bad ranges and malformed JSON are refused', async () => {
+      const auth = { authorization: `Bearer ${device.token}` };
+      const before = await origin.db.db.selectFrom('grants').select(origin.db.db.fn.countAll().as('n')).executeTakeFirstOrThrow();
+      const cases: [unknown, number, string][] = [
+        [{ contentId: 'f'.repeat(64) }, 404, 'unknown_content'],
+        [{ contentId: 'nope' }, 400, 'invalid_request'],
+        [{ contentId, pieces: '5-2' }, 400, 'invalid_pieces'],
+        [{ contentId, pieces: '0-999' }, 400, 'invalid_pieces'],
+        [{ contentId, source: 'trm_elsewhere' }, 400, 'unknown_source'],
+      ];
+      for (const [json, status, code] of cases) {
+        const res = await origin.call('POST', '/grants', { json, headers: auth });
+        assert.equal(res.status, status, JSON.stringify(json));
+        assert.equal(res.body.error.code, code);
+      }
+      const malformed = await origin.call('POST', '/grants', { body: '{"contentId":', headers: { ...auth, 'content-type': 'application/json' } });
+      assert.equal(malformed.status, 400);
+      assert.equal(malformed.body.error.code, 'malformed_json');
+      const after = await origin.db.db.selectFrom('grants').select(origin.db.db.fn.countAll().as('n')).executeTakeFirstOrThrow();
+      assert.equal(Number(after.n), Number(before.n), 'no grant was stored');
+    });
+
+    test('receipts: forged, replayed, conflicting and ungranted ones', async () => {
+      const grant = (await api.post('/grants', { contentId, pieces: '0-3' })) as { id: string };
+      const fields = { grant: grant.id, content: contentId, source: 'origin', receiver: device.terminalId, pieces: '0-1', bytes: 2 * PIECE };
+      const good = makeReceipt(fields, device.keys.privateKey);
+      const submit = (receipts: unknown[]) => origin.call('POST', '/receipts', { json: { receipts }, token: device.token });
+      const stored = async () => (await origin.db.db.selectFrom('receipts').select('id').where('grant_id', '=', grant.id).execute()).length;
+
+      const forger = (await import('../../src/core/crypto.ts')).generateKeyPair();
+      const refusals: [unknown, number, string][] = [
+        [makeReceipt(fields, forger.privateKey), 400, 'receipt_bad_signature'],
+        [makeReceipt({ ...fields, pieces: '4-5' }, device.keys.privateKey), 400, 'receipt_pieces_not_granted'],
+        [makeReceipt({ ...fields, bytes: 3 * PIECE }, device.keys.privateKey), 400, 'receipt_bytes_mismatch'],
+        [makeReceipt({ ...fields, source: 'trm_x' }, device.keys.privateKey), 400, 'receipt_grant_mismatch'],
+        [{ body: '{"typ":"receipt"}', signature: 'x' }, 400, 'receipt_invalid'],
+      ];
+      for (const [r, status, code] of refusals) {
+        const res = await submit([good, r]);
+        assert.equal(res.status, status, code);
+        assert.equal(res.body.error.code, code);
+        assert.equal(await stored(), 0, `${code}: the whole batch is refused`);
+      }
+      const first = await submit([good]);
+      assert.deepEqual(first.body, { accepted: [JSON.parse(good.body).id], duplicates: [] });
+      const replay = await submit([good]);
+      assert.deepEqual(replay.body, { accepted: [], duplicates: [JSON.parse(good.body).id] });
+      // Same ID, other bytes: re-signed body with a different field order.
+      const b = JSON.parse(good.body);
+      const reordered = JSON.stringify({ id: b.id, ...b });
+      const conflict = await submit([{ body: reordered, signature: (await import('../../src/core/crypto.ts')).signBytes(device.keys.privateKey, reordered) }]);
+      assert.equal(conflict.status, 409);
+      assert.equal(conflict.body.error.code, 'receipt_conflict');
+      const overlap = await submit([makeReceipt({ ...fields, pieces: '1-2' }, device.keys.privateKey)]);
+      assert.equal(overlap.status, 409);
+      assert.equal(overlap.body.error.code, 'receipt_overlap');
+      assert.equal(await stored(), 1);
+    });
+  });
+}
