@@ -7,7 +7,7 @@
 // Last line: {"bench":"transfer","bytes":…,"ours_MBps":…,"baseline_MBps":…,"ratio":…,"sha256_MBps":…}
 import { spawn } from 'node:child_process';
 import { createHash, randomFillSync } from 'node:crypto';
-import { createReadStream, createWriteStream, mkdtempSync, openSync, closeSync, writeSync, readSync, rmSync } from 'node:fs';
+import { createReadStream, createWriteStream, existsSync, mkdtempSync, openSync, closeSync, writeSync, readSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -23,6 +23,9 @@ const MiB = 1024 * 1024;
 const size = Number(values.mib) * MiB;
 const rounds = Number(values.rounds);
 const work = mkdtempSync(path.join(os.tmpdir(), 'cascade-bench-'));
+// Both downloads write into RAM (tmpfs) when there is one: this machine's shared disk
+// swings by 2-3x between runs and would drown the protocol's own cost.
+const outDir = existsSync('/dev/shm') ? mkdtempSync('/dev/shm/cascade-bench-') : work;
 const log = (msg: string) => process.stderr.write(`[bench transfer] ${msg}\n`);
 
 function makeFile(file: string) {
@@ -97,10 +100,10 @@ async function main() {
     let ours = 0;
     let base = 0;
     for (let r = 0; r < rounds; r++) {
-      const outBase = path.join(work, `baseline-${r}.bin`);
+      const outBase = path.join(outDir, `baseline-${r}.bin`);
       const b = await timeBaseline(baseline.url, outBase);
       rmSync(outBase);
-      const outOurs = path.join(work, `ours-${r}.bin`);
+      const outOurs = path.join(outDir, `ours-${r}.bin`);
       const started = performance.now();
       const result = await download({ api, originKey, device, contentId: published.id, outPath: outOurs, concurrency: Number(values.concurrency) });
       const o = size / 1e6 / ((performance.now() - started) / 1000);
@@ -123,11 +126,13 @@ async function main() {
         sha256_MBps: round(sha),
         publish_MBps: round(publishMBps),
         concurrency: Number(values.concurrency),
+        out_dir: outDir === work ? 'disk' : 'tmpfs',
       }),
     );
   } finally {
     await origin.destroy();
     rmSync(work, { recursive: true, force: true });
+    rmSync(outDir, { recursive: true, force: true });
   }
 }
 

@@ -64,6 +64,12 @@ export interface PieceRequestCheck {
   contentId: string;
   index: number;
   now: number;
+  /**
+   * True if the grant's receiver already proved itself on the connection this request
+   * came on: a keep-alive connection is one peer, so one verified proof per grant and
+   * connection is enough (Ed25519 verification costs more than serving a piece from cache).
+   */
+  provenOnConnection?: (grantId: string) => boolean;
 }
 
 /**
@@ -88,7 +94,7 @@ export class GrantVerifier {
     if (g.exp <= req.now) return { ok: false, refusal: 'grant_expired' };
     if (g.source !== req.sourceId) return { ok: false, refusal: 'grant_wrong_source' };
     if (g.content !== req.contentId) return { ok: false, refusal: 'grant_wrong_content' };
-    if (!this.proofValid(g, req)) return { ok: false, refusal: 'grant_wrong_receiver' };
+    if (!req.provenOnConnection?.(g.id) && !this.proofValid(g, req)) return { ok: false, refusal: 'grant_wrong_receiver' };
     if (!entry.has(req.index)) return { ok: false, refusal: 'piece_not_granted' };
     return { ok: true, grant: g };
   }

@@ -26,6 +26,8 @@ export interface PieceServerOptions {
 export function pieceServerRoutes(opts: PieceServerOptions): FastifyPluginAsync {
   return async (app) => {
     const verifier = new GrantVerifier(opts.originPublicKey);
+    // Grants whose receiver proved itself on a given connection (see GrantVerifier).
+    const proven = new WeakMap<object, Set<string>>();
     const served = new Counter({ name: 'cascade_pieces_served_total', help: 'Pieces served to receivers', registers: [opts.metrics] });
     const servedBytes = new Counter({ name: 'cascade_piece_bytes_served_total', help: 'Piece bytes served to receivers', registers: [opts.metrics] });
     const refused = new Counter({ name: 'cascade_piece_requests_refused_total', help: 'Piece requests refused', labelNames: ['code'], registers: [opts.metrics] });
@@ -45,7 +47,9 @@ export function pieceServerRoutes(opts: PieceServerOptions): FastifyPluginAsync 
       },
       handler: async (req, reply) => {
         const auth = req.headers.authorization;
+        const socket = req.raw.socket;
         const result = verifier.check({
+          provenOnConnection: (grantId) => proven.get(socket)?.has(grantId) ?? false,
           grantToken: auth?.startsWith('Grant ') ? auth.slice(6) : undefined,
           proof: req.headers['cascade-proof'] as string | undefined,
           sourceId: opts.sourceId,
@@ -58,6 +62,8 @@ export function pieceServerRoutes(opts: PieceServerOptions): FastifyPluginAsync 
           const [status, message] = REFUSAL_MESSAGES[result.refusal];
           throw new AppError(result.refusal, message, status);
         }
+        if (!proven.has(socket)) proven.set(socket, new Set());
+        proven.get(socket)!.add(result.grant.id);
         const bytes = await opts.pieces.readPiece(req.params.contentId, req.params.index);
         if (!bytes) throw notFound('piece_unavailable', 'This source does not have that piece.');
         await opts.beforeServe?.(bytes.length);

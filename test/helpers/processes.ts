@@ -25,7 +25,9 @@ export async function spawnOrigin(opts: { dataDir?: string; env?: Record<string,
   const dataDir = opts.dataDir ?? mkdtempSync(path.join(os.tmpdir(), 'cascade-origin-'));
   // Embedded PGlite unless the caller names a database: test processes must not share one.
   const env: NodeJS.ProcessEnv = { ...process.env, PORT: '0', DATA_DIR: dataDir, LOG_LEVEL: 'info', DATABASE_URL: '', ...opts.env };
-  const proc = spawn(process.execPath, [CLI, 'serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  // ORIGIN_NODE_ARGS lets a benchmark profile the origin, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
+  const nodeArgs = process.env.ORIGIN_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+  const proc = spawn(process.execPath, [...nodeArgs, CLI, 'serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   proc.stderr!.on('data', (d) => (stderr += d));
   const url = await new Promise<string>((resolve, reject) => {

@@ -4,6 +4,7 @@ import { randomBytes, createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { Client } from 'undici';
 import { Api } from '../../src/cli/api.ts';
 import { AppError } from '../../src/core/errors.ts';
 import { deviceSession } from '../../src/terminals/device.ts';
@@ -135,7 +136,17 @@ for (const engine of testEngines()) {
 
     test('piece requests are refused without a valid grant for this receiver', async () => {
       const grant = (await api.post('/grants', { contentId })) as { id: string; token: string };
-      const piece = (headers: Record<string, string>) => origin.call('GET', `/pieces/${contentId}/0`, { headers });
+      // Each request on a connection of its own: a proof shown once holds for its connection.
+      const piece = async (headers: Record<string, string>) => {
+        const client = new Client(origin.url);
+        try {
+          const res = await client.request({ method: 'GET', path: `/pieces/${contentId}/0`, headers });
+          const buf = Buffer.from(await res.body.arrayBuffer());
+          return { status: res.statusCode, body: res.statusCode === 200 ? buf : JSON.parse(buf.toString()) };
+        } finally {
+          await client.close();
+        }
+      };
       const { signPieceRequest } = await import('../../src/transfer/grant-token.ts');
       const proof = (key = device.keys) => signPieceRequest(key.privateKey, grant.id, contentId, 0, Date.now());
 

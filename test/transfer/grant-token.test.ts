@@ -14,7 +14,7 @@ const token = signGrant(grant, origin.privateKey);
 const proof = (key = receiver, index = 2, ts = now) => signPieceRequest(key.privateKey, 'gr_1', content, index, ts);
 const base = { grantToken: token, proof: proof(), sourceId: 'origin', contentId: content, index: 2, now };
 
-function refusal(over: Partial<typeof base>) {
+function refusal(over: Partial<typeof base> & { provenOnConnection?: (id: string) => boolean }) {
   const r = new GrantVerifier(origin.publicKey).check({ ...base, ...over });
   return r.ok ? 'ok' : r.refusal;
 }
@@ -48,4 +48,12 @@ test('a grant used by anyone but its receiver is refused', () => {
   assert.equal(refusal({ proof: proof(receiver, 3) }), 'grant_wrong_receiver');
   // A stale proof (outside the window) is refused.
   assert.equal(refusal({ proof: proof(receiver, 2, now - 10 * 60_000) }), 'grant_wrong_receiver');
+});
+
+test('a receiver that proved itself on a connection need not sign again there, but every other check holds', () => {
+  const proven = (id: string) => id === 'gr_1';
+  assert.equal(refusal({ proof: undefined, provenOnConnection: proven }), 'ok');
+  assert.equal(refusal({ proof: undefined, provenOnConnection: () => false }), 'grant_wrong_receiver');
+  assert.equal(refusal({ proof: undefined, provenOnConnection: proven, index: 5 }), 'piece_not_granted');
+  assert.equal(refusal({ proof: undefined, provenOnConnection: proven, now: now + 60_000 }), 'grant_expired');
 });
