@@ -20,6 +20,7 @@ import { GrantService } from './transfer/grants.ts';
 import { ReceiptService } from './transfer/receipts.ts';
 import { transferRoutes } from './transfer/routes.ts';
 import { pieceServerRoutes } from './transfer/piece-server.ts';
+import { webRoutes } from './web/routes.ts';
 
 // The origin process (`cascade serve`): composes the domain plugins and nothing else.
 
@@ -64,7 +65,7 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
   const app = createHttpApp({ logger, resolveToken: accounts.resolveToken, title: 'Cascade origin' });
   const pieces = new PieceStore(path.join(config.dataDir, 'pieces'));
   const content = new ContentService({ db: db.db, pieces, keys, clock, config });
-  const terminals = new TerminalService({ db: db.db, keys, clock, config, logger, accounts, metrics: app.metrics });
+  const terminals = new TerminalService({ db: db.db, keys, clock, config, logger, accounts, metrics: app.metrics, contentExists: (ids) => content.exists(ids) });
   const grants = new GrantService({ db: db.db, keys, clock, config, content, terminals });
   const receipts = new ReceiptService({ db: db.db, clock, terminals, grants, content });
 
@@ -81,6 +82,7 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
     publicKey: keys.publicKeyB64,
   }));
 
+  await app.register(webRoutes);
   await app.register(accountRoutes(accounts));
   await app.register(contentRoutes({ content, accounts, config }));
   await app.register(terminalRoutes({ terminals, content }));

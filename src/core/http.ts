@@ -38,6 +38,8 @@ declare module 'fastify' {
   }
   interface FastifyInstance {
     metrics: Registry;
+    /** Every route with its access rule, for docs and the access test. */
+    accessTable: { method: string; url: string; access: Access }[];
   }
 }
 
@@ -84,12 +86,15 @@ export function createHttpApp(opts: HttpOptions): FastifyInstance {
   });
 
   app.decorateRequest('principal', null);
+  const accessTable: { method: string; url: string; access: Access }[] = [];
+  app.decorate('accessTable', accessTable);
 
   // Every route must say who may call it; a route without a rule is a bug, caught at start-up.
   app.addHook('onRoute', (route) => {
     if (route.method === 'HEAD') return;
     const access = route.config?.access;
     if (!access) throw new Error(`route ${route.method} ${route.url} declares no access rule`);
+    for (const method of [route.method].flat()) accessTable.push({ method, url: route.url, access });
     route.schema = { ...(route.schema ?? {}) };
     if (access !== 'public' && access !== 'grant') (route.schema as any).security = [{ bearer: [] }];
     (route.schema as any).description = [(route.schema as any).description, `Access: ${describeAccess(access)}.`]

@@ -14,6 +14,8 @@ export interface OriginProcess {
   dataDir: string;
   proc: ChildProcess;
   operator: { username: string; password: string };
+  /** Everything the process has written to stdout and stderr so far. */
+  output(): string;
   /** Stops the process (SIGTERM, or the given signal) and waits for it to exit. */
   stop(signal?: NodeJS.Signals): Promise<void>;
   /** Stops it and removes its data directory. */
@@ -29,7 +31,9 @@ export async function spawnOrigin(opts: { dataDir?: string; env?: Record<string,
   const nodeArgs = process.env.ORIGIN_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
   const proc = spawn(process.execPath, [...nodeArgs, CLI, 'serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
-  proc.stderr!.on('data', (d) => (stderr += d));
+  let output = '';
+  proc.stderr!.on('data', (d) => ((stderr += d), (output += d)));
+  proc.stdout!.on('data', (d) => (output += d));
   const url = await new Promise<string>((resolve, reject) => {
     const lines = createInterface({ input: proc.stdout! });
     lines.on('line', (line) => {
@@ -40,7 +44,6 @@ export async function spawnOrigin(opts: { dataDir?: string; env?: Record<string,
     });
     proc.once('exit', (code) => reject(new Error(`origin exited with ${code} before listening: ${stderr}`)));
   });
-  proc.stdout!.resume();
   const exited = new Promise<void>((r) => proc.once('exit', () => r()));
   const creds = readFileSync(path.join(dataDir, 'operator-credentials.txt'), 'utf8');
   const operator = {
@@ -56,6 +59,7 @@ export async function spawnOrigin(opts: { dataDir?: string; env?: Record<string,
     dataDir,
     proc,
     operator,
+    output: () => output,
     stop,
     async destroy() {
       await stop();

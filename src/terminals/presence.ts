@@ -1,0 +1,50 @@
+import type { TerminalState } from './tables.ts';
+
+// S1.2 / S1.3: heartbeats are hot, high-rate state. They are kept in memory (the
+// latest per terminal) and written to the database in one batch per flush
+// (ARCHITECTURE "Storage and scale": never one write per heartbeat).
+
+export class HeartbeatBuffer {
+  /** Beats not yet handed to a flush. */
+  private pending = new Map<string, TerminalState>();
+  /** Beats being written by the flush in progress; still the freshest we know. */
+  private inFlight = new Map<string, TerminalState>();
+
+  record(terminalId: string, state: TerminalState): void {
+    this.pending.set(terminalId, state);
+  }
+
+  /** The newest unflushed state of a terminal, if any. */
+  latest(terminalId: string): TerminalState | undefined {
+    return this.pending.get(terminalId) ?? this.inFlight.get(terminalId);
+  }
+
+  get size(): number {
+    return this.pending.size;
+  }
+
+  /**
+   * Hands the pending beats to `write` and clears them. If the write fails, the beats
+   * go back (unless a newer one arrived meanwhile) so the next flush retries them.
+   */
+  async drain(write: (batch: Map<string, TerminalState>) => Promise<number>): Promise<number> {
+    if (this.pending.size === 0) return 0;
+    this.inFlight = this.pending;
+    this.pending = new Map();
+    try {
+      return await write(this.inFlight);
+    } catch (err) {
+      for (const [id, s] of this.inFlight) if (!this.pending.has(id)) this.pending.set(id, s);
+      throw err;
+    } finally {
+      this.inFlight = new Map();
+    }
+  }
+}
+
+/** Keeps whichever of two states is newer (a stored one may come from another origin process). */
+export function newerState(a: TerminalState | null | undefined, b: TerminalState | null | undefined): TerminalState | null {
+  if (!a) return b ?? null;
+  if (!b) return a;
+  return b.at > a.at ? b : a;
+}

@@ -1,0 +1,384 @@
+import type { Logger } from 'pino';
+import { Counter, Histogram, type Registry } from 'prom-client';
+import type { AccountService } from '../accounts/service.ts';
+import type { Clock } from '../core/clock.ts';
+import type { Config } from '../core/config.ts';
+import { importPublicKey, verifyBytes, type KeyPair } from '../core/crypto.ts';
+import { badRequest, conflict, notFound, unauthorized } from '../core/errors.ts';
+import { newId } from '../core/ids.ts';
+import { decodeToken, encodeToken } from '../core/signed-token.ts';
+import { sql, type Db } from '../db/connection.ts';
+import { ChallengeStore, loginMessage } from './challenges.ts';
+import { validateHeartbeat } from './heartbeat.ts';
+import { HeartbeatBuffer, newerState } from './presence.ts';
+import type { TerminalState, TerminalsTable } from './tables.ts';
+
+// The terminals domain: registration and device credentials (S1.2), login by
+// challenge, heartbeats (S1.2) and the holder registry (S1.3).
+
+export { loginMessage };
+
+export interface PublicTerminal {
+  id: string;
+  userId: string;
+  name: string;
+  /** base64url raw Ed25519 public key: the terminal's own key; receipts are checked against it. */
+  publicKey: string;
+  region: string;
+  network: string;
+  serveUrl: string | null;
+  createdAt: string;
+}
+
+export interface RegisterInput {
+  publicKey: string;
+  name: string;
+  region?: string;
+  network?: string;
+  serveUrl?: string | null;
+}
+
+/** S1.2 "access key": the origin's signature binding a terminal to its key and owner. */
+export interface DeviceCredential {
+  typ: 'device';
+  terminalId: string;
+  userId: string;
+  publicKey: string;
+  issuedAt: number;
+}
+
+/** S1.3: one entry of the holder registry, with the holder's last reported state. */
+export interface Holder {
+  terminalId: string;
+  name: string;
+  region: string;
+  network: string;
+  serveUrl: string | null;
+  online: boolean;
+  lastSeenAt: string | null;
+  state: TerminalState | null;
+  reportedAt: string;
+}
+
+export type HoldingsMode = 'replace' | 'add';
+
+export interface TerminalServiceDeps {
+  db: Db;
+  keys: KeyPair;
+  clock: Clock;
+  config: Config;
+  logger: Logger;
+  accounts: AccountService;
+  metrics: Registry;
+  /**
+   * Which of these content IDs exist. Defaults to a read-only look-up in `contents`
+   * (the one read of another domain's table; holdings reference it by foreign key
+   * anyway). The composition may pass ContentService's own check instead.
+   */
+  contentExists?: (ids: string[]) => Promise<Set<string>>;
+  /** A terminal is online if it beat within this long; see `defaultOfflineAfterMs`. */
+  offlineAfterMs?: number;
+}
+
+export const SESSION_TTL_MS = 24 * 3600_000;
+export const MAX_HOLDINGS_PER_REPORT = 10_000;
+const CONTENT_ID = /^[0-9a-f]{64}$/;
+const TEXT_MAX = 80;
+
+/**
+ * A beat may sit unflushed for one flush interval in another origin process before
+ * anyone else can see it, so "offline" must allow a few intervals; and terminals
+ * beat at their own pace, so never less than 30 s.
+ */
+export function defaultOfflineAfterMs(config: Pick<Config, 'heartbeatFlushMs'>): number {
+  return Math.max(30_000, 3 * config.heartbeatFlushMs);
+}
+
+export class TerminalService {
+  private readonly db: Db;
+  private readonly clock: Clock;
+  private readonly log: Logger;
+  private readonly challenges: ChallengeStore;
+  private readonly beats = new HeartbeatBuffer();
+  /** Terminal rows never change after registration (state lives elsewhere), so caching them is safe. */
+  private readonly cache = new Map<string, PublicTerminal>();
+  private readonly contentExists: (ids: string[]) => Promise<Set<string>>;
+  readonly offlineAfterMs: number;
+  private timer: NodeJS.Timeout | null = null;
+  private flushChain: Promise<unknown> = Promise.resolve();
+  private readonly beatCounter: Counter<'outcome'>;
+  private readonly flushRows: Histogram;
+
+  constructor(private readonly deps: TerminalServiceDeps) {
+    this.db = deps.db;
+    this.clock = deps.clock;
+    this.log = deps.logger.child({ domain: 'terminals' });
+    this.challenges = new ChallengeStore(deps.clock);
+    this.offlineAfterMs = deps.offlineAfterMs ?? defaultOfflineAfterMs(deps.config);
+    this.contentExists = deps.contentExists ?? ((ids) => this.contentsInTable(ids));
+    this.beatCounter = new Counter({
+      name: 'cascade_terminal_heartbeats_total',
+      help: 'Terminal heartbeats received, by outcome (accepted or refused)',
+      labelNames: ['outcome'],
+      registers: [deps.metrics],
+    });
+    this.flushRows = new Histogram({
+      name: 'cascade_terminal_heartbeat_flush_rows',
+      help: 'Terminals written per heartbeat flush (one statement per flush)',
+      buckets: [1, 10, 100, 1000, 10_000, 100_000],
+      registers: [deps.metrics],
+    });
+  }
+
+  // ---- registration and login (S1.2) ----
+
+  async register(userId: string, input: RegisterInput): Promise<{ terminal: PublicTerminal; credential: string }> {
+    try {
+      importPublicKey(input.publicKey);
+    } catch {
+      throw badRequest('invalid_public_key', 'The public key must be a raw Ed25519 key in base64url (43 characters).');
+    }
+    const row = {
+      id: newId('trm'),
+      user_id: userId,
+      name: checkText('name', input.name, 1),
+      public_key: input.publicKey,
+      region: checkText('region', input.region ?? '', 0),
+      network: checkText('network', input.network ?? '', 0),
+      serve_url: checkServeUrl(input.serveUrl),
+      created_at: new Date(this.clock.now()),
+    };
+    // One key, one terminal: the key is the terminal's identity in receipts and grants.
+    const inserted = await this.db
+      .insertInto('terminals')
+      .values(row)
+      .onConflict((oc) => oc.column('public_key').doNothing())
+      .returningAll()
+      .executeTakeFirst();
+    if (!inserted) throw conflict('terminal_exists', 'A terminal with this public key is already registered.');
+    const terminal = toPublic(inserted);
+    this.remember(terminal);
+    const payload: DeviceCredential = { typ: 'device', terminalId: terminal.id, userId, publicKey: terminal.publicKey, issuedAt: this.clock.now() };
+    this.log.info({ terminalId: terminal.id, userId }, 'terminal registered');
+    return { terminal, credential: encodeToken(payload, this.deps.keys.privateKey) };
+  }
+
+  async challenge(terminalId: string): Promise<{ nonce: string; expiresAt: string }> {
+    await this.get(terminalId); // no nonces for terminals that do not exist
+    const { nonce, expiresAt } = this.challenges.issue(terminalId);
+    return { nonce, expiresAt: new Date(expiresAt).toISOString() };
+  }
+
+  async login(credential: string, nonce: string, signatureB64: string): Promise<{ token: string; terminalId: string; expiresAt: string }> {
+    const decoded = decodeToken<DeviceCredential>(String(credential), this.deps.keys.publicKey, 'device');
+    const claimed = decoded.ok && typeof decoded.payload.terminalId === 'string' ? decoded.payload.terminalId : null;
+    // Burn the nonce before any check: a failed attempt must not leave it usable.
+    const live = this.challenges.take(String(nonce), claimed);
+    if (!decoded.ok || !isCredential(decoded.payload)) {
+      throw unauthorized('invalid_credential', 'The device credential was not issued by this origin.');
+    }
+    const cred = decoded.payload;
+    const terminal = await this.find(cred.terminalId);
+    if (!terminal || terminal.publicKey !== cred.publicKey || terminal.userId !== cred.userId) {
+      throw unauthorized('invalid_credential', 'The device credential names a terminal this origin no longer knows.');
+    }
+    if (!live) throw unauthorized('invalid_challenge', 'The challenge is unknown, expired or already used; ask for a new one.');
+    if (!verifyBytes(terminal.publicKey, loginMessage(terminal.id, String(nonce)), String(signatureB64))) {
+      throw unauthorized('bad_signature', 'The signature does not verify with the terminal’s public key.');
+    }
+    const expiresAt = new Date(this.clock.now() + SESSION_TTL_MS);
+    const token = await this.deps.accounts.issueToken(terminal.userId, terminal.id, 'terminal session', expiresAt);
+    return { token, terminalId: terminal.id, expiresAt: expiresAt.toISOString() };
+  }
+
+  /** The terminal, from memory after the first look-up (grants and receipts call this per request). */
+  async get(terminalId: string): Promise<PublicTerminal> {
+    const t = await this.find(terminalId);
+    if (!t) throw notFound('unknown_terminal', `No terminal ${terminalId}.`);
+    return t;
+  }
+
+  private async find(terminalId: string): Promise<PublicTerminal | null> {
+    const hit = this.cache.get(terminalId);
+    if (hit) return hit;
+    const row = await this.db.selectFrom('terminals').selectAll().where('id', '=', terminalId).executeTakeFirst();
+    if (!row) return null;
+    const t = toPublic(row);
+    this.remember(t);
+    return t;
+  }
+
+  private remember(t: PublicTerminal) {
+    if (this.cache.size >= 100_000) this.cache.clear(); // crude bound; a miss costs one indexed read
+    this.cache.set(t.id, t);
+  }
+
+  // ---- heartbeats (S1.2) ----
+
+  /** Records a heartbeat in memory; `flush()` writes it. Refuses absurd values whole. */
+  async heartbeat(terminalId: string, state: unknown): Promise<TerminalState> {
+    let checked;
+    try {
+      checked = validateHeartbeat(state);
+    } catch (err) {
+      this.beatCounter.inc({ outcome: 'refused' });
+      throw err;
+    }
+    await this.get(terminalId);
+    const recorded: TerminalState = { ...checked, at: this.clock.now() };
+    this.beats.record(terminalId, recorded);
+    this.beatCounter.inc({ outcome: 'accepted' });
+    return recorded;
+  }
+
+  /** Writes all buffered heartbeats in one statement; returns the rows written. Flushes never overlap. */
+  flush(): Promise<number> {
+    const run = this.flushChain.then(() => this.beats.drain((batch) => this.writeBatch(batch)));
+    this.flushChain = run.catch(() => undefined);
+    return run;
+  }
+
+  private async writeBatch(batch: Map<string, TerminalState>): Promise<number> {
+    const rows = [...batch].map(([id, state]) => ({ id, state, seen: new Date(state.at).toISOString() }));
+    // One statement whatever the batch size: the batch travels as one JSON parameter,
+    // so there is no bind-parameter limit. The `<=` guard keeps a newer beat written
+    // by another origin process from being overwritten by an older one.
+    const res = await sql`
+      update terminals as t
+         set last_state = v.state, last_seen_at = v.seen
+        from jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) as v(id text, state jsonb, seen timestamptz)
+       where t.id = v.id and (t.last_seen_at is null or t.last_seen_at <= v.seen)`.execute(this.db);
+    const written = Number(res.numAffectedRows ?? 0n);
+    this.flushRows.observe(written);
+    return written;
+  }
+
+  start(): void {
+    if (this.timer) return;
+    this.timer = setInterval(() => {
+      this.flush().catch((err) => this.log.error({ err }, 'heartbeat flush failed; will retry'));
+    }, this.deps.config.heartbeatFlushMs);
+    this.timer.unref(); // never keeps the process alive on its own
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    this.challenges.clear();
+    await this.flush();
+  }
+
+  // ---- holdings and the holder registry (S1.2, S1.3) ----
+
+  /** Records what a terminal holds: `replace` states the full list, `add` extends it. */
+  async reportHoldings(terminalId: string, contentIds: string[], mode: HoldingsMode = 'replace'): Promise<{ holdings: number }> {
+    if (mode !== 'replace' && mode !== 'add') throw badRequest('invalid_mode', 'mode is "replace" or "add".');
+    if (!Array.isArray(contentIds) || contentIds.length > MAX_HOLDINGS_PER_REPORT) {
+      throw badRequest('too_many_contents', `Report at most ${MAX_HOLDINGS_PER_REPORT} content IDs at a time (use mode "add" for more).`);
+    }
+    const bad = contentIds.find((id) => typeof id !== 'string' || !CONTENT_ID.test(id));
+    if (bad !== undefined) throw badRequest('invalid_content_id', `"${String(bad)}" is not a content ID (64 hex characters).`);
+    const ids = [...new Set(contentIds)];
+    await this.get(terminalId);
+    const known = ids.length ? await this.contentExists(ids) : new Set<string>();
+    const missing = ids.filter((id) => !known.has(id));
+    if (missing.length) throw notFound('unknown_content', `No content ${missing[0]}${missing.length > 1 ? ` (and ${missing.length - 1} more)` : ''}.`);
+
+    const now = new Date(this.clock.now());
+    return this.db.transaction().execute(async (trx) => {
+      if (mode === 'replace') {
+        let del = trx.deleteFrom('holdings').where('terminal_id', '=', terminalId);
+        if (ids.length) del = del.where('content_id', 'not in', ids);
+        await del.execute();
+      }
+      if (ids.length) {
+        await trx
+          .insertInto('holdings')
+          .values(ids.map((content_id) => ({ terminal_id: terminalId, content_id, reported_at: now })))
+          .onConflict((oc) => oc.columns(['terminal_id', 'content_id']).doUpdateSet({ reported_at: now }))
+          .execute();
+      }
+      const { n } = await trx
+        .selectFrom('holdings')
+        .select((eb) => eb.fn.countAll<number>().as('n'))
+        .where('terminal_id', '=', terminalId)
+        .executeTakeFirstOrThrow();
+      return { holdings: Number(n) };
+    });
+  }
+
+  /** S1.3: who holds this content, online first, with their freshest known state. */
+  async holders(contentId: string, opts: { limit?: number } = {}): Promise<Holder[]> {
+    if (!CONTENT_ID.test(contentId)) throw badRequest('invalid_content_id', `"${contentId}" is not a content ID (64 hex characters).`);
+    if (!(await this.contentExists([contentId])).has(contentId)) throw notFound('unknown_content', `No content ${contentId}.`);
+    const rows = await this.db
+      .selectFrom('holdings as h')
+      .innerJoin('terminals as t', 't.id', 'h.terminal_id')
+      .select(['t.id', 't.name', 't.region', 't.network', 't.serve_url', 't.last_seen_at', 't.last_state', 'h.reported_at'])
+      .where('h.content_id', '=', contentId)
+      .orderBy('t.last_seen_at', (ob) => ob.desc().nullsLast())
+      .orderBy('t.id')
+      .limit(Math.min(Math.max(opts.limit ?? 500, 1), 5000))
+      .execute();
+    const now = this.clock.now();
+    const list = rows.map((r): Holder => {
+      // Unflushed beats in this process are newer than (or equal to) what is stored.
+      const state = newerState(r.last_state, this.beats.latest(r.id));
+      const seenAt = state?.at ?? r.last_seen_at?.getTime() ?? null;
+      return {
+        terminalId: r.id,
+        name: r.name,
+        region: r.region,
+        network: r.network,
+        serveUrl: r.serve_url,
+        online: seenAt !== null && now - seenAt <= this.offlineAfterMs,
+        lastSeenAt: seenAt === null ? null : new Date(seenAt).toISOString(),
+        state,
+        reportedAt: r.reported_at.toISOString(),
+      };
+    });
+    return list.sort((a, b) => Number(b.online) - Number(a.online) || (b.state?.at ?? 0) - (a.state?.at ?? 0));
+  }
+
+  private async contentsInTable(ids: string[]): Promise<Set<string>> {
+    const rows = await this.db.selectFrom('contents').select('id').where('id', 'in', ids).execute();
+    return new Set(rows.map((r) => r.id));
+  }
+}
+
+function toPublic(r: Pick<TerminalsTable, 'id' | 'user_id' | 'name' | 'public_key' | 'region' | 'network' | 'serve_url' | 'created_at'>): PublicTerminal {
+  return {
+    id: r.id,
+    userId: r.user_id,
+    name: r.name,
+    publicKey: r.public_key,
+    region: r.region,
+    network: r.network,
+    serveUrl: r.serve_url,
+    createdAt: r.created_at.toISOString(),
+  };
+}
+
+function isCredential(p: any): p is DeviceCredential {
+  return typeof p.terminalId === 'string' && typeof p.userId === 'string' && typeof p.publicKey === 'string' && typeof p.issuedAt === 'number';
+}
+
+function checkText(field: string, v: unknown, min: number): string {
+  const s = typeof v === 'string' ? v.trim() : '';
+  if (s.length < min || s.length > TEXT_MAX || /[\u0000-\u001f]/.test(s)) {
+    throw badRequest(`invalid_${field}`, `The ${field} must be ${min ? '1' : '0'}–${TEXT_MAX} printable characters.`);
+  }
+  return s;
+}
+
+function checkServeUrl(v: string | null | undefined): string | null {
+  if (v === undefined || v === null || v === '') return null;
+  let u: URL;
+  try {
+    u = new URL(v);
+  } catch {
+    throw badRequest('invalid_serve_url', 'serveUrl must be an http(s) URL.');
+  }
+  if ((u.protocol !== 'http:' && u.protocol !== 'https:') || v.length > 2048) throw badRequest('invalid_serve_url', 'serveUrl must be an http(s) URL.');
+  return v.replace(/\/$/, '');
+}

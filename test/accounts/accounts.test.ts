@@ -1,0 +1,101 @@
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { hashPassword, verifyPassword } from '../../src/accounts/passwords.ts';
+import { testEngines } from '../helpers/db.ts';
+import { startTestOrigin, type TestOrigin } from '../helpers/origin.ts';
+
+test('passwords are hashed with scrypt, salted, and verified', async () => {
+  const a = await hashPassword('correct horse battery');
+  const b = await hashPassword('correct horse battery');
+  assert.match(a, /^scrypt\$32768\$8\$1\$/);
+  assert.notEqual(a, b, 'salted');
+  assert.equal(await verifyPassword('correct horse battery', a), true);
+  assert.equal(await verifyPassword('correct horse batterY', a), false);
+  assert.equal(await verifyPassword('x', 'md5$abc'), false);
+});
+
+for (const engine of testEngines()) {
+  describe(`accounts on ${engine.name}`, () => {
+    let origin: TestOrigin;
+    before(async () => {
+      origin = await startTestOrigin({ engine });
+    });
+    after(() => origin.close());
+
+    test('first start creates an operator whose one-time credentials are in a 0600 file', async () => {
+      const file = origin.operatorCredentialsFile!;
+      assert.equal(path.dirname(file), origin.config.dataDir);
+      assert.equal(statSync(file).mode & 0o777, 0o600);
+      const text = readFileSync(file, 'utf8');
+      const password = /password=(.*)/.exec(text)![1];
+      const login = await origin.call('POST', '/auth/login', { json: { username: 'operator', password } });
+      assert.equal(login.status, 200);
+      assert.deepEqual(login.body.user.roles, ['operator']);
+      // A second bootstrap on the same database does nothing.
+      assert.equal(await origin.accounts.bootstrapOperator(origin.config.dataDir), null);
+    });
+
+    test('signup, login, me, extra tokens and logout', async () => {
+      const signup = await origin.call('POST', '/users/signup', { json: { username: 'alice', password: 'alice-password-1' } });
+      assert.equal(signup.status, 201);
+      assert.deepEqual(signup.body.roles, ['member']);
+      const login = await origin.call('POST', '/auth/login', { json: { username: 'alice', password: 'alice-password-1' } });
+      const token = login.body.token;
+      const me = await origin.call('GET', '/auth/me', { token });
+      assert.equal(me.body.username, 'alice');
+      const extra = await origin.call('POST', '/auth/tokens', { token, json: { label: 'agent', expiresInDays: 1 } });
+      assert.equal((await origin.call('GET', '/auth/me', { token: extra.body.token })).status, 200);
+      assert.equal((await origin.call('POST', '/auth/logout', { token })).status, 204);
+      const after = await origin.call('GET', '/auth/me', { token });
+      assert.equal(after.status, 401);
+      assert.equal(after.body.error.code, 'invalid_token');
+    });
+
+    test('refusals: wrong password, taken name, weak password, bad role — nothing created', async () => {
+      const count = async () => Number((await origin.db.db.selectFrom('users').select(origin.db.db.fn.countAll().as('n')).executeTakeFirstOrThrow()).n);
+      const before = await count();
+      const wrong = await origin.call('POST', '/auth/login', { json: { username: 'alice', password: 'not-her-password' } });
+      assert.equal(wrong.status, 401);
+      assert.equal(wrong.body.error.code, 'bad_credentials');
+      const nobody = await origin.call('POST', '/auth/login', { json: { username: 'nobody', password: 'whatever-password' } });
+      assert.equal(nobody.body.error.code, 'bad_credentials', 'unknown names look the same as wrong passwords');
+      const cases: [unknown, number, string][] = [
+        [{ username: 'alice', password: 'another-password' }, 409, 'username_taken'],
+        [{ username: 'bob', password: 'short' }, 400, 'weak_password'],
+        [{ username: 'B O B', password: 'long-enough-password' }, 400, 'invalid_username'],
+        [{ username: 'bob' }, 400, 'invalid_request'],
+      ];
+      for (const [json, status, code] of cases) {
+        const res = await origin.call('POST', '/users/signup', { json });
+        assert.equal(res.status, status, code);
+        assert.equal(res.body.error.code, code);
+      }
+      const op = await origin.userWithRoles(['operator']);
+      const badRole = await origin.call('POST', '/users', { token: op.token, json: { username: 'carol', password: 'long-enough-password', roles: ['king'] } });
+      assert.equal(badRole.status, 400);
+      assert.equal(badRole.body.error.code, 'invalid_request');
+      assert.equal(await count(), before + 1, 'only the operator made for this test was added');
+    });
+
+    test('an operator creates accounts with roles and changes them', async () => {
+      const op = await origin.userWithRoles(['operator']);
+      const res = await origin.call('POST', '/users', { token: op.token, json: { username: 'pub', password: 'publisher-password', roles: ['publisher', 'premium'] } });
+      assert.equal(res.status, 201);
+      assert.deepEqual(res.body.roles, ['publisher', 'premium']);
+      const changed = await origin.call('PUT', `/users/${res.body.id}/roles`, { token: op.token, json: { roles: ['store'] } });
+      assert.deepEqual(changed.body.roles, ['store']);
+    });
+
+    test('expired tokens are refused (injected clock)', async () => {
+      const user = await origin.userWithRoles(['member']);
+      const token = await origin.accounts.issueToken(user.userId, null, 'short', new Date(origin.clock.now() + 1000));
+      assert.equal((await origin.call('GET', '/auth/me', { token })).status, 200);
+      origin.clock.advance(1001);
+      const res = await origin.call('GET', '/auth/me', { token });
+      assert.equal(res.status, 401);
+      assert.equal(res.body.error.code, 'invalid_token');
+    });
+  });
+}
