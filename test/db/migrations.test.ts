@@ -1,0 +1,49 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { sql } from 'kysely';
+import { migrateToLatest } from '../../src/db/migrations.ts';
+import { testEngines } from '../helpers/db.ts';
+
+// One schema, two engines: the same migrations run unchanged on PGlite and PostgreSQL.
+for (const engine of testEngines()) {
+  test(`migrations build the whole schema on ${engine.name}, and re-running them is a no-op`, async () => {
+    const handle = await engine.open();
+    try {
+      assert.equal(handle.engine, engine.name);
+      const tables = await sql<{ table_name: string }>`select table_name from information_schema.tables where table_schema = current_schema() order by 1`.execute(handle.db);
+      const names = tables.rows.map((r) => r.table_name);
+      for (const t of ['users', 'api_tokens', 'contents', 'terminals', 'holdings', 'grants', 'receipts', 'kysely_migration']) assert.ok(names.includes(t), `${t} in ${names}`);
+      const before = await sql<{ n: number }>`select count(*)::int as n from kysely_migration`.execute(handle.db);
+      await migrateToLatest(handle.db);
+      const after = await sql<{ n: number }>`select count(*)::int as n from kysely_migration`.execute(handle.db);
+      assert.equal(after.rows[0].n, before.rows[0].n);
+      // int8 comes back as a JS number on both engines (sizes, prices).
+      const big = await sql<{ v: number }>`select 9007199254740991::int8 as v`.execute(handle.db);
+      assert.equal(big.rows[0].v, Number.MAX_SAFE_INTEGER);
+      await assert.rejects(sql`select 9007199254740993::int8 as v`.execute(handle.db), /safe integer/);
+    } finally {
+      await handle.close();
+    }
+  });
+}
+
+test('concurrent transactions on one PGlite do not interleave', async () => {
+  const handle = await testEngines()[0].open();
+  try {
+    await sql`create table t (n int)`.execute(handle.db);
+    // Without the serialising driver the second transaction's statements would run
+    // inside the first one's BEGIN and be rolled back with it.
+    const failing = handle.db.transaction().execute(async (trx) => {
+      await sql`insert into t values (1)`.execute(trx);
+      await new Promise((r) => setTimeout(r, 20));
+      throw new Error('roll back');
+    });
+    const other = handle.db.insertInto('t' as any).values({ n: 2 }).execute();
+    await assert.rejects(failing, /roll back/);
+    await other;
+    const rows = await sql<{ n: number }>`select n from t order by n`.execute(handle.db);
+    assert.deepEqual(rows.rows.map((r) => r.n), [2]);
+  } finally {
+    await handle.close();
+  }
+});
