@@ -1,0 +1,95 @@
+import type { Command } from 'commander';
+import cliProgress from 'cli-progress';
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import path from 'node:path';
+import { badRequest } from '../core/errors.ts';
+import { Api } from './api.ts';
+
+// `cascade publish FILE` (S1.1): streams a file to the origin as a new content, with
+// a progress bar on stderr; the content ID is the last line on stdout (or `--json`).
+
+interface PublishOptions {
+  title: string;
+  genre: string;
+  price: string;
+  summary?: string;
+  author?: string;
+}
+
+export function registerPublish(program: Command) {
+  program
+    .command('publish')
+    .description('publish a file as a content (needs the publisher role)')
+    .argument('<file>', 'file to publish')
+    .requiredOption('--title <title>', 'title (1–200 characters)')
+    .requiredOption('--genre <genre>', 'genre (1–60 characters)')
+    .requiredOption('--price <minor units>', 'price for the whole content, in minor units (e.g. cents)')
+    .option('--summary <text>', 'summary')
+    .option('--author <name>', 'author')
+    .action(async (file: string, opts: PublishOptions) => {
+      const g = program.opts();
+      const size = await fileSize(file);
+      if (!/^\d+$/.test(opts.price)) throw badRequest('invalid_price', `--price is a whole number of minor units, got "${opts.price}".`);
+
+      const query = new URLSearchParams({ title: opts.title, genre: opts.genre, price: opts.price });
+      if (opts.summary !== undefined) query.set('summary', opts.summary);
+      if (opts.author !== undefined) query.set('author', opts.author);
+
+      const api = Api.fromProfile({ origin: g.origin });
+      const bar = g.json ? null : progressBar(size);
+      let result: { id: string; title: string; pieces: number; totalSize: number };
+      try {
+        result = await api.upload(`/contents?${query}`, counted(createReadStream(file), (n) => bar?.increment(n)), size);
+      } finally {
+        bar?.stop();
+      }
+
+      const { id, title, pieces, totalSize } = result;
+      if (g.json) {
+        process.stdout.write(JSON.stringify({ id, title, pieces, totalSize }) + '\n');
+      } else {
+        process.stdout.write(`published "${title}": ${totalSize} bytes in ${pieces} pieces\n${id}\n`);
+      }
+    });
+}
+
+async function fileSize(file: string): Promise<number> {
+  let s;
+  try {
+    s = await stat(file);
+  } catch (err: any) {
+    if (err?.code === 'ENOENT') throw badRequest('file_not_found', `No such file: ${path.resolve(file)}`);
+    throw badRequest('file_unreadable', `Cannot read ${file}: ${err?.message ?? err}`);
+  }
+  if (!s.isFile()) throw badRequest('not_a_file', `${file} is not a regular file.`);
+  return s.size;
+}
+
+/** Passes chunks through, reporting each chunk's length as it is handed to the upload. */
+async function* counted(source: AsyncIterable<Buffer>, onBytes: (n: number) => void): AsyncIterable<Uint8Array> {
+  for await (const chunk of source) {
+    onBytes(chunk.length);
+    yield chunk;
+  }
+}
+
+/** Bytes sent of total with throughput in MB/s; cli-progress draws nothing when stderr is not a terminal. */
+function progressBar(total: number) {
+  const started = Date.now();
+  const mb = (n: number) => (n / 1e6).toFixed(1);
+  const bar = new cliProgress.SingleBar(
+    { stream: process.stderr, format: 'publishing [{bar}] {percentage}% | {sent}/{size} MB | {speed} MB/s', hideCursor: true },
+    cliProgress.Presets.shades_classic,
+  );
+  let sent = 0;
+  bar.start(total, 0, { sent: mb(0), size: mb(total), speed: '0.0' });
+  return {
+    increment(n: number) {
+      sent += n;
+      const seconds = Math.max((Date.now() - started) / 1000, 0.001);
+      bar.update(sent, { sent: mb(sent), speed: mb(sent / seconds) });
+    },
+    stop: () => bar.stop(),
+  };
+}

@@ -1,0 +1,383 @@
+import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import type { Clock } from '../core/clock.ts';
+import type { Config } from '../core/config.ts';
+import type { KeyPair } from '../core/crypto.ts';
+import { AppError, badRequest, notFound } from '../core/errors.ts';
+import { sql, type Db } from '../db/connection.ts';
+import type { PieceSource } from '../transfer/piece-source.ts';
+import { pieceLength, signManifest, type ManifestBody, type SignedManifest } from './manifest.ts';
+import type { PieceStore, PieceStaging } from './piece-store.ts';
+
+// S1.1: publishing (stream → pieces → signed manifest → catalog row) and the catalog.
+// Manifests are immutable, so they are cached in memory once read: serving a piece
+// (the origin's hot path) costs one map lookup and one file read, no query.
+
+export const CONTENT_ID = /^[0-9a-f]{64}$/;
+
+export interface PublishMeta {
+  title: string;
+  genre: string;
+  /** Whole-content price in minor units (S1.1 "using fee"). */
+  price: number;
+  summary?: string;
+  author?: string;
+}
+
+export interface Publisher {
+  id: string;
+  username: string;
+}
+
+export interface PublishResult {
+  id: string;
+  manifest: SignedManifest;
+  pieces: number;
+  totalSize: number;
+}
+
+/** A catalog entry: what lists and detail pages show (no piece hashes). */
+export interface CatalogItem {
+  id: string;
+  title: string;
+  summary: string;
+  author: string;
+  genre: string;
+  price: number;
+  publisher: string;
+  totalSize: number;
+  pieces: number;
+  createdAt: string;
+}
+
+export interface ListQuery {
+  q?: string;
+  genre?: string;
+  publisher?: string;
+  limit?: number;
+  cursor?: string;
+}
+
+export const MAX_PRICE = 1e12;
+const LIMITS = { title: 200, genre: 60, summary: 2000, author: 200 } as const;
+const MANIFEST_CACHE_ENTRIES = 1024;
+
+export interface ContentDeps {
+  db: Db;
+  pieces: PieceStore;
+  keys: KeyPair;
+  clock: Clock;
+  config: Config;
+}
+
+export class ContentService {
+  private readonly cache = new Map<string, SignedManifest>();
+  private readonly loading = new Map<string, Promise<SignedManifest | null>>();
+
+  constructor(private readonly deps: ContentDeps) {}
+
+  /**
+   * S1.1: cuts `body` into `config.pieceSize` pieces, stages them, signs the manifest,
+   * then makes the content available. The caller owns `body`: a refusal stops reading
+   * it but does not destroy it (the HTTP route decides what becomes of the connection).
+   *
+   * Ordering: pieces are committed to the store *before* the row is inserted, so a
+   * crash in between leaves at worst unreferenced piece files, never a catalog entry
+   * whose pieces are missing.
+   */
+  async publish(publisher: Publisher, meta: PublishMeta, body: AsyncIterable<Uint8Array> | Readable): Promise<PublishResult> {
+    const clean = validateMeta(meta);
+    const { pieceSize } = this.deps.config;
+    const staging = this.deps.pieces.createStaging();
+    let committed = false;
+    try {
+      const { hashes, totalSize } = await this.stagePieces(body, staging);
+      const bodyFields = { ...clean, publisher: publisher.username, pieceSize, totalSize, pieces: hashes };
+
+      // Same bytes and metadata from the same publisher: the upload is a retry.
+      const previous = await this.findSame(publisher.id, bodyFields);
+      if (previous) return previous;
+
+      const manifestBody: ManifestBody = { v: 1, ...bodyFields, createdAt: new Date(this.deps.clock.now()).toISOString() };
+      const { id, manifest } = signManifest(manifestBody, this.deps.keys.privateKey);
+
+      await staging.commit();
+      committed = true;
+      const inserted = await this.deps.db
+        .insertInto('contents')
+        .values({
+          id,
+          title: clean.title,
+          summary: clean.summary,
+          author: clean.author,
+          genre: clean.genre,
+          price: clean.price,
+          publisher_id: publisher.id,
+          piece_size: pieceSize,
+          piece_count: hashes.length,
+          total_size: totalSize,
+          manifest,
+          created_at: new Date(manifestBody.createdAt),
+        })
+        .onConflict((oc) => oc.column('id').doNothing())
+        .returning('id')
+        .executeTakeFirst();
+      if (!inserted) {
+        // The same content ID exists already (identical body, including its time): idempotent.
+        const existing = await this.getManifest(id);
+        return { id, manifest: existing, pieces: existing.body.pieces.length, totalSize: existing.body.totalSize };
+      }
+      this.remember(id, manifest);
+      return { id, manifest, pieces: hashes.length, totalSize };
+    } finally {
+      if (!committed) await staging.abort();
+    }
+  }
+
+  /** Reads the stream into pieces of `pieceSize`, hashing and staging each; refuses oversize and empty uploads. */
+  private async stagePieces(body: AsyncIterable<Uint8Array> | Readable, staging: PieceStaging) {
+    const { pieceSize, maxUploadBytes } = this.deps.config;
+    const hashes: string[] = [];
+    const flush = async (bytes: Uint8Array) => {
+      const hash = createHash('sha256').update(bytes).digest('hex');
+      await staging.write(hash, bytes);
+      hashes.push(hash);
+    };
+    const buf = Buffer.allocUnsafe(pieceSize);
+    let fill = 0;
+    let totalSize = 0;
+    const chunks = body instanceof Readable ? body.iterator({ destroyOnReturn: false }) : body;
+    for await (const raw of chunks) {
+      const chunk = typeof raw === 'string' ? Buffer.from(raw) : raw;
+      totalSize += chunk.length;
+      if (totalSize > maxUploadBytes) throw uploadTooLarge(maxUploadBytes);
+      let off = 0;
+      while (off < chunk.length) {
+        if (fill === 0 && chunk.length - off >= pieceSize) {
+          // A whole piece inside this chunk: hash and write it in place, no copy.
+          await flush(chunk.subarray(off, off + pieceSize));
+          off += pieceSize;
+          continue;
+        }
+        const n = Math.min(pieceSize - fill, chunk.length - off);
+        buf.set(chunk.subarray(off, off + n), fill);
+        fill += n;
+        off += n;
+        if (fill === pieceSize) {
+          await flush(buf);
+          fill = 0;
+        }
+      }
+    }
+    if (fill > 0) await flush(buf.subarray(0, fill));
+    if (totalSize === 0) throw badRequest('empty_upload', 'The upload is empty: send the content’s bytes as the request body.');
+    return { hashes, totalSize };
+  }
+
+  /** A content this publisher already published with exactly these fields and pieces, if any. */
+  private async findSame(
+    publisherId: string,
+    f: Omit<ManifestBody, 'v' | 'createdAt'>,
+  ): Promise<PublishResult | null> {
+    const rows = await this.deps.db
+      .selectFrom('contents')
+      .select(['id', 'manifest'])
+      .where('publisher_id', '=', publisherId)
+      .where('title', '=', f.title)
+      .where('genre', '=', f.genre)
+      .where('price', '=', f.price)
+      .where('summary', '=', f.summary)
+      .where('author', '=', f.author)
+      .where('piece_size', '=', f.pieceSize)
+      .where('total_size', '=', f.totalSize)
+      .execute();
+    for (const row of rows) {
+      const b = row.manifest.body;
+      if (b.publisher === f.publisher && b.pieces.length === f.pieces.length && b.pieces.every((h, i) => h === f.pieces[i])) {
+        this.remember(row.id, row.manifest);
+        return { id: row.id, manifest: row.manifest, pieces: b.pieces.length, totalSize: b.totalSize };
+      }
+    }
+    return null;
+  }
+
+  /** The signed manifest of a content; 404 `unknown_content` if there is none. */
+  async getManifest(id: string): Promise<SignedManifest> {
+    checkId(id);
+    const m = await this.manifestOrNull(id);
+    if (!m) throw unknownContent(id);
+    return m;
+  }
+
+  /** One catalog entry; 404 `unknown_content` if there is none. */
+  async get(id: string): Promise<CatalogItem> {
+    checkId(id);
+    const row = await this.catalogQuery().where('id', '=', id).executeTakeFirst();
+    if (!row) throw unknownContent(id);
+    return toItem(row);
+  }
+
+  /**
+   * The catalog, newest first. `q` is a case-insensitive substring of the title, genre
+   * or publisher name; `genre` and `publisher` filter exactly (ignoring case). Paging is
+   * by keyset on (created_at, id), so pages never skip or repeat items while others publish.
+   */
+  async list(query: ListQuery = {}): Promise<{ items: CatalogItem[]; nextCursor: string | null }> {
+    const limit = query.limit ?? 20;
+    if (!Number.isInteger(limit) || limit < 1 || limit > 100) throw badRequest('invalid_limit', 'limit is a whole number from 1 to 100.');
+    let qb = this.catalogQuery();
+    const q = query.q?.trim();
+    if (q) {
+      const pattern = `%${escapeLike(q)}%`;
+      qb = qb.where((eb) => eb.or([eb('title', 'ilike', pattern), eb('genre', 'ilike', pattern), eb(publisherName, 'ilike', pattern)]));
+    }
+    if (query.genre) qb = qb.where('genre', 'ilike', escapeLike(query.genre.trim()));
+    if (query.publisher) qb = qb.where(publisherName, '=', query.publisher.trim().toLowerCase());
+    if (query.cursor) {
+      const [at, id] = decodeCursor(query.cursor);
+      qb = qb.where((eb) => eb(eb.refTuple('created_at', 'id'), '<', eb.tuple(at, id)));
+    }
+    const rows = await qb.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(limit + 1).execute();
+    const page = rows.slice(0, limit);
+    const last = page[page.length - 1];
+    return { items: page.map(toItem), nextCursor: rows.length > limit && last ? encodeCursor(last.created_at, last.id) : null };
+  }
+
+  /** Which of `ids` name published content (for other domains validating content IDs). */
+  async exists(ids: string[]): Promise<Set<string>> {
+    const wanted = [...new Set(ids.filter((id) => CONTENT_ID.test(id)))];
+    const found = new Set<string>();
+    for (let i = 0; i < wanted.length; i += 1000) {
+      const rows = await this.deps.db.selectFrom('contents').select('id').where('id', 'in', wanted.slice(i, i + 1000)).execute();
+      for (const r of rows) found.add(r.id);
+    }
+    return found;
+  }
+
+  /** The origin's piece source (S1.6): serves pieces through the cached manifest's hashes. */
+  pieceReader(): PieceSource {
+    return {
+      manifest: (id) => (CONTENT_ID.test(id) ? this.manifestOrNull(id) : Promise.resolve(null)),
+      readPiece: async (id, index) => {
+        const m = this.cache.get(id) ?? (CONTENT_ID.test(id) ? await this.manifestOrNull(id) : null);
+        if (!m || !Number.isInteger(index) || index < 0 || index >= m.body.pieces.length) return null;
+        return this.deps.pieces.read(m.body.pieces[index], pieceLength(m.body, index));
+      },
+    };
+  }
+
+  private manifestOrNull(id: string): Promise<SignedManifest | null> {
+    const hit = this.cache.get(id);
+    if (hit) return Promise.resolve(hit);
+    // Many piece requests for a content arrive together when a transfer starts: one query serves them all.
+    let pending = this.loading.get(id);
+    if (!pending) {
+      pending = this.deps.db
+        .selectFrom('contents')
+        .select('manifest')
+        .where('id', '=', id)
+        .executeTakeFirst()
+        .then((row) => {
+          if (row) this.remember(id, row.manifest);
+          return row?.manifest ?? null;
+        })
+        .finally(() => this.loading.delete(id));
+      this.loading.set(id, pending);
+    }
+    return pending;
+  }
+
+  /** Keeps a manifest in the bounded cache; the oldest-inserted entry goes first when full. */
+  private remember(id: string, manifest: SignedManifest) {
+    if (this.cache.has(id)) return;
+    if (this.cache.size >= MANIFEST_CACHE_ENTRIES) this.cache.delete(this.cache.keys().next().value!);
+    this.cache.set(id, manifest);
+  }
+
+  private catalogQuery() {
+    return this.deps.db
+      .selectFrom('contents')
+      .select(['id', 'title', 'summary', 'author', 'genre', 'price', 'total_size', 'piece_count', 'created_at', publisherName.as('publisher')]);
+  }
+}
+
+/** The publisher's username as signed into the manifest: the catalog needs no join into accounts' tables. */
+const publisherName = sql<string>`manifest->'body'->>'publisher'`;
+
+function toItem(r: {
+  id: string;
+  title: string;
+  summary: string;
+  author: string;
+  genre: string;
+  price: number;
+  publisher: string;
+  total_size: number;
+  piece_count: number;
+  created_at: Date;
+}): CatalogItem {
+  return {
+    id: r.id,
+    title: r.title,
+    summary: r.summary,
+    author: r.author,
+    genre: r.genre,
+    price: Number(r.price),
+    publisher: r.publisher,
+    totalSize: Number(r.total_size),
+    pieces: r.piece_count,
+    createdAt: r.created_at.toISOString(),
+  };
+}
+
+/** S1.1 metadata rules, applied before a byte of the body is read. */
+export function validateMeta(meta: PublishMeta): Required<PublishMeta> {
+  const text = (field: keyof typeof LIMITS, value: unknown, required: boolean): string => {
+    if (value === undefined || value === null) value = '';
+    if (typeof value !== 'string') throw badRequest(`invalid_${field}`, `${field} must be text.`);
+    const v = value.trim();
+    const len = [...v].length;
+    if (required && len === 0) throw badRequest(`invalid_${field}`, `A ${field} is required (1–${LIMITS[field]} characters).`);
+    if (len > LIMITS[field]) throw badRequest(`invalid_${field}`, `The ${field} is at most ${LIMITS[field]} characters (got ${len}).`);
+    return v;
+  };
+  const price = meta.price;
+  if (typeof price !== 'number' || !Number.isSafeInteger(price) || price < 0 || price > MAX_PRICE) {
+    throw badRequest('invalid_price', `price is a whole number of minor units from 0 to ${MAX_PRICE}.`);
+  }
+  return {
+    title: text('title', meta.title, true),
+    genre: text('genre', meta.genre, true),
+    price,
+    summary: text('summary', meta.summary, false),
+    author: text('author', meta.author, false),
+  };
+}
+
+function checkId(id: string) {
+  if (!CONTENT_ID.test(id)) throw badRequest('invalid_content_id', 'A content ID is 64 lower-case hex characters.');
+}
+
+const unknownContent = (id: string) => notFound('unknown_content', `No content ${id}.`);
+
+export const uploadTooLarge = (max: number) =>
+  new AppError('upload_too_large', `The upload is larger than this origin accepts (${max} bytes).`, 413, { maxUploadBytes: max });
+
+function escapeLike(s: string): string {
+  return s.replace(/[\\%_]/g, (c) => `\\${c}`);
+}
+
+function encodeCursor(at: Date, id: string): string {
+  return Buffer.from(JSON.stringify([at.toISOString(), id])).toString('base64url');
+}
+
+function decodeCursor(cursor: string): [Date, string] {
+  try {
+    const [at, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+    const d = new Date(at);
+    if (typeof at === 'string' && !Number.isNaN(d.getTime()) && typeof id === 'string' && CONTENT_ID.test(id)) return [d, id];
+  } catch {
+    // fall through
+  }
+  throw badRequest('invalid_cursor', 'The cursor is not one this server handed out; start again without it.');
+}
