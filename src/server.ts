@@ -105,6 +105,7 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
       await app.close();
       await terminals.stop();
       await bus.close();
+      pieces.close();
       if (!opts.db) await db.close();
     },
   };

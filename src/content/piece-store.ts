@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { access, mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { OpenFiles } from './open-files.ts';
 
 // Pieces on disk (ARCHITECTURE "Storage and scale"): content-addressed files
 // `dir/<first 2 hex>/<sha256 hex>`. A piece file is either absent or whole: uploads
@@ -17,6 +18,7 @@ export class PieceStore {
   readonly stagingRoot: string;
   private readonly instance = randomBytes(6).toString('hex');
   private seq = 0;
+  private readonly openFiles = new OpenFiles();
 
   constructor(readonly dir: string) {
     this.stagingRoot = path.join(path.dirname(dir), 'staging');
@@ -43,34 +45,24 @@ export class PieceStore {
 
   /**
    * The bytes of a piece, or null if the store lacks it. When the caller knows the
-   * length (from the manifest) the file is read with one open/read/close and no
-   * stat: this is the origin's hot path when serving pieces. A file of another
-   * length than expected is treated as missing rather than served.
+   * length (from the manifest) this is one read on a kept-open descriptor and no
+   * stat: the origin's hot path when serving pieces. A file of another length than
+   * expected is treated as missing rather than served.
    */
   async read(hash: string, expectedLength?: number): Promise<Buffer | null> {
-    let fh;
-    try {
-      fh = await open(this.pathOf(hash), 'r');
-    } catch (err: any) {
-      if (err?.code === 'ENOENT') return null;
-      throw err;
-    }
-    try {
-      const length = expectedLength ?? (await fh.stat()).size;
-      // One spare byte tells a too-long file from an exact one in the same read.
-      const buf = Buffer.allocUnsafe(length + 1);
-      let filled = 0;
-      for (;;) {
-        const { bytesRead } = await fh.read(buf, filled, buf.length - filled, filled);
-        if (bytesRead === 0) break;
-        filled += bytesRead;
-        if (filled === buf.length) break;
-      }
-      if (filled !== length) return null;
-      return buf.subarray(0, length);
-    } finally {
-      await fh.close();
-    }
+    const file = this.pathOf(hash);
+    const length = expectedLength ?? (await stat(file).then((st) => st.size, () => null));
+    if (length === null) return null;
+    // One spare byte tells a too-long file from an exact one in the same read.
+    const buf = Buffer.allocUnsafe(length + 1);
+    const filled = await this.openFiles.read(file, buf);
+    if (filled !== length) return null;
+    return buf.subarray(0, length);
+  }
+
+  /** Closes the descriptors kept open for reading. */
+  close() {
+    this.openFiles.closeAll();
   }
 
   createStaging(): PieceStaging {

@@ -106,14 +106,16 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
       let grantExpired = false;
 
       const worker = async () => {
+        const space = Buffer.allocUnsafe(body.pieceSize); // reused for every piece this worker fetches
         while (queue.length > 0 && !grantExpired) {
           const i = queue.shift()!;
           const len = pieceLength(body, i);
-          let buf: Buffer | undefined;
+          const target = space.subarray(0, len);
+          let received = 0;
           for (let attempt = 1; ; attempt++) {
             try {
               if (bucket) await bucket.take(len);
-              buf = await client.fetch(i, len);
+              received = await client.fetch(i, target);
               break;
             } catch (err) {
               if (err instanceof AppError && err.code === 'grant_expired') {
@@ -127,7 +129,7 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
             }
           }
           // Never keep a piece whose bytes are not the ones the origin signed.
-          if (buf.length !== len || hashOf(buf) !== body.pieces[i]) {
+          if (received !== len || hashOf(target) !== body.pieces[i]) {
             bad++;
             const n = (badCount.get(i) ?? 0) + 1;
             badCount.set(i, n);
@@ -137,7 +139,7 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
             queue.push(i);
             continue;
           }
-          await file.write(buf, 0, len, pieceOffset(body, i));
+          await file.write(target, 0, len, pieceOffset(body, i));
           journal.piece(i, grant.id, grant.sourceId);
           have.add(i);
           fetched++;

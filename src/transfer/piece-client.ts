@@ -19,40 +19,69 @@ export class PieceClient {
     this.pool = new Pool(sourceUrl, { connections, keepAliveTimeout: 30_000, headersTimeout: 30_000, bodyTimeout: 30_000 });
   }
 
-  /** The raw bytes the source sent for piece `index`; verifying them is the caller's job. */
-  async fetch(index: number, maxBytes: number): Promise<Buffer> {
+  /**
+   * Fetches piece `index` into `into` (whose length is the piece's expected size) and
+   * returns how many bytes the source sent; verifying them is the caller's job. The
+   * caller reuses `into` for the next piece: a megabyte allocated per piece is
+   * garbage-collection work the receiver can do without.
+   */
+  fetch(index: number, into: Buffer): Promise<number> {
     const { id, token, contentId } = this.grant;
-    const res = await this.pool.request({
-      method: 'GET',
-      path: `/pieces/${contentId}/${index}`,
-      headers: { authorization: `Grant ${token}`, 'cascade-proof': signPieceRequest(this.receiverKey, id, contentId, index, Date.now()) },
+    return new Promise((resolve, reject) => {
+      let status = 0;
+      let size = 0;
+      const errorBody: Buffer[] = [];
+      let abort: (err: Error) => void = () => {};
+      // undici's low-level (dispatch) handler: bytes are copied straight from the socket's chunks
+      // into `into`, with no stream or async iterator in between.
+      this.pool.dispatch(
+        {
+          method: 'GET',
+          path: `/pieces/${contentId}/${index}`,
+          headers: { authorization: `Grant ${token}`, 'cascade-proof': signPieceRequest(this.receiverKey, id, contentId, index, Date.now()) },
+        },
+        {
+          onConnect(abortRequest) {
+            abort = abortRequest;
+          },
+          onHeaders(statusCode) {
+            status = statusCode;
+            return true;
+          },
+          onData(chunk) {
+            if (status !== 200) {
+              errorBody.push(chunk);
+            } else if (size + chunk.length > into.length) {
+              // A source that sends more than the piece can hold is wrong; stop reading at once.
+              abort(new AppError('piece_oversized', `source sent more than the ${into.length} bytes of piece ${index}`, 502));
+            } else {
+              chunk.copy(into, size);
+              size += chunk.length;
+            }
+            return true;
+          },
+          onComplete() {
+            if (status === 200) resolve(size);
+            else reject(sourceRefusal(status, Buffer.concat(errorBody).toString()));
+          },
+          onError(err) {
+            reject(err);
+          },
+        },
+      );
     });
-    if (res.statusCode !== 200) {
-      const text = await res.body.text();
-      let code = 'source_error';
-      let message = `source answered ${res.statusCode}`;
-      try {
-        const e = JSON.parse(text).error;
-        code = e.code;
-        message = e.message;
-      } catch {}
-      throw new AppError(code, message, res.statusCode);
-    }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const chunk of res.body) {
-      size += chunk.length;
-      // A source that sends more than the piece can hold is wrong; stop reading at once.
-      if (size > maxBytes) {
-        res.body.destroy();
-        throw new AppError('piece_oversized', `source sent more than the ${maxBytes} bytes of piece ${index}`, 502);
-      }
-      chunks.push(chunk);
-    }
-    return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size);
   }
 
   close(): Promise<void> {
     return this.pool.close();
   }
+}
+
+/** The source's `{error:{code,message}}` as an AppError (or a generic one if it sent something else). */
+function sourceRefusal(status: number, text: string): AppError {
+  try {
+    const e = JSON.parse(text).error;
+    if (typeof e?.code === 'string') return new AppError(e.code, String(e.message), status);
+  } catch {}
+  return new AppError('source_error', `source answered ${status}`, status);
 }
