@@ -111,7 +111,7 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
           const i = queue.shift()!;
           const len = pieceLength(body, i);
           const target = space.subarray(0, len);
-          let received = 0;
+          let received = { bytes: 0, sha256: '' };
           for (let attempt = 1; ; attempt++) {
             try {
               if (bucket) await bucket.take(len);
@@ -129,7 +129,7 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
             }
           }
           // Never keep a piece whose bytes are not the ones the origin signed.
-          if (received !== len || hashOf(target) !== body.pieces[i]) {
+          if (received.bytes !== len || received.sha256 !== body.pieces[i]) {
             bad++;
             const n = (badCount.get(i) ?? 0) + 1;
             badCount.set(i, n);

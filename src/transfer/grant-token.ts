@@ -26,13 +26,18 @@ export function signGrant(payload: Omit<GrantPayload, 'typ'>, originKey: KeyObje
   return encodeToken<GrantPayload>({ typ: 'grant', ...payload }, originKey);
 }
 
-/** The text a receiver signs for one piece request. */
-function proofText(grantId: string, contentId: string, index: number, ts: number): string {
-  return `cascade-piece:${grantId}:${contentId}:${index}:${ts}`;
+/**
+ * The text a receiver signs to show it is the grant's receiver. It names the grant
+ * (which names content, pieces and source) and a time, not a piece: one signature
+ * serves all the receiver's requests under that grant for a while, so a receiver
+ * signs about twice a minute rather than once per piece.
+ */
+function proofText(grantId: string, ts: number): string {
+  return `cascade-piece:${grantId}:${ts}`;
 }
 
-export function signPieceRequest(receiverKey: KeyObject, grantId: string, contentId: string, index: number, now: number): string {
-  return `${now}.${signBytes(receiverKey, proofText(grantId, contentId, index, now))}`;
+export function signGrantProof(receiverKey: KeyObject, grantId: string, now: number): string {
+  return `${now}.${signBytes(receiverKey, proofText(grantId, now))}`;
 }
 
 /** How far a request proof's timestamp may be from the source's clock. */
@@ -104,7 +109,7 @@ export class GrantVerifier {
     if (!m) return false;
     const ts = Number(m[1]);
     if (Math.abs(ts - req.now) > PROOF_WINDOW_MS) return false;
-    return verifyBytes(g.receiverKey, proofText(g.id, req.contentId, req.index, ts), m[2]);
+    return verifyBytes(g.receiverKey, proofText(g.id, ts), m[2]);
   }
 }
 

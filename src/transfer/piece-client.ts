@@ -1,7 +1,7 @@
-import type { KeyObject } from 'node:crypto';
+import { createHash, type KeyObject } from 'node:crypto';
 import { Pool } from 'undici';
 import { AppError } from '../core/errors.ts';
-import { signPieceRequest } from './grant-token.ts';
+import { PROOF_WINDOW_MS, signGrantProof } from './grant-token.ts';
 
 // Fetches pieces from one source under one grant. Keeps a small pool of keep-alive
 // connections to the source so piece requests overlap (the latency of one request
@@ -9,6 +9,7 @@ import { signPieceRequest } from './grant-token.ts';
 
 export class PieceClient {
   private readonly pool: Pool;
+  private signed?: { at: number; proof: string };
 
   constructor(
     readonly sourceUrl: string,
@@ -21,15 +22,18 @@ export class PieceClient {
 
   /**
    * Fetches piece `index` into `into` (whose length is the piece's expected size) and
-   * returns how many bytes the source sent; verifying them is the caller's job. The
-   * caller reuses `into` for the next piece: a megabyte allocated per piece is
-   * garbage-collection work the receiver can do without.
+   * returns how many bytes the source sent and their SHA-256, hashed chunk by chunk as
+   * they arrive; comparing it with the manifest is the caller's job. The caller reuses
+   * `into` for the next piece: a megabyte allocated per piece is garbage-collection
+   * work the receiver can do without.
    */
-  fetch(index: number, into: Buffer): Promise<number> {
-    const { id, token, contentId } = this.grant;
+  fetch(index: number, into: Buffer): Promise<{ bytes: number; sha256: string }> {
+    const { token, contentId } = this.grant;
+    const proof = this.proof();
     return new Promise((resolve, reject) => {
       let status = 0;
       let size = 0;
+      const hash = createHash('sha256');
       const errorBody: Buffer[] = [];
       let abort: (err: Error) => void = () => {};
       // undici's low-level (dispatch) handler: bytes are copied straight from the socket's chunks
@@ -38,7 +42,7 @@ export class PieceClient {
         {
           method: 'GET',
           path: `/pieces/${contentId}/${index}`,
-          headers: { authorization: `Grant ${token}`, 'cascade-proof': signPieceRequest(this.receiverKey, id, contentId, index, Date.now()) },
+          headers: { authorization: `Grant ${token}`, 'cascade-proof': proof },
         },
         {
           onConnect(abortRequest) {
@@ -56,12 +60,13 @@ export class PieceClient {
               abort(new AppError('piece_oversized', `source sent more than the ${into.length} bytes of piece ${index}`, 502));
             } else {
               chunk.copy(into, size);
+              hash.update(chunk);
               size += chunk.length;
             }
             return true;
           },
           onComplete() {
-            if (status === 200) resolve(size);
+            if (status === 200) resolve({ bytes: size, sha256: hash.digest('hex') });
             else reject(sourceRefusal(status, Buffer.concat(errorBody).toString()));
           },
           onError(err) {
@@ -70,6 +75,13 @@ export class PieceClient {
         },
       );
     });
+  }
+
+  /** A proof of being the grant's receiver, re-signed well before sources would call it stale. */
+  private proof(): string {
+    const now = Date.now();
+    if (!this.signed || now - this.signed.at > PROOF_WINDOW_MS / 4) this.signed = { at: now, proof: signGrantProof(this.receiverKey, this.grant.id, now) };
+    return this.signed.proof;
   }
 
   close(): Promise<void> {

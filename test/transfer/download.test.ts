@@ -147,8 +147,8 @@ for (const engine of testEngines()) {
           await client.close();
         }
       };
-      const { signPieceRequest } = await import('../../src/transfer/grant-token.ts');
-      const proof = (key = device.keys) => signPieceRequest(key.privateKey, grant.id, contentId, 0, Date.now());
+      const { signGrantProof } = await import('../../src/transfer/grant-token.ts');
+      const proof = (key = device.keys) => signGrantProof(key.privateKey, grant.id, Date.now());
 
       const ok = await piece({ authorization: `Grant ${grant.token}`, 'cascade-proof': proof() });
       assert.equal(ok.status, 200);
@@ -170,7 +170,7 @@ for (const engine of testEngines()) {
       // Expired: move the origin's clock past the grant's life.
       origin.clock.advance(origin.config.grantTtlMs + 1);
       try {
-        const res = await piece({ authorization: `Grant ${grant.token}`, 'cascade-proof': signPieceRequest(device.keys.privateKey, grant.id, contentId, 0, origin.clock.now()) });
+        const res = await piece({ authorization: `Grant ${grant.token}`, 'cascade-proof': signGrantProof(device.keys.privateKey, grant.id, origin.clock.now()) });
         assert.equal(res.status, 401);
         assert.equal(res.body.error.code, 'grant_expired');
       } finally {
