@@ -69,19 +69,21 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
   const grants = new GrantService({ db: db.db, keys, clock, config, content, terminals });
   const receipts = new ReceiptService({ db: db.db, clock, terminals, grants, content });
 
-  app.get('/health', { config: { access: 'public' }, schema: { summary: 'Liveness and database reachability', tags: ['ops'] } }, async () => {
-    await db.db.selectFrom('users').select('id').limit(1).execute();
-    return { status: 'ok', engine: db.engine, originKey: keys.publicKeyB64 };
+  // Operations routes, in a plugin so that they are registered after (and documented by) OpenAPI.
+  await app.register(async (ops) => {
+    ops.get('/health', { config: { access: 'public' }, schema: { summary: 'Liveness and database reachability', tags: ['ops'] } }, async () => {
+      await db.db.selectFrom('users').select('id').limit(1).execute();
+      return { status: 'ok', engine: db.engine, originKey: keys.publicKeyB64 };
+    });
+    ops.get('/metrics', { config: { access: 'public' }, schema: { summary: 'Prometheus metrics', tags: ['ops'] } }, async (_req, reply) => {
+      reply.type(app.metrics.contentType).send(await app.metrics.metrics());
+    });
+    ops.get('/docs', { config: { access: 'public' }, schema: { summary: 'OpenAPI description of every route', tags: ['ops'] } }, async () => app.swagger());
+    ops.get('/origin', { config: { access: 'public' }, schema: { summary: 'The origin’s identity: its source ID and Ed25519 public key', tags: ['ops'] } }, async () => ({
+      sourceId: ORIGIN_SOURCE_ID,
+      publicKey: keys.publicKeyB64,
+    }));
   });
-  app.get('/metrics', { config: { access: 'public' }, schema: { summary: 'Prometheus metrics', tags: ['ops'], hide: false } }, async (_req, reply) => {
-    reply.type(app.metrics.contentType).send(await app.metrics.metrics());
-  });
-  app.get('/docs', { config: { access: 'public' }, schema: { summary: 'OpenAPI description of every route', tags: ['ops'] } }, async () => app.swagger());
-  app.get('/origin', { config: { access: 'public' }, schema: { summary: 'The origin’s identity: its source ID and Ed25519 public key', tags: ['ops'] } }, async () => ({
-    sourceId: ORIGIN_SOURCE_ID,
-    publicKey: keys.publicKeyB64,
-  }));
-
   await app.register(webRoutes);
   await app.register(accountRoutes(accounts));
   await app.register(contentRoutes({ content, accounts, config }));
