@@ -2,8 +2,8 @@ import { sql, type Kysely } from 'kysely';
 import { Migrator, type Migration } from 'kysely/migration';
 import { accountsMigration } from '../accounts/tables.ts';
 import { contentMigration } from '../content/tables.ts';
-import { terminalsMigration } from '../terminals/tables.ts';
-import { transferMigration } from '../transfer/tables.ts';
+import { holdingPiecesMigration, terminalsMigration } from '../terminals/tables.ts';
+import { peersMigration, transferMigration } from '../transfer/tables.ts';
 
 // One ordered list of migrations; the same SQL runs on PGlite and on PostgreSQL.
 // Names sort in the order they must run. Never edit a landed migration: add one.
@@ -12,6 +12,8 @@ const migrations: Record<string, Migration> = {
   '0002_content': contentMigration,
   '0003_terminals': terminalsMigration,
   '0004_transfer': transferMigration,
+  '0005_holding_pieces': holdingPiecesMigration,
+  '0006_peers': peersMigration,
 };
 
 export async function migrateToLatest(db: Kysely<any>): Promise<void> {

@@ -31,6 +31,8 @@ export interface HoldingsTable {
   terminal_id: string;
   content_id: string;
   reported_at: Date;
+  /** Piece ranges held, e.g. "0-9,12"; null means the whole content. */
+  pieces: string | null;
 }
 
 export interface TerminalTables {
@@ -61,5 +63,13 @@ export const terminalsMigration: Migration = {
       .addPrimaryKeyConstraint('holdings_pk', ['terminal_id', 'content_id'])
       .execute();
     await db.schema.createIndex('holdings_content').on('holdings').column('content_id').execute();
+  },
+};
+
+/** #3: partial holdings. A terminal fetching a content serves the pieces it already verified. */
+export const holdingPiecesMigration: Migration = {
+  async up(db: Kysely<any>) {
+    // Piece ranges held ("0-9,12"); null means the whole content.
+    await db.schema.alterTable('holdings').addColumn('pieces', 'text').execute();
   },
 };

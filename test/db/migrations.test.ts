@@ -12,7 +12,7 @@ for (const engine of testEngines()) {
       assert.equal(handle.engine, engine.name);
       const tables = await sql<{ table_name: string }>`select table_name from information_schema.tables where table_schema = current_schema() order by 1`.execute(handle.db);
       const names = tables.rows.map((r) => r.table_name);
-      for (const t of ['users', 'api_tokens', 'contents', 'terminals', 'holdings', 'grants', 'receipts', 'kysely_migration']) assert.ok(names.includes(t), `${t} in ${names}`);
+      for (const t of ['users', 'api_tokens', 'contents', 'terminals', 'holdings', 'grants', 'receipts', 'peer_reputation', 'peer_reports', 'transfers', 'kysely_migration']) assert.ok(names.includes(t), `${t} in ${names}`);
       const before = await sql<{ n: number }>`select count(*)::int as n from kysely_migration`.execute(handle.db);
       await migrateToLatest(handle.db);
       const after = await sql<{ n: number }>`select count(*)::int as n from kysely_migration`.execute(handle.db);
