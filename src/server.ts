@@ -21,6 +21,11 @@ import { ReceiptService } from './transfer/receipts.ts';
 import { transferRoutes } from './transfer/routes.ts';
 import { pieceServerRoutes } from './transfer/piece-server.ts';
 import { webRoutes } from './web/routes.ts';
+import { IntroductionService } from './terminals/introductions.ts';
+import { introductionRoutes } from './terminals/introduction-routes.ts';
+import { ReputationService } from './transfer/reputation.ts';
+import { TransferService } from './transfer/transfers.ts';
+import { PeerCoordinator } from './transfer/coordinator.ts';
 
 // The origin process (`cascade serve`): composes the domain plugins and nothing else.
 
@@ -46,6 +51,9 @@ export interface Origin {
   terminals: TerminalService;
   grants: GrantService;
   receipts: ReceiptService;
+  reputation: ReputationService;
+  transfers: TransferService;
+  coordinator: PeerCoordinator;
   /** Path of the one-time operator credentials file if this start created it. */
   operatorCredentialsFile: string | null;
   close(): Promise<void>;
@@ -65,9 +73,13 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
   const app = createHttpApp({ logger, resolveToken: accounts.resolveToken, title: 'Cascade origin' });
   const pieces = new PieceStore(path.join(config.dataDir, 'pieces'));
   const content = new ContentService({ db: db.db, pieces, keys, clock, config });
-  const terminals = new TerminalService({ db: db.db, keys, clock, config, logger, accounts, metrics: app.metrics, contentExists: (ids) => content.exists(ids) });
+  const terminals = new TerminalService({ db: db.db, keys, clock, config, logger, accounts, metrics: app.metrics, contentExists: (ids) => content.exists(ids), pieceCount: async (id) => (await content.getManifest(id)).body.pieces.length });
   const grants = new GrantService({ db: db.db, keys, clock, config, content, terminals });
   const receipts = new ReceiptService({ db: db.db, clock, terminals, grants, content });
+  const introductions = new IntroductionService({ db: db.db, keys, clock, terminals });
+  const reputation = new ReputationService({ db: db.db, clock });
+  const transfers = new TransferService({ db: db.db, clock, deadAfterMs: config.transferDeadMs });
+  const coordinator = new PeerCoordinator({ clock, content, terminals, grants, reputation, transfers, bus, grantTtlMs: config.grantTtlMs });
 
   // Operations routes, in a plugin so that they are registered after (and documented by) OpenAPI.
   await app.register(async (ops) => {
@@ -88,13 +100,19 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
   await app.register(accountRoutes(accounts));
   await app.register(contentRoutes({ content, accounts, config }));
   await app.register(terminalRoutes({ terminals, content }));
-  await app.register(transferRoutes({ grants, receipts, content, terminals, originSourceId: ORIGIN_SOURCE_ID }));
+  await app.register(introductionRoutes({ introductions }));
+  await app.register(transferRoutes({ coordinator, transfers, reputation, grants, receipts, content, terminals, originSourceId: ORIGIN_SOURCE_ID }));
   await app.register(pieceServerRoutes({ sourceId: ORIGIN_SOURCE_ID, originPublicKey: keys.publicKey, pieces: content.pieceReader(), clock, metrics: app.metrics }));
 
   const operatorCredentialsFile = await accounts.bootstrapOperator(config.dataDir);
   if (operatorCredentialsFile) logger.info({ file: operatorCredentialsFile }, 'created the operator account; its one-time credentials are in this file');
 
   terminals.start();
+  // S1.7: look for transfers nobody reported on, and reassign them.
+  const monitor = setInterval(() => {
+    coordinator.reassignStalled().catch((err) => logger.error({ err }, 'transfer monitor failed'));
+  }, Math.max(100, config.transferDeadMs / 3));
+  monitor.unref();
   await app.listen({ host: config.host, port: config.port });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
@@ -102,8 +120,9 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
   logger.info({ url, engine: db.engine, dataDir: config.dataDir }, 'origin listening');
 
   return {
-    app, url, config, db, keys, bus, accounts, content, terminals, grants, receipts, operatorCredentialsFile,
+    app, url, config, db, keys, bus, accounts, content, terminals, grants, receipts, reputation, transfers, coordinator, operatorCredentialsFile,
     async close() {
+      clearInterval(monitor);
       await app.close();
       await terminals.stop();
       await bus.close();

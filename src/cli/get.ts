@@ -5,7 +5,7 @@ import { Api } from './api.ts';
 import { cascadeHome, readProfile } from './profile.ts';
 import { AppError } from '../core/errors.ts';
 import { deviceSession } from '../terminals/device.ts';
-import { download, type Progress } from '../transfer/downloader.ts';
+import { download, fileTarget, type Progress } from '../transfer/downloader.ts';
 import { parseRate } from '../transfer/token-bucket.ts';
 
 export function registerGet(program: Command) {
@@ -53,7 +53,7 @@ export function registerGet(program: Command) {
           originKey: profile.originKey,
           device,
           contentId,
-          outPath,
+          files: fileTarget(outPath),
           concurrency: opts.concurrency,
           downRate: opts.downRate,
           onProgress,

@@ -6,6 +6,7 @@ import { registerLogin } from './login.ts';
 import { registerPublish } from './publish.ts';
 import { registerGet } from './get.ts';
 import { registerTerminal } from './terminal.ts';
+import { registerAgent } from './agent.ts';
 
 // One `cascade` command for every role (ARCHITECTURE.md "Processes").
 const program = new Command('cascade')
@@ -19,6 +20,7 @@ registerLogin(program);
 registerPublish(program);
 registerGet(program);
 registerTerminal(program);
+registerAgent(program);
 
 program.parseAsync(process.argv).catch((err) => {
   if (err instanceof CommanderError) process.exit(err.exitCode);

@@ -18,13 +18,13 @@ export class OpenFiles {
 
   constructor(private readonly max = 256) {}
 
-  /** Reads up to `buf.length` bytes from the start of `file`; null if it does not exist. */
-  async read(file: string, buf: Buffer): Promise<number | null> {
+  /** Reads up to `buf.length` bytes of `file` from `position`; null if it does not exist. */
+  async read(file: string, buf: Buffer, position = 0): Promise<number | null> {
     const entry = this.entries.get(file) ?? (await this.open(file));
     if (!entry) return null;
     entry.users++;
     try {
-      return await new Promise<number>((resolve, reject) => read(entry.fd, buf, 0, buf.length, 0, (err, n) => (err ? reject(err) : resolve(n))));
+      return await new Promise<number>((resolve, reject) => read(entry.fd, buf, 0, buf.length, position, (err, n) => (err ? reject(err) : resolve(n))));
     } finally {
       entry.users--;
       if (entry.evicted && entry.users === 0) close(entry.fd, () => {});

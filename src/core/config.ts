@@ -14,6 +14,8 @@ export interface Config {
   maxUploadBytes: number;
   grantTtlMs: number;
   heartbeatFlushMs: number;
+  /** A monitored transfer nobody reported on for this long is reassigned (S1.7). */
+  transferDeadMs: number;
   logLevel: string;
 }
 
@@ -38,6 +40,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxUploadBytes: intFrom(env, 'MAX_UPLOAD_BYTES', 64 * 1024 * MiB, 1),
     grantTtlMs: intFrom(env, 'GRANT_TTL_MS', 15 * 60_000, 1000),
     heartbeatFlushMs: intFrom(env, 'HEARTBEAT_FLUSH_MS', 5000, 10),
+    transferDeadMs: intFrom(env, 'TRANSFER_DEAD_MS', 30_000, 100),
     logLevel: env.LOG_LEVEL || 'info',
   };
 }

@@ -147,6 +147,41 @@ export function terminalRoutes(deps: { terminals: TerminalService; content: Cont
       handler: async (req) => terminals.reportHoldings(req.principal!.terminalId!, req.body.contentIds, req.body.mode ?? 'replace'),
     });
 
+    app.put<{ Body: { serveUrl: string | null; region?: string; network?: string } }>('/terminals/address', {
+      config: { access: 'terminal' },
+      schema: {
+        summary: 'Set where this terminal serves pieces to others, and its region and network labels (S1.5)',
+        tags: ['terminals'],
+        body: {
+          type: 'object',
+          required: ['serveUrl'],
+          additionalProperties: false,
+          properties: {
+            serveUrl: { type: ['string', 'null'], maxLength: 2048 },
+            region: { type: 'string', maxLength: 80 },
+            network: { type: 'string', maxLength: 80 },
+          },
+        },
+        response: { 200: terminalSchema, 400: errorSchema },
+      },
+      handler: async (req) => terminals.updateAddress(req.principal!.terminalId!, req.body),
+    });
+
+    app.put<{ Params: { contentId: string }; Body: { pieces: string } }>('/terminals/holdings/:contentId/pieces', {
+      config: { access: 'terminal' },
+      schema: {
+        summary: 'Report the pieces of a content this terminal has verified so far, while it is still fetching it (#3)',
+        tags: ['terminals'],
+        params: { type: 'object', required: ['contentId'], properties: { contentId: { type: 'string' } } },
+        body: { type: 'object', required: ['pieces'], additionalProperties: false, properties: { pieces: { type: 'string', maxLength: 100_000 } } },
+        response: { 400: errorSchema, 404: errorSchema },
+      },
+      handler: async (req, reply) => {
+        await terminals.reportPieces(req.principal!.terminalId!, req.params.contentId, req.body.pieces);
+        reply.code(204).send();
+      },
+    });
+
     app.get<{ Params: { id: string } }>('/terminals/:id', {
       config: { access: 'user' },
       schema: {

@@ -1,3 +1,4 @@
+import { decodeRanges } from '../transfer/piece-ranges.ts';
 import type { Logger } from 'pino';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import type { AccountService } from '../accounts/service.ts';
@@ -58,6 +59,8 @@ export interface Holder {
   lastSeenAt: string | null;
   state: TerminalState | null;
   reportedAt: string;
+  /** Piece ranges held while the terminal is still fetching; null when it holds the whole content. */
+  pieces: string | null;
 }
 
 export type HoldingsMode = 'replace' | 'add';
@@ -76,6 +79,8 @@ export interface TerminalServiceDeps {
    * anyway). The composition may pass ContentService's own check instead.
    */
   contentExists?: (ids: string[]) => Promise<Set<string>>;
+  /** Number of pieces of a content (from its manifest); checks partial holdings. */
+  pieceCount?: (contentId: string) => Promise<number>;
   /** A terminal is online if it beat within this long; see `defaultOfflineAfterMs`. */
   offlineAfterMs?: number;
 }
@@ -271,6 +276,41 @@ export class TerminalService {
   // ---- holdings and the holder registry (S1.2, S1.3) ----
 
   /** Records what a terminal holds: `replace` states the full list, `add` extends it. */
+  /**
+   * #3 (S1.3, S1.6): a terminal still fetching a content serves the pieces it has
+   * verified; it reports them as ranges so receivers can ask it for exactly those.
+   * A whole-content report (reportHoldings) supersedes this.
+   */
+  /**
+   * Where the terminal serves pieces to others, and its network labels (S1.5 uses
+   * them); an agent sets this at every start, since its port may change.
+   */
+  async updateAddress(terminalId: string, input: { serveUrl: string | null; region?: string; network?: string }): Promise<PublicTerminal> {
+    const serveUrl = checkServeUrl(input.serveUrl);
+    const set: { serve_url: string | null; region?: string; network?: string } = { serve_url: serveUrl };
+    if (input.region !== undefined) set.region = input.region;
+    if (input.network !== undefined) set.network = input.network;
+    const row = await this.db.updateTable('terminals').set(set).where('id', '=', terminalId).returningAll().executeTakeFirst();
+    if (!row) throw notFound('unknown_terminal', `No terminal ${terminalId}.`);
+    const updated = toPublic(row);
+    this.cache.set(terminalId, updated);
+    return updated;
+  }
+
+  async reportPieces(terminalId: string, contentId: string, pieces: string): Promise<void> {
+    if (!CONTENT_ID.test(contentId)) throw badRequest('invalid_content_id', `"${contentId}" is not a content ID (64 hex characters).`);
+    await this.get(terminalId);
+    if (!(await this.contentExists([contentId])).has(contentId)) throw notFound('unknown_content', `No content ${contentId}.`);
+    const count = this.deps.pieceCount ? await this.deps.pieceCount(contentId) : Number.MAX_SAFE_INTEGER;
+    if (!decodeRanges(pieces, count)) throw badRequest('invalid_pieces', `Pieces must be ascending ranges within 0-${count - 1}, e.g. "0-9,12".`);
+    const now = new Date(this.clock.now());
+    await this.db
+      .insertInto('holdings')
+      .values({ terminal_id: terminalId, content_id: contentId, reported_at: now, pieces })
+      .onConflict((oc) => oc.columns(['terminal_id', 'content_id']).doUpdateSet({ reported_at: now, pieces }))
+      .execute();
+  }
+
   async reportHoldings(terminalId: string, contentIds: string[], mode: HoldingsMode = 'replace'): Promise<{ holdings: number }> {
     if (mode !== 'replace' && mode !== 'add') throw badRequest('invalid_mode', 'mode is "replace" or "add".');
     if (!Array.isArray(contentIds) || contentIds.length > MAX_HOLDINGS_PER_REPORT) {
@@ -295,7 +335,7 @@ export class TerminalService {
         await trx
           .insertInto('holdings')
           .values(ids.map((content_id) => ({ terminal_id: terminalId, content_id, reported_at: now })))
-          .onConflict((oc) => oc.columns(['terminal_id', 'content_id']).doUpdateSet({ reported_at: now }))
+          .onConflict((oc) => oc.columns(['terminal_id', 'content_id']).doUpdateSet({ reported_at: now, pieces: null }))
           .execute();
       }
       const { n } = await trx
@@ -314,7 +354,7 @@ export class TerminalService {
     const rows = await this.db
       .selectFrom('holdings as h')
       .innerJoin('terminals as t', 't.id', 'h.terminal_id')
-      .select(['t.id', 't.name', 't.region', 't.network', 't.serve_url', 't.last_seen_at', 't.last_state', 'h.reported_at'])
+      .select(['t.id', 't.name', 't.region', 't.network', 't.serve_url', 't.last_seen_at', 't.last_state', 'h.reported_at', 'h.pieces'])
       .where('h.content_id', '=', contentId)
       .orderBy('t.last_seen_at', (ob) => ob.desc().nullsLast())
       .orderBy('t.id')
@@ -335,9 +375,37 @@ export class TerminalService {
         lastSeenAt: seenAt === null ? null : new Date(seenAt).toISOString(),
         state,
         reportedAt: r.reported_at.toISOString(),
+        pieces: r.pieces,
       };
     });
     return list.sort((a, b) => Number(b.online) - Number(a.online) || (b.state?.at ?? 0) - (a.state?.at ?? 0));
+  }
+
+  /**
+   * S1.14: what the origin knows of a terminal when it vouches for it to a peer: its
+   * registration, its freshest heartbeat (unflushed beats included) and the content it
+   * holds, whole or in part, most recently reported first, at most `holdingsLimit`.
+   */
+  async profile(
+    terminalId: string,
+    holdingsLimit = 100,
+  ): Promise<{ terminal: PublicTerminal; state: TerminalState | null; holdings: string[]; moreHoldings: boolean }> {
+    const terminal = await this.get(terminalId);
+    const row = await this.db.selectFrom('terminals').select('last_state').where('id', '=', terminalId).executeTakeFirst();
+    const held = await this.db
+      .selectFrom('holdings')
+      .select('content_id')
+      .where('terminal_id', '=', terminalId)
+      .orderBy('reported_at', 'desc')
+      .orderBy('content_id')
+      .limit(holdingsLimit + 1)
+      .execute();
+    return {
+      terminal,
+      state: newerState(row?.last_state, this.beats.latest(terminalId)),
+      holdings: held.slice(0, holdingsLimit).map((r) => r.content_id),
+      moreHoldings: held.length > holdingsLimit,
+    };
   }
 
   private async contentsInTable(ids: string[]): Promise<Set<string>> {

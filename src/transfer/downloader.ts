@@ -1,19 +1,21 @@
 import { createHash } from 'node:crypto';
-import { open, rename, rm } from 'node:fs/promises';
+import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { AppError } from '../core/errors.ts';
 import type { KeyPair } from '../core/crypto.ts';
 import type { Api } from '../cli/api.ts';
 import { checkManifest, pieceLength, pieceOffset, type SignedManifest } from '../content/manifest.ts';
 import { DownloadJournal } from './download-journal.ts';
-import { PieceClient } from './piece-client.ts';
-import { encodeRanges } from './piece-ranges.ts';
-import { makeReceipt } from './receipt.ts';
+import { ReceiptBook } from './receipt-book.ts';
+import { SourceSet, type DropReason, type Source, type SourceOffer } from './source-set.ts';
 import { TokenBucket } from './token-bucket.ts';
 
-// S1.6: fetch a content piece by piece under a grant, verify every piece against the
-// origin-signed manifest before keeping it, write it in place, journal it, and sign
-// receipts for what was verified. Killed and restarted, it resumes from the pieces
-// the journal names (re-checked against their hashes), never from zero.
+// S1.6/S1.7: fetch a content piece by piece from several sources at once — peers the
+// origin selected for us and the origin as last resort — verifying every piece
+// against the origin-signed manifest before keeping it, writing it in place and
+// journaling it. A source that stalls, refuses, is slow, or sends wrong bytes is
+// dropped (and reported), and the origin is asked for others. Killed and
+// restarted, the download resumes from the pieces the journal names (re-checked
+// against their hashes), never from zero.
 
 export interface DownloadOptions {
   /** Origin API, signed in as the receiving terminal. */
@@ -22,16 +24,35 @@ export interface DownloadOptions {
   originKey: string;
   device: { terminalId: string; keys: KeyPair };
   contentId: string;
-  outPath: string;
-  /** Piece requests in flight at once. */
+  /**
+   * Where bytes and journal go. With `final`, the data file is renamed there and the
+   * journal removed at the end (`cascade get`); without, both stay (the agent's store).
+   */
+  files: { data: string; journal: string; final?: string };
+  /** Piece requests in flight at once, over all sources. */
   concurrency?: number;
+  /** Piece requests in flight at once to one peer. */
+  perPeer?: number;
+  /** Peers to ask the origin for (0: the origin only). */
+  maxPeers?: number;
   /** Cap on download rate, bytes/s. */
   downRate?: number;
   /** Pieces per receipt. */
   receiptBatch?: number;
-  /** Fetch pieces from this URL instead of the grant's source (tests, proxies). */
+  /** A request with no bytes for this long fails; two such failures drop the source. */
+  stallMs?: number;
+  /** How often to report progress to the origin and refresh the source list. */
+  refreshMs?: number;
+  /** `sequential` for streaming: lowest missing piece first. */
+  order?: 'rarest' | 'sequential';
+  /** Fetch pieces from this URL instead of the offered sources (tests, proxies). */
   sourceUrlOverride?: string;
+  /** The manifest, if the caller already fetched and checked it. */
+  manifest?: SignedManifest;
   onProgress?: (p: Progress) => void;
+  /** Told of each verified piece as soon as it is on disk (an agent serves it at once). */
+  onPiece?: (index: number) => void;
+  signal?: AbortSignal;
 }
 
 export interface Progress {
@@ -46,133 +67,47 @@ export interface Progress {
 export interface DownloadResult extends Progress {
   contentId: string;
   path: string;
+  transferId: string;
   fetchedPieces: number;
   badPieces: number;
   receipts: number;
   title: string;
+  /** Bytes per source this run. */
+  bySource: Record<string, number>;
+  dropped: Record<string, DropReason>;
+}
+
+/** Files for a download to `outPath` (`cascade get`): a `.part` file and its journal beside it. */
+export function fileTarget(outPath: string): DownloadOptions['files'] {
+  return { data: `${outPath}.part`, journal: `${outPath}.part.journal`, final: outPath };
 }
 
 const MAX_BAD_PER_PIECE = 3;
-const MAX_NETWORK_RETRIES = 5;
+const MAX_FAILURES_PER_SOURCE = 2;
+
+export async function fetchCheckedManifest(api: Api, contentId: string, originKey: string): Promise<SignedManifest> {
+  const manifest = await api.get<SignedManifest>(`/contents/${contentId}/manifest`);
+  const check = checkManifest(manifest, contentId, originKey);
+  if (!check.ok) throw new AppError('manifest_invalid', `Refusing content ${contentId}: ${check.reason}.`, 502);
+  return manifest;
+}
 
 export async function download(opts: DownloadOptions): Promise<DownloadResult> {
-  const { api, contentId } = opts;
-  const manifest = await api.get<SignedManifest>(`/contents/${contentId}/manifest`);
-  const check = checkManifest(manifest, contentId, opts.originKey);
-  if (!check.ok) throw new AppError('manifest_invalid', `Refusing content ${contentId}: ${check.reason}.`, 502);
-  const body = manifest.body;
-  const total = body.pieces.length;
-
-  const partPath = `${opts.outPath}.part`;
-  const { journal, resumed } = DownloadJournal.open(`${opts.outPath}.part.journal`, contentId, manifest);
-  const file = await open(partPath, resumed ? 'r+' : 'w+').catch(() => open(partPath, 'w+'));
+  const manifest = opts.manifest ?? (await fetchCheckedManifest(opts.api, opts.contentId, opts.originKey));
+  const { journal, resumed } = DownloadJournal.open(opts.files.journal, opts.contentId, manifest);
+  const file = await open(opts.files.data, resumed ? 'r+' : 'w+').catch(() => open(opts.files.data, 'w+'));
   try {
-    if ((await file.stat()).size !== body.totalSize) await file.truncate(body.totalSize);
-
-    // Re-check what the journal claims against the bytes on disk.
-    const have = new Set<number>();
-    for (const i of [...journal.state.pieces.keys()]) {
-      const buf = Buffer.alloc(pieceLength(body, i));
-      await file.read(buf, 0, buf.length, pieceOffset(body, i));
-      if (hashOf(buf) === body.pieces[i]) have.add(i);
-      else journal.forget(i);
-    }
-    const progress: Progress = {
-      pieces: have.size,
-      totalPieces: total,
-      bytes: [...have].reduce((s, i) => s + pieceLength(body, i), 0),
-      totalBytes: body.totalSize,
-      resumedPieces: have.size,
-    };
-    opts.onProgress?.({ ...progress });
-
-    const receipts = new ReceiptBook(opts, journal, body);
-    await receipts.receiptUnreceipted();
-    await receipts.send(false);
-
-    const bucket = opts.downRate ? new TokenBucket(opts.downRate, Math.max(opts.downRate, body.pieceSize)) : undefined;
-    let fetched = 0;
-    let bad = 0;
-    const badCount = new Map<number, number>();
-
-    while (have.size < total) {
-      const missing = [...Array(total).keys()].filter((i) => !have.has(i));
-      const grant = await api.post<{ id: string; token: string; sourceId: string; sourceUrl: string | null }>('/grants', {
-        contentId,
-        pieces: encodeRanges(missing),
-      });
-      const client = new PieceClient(opts.sourceUrlOverride ?? grant.sourceUrl ?? api.origin, { id: grant.id, token: grant.token, contentId }, opts.device.keys.privateKey, opts.concurrency ?? 8);
-      const queue = missing.slice();
-      let grantExpired = false;
-
-      const worker = async () => {
-        const space = Buffer.allocUnsafe(body.pieceSize); // reused for every piece this worker fetches
-        while (queue.length > 0 && !grantExpired) {
-          const i = queue.shift()!;
-          const len = pieceLength(body, i);
-          const target = space.subarray(0, len);
-          let received = { bytes: 0, sha256: '' };
-          for (let attempt = 1; ; attempt++) {
-            try {
-              if (bucket) await bucket.take(len);
-              received = await client.fetch(i, target);
-              break;
-            } catch (err) {
-              if (err instanceof AppError && err.code === 'grant_expired') {
-                grantExpired = true;
-                queue.unshift(i);
-                return;
-              }
-              const refusal = err instanceof AppError && err.status >= 400 && err.status < 500;
-              if (refusal || attempt >= MAX_NETWORK_RETRIES) throw err;
-              await new Promise((r) => setTimeout(r, 100 * attempt));
-            }
-          }
-          // Never keep a piece whose bytes are not the ones the origin signed.
-          if (received.bytes !== len || received.sha256 !== body.pieces[i]) {
-            bad++;
-            const n = (badCount.get(i) ?? 0) + 1;
-            badCount.set(i, n);
-            if (n >= MAX_BAD_PER_PIECE) {
-              throw new AppError('piece_corrupt', `Source ${grant.sourceId} sent wrong bytes for piece ${i} ${n} times; nothing unverified was kept.`, 502);
-            }
-            queue.push(i);
-            continue;
-          }
-          await file.write(target, 0, len, pieceOffset(body, i));
-          journal.piece(i, grant.id, grant.sourceId);
-          have.add(i);
-          fetched++;
-          progress.pieces++;
-          progress.bytes += len;
-          opts.onProgress?.({ ...progress });
-          await receipts.delivered(grant.id, grant.sourceId, i);
-        }
-      };
-      try {
-        await Promise.all(Array.from({ length: opts.concurrency ?? 8 }, worker));
-      } finally {
-        await client.close();
-      }
-    }
-
-    await receipts.receiptUnreceipted();
-    await receipts.send(true);
+    const run = new DownloadRun(opts, manifest, journal, file);
+    const result = await run.execute();
     await file.sync();
     journal.sync();
     await file.close();
-    await rename(partPath, opts.outPath);
     journal.close();
-    await rm(`${opts.outPath}.part.journal`, { force: true });
-    return {
-      ...progress,
-      contentId,
-      path: opts.outPath,
-      fetchedPieces: fetched,
-      badPieces: bad,
-      receipts: journal.state.receipts.size,
-      title: body.title,
-    };
+    if (opts.files.final) {
+      await rename(opts.files.data, opts.files.final);
+      await rm(opts.files.journal, { force: true });
+    }
+    return result;
   } catch (err) {
     await file.close().catch(() => {});
     journal.close();
@@ -180,62 +115,260 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
   }
 }
 
-function hashOf(buf: Buffer): string {
-  return createHash('sha256').update(buf).digest('hex');
-}
-
-/** Turns verified pieces into signed receipts and hands them to the origin. */
-class ReceiptBook {
-  private readonly pending = new Map<string, { grant: string; source: string; pieces: number[] }>();
-  private sending: Promise<void> = Promise.resolve();
+class DownloadRun {
+  private readonly body: SignedManifest['body'];
+  private readonly total: number;
+  private readonly have = new Set<number>();
+  private readonly inFlight = new Map<number, Source>();
+  private readonly badCount = new Map<number, number>();
+  private readonly buffers: Buffer[] = [];
+  private readonly tasks = new Set<Promise<void>>();
+  private readonly sources: SourceSet;
+  private readonly receipts: ReceiptBook;
+  private readonly bucket?: TokenBucket;
+  private readonly progress: Progress;
+  private transferId: string | null = null;
+  private fatal: unknown = null;
+  private fetched = 0;
+  private bad = 0;
+  private lastRefresh = 0;
+  private refreshFailures = 0;
+  private wakeUp: () => void = () => {};
+  private readonly stallMs: number;
+  private readonly refreshMs: number;
 
   constructor(
     private readonly opts: DownloadOptions,
+    manifest: SignedManifest,
     private readonly journal: DownloadJournal,
-    private readonly body: SignedManifest['body'],
-  ) {}
+    private readonly file: FileHandle,
+  ) {
+    this.body = manifest.body;
+    this.total = this.body.pieces.length;
+    this.stallMs = opts.stallMs ?? 5000;
+    this.refreshMs = opts.refreshMs ?? 2000;
+    this.sources = new SourceSet(opts.contentId, opts.device.keys.privateKey, opts.api.origin, {
+      connections: opts.perPeer ?? 4,
+      stallMs: this.stallMs,
+      sourceUrlOverride: opts.sourceUrlOverride,
+    });
+    this.receipts = new ReceiptBook({ api: opts.api, contentId: opts.contentId, device: opts.device, batch: opts.receiptBatch ?? 32 }, journal, this.body);
+    if (opts.downRate) this.bucket = new TokenBucket(opts.downRate, Math.max(opts.downRate, this.body.pieceSize));
+    this.progress = { pieces: 0, totalPieces: this.total, bytes: 0, totalBytes: this.body.totalSize, resumedPieces: 0 };
+  }
 
-  async delivered(grant: string, source: string, index: number) {
-    const key = `${grant}|${source}`;
-    if (!this.pending.has(key)) this.pending.set(key, { grant, source, pieces: [] });
-    const group = this.pending.get(key)!;
-    group.pieces.push(index);
-    if (group.pieces.length >= (this.opts.receiptBatch ?? 32)) {
-      this.pending.delete(key);
-      this.make(group);
-      void this.send(false); // best effort now; the end of the download waits for all
+  async execute(): Promise<DownloadResult> {
+    const { opts } = this;
+    if ((await this.file.stat()).size !== this.body.totalSize) await this.file.truncate(this.body.totalSize);
+    await this.recheckJournal();
+    await this.receipts.receiptUnreceipted();
+    await this.receipts.send(false);
 
+    try {
+      while (this.have.size < this.total || (this.transferId === null && this.total === 0)) {
+        if (opts.signal?.aborted) throw new AppError('aborted', 'The download was stopped.', 499);
+        if (this.fatal) throw this.fatal;
+        const now = Date.now();
+        if (now - this.lastRefresh >= this.refreshMs || this.sources.usable(now).length === 0) await this.refresh();
+        this.schedule();
+        await new Promise<void>((resolve) => {
+          this.wakeUp = resolve;
+          setTimeout(resolve, Math.min(this.refreshMs, 200)).unref();
+        });
+      }
+      await Promise.all(this.tasks);
+      if (this.fatal) throw this.fatal;
+      await this.receipts.receiptUnreceipted();
+      await this.receipts.send(true);
+      await this.report(true);
+    } finally {
+      await Promise.allSettled(this.tasks);
+      await this.sources.close();
+    }
+    const bySource: Record<string, number> = {};
+    const dropped: Record<string, DropReason> = {};
+    for (const s of this.sources.all.values()) {
+      if (s.bytes) bySource[s.id] = s.bytes;
+      if (s.dropped) dropped[s.id] = s.dropped;
+    }
+    return {
+      ...this.progress,
+      contentId: opts.contentId,
+      path: opts.files.final ?? opts.files.data,
+      transferId: this.transferId ?? '',
+      fetchedPieces: this.fetched,
+      badPieces: this.bad,
+      receipts: this.journal.state.receipts.size,
+      title: this.body.title,
+      bySource,
+      dropped,
+    };
+  }
+
+  /** Keeps the pieces the journal names whose bytes on disk still match their hash. */
+  private async recheckJournal() {
+    for (const i of [...this.journal.state.pieces.keys()]) {
+      const buf = Buffer.alloc(pieceLength(this.body, i));
+      await this.file.read(buf, 0, buf.length, pieceOffset(this.body, i));
+      if (createHash('sha256').update(buf).digest('hex') === this.body.pieces[i]) this.have.add(i);
+      else this.journal.forget(i);
+    }
+    for (const i of this.have) this.opts.onPiece?.(i);
+    this.progress.pieces = this.progress.resumedPieces = this.have.size;
+    this.progress.bytes = [...this.have].reduce((s, i) => s + pieceLength(this.body, i), 0);
+    this.opts.onProgress?.({ ...this.progress });
+  }
+
+  /**
+   * Reports progress and asks the origin for (fresh) sources: the origin notes the
+   * transfer is alive (S1.7), and offers peers minus the ones we dropped.
+   */
+  private async refresh() {
+    this.lastRefresh = Date.now();
+    try {
+      const res = await this.opts.api.post<{ transferId: string; sources: SourceOffer[] }>('/grants/auto', {
+        contentId: this.opts.contentId,
+        ...(this.transferId ? { transferId: this.transferId } : {}),
+        exclude: this.sources.dropped(),
+        maxPeers: this.opts.maxPeers ?? 6,
+        piecesDone: this.have.size,
+      });
+      this.transferId = res.transferId;
+      this.sources.apply(res.sources);
+      this.refreshFailures = 0;
+    } catch (err) {
+      // The origin may be briefly away: keep fetching from the sources we have.
+      if (err instanceof AppError && err.status < 500 && err.code !== 'origin_unreachable') throw err;
+      if (++this.refreshFailures >= 5 && this.sources.usable(Date.now()).length === 0) throw err;
     }
   }
 
-  /** Receipts for every journaled piece not yet covered (after a restart, or at the end). */
-  async receiptUnreceipted() {
-    this.pending.clear();
-    for (const group of this.journal.unreceipted()) this.make(group);
+  private async report(done: boolean) {
+    if (!this.transferId) return;
+    const reports = [...this.sources.all.values()]
+      .filter((s) => !s.isOrigin && (s.dropped || (done && s.bytes > 0)))
+      .map((s) => ({ sourceId: s.id, kind: s.dropped && s.dropped !== 'slow' ? s.dropped : 'completed', bytes: s.bytes }))
+      .filter((r) => r.kind !== 'slow');
+    await this.opts.api.post(`/transfers/${this.transferId}/progress`, { piecesDone: this.have.size, done, reports }).catch(() => {});
   }
 
-  private make(group: { grant: string; source: string; pieces: number[] }) {
-    const pieces = encodeRanges(group.pieces);
-    const bytes = group.pieces.reduce((s, i) => s + pieceLength(this.body, i), 0);
-    const receipt = makeReceipt(
-      { grant: group.grant, content: this.opts.contentId, source: group.source, receiver: this.opts.device.terminalId, pieces, bytes },
-      this.opts.device.keys.privateKey,
-    );
-    this.journal.receipt(receipt, JSON.parse(receipt.body).id, group.grant, group.source, group.pieces);
+  private needed(): number[] {
+    const out: number[] = [];
+    for (let i = 0; i < this.total; i++) if (!this.have.has(i) && !this.inFlight.has(i)) out.push(i);
+    return out;
   }
 
-  /** Sends unacknowledged receipts; `mustSucceed` at the end, best effort before. */
-  send(mustSucceed: boolean): Promise<void> {
-    this.sending = this.sending.then(async () => {
-      const unacked = [...this.journal.state.receipts.entries()].filter(([, r]) => !r.acked);
-      if (unacked.length === 0) return;
-      try {
-        const res = await this.opts.api.post<{ accepted: string[]; duplicates: string[] }>('/receipts', { receipts: unacked.map(([, r]) => r.receipt) });
-        for (const id of [...res.accepted, ...res.duplicates]) this.journal.ack(id);
-      } catch (err) {
-        if (mustSucceed) throw err;
+  /** Hands out pieces to every source with room: fastest peers first, the origin last. */
+  private schedule() {
+    const limit = this.opts.concurrency ?? 8;
+    const perPeer = this.opts.perPeer ?? 4;
+    const now = Date.now();
+    const usable = this.sources.usable(now).sort((a, b) => Number(a.isOrigin) - Number(b.isOrigin) || b.rate(now) - a.rate(now));
+    let needed: number[] | null = null;
+    for (const source of usable) {
+      const cap = source.isOrigin ? limit : perPeer;
+      while (source.inFlight < cap && this.inFlight.size < limit) {
+        needed ??= this.needed();
+        const i = this.sources.pick(source, needed, this.opts.order ?? 'rarest');
+        if (i < 0) break;
+        needed.splice(needed.indexOf(i), 1);
+        this.start(source, i);
       }
-    });
-    return this.sending;
+    }
+  }
+
+  private start(source: Source, i: number) {
+    this.inFlight.set(i, source);
+    source.started(Date.now());
+    const buf = this.buffers.pop() ?? Buffer.allocUnsafe(this.body.pieceSize);
+    const task = this.fetchPiece(source, i, buf)
+      .catch((err) => this.failed(source, i, err))
+      .finally(() => {
+        this.inFlight.delete(i);
+        source.finished(Date.now());
+        this.buffers.push(buf);
+        this.tasks.delete(task);
+        this.wakeUp();
+      });
+    this.tasks.add(task);
+  }
+
+  private async fetchPiece(source: Source, i: number, space: Buffer) {
+    const len = pieceLength(this.body, i);
+    const target = space.subarray(0, len);
+    if (this.bucket) await this.bucket.take(len);
+    const received = await source.client.fetch(i, target);
+    // Never keep a piece whose bytes are not the ones the origin signed.
+    if (received.bytes !== len || received.sha256 !== this.body.pieces[i]) {
+      this.bad++;
+      const n = (this.badCount.get(i) ?? 0) + 1;
+      this.badCount.set(i, n);
+      if (!source.isOrigin) this.drop(source, 'bad_piece');
+      if (n >= MAX_BAD_PER_PIECE) {
+        this.fatal = new AppError('piece_corrupt', `Sources sent wrong bytes for piece ${i} ${n} times; nothing unverified was kept.`, 502);
+      }
+      return;
+    }
+    await this.file.write(target, 0, len, pieceOffset(this.body, i));
+    this.journal.piece(i, source.grantId, source.id);
+    this.have.add(i);
+    this.opts.onPiece?.(i);
+    source.failures = 0;
+    source.bytes += len;
+    source.pieces++;
+    this.fetched++;
+    this.progress.pieces++;
+    this.progress.bytes += len;
+    this.opts.onProgress?.({ ...this.progress });
+    this.receipts.delivered(source.grantId, source.id, i);
+    this.dropIfSlow(source);
+  }
+
+  private failed(source: Source, i: number, err: any) {
+    const code = err instanceof AppError ? err.code : (err?.code as string | undefined);
+    switch (code) {
+      case 'piece_unavailable':
+        source.lack(i);
+        return;
+      case 'source_busy':
+        source.busyUntil = Date.now() + 250;
+        return;
+      case 'grant_expired':
+        source.needsGrant = true;
+        this.lastRefresh = 0;
+        return;
+    }
+    const refused = err instanceof AppError && err.status >= 400 && err.status < 500;
+    if (refused) return this.drop(source, 'refused');
+    // Network errors and stalls (no bytes for stallMs): retry briefly, then give up on the source.
+    if (++source.failures >= MAX_FAILURES_PER_SOURCE) this.drop(source, 'stalled');
+    else source.busyUntil = Date.now() + 200;
+    if (source.isOrigin && source.dropped && this.sources.live().length === 0) {
+      this.fatal = err instanceof AppError ? err : new AppError('source_unreachable', `No source could be reached: ${err?.message ?? err}`, 503);
+    }
+  }
+
+  /** A peer far slower than the best one is let go in favour of others (the origin stays). */
+  private dropIfSlow(source: Source) {
+    if (source.isOrigin || source.pieces < 3) return;
+    const now = Date.now();
+    const peers = this.sources.live().filter((s) => !s.isOrigin && s.pieces >= 3);
+    if (peers.length < 3) return;
+    const best = Math.max(...peers.map((s) => s.rate(now)));
+    if (source.rate(now) < best / 5) this.drop(source, 'slow');
+  }
+
+  private drop(source: Source, reason: DropReason) {
+    if (source.dropped) return;
+    source.dropped = reason;
+    this.lastRefresh = 0; // ask the origin for a replacement at once
+    if (reason !== 'slow') void this.reportDrop(source, reason);
+  }
+
+  private async reportDrop(source: Source, kind: DropReason) {
+    if (!this.transferId) return;
+    await this.opts.api
+      .post(`/transfers/${this.transferId}/progress`, { piecesDone: this.have.size, done: false, reports: [{ sourceId: source.id, kind, bytes: source.bytes }] })
+      .catch(() => {});
   }
 }

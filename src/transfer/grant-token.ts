@@ -67,7 +67,8 @@ export interface PieceRequestCheck {
   proof: string | undefined;
   sourceId: string;
   contentId: string;
-  index: number;
+  /** The piece asked for; null for requests about the content as a whole (which pieces a source has). */
+  index: number | null;
   now: number;
   /**
    * True if the grant's receiver already proved itself on the connection this request
@@ -100,7 +101,7 @@ export class GrantVerifier {
     if (g.source !== req.sourceId) return { ok: false, refusal: 'grant_wrong_source' };
     if (g.content !== req.contentId) return { ok: false, refusal: 'grant_wrong_content' };
     if (!req.provenOnConnection?.(g.id) && !this.proofValid(g, req)) return { ok: false, refusal: 'grant_wrong_receiver' };
-    if (!entry.has(req.index)) return { ok: false, refusal: 'piece_not_granted' };
+    if (req.index !== null && !entry.has(req.index)) return { ok: false, refusal: 'piece_not_granted' };
     return { ok: true, grant: g };
   }
 

@@ -11,6 +11,7 @@ import { signGrant, type GrantPayload } from './grant-token.ts';
 
 export interface IssuedGrant {
   id: string;
+  transferId?: string;
   token: string;
   contentId: string;
   sourceId: string;
@@ -28,7 +29,7 @@ export class GrantService {
     private readonly deps: { db: Db; keys: KeyPair; clock: Clock; config: Config; content: ContentService; terminals: TerminalService },
   ) {}
 
-  async issue(receiverTerminalId: string, req: { contentId: string; sourceId: string; pieces?: string }): Promise<IssuedGrant> {
+  async issue(receiverTerminalId: string, req: { contentId: string; sourceId: string; pieces?: string; transferId?: string }): Promise<IssuedGrant> {
     const { db, keys, clock, config, content, terminals } = this.deps;
     const manifest = await content.getManifest(req.contentId);
     const count = manifest.body.pieces.length;
@@ -52,15 +53,22 @@ export class GrantService {
     };
     await db
       .insertInto('grants')
-      .values({ id: payload.id, content_id: payload.content, receiver_id: payload.receiver, source_id: payload.source, pieces, expires_at: new Date(exp), created_at: new Date(clock.now()) })
+      .values({ id: payload.id, transfer_id: req.transferId ?? null, content_id: payload.content, receiver_id: payload.receiver, source_id: payload.source, pieces, expires_at: new Date(exp), created_at: new Date(clock.now()) })
       .execute();
-    return { id: payload.id, token: signGrant(payload, keys.privateKey), contentId: req.contentId, sourceId: req.sourceId, pieces, expiresAt: new Date(exp).toISOString() };
+    return { id: payload.id, transferId: req.transferId, token: signGrant(payload, keys.privateKey), contentId: req.contentId, sourceId: req.sourceId, pieces, expiresAt: new Date(exp).toISOString() };
   }
 
   async get(id: string) {
     const row = await this.deps.db.selectFrom('grants').selectAll().where('id', '=', id).executeTakeFirst();
     if (!row) throw notFound('unknown_grant', `No grant ${id}.`);
     return row;
+  }
+
+  /** Of these grant IDs, the ones naming `sourceId` as their source (a source reports only its own). */
+  async servedBy(sourceId: string, ids: string[]): Promise<string[]> {
+    if (ids.length === 0) return [];
+    const rows = await this.deps.db.selectFrom('grants').select('id').where('id', 'in', ids).where('source_id', '=', sourceId).execute();
+    return rows.map((r) => r.id);
   }
 
   /** Only the receiver named in a grant may act on it. */

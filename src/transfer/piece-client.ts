@@ -11,13 +11,24 @@ export class PieceClient {
   private readonly pool: Pool;
   private signed?: { at: number; proof: string };
 
+  /**
+   * `stallMs`: a request that receives no bytes for this long fails (S1.7: a holder
+   * that stalls is given up on, and another one is asked).
+   */
   constructor(
     readonly sourceUrl: string,
-    private readonly grant: { id: string; token: string; contentId: string },
+    private grant: { id: string; token: string; contentId: string },
     private readonly receiverKey: KeyObject,
     connections = 8,
+    stallMs = 30_000,
   ) {
-    this.pool = new Pool(sourceUrl, { connections, keepAliveTimeout: 30_000, headersTimeout: 30_000, bodyTimeout: 30_000 });
+    this.pool = new Pool(sourceUrl, { connections, keepAliveTimeout: 30_000, headersTimeout: stallMs, bodyTimeout: stallMs });
+  }
+
+  /** A new grant for the same source (the previous one expired or was replaced). */
+  setGrant(grant: { id: string; token: string }) {
+    this.grant = { ...this.grant, ...grant };
+    this.signed = undefined;
   }
 
   /**

@@ -10,4 +10,6 @@ export interface PieceSource {
   manifest(contentId: string): Promise<SignedManifest | null>;
   /** The bytes of piece `index`, or null if this source does not have that piece. */
   readPiece(contentId: string, index: number): Promise<Buffer | null>;
+  /** The pieces held now (agents fetching a content serve what they verified so far); absent means all. */
+  have?(contentId: string): Promise<number[] | null>;
 }

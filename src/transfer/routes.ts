@@ -6,8 +6,26 @@ import type { TerminalService } from '../terminals/service.ts';
 import type { GrantService } from './grants.ts';
 import type { ReceiptService } from './receipts.ts';
 import type { SignedReceipt } from './receipt.ts';
+import type { OfferRequest, PeerCoordinator } from './coordinator.ts';
+import type { TransferService } from './transfers.ts';
+import { REPORT_KINDS, type ReputationService } from './reputation.ts';
+
+const sourceOfferSchema = {
+  type: 'object',
+  properties: {
+    sourceId: { type: 'string' },
+    sourceUrl: { type: ['string', 'null'] },
+    pieces: { type: ['string', 'null'] },
+    score: { type: ['number', 'null'] },
+    why: { type: 'array', items: { type: 'string' } },
+    grant: { type: 'object', properties: { id: { type: 'string' }, token: { type: 'string' }, expiresAt: { type: 'string' } } },
+  },
+} as const;
 
 export function transferRoutes(deps: {
+  coordinator: PeerCoordinator;
+  transfers: TransferService;
+  reputation: ReputationService;
   grants: GrantService;
   receipts: ReceiptService;
   content: ContentService;
@@ -54,6 +72,100 @@ export function transferRoutes(deps: {
         const grant = await deps.grants.issue(req.principal!.terminalId!, { contentId: req.body.contentId, sourceId: source, pieces: req.body.pieces });
         // A null sourceUrl means "this origin": the receiver already knows where it is.
         return { ...grant, sourceUrl: null };
+      },
+    });
+
+    app.post<{ Body: OfferRequest }>('/grants/auto', {
+      config: { access: 'terminal' },
+      schema: {
+        summary: 'Automatic source selection (S1.5): grants for the best holders for this terminal, and the origin as last resort',
+        description:
+          'Called again every few seconds during a transfer: it reports progress (S1.7) and returns fresh grants, minus the sources the receiver excluded. Each peer comes with its score and the reasons (`why`); see docs/selection.md.',
+        tags: ['transfer'],
+        body: {
+          type: 'object',
+          required: ['contentId'],
+          additionalProperties: false,
+          properties: {
+            contentId: { type: 'string', pattern: '^[0-9a-f]{64}$' },
+            transferId: { type: 'string', maxLength: 64 },
+            exclude: { type: 'array', maxItems: 1000, items: { type: 'string', maxLength: 64 } },
+            maxPeers: { type: 'integer', minimum: 0, maximum: 32, default: 6 },
+            piecesDone: { type: 'integer', minimum: 0 },
+          },
+        },
+        response: {
+          200: { type: 'object', properties: { transferId: { type: 'string' }, sources: { type: 'array', items: sourceOfferSchema } } },
+          400: errorSchema,
+          403: errorSchema,
+          404: errorSchema,
+        },
+      },
+      handler: async (req) => deps.coordinator.offer(req.principal!.terminalId!, req.body),
+    });
+
+    app.post<{ Params: { id: string }; Body: { piecesDone: number; done?: boolean; reports?: { sourceId: string; kind: string; bytes?: number; pieces?: string }[] } }>(
+      '/transfers/:id/progress',
+      {
+        config: { access: 'terminal' },
+        schema: {
+          summary: 'The receiver reports progress, and what it saw of its sources (S1.7): completed uploads, stalls, refusals, bad pieces',
+          tags: ['transfer'],
+          params: { type: 'object', required: ['id'], properties: { id: { type: 'string', maxLength: 64 } } },
+          body: {
+            type: 'object',
+            required: ['piecesDone'],
+            additionalProperties: false,
+            properties: {
+              piecesDone: { type: 'integer', minimum: 0 },
+              done: { type: 'boolean' },
+              reports: {
+                type: 'array',
+                maxItems: 100,
+                items: {
+                  type: 'object',
+                  required: ['sourceId', 'kind'],
+                  additionalProperties: false,
+                  properties: {
+                    sourceId: { type: 'string', maxLength: 64 },
+                    kind: { type: 'string', enum: [...REPORT_KINDS] },
+                    bytes: { type: 'integer', minimum: 0 },
+                    pieces: { type: 'string', maxLength: 100_000 },
+                  },
+                },
+              },
+            },
+          },
+          response: { 200: { type: 'object', properties: { state: { type: 'string' } } }, 400: errorSchema, 403: errorSchema, 404: errorSchema },
+        },
+      },
+      async (req) => {
+        const me = req.principal!.terminalId!;
+        const t = await deps.transfers.mine(req.params.id, me);
+        for (const r of req.body.reports ?? []) {
+          await deps.reputation.report(me, { contentId: t.content_id, sourceId: r.sourceId, transferId: t.id, kind: r.kind as any, bytes: r.bytes, pieces: r.pieces ?? null });
+        }
+        const updated = await deps.transfers.progress(t.id, me, req.body.piecesDone, req.body.done ?? false);
+        return { state: updated.state };
+      },
+    );
+
+    app.post<{ Body: { grants: string[] } }>('/transfers/served', {
+      config: { access: 'terminal' },
+      schema: {
+        summary: 'A source reports the grants it served pieces under recently (S1.7: both ends report)',
+        tags: ['transfer'],
+        body: {
+          type: 'object',
+          required: ['grants'],
+          additionalProperties: false,
+          properties: { grants: { type: 'array', maxItems: 1000, items: { type: 'string', maxLength: 64 } } },
+        },
+        response: { 200: { type: 'object', properties: { transfers: { type: 'integer' } } } },
+      },
+      handler: async (req) => {
+        const mine = await deps.grants.servedBy(req.principal!.terminalId!, req.body.grants);
+        return { transfers: await deps.transfers.servedUnder(mine) };
       },
     });
 

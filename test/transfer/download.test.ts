@@ -8,7 +8,7 @@ import { Client } from 'undici';
 import { Api } from '../../src/cli/api.ts';
 import { AppError } from '../../src/core/errors.ts';
 import { deviceSession } from '../../src/terminals/device.ts';
-import { download } from '../../src/transfer/downloader.ts';
+import { download, fileTarget } from '../../src/transfer/downloader.ts';
 import { makeReceipt } from '../../src/transfer/receipt.ts';
 import { decodeRanges } from '../../src/transfer/piece-ranges.ts';
 import { testEngines } from '../helpers/db.ts';
@@ -52,7 +52,7 @@ for (const engine of testEngines()) {
 
     test('a content arrives byte-exact and every piece is receipted exactly once', async () => {
       const out = path.join(work, 'film.bin');
-      const result = await download({ api, originKey: origin.keys.publicKeyB64, device, contentId, outPath: out, receiptBatch: 8 });
+      const result = await download({ api, originKey: origin.keys.publicKeyB64, device, contentId, files: fileTarget(out), receiptBatch: 8 });
       assert.ok(readFileSync(out).equals(file));
       assert.equal(result.fetchedPieces, 21);
       assert.equal(existsSync(`${out}.part`) || existsSync(`${out}.part.journal`), false);
@@ -65,21 +65,22 @@ for (const engine of testEngines()) {
 
     test('an interrupted download resumes from its verified pieces', async () => {
       const out = path.join(work, 'resume.bin');
-      let seen = 0;
-      // Stop after 7 pieces, as a crash would (no clean-up runs).
+      const stop = new AbortController();
+      // Stop once 7 pieces are verified; the journal and the part file stay behind.
       await assert.rejects(
         download({
-          api, originKey: origin.keys.publicKeyB64, device, contentId, outPath: out, concurrency: 1,
+          api, originKey: origin.keys.publicKeyB64, device, contentId, files: fileTarget(out), concurrency: 1, signal: stop.signal,
           onProgress: (p) => {
-            if (p.pieces > 0 && ++seen >= 7) throw new Error('simulated crash');
+            if (p.pieces >= 7) stop.abort();
           },
         }),
-        /simulated crash/,
+        (e: AppError) => e.code === 'aborted',
       );
       assert.ok(existsSync(`${out}.part.journal`));
-      const result = await download({ api, originKey: origin.keys.publicKeyB64, device, contentId, outPath: out });
-      assert.equal(result.resumedPieces, 7);
-      assert.equal(result.fetchedPieces, 14);
+      assert.equal(existsSync(out), false);
+      const result = await download({ api, originKey: origin.keys.publicKeyB64, device, contentId, files: fileTarget(out) });
+      assert.ok(result.resumedPieces >= 7, `resumed ${result.resumedPieces}`);
+      assert.equal(result.fetchedPieces + result.resumedPieces, 21);
       assert.ok(readFileSync(out).equals(file));
     });
 
@@ -93,7 +94,7 @@ for (const engine of testEngines()) {
       try {
         const out = path.join(work, 'tampered.bin');
         await assert.rejects(
-          download({ api: new Api(proxy.url, device.token), originKey: origin.keys.publicKeyB64, device, contentId, outPath: out }),
+          download({ api: new Api(proxy.url, device.token), originKey: origin.keys.publicKeyB64, device, contentId, files: fileTarget(out) }),
           (e: AppError) => e.code === 'manifest_invalid',
         );
         assert.equal(existsSync(out) || existsSync(`${out}.part`) || existsSync(`${out}.part.journal`), false);
@@ -105,7 +106,7 @@ for (const engine of testEngines()) {
     test('a manifest signed by another key is refused', async () => {
       const other = (await import('../../src/core/crypto.ts')).generateKeyPair();
       await assert.rejects(
-        download({ api, originKey: other.publicKeyB64, device, contentId, outPath: path.join(work, 'x.bin') }),
+        download({ api, originKey: other.publicKeyB64, device, contentId, files: fileTarget(path.join(work, 'x.bin')) }),
         (e: AppError) => e.code === 'manifest_invalid',
       );
     });
@@ -121,7 +122,7 @@ for (const engine of testEngines()) {
       try {
         const out = path.join(work, 'evil.bin');
         await assert.rejects(
-          download({ api: new Api(origin.url, receiver.token), originKey: origin.keys.publicKeyB64, device: receiver, contentId, outPath: out, sourceUrlOverride: evil.url }),
+          download({ api: new Api(origin.url, receiver.token), originKey: origin.keys.publicKeyB64, device: receiver, contentId, files: fileTarget(out), sourceUrlOverride: evil.url }),
           (e: AppError) => e.code === 'piece_corrupt',
         );
         assert.ok(evil.seen.length >= 3);

@@ -1,0 +1,222 @@
+import os from 'node:os';
+import path from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { Api } from '../cli/api.ts';
+import { systemClock } from '../core/clock.ts';
+import { AppError } from '../core/errors.ts';
+import { createHttpApp } from '../core/http.ts';
+import { createLogger } from '../core/logger.ts';
+import { deviceSession } from '../terminals/device.ts';
+import { download, fetchCheckedManifest, type DownloadOptions, type DownloadResult } from '../transfer/downloader.ts';
+import { encodeRanges } from '../transfer/piece-ranges.ts';
+import { pieceServerRoutes } from '../transfer/piece-server.ts';
+import { TokenBucket } from '../transfer/token-bucket.ts';
+import { contentListRoutes, loadAgentNotes } from './content-list.ts';
+import { AgentStore } from './store.ts';
+
+// `cascade agent` (S1.2–S1.7): a terminal that keeps a local store, tells the origin
+// what it holds and how it is doing (heartbeats), fetches content from peers and the
+// origin, and serves the pieces it has to other terminals against origin grants —
+// with a fixed number of upload slots and optional rate caps, so tests and
+// benchmarks can model real links.
+
+export interface AgentOptions {
+  origin: string;
+  /** The owner's account token (registers the device; then the device signs in by itself). */
+  token: string;
+  /** The origin's public key, pinned at login. */
+  originKey: string;
+  /** Device key, device credential, and the store (`<home>/store`). */
+  home: string;
+  host?: string;
+  port?: number;
+  /** Address other terminals reach this one at (default: http://host:port). */
+  advertiseUrl?: string;
+  name?: string;
+  region?: string;
+  network?: string;
+  /** Upload slots: piece requests served at once. */
+  slots?: number;
+  /** Upload and download caps, bytes/s. */
+  upRate?: number;
+  downRate?: number;
+  heartbeatMs?: number;
+  /** CPU use 0..1 for heartbeats; default: the machine's busy share since the last beat. */
+  cpuLoad?: () => number;
+  /** Options passed to every download (stall and refresh times, peers, order…). */
+  downloads?: Partial<DownloadOptions>;
+  logger?: Logger;
+}
+
+export interface Agent {
+  terminalId: string;
+  url: string;
+  store: AgentStore;
+  app: FastifyInstance;
+  /** Sends a heartbeat now (they also go out every `heartbeatMs`). */
+  heartbeat(): Promise<void>;
+  /** Fetches a content into the store, from peers and the origin. */
+  fetch(contentId: string, extra?: Partial<DownloadOptions>): Promise<DownloadResult>;
+  close(): Promise<void>;
+}
+
+export async function startAgent(opts: AgentOptions): Promise<Agent> {
+  const logger = opts.logger ?? createLogger('info', 'agent');
+  const userApi = new Api(opts.origin.replace(/\/$/, ''), opts.token);
+  const store = new AgentStore(path.join(opts.home, 'store'));
+  // A quarter second of burst: enough to keep the link busy, small enough that the cap holds over short spans.
+  const upBucket = opts.upRate ? new TokenBucket(opts.upRate, Math.max(opts.upRate / 4, 1)) : undefined;
+  const device = await deviceSession(userApi, opts.home, { name: opts.name, region: opts.region, network: opts.network });
+  const api = () => new Api(userApi.origin, device.token);
+
+  // Traffic counters for heartbeats and for "what did I serve" reports.
+  let sentBytes = 0;
+  let receivedBytes = 0;
+  const servedGrants = new Set<string>();
+
+  const app = createHttpApp({ logger, resolveToken: async () => null, title: 'Cascade agent' });
+  app.get('/health', { config: { access: 'public' }, schema: { summary: 'Agent liveness', tags: ['ops'] } }, async () => ({ status: 'ok', terminalId: device.terminalId }));
+  await app.register(
+    pieceServerRoutes({
+      sourceId: device.terminalId,
+      originPublicKey: opts.originKey,
+      pieces: store.pieceSource(),
+      clock: systemClock,
+      metrics: app.metrics,
+      slots: opts.slots ?? 4,
+      upRate: upBucket,
+      onServed: (grant, _index, bytes) => {
+        sentBytes += bytes;
+        servedGrants.add(grant.id);
+      },
+    }),
+  );
+  const notesFile = path.join(opts.home, 'notes.json');
+  await app.register(
+    contentListRoutes({
+      selfId: device.terminalId,
+      originPublicKey: opts.originKey,
+      clock: systemClock,
+      list: async () => store.list().filter((c) => c.complete).map((c) => c.manifest),
+      notes: () => loadAgentNotes(notesFile),
+    }),
+  );
+  await app.listen({ host: opts.host ?? '127.0.0.1', port: opts.port ?? 0 });
+  const port = (app.server.address() as { port: number }).port;
+  const url = opts.advertiseUrl ?? `http://${opts.host ?? '127.0.0.1'}:${port}`;
+
+  // Tell the origin where we serve, what we hold (whole and in part), and that we are alive.
+  await api().request('PUT', '/terminals/address', { json: { serveUrl: url, region: opts.region, network: opts.network } });
+  const complete = store.list().filter((c) => c.complete).map((c) => c.id);
+  await api().request('PUT', '/terminals/holdings', { json: { contentIds: complete, mode: 'replace' } });
+  for (const c of store.list().filter((c) => !c.complete && c.pieces.length > 0)) {
+    await api().request('PUT', `/terminals/holdings/${c.id}/pieces`, { json: { pieces: encodeRanges(c.pieces) } });
+  }
+
+  const started = Date.now();
+  let lastBeat = Date.now();
+  const cpuLoad = opts.cpuLoad ?? machineCpu();
+  const beat = async () => {
+    const now = Date.now();
+    const seconds = Math.max((now - lastBeat) / 1000, 0.001);
+    lastBeat = now;
+    const upBps = opts.upRate ? opts.upRate * 8 : 1e10;
+    const downBps = opts.downRate ? opts.downRate * 8 : 1e10;
+    const state = {
+      uptimeRatio: 1,
+      upBps,
+      downBps,
+      sendLoadBps: Math.min(Math.round((sentBytes * 8) / seconds), upBps),
+      recvLoadBps: Math.min(Math.round((receivedBytes * 8) / seconds), downBps),
+      cpu: cpuLoad(),
+    };
+    sentBytes = 0;
+    receivedBytes = 0;
+    await api().post('/terminals/heartbeat', state);
+    if (servedGrants.size) {
+      const grants = [...servedGrants];
+      servedGrants.clear();
+      await api().post('/transfers/served', { grants });
+    }
+  };
+  await beat().catch((err) => logger.warn({ err: err.message }, 'first heartbeat failed'));
+  const timer = setInterval(() => void beat().catch((err) => logger.warn({ err: err.message }, 'heartbeat failed')), opts.heartbeatMs ?? 5000);
+  timer.unref();
+
+  const active = new Map<string, AbortController>();
+  const agent: Agent = {
+    terminalId: device.terminalId,
+    url,
+    store,
+    app,
+    heartbeat: beat,
+    async fetch(contentId, extra = {}) {
+      if (active.has(contentId)) throw new AppError('already_fetching', `Already fetching ${contentId}.`, 409);
+      const manifest = await fetchCheckedManifest(api(), contentId, opts.originKey);
+      store.begin(contentId, manifest);
+      const files = store.paths(contentId);
+      const stop = new AbortController();
+      active.set(contentId, stop);
+      // Partial holdings go to the origin at most once a second, so receivers learn what we can serve.
+      let lastReport = 0;
+      const reportPieces = async () => {
+        const have = store.get(contentId)!.have;
+        if (have.size) await api().request('PUT', `/terminals/holdings/${contentId}/pieces`, { json: { pieces: encodeRanges(have) } });
+      };
+      try {
+        const result = await download({
+          api: api(),
+          originKey: opts.originKey,
+          device,
+          contentId,
+          manifest,
+          files: { data: files.data, journal: files.journal },
+          downRate: opts.downRate,
+          signal: stop.signal,
+          ...opts.downloads,
+          ...extra,
+          onPiece: (i) => {
+            store.markPiece(contentId, i);
+            receivedBytes += manifest.body.pieceSize;
+            if (Date.now() - lastReport > 1000) {
+              lastReport = Date.now();
+              void reportPieces().catch(() => {});
+            }
+            extra.onPiece?.(i);
+          },
+        });
+        await api().request('PUT', '/terminals/holdings', { json: { contentIds: [contentId], mode: 'add' } });
+        return result;
+      } finally {
+        active.delete(contentId);
+      }
+    },
+    async close() {
+      clearInterval(timer);
+      for (const c of active.values()) c.abort();
+      await app.close();
+      store.close();
+    },
+  };
+  logger.info({ terminalId: device.terminalId, url, uptimeSince: new Date(started).toISOString() }, 'agent listening');
+  return agent;
+}
+
+/** The machine's CPU busy share (0..1) between successive calls, from os.cpus() times. */
+function machineCpu(): () => number {
+  const sample = () => os.cpus().reduce((acc, c) => {
+    const t = c.times;
+    acc.idle += t.idle;
+    acc.total += t.user + t.nice + t.sys + t.irq + t.idle;
+    return acc;
+  }, { idle: 0, total: 0 });
+  let last = sample();
+  return () => {
+    const now = sample();
+    const total = now.total - last.total;
+    const busy = total > 0 ? 1 - (now.idle - last.idle) / total : 0;
+    last = now;
+    return Math.min(Math.max(busy, 0), 1);
+  };
+}

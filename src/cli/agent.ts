@@ -1,0 +1,70 @@
+import type { Command } from 'commander';
+import { Api } from './api.ts';
+import { cascadeHome, readProfile } from './profile.ts';
+import { AppError } from '../core/errors.ts';
+import { createLogger } from '../core/logger.ts';
+import { startAgent } from '../agent/agent.ts';
+import { parseRate } from '../transfer/token-bucket.ts';
+
+export function registerAgent(program: Command) {
+  program
+    .command('agent')
+    .description('run a terminal agent: local store, serves pieces to other terminals, fetches from peers and the origin (S1.2–S1.7)')
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('--port <port>', 'port to serve pieces on (0: any free port)', (v) => Number(v), 0)
+    .option('--advertise <url>', 'URL other terminals reach this agent at (default: http://host:port)')
+    .option('--slots <n>', 'upload slots (pieces served at once)', (v) => Number(v), 4)
+    .option('--up-rate <rate>', 'cap the upload rate, e.g. 8MB/s', parseRate)
+    .option('--down-rate <rate>', 'cap the download rate, e.g. 8MB/s', parseRate)
+    .option('--name <name>', 'terminal name')
+    .option('--region <label>', 'region label, used to pick nearby peers')
+    .option('--network <label>', 'network label (e.g. the building or ISP), used to pick nearby peers')
+    .option('--get <contentId...>', 'content to fetch once started')
+    .option('--stall-ms <ms>', 'give up on a source after this long without bytes', (v) => Number(v), 5000)
+    .action(async (opts) => {
+      const g = program.opts();
+      const profile = readProfile();
+      if (!profile.token || !profile.originKey) throw new AppError('not_signed_in', 'Run `cascade login` first.', 401);
+      const api = Api.fromProfile({ origin: g.origin });
+      const say = (event: Record<string, unknown>) => {
+        if (g.json) process.stdout.write(JSON.stringify(event) + '\n');
+        else process.stderr.write(`${Object.entries(event).map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : v}`).join(' ')}\n`);
+      };
+      const agent = await startAgent({
+        origin: api.origin,
+        token: api.token!,
+        originKey: profile.originKey,
+        home: cascadeHome(),
+        host: opts.host,
+        port: opts.port,
+        advertiseUrl: opts.advertise,
+        name: opts.name,
+        region: opts.region,
+        network: opts.network,
+        slots: opts.slots,
+        upRate: opts.upRate,
+        downRate: opts.downRate,
+        downloads: { stallMs: opts.stallMs },
+        logger: createLogger(process.env.LOG_LEVEL ?? 'warn', 'agent'),
+      });
+      say({ event: 'ready', terminalId: agent.terminalId, url: agent.url });
+      const stop = async () => {
+        await agent.close();
+        process.exit(0);
+      };
+      process.once('SIGINT', stop);
+      process.once('SIGTERM', stop);
+      for (const id of opts.get ?? []) {
+        let last = 0;
+        const result = await agent.fetch(id, {
+          onProgress: (p) => {
+            if (Date.now() - last > 500 || p.pieces === p.totalPieces) {
+              last = Date.now();
+              say({ event: 'progress', contentId: id, ...p });
+            }
+          },
+        });
+        say({ event: 'done', ...result });
+      }
+    });
+}

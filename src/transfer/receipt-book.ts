@@ -1,0 +1,73 @@
+import type { Api } from '../cli/api.ts';
+import { pieceLength, type SignedManifest } from '../content/manifest.ts';
+import type { DownloadJournal } from './download-journal.ts';
+import { encodeRanges } from './piece-ranges.ts';
+import { makeReceipt } from './receipt.ts';
+import type { KeyPair } from '../core/crypto.ts';
+
+// Receipts (ARCHITECTURE.md): every verified piece ends up in exactly one signed
+// receipt naming the grant and source that delivered it. Receipts are journaled
+// before they are sent, so a crash between the two loses nothing.
+
+export interface ReceiptBookOptions {
+  api: Api;
+  contentId: string;
+  device: { terminalId: string; keys: KeyPair };
+  /** Pieces per receipt. */
+  batch: number;
+}
+
+/** Turns verified pieces into signed receipts and hands them to the origin. */
+export class ReceiptBook {
+  private readonly pending = new Map<string, { grant: string; source: string; pieces: number[] }>();
+  private sending: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly opts: ReceiptBookOptions,
+    private readonly journal: DownloadJournal,
+    private readonly body: SignedManifest['body'],
+  ) {}
+
+  delivered(grant: string, source: string, index: number) {
+    const key = `${grant}|${source}`;
+    if (!this.pending.has(key)) this.pending.set(key, { grant, source, pieces: [] });
+    const group = this.pending.get(key)!;
+    group.pieces.push(index);
+    if (group.pieces.length >= this.opts.batch) {
+      this.pending.delete(key);
+      this.make(group);
+      void this.send(false); // best effort now; the end of the download waits for all
+    }
+  }
+
+  /** Receipts for every journaled piece not yet covered (after a restart, or at the end). */
+  async receiptUnreceipted() {
+    this.pending.clear();
+    for (const group of this.journal.unreceipted()) this.make(group);
+  }
+
+  private make(group: { grant: string; source: string; pieces: number[] }) {
+    const pieces = encodeRanges(group.pieces);
+    const bytes = group.pieces.reduce((s, i) => s + pieceLength(this.body, i), 0);
+    const receipt = makeReceipt(
+      { grant: group.grant, content: this.opts.contentId, source: group.source, receiver: this.opts.device.terminalId, pieces, bytes },
+      this.opts.device.keys.privateKey,
+    );
+    this.journal.receipt(receipt, JSON.parse(receipt.body).id, group.grant, group.source, group.pieces);
+  }
+
+  /** Sends unacknowledged receipts; `mustSucceed` at the end, best effort before. */
+  send(mustSucceed: boolean): Promise<void> {
+    this.sending = this.sending.then(async () => {
+      const unacked = [...this.journal.state.receipts.entries()].filter(([, r]) => !r.acked);
+      if (unacked.length === 0) return;
+      try {
+        const res = await this.opts.api.post<{ accepted: string[]; duplicates: string[] }>('/receipts', { receipts: unacked.map(([, r]) => r.receipt) });
+        for (const id of [...res.accepted, ...res.duplicates]) this.journal.ack(id);
+      } catch (err) {
+        if (mustSucceed) throw err;
+      }
+    });
+    return this.sending;
+  }
+}

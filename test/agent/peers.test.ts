@@ -1,0 +1,144 @@
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, openSync, readFileSync, rmSync, writeSync, closeSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pino from 'pino';
+import { Api } from '../../src/cli/api.ts';
+import { deviceSession } from '../../src/terminals/device.ts';
+import { startAgent, type Agent, type AgentOptions } from '../../src/agent/agent.ts';
+import { decodeRanges } from '../../src/transfer/piece-ranges.ts';
+import { startTestOrigin, type TestOrigin } from '../helpers/origin.ts';
+
+// #3 with real HTTP between an origin and agents on loopback (in one process):
+// agents serve each other (S1.6), the origin picks holders (S1.5) and is the last
+// resort, bad and stalling peers are dropped and reported (S1.7).
+
+const PIECE = 64 * 1024;
+const PIECES = 40;
+
+describe('peer-assisted distribution', () => {
+  let origin: TestOrigin;
+  let work: string;
+  let contentId: string;
+  const file = randomBytes(PIECE * PIECES);
+  const agents: Agent[] = [];
+
+  async function agent(name: string, extra: Partial<AgentOptions> = {}): Promise<Agent> {
+    const user = await origin.userWithRoles(['member']);
+    const a = await startAgent({
+      origin: origin.url,
+      token: user.token,
+      originKey: origin.keys.publicKeyB64,
+      home: path.join(work, name),
+      name,
+      region: 'eu-west',
+      network: 'lan-1',
+      heartbeatMs: 60_000,
+      cpuLoad: () => 0.1, // the test machine's own load must not make agents look saturated
+      downloads: { stallMs: 400, refreshMs: 200 },
+      logger: pino({ level: 'silent' }),
+      ...extra,
+    });
+    agents.push(a);
+    return a;
+  }
+
+  const receiptsOf = (receiver: string) => origin.db.db.selectFrom('receipts').selectAll().where('receiver_id', '=', receiver).execute();
+
+  before(async () => {
+    origin = await startTestOrigin({ config: { pieceSize: PIECE } });
+    work = mkdtempSync(path.join(os.tmpdir(), 'cascade-peers-'));
+    const publisher = await origin.userWithRoles(['publisher']);
+    const res = await origin.call('POST', '/contents?title=Swarm&genre=test&price=100', { token: publisher.token, body: file, headers: { 'content-type': 'application/octet-stream' } });
+    contentId = res.body.id;
+  });
+  after(async () => {
+    for (const a of agents) await a.close().catch(() => {});
+    await origin.close();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  test('the first agent fetches from the origin; the next one from it, the origin only as last resort', async () => {
+    const a = await agent('a');
+    const first = await a.fetch(contentId);
+    assert.deepEqual(Object.keys(first.bySource), ['origin']);
+    assert.ok(readFileSync(a.store.paths(contentId).data).equals(file));
+
+    const b = await agent('b');
+    const second = await b.fetch(contentId);
+    assert.ok(readFileSync(b.store.paths(contentId).data).equals(file));
+    assert.equal(second.bySource[a.terminalId], file.length, `all from the peer: ${JSON.stringify(second.bySource)}`);
+    assert.equal(second.bySource.origin ?? 0, 0);
+    // Receipts name the peer as the source of every piece, exactly once.
+    const receipts = await receiptsOf(b.terminalId);
+    const pieces = receipts.flatMap((r) => decodeRanges(r.pieces, PIECES)!).sort((x, y) => x - y);
+    assert.deepEqual(pieces, [...Array(PIECES).keys()]);
+    assert.ok(receipts.every((r) => r.source_id === a.terminalId));
+  });
+
+  test('automatic selection explains itself and never offers the requester, offline or excluded holders', async () => {
+    const c = await agent('c');
+    // The agent's own device session (cached in its home) asks as that terminal.
+    const session = await deviceSession(new Api(origin.url, 'unused'), path.join(work, 'c'));
+    const res = await origin.call('POST', '/grants/auto', { token: session.token, json: { contentId } });
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+    const ids = res.body.sources.map((s: any) => s.sourceId);
+    assert.equal(ids.at(-1), 'origin', 'the origin comes last');
+    assert.ok(ids.includes(agents[0].terminalId) && ids.includes(agents[1].terminalId));
+    assert.ok(!ids.includes(c.terminalId), 'never the requester itself');
+    for (const s of res.body.sources.slice(0, -1)) {
+      assert.ok(s.why.length > 0 && s.why.some((w: string) => /same network/.test(w)), JSON.stringify(s.why));
+      assert.equal(typeof s.score, 'number');
+    }
+    const excluded = await origin.call('POST', '/grants/auto', { token: session.token, json: { contentId, transferId: res.body.transferId, exclude: [agents[0].terminalId] } });
+    assert.ok(!excluded.body.sources.some((s: any) => s.sourceId === agents[0].terminalId));
+  });
+
+  /** Makes every agent but these look offline to the origin (its clock jumps past their last beat). */
+  async function onlyOnline(...keep: Agent[]) {
+    origin.clock.advance(10 * 60_000);
+    for (const a of keep) await a.heartbeat();
+  }
+
+  test('a peer serving bad bytes is dropped, reported, loses reputation and is not offered again', async () => {
+    const liar = await agent('liar');
+    await liar.fetch(contentId);
+    // Corrupt the liar's copy on disk: it will serve bytes that fail verification.
+    const fd = openSync(liar.store.paths(contentId).data, 'r+');
+    for (let i = 0; i < PIECES; i++) writeSync(fd, Buffer.from('evil'), 0, 4, i * PIECE + 7);
+    closeSync(fd);
+    const r = await agent('r');
+    await onlyOnline(liar, r); // the liar is the only peer on offer; the origin is the last resort
+
+    const result = await r.fetch(contentId);
+    assert.ok(readFileSync(r.store.paths(contentId).data).equals(file), 'byte-exact despite the liar');
+    assert.equal(result.dropped[liar.terminalId], 'bad_piece');
+    assert.ok(result.badPieces >= 1);
+    const rep = await origin.reputation.get([liar.terminalId]);
+    assert.ok(rep.get(liar.terminalId)!.badPieces >= 1);
+    assert.ok((await origin.reputation.excludedFor(contentId, r.terminalId)).has(liar.terminalId));
+    // Nothing the liar sent was accepted, so no receipt names it.
+    assert.ok((await receiptsOf(r.terminalId)).every((x) => x.source_id !== liar.terminalId));
+    // And the origin does not offer it to this receiver again for this content.
+    const session = await deviceSession(new Api(origin.url, 'unused'), path.join(work, 'r'));
+    const again = await origin.call('POST', '/grants/auto', { token: session.token, json: { contentId } });
+    assert.ok(!again.body.sources.some((s: any) => s.sourceId === liar.terminalId));
+  });
+
+  test('a stalling peer is retried briefly, dropped, reported, and the transfer completes elsewhere', async () => {
+    const snail = await agent('snail', { upRate: 1000 }); // 1 kB/s: a 64 KiB piece would take a minute
+    await snail.fetch(contentId);
+    const r2 = await agent('r2');
+    await onlyOnline(snail, r2);
+    const started = Date.now();
+    const result = await r2.fetch(contentId);
+    assert.ok(readFileSync(r2.store.paths(contentId).data).equals(file));
+    assert.equal(result.dropped[snail.terminalId], 'stalled');
+    assert.equal(result.bySource[snail.terminalId] ?? 0, 0);
+    assert.ok(Date.now() - started < 15_000, 'the stall did not hold the transfer up for long');
+    const rep = await origin.reputation.get([snail.terminalId]);
+    assert.ok(rep.get(snail.terminalId)!.stalls >= 1);
+  });
+});
