@@ -17,7 +17,7 @@ import { parseArgs } from 'node:util';
 import { request } from 'undici';
 import { Api } from '../src/cli/api.ts';
 import { deviceSession } from '../src/terminals/device.ts';
-import { download } from '../src/transfer/downloader.ts';
+import { download, fileTarget } from '../src/transfer/downloader.ts';
 import { spawnOrigin } from '../test/helpers/processes.ts';
 
 const { values } = parseArgs({ options: { mib: { type: 'string', default: '512' }, rounds: { type: 'string', default: '5' }, concurrency: { type: 'string', default: '8' } } });
@@ -109,7 +109,7 @@ async function main() {
     // One unmeasured round of each first: page cache, JIT and connection warm-up.
     await timeBaseline(baseline.url, path.join(outDir, 'warm-baseline.bin'));
     rmSync(path.join(outDir, 'warm-baseline.bin'));
-    await download({ api, originKey, device, contentId: published.id, outPath: path.join(outDir, 'warm-ours.bin') });
+    await download({ api, originKey, device, contentId: published.id, files: fileTarget(path.join(outDir, 'warm-ours.bin')) });
     rmSync(path.join(outDir, 'warm-ours.bin'));
     for (let r = 0; r < rounds; r++) {
       const outBase = path.join(outDir, `baseline-${r}.bin`);
@@ -117,7 +117,7 @@ async function main() {
       rmSync(outBase);
       const outOurs = path.join(outDir, `ours-${r}.bin`);
       const started = performance.now();
-      const result = await download({ api, originKey, device, contentId: published.id, outPath: outOurs, concurrency: Number(values.concurrency) });
+      const result = await download({ api, originKey, device, contentId: published.id, files: fileTarget(outOurs), concurrency: Number(values.concurrency) });
       const o = size / 1e6 / ((performance.now() - started) / 1000);
       if (result.totalBytes !== size || result.fetchedPieces !== result.totalPieces) throw new Error('download incomplete');
       rmSync(outOurs);
