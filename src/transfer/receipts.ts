@@ -72,6 +72,19 @@ export class ReceiptService {
     });
   }
 
+  /** A receiver's receipts, oldest first (S1.12 records; the ledger settles them). */
+  async list(receiverId: string, limit = 1000) {
+    const rows = await this.deps.db
+      .selectFrom('receipts')
+      .select(['id', 'grant_id', 'content_id', 'source_id', 'pieces', 'bytes', 'received_at'])
+      .where('receiver_id', '=', receiverId)
+      .orderBy('received_at')
+      .orderBy('id')
+      .limit(limit)
+      .execute();
+    return rows.map((r) => ({ id: r.id, grantId: r.grant_id, contentId: r.content_id, sourceId: r.source_id, pieces: r.pieces, bytes: r.bytes, receivedAt: r.received_at.toISOString() }));
+  }
+
   private async check(submitter: string, item: SignedReceipt): Promise<ReceiptBody> {
     const body = typeof item?.body === 'string' ? parseReceiptBody(item.body) : null;
     if (!body) throw badRequest('receipt_invalid', 'The receipt is not a well-formed receipt body.');

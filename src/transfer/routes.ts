@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify';
-import { badRequest } from '../core/errors.ts';
+import { badRequest, forbidden } from '../core/errors.ts';
 import { errorSchema } from '../core/http.ts';
 import type { ContentService } from '../content/service.ts';
 import type { TerminalService } from '../terminals/service.ts';
@@ -166,6 +166,22 @@ export function transferRoutes(deps: {
       handler: async (req) => {
         const mine = await deps.grants.servedBy(req.principal!.terminalId!, req.body.grants);
         return { transfers: await deps.transfers.servedUnder(mine) };
+      },
+    });
+
+    app.get<{ Querystring: { receiver: string } }>('/receipts', {
+      config: { access: 'user' },
+      schema: {
+        summary: 'Receipts a terminal signed: which source delivered which pieces (its owner and operators only)',
+        tags: ['transfer'],
+        querystring: { type: 'object', required: ['receiver'], additionalProperties: false, properties: { receiver: { type: 'string', maxLength: 64 } } },
+        response: { 403: errorSchema, 404: errorSchema },
+      },
+      handler: async (req) => {
+        const terminal = await deps.terminals.get(req.query.receiver);
+        const p = req.principal!;
+        if (terminal.userId !== p.userId && !p.roles.includes('operator')) throw forbidden('forbidden', 'Only the terminal’s owner or an operator may see its receipts.');
+        return { items: await deps.receipts.list(terminal.id) };
       },
     });
 
