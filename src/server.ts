@@ -21,6 +21,7 @@ import { ReceiptService } from './transfer/receipts.ts';
 import { transferRoutes } from './transfer/routes.ts';
 import { pieceServerRoutes } from './transfer/piece-server.ts';
 import { webRoutes } from './web/routes.ts';
+import { TokenBucket } from './transfer/token-bucket.ts';
 import { IntroductionService } from './terminals/introductions.ts';
 import { introductionRoutes } from './terminals/introduction-routes.ts';
 import { ReputationService } from './transfer/reputation.ts';
@@ -102,7 +103,16 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
   await app.register(terminalRoutes({ terminals, content }));
   await app.register(introductionRoutes({ introductions }));
   await app.register(transferRoutes({ coordinator, transfers, reputation, grants, receipts, content, terminals, originSourceId: ORIGIN_SOURCE_ID }));
-  await app.register(pieceServerRoutes({ sourceId: ORIGIN_SOURCE_ID, originPublicKey: keys.publicKey, pieces: content.pieceReader(), clock, metrics: app.metrics }));
+  await app.register(
+    pieceServerRoutes({
+      sourceId: ORIGIN_SOURCE_ID,
+      originPublicKey: keys.publicKey,
+      pieces: content.pieceReader(),
+      clock,
+      metrics: app.metrics,
+      upRate: config.originUpRate ? new TokenBucket(config.originUpRate, Math.max(config.originUpRate / 4, 1)) : undefined,
+    }),
+  );
 
   const operatorCredentialsFile = await accounts.bootstrapOperator(config.dataDir);
   if (operatorCredentialsFile) logger.info({ file: operatorCredentialsFile }, 'created the operator account; its one-time credentials are in this file');

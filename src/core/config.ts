@@ -16,6 +16,8 @@ export interface Config {
   heartbeatFlushMs: number;
   /** A monitored transfer nobody reported on for this long is reassigned (S1.7). */
   transferDeadMs: number;
+  /** Cap on the origin's piece upload rate, bytes/s; 0 = none (benchmarks model a limited origin link). */
+  originUpRate: number;
   logLevel: string;
 }
 
@@ -41,6 +43,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     grantTtlMs: intFrom(env, 'GRANT_TTL_MS', 15 * 60_000, 1000),
     heartbeatFlushMs: intFrom(env, 'HEARTBEAT_FLUSH_MS', 5000, 10),
     transferDeadMs: intFrom(env, 'TRANSFER_DEAD_MS', 30_000, 100),
+    originUpRate: intFrom(env, 'ORIGIN_UP_RATE', 0, 0),
     logLevel: env.LOG_LEVEL || 'info',
   };
 }

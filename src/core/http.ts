@@ -123,7 +123,7 @@ export function createHttpApp(opts: HttpOptions): FastifyInstance {
 
   app.setErrorHandler((err: any, req, reply) => {
     const appErr = toAppError(err);
-    if (appErr.status >= 500) req.log.error({ err }, 'request failed');
+    if (appErr.code === 'internal') req.log.error({ err }, 'request failed');
     reply.code(appErr.status).send(errorBody(appErr));
   });
 

@@ -1,0 +1,112 @@
+// npm run bench -- swarm [--mib 64] [--peers 16] [--origin-rate 16] [--peer-rate 8]   (rates in MB/s)
+//
+// Distributes one content of F bytes from an origin capped at u_s to N agents capped
+// at u_i each (token buckets on loopback), and measures the time until the last agent
+// holds a verified copy. Compared in the same run with (a) the fluid-model lower bound
+// of Kumar & Ross (2006), T_min = max(F/u_s, F/d_min, N·F/(u_s + Σu_i)) — downloads are
+// uncapped here, so F/d_min = 0 — and (b) the same distribution from the origin alone.
+// Last line: {"bench":"swarm","peers":N,"file_bytes":F,"seconds":…,"bound_seconds":…,
+//   "ratio_to_bound":…,"origin_only_seconds":…,"speedup_vs_origin_only":…,"origin_bytes_over_file":…}
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import pino from 'pino';
+import { startAgent, type Agent } from '../src/agent/agent.ts';
+import { Api } from '../src/cli/api.ts';
+import { spawnOrigin, type OriginProcess } from '../test/helpers/processes.ts';
+
+const { values } = parseArgs({
+  options: {
+    mib: { type: 'string', default: '64' },
+    peers: { type: 'string', default: '16' },
+    'origin-rate': { type: 'string', default: '16' },
+    'peer-rate': { type: 'string', default: '8' },
+    'skip-origin-only': { type: 'boolean', default: false },
+  },
+});
+const F = Number(values.mib) * 1024 * 1024;
+const N = Number(values.peers);
+const us = Number(values['origin-rate']) * 1e6;
+const ui = Number(values['peer-rate']) * 1e6;
+const log = (msg: string) => process.stderr.write(`[bench swarm] ${msg}\n`);
+const work = mkdtempSync(path.join(os.tmpdir(), 'cascade-swarm-bench-'));
+
+async function originServedBytes(origin: OriginProcess): Promise<number> {
+  const text = await (await fetch(`${origin.url}/metrics`)).text();
+  const m = /^cascade_piece_bytes_served_total (\d+(?:\.\d+)?(?:e\+\d+)?)$/m.exec(text);
+  return m ? Number(m[1]) : 0;
+}
+
+/** One distribution: N fresh agents fetch the content at once; returns seconds until the last is done. */
+async function distribute(label: string, maxPeers: number): Promise<{ seconds: number; originBytes: number }> {
+  const origin = await spawnOrigin({ dataDir: path.join(work, `${label}-origin`), env: { ORIGIN_UP_RATE: String(us), HEARTBEAT_FLUSH_MS: '1000' } });
+  const agents: Agent[] = [];
+  try {
+    const op = new Api(origin.url, (await new Api(origin.url).post('/auth/login', origin.operator)).token);
+    const originKey = (await op.get('/origin')).publicKey;
+    await op.post('/users', { username: 'publisher', password: 'publisher-password', roles: ['publisher'] });
+    const pub = new Api(origin.url, (await new Api(origin.url).post('/auth/login', { username: 'publisher', password: 'publisher-password' })).token);
+    const { id } = await pub.request('POST', '/contents?title=swarm&genre=bench&price=1', { body: randomBytes(F), headers: { 'content-type': 'application/octet-stream' } });
+    for (let i = 0; i < N; i++) {
+      await op.post('/users', { username: `agent${i}`, password: 'agent-password-1', roles: ['member'] });
+      const token = (await new Api(origin.url).post('/auth/login', { username: `agent${i}`, password: 'agent-password-1' })).token;
+      agents.push(
+        await startAgent({
+          origin: origin.url,
+          token,
+          originKey,
+          home: path.join(work, `${label}-agent${i}`),
+          name: `agent${i}`,
+          region: 'bench',
+          network: 'loopback',
+          upRate: ui,
+          slots: 4,
+          heartbeatMs: 1000,
+          cpuLoad: () => 0.2, // all agents share this machine's two cores; its load is not theirs
+          downloads: { maxPeers, refreshMs: 250, stallMs: 5000, perPeer: 2, concurrency: 8 },
+          logger: pino({ level: 'warn' }),
+        }),
+      );
+    }
+    const before = await originServedBytes(origin);
+    log(`${label}: ${N} agents start`);
+    const started = performance.now();
+    const done = await Promise.all(
+      agents.map(async (a) => {
+        const r = await a.fetch(id);
+        return (performance.now() - started) / 1000;
+      }),
+    );
+    const seconds = Math.max(...done);
+    const originBytes = (await originServedBytes(origin)) - before;
+    log(`${label}: last agent done after ${seconds.toFixed(2)} s; origin served ${(originBytes / F).toFixed(2)}× the file`);
+    return { seconds, originBytes };
+  } finally {
+    for (const a of agents) await a.close().catch(() => {});
+    await origin.destroy();
+  }
+}
+
+try {
+  const bound = Math.max(F / us, (N * F) / (us + N * ui));
+  const swarm = await distribute('swarm', N - 1);
+  const originOnly = values['skip-origin-only'] ? null : await distribute('origin-only', 0);
+  const r = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
+  console.log(
+    JSON.stringify({
+      bench: 'swarm',
+      peers: N,
+      file_bytes: F,
+      seconds: r(swarm.seconds),
+      bound_seconds: r(bound),
+      ratio_to_bound: r(swarm.seconds / bound, 3),
+      origin_only_seconds: originOnly ? r(originOnly.seconds) : null,
+      speedup_vs_origin_only: originOnly ? r(originOnly.seconds / swarm.seconds) : null,
+      origin_bytes_over_file: r(swarm.originBytes / F, 3),
+    }),
+  );
+} finally {
+  rmSync(work, { recursive: true, force: true });
+}
