@@ -1,4 +1,4 @@
-// npm run bench -- swarm [--mib 64] [--peers 16] [--origin-rate 16] [--peer-rate 8]   (rates in MB/s)
+// npm run bench -- swarm [--mib 64] [--peers 16] [--origin-rate 16] [--peer-rate 8] [--threads 2]   (rates in MB/s)
 //
 // Distributes one content of F bytes from an origin capped at u_s to N agents capped
 // at u_i each (token buckets on loopback), and measures the time until the last agent
@@ -8,12 +8,13 @@
 // Last line: {"bench":"swarm","peers":N,"file_bytes":F,"seconds":…,"bound_seconds":…,
 //   "ratio_to_bound":…,"origin_only_seconds":…,"speedup_vs_origin_only":…,"origin_bytes_over_file":…}
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import pino from 'pino';
-import { startAgent, type Agent } from '../src/agent/agent.ts';
+import { once } from 'node:events';
+import { Worker } from 'node:worker_threads';
+import type { AgentOptions } from '../src/agent/agent.ts';
 import { Api } from '../src/cli/api.ts';
 import { spawnOrigin, type OriginProcess } from '../test/helpers/processes.ts';
 
@@ -24,6 +25,8 @@ const { values } = parseArgs({
     'origin-rate': { type: 'string', default: '16' },
     'peer-rate': { type: 'string', default: '8' },
     'skip-origin-only': { type: 'boolean', default: false },
+    threads: { type: 'string', default: '2' },
+    'report-ms': { type: 'string', default: '250' },
   },
 });
 const F = Number(values.mib) * 1024 * 1024;
@@ -33,58 +36,79 @@ const ui = Number(values['peer-rate']) * 1e6;
 const log = (msg: string) => process.stderr.write(`[bench swarm] ${msg}\n`);
 const work = mkdtempSync(path.join(os.tmpdir(), 'cascade-swarm-bench-'));
 
+/** CPU seconds (user + system) a process has used, from /proc. */
+function procCpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
 async function originServedBytes(origin: OriginProcess): Promise<number> {
   const text = await (await fetch(`${origin.url}/metrics`)).text();
   const m = /^cascade_piece_bytes_served_total (\d+(?:\.\d+)?(?:e\+\d+)?)$/m.exec(text);
   return m ? Number(m[1]) : 0;
 }
 
-/** One distribution: N fresh agents fetch the content at once; returns seconds until the last is done. */
+/**
+ * One distribution: N fresh agents (in `workers` threads) fetch the content at once;
+ * returns seconds until the last one holds a verified copy.
+ */
 async function distribute(label: string, maxPeers: number): Promise<{ seconds: number; originBytes: number }> {
   const origin = await spawnOrigin({ dataDir: path.join(work, `${label}-origin`), env: { ORIGIN_UP_RATE: String(us), HEARTBEAT_FLUSH_MS: '1000' } });
-  const agents: Agent[] = [];
+  const workers: Worker[] = [];
   try {
     const op = new Api(origin.url, (await new Api(origin.url).post('/auth/login', origin.operator)).token);
     const originKey = (await op.get('/origin')).publicKey;
     await op.post('/users', { username: 'publisher', password: 'publisher-password', roles: ['publisher'] });
     const pub = new Api(origin.url, (await new Api(origin.url).post('/auth/login', { username: 'publisher', password: 'publisher-password' })).token);
     const { id } = await pub.request('POST', '/contents?title=swarm&genre=bench&price=1', { body: randomBytes(F), headers: { 'content-type': 'application/octet-stream' } });
+    const configs: AgentOptions[] = [];
     for (let i = 0; i < N; i++) {
       await op.post('/users', { username: `agent${i}`, password: 'agent-password-1', roles: ['member'] });
       const token = (await new Api(origin.url).post('/auth/login', { username: `agent${i}`, password: 'agent-password-1' })).token;
-      agents.push(
-        await startAgent({
-          origin: origin.url,
-          token,
-          originKey,
-          home: path.join(work, `${label}-agent${i}`),
-          name: `agent${i}`,
-          region: 'bench',
-          network: 'loopback',
-          upRate: ui,
-          slots: 4,
-          heartbeatMs: 1000,
-          cpuLoad: () => 0.2, // all agents share this machine's two cores; its load is not theirs
-          downloads: { maxPeers, refreshMs: 250, stallMs: 5000, perPeer: 2, concurrency: 8 },
-          logger: pino({ level: 'warn' }),
-        }),
-      );
+      configs.push({
+        origin: origin.url,
+        token,
+        originKey,
+        home: path.join(work, `${label}-agent${i}`),
+        name: `agent${i}`,
+        region: 'bench',
+        network: 'loopback',
+        upRate: ui,
+        slots: 4,
+        heartbeatMs: 1000,
+        holdingsReportMs: Number(values["report-ms"]),
+        downloads: { maxPeers, refreshMs: Number(values["report-ms"]), stallMs: 5000, perPeer: 2, concurrency: 8 },
+      });
     }
+    const threads = Number(values.threads);
+    for (let w = 0; w < threads; w++) {
+      const mine = configs.filter((_, i) => i % threads === w);
+      workers.push(new Worker(new URL('./swarm-agents.worker.mjs', import.meta.url), { workerData: { agents: mine, contentId: id } }));
+    }
+    await Promise.all(workers.map((w) => once(w, 'message')));
     const before = await originServedBytes(origin);
-    log(`${label}: ${N} agents start`);
-    const started = performance.now();
-    const done = await Promise.all(
-      agents.map(async (a) => {
-        const r = await a.fetch(id);
-        return (performance.now() - started) / 1000;
-      }),
-    );
-    const seconds = Math.max(...done);
+    log(`${label}: ${N} agents in ${threads} threads start`);
+    const started = Date.now();
+    const originCpu0 = procCpuSeconds(origin.proc.pid!);
+    const results = workers.map((w) => once(w, 'message').then(([m]) => m as { times: number[]; cpuSeconds: number }));
+    for (const w of workers) w.postMessage({ type: 'go' });
+    const done = await Promise.all(results);
+    const seconds = (Math.max(...done.flatMap((d) => d.times)) - started) / 1000;
+    const firstDone = (Math.min(...done.flatMap((d) => d.times)) - started) / 1000;
     const originBytes = (await originServedBytes(origin)) - before;
-    log(`${label}: last agent done after ${seconds.toFixed(2)} s; origin served ${(originBytes / F).toFixed(2)}× the file`);
+    const originCpu = procCpuSeconds(origin.proc.pid!) - originCpu0;
+    const cpu = done[0].cpuSeconds; // process-wide: the workers share one process
+    log(
+      `${label}: first agent done after ${firstDone.toFixed(2)} s, last after ${seconds.toFixed(2)} s; origin served ${(originBytes / F).toFixed(2)}× the file; ` +
+        `CPU: agents ${((cpu / seconds) * 100).toFixed(0)}%, origin ${((originCpu / seconds) * 100).toFixed(0)}%`,
+    );
     return { seconds, originBytes };
   } finally {
-    for (const a of agents) await a.close().catch(() => {});
+    for (const w of workers) {
+      w.postMessage({ type: 'stop' });
+      await Promise.race([once(w, 'message'), new Promise((r) => setTimeout(r, 5000))]).catch(() => {});
+      await w.terminate();
+    }
     await origin.destroy();
   }
 }

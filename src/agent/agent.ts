@@ -42,6 +42,8 @@ export interface AgentOptions {
   upRate?: number;
   downRate?: number;
   heartbeatMs?: number;
+  /** How often, at most, to tell the origin which pieces of a content still arriving we have. */
+  holdingsReportMs?: number;
   /** CPU use 0..1 for heartbeats; default: the machine's busy share since the last beat. */
   cpuLoad?: () => number;
   /** Options passed to every download (stall and refresh times, peers, order…). */
@@ -179,7 +181,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
           onPiece: (i) => {
             store.markPiece(contentId, i);
             receivedBytes += manifest.body.pieceSize;
-            if (Date.now() - lastReport > 1000) {
+            if (Date.now() - lastReport > (opts.holdingsReportMs ?? 1000)) {
               lastReport = Date.now();
               void reportPieces().catch(() => {});
             }

@@ -2,7 +2,8 @@ import type { Clock } from '../core/clock.ts';
 import { badRequest } from '../core/errors.ts';
 import type { EventBus } from '../core/event-bus.ts';
 import type { ContentService } from '../content/service.ts';
-import type { TerminalService } from '../terminals/service.ts';
+import type { Holder, TerminalService } from '../terminals/service.ts';
+import { decodeRanges, encodeRanges, rangeSet } from './piece-ranges.ts';
 import type { GrantService, IssuedGrant } from './grants.ts';
 import type { ReputationService } from './reputation.ts';
 import { rankHolders, type HolderCandidate } from './selection.ts';
@@ -24,11 +25,22 @@ export interface OfferRequest {
   exclude?: string[];
   maxPeers?: number;
   piecesDone?: number;
+  /** Ranges of pieces the receiver has verified; lets the origin hand out only what it still needs. */
+  have?: string;
 }
+
+/** How long a piece handed to one receiver's origin slice is not handed to another (it is on its way into the swarm). */
+export const SLICE_HOLD_MS = 4000;
 
 export class PeerCoordinator {
   /** Unexpired grants per transfer and source, reused while more than half their life is left. */
   private readonly grantCache = new Map<string, IssuedGrant>();
+  /** Per content: when each piece was last put in some receiver's origin slice. */
+  private readonly sliced = new Map<string, Float64Array>();
+  /** Per transfer: the pieces its receiver should get from the origin (see originSlice). */
+  private readonly slices = new Map<string, number[]>();
+  /** Per content: receivers that asked for sources recently (transfer ID → last call). */
+  private readonly receiving = new Map<string, Map<string, number>>();
 
   constructor(
     private readonly deps: {
@@ -52,15 +64,59 @@ export class PeerCoordinator {
       ? await transfers.progress(req.transferId, receiverId, done, false)
       : await transfers.open(receiverId, req.contentId, pieceCount, done);
     if (transfer.content_id !== req.contentId) throw badRequest('transfer_mismatch', 'That transfer is for another content.');
-    const peers = await this.selectPeers(transfer, req.exclude ?? [], req.maxPeers ?? 6, pieceCount);
-    return { transferId: transfer.id, sources: [...peers, await this.originOffer(transfer)] };
+    const holders = (req.maxPeers ?? 6) > 0 ? await this.deps.terminals.holders(transfer.content_id) : [];
+    const peers = await this.selectPeers(transfer, holders, req.exclude ?? [], req.maxPeers ?? 6, pieceCount);
+    const have = req.have ? decodeRanges(req.have, pieceCount) : null;
+    if (req.have && !have) throw badRequest('invalid_pieces', `have must be ascending ranges within 0-${pieceCount - 1}.`);
+    const slice = peers.length > 0 || this.activeReceivers(transfer) > 1 ? this.originSlice(transfer, holders, new Set(have ?? []), pieceCount) : null;
+    return { transferId: transfer.id, sources: [...peers, await this.originOffer(transfer, slice)] };
   }
 
-  private async selectPeers(transfer: Transfer, exclude: string[], max: number, pieceCount: number): Promise<SourceOffer[]> {
+  /** Receivers of this content that called in during the last few seconds, this one included. */
+  private activeReceivers(transfer: Transfer): number {
+    const now = this.deps.clock.now();
+    let map = this.receiving.get(transfer.content_id);
+    if (!map) this.receiving.set(transfer.content_id, (map = new Map()));
+    map.set(transfer.id, now);
+    for (const [id, at] of map) if (now - at > SLICE_HOLD_MS) map.delete(id);
+    return map.size;
+  }
+
+  /**
+   * In a swarm the origin should send each piece into it about once, and let the peers
+   * spread it ("super-seeding"). Each receiver gets from the origin only a slice: pieces
+   * it lacks that no holder has and that were not handed to anyone in the last
+   * SLICE_HOLD_MS (they are on their way into the swarm). A piece whose slice went
+   * nowhere (its receiver died) is handed out again after that. An empty slice means:
+   * wait for the peers.
+   */
+  private originSlice(transfer: Transfer, holders: { pieces: string | null; online: boolean }[], have: Set<number>, pieceCount: number): number[] {
+    const now = this.deps.clock.now();
+    let last = this.sliced.get(transfer.content_id);
+    if (!last) this.sliced.set(transfer.content_id, (last = new Float64Array(pieceCount)));
+    const held = holders.filter((h) => h.online).map((h) => (h.pieces === null ? () => true : rangeSet(h.pieces)));
+    const wanted = (i: number) => !have.has(i) && !held.some((h) => h(i));
+    // A receiver keeps its slice until it has those pieces or a peer does.
+    const current = (this.slices.get(transfer.id) ?? []).filter(wanted);
+    if (current.length) {
+      this.slices.set(transfer.id, current);
+      return current;
+    }
+    const fresh: number[] = [];
+    for (let i = 0; i < pieceCount; i++) if (wanted(i) && now - last[i] >= SLICE_HOLD_MS) fresh.push(i);
+    // Oldest hand-out first; among equals, a random order so receivers calling together differ.
+    fresh.sort((a, b) => last![a] - last![b] || Math.random() - 0.5);
+    const receivers = this.receiving.get(transfer.content_id)?.size ?? 1;
+    const chosen = fresh.slice(0, Math.max(2, Math.ceil(pieceCount / receivers)));
+    for (const i of chosen) last[i] = now;
+    this.slices.set(transfer.id, chosen);
+    if (this.slices.size > 100_000) this.slices.clear();
+    return chosen.sort((a, b) => a - b);
+  }
+
+  private async selectPeers(transfer: Transfer, holders: Holder[], exclude: string[], max: number, pieceCount: number): Promise<SourceOffer[]> {
     const { terminals, reputation } = this.deps;
-    if (max <= 0) return [];
-    const holders = await terminals.holders(transfer.content_id);
-    if (holders.length === 0) return [];
+    if (max <= 0 || holders.length === 0) return [];
     const me = await terminals.profile(transfer.receiver_id, 0);
     const reps = await reputation.get(holders.map((h) => h.terminalId));
     const excluded = await reputation.excludedFor(transfer.content_id, transfer.receiver_id);
@@ -90,9 +146,12 @@ export class PeerCoordinator {
     return offers;
   }
 
-  private async originOffer(transfer: Transfer): Promise<SourceOffer> {
+  private async originOffer(transfer: Transfer, slice: number[] | null): Promise<SourceOffer> {
     const grant = await this.grantFor(transfer, ORIGIN);
-    return { sourceId: ORIGIN, sourceUrl: null, pieces: null, score: null, why: ['the origin: last resort, for pieces no chosen peer has'], grant: pick(grant) };
+    const why = slice
+      ? [`the origin: last resort; in this swarm it sends you ${slice.length} piece(s) nobody holds yet, peers spread the rest`]
+      : ['the origin: last resort, for pieces no chosen peer has'];
+    return { sourceId: ORIGIN, sourceUrl: null, pieces: slice ? encodeRanges(slice) : null, score: null, why, grant: pick(grant) };
   }
 
   /** Grants cover the whole content: availability is the source's business, permission is ours. */
@@ -118,9 +177,10 @@ export class PeerCoordinator {
       const previous = [...this.grantCache.keys()].filter((k) => k.startsWith(`${t.id}|`)).map((k) => k.slice(t.id.length + 1));
       for (const source of previous) this.grantCache.delete(`${t.id}|${source}`);
       const manifest = await this.deps.content.getManifest(t.content_id);
-      const peers = await this.selectPeers(t, previous.filter((s) => s !== ORIGIN), 6, manifest.body.pieces.length);
+      const holders = await this.deps.terminals.holders(t.content_id);
+      const peers = await this.selectPeers(t, holders, previous.filter((s) => s !== ORIGIN), 6, manifest.body.pieces.length);
       const sources = [...peers.map((p) => p.sourceId), ORIGIN];
-      if (!peers.length) await this.originOffer(t);
+      if (!peers.length) await this.originOffer(t, null);
       this.deps.bus.publish('transfer.reassigned', { transferId: t.id, receiverId: t.receiver_id, sources });
       out.push({ transferId: t.id, sources });
     }

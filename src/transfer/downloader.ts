@@ -8,6 +8,7 @@ import { DownloadJournal } from './download-journal.ts';
 import { ReceiptBook } from './receipt-book.ts';
 import { SourceSet, type DropReason, type Source, type SourceOffer } from './source-set.ts';
 import { TokenBucket } from './token-bucket.ts';
+import { encodeRanges } from './piece-ranges.ts';
 
 // S1.6/S1.7: fetch a content piece by piece from several sources at once — peers the
 // origin selected for us and the origin as last resort — verifying every piece
@@ -232,6 +233,7 @@ class DownloadRun {
         exclude: this.sources.dropped(),
         maxPeers: this.opts.maxPeers ?? 6,
         piecesDone: this.have.size,
+        have: encodeRanges(this.have),
       });
       this.transferId = res.transferId;
       this.sources.apply(res.sources);

@@ -31,6 +31,7 @@ export function decodeRanges(text: string, limit: number): number[] | null {
 
 /** A membership test over ranges without expanding them (grants can name millions of pieces). */
 export function rangeSet(text: string): (index: number) => boolean {
+  if (text === '') return () => false;
   const spans = text.split(',').map((p) => {
     const [a, b] = p.split('-').map(Number);
     return [a, b ?? a] as const;

@@ -92,6 +92,7 @@ export function transferRoutes(deps: {
             exclude: { type: 'array', maxItems: 1000, items: { type: 'string', maxLength: 64 } },
             maxPeers: { type: 'integer', minimum: 0, maximum: 32, default: 6 },
             piecesDone: { type: 'integer', minimum: 0 },
+            have: { type: 'string', maxLength: 200_000 },
           },
         },
         response: {

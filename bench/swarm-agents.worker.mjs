@@ -1,0 +1,4 @@
+// Worker threads do not inherit tsx's loader on Node 20: register it, then load the TypeScript worker.
+import { register } from 'tsx/esm/api';
+register();
+await import('./swarm-agents.worker.ts');

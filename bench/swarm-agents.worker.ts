@@ -1,0 +1,21 @@
+// A worker thread running some of the swarm benchmark's agents, so that the agents
+// use both of the machine's cores instead of one event loop (see bench/swarm.ts).
+import { parentPort, workerData } from 'node:worker_threads';
+import pino from 'pino';
+import { startAgent, type Agent, type AgentOptions } from '../src/agent/agent.ts';
+
+const { agents: configs, contentId } = workerData as { agents: AgentOptions[]; contentId: string };
+const agents: Agent[] = [];
+for (const c of configs) agents.push(await startAgent({ ...c, cpuLoad: () => 0.2, logger: pino({ level: 'warn' }) }));
+parentPort!.postMessage({ type: 'ready' });
+parentPort!.on('message', async (msg) => {
+  if (msg.type === 'go') {
+    const cpu0 = process.cpuUsage();
+    const times = await Promise.all(agents.map(async (a) => (await a.fetch(contentId), Date.now())));
+    const cpu = process.cpuUsage(cpu0);
+    parentPort!.postMessage({ type: 'done', times, cpuSeconds: (cpu.user + cpu.system) / 1e6 });
+  } else if (msg.type === 'stop') {
+    for (const a of agents) await a.close().catch(() => {});
+    parentPort!.postMessage({ type: 'stopped' });
+  }
+});
