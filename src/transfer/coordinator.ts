@@ -68,7 +68,8 @@ export class PeerCoordinator {
     const peers = await this.selectPeers(transfer, holders, req.exclude ?? [], req.maxPeers ?? 6, pieceCount);
     const have = req.have ? decodeRanges(req.have, pieceCount) : null;
     if (req.have && !have) throw badRequest('invalid_pieces', `have must be ascending ranges within 0-${pieceCount - 1}.`);
-    const slice = peers.length > 0 || this.activeReceivers(transfer) > 1 ? this.originSlice(transfer, holders, new Set(have ?? []), pieceCount) : null;
+    const receivers = this.activeReceivers(transfer);
+    const slice = peers.length > 0 || receivers > 1 ? this.originSlice(transfer, holders, new Set(have ?? []), pieceCount) : null;
     return { transferId: transfer.id, sources: [...peers, await this.originOffer(transfer, slice)] };
   }
 

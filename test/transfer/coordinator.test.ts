@@ -1,0 +1,140 @@
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Api } from '../../src/cli/api.ts';
+import { deviceSession } from '../../src/terminals/device.ts';
+import { decodeRanges } from '../../src/transfer/piece-ranges.ts';
+import { testEngines } from '../helpers/db.ts';
+import { startTestOrigin, type TestOrigin } from '../helpers/origin.ts';
+
+// The origin's side of peer transfers: automatic offers (S1.5), origin slices in a
+// swarm, and monitoring with reassignment of dead transfers (S1.7).
+
+const PIECE = 16 * 1024;
+const PIECES = 32;
+const beat = { uptimeRatio: 0.99, upBps: 80_000_000, downBps: 80_000_000, sendLoadBps: 0, recvLoadBps: 0, cpu: 0.1 };
+
+for (const engine of testEngines()) {
+  describe(`peer coordinator on ${engine.name}`, () => {
+    let origin: TestOrigin;
+    let work: string;
+    let contentId: string;
+    let n = 0;
+
+    /** A registered, signed-in terminal with an address and a fresh heartbeat. */
+    async function terminal(opts: { holds?: 'all' | string } = {}) {
+      const user = await origin.userWithRoles(['member']);
+      const session = await deviceSession(new Api(origin.url, user.token), path.join(work, `t${++n}`), { region: 'eu', network: 'lan' });
+      const call = (method: string, url: string, json?: unknown) => origin.call(method, url, { token: session.token, json });
+      assert.equal((await call('PUT', '/terminals/address', { serveUrl: `http://127.0.0.1:${40000 + n}` })).status, 200);
+      assert.equal((await call('POST', '/terminals/heartbeat', beat)).status, 204);
+      if (opts.holds === 'all') await call('PUT', '/terminals/holdings', { contentIds: [contentId] });
+      else if (opts.holds) assert.equal((await call('PUT', `/terminals/holdings/${contentId}/pieces`, { pieces: opts.holds })).status, 204);
+      return { id: session.terminalId, call };
+    }
+
+    before(async () => {
+      origin = await startTestOrigin({ engine, config: { pieceSize: PIECE, transferDeadMs: 10_000 } });
+      work = mkdtempSync(path.join(os.tmpdir(), 'cascade-coord-'));
+      const pub = await origin.userWithRoles(['publisher']);
+      contentId = (await origin.call('POST', '/contents?title=C&genre=g&price=1', { token: pub.token, body: randomBytes(PIECE * PIECES), headers: { 'content-type': 'application/octet-stream' } })).body.id;
+    });
+    after(async () => {
+      await origin.close();
+      rmSync(work, { recursive: true, force: true });
+    });
+
+    test('alone, a receiver gets the origin for everything', async () => {
+      const r = await terminal();
+      const res = await r.call('POST', '/grants/auto', { contentId });
+      assert.equal(res.status, 200);
+      assert.deepEqual(res.body.sources.map((s: any) => [s.sourceId, s.pieces]), [['origin', null]]);
+      assert.match(res.body.transferId, /^tx_/);
+    });
+
+    test('in a swarm, receivers get disjoint origin slices of pieces nobody holds', async () => {
+      const partial = await terminal({ holds: '0-7' }); // a peer already has pieces 0–7
+      const receivers = [await terminal(), await terminal(), await terminal()];
+      const slices: number[][] = [];
+      const transfers: string[] = [];
+      for (const r of receivers) {
+        const res = await r.call('POST', '/grants/auto', { contentId });
+        const originOffer = res.body.sources.at(-1);
+        assert.equal(originOffer.sourceId, 'origin');
+        assert.ok(res.body.sources.some((s: any) => s.sourceId === partial.id), 'the partial holder is offered');
+        assert.notEqual(originOffer.pieces, null, 'in a swarm the origin hands out a slice, not everything');
+        slices.push(originOffer.pieces === '' ? [] : decodeRanges(originOffer.pieces, PIECES)!);
+        transfers.push(res.body.transferId);
+      }
+      const all = slices.flat();
+      assert.equal(new Set(all).size, all.length, `slices overlap: ${JSON.stringify(slices)}`);
+      assert.ok(all.every((i) => i >= 8), 'no piece a peer holds is sent by the origin');
+      assert.ok(slices.filter((x) => x.length > 0).length >= 2, JSON.stringify(slices));
+      // A receiver asking again keeps its slice while it still needs it (no new hand-outs).
+      const again = await receivers[0].call('POST', '/grants/auto', { contentId, transferId: transfers[0] });
+      assert.deepEqual(decodeRanges(again.body.sources.at(-1).pieces, PIECES), slices[0]);
+      // Once a peer reports holding part of it, that part leaves the slice.
+      await partial.call('PUT', `/terminals/holdings/${contentId}/pieces`, { pieces: `0-7,${slices[0][0]}` });
+      const third = await receivers[0].call('POST', '/grants/auto', { contentId, transferId: transfers[0] });
+      assert.deepEqual(decodeRanges(third.body.sources.at(-1).pieces, PIECES), slices[0].slice(1));
+    });
+
+    test('a transfer nobody reports on is marked stalled and reassigned to other holders', async () => {
+      const holderA = await terminal({ holds: 'all' });
+      const holderB = await terminal({ holds: 'all' });
+      const r = await terminal();
+      const first = await r.call('POST', '/grants/auto', { contentId, maxPeers: 1 });
+      const tx = first.body.transferId;
+      const firstPeer = first.body.sources[0].sourceId;
+      assert.ok([holderA.id, holderB.id].includes(firstPeer));
+      const events: any[] = [];
+      const off = origin.bus.subscribe('transfer.reassigned', (e) => events.push(e));
+
+      origin.clock.advance(9_000);
+      assert.equal((await origin.coordinator.reassignStalled()).length, 0, 'not dead yet');
+      origin.clock.advance(2_000);
+      await holderA.call('POST', '/terminals/heartbeat', beat);
+      await holderB.call('POST', '/terminals/heartbeat', beat);
+      const reassigned = await origin.coordinator.reassignStalled();
+      off();
+      const mine = reassigned.find((x) => x.transferId === tx)!;
+      assert.ok(mine, 'the silent transfer was reassigned');
+      assert.ok(!mine.sources.includes(firstPeer), 'to other holders than the one it had');
+      assert.ok(mine.sources.includes(firstPeer === holderA.id ? holderB.id : holderA.id));
+      assert.deepEqual(events.find((e) => e.transferId === tx)?.sources, mine.sources);
+      const row = await origin.db.db.selectFrom('transfers').selectAll().where('id', '=', tx).executeTakeFirstOrThrow();
+      assert.equal(row.state, 'stalled');
+      assert.ok(row.reassigned_at);
+      // New grants for the new holder exist, and the receiver's next report revives the transfer.
+      const grants = await origin.db.db.selectFrom('grants').select('source_id').where('transfer_id', '=', tx).execute();
+      assert.ok(grants.some((g) => g.source_id !== firstPeer && g.source_id !== 'origin'));
+      const progress = await r.call('POST', `/transfers/${tx}/progress`, { piecesDone: 3 });
+      assert.equal(progress.body.state, 'active');
+    });
+
+    test('refusals: another receiver’s transfer, unknown transfer, bad ranges, bad reports — nothing changes', async () => {
+      const r = await terminal();
+      const other = await terminal();
+      const tx = (await r.call('POST', '/grants/auto', { contentId })).body.transferId;
+      const cases: [Promise<any>, number, string][] = [
+        [other.call('POST', '/grants/auto', { contentId, transferId: tx }), 403, 'transfer_not_yours'],
+        [other.call('POST', `/transfers/${tx}/progress`, { piecesDone: 1 }), 403, 'transfer_not_yours'],
+        [r.call('POST', '/transfers/tx_nope/progress', { piecesDone: 1 }), 404, 'unknown_transfer'],
+        [r.call('POST', '/grants/auto', { contentId, transferId: tx, have: '9-3' }), 400, 'invalid_pieces'],
+        [r.call('POST', `/transfers/${tx}/progress`, { piecesDone: 1, reports: [{ sourceId: r.id, kind: 'bad_piece' }] }), 400, 'invalid_report'],
+        [r.call('POST', `/transfers/${tx}/progress`, { piecesDone: 1, reports: [{ sourceId: 'trm_x', kind: 'lied' }] }), 400, 'invalid_request'],
+      ];
+      for (const [p, status, code] of cases) {
+        const res = await p;
+        assert.equal(res.status, status, code);
+        assert.equal(res.body.error.code, code);
+      }
+      const row = await origin.db.db.selectFrom('transfers').selectAll().where('id', '=', tx).executeTakeFirstOrThrow();
+      assert.equal(row.pieces_done, 0);
+      assert.equal(row.receiver_id, r.id);
+    });
+  });
+}
