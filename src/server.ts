@@ -21,6 +21,7 @@ import { ReceiptService } from './transfer/receipts.ts';
 import { transferRoutes } from './transfer/routes.ts';
 import { pieceServerRoutes } from './transfer/piece-server.ts';
 import { webRoutes } from './web/routes.ts';
+import { HoldingProver } from './transfer/holding-prover.ts';
 import { TokenBucket } from './transfer/token-bucket.ts';
 import { IntroductionService } from './terminals/introductions.ts';
 import { introductionRoutes } from './terminals/introduction-routes.ts';
@@ -74,7 +75,19 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
   const app = createHttpApp({ logger, resolveToken: accounts.resolveToken, title: 'Cascade origin' });
   const pieces = new PieceStore(path.join(config.dataDir, 'pieces'));
   const content = new ContentService({ db: db.db, pieces, keys, clock, config });
-  const terminals = new TerminalService({ db: db.db, keys, clock, config, logger, accounts, metrics: app.metrics, contentExists: (ids) => content.exists(ids), pieceCount: async (id) => (await content.getManifest(id)).body.pieces.length });
+  const prover = new HoldingProver({ keys, clock, content });
+  const terminals = new TerminalService({
+    db: db.db,
+    keys,
+    clock,
+    config,
+    logger,
+    accounts,
+    metrics: app.metrics,
+    contentExists: (ids) => content.exists(ids),
+    pieceCount: async (id) => (await content.getManifest(id)).body.pieces.length,
+    proveHolding: config.holdingsSpotCheck ? (...args) => prover.prove(...args) : undefined,
+  });
   const grants = new GrantService({ db: db.db, keys, clock, config, content, terminals });
   const receipts = new ReceiptService({ db: db.db, clock, terminals, grants, content });
   const introductions = new IntroductionService({ db: db.db, keys, clock, terminals });

@@ -56,6 +56,8 @@ export interface Agent {
   url: string;
   store: AgentStore;
   app: FastifyInstance;
+  /** Changes the upload cap (bytes/s; undefined: none) from now on, as a user throttling the link would. */
+  setUpRate(rate: number | undefined): void;
   /** Sends a heartbeat now (they also go out every `heartbeatMs`). */
   heartbeat(): Promise<void>;
   /** Fetches a content into the store, from peers and the origin. */
@@ -68,7 +70,8 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
   const userApi = new Api(opts.origin.replace(/\/$/, ''), opts.token);
   const store = new AgentStore(path.join(opts.home, 'store'));
   // A quarter second of burst: enough to keep the link busy, small enough that the cap holds over short spans.
-  const upBucket = opts.upRate ? new TokenBucket(opts.upRate, Math.max(opts.upRate / 4, 1)) : undefined;
+  const bucketFor = (rate?: number) => (rate ? new TokenBucket(rate, Math.max(rate / 4, 1)) : undefined);
+  let upBucket = bucketFor(opts.upRate);
   const device = await deviceSession(userApi, opts.home, { name: opts.name, region: opts.region, network: opts.network });
   const api = () => new Api(userApi.origin, device.token);
 
@@ -87,7 +90,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
       clock: systemClock,
       metrics: app.metrics,
       slots: opts.slots ?? 4,
-      upRate: upBucket,
+      upRate: { take: async (bytes) => upBucket?.take(bytes) },
       onServed: (grant, _index, bytes) => {
         sentBytes += bytes;
         servedGrants.add(grant.id);
@@ -153,6 +156,10 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     store,
     app,
     heartbeat: beat,
+    setUpRate(rate) {
+      opts.upRate = rate;
+      upBucket = bucketFor(rate);
+    },
     async fetch(contentId, extra = {}) {
       if (active.has(contentId)) throw new AppError('already_fetching', `Already fetching ${contentId}.`, 409);
       const manifest = await fetchCheckedManifest(api(), contentId, opts.originKey);

@@ -16,6 +16,8 @@ export interface Config {
   heartbeatFlushMs: number;
   /** A monitored transfer nobody reported on for this long is reassigned (S1.7). */
   transferDeadMs: number;
+  /** Spot-check serving terminals' holdings claims by fetching a random piece (#3). */
+  holdingsSpotCheck: boolean;
   /** Cap on the origin's piece upload rate, bytes/s; 0 = none (benchmarks model a limited origin link). */
   originUpRate: number;
   logLevel: string;
@@ -44,6 +46,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     heartbeatFlushMs: intFrom(env, 'HEARTBEAT_FLUSH_MS', 5000, 10),
     transferDeadMs: intFrom(env, 'TRANSFER_DEAD_MS', 30_000, 100),
     originUpRate: intFrom(env, 'ORIGIN_UP_RATE', 0, 0),
+    holdingsSpotCheck: env.HOLDINGS_SPOT_CHECK !== '0',
     logLevel: env.LOG_LEVEL || 'info',
   };
 }

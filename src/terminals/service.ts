@@ -81,6 +81,12 @@ export interface TerminalServiceDeps {
   contentExists?: (ids: string[]) => Promise<Set<string>>;
   /** Number of pieces of a content (from its manifest); checks partial holdings. */
   pieceCount?: (contentId: string) => Promise<number>;
+  /**
+   * Spot-checks a new claim by a serving terminal: resolves if the terminal at
+   * `serveUrl` serves a correct piece of the content (one of `among`, if given),
+   * throws `holding_unproven` otherwise. Absent: claims are recorded unchecked.
+   */
+  proveHolding?: (terminalId: string, serveUrl: string, contentId: string, among?: number[]) => Promise<void>;
   /** A terminal is online if it beat within this long; see `defaultOfflineAfterMs`. */
   offlineAfterMs?: number;
 }
@@ -302,7 +308,12 @@ export class TerminalService {
     await this.get(terminalId);
     if (!(await this.contentExists([contentId])).has(contentId)) throw notFound('unknown_content', `No content ${contentId}.`);
     const count = this.deps.pieceCount ? await this.deps.pieceCount(contentId) : Number.MAX_SAFE_INTEGER;
-    if (!decodeRanges(pieces, count)) throw badRequest('invalid_pieces', `Pieces must be ascending ranges within 0-${count - 1}, e.g. "0-9,12".`);
+    const list = decodeRanges(pieces, count);
+    if (!list) throw badRequest('invalid_pieces', `Pieces must be ascending ranges within 0-${count - 1}, e.g. "0-9,12".`);
+    // The first claim on a content is spot-checked; later updates of the same claim are not (they come every second).
+    const terminal = await this.get(terminalId);
+    const existing = await this.db.selectFrom('holdings').select('content_id').where('terminal_id', '=', terminalId).where('content_id', '=', contentId).executeTakeFirst();
+    if (!existing && terminal.serveUrl && this.deps.proveHolding) await this.deps.proveHolding(terminalId, terminal.serveUrl, contentId, list);
     const now = new Date(this.clock.now());
     await this.db
       .insertInto('holdings')
@@ -323,6 +334,13 @@ export class TerminalService {
     const known = ids.length ? await this.contentExists(ids) : new Set<string>();
     const missing = ids.filter((id) => !known.has(id));
     if (missing.length) throw notFound('unknown_content', `No content ${missing[0]}${missing.length > 1 ? ` (and ${missing.length - 1} more)` : ''}.`);
+    // #3: a serving terminal's new whole-content claims are spot-checked before anything is recorded.
+    const terminal = await this.get(terminalId);
+    if (terminal.serveUrl && this.deps.proveHolding && ids.length) {
+      const whole = await this.db.selectFrom('holdings').select('content_id').where('terminal_id', '=', terminalId).where('content_id', 'in', ids).where('pieces', 'is', null).execute();
+      const held = new Set(whole.map((r) => r.content_id));
+      for (const id of ids) if (!held.has(id)) await this.deps.proveHolding(terminalId, terminal.serveUrl, id);
+    }
 
     const now = new Date(this.clock.now());
     return this.db.transaction().execute(async (trx) => {

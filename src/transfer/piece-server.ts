@@ -24,7 +24,7 @@ export interface PieceServerOptions {
   /** Upload slots: piece requests served at once; more are refused with `source_busy` (agents, #3). */
   slots?: number;
   /** Upload rate cap (agents' `--up-rate`). */
-  upRate?: TokenBucket;
+  upRate?: Pick<TokenBucket, 'take'>;
   /** Told of every piece served, after it was sent (progress reports to the origin). */
   onServed?: (grant: GrantPayload, index: number, bytes: number) => void;
 }

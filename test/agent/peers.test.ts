@@ -96,6 +96,22 @@ describe('peer-assisted distribution', () => {
     assert.ok(!excluded.body.sources.some((s: any) => s.sourceId === agents[0].terminalId));
   });
 
+  test('a serving terminal cannot claim content it does not have: the origin spot-checks a piece', async () => {
+    const pretender = await agent('pretender');
+    const session = await deviceSession(new Api(origin.url, 'unused'), path.join(work, 'pretender'));
+    const claim = await origin.call('PUT', '/terminals/holdings', { token: session.token, json: { contentIds: [contentId], mode: 'add' } });
+    assert.equal(claim.status, 400);
+    assert.equal(claim.body.error.code, 'holding_unproven');
+    const partial = await origin.call('PUT', `/terminals/holdings/${contentId}/pieces`, { token: session.token, json: { pieces: '0-3' } });
+    assert.equal(partial.body.error.code, 'holding_unproven');
+    const rows = await origin.db.db.selectFrom('holdings').selectAll().where('terminal_id', '=', pretender.terminalId).execute();
+    assert.deepEqual(rows, [], 'nothing recorded');
+    // Once it really has the content, the same claim passes the check.
+    await pretender.fetch(contentId);
+    const holders = await origin.terminals.holders(contentId);
+    assert.ok(holders.some((h) => h.terminalId === pretender.terminalId && h.pieces === null));
+  });
+
   /** Makes every agent but these look offline to the origin (its clock jumps past their last beat). */
   async function onlyOnline(...keep: Agent[]) {
     origin.clock.advance(10 * 60_000);
@@ -128,10 +144,13 @@ describe('peer-assisted distribution', () => {
   });
 
   test('a stalling peer is retried briefly, dropped, reported, and the transfer completes elsewhere', async () => {
-    const snail = await agent('snail', { upRate: 1000 }); // 1 kB/s: a 64 KiB piece would take a minute
+    const snail = await agent('snail');
     await snail.fetch(contentId);
     const r2 = await agent('r2');
     await onlyOnline(snail, r2);
+    // Its link now crawls at 1 kB/s (a 64 KiB piece would take a minute), after its last
+    // heartbeat said it was fine: the origin offers it, and the receiver finds out.
+    snail.setUpRate(1000);
     const started = Date.now();
     const result = await r2.fetch(contentId);
     assert.ok(readFileSync(r2.store.paths(contentId).data).equals(file));

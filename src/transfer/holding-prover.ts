@@ -1,0 +1,40 @@
+import { createHash, randomInt } from 'node:crypto';
+import type { Clock } from '../core/clock.ts';
+import type { KeyPair } from '../core/crypto.ts';
+import { AppError } from '../core/errors.ts';
+import { newId } from '../core/ids.ts';
+import { pieceLength } from '../content/manifest.ts';
+import type { ContentService } from '../content/service.ts';
+import { signGrant } from './grant-token.ts';
+import { PieceClient } from './piece-client.ts';
+
+// #3 "holdings claims for content the terminal cannot prove it has": before the origin
+// lists a serving terminal as a holder, it asks that terminal for one random piece
+// (under a grant naming the origin itself as receiver) and checks it against the
+// manifest. A terminal that does not serve (no address) is never offered as a source,
+// so its claims are recorded unchecked: they cannot mislead a receiver.
+
+export class HoldingProver {
+  constructor(private readonly deps: { keys: KeyPair; clock: Clock; content: ContentService; timeoutMs?: number }) {}
+
+  /** Throws `holding_unproven` unless `serveUrl` serves a correct piece of `contentId` (one of `among`, if given). */
+  async prove(terminalId: string, serveUrl: string, contentId: string, among?: number[]): Promise<void> {
+    const manifest = await this.deps.content.getManifest(contentId);
+    const count = manifest.body.pieces.length;
+    if (count === 0) return;
+    const index = among?.length ? among[randomInt(among.length)] : randomInt(count);
+    const grant = { id: newId('gr'), content: contentId, receiver: 'origin', receiverKey: this.deps.keys.publicKeyB64, source: terminalId, pieces: `${index}`, exp: this.deps.clock.now() + 60_000 };
+    const client = new PieceClient(serveUrl, { id: grant.id, token: signGrant(grant, this.deps.keys.privateKey), contentId }, this.deps.keys.privateKey, 1, this.deps.timeoutMs ?? 5000);
+    const buf = Buffer.allocUnsafe(pieceLength(manifest.body, index));
+    try {
+      const got = await client.fetch(index, buf);
+      if (got.bytes === buf.length && got.sha256 === manifest.body.pieces[index]) return;
+      throw new AppError('holding_unproven', `Piece ${index} served from ${serveUrl} does not match the content's manifest.`, 400);
+    } catch (err) {
+      if (err instanceof AppError && err.code === 'holding_unproven') throw err;
+      throw new AppError('holding_unproven', `Could not check piece ${index} at ${serveUrl}: ${(err as Error).message}.`, 400);
+    } finally {
+      await client.close();
+    }
+  }
+}
