@@ -174,7 +174,8 @@ class DownloadRun {
         this.schedule();
         await new Promise<void>((resolve) => {
           this.wakeUp = resolve;
-          setTimeout(resolve, Math.min(this.refreshMs, 200)).unref();
+          // Not unref'd: while sources back off with nothing in flight, this timer is all that keeps a CLI process alive.
+          setTimeout(resolve, Math.min(this.refreshMs, 200));
         });
       }
       await Promise.all(this.tasks);

@@ -156,7 +156,7 @@ describe('peer-assisted distribution', () => {
     assert.ok(readFileSync(r2.store.paths(contentId).data).equals(file));
     assert.equal(result.dropped[snail.terminalId], 'stalled');
     assert.equal(result.bySource[snail.terminalId] ?? 0, 0);
-    assert.ok(Date.now() - started < 15_000, 'the stall did not hold the transfer up for long');
+    assert.ok(Date.now() - started < 30_000, 'the stall did not hold the transfer up for long (a piece from the snail takes a minute)');
     const rep = await origin.reputation.get([snail.terminalId]);
     assert.ok(rep.get(snail.terminalId)!.stalls >= 1);
   });
