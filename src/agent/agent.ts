@@ -158,6 +158,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     heartbeat: beat,
     setUpRate(rate) {
       opts.upRate = rate;
+      upBucket?.close();
       upBucket = bucketFor(rate);
     },
     async fetch(contentId, extra = {}) {
@@ -204,6 +205,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     async close() {
       clearInterval(timer);
       for (const c of active.values()) c.abort();
+      upBucket?.close();
       await app.close();
       store.close();
     },

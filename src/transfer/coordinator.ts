@@ -69,7 +69,10 @@ export class PeerCoordinator {
     const have = req.have ? decodeRanges(req.have, pieceCount) : null;
     if (req.have && !have) throw badRequest('invalid_pieces', `have must be ascending ranges within 0-${pieceCount - 1}.`);
     const receivers = this.activeReceivers(transfer);
-    const slice = peers.length > 0 || receivers > 1 ? this.originSlice(transfer, holders, new Set(have ?? []), pieceCount) : null;
+    // Only the peers offered to this receiver count as holding a piece for it: one it excluded does not.
+    let slice = peers.length > 0 || receivers > 1 ? this.originSlice(transfer, peers, new Set(have ?? []), pieceCount) : null;
+    // With no peer to wait for, an empty slice would starve the receiver: the origin serves it all.
+    if (slice && slice.length === 0 && peers.length === 0) slice = null;
     return { transferId: transfer.id, sources: [...peers, await this.originOffer(transfer, slice)] };
   }
 
@@ -89,13 +92,13 @@ export class PeerCoordinator {
    * it lacks that no holder has and that were not handed to anyone in the last
    * SLICE_HOLD_MS (they are on their way into the swarm). A piece whose slice went
    * nowhere (its receiver died) is handed out again after that. An empty slice means:
-   * wait for the peers.
+   * wait for the peers (the caller serves a receiver with no peers everything instead).
    */
-  private originSlice(transfer: Transfer, holders: { pieces: string | null; online: boolean }[], have: Set<number>, pieceCount: number): number[] {
+  private originSlice(transfer: Transfer, peers: SourceOffer[], have: Set<number>, pieceCount: number): number[] {
     const now = this.deps.clock.now();
     let last = this.sliced.get(transfer.content_id);
     if (!last) this.sliced.set(transfer.content_id, (last = new Float64Array(pieceCount)));
-    const held = holders.filter((h) => h.online).map((h) => (h.pieces === null ? () => true : rangeSet(h.pieces)));
+    const held = peers.map((p) => (p.pieces === null ? () => true : rangeSet(p.pieces)));
     const wanted = (i: number) => !have.has(i) && !held.some((h) => h(i));
     // A receiver keeps its slice until it has those pieces or a peer does.
     const current = (this.slices.get(transfer.id) ?? []).filter(wanted);

@@ -36,6 +36,8 @@ export interface DownloadOptions {
   perPeer?: number;
   /** Peers to ask the origin for (0: the origin only). */
   maxPeers?: number;
+  /** Holders the receiver does not want to fetch from (its own choice, S1.5). */
+  exclude?: string[];
   /** Cap on download rate, bytes/s. */
   downRate?: number;
   /** Pieces per receipt. */
@@ -231,7 +233,7 @@ class DownloadRun {
       const res = await this.opts.api.post<{ transferId: string; sources: SourceOffer[] }>('/grants/auto', {
         contentId: this.opts.contentId,
         ...(this.transferId ? { transferId: this.transferId } : {}),
-        exclude: this.sources.dropped(),
+        exclude: [...new Set([...(this.opts.exclude ?? []), ...this.sources.dropped()])],
         maxPeers: this.opts.maxPeers ?? 6,
         piecesDone: this.have.size,
         have: encodeRanges(this.have),

@@ -12,10 +12,10 @@ export function encodeRanges(indices: Iterable<number>): string {
   return parts.join(',');
 }
 
-/** Parses ranges; returns null for anything malformed, descending or beyond `limit` pieces. */
-export function decodeRanges(text: string, limit: number): number[] | null {
+/** Parses ranges into [first, last] spans; null for anything malformed, overlapping, descending or at/beyond `limit`. */
+export function parseRangeSpans(text: string, limit: number): Array<[number, number]> | null {
   if (typeof text !== 'string' || text.length === 0 || text.length > 100_000) return null;
-  const out: number[] = [];
+  const spans: Array<[number, number]> = [];
   let last = -1;
   for (const part of text.split(',')) {
     const m = /^(\d{1,9})(?:-(\d{1,9}))?$/.exec(part);
@@ -23,9 +23,18 @@ export function decodeRanges(text: string, limit: number): number[] | null {
     const a = Number(m[1]);
     const b = m[2] === undefined ? a : Number(m[2]);
     if (a <= last || b < a || b >= limit) return null;
-    for (let i = a; i <= b; i++) out.push(i);
+    spans.push([a, b]);
     last = b;
   }
+  return spans;
+}
+
+/** Parses ranges into the piece indices they name; null as for parseRangeSpans. */
+export function decodeRanges(text: string, limit: number): number[] | null {
+  const spans = parseRangeSpans(text, limit);
+  if (!spans) return null;
+  const out: number[] = [];
+  for (const [a, b] of spans) for (let i = a; i <= b; i++) out.push(i);
   return out;
 }
 

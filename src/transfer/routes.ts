@@ -37,7 +37,7 @@ export function transferRoutes(deps: {
       config: { access: 'terminal' },
       schema: {
         summary: 'Ask for a grant to fetch pieces of a content from a source (S1.6)',
-        description: 'Until peer selection lands (#3) the only source is "origin", whose pieces are served at /pieces on this server.',
+        description: 'An explicit grant from the origin itself, whose pieces are served at /pieces on this server; peers are granted through /grants/auto.',
         tags: ['transfer'],
         body: {
           type: 'object',
@@ -68,7 +68,7 @@ export function transferRoutes(deps: {
       },
       handler: async (req) => {
         const source = req.body.source ?? deps.originSourceId;
-        if (source !== deps.originSourceId) throw badRequest('unknown_source', 'Only the origin can serve pieces yet.');
+        if (source !== deps.originSourceId) throw badRequest('unknown_source', 'Explicit grants are for the origin; ask /grants/auto for peers.');
         const grant = await deps.grants.issue(req.principal!.terminalId!, { contentId: req.body.contentId, sourceId: source, pieces: req.body.pieces });
         // A null sourceUrl means "this origin": the receiver already knows where it is.
         return { ...grant, sourceUrl: null };

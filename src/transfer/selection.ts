@@ -1,3 +1,4 @@
+import { parseRangeSpans } from './piece-ranges.ts';
 import type { TerminalState } from '../terminals/tables.ts';
 
 // S1.5 "automatic" holder selection: given the requester and the holders of a
@@ -169,20 +170,7 @@ export function needIndex(pieceCount: number, needed?: (index: number) => boolea
  * as holding nothing rather than sending receivers to a holder that may lack the pieces.
  */
 export function parseHeldRanges(text: string, pieceCount: number): Array<[number, number]> | null {
-  if (text === '') return [];
-  if (text.length > 100_000) return null;
-  const spans: Array<[number, number]> = [];
-  let last = -1;
-  for (const part of text.split(',')) {
-    const m = /^(\d{1,9})(?:-(\d{1,9}))?$/.exec(part);
-    if (!m) return null;
-    const a = Number(m[1]);
-    const b = m[2] === undefined ? a : Number(m[2]);
-    if (a <= last || b < a || b >= pieceCount) return null;
-    spans.push([a, b]);
-    last = b;
-  }
-  return spans;
+  return text === '' ? [] : parseRangeSpans(text, pieceCount);
 }
 
 /** How many needed pieces the holder has, out of how many are needed. */

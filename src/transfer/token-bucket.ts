@@ -5,6 +5,8 @@ export class TokenBucket {
   private tokens: number;
   private last = performance.now();
   private queue: Promise<void> = Promise.resolve();
+  private readonly sleeping = new Map<NodeJS.Timeout, () => void>();
+  private closed = false;
 
   constructor(
     private readonly bytesPerSecond: number,
@@ -24,11 +26,27 @@ export class TokenBucket {
   private async wait(bytes: number) {
     this.refill();
     this.tokens -= bytes;
-    if (this.tokens < 0) {
+    if (this.tokens < 0 && !this.closed) {
       const ms = (-this.tokens / this.bytesPerSecond) * 1000;
-      await new Promise((r) => setTimeout(r, ms));
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          this.sleeping.delete(timer);
+          resolve();
+        }, ms);
+        this.sleeping.set(timer, resolve);
+      });
       this.refill();
     }
+  }
+
+  /** Lets every waiting caller through at once and stops limiting (on shutdown, so no timer outlives its owner). */
+  close() {
+    this.closed = true;
+    for (const [timer, resolve] of this.sleeping) {
+      clearTimeout(timer);
+      resolve();
+    }
+    this.sleeping.clear();
   }
 
   private refill() {
