@@ -152,6 +152,7 @@ class DownloadRun {
     this.refreshMs = opts.refreshMs ?? 2000;
     this.sources = new SourceSet(opts.contentId, opts.device.keys.privateKey, opts.api.origin, {
       connections: opts.perPeer ?? 4,
+      originConnections: opts.concurrency ?? 8,
       stallMs: this.stallMs,
       sourceUrlOverride: opts.sourceUrlOverride,
     });

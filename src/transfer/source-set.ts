@@ -99,7 +99,8 @@ export class SourceSet {
     private readonly contentId: string,
     private readonly receiverKey: KeyObject,
     private readonly originUrl: string,
-    private readonly opts: { connections: number; stallMs: number; sourceUrlOverride?: string },
+    /** `connections`: per peer; `originConnections`: to the origin, which may take every request in flight. */
+    private readonly opts: { connections: number; originConnections: number; stallMs: number; sourceUrlOverride?: string },
   ) {}
 
   apply(offers: SourceOffer[]) {
@@ -112,7 +113,16 @@ export class SourceSet {
       const url = this.opts.sourceUrlOverride ?? offer.sourceUrl ?? this.originUrl;
       this.all.set(
         offer.sourceId,
-        new Source(offer.sourceId, url, offer.sourceUrl === null, offer, this.contentId, this.receiverKey, this.opts.connections, this.opts.stallMs),
+        new Source(
+          offer.sourceId,
+          url,
+          offer.sourceUrl === null,
+          offer,
+          this.contentId,
+          this.receiverKey,
+          offer.sourceUrl === null ? this.opts.originConnections : this.opts.connections,
+          this.opts.stallMs,
+        ),
       );
     }
   }
