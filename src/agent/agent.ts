@@ -196,7 +196,11 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
             extra.onPiece?.(i);
           },
         });
-        await api().request('PUT', '/terminals/holdings', { json: { contentIds: [contentId], mode: 'add' } });
+        // The copy is complete and verified whatever the origin says now; a refused or failed
+        // report only means it is not offered to others until the next start reports it again.
+        await api()
+          .request('PUT', '/terminals/holdings', { json: { contentIds: [contentId], mode: 'add' } })
+          .catch((err) => logger.warn({ contentId, code: err.code, err: err.message }, 'holdings report failed'));
         return result;
       } finally {
         active.delete(contentId);

@@ -76,6 +76,12 @@ export class PeerCoordinator {
     return { transferId: transfer.id, sources: [...peers, await this.originOffer(transfer, slice)] };
   }
 
+  /** A finished transfer no longer counts as a receiver of its content. */
+  finished(transfer: { id: string; content_id: string }) {
+    this.receiving.get(transfer.content_id)?.delete(transfer.id);
+    this.slices.delete(transfer.id);
+  }
+
   /** Receivers of this content that called in during the last few seconds, this one included. */
   private activeReceivers(transfer: Transfer): number {
     const now = this.deps.clock.now();

@@ -27,7 +27,17 @@ export class HoldingProver {
     const client = new PieceClient(serveUrl, { id: grant.id, token: signGrant(grant, this.deps.keys.privateKey), contentId }, this.deps.keys.privateKey, 1, this.deps.timeoutMs ?? 5000);
     const buf = Buffer.allocUnsafe(pieceLength(manifest.body, index));
     try {
-      const got = await client.fetch(index, buf);
+      let got;
+      // A busy terminal (all upload slots in use) is asked again a few times, not failed.
+      for (let attempt = 1; ; attempt++) {
+        try {
+          got = await client.fetch(index, buf);
+          break;
+        } catch (err) {
+          if (!(err instanceof AppError && err.code === 'source_busy') || attempt >= 10) throw err;
+          await new Promise((r) => setTimeout(r, 200 * attempt));
+        }
+      }
       if (got.bytes === buf.length && got.sha256 === manifest.body.pieces[index]) return;
       throw new AppError('holding_unproven', `Piece ${index} served from ${serveUrl} does not match the content's manifest.`, 400);
     } catch (err) {
