@@ -71,8 +71,10 @@ export class PeerCoordinator {
     const receivers = this.activeReceivers(transfer);
     // Only the peers offered to this receiver count as holding a piece for it: one it excluded does not.
     let slice = peers.length > 0 || receivers > 1 ? this.originSlice(transfer, peers, new Set(have ?? []), pieceCount) : null;
-    // With no peer to wait for, an empty slice would starve the receiver: the origin serves it all.
-    if (slice && slice.length === 0 && peers.length === 0) slice = null;
+    // Holders exist but none can serve this receiver (excluded, saturated…): waiting for peers
+    // would starve it, so the origin serves it all. (With no holders yet — a swarm starting —
+    // the pieces handed to others will reach it through them.)
+    if (slice && slice.length === 0 && peers.length === 0 && holders.length > 0) slice = null;
     return { transferId: transfer.id, sources: [...peers, await this.originOffer(transfer, slice)] };
   }
 

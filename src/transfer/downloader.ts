@@ -174,8 +174,7 @@ class DownloadRun {
         if (this.fatal) throw this.fatal;
         const now = Date.now();
         if (now - this.lastRefresh >= this.refreshMs || this.sources.usable(now).length === 0) await this.refresh();
-        // Nothing in flight and nothing any source can give: ask the origin for a new slice or peers now.
-        if (this.schedule() === 0 && this.inFlight.size === 0) this.lastRefresh = 0;
+        this.schedule();
         await new Promise<void>((resolve) => {
           this.wakeUp = resolve;
           // Not unref'd: while sources back off with nothing in flight, this timer is all that keeps a CLI process alive.
@@ -265,9 +264,8 @@ class DownloadRun {
     return out;
   }
 
-  /** Hands out pieces to every source with room: fastest peers first, the origin last. Returns how many it started. */
-  private schedule(): number {
-    let started = 0;
+  /** Hands out pieces to every source with room: fastest peers first, the origin last. */
+  private schedule() {
     const limit = this.opts.concurrency ?? 8;
     const perPeer = this.opts.perPeer ?? 4;
     const now = Date.now();
@@ -281,10 +279,8 @@ class DownloadRun {
         if (i < 0) break;
         needed.splice(needed.indexOf(i), 1);
         this.start(source, i);
-        started++;
       }
     }
-    return started;
   }
 
   private start(source: Source, i: number) {
