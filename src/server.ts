@@ -89,7 +89,7 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
     proveHolding: config.holdingsSpotCheck ? (...args) => prover.prove(...args) : undefined,
   });
   const grants = new GrantService({ db: db.db, keys, clock, config, content, terminals });
-  const receipts = new ReceiptService({ db: db.db, clock, terminals, grants, content });
+  const receipts = new ReceiptService({ db: db.db, clock, terminals, grants, content, origin: { sourceId: ORIGIN_SOURCE_ID, publicKey: keys.publicKey } });
   const introductions = new IntroductionService({ db: db.db, keys, clock, terminals });
   const reputation = new ReputationService({ db: db.db, clock });
   const transfers = new TransferService({ db: db.db, clock, deadAfterMs: config.transferDeadMs });
@@ -120,6 +120,7 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
     pieceServerRoutes({
       sourceId: ORIGIN_SOURCE_ID,
       originPublicKey: keys.publicKey,
+      sourceKey: keys.privateKey,
       pieces: content.pieceReader(),
       clock,
       metrics: app.metrics,

@@ -86,6 +86,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     pieceServerRoutes({
       sourceId: device.terminalId,
       originPublicKey: opts.originKey,
+      sourceKey: device.keys.privateKey,
       pieces: store.pieceSource(),
       clock: systemClock,
       metrics: app.metrics,

@@ -2,6 +2,7 @@ import { sql, type Kysely } from 'kysely';
 import { Migrator, type Migration } from 'kysely/migration';
 import { accountsMigration } from '../accounts/tables.ts';
 import { contentMigration } from '../content/tables.ts';
+import { ledgerMigration } from '../ledger/tables.ts';
 import { holdingPiecesMigration, terminalsMigration } from '../terminals/tables.ts';
 import { peersMigration, transferMigration } from '../transfer/tables.ts';
 
@@ -14,6 +15,7 @@ const migrations: Record<string, Migration> = {
   '0004_transfer': transferMigration,
   '0005_holding_pieces': holdingPiecesMigration,
   '0006_peers': peersMigration,
+  '0007_ledger': ledgerMigration,
 };
 
 export async function migrateToLatest(db: Kysely<any>): Promise<void> {

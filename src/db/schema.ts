@@ -1,7 +1,8 @@
 import type { AccountTables } from '../accounts/tables.ts';
 import type { ContentTables } from '../content/tables.ts';
+import type { LedgerTables } from '../ledger/tables.ts';
 import type { TerminalTables } from '../terminals/tables.ts';
 import type { TransferTables } from '../transfer/tables.ts';
 
 // The whole database as Kysely sees it. Each domain owns (and alone queries) its tables.
-export type Database = AccountTables & ContentTables & TerminalTables & TransferTables;
+export type Database = AccountTables & ContentTables & TerminalTables & TransferTables & LedgerTables;

@@ -5,22 +5,30 @@ import type { SignedReceipt } from './receipt.ts';
 // The receiver's append-only record of one download, kept beside the partial file.
 // It is what makes a killed download resumable and its receipts exact:
 //   start   — which content (and its signed manifest) the partial file belongs to
-//   piece   — piece i was verified and written, delivered by source s under grant g
+//   piece   — piece i was verified and written, delivered by source s under grant g,
+//             with the source's signed statement a that it served it (for the receipt)
 //   receipt — a signed receipt was made for some of those pieces
 //   ack     — the origin stored that receipt
 // A line cut short by a crash is ignored; at worst a piece is fetched again.
 
 type Line =
   | { t: 'start'; content: string; manifest: SignedManifest }
-  | { t: 'piece'; i: number; g: string; s: string }
+  | { t: 'piece'; i: number; g: string; s: string; a: string }
   | { t: 'receipt'; r: SignedReceipt; id: string; g: string; s: string; pieces: number[] }
   | { t: 'ack'; id: string };
 
 export interface JournalState {
   /** Pieces the journal says were verified and written. */
-  pieces: Map<number, { grant: string; source: string }>;
+  pieces: Map<number, { grant: string; source: string; served: string }>;
   /** Receipts made, by ID, with whether the origin acknowledged them. */
   receipts: Map<string, { receipt: SignedReceipt; grant: string; source: string; pieces: number[]; acked: boolean }>;
+}
+
+/** Pieces one source delivered under one grant, each with the source's served statement. */
+export interface DeliveredGroup {
+  grant: string;
+  source: string;
+  pieces: Map<number, string>;
 }
 
 export class DownloadJournal {
@@ -63,8 +71,8 @@ export class DownloadJournal {
     apply(this.state, line);
   }
 
-  piece(i: number, grant: string, source: string) {
-    this.append({ t: 'piece', i, g: grant, s: source });
+  piece(i: number, grant: string, source: string, served: string) {
+    this.append({ t: 'piece', i, g: grant, s: source, a: served });
   }
   receipt(r: SignedReceipt, id: string, grant: string, source: string, pieces: number[]) {
     this.append({ t: 'receipt', r, id, g: grant, s: source, pieces });
@@ -74,15 +82,15 @@ export class DownloadJournal {
   }
 
   /** Pieces verified but not yet covered by a receipt, grouped by grant and source. */
-  unreceipted(): { grant: string; source: string; pieces: number[] }[] {
+  unreceipted(): DeliveredGroup[] {
     const covered = new Set<number>();
     for (const r of this.state.receipts.values()) for (const p of r.pieces) covered.add(p);
-    const groups = new Map<string, { grant: string; source: string; pieces: number[] }>();
-    for (const [i, { grant, source }] of this.state.pieces) {
+    const groups = new Map<string, DeliveredGroup>();
+    for (const [i, { grant, source, served }] of this.state.pieces) {
       if (covered.has(i)) continue;
       const key = `${grant}|${source}`;
-      if (!groups.has(key)) groups.set(key, { grant, source, pieces: [] });
-      groups.get(key)!.pieces.push(i);
+      if (!groups.has(key)) groups.set(key, { grant, source, pieces: new Map() });
+      groups.get(key)!.pieces.set(i, served);
     }
     return [...groups.values()];
   }
@@ -104,7 +112,8 @@ export class DownloadJournal {
 function apply(state: JournalState, line: Line) {
   switch (line.t) {
     case 'piece':
-      state.pieces.set(line.i, { grant: line.g, source: line.s });
+      // Lines from before served statements existed carry none; such a piece is fetched again.
+      if (typeof line.a === 'string') state.pieces.set(line.i, { grant: line.g, source: line.s, served: line.a });
       break;
     case 'receipt':
       state.receipts.set(line.id, { receipt: line.r, grant: line.g, source: line.s, pieces: line.pieces, acked: false });

@@ -304,19 +304,23 @@ class DownloadRun {
     const target = space.subarray(0, len);
     if (this.bucket) await this.bucket.take(len);
     const received = await source.client.fetch(i, target);
-    // Never keep a piece whose bytes are not the ones the origin signed.
-    if (received.bytes !== len || received.sha256 !== this.body.pieces[i]) {
+    // Never keep a piece whose bytes are not the ones the origin signed, nor one its
+    // source did not sign as served (it could never be receipted and paid for).
+    const verified = received.bytes === len && received.sha256 === this.body.pieces[i];
+    if (!verified || !received.served) {
       this.bad++;
       const n = (this.badCount.get(i) ?? 0) + 1;
       this.badCount.set(i, n);
       if (!source.isOrigin) this.drop(source, 'bad_piece');
       if (n >= MAX_BAD_PER_PIECE) {
-        this.fatal = new AppError('piece_corrupt', `Sources sent wrong bytes for piece ${i} ${n} times; nothing unverified was kept.`, 502);
+        this.fatal = verified
+          ? new AppError('served_unattested', `Sources sent piece ${i} without a signed served statement ${n} times; nothing was kept.`, 502)
+          : new AppError('piece_corrupt', `Sources sent wrong bytes for piece ${i} ${n} times; nothing unverified was kept.`, 502);
       }
       return;
     }
     await this.file.write(target, 0, len, pieceOffset(this.body, i));
-    this.journal.piece(i, source.grantId, source.id);
+    this.journal.piece(i, source.grantId, source.id, received.served);
     this.have.add(i);
     this.opts.onPiece?.(i);
     source.failures = 0;
@@ -326,7 +330,7 @@ class DownloadRun {
     this.progress.pieces++;
     this.progress.bytes += len;
     this.opts.onProgress?.({ ...this.progress });
-    this.receipts.delivered(source.grantId, source.id, i);
+    this.receipts.delivered(source.grantId, source.id, i, received.served);
     this.dropIfSlow(source);
   }
 

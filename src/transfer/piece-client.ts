@@ -2,6 +2,7 @@ import { createHash, type KeyObject } from 'node:crypto';
 import { Pool } from 'undici';
 import { AppError } from '../core/errors.ts';
 import { PROOF_WINDOW_MS, signGrantProof } from './grant-token.ts';
+import { SERVED_HEADER } from './served-attestation.ts';
 
 // Fetches pieces from one source under one grant. Keeps a small pool of keep-alive
 // connections to the source so piece requests overlap (the latency of one request
@@ -33,17 +34,19 @@ export class PieceClient {
 
   /**
    * Fetches piece `index` into `into` (whose length is the piece's expected size) and
-   * returns how many bytes the source sent and their SHA-256, hashed chunk by chunk as
-   * they arrive; comparing it with the manifest is the caller's job. The caller reuses
+   * returns how many bytes the source sent, their SHA-256 (hashed chunk by chunk as
+   * they arrive; comparing it with the manifest is the caller's job) and the source's
+   * signed statement that it served the piece (`served`, for the receipt). The caller reuses
    * `into` for the next piece: a megabyte allocated per piece is garbage-collection
    * work the receiver can do without.
    */
-  fetch(index: number, into: Buffer): Promise<{ bytes: number; sha256: string }> {
+  fetch(index: number, into: Buffer): Promise<{ bytes: number; sha256: string; served?: string }> {
     const { token, contentId } = this.grant;
     const proof = this.proof();
     return new Promise((resolve, reject) => {
       let status = 0;
       let size = 0;
+      let served: string | undefined;
       const hash = createHash('sha256');
       const errorBody: Buffer[] = [];
       let abort: (err: Error) => void = () => {};
@@ -59,8 +62,11 @@ export class PieceClient {
           onConnect(abortRequest) {
             abort = abortRequest;
           },
-          onHeaders(statusCode) {
+          onHeaders(statusCode, rawHeaders) {
             status = statusCode;
+            for (let h = 0; h + 1 < rawHeaders.length; h += 2) {
+              if (rawHeaders[h].length === SERVED_HEADER.length && rawHeaders[h].toString('latin1').toLowerCase() === SERVED_HEADER) served = rawHeaders[h + 1].toString('latin1');
+            }
             return true;
           },
           onData(chunk) {
@@ -77,7 +83,7 @@ export class PieceClient {
             return true;
           },
           onComplete() {
-            if (status === 200) resolve({ bytes: size, sha256: hash.digest('hex') });
+            if (status === 200) resolve({ bytes: size, sha256: hash.digest('hex'), served });
             else reject(sourceRefusal(status, Buffer.concat(errorBody).toString()));
           },
           onError(err) {

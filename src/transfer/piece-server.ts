@@ -8,16 +8,21 @@ import { GrantVerifier, REFUSAL_MESSAGES, type GrantPayload } from './grant-toke
 import { encodeRanges } from './piece-ranges.ts';
 import type { TokenBucket } from './token-bucket.ts';
 import type { PieceSource } from './piece-source.ts';
+import { attestServed, SERVED_HEADER } from './served-attestation.ts';
 
 // S1.6: the piece protocol every source speaks (origin now; agents, edges later).
 //   GET /pieces/:contentId/:index
 //   Authorization: Grant <token>          origin-signed grant naming this source
 //   Cascade-Proof: <ms>.<signature>       receiver's signature over the request
-// Reply: the piece bytes. The receiver checks them against the signed manifest.
+// Reply: the piece bytes, with `Cascade-Served: <signature>`: this source's statement
+// that it served the piece under that grant (receipts carry it; see served-attestation.ts).
+// The receiver checks the bytes against the signed manifest.
 
 export interface PieceServerOptions {
   sourceId: string;
   originPublicKey: KeyObject | string;
+  /** This source's own key: it signs what it served. */
+  sourceKey: KeyObject;
   pieces: PieceSource;
   clock: Clock;
   metrics: Registry;
@@ -107,6 +112,7 @@ export function pieceServerRoutes(opts: PieceServerOptions): FastifyPluginAsync 
         served.inc();
         servedBytes.inc(bytes.length);
         reply.header('content-type', 'application/octet-stream');
+        reply.header(SERVED_HEADER, attestServed(opts.sourceKey, grant.id, req.params.index));
         return reply.send(bytes);
       },
     });

@@ -1,6 +1,6 @@
 import type { Api } from '../cli/api.ts';
 import { pieceLength, type SignedManifest } from '../content/manifest.ts';
-import type { DownloadJournal } from './download-journal.ts';
+import type { DeliveredGroup, DownloadJournal } from './download-journal.ts';
 import { encodeRanges } from './piece-ranges.ts';
 import { makeReceipt } from './receipt.ts';
 import type { KeyPair } from '../core/crypto.ts';
@@ -19,7 +19,7 @@ export interface ReceiptBookOptions {
 
 /** Turns verified pieces into signed receipts and hands them to the origin. */
 export class ReceiptBook {
-  private readonly pending = new Map<string, { grant: string; source: string; pieces: number[] }>();
+  private readonly pending = new Map<string, DeliveredGroup>();
   private sending: Promise<void> = Promise.resolve();
 
   constructor(
@@ -28,12 +28,13 @@ export class ReceiptBook {
     private readonly body: SignedManifest['body'],
   ) {}
 
-  delivered(grant: string, source: string, index: number) {
+  /** Piece `index` was verified; `served` is the source's signed statement that it served it. */
+  delivered(grant: string, source: string, index: number, served: string) {
     const key = `${grant}|${source}`;
-    if (!this.pending.has(key)) this.pending.set(key, { grant, source, pieces: [] });
+    if (!this.pending.has(key)) this.pending.set(key, { grant, source, pieces: new Map() });
     const group = this.pending.get(key)!;
-    group.pieces.push(index);
-    if (group.pieces.length >= this.opts.batch) {
+    group.pieces.set(index, served);
+    if (group.pieces.size >= this.opts.batch) {
       this.pending.delete(key);
       this.make(group);
       void this.send(false); // best effort now; the end of the download waits for all
@@ -46,14 +47,22 @@ export class ReceiptBook {
     for (const group of this.journal.unreceipted()) this.make(group);
   }
 
-  private make(group: { grant: string; source: string; pieces: number[] }) {
-    const pieces = encodeRanges(group.pieces);
-    const bytes = group.pieces.reduce((s, i) => s + pieceLength(this.body, i), 0);
+  private make(group: DeliveredGroup) {
+    const indices = [...group.pieces.keys()].sort((a, b) => a - b);
+    const bytes = indices.reduce((s, i) => s + pieceLength(this.body, i), 0);
     const receipt = makeReceipt(
-      { grant: group.grant, content: this.opts.contentId, source: group.source, receiver: this.opts.device.terminalId, pieces, bytes },
+      {
+        grant: group.grant,
+        content: this.opts.contentId,
+        source: group.source,
+        receiver: this.opts.device.terminalId,
+        pieces: encodeRanges(indices),
+        bytes,
+        served: indices.map((i) => group.pieces.get(i)!),
+      },
       this.opts.device.keys.privateKey,
     );
-    this.journal.receipt(receipt, JSON.parse(receipt.body).id, group.grant, group.source, group.pieces);
+    this.journal.receipt(receipt, JSON.parse(receipt.body).id, group.grant, group.source, indices);
   }
 
   /** Sends unacknowledged receipts; `mustSucceed` at the end, best effort before. */

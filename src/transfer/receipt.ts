@@ -15,6 +15,8 @@ export interface ReceiptBody {
   receiver: string;
   pieces: string;
   bytes: number;
+  /** The source's signed served statement for each piece, in ascending piece order. */
+  served: string[];
 }
 
 export interface SignedReceipt {
@@ -45,6 +47,8 @@ export function parseReceiptBody(text: string): ReceiptBody | null {
     b.typ === 'receipt' &&
     ['id', 'grant', 'content', 'source', 'receiver', 'pieces'].every((k) => typeof b[k] === 'string' && b[k].length > 0 && b[k].length < 100_000) &&
     Number.isSafeInteger(b.bytes) &&
-    b.bytes > 0;
+    b.bytes > 0 &&
+    Array.isArray(b.served) &&
+    b.served.every((a: unknown) => typeof a === 'string' && a.length < 200);
   return ok ? (b as ReceiptBody) : null;
 }

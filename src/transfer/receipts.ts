@@ -1,3 +1,4 @@
+import type { KeyObject } from 'node:crypto';
 import type { Clock } from '../core/clock.ts';
 import { verifyBytes } from '../core/crypto.ts';
 import { AppError, badRequest, conflict, forbidden } from '../core/errors.ts';
@@ -8,6 +9,7 @@ import { pieceLength } from '../content/manifest.ts';
 import { decodeRanges, rangeSet } from './piece-ranges.ts';
 import { parseReceiptBody, receiptId, type ReceiptBody, type SignedReceipt } from './receipt.ts';
 import type { GrantService } from './grants.ts';
+import { verifyServed } from './served-attestation.ts';
 
 export interface SubmitResult {
   accepted: string[];
@@ -21,7 +23,17 @@ export interface SubmitResult {
  * already receipted under the same grant, are refused.
  */
 export class ReceiptService {
-  constructor(private readonly deps: { db: Db; clock: Clock; terminals: TerminalService; grants: GrantService; content: ContentService }) {}
+  constructor(
+    private readonly deps: {
+      db: Db;
+      clock: Clock;
+      terminals: TerminalService;
+      grants: GrantService;
+      content: ContentService;
+      /** The origin as a source: its ID in grants and the key it signs served statements with. */
+      origin: { sourceId: string; publicKey: KeyObject };
+    },
+  ) {}
 
   async submit(submitterTerminalId: string, items: SignedReceipt[]): Promise<SubmitResult> {
     const checked: { body: ReceiptBody; item: SignedReceipt }[] = [];
@@ -102,6 +114,12 @@ export class ReceiptService {
     if (!pieces || !pieces.every(granted)) throw badRequest('receipt_pieces_not_granted', 'The receipt names pieces its grant does not cover.');
     const bytes = pieces.reduce((sum, i) => sum + pieceLength(manifest.body, i), 0);
     if (bytes !== body.bytes) throw badRequest('receipt_bytes_mismatch', `The pieces add up to ${bytes} bytes, not ${body.bytes}.`);
+    // #3: a source is paid only for pieces it signed as served under this grant.
+    const sourceKey = body.source === this.deps.origin.sourceId ? this.deps.origin.publicKey : (await this.deps.terminals.get(body.source)).publicKey;
+    const unserved = pieces.findIndex((p, k) => !body.served[k] || !verifyServed(sourceKey, body.grant, p, body.served[k]));
+    if (body.served.length !== pieces.length || unserved >= 0) {
+      throw badRequest('receipt_not_served', `The source did not sign that it served ${unserved >= 0 ? `piece ${pieces[unserved]}` : 'every piece'} under this grant.`);
+    }
     return body;
   }
 }

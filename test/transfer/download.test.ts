@@ -10,6 +10,9 @@ import { AppError } from '../../src/core/errors.ts';
 import { deviceSession } from '../../src/terminals/device.ts';
 import { download, fileTarget } from '../../src/transfer/downloader.ts';
 import { makeReceipt } from '../../src/transfer/receipt.ts';
+import { PieceClient } from '../../src/transfer/piece-client.ts';
+import { attestServed } from '../../src/transfer/served-attestation.ts';
+import { SLICE_HOLD_MS } from '../../src/transfer/coordinator.ts';
 import { decodeRanges } from '../../src/transfer/piece-ranges.ts';
 import { testEngines } from '../helpers/db.ts';
 import { startTestOrigin, type TestOrigin } from '../helpers/origin.ts';
@@ -135,6 +138,26 @@ for (const engine of testEngines()) {
       }
     });
 
+    test('a source that does not sign what it served: its pieces are not kept (#3, no unpayable pieces)', async () => {
+      const receiver = await deviceSession(new Api(origin.url, (await origin.userWithRoles(['member'])).token), path.join(work, 'home-mute'));
+      // The proxy forwards the right bytes but drops every header except content-type.
+      const mute = await startTamperProxy(origin.url, (_p, body) => body);
+      // The receiver of the previous test died holding the origin's slice of every piece; let it lapse.
+      origin.clock.advance(SLICE_HOLD_MS);
+      try {
+        const out = path.join(work, 'mute.bin');
+        await assert.rejects(
+          download({ api: new Api(origin.url, receiver.token), originKey: origin.keys.publicKeyB64, device: receiver, contentId, files: fileTarget(out), sourceUrlOverride: mute.url }),
+          (e: AppError) => e.code === 'served_unattested',
+        );
+        assert.ok(mute.seen.some((p) => p.startsWith('/pieces/')));
+        assert.equal(readFileSync(`${out}.part.journal`, 'utf8').includes('"t":"piece"'), false, 'no piece was journaled');
+        assert.equal((await receiptsFor(receiver.terminalId)).length, 0);
+      } finally {
+        await mute.close();
+      }
+    });
+
     test('piece requests are refused without a valid grant for this receiver', async () => {
       const grant = (await api.post('/grants', { contentId })) as { id: string; token: string };
       // Each request on a connection of its own: a proof shown once holds for its connection.
@@ -201,9 +224,22 @@ for (const engine of testEngines()) {
       assert.equal(Number(after.n), Number(before.n), 'no grant was stored');
     });
 
+    /** Fetches pieces from the origin under a grant and returns its signed served statements. */
+    const fetchServed = async (grant: { id: string; token: string }, pieces: number[]) => {
+      const client = new PieceClient(origin.url, { id: grant.id, token: grant.token, contentId }, device.keys.privateKey, 1);
+      try {
+        const served: string[] = [];
+        for (const i of pieces) served.push((await client.fetch(i, Buffer.alloc(PIECE))).served!);
+        return served;
+      } finally {
+        await client.close();
+      }
+    };
+
     test('receipts: forged, replayed, conflicting and ungranted ones', async () => {
-      const grant = (await api.post('/grants', { contentId, pieces: '0-3' })) as { id: string };
-      const fields = { grant: grant.id, content: contentId, source: 'origin', receiver: device.terminalId, pieces: '0-1', bytes: 2 * PIECE };
+      const grant = (await api.post('/grants', { contentId, pieces: '0-3' })) as { id: string; token: string };
+      const served = await fetchServed(grant, [0, 1, 2]);
+      const fields = { grant: grant.id, content: contentId, source: 'origin', receiver: device.terminalId, pieces: '0-1', bytes: 2 * PIECE, served: served.slice(0, 2) };
       const good = makeReceipt(fields, device.keys.privateKey);
       const submit = (receipts: unknown[]) => origin.call('POST', '/receipts', { json: { receipts }, token: device.token });
       const stored = async () => (await origin.db.db.selectFrom('receipts').select('id').where('grant_id', '=', grant.id).execute()).length;
@@ -212,6 +248,12 @@ for (const engine of testEngines()) {
       const refusals: [unknown, number, string][] = [
         [makeReceipt(fields, forger.privateKey), 400, 'receipt_bad_signature'],
         [makeReceipt({ ...fields, pieces: '4-5' }, device.keys.privateKey), 400, 'receipt_pieces_not_granted'],
+        // #3: pieces the source never signed as served under this grant.
+        [makeReceipt({ ...fields, served: [] }, device.keys.privateKey), 400, 'receipt_not_served'],
+        [makeReceipt({ ...fields, served: [served[1], served[0]] }, device.keys.privateKey), 400, 'receipt_not_served'],
+        [makeReceipt({ ...fields, served: fields.served.map((a) => a.replace(/^./, (c) => (c === 'A' ? 'B' : 'A'))) }, device.keys.privateKey), 400, 'receipt_not_served'],
+        [makeReceipt({ ...fields, served: [0, 1].map((i) => attestServed(device.keys.privateKey, grant.id, i)) }, device.keys.privateKey), 400, 'receipt_not_served'],
+        [makeReceipt({ ...fields, pieces: '0-2', bytes: 3 * PIECE, served: [...fields.served, fields.served[1]] }, device.keys.privateKey), 400, 'receipt_not_served'],
         [makeReceipt({ ...fields, bytes: 3 * PIECE }, device.keys.privateKey), 400, 'receipt_bytes_mismatch'],
         [makeReceipt({ ...fields, source: 'trm_x' }, device.keys.privateKey), 400, 'receipt_grant_mismatch'],
         [{ body: '{"typ":"receipt"}', signature: 'x' }, 400, 'receipt_invalid'],
@@ -232,7 +274,7 @@ for (const engine of testEngines()) {
       const conflict = await submit([{ body: reordered, signature: (await import('../../src/core/crypto.ts')).signBytes(device.keys.privateKey, reordered) }]);
       assert.equal(conflict.status, 409);
       assert.equal(conflict.body.error.code, 'receipt_conflict');
-      const overlap = await submit([makeReceipt({ ...fields, pieces: '1-2' }, device.keys.privateKey)]);
+      const overlap = await submit([makeReceipt({ ...fields, pieces: '1-2', served: served.slice(1, 3) }, device.keys.privateKey)]);
       assert.equal(overlap.status, 409);
       assert.equal(overlap.body.error.code, 'receipt_overlap');
       assert.equal(await stored(), 1);
