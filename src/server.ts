@@ -27,7 +27,12 @@ import { IntroductionService } from './terminals/introductions.ts';
 import { introductionRoutes } from './terminals/introduction-routes.ts';
 import { ReputationService } from './transfer/reputation.ts';
 import { TransferService } from './transfer/transfers.ts';
-import { PeerCoordinator } from './transfer/coordinator.ts';
+import { PeerCoordinator, type TransferBilling } from './transfer/coordinator.ts';
+import { Settlement } from './ledger/settlement.ts';
+import { Reservations } from './ledger/reservations.ts';
+import { Wallets } from './ledger/wallets.ts';
+import { Ledger } from './ledger/ledger.ts';
+import { voucherRoutes } from './ledger/voucher-routes.ts';
 
 // The origin process (`cascade serve`): composes the domain plugins and nothing else.
 
@@ -56,6 +61,10 @@ export interface Origin {
   reputation: ReputationService;
   transfers: TransferService;
   coordinator: PeerCoordinator;
+  ledger: Ledger;
+  wallets: Wallets;
+  settlement: Settlement;
+  reservations: Reservations;
   /** Path of the one-time operator credentials file if this start created it. */
   operatorCredentialsFile: string | null;
   close(): Promise<void>;
@@ -89,11 +98,30 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
     proveHolding: config.holdingsSpotCheck ? (...args) => prover.prove(...args) : undefined,
   });
   const grants = new GrantService({ db: db.db, keys, clock, config, content, terminals });
-  const receipts = new ReceiptService({ db: db.db, clock, terminals, grants, content, origin: { sourceId: ORIGIN_SOURCE_ID, publicKey: keys.publicKey } });
+  const ledger = new Ledger({ db: db.db, clock });
+  const wallets = new Wallets({ ledger, signupCredit: config.signupCredit });
+  const settlement = new Settlement({ db: db.db, ledger, clock, tariff: config.tariff, originSourceId: ORIGIN_SOURCE_ID });
+  const reservations = new Reservations({ db: db.db, ledger, wallets, clock, holdTimeoutMs: config.holdTimeoutMs });
+  const receipts = new ReceiptService({
+    db: db.db,
+    clock,
+    terminals,
+    grants,
+    content,
+    origin: { sourceId: ORIGIN_SOURCE_ID, publicKey: keys.publicKey },
+    settle: (trx, stored) => settlement.settleIn(trx, stored),
+  });
   const introductions = new IntroductionService({ db: db.db, keys, clock, terminals });
   const reputation = new ReputationService({ db: db.db, clock });
   const transfers = new TransferService({ db: db.db, clock, deadAfterMs: config.transferDeadMs });
-  const coordinator = new PeerCoordinator({ clock, content, terminals, grants, reputation, transfers, bus, grantTtlMs: config.grantTtlMs });
+  const billing: TransferBilling = {
+    async reserve(req) {
+      const [receiver, manifest] = await Promise.all([terminals.get(req.receiverId), content.getManifest(req.contentId)]);
+      return reservations.reserve({ ...req, userId: receiver.userId, price: manifest.body.price, totalBytes: manifest.body.totalSize });
+    },
+    release: (transferId) => reservations.release(transferId),
+  };
+  const coordinator = new PeerCoordinator({ clock, content, terminals, grants, reputation, transfers, bus, grantTtlMs: config.grantTtlMs, billing });
 
   // Operations routes, in a plugin so that they are registered after (and documented by) OpenAPI.
   await app.register(async (ops) => {
@@ -115,6 +143,7 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
   await app.register(contentRoutes({ content, accounts, config }));
   await app.register(terminalRoutes({ terminals, content }));
   await app.register(introductionRoutes({ introductions }));
+  await app.register(voucherRoutes({ db: db.db, ledger, clock, accounts }));
   await app.register(transferRoutes({ coordinator, transfers, reputation, grants, receipts, content, terminals, originSourceId: ORIGIN_SOURCE_ID }));
   await app.register(
     pieceServerRoutes({
@@ -137,6 +166,11 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
     coordinator.reassignStalled().catch((err) => logger.error({ err }, 'transfer monitor failed'));
   }, Math.max(100, config.transferDeadMs / 3));
   monitor.unref();
+  // #4: receipts are settled as they are stored; unpaid ones are tried again, and reservations nobody released expire.
+  const settler = setInterval(() => {
+    Promise.all([settlement.retryUnpaid(), ledger.expireHolds()]).catch((err) => logger.error({ err }, 'settlement sweep failed'));
+  }, config.settleIntervalMs);
+  settler.unref();
   await app.listen({ host: config.host, port: config.port });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
@@ -145,8 +179,10 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
 
   return {
     app, url, config, db, keys, bus, accounts, content, terminals, grants, receipts, reputation, transfers, coordinator, operatorCredentialsFile,
+    ledger, wallets, settlement, reservations,
     async close() {
       clearInterval(monitor);
+      clearInterval(settler);
       await app.close();
       await terminals.stop();
       await bus.close();

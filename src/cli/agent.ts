@@ -21,6 +21,7 @@ export function registerAgent(program: Command) {
     .option('--network <label>', 'network label (e.g. the building or ISP), used to pick nearby peers')
     .option('--get <contentId...>', 'content to fetch once started')
     .option('--stall-ms <ms>', 'give up on a source after this long without bytes', (v) => Number(v), 5000)
+    .option('--cpu-load <share>', 'report this CPU load (0..1) instead of measuring the machine (labs where many agents share one machine)', parseShare)
     .action(async (opts) => {
       const g = program.opts();
       const profile = readProfile();
@@ -45,6 +46,7 @@ export function registerAgent(program: Command) {
         upRate: opts.upRate,
         downRate: opts.downRate,
         downloads: { stallMs: opts.stallMs },
+        cpuLoad: opts.cpuLoad === undefined ? undefined : () => opts.cpuLoad,
         logger: createLogger(process.env.LOG_LEVEL ?? 'warn', 'agent'),
       });
       say({ event: 'ready', terminalId: agent.terminalId, url: agent.url });
@@ -67,4 +69,10 @@ export function registerAgent(program: Command) {
         say({ event: 'done', ...result });
       }
     });
+}
+
+function parseShare(v: string): number {
+  const n = Number(v);
+  if (!(n >= 0 && n <= 1)) throw new AppError('invalid_argument', `--cpu-load must be a number from 0 to 1, got "${v}".`);
+  return n;
 }

@@ -7,6 +7,7 @@ import { registerPublish } from './publish.ts';
 import { registerGet } from './get.ts';
 import { registerTerminal } from './terminal.ts';
 import { registerAgent } from './agent.ts';
+import { registerVoucher } from './voucher.ts';
 
 // One `cascade` command for every role (ARCHITECTURE.md "Processes").
 const program = new Command('cascade')
@@ -21,6 +22,8 @@ registerPublish(program);
 registerGet(program);
 registerTerminal(program);
 registerAgent(program);
+// After the others: it adds `topup` to a `wallet` command if one is registered above.
+registerVoucher(program);
 
 program.parseAsync(process.argv).catch((err) => {
   if (err instanceof CommanderError) process.exit(err.exitCode);

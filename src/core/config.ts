@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { DEFAULT_TARIFF, checkTariff, type Tariff } from '../ledger/tariff.ts';
 import { badRequest } from './errors.ts';
 
 // Everything an operator can set comes from the environment (docs/configuration.md).
@@ -20,17 +21,67 @@ export interface Config {
   holdingsSpotCheck: boolean;
   /** Cap on the origin's piece upload rate, bytes/s; 0 = none (benchmarks model a limited origin link). */
   originUpRate: number;
+  /** Pricing rules (S1.8, S1.9, S1.13): DEFAULT_TARIFF overridden by the environment, checked. */
+  tariff: Tariff;
+  /** Minor units credited once to a new wallet as a promotion; 0 = none. */
+  signupCredit: number;
+  /** How often the origin settles stored receipts, ms. */
+  settleIntervalMs: number;
+  /** How long a reservation (hold) made before a download lasts, ms. */
+  holdTimeoutMs: number;
   logLevel: string;
 }
 
 const MiB = 1024 * 1024;
 
-function intFrom(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number): number {
+function intFrom(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max?: number): number {
   const raw = env[name];
   if (raw === undefined || raw === '') return fallback;
   const n = Number(raw);
-  if (!Number.isSafeInteger(n) || n < min) throw badRequest('bad_config', `${name} must be an integer >= ${min}, got "${raw}"`);
+  if (!Number.isSafeInteger(n) || n < min || (max !== undefined && n > max)) {
+    throw badRequest('bad_config', `${name} must be an integer ${max === undefined ? `>= ${min}` : `from ${min} to ${max}`}, got "${raw}"`);
+  }
   return n;
+}
+
+/** OFF_PEAK_HOURS: "start-end", hours 0–23, e.g. "22-6" (wraps midnight). */
+function hoursFrom(env: NodeJS.ProcessEnv, name: string, fallback: [number, number]): [number, number] {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const m = /^\s*(\d{1,2})\s*-\s*(\d{1,2})\s*$/.exec(raw);
+  const hours = m ? [Number(m[1]), Number(m[2])] : [];
+  if (hours.length !== 2 || hours.some((h) => h > 23)) throw badRequest('bad_config', `${name} must be "start-end" with hours from 0 to 23, e.g. "22-6", got "${raw}"`);
+  return hours as [number, number];
+}
+
+function tariffFrom(env: NodeJS.ProcessEnv): Tariff {
+  const d = DEFAULT_TARIFF;
+  const pct = (name: string, fallback: number) => intFrom(env, name, fallback, 0, 100);
+  const [offPeakStartHour, offPeakEndHour] = hoursFrom(env, 'OFF_PEAK_HOURS', [d.offPeakStartHour, d.offPeakEndHour]);
+  const offPeakTimeZone = env.OFF_PEAK_TIME_ZONE || d.offPeakTimeZone;
+  try {
+    new Intl.DateTimeFormat('en-GB', { timeZone: offPeakTimeZone });
+  } catch {
+    throw badRequest('bad_config', `OFF_PEAK_TIME_ZONE must be an IANA time zone such as "Europe/Berlin", got "${offPeakTimeZone}"`);
+  }
+  const t: Tariff = {
+    uploaderPercent: pct('UPLOADER_SHARE_PERCENT', d.uploaderPercent),
+    royaltyPercent: pct('ROYALTY_PERCENT', d.royaltyPercent),
+    offPeakStartHour,
+    offPeakEndHour,
+    offPeakTimeZone,
+    offPeakRatePercent: pct('OFF_PEAK_RATE_PERCENT', d.offPeakRatePercent),
+    frequentReceiverBytes: intFrom(env, 'FREQUENT_RECEIVER_BYTES', d.frequentReceiverBytes, 0),
+    frequentRatePercent: pct('FREQUENT_RATE_PERCENT', d.frequentRatePercent),
+    distributorBytes: intFrom(env, 'DISTRIBUTOR_BYTES', d.distributorBytes, 0),
+    distributorRatePercent: pct('DISTRIBUTOR_RATE_PERCENT', d.distributorRatePercent),
+    unreliableSharePercent: pct('UNRELIABLE_SHARE_PERCENT', d.unreliableSharePercent),
+    playPricePercent: pct('PLAY_PRICE_PERCENT', d.playPricePercent),
+  };
+  if (t.uploaderPercent + t.royaltyPercent > 100) {
+    throw badRequest('bad_config', `UPLOADER_SHARE_PERCENT (${t.uploaderPercent}) and ROYALTY_PERCENT (${t.royaltyPercent}) add up to more than 100`);
+  }
+  return checkTariff(t);
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
@@ -47,6 +98,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     transferDeadMs: intFrom(env, 'TRANSFER_DEAD_MS', 30_000, 100),
     originUpRate: intFrom(env, 'ORIGIN_UP_RATE', 0, 0),
     holdingsSpotCheck: env.HOLDINGS_SPOT_CHECK !== '0',
+    tariff: tariffFrom(env),
+    signupCredit: intFrom(env, 'SIGNUP_CREDIT', 0, 0),
+    settleIntervalMs: intFrom(env, 'SETTLE_INTERVAL_MS', 1000, 10),
+    holdTimeoutMs: intFrom(env, 'HOLD_TIMEOUT_MS', 3_600_000, 1000),
     logLevel: env.LOG_LEVEL || 'info',
   };
 }

@@ -3,8 +3,10 @@ import { Migrator, type Migration } from 'kysely/migration';
 import { accountsMigration } from '../accounts/tables.ts';
 import { contentMigration } from '../content/tables.ts';
 import { ledgerMigration } from '../ledger/tables.ts';
+import { vouchersMigration } from '../ledger/tables-vouchers.ts';
 import { holdingPiecesMigration, terminalsMigration } from '../terminals/tables.ts';
 import { peersMigration, transferMigration } from '../transfer/tables.ts';
+import { settlementMigration } from '../ledger/tables-settlement.ts';
 
 // One ordered list of migrations; the same SQL runs on PGlite and on PostgreSQL.
 // Names sort in the order they must run. Never edit a landed migration: add one.
@@ -16,6 +18,8 @@ const migrations: Record<string, Migration> = {
   '0005_holding_pieces': holdingPiecesMigration,
   '0006_peers': peersMigration,
   '0007_ledger': ledgerMigration,
+  '0008_vouchers': vouchersMigration,
+  '0009_settlement': settlementMigration,
 };
 
 export async function migrateToLatest(db: Kysely<any>): Promise<void> {

@@ -1,8 +1,10 @@
 import type { AccountTables } from '../accounts/tables.ts';
 import type { ContentTables } from '../content/tables.ts';
 import type { LedgerTables } from '../ledger/tables.ts';
+import type { VoucherTables } from '../ledger/tables-vouchers.ts';
+import type { SettlementTables } from '../ledger/tables-settlement.ts';
 import type { TerminalTables } from '../terminals/tables.ts';
 import type { TransferTables } from '../transfer/tables.ts';
 
 // The whole database as Kysely sees it. Each domain owns (and alone queries) its tables.
-export type Database = AccountTables & ContentTables & TerminalTables & TransferTables & LedgerTables;
+export type Database = AccountTables & ContentTables & TerminalTables & TransferTables & LedgerTables & VoucherTables & SettlementTables;

@@ -1,5 +1,7 @@
 import type { Clock } from '../core/clock.ts';
 import { badRequest } from '../core/errors.ts';
+import { newId } from '../core/ids.ts';
+import { pieceLength } from '../content/manifest.ts';
 import type { EventBus } from '../core/event-bus.ts';
 import type { ContentService } from '../content/service.ts';
 import type { Holder, TerminalService } from '../terminals/service.ts';
@@ -17,6 +19,13 @@ import type { TransferService, Transfer } from './transfers.ts';
 // monitored, and it hands out replacements for sources the receiver dropped.
 
 export const ORIGIN = 'origin';
+
+/** The ledger's side of a transfer (#4): reserve before it starts, release what is left when it ends. */
+export interface TransferBilling {
+  /** Refuses (`insufficient_balance`) when the receiver cannot pay for the bytes it still lacks. */
+  reserve(req: { transferId: string; receiverId: string; contentId: string; missingBytes: number }): Promise<unknown>;
+  release(transferId: string): Promise<void>;
+}
 
 export interface OfferRequest {
   contentId: string;
@@ -52,6 +61,7 @@ export class PeerCoordinator {
       transfers: TransferService;
       bus: EventBus;
       grantTtlMs: number;
+      billing?: TransferBilling;
     },
   ) {}
 
@@ -60,14 +70,21 @@ export class PeerCoordinator {
     const manifest = await content.getManifest(req.contentId);
     const pieceCount = manifest.body.pieces.length;
     const done = Math.max(0, req.piecesDone ?? 0);
-    const transfer = req.transferId
-      ? await transfers.progress(req.transferId, receiverId, done, false)
-      : await transfers.open(receiverId, req.contentId, pieceCount, done);
+    const have = req.have ? decodeRanges(req.have, pieceCount) : null;
+    if (req.have && !have) throw badRequest('invalid_pieces', `have must be ascending ranges within 0-${pieceCount - 1}.`);
+    let transfer: Transfer;
+    if (req.transferId) {
+      transfer = await transfers.progress(req.transferId, receiverId, done, false);
+    } else {
+      // S1 flow: the balance check (and reservation) comes before anything else is recorded.
+      const id = newId('tx');
+      const haveBytes = (have ?? []).reduce((sum, i) => sum + pieceLength(manifest.body, i), 0);
+      await this.deps.billing?.reserve({ transferId: id, receiverId, contentId: req.contentId, missingBytes: manifest.body.totalSize - haveBytes });
+      transfer = await transfers.open(receiverId, req.contentId, pieceCount, done, id);
+    }
     if (transfer.content_id !== req.contentId) throw badRequest('transfer_mismatch', 'That transfer is for another content.');
     const holders = (req.maxPeers ?? 6) > 0 ? await this.deps.terminals.holders(transfer.content_id) : [];
     const peers = await this.selectPeers(transfer, holders, req.exclude ?? [], req.maxPeers ?? 6, pieceCount);
-    const have = req.have ? decodeRanges(req.have, pieceCount) : null;
-    if (req.have && !have) throw badRequest('invalid_pieces', `have must be ascending ranges within 0-${pieceCount - 1}.`);
     const receivers = this.activeReceivers(transfer);
     // Only the peers offered to this receiver count as holding a piece for it: one it excluded does not.
     let slice = peers.length > 0 || receivers > 1 ? this.originSlice(transfer, peers, new Set(have ?? []), pieceCount) : null;
@@ -78,10 +95,11 @@ export class PeerCoordinator {
     return { transferId: transfer.id, sources: [...peers, await this.originOffer(transfer, slice)] };
   }
 
-  /** A finished transfer no longer counts as a receiver of its content. */
-  finished(transfer: { id: string; content_id: string }) {
+  /** A finished transfer no longer counts as a receiver of its content, and what it had reserved is released. */
+  async finished(transfer: { id: string; content_id: string }) {
     this.receiving.get(transfer.content_id)?.delete(transfer.id);
     this.slices.delete(transfer.id);
+    await this.deps.billing?.release(transfer.id);
   }
 
   /** Receivers of this content that called in during the last few seconds, this one included. */

@@ -1,4 +1,7 @@
 import type { KeyObject } from 'node:crypto';
+import type { Transaction } from 'kysely';
+import type { Database } from '../db/schema.ts';
+import type { ReceiptsTable } from './tables.ts';
 import type { Clock } from '../core/clock.ts';
 import { verifyBytes } from '../core/crypto.ts';
 import { AppError, badRequest, conflict, forbidden } from '../core/errors.ts';
@@ -32,6 +35,8 @@ export class ReceiptService {
       content: ContentService;
       /** The origin as a source: its ID in grants and the key it signs served statements with. */
       origin: { sourceId: string; publicKey: KeyObject };
+      /** The ledger settles new receipts in the transaction that stores them (#4): never one without the other. */
+      settle?: (trx: Transaction<Database>, stored: ReceiptsTable[]) => Promise<unknown>;
     },
   ) {}
 
@@ -48,6 +53,7 @@ export class ReceiptService {
     const { db, clock } = this.deps;
     return db.transaction().execute(async (trx) => {
       const result: SubmitResult = { accepted: [], duplicates: [] };
+      const fresh: ReceiptsTable[] = [];
       const grantIds = [...new Set(checked.map((c) => c.body.grant))];
       // Locking the grants serialises concurrent batches for the same grant, so two
       // overlapping receipts cannot both pass the overlap check.
@@ -78,8 +84,10 @@ export class ReceiptService {
         };
         await trx.insertInto('receipts').values(row).execute();
         byId.set(row.id, row);
+        fresh.push(row);
         result.accepted.push(body.id);
       }
+      await this.deps.settle?.(trx, fresh);
       return result;
     });
   }

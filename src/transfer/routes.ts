@@ -147,7 +147,7 @@ export function transferRoutes(deps: {
           await deps.reputation.report(me, { contentId: t.content_id, sourceId: r.sourceId, transferId: t.id, kind: r.kind as any, bytes: r.bytes, pieces: r.pieces ?? null });
         }
         const updated = await deps.transfers.progress(t.id, me, req.body.piecesDone, req.body.done ?? false);
-        if (updated.state === 'done') deps.coordinator.finished(updated);
+        if (updated.state === 'done') await deps.coordinator.finished(updated);
         return { state: updated.state };
       },
     );

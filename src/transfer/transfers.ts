@@ -14,10 +14,10 @@ export type Transfer = TransfersTable;
 export class TransferService {
   constructor(private readonly deps: { db: Db; clock: Clock; deadAfterMs: number }) {}
 
-  async open(receiverId: string, contentId: string, piecesTotal: number, piecesDone: number): Promise<Transfer> {
+  async open(receiverId: string, contentId: string, piecesTotal: number, piecesDone: number, id = newId('tx')): Promise<Transfer> {
     const now = new Date(this.deps.clock.now());
     const row: Transfer = {
-      id: newId('tx'),
+      id,
       receiver_id: receiverId,
       content_id: contentId,
       state: piecesDone >= piecesTotal ? 'done' : 'active',

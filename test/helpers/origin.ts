@@ -24,7 +24,9 @@ export async function startTestOrigin(opts: { engine?: TestEngine; config?: Part
   const engine = opts.engine ?? testEngines()[0];
   const db = await engine.open();
   const clock = new ManualClock(Date.now());
-  const config = { ...loadConfig({}), port: 0, dataDir, logLevel: 'silent', ...opts.config };
+  // Every wallet starts with ample sign-up credit, so tests about other things can download priced
+  // content; ledger tests set signupCredit: 0 and pay their own way.
+  const config = { ...loadConfig({}), port: 0, dataDir, logLevel: 'silent', signupCredit: 1_000_000_000, ...opts.config };
   const origin = await startOrigin({ config, clock, db, logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }) });
   const call: TestOrigin['call'] = async (method, url, o = {}) => {
     const headers: Record<string, string> = { ...(o.headers ?? {}) };

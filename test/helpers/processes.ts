@@ -26,7 +26,8 @@ export interface OriginProcess {
 export async function spawnOrigin(opts: { dataDir?: string; env?: Record<string, string> } = {}): Promise<OriginProcess> {
   const dataDir = opts.dataDir ?? mkdtempSync(path.join(os.tmpdir(), 'cascade-origin-'));
   // Embedded PGlite unless the caller names a database: test processes must not share one.
-  const env: NodeJS.ProcessEnv = { ...process.env, PORT: '0', DATA_DIR: dataDir, LOG_LEVEL: 'info', DATABASE_URL: '', ...opts.env };
+  // Ample sign-up credit unless a test says otherwise (see startTestOrigin).
+  const env: NodeJS.ProcessEnv = { ...process.env, PORT: '0', DATA_DIR: dataDir, LOG_LEVEL: 'info', DATABASE_URL: '', SIGNUP_CREDIT: '1000000000', ...opts.env };
   // ORIGIN_NODE_ARGS lets a benchmark profile the origin, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
   const nodeArgs = process.env.ORIGIN_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
   const proc = spawn(process.execPath, [...nodeArgs, CLI, 'serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] });

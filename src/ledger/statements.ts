@@ -1,0 +1,147 @@
+import { badRequest } from '../core/errors.ts';
+import { sql, type Db } from '../db/connection.ts';
+import { ensureAccounts, PLATFORM_PAYOUTS, royaltyAccount } from './accounts.ts';
+import { transferError, type Ledger } from './ledger.ts';
+
+// Publisher payouts and payout statements (S1.11 "the platform settles with
+// publishers"; docs/ledger.md "Payouts and statements"). Royalties accumulate in
+// `royalty:<publisherId>`; a payout moves money from there to `platform:payouts` when
+// the platform pays the publisher outside the system (a bank transfer).
+//
+// A statement is computed from ledger_transfers alone, never from the accounts'
+// running totals: a balance at time t is the sum of the posted transfers before t, so
+// a statement for a past period comes out the same whenever it is asked for.
+
+export interface PayoutInput {
+  /** Caller-chosen, unique forever: a retry with the same ID pays nothing more. */
+  id: string;
+  publisherId: string;
+  amount: number;
+  /** The bank transfer's reference, or whatever ties this payout to the money sent. */
+  reference: string;
+}
+
+export interface PayoutResult {
+  transferId: string;
+  /** False when this payout already existed (a retry). */
+  created: boolean;
+  publisherId: string;
+  amount: number;
+  reference: string;
+  /** The royalty account's posted balance afterwards. */
+  balance: number;
+}
+
+export interface StatementLine {
+  id: string;
+  at: string;
+  /** + credited to the royalty account, − debited from it. */
+  amount: number;
+  reason: string;
+  counterpart: string;
+  ref: string | null;
+  contentId: string | null;
+}
+
+export interface Statement {
+  publisherId: string;
+  from: string;
+  to: string;
+  /** Posted balance of the royalty account just before `from`. */
+  openingBalance: number;
+  royalties: { total: number; transfers: number; byContent: { contentId: string | null; title: string | null; transfers: number; amount: number }[] };
+  payouts: { total: number; items: StatementLine[] };
+  /** Any other posted movement in the period (corrections, refunds): empty as a rule. */
+  other: { total: number; items: StatementLine[] };
+  /** Posted balance just before `to`: opening + royalties − payouts + other. */
+  closingBalance: number;
+}
+
+/** Transfers that change a posted balance; pending holds and voids do not. */
+const POSTED = sql`kind in ('normal', 'post')`;
+
+export const payoutTransferId = (id: string) => `payout:${id}`;
+
+export class StatementService {
+  private readonly db: Db;
+  private readonly ledger: Ledger;
+
+  constructor(deps: { db: Db; ledger: Ledger }) {
+    this.db = deps.db;
+    this.ledger = deps.ledger;
+  }
+
+  /** Moves `amount` from the publisher's royalties to the platform's payouts (reason 'payout'). */
+  async payout(input: PayoutInput): Promise<PayoutResult> {
+    const royalty = royaltyAccount(input.publisherId);
+    await ensureAccounts(this.ledger, [PLATFORM_PAYOUTS]);
+    const transferId = payoutTransferId(input.id);
+    const [result] = await this.ledger.apply([
+      { id: transferId, debit: royalty.id, credit: PLATFORM_PAYOUTS.id, amount: input.amount, reason: 'payout', ref: input.reference },
+    ]);
+    if (result.status === 'failed') throw transferError(result);
+    const balance = await this.ledger.balance(royalty.id);
+    return { transferId, created: result.status === 'created', publisherId: input.publisherId, amount: input.amount, reference: input.reference, balance: balance.posted };
+  }
+
+  /** The publisher's royalty account over [from, to): opening, royalties by content, payouts, closing. */
+  async statement(publisherId: string, from: Date, to: Date): Promise<Statement> {
+    if (!(from.getTime() < to.getTime())) throw badRequest('invalid_period', '`from` must be earlier than `to`.');
+    const account = royaltyAccount(publisherId).id;
+    const fromTs = from.toISOString();
+    const toTs = to.toISOString();
+
+    const balances = await sql<{ opening: number; closing: number }>`
+      select coalesce(sum(signed) filter (where created_at < ${fromTs}::timestamptz), 0)::int8 as opening,
+             coalesce(sum(signed), 0)::int8 as closing
+      from (
+        select amount as signed, created_at from ledger_transfers where credit_account_id = ${account} and ${POSTED} and created_at < ${toTs}::timestamptz
+        union all
+        select -amount, created_at from ledger_transfers where debit_account_id = ${account} and ${POSTED} and created_at < ${toTs}::timestamptz
+      ) as t`.execute(this.db);
+
+    // Royalties can be one transfer per receipt: aggregated in SQL, one line per content.
+    const royalties = await sql<{ content_id: string | null; title: string | null; transfers: number; amount: number }>`
+      select t.content_id, c.title, count(*)::int8 as transfers, sum(t.amount)::int8 as amount
+      from ledger_transfers t left join contents c on c.id = t.content_id
+      where t.credit_account_id = ${account} and t.reason = 'royalty' and t.kind in ('normal', 'post')
+        and t.created_at >= ${fromTs}::timestamptz and t.created_at < ${toTs}::timestamptz
+      group by t.content_id, c.title
+      order by amount desc, t.content_id`.execute(this.db);
+
+    // Everything else in the period, one line each: payouts and the rare correction.
+    const moves = await sql<{ id: string; created_at: Date; amount: number; reason: string; debit_account_id: string; credit_account_id: string; ref: string | null; content_id: string | null }>`
+      select id, created_at, amount, reason, debit_account_id, credit_account_id, ref, content_id
+      from ledger_transfers
+      where (debit_account_id = ${account} or (credit_account_id = ${account} and reason <> 'royalty')) and ${POSTED}
+        and created_at >= ${fromTs}::timestamptz and created_at < ${toTs}::timestamptz
+      order by seq`.execute(this.db);
+
+    const lines = moves.rows.map((t): StatementLine => {
+      const debited = t.debit_account_id === account;
+      return {
+        id: t.id,
+        at: new Date(t.created_at).toISOString(),
+        amount: debited ? -t.amount : t.amount,
+        reason: t.reason,
+        counterpart: debited ? t.credit_account_id : t.debit_account_id,
+        ref: t.ref,
+        contentId: t.content_id,
+      };
+    });
+    const payouts = lines.filter((l) => l.reason === 'payout' && l.amount < 0);
+    const other = lines.filter((l) => !payouts.includes(l));
+    const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+    const byContent = royalties.rows.map((r) => ({ contentId: r.content_id, title: r.title, transfers: r.transfers, amount: r.amount }));
+    return {
+      publisherId,
+      from: fromTs,
+      to: toTs,
+      openingBalance: balances.rows[0].opening,
+      royalties: { total: sum(byContent.map((r) => r.amount)), transfers: sum(byContent.map((r) => r.transfers)), byContent },
+      payouts: { total: -sum(payouts.map((p) => p.amount)), items: payouts },
+      other: { total: sum(other.map((o) => o.amount)), items: other },
+      closingBalance: balances.rows[0].closing,
+    };
+  }
+}
