@@ -31,8 +31,10 @@ import { PeerCoordinator, type TransferBilling } from './transfer/coordinator.ts
 import { Settlement } from './ledger/settlement.ts';
 import { Reservations } from './ledger/reservations.ts';
 import { Wallets } from './ledger/wallets.ts';
+import { Reconciler, reconcileRoutes } from './ledger/reconcile.ts';
 import { Ledger } from './ledger/ledger.ts';
 import { voucherRoutes } from './ledger/voucher-routes.ts';
+import { walletRoutes } from './ledger/wallet-routes.ts';
 
 // The origin process (`cascade serve`): composes the domain plugins and nothing else.
 
@@ -143,7 +145,10 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
   await app.register(contentRoutes({ content, accounts, config }));
   await app.register(terminalRoutes({ terminals, content }));
   await app.register(introductionRoutes({ introductions }));
+  const reconciler = new Reconciler({ db: db.db, ledger, wallets, submitReceipts: (terminalId, items) => receipts.submit(terminalId, items) });
+  await app.register(reconcileRoutes({ reconciler, terminalOwner: async (id) => (await terminals.get(id)).userId }));
   await app.register(voucherRoutes({ db: db.db, ledger, clock, accounts }));
+  await app.register(walletRoutes({ db: db.db, ledger, wallets, accounts, clock, tariff: config.tariff }));
   await app.register(transferRoutes({ coordinator, transfers, reputation, grants, receipts, content, terminals, originSourceId: ORIGIN_SOURCE_ID }));
   await app.register(
     pieceServerRoutes({
@@ -167,8 +172,9 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
   }, Math.max(100, config.transferDeadMs / 3));
   monitor.unref();
   // #4: receipts are settled as they are stored; unpaid ones are tried again, and reservations nobody released expire.
+  let sweep: Promise<unknown> = Promise.resolve();
   const settler = setInterval(() => {
-    Promise.all([settlement.retryUnpaid(), ledger.expireHolds()]).catch((err) => logger.error({ err }, 'settlement sweep failed'));
+    sweep = Promise.all([settlement.retryUnpaid(), ledger.expireHolds()]).catch((err) => logger.error({ err }, 'settlement sweep failed'));
   }, config.settleIntervalMs);
   settler.unref();
   await app.listen({ host: config.host, port: config.port });
@@ -183,6 +189,7 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
     async close() {
       clearInterval(monitor);
       clearInterval(settler);
+      await sweep; // never close the database under a running sweep
       await app.close();
       await terminals.stop();
       await bus.close();

@@ -14,6 +14,8 @@ import { pieceServerRoutes } from '../transfer/piece-server.ts';
 import { TokenBucket } from '../transfer/token-bucket.ts';
 import { contentListRoutes, loadAgentNotes } from './content-list.ts';
 import { AgentStore } from './store.ts';
+import { LedgerJournal } from './ledger-journal.ts';
+import type { ReconcileResult } from '../ledger/reconcile.ts';
 
 // `cascade agent` (S1.2–S1.7): a terminal that keeps a local store, tells the origin
 // what it holds and how it is doing (heartbeats), fetches content from peers and the
@@ -62,6 +64,10 @@ export interface Agent {
   heartbeat(): Promise<void>;
   /** Fetches a content into the store, from peers and the origin. */
   fetch(contentId: string, extra?: Partial<DownloadOptions>): Promise<DownloadResult>;
+  /** This terminal's accounting journal (S1.10). */
+  journal: LedgerJournal;
+  /** Sends the journal's unconfirmed receipts to the origin and adopts its record (S1.10). */
+  reconcile(): Promise<ReconcileResult>;
   close(): Promise<void>;
 }
 
@@ -69,11 +75,26 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
   const logger = opts.logger ?? createLogger('info', 'agent');
   const userApi = new Api(opts.origin.replace(/\/$/, ''), opts.token);
   const store = new AgentStore(path.join(opts.home, 'store'));
+  const journal = new LedgerJournal(path.join(opts.home, 'ledger.journal'));
   // A quarter second of burst: enough to keep the link busy, small enough that the cap holds over short spans.
   const bucketFor = (rate?: number) => (rate ? new TokenBucket(rate, Math.max(rate / 4, 1)) : undefined);
   let upBucket = bucketFor(opts.upRate);
   const device = await deviceSession(userApi, opts.home, { name: opts.name, region: opts.region, network: opts.network });
   const api = () => new Api(userApi.origin, device.token);
+
+  const reconcile = async (): Promise<ReconcileResult> => {
+    // The terminal's view of what it was charged goes along, so the origin can report disagreements.
+    const charges = [...journal.entries].filter(([, e]) => e.status === 'settled').map(([receiptId, e]) => ({ receiptId, amount: e.charge! }));
+    const unsettled = journal.unsettled();
+    let last: ReconcileResult = { settled: [], duplicates: [], conflicts: [], record: [], balance: journal.lastSync?.balance ?? 0 };
+    for (let i = 0; i === 0 || i < unsettled.length; i += 500) {
+      const res = await api().post<ReconcileResult>('/ledger/reconcile', { receipts: unsettled.slice(i, i + 500).map((u) => u.receipt), charges: i === 0 ? charges : [] });
+      journal.adopt(res.record, res.balance, res.conflicts);
+      last = i === 0 ? res : { ...res, settled: [...last.settled, ...res.settled], duplicates: [...last.duplicates, ...res.duplicates], conflicts: [...last.conflicts, ...res.conflicts], record: [...last.record, ...res.record] };
+    }
+    if (last.conflicts.length) logger.warn({ conflicts: last.conflicts }, 'reconciliation found conflicts between this terminal and the origin');
+    return last;
+  };
 
   // Traffic counters for heartbeats and for "what did I serve" reports.
   let sentBytes = 0;
@@ -140,6 +161,8 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     sentBytes = 0;
     receivedBytes = 0;
     await api().post('/terminals/heartbeat', state);
+    // Back in contact with receipts the origin has not confirmed: reconcile (S1.10).
+    if (journal.unsettled().length) await reconcile();
     if (servedGrants.size) {
       const grants = [...servedGrants];
       servedGrants.clear();
@@ -185,6 +208,8 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
           files: { data: files.data, journal: files.journal },
           downRate: opts.downRate,
           signal: stop.signal,
+          onReceipt: (id, receipt) => journal.receipt(id, receipt),
+          offlineReceipts: true,
           ...opts.downloads,
           ...extra,
           onPiece: (i) => {
@@ -202,17 +227,21 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
         await api()
           .request('PUT', '/terminals/holdings', { json: { contentIds: [contentId], mode: 'add' } })
           .catch((err) => logger.warn({ contentId, code: err.code, err: err.message }, 'holdings report failed'));
+        await reconcile().catch((err) => logger.warn({ code: err.code, err: err.message }, 'reconciliation postponed: the origin is out of reach'));
         return result;
       } finally {
         active.delete(contentId);
       }
     },
+    journal,
+    reconcile,
     async close() {
       clearInterval(timer);
       for (const c of active.values()) c.abort();
       upBucket?.close();
       await app.close();
       store.close();
+      journal.close();
     },
   };
   logger.info({ terminalId: device.terminalId, url, uptimeSince: new Date(started).toISOString() }, 'agent listening');

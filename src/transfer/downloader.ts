@@ -6,6 +6,7 @@ import type { Api } from '../cli/api.ts';
 import { checkManifest, pieceLength, pieceOffset, type SignedManifest } from '../content/manifest.ts';
 import { DownloadJournal } from './download-journal.ts';
 import { ReceiptBook } from './receipt-book.ts';
+import type { SignedReceipt } from './receipt.ts';
 import { SourceSet, type DropReason, type Source, type SourceOffer } from './source-set.ts';
 import { TokenBucket } from './token-bucket.ts';
 import { encodeRanges } from './piece-ranges.ts';
@@ -55,6 +56,14 @@ export interface DownloadOptions {
   onProgress?: (p: Progress) => void;
   /** Told of each verified piece as soon as it is on disk (an agent serves it at once). */
   onPiece?: (index: number) => void;
+  /** Told of every receipt as it is signed (the agent's accounting journal, S1.10). */
+  onReceipt?: (id: string, receipt: SignedReceipt) => void;
+  /**
+   * The caller keeps receipts the origin could not be given and reconciles them later
+   * (S1.10): a download whose pieces are all verified then succeeds even if the origin
+   * is unreachable at the end. Without it (`cascade get`), receipts must reach the origin.
+   */
+  offlineReceipts?: boolean;
   signal?: AbortSignal;
 }
 
@@ -156,7 +165,7 @@ class DownloadRun {
       stallMs: this.stallMs,
       sourceUrlOverride: opts.sourceUrlOverride,
     });
-    this.receipts = new ReceiptBook({ api: opts.api, contentId: opts.contentId, device: opts.device, batch: opts.receiptBatch ?? 32 }, journal, this.body);
+    this.receipts = new ReceiptBook({ api: opts.api, contentId: opts.contentId, device: opts.device, batch: opts.receiptBatch ?? 32, onReceipt: opts.onReceipt }, journal, this.body);
     if (opts.downRate) this.bucket = new TokenBucket(opts.downRate, Math.max(opts.downRate, this.body.pieceSize));
     this.progress = { pieces: 0, totalPieces: this.total, bytes: 0, totalBytes: this.body.totalSize, resumedPieces: 0 };
   }
@@ -184,7 +193,7 @@ class DownloadRun {
       await Promise.all(this.tasks);
       if (this.fatal) throw this.fatal;
       await this.receipts.receiptUnreceipted();
-      await this.receipts.send(true);
+      await this.receipts.send(!opts.offlineReceipts);
       await this.report(true);
     } finally {
       await Promise.allSettled(this.tasks);

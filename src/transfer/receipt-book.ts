@@ -2,7 +2,7 @@ import type { Api } from '../cli/api.ts';
 import { pieceLength, type SignedManifest } from '../content/manifest.ts';
 import type { DeliveredGroup, DownloadJournal } from './download-journal.ts';
 import { encodeRanges } from './piece-ranges.ts';
-import { makeReceipt } from './receipt.ts';
+import { makeReceipt, type SignedReceipt } from './receipt.ts';
 import type { KeyPair } from '../core/crypto.ts';
 
 // Receipts (ARCHITECTURE.md): every verified piece ends up in exactly one signed
@@ -15,6 +15,7 @@ export interface ReceiptBookOptions {
   device: { terminalId: string; keys: KeyPair };
   /** Pieces per receipt. */
   batch: number;
+  onReceipt?: (id: string, receipt: SignedReceipt) => void;
 }
 
 /** Turns verified pieces into signed receipts and hands them to the origin. */
@@ -62,7 +63,9 @@ export class ReceiptBook {
       },
       this.opts.device.keys.privateKey,
     );
-    this.journal.receipt(receipt, JSON.parse(receipt.body).id, group.grant, group.source, indices);
+    const id = JSON.parse(receipt.body).id;
+    this.journal.receipt(receipt, id, group.grant, group.source, indices);
+    this.opts.onReceipt?.(id, receipt);
   }
 
   /** Sends unacknowledged receipts; `mustSucceed` at the end, best effort before. */

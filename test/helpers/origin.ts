@@ -12,6 +12,10 @@ export interface TestOrigin extends Origin {
   clock: ManualClock;
   /** Signs in as a fresh account with these roles; returns its token and id. */
   userWithRoles(roles: string[], username?: string): Promise<{ token: string; userId: string; username: string }>;
+  /** Stops the origin's server, keeping its database and data directory (an outage). */
+  stop(): Promise<void>;
+  /** Starts it again on the same address, database, data directory and clock; returns the new instance. */
+  restart(): Promise<Origin>;
   /** fetch() against the origin with an optional bearer token. */
   call(method: string, url: string, opts?: { token?: string; json?: unknown; body?: any; headers?: Record<string, string> }): Promise<{ status: number; body: any; headers: Headers }>;
 }
@@ -27,7 +31,9 @@ export async function startTestOrigin(opts: { engine?: TestEngine; config?: Part
   // Every wallet starts with ample sign-up credit, so tests about other things can download priced
   // content; ledger tests set signupCredit: 0 and pay their own way.
   const config = { ...loadConfig({}), port: 0, dataDir, logLevel: 'silent', signupCredit: 1_000_000_000, ...opts.config };
-  const origin = await startOrigin({ config, clock, db, logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }) });
+  const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+  const origin = await startOrigin({ config, clock, db, logger });
+  let live: Origin | null = origin;
   const call: TestOrigin['call'] = async (method, url, o = {}) => {
     const headers: Record<string, string> = { ...(o.headers ?? {}) };
     if (o.token) headers.authorization = `Bearer ${o.token}`;
@@ -54,8 +60,17 @@ export async function startTestOrigin(opts: { engine?: TestEngine; config?: Part
       const token = await origin.accounts.issueToken(user.id, null, 'test', null);
       return { token, userId: user.id, username: name };
     },
+    async stop() {
+      await live?.close();
+      live = null;
+    },
+    async restart() {
+      await live?.close();
+      live = await startOrigin({ config: { ...config, port: Number(new URL(origin.url).port) }, clock, db, logger });
+      return live;
+    },
     async close() {
-      await origin.close();
+      await live?.close();
       await db.close();
       rmSync(dataDir, { recursive: true, force: true });
     },
