@@ -8,6 +8,7 @@ import { registerGet } from './get.ts';
 import { registerTerminal } from './terminal.ts';
 import { registerAgent } from './agent.ts';
 import { registerVoucher } from './voucher.ts';
+import { registerWallet } from './wallet.ts';
 
 // One `cascade` command for every role (ARCHITECTURE.md "Processes").
 const program = new Command('cascade')
@@ -22,8 +23,9 @@ registerPublish(program);
 registerGet(program);
 registerTerminal(program);
 registerAgent(program);
-// After the others: it adds `topup` to a `wallet` command if one is registered above.
 registerVoucher(program);
+// `wallet` with its `history` and `topup` (from voucher.ts) subcommands.
+registerWallet(program);
 
 program.parseAsync(process.argv).catch((err) => {
   if (err instanceof CommanderError) process.exit(err.exitCode);

@@ -28,7 +28,7 @@ function isoTime(name: string, v: string): string {
   return t.toISOString();
 }
 
-/** `cascade voucher issue` and `cascade statement`, plus `wallet topup` (creating `wallet` if nobody has). */
+/** `cascade voucher issue` and `cascade statement`; `wallet topup` is added by src/cli/wallet.ts through addTopupCommand. */
 export function registerVoucher(program: Command) {
   const voucher = program.command('voucher').description('prepaid vouchers (S1.11)');
   voucher
@@ -49,9 +49,6 @@ export function registerVoucher(program: Command) {
       process.stderr.write(`issued ${vouchers.length} voucher(s) of ${body.amount} each; keep the codes now, they are not shown again:\n`);
       for (const v of vouchers) write(v.code);
     });
-
-  const wallet = program.commands.find((c) => c.name() === 'wallet') ?? program.command('wallet').description('your prepaid wallet');
-  addTopupCommand(wallet);
 
   program
     .command('statement')
