@@ -20,6 +20,7 @@ import { GrantService } from './transfer/grants.ts';
 import { ReceiptService } from './transfer/receipts.ts';
 import { transferRoutes } from './transfer/routes.ts';
 import { pieceServerRoutes } from './transfer/piece-server.ts';
+import { ORIGIN_SOURCE_ID } from './transfer/grant-token.ts';
 import { webRoutes } from './web/routes.ts';
 import { HoldingProver } from './transfer/holding-prover.ts';
 import { TokenBucket } from './transfer/token-bucket.ts';
@@ -38,7 +39,6 @@ import { walletRoutes } from './ledger/wallet-routes.ts';
 
 // The origin process (`cascade serve`): composes the domain plugins and nothing else.
 
-export const ORIGIN_SOURCE_ID = 'origin';
 
 export interface OriginOptions {
   config: Config;
@@ -150,6 +150,7 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
   await app.register(voucherRoutes({ db: db.db, ledger, clock, accounts }));
   await app.register(walletRoutes({ db: db.db, ledger, wallets, accounts, clock, tariff: config.tariff }));
   await app.register(transferRoutes({ coordinator, transfers, reputation, grants, receipts, content, terminals, originSourceId: ORIGIN_SOURCE_ID }));
+  const originUpBucket = config.originUpRate ? new TokenBucket(config.originUpRate, Math.max(config.originUpRate / 4, 1)) : undefined;
   await app.register(
     pieceServerRoutes({
       sourceId: ORIGIN_SOURCE_ID,
@@ -158,7 +159,7 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
       pieces: content.pieceReader(),
       clock,
       metrics: app.metrics,
-      upRate: config.originUpRate ? new TokenBucket(config.originUpRate, Math.max(config.originUpRate / 4, 1)) : undefined,
+      upRate: originUpBucket,
     }),
   );
 
@@ -190,6 +191,7 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
       clearInterval(monitor);
       clearInterval(settler);
       await sweep; // never close the database under a running sweep
+      originUpBucket?.close();
       await app.close();
       await terminals.stop();
       await bus.close();

@@ -96,6 +96,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     return last;
   };
 
+  const active = new Map<string, AbortController>();
   // Traffic counters for heartbeats and for "what did I serve" reports.
   let sentBytes = 0;
   let receivedBytes = 0;
@@ -161,8 +162,9 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     sentBytes = 0;
     receivedBytes = 0;
     await api().post('/terminals/heartbeat', state);
-    // Back in contact with receipts the origin has not confirmed: reconcile (S1.10).
-    if (journal.unsettled().length) await reconcile();
+    // Back in contact with receipts the origin has not confirmed: reconcile (S1.10). A fetch
+    // in progress hands its receipts in itself and reconciles when it ends.
+    if (active.size === 0 && journal.unsettled().length) await reconcile();
     if (servedGrants.size) {
       const grants = [...servedGrants];
       servedGrants.clear();
@@ -173,7 +175,6 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
   const timer = setInterval(() => void beat().catch((err) => logger.warn({ err: err.message }, 'heartbeat failed')), opts.heartbeatMs ?? 5000);
   timer.unref();
 
-  const active = new Map<string, AbortController>();
   const agent: Agent = {
     terminalId: device.terminalId,
     url,

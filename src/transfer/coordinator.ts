@@ -6,6 +6,7 @@ import type { EventBus } from '../core/event-bus.ts';
 import type { ContentService } from '../content/service.ts';
 import type { Holder, TerminalService } from '../terminals/service.ts';
 import { decodeRanges, encodeRanges, rangeSet } from './piece-ranges.ts';
+import { ORIGIN_SOURCE_ID } from './grant-token.ts';
 import type { GrantService, IssuedGrant } from './grants.ts';
 import type { ReputationService } from './reputation.ts';
 import { rankHolders, type HolderCandidate } from './selection.ts';
@@ -18,7 +19,6 @@ import type { TransferService, Transfer } from './transfers.ts';
 // seconds by the receiver, it doubles as the progress report that keeps the transfer
 // monitored, and it hands out replacements for sources the receiver dropped.
 
-export const ORIGIN = 'origin';
 
 /** The ledger's side of a transfer (#4): reserve before it starts, release what is left when it ends. */
 export interface TransferBilling {
@@ -177,11 +177,11 @@ export class PeerCoordinator {
   }
 
   private async originOffer(transfer: Transfer, slice: number[] | null): Promise<SourceOffer> {
-    const grant = await this.grantFor(transfer, ORIGIN);
+    const grant = await this.grantFor(transfer, ORIGIN_SOURCE_ID);
     const why = slice
       ? [`the origin: last resort; in this swarm it sends you ${slice.length} piece(s) nobody holds yet, peers spread the rest`]
       : ['the origin: last resort, for pieces no chosen peer has'];
-    return { sourceId: ORIGIN, sourceUrl: null, pieces: slice ? encodeRanges(slice) : null, score: null, why, grant: pick(grant) };
+    return { sourceId: ORIGIN_SOURCE_ID, sourceUrl: null, pieces: slice ? encodeRanges(slice) : null, score: null, why, grant: pick(grant) };
   }
 
   /** Grants cover the whole content: availability is the source's business, permission is ours. */
@@ -208,8 +208,8 @@ export class PeerCoordinator {
       for (const source of previous) this.grantCache.delete(`${t.id}|${source}`);
       const manifest = await this.deps.content.getManifest(t.content_id);
       const holders = await this.deps.terminals.holders(t.content_id);
-      const peers = await this.selectPeers(t, holders, previous.filter((s) => s !== ORIGIN), 6, manifest.body.pieces.length);
-      const sources = [...peers.map((p) => p.sourceId), ORIGIN];
+      const peers = await this.selectPeers(t, holders, previous.filter((s) => s !== ORIGIN_SOURCE_ID), 6, manifest.body.pieces.length);
+      const sources = [...peers.map((p) => p.sourceId), ORIGIN_SOURCE_ID];
       if (!peers.length) await this.originOffer(t, null);
       this.deps.bus.publish('transfer.reassigned', { transferId: t.id, receiverId: t.receiver_id, sources });
       out.push({ transferId: t.id, sources });

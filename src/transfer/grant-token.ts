@@ -8,6 +8,9 @@ import { rangeSet } from './piece-ranges.ts';
 // until an expiry. Sources check it offline with the origin's public key; the
 // receiver proves it is the named receiver by signing each request with its own key.
 
+/** The origin's source ID in grants, receipts and reports. */
+export const ORIGIN_SOURCE_ID = 'origin';
+
 export interface GrantPayload {
   typ: 'grant';
   id: string;

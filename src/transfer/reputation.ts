@@ -4,6 +4,7 @@ import { newId } from '../core/ids.ts';
 import { sql, type Db } from '../db/connection.ts';
 import type { PeerReportsTable } from './tables.ts';
 import type { Reputation } from './selection.ts';
+import { ORIGIN_SOURCE_ID } from './grant-token.ts';
 
 // What receivers say about sources (S1.5 reliability; "Verified integrity": bad data
 // from a peer is discarded and the peer is reported; #3 "Bad peers").
@@ -38,7 +39,6 @@ export const MAX_REPORT_BYTES = 1e13;
 /** Pieces named in one report; a million 1 MiB pieces is a terabyte. */
 export const MAX_REPORT_PIECES = 1_000_000;
 /** The source ID of the origin in grants, receipts and reports. */
-export const ORIGIN_SOURCE = 'origin';
 
 export interface PeerReport {
   contentId: string;
@@ -135,7 +135,7 @@ export class ReputationService {
     try {
       await this.db.transaction().execute(async (trx) => {
         await trx.insertInto('peer_reports').values({ ...row, created_at: now }).execute();
-        if (row.source_id === ORIGIN_SOURCE) return;
+        if (row.source_id === ORIGIN_SOURCE_ID) return;
         // Upserted even for `refused` (zero increments): the foreign key then refuses
         // reports about terminals that do not exist, whatever the kind.
         await trx
@@ -185,7 +185,7 @@ export class ReputationService {
       .select('source_id')
       .where('content_id', '=', contentId)
       .where('kind', '=', 'bad_piece')
-      .where('source_id', '<>', ORIGIN_SOURCE)
+      .where('source_id', '<>', ORIGIN_SOURCE_ID)
       .groupBy('source_id')
       .having((eb) =>
         eb.or([
