@@ -16,25 +16,32 @@ export interface OriginProcess {
   operator: { username: string; password: string };
   /** Everything the process has written to stdout and stderr so far. */
   output(): string;
+  /** Resolves once the output (so far or later) matches `pattern`; rejects after `timeoutMs` or if the process exits first. */
+  waitForOutput(pattern: RegExp, timeoutMs?: number): Promise<void>;
   /** Stops the process (SIGTERM, or the given signal) and waits for it to exit. */
   stop(signal?: NodeJS.Signals): Promise<void>;
   /** Stops it and removes its data directory. */
   destroy(): Promise<void>;
 }
 
-/** Starts `cascade serve` as a child process on a free port and waits until it listens. */
-export async function spawnOrigin(opts: { dataDir?: string; env?: Record<string, string> } = {}): Promise<OriginProcess> {
+/**
+ * Starts `cascade serve` as a child process on a free port and waits until it listens.
+ * `nodeArgs` go to node before the CLI (after ORIGIN_NODE_ARGS), e.g. `--import <hook>`.
+ */
+export async function spawnOrigin(opts: { dataDir?: string; env?: Record<string, string>; nodeArgs?: string[] } = {}): Promise<OriginProcess> {
   const dataDir = opts.dataDir ?? mkdtempSync(path.join(os.tmpdir(), 'cascade-origin-'));
   // Embedded PGlite unless the caller names a database: test processes must not share one.
   // Ample sign-up credit unless a test says otherwise (see startTestOrigin).
   const env: NodeJS.ProcessEnv = { ...process.env, PORT: '0', DATA_DIR: dataDir, LOG_LEVEL: 'info', DATABASE_URL: '', SIGNUP_CREDIT: '1000000000', ...opts.env };
   // ORIGIN_NODE_ARGS lets a benchmark profile the origin, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
   const nodeArgs = process.env.ORIGIN_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
-  const proc = spawn(process.execPath, [...nodeArgs, CLI, 'serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [...nodeArgs, ...(opts.nodeArgs ?? []), CLI, 'serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   let output = '';
-  proc.stderr!.on('data', (d) => ((stderr += d), (output += d)));
-  proc.stdout!.on('data', (d) => (output += d));
+  const watchers = new Set<() => void>();
+  const grew = () => watchers.forEach((w) => w());
+  proc.stderr!.on('data', (d) => ((stderr += d), (output += d), grew()));
+  proc.stdout!.on('data', (d) => ((output += d), grew()));
   const url = await new Promise<string>((resolve, reject) => {
     const lines = createInterface({ input: proc.stdout! });
     lines.on('line', (line) => {
@@ -55,12 +62,30 @@ export async function spawnOrigin(opts: { dataDir?: string; env?: Record<string,
     if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
     await exited;
   };
+  const waitForOutput = (pattern: RegExp, timeoutMs = 30_000) =>
+    new Promise<void>((resolve, reject) => {
+      const done = (err?: Error) => {
+        watchers.delete(check);
+        clearTimeout(timer);
+        proc.off('exit', onExit);
+        if (err) reject(err);
+        else resolve();
+      };
+      const check = () => pattern.test(output) && done();
+      const onExit = () => done(new Error(`origin exited before its output matched ${pattern}`));
+      const timer = setTimeout(() => done(new Error(`origin output did not match ${pattern} within ${timeoutMs} ms`)), timeoutMs);
+      watchers.add(check);
+      proc.once('exit', onExit);
+      if (!pattern.test(output) && (proc.exitCode !== null || proc.signalCode !== null)) onExit();
+      else check();
+    });
   return {
     url,
     dataDir,
     proc,
     operator,
     output: () => output,
+    waitForOutput,
     stop,
     async destroy() {
       await stop();
