@@ -36,6 +36,8 @@ import { Reconciler, reconcileRoutes } from './ledger/reconcile.ts';
 import { Ledger } from './ledger/ledger.ts';
 import { voucherRoutes } from './ledger/voucher-routes.ts';
 import { walletRoutes } from './ledger/wallet-routes.ts';
+import { ScheduleService } from './schedule/service.ts';
+import { scheduleRoutes } from './schedule/routes.ts';
 
 // The origin process (`cascade serve`): composes the domain plugins and nothing else.
 
@@ -67,6 +69,8 @@ export interface Origin {
   wallets: Wallets;
   settlement: Settlement;
   reservations: Reservations;
+  /** Scheduled distribution (#5): schedules, plans, delivery records. */
+  schedules: ScheduleService;
   /** Path of the one-time operator credentials file if this start created it. */
   operatorCredentialsFile: string | null;
   close(): Promise<void>;
@@ -124,6 +128,7 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
     release: (transferId) => reservations.release(transferId),
   };
   const coordinator = new PeerCoordinator({ clock, content, terminals, grants, reputation, transfers, bus, grantTtlMs: config.grantTtlMs, billing });
+  const schedules = new ScheduleService({ db: db.db, clock, bus });
 
   // Operations routes, in a plugin so that they are registered after (and documented by) OpenAPI.
   await app.register(async (ops) => {
@@ -150,6 +155,7 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
   await app.register(voucherRoutes({ db: db.db, ledger, clock, accounts }));
   await app.register(walletRoutes({ db: db.db, ledger, wallets, accounts, clock, tariff: config.tariff }));
   await app.register(transferRoutes({ coordinator, transfers, reputation, grants, receipts, content, terminals, originSourceId: ORIGIN_SOURCE_ID }));
+  await app.register(scheduleRoutes({ schedules }));
   const originUpBucket = config.originUpRate ? new TokenBucket(config.originUpRate, Math.max(config.originUpRate / 4, 1)) : undefined;
   await app.register(
     pieceServerRoutes({
@@ -186,7 +192,7 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
 
   return {
     app, url, config, db, keys, bus, accounts, content, terminals, grants, receipts, reputation, transfers, coordinator, operatorCredentialsFile,
-    ledger, wallets, settlement, reservations,
+    ledger, wallets, settlement, reservations, schedules,
     async close() {
       clearInterval(monitor);
       clearInterval(settler);

@@ -9,6 +9,7 @@ import { registerTerminal } from './terminal.ts';
 import { registerAgent } from './agent.ts';
 import { registerVoucher } from './voucher.ts';
 import { registerWallet } from './wallet.ts';
+import { registerSchedule } from './schedule.ts';
 
 // One `cascade` command for every role (ARCHITECTURE.md "Processes").
 const program = new Command('cascade')
@@ -26,6 +27,7 @@ registerAgent(program);
 registerVoucher(program);
 // `wallet` with its `history` and `topup` (from voucher.ts) subcommands.
 registerWallet(program);
+registerSchedule(program);
 
 program.parseAsync(process.argv).catch((err) => {
   if (err instanceof CommanderError) process.exit(err.exitCode);

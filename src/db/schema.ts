@@ -5,6 +5,7 @@ import type { VoucherTables } from '../ledger/tables-vouchers.ts';
 import type { SettlementTables } from '../ledger/tables-settlement.ts';
 import type { TerminalTables } from '../terminals/tables.ts';
 import type { TransferTables } from '../transfer/tables.ts';
+import type { ScheduleTables } from '../schedule/tables.ts';
 
 // The whole database as Kysely sees it. Each domain owns (and alone queries) its tables.
-export type Database = AccountTables & ContentTables & TerminalTables & TransferTables & LedgerTables & VoucherTables & SettlementTables;
+export type Database = AccountTables & ContentTables & TerminalTables & TransferTables & LedgerTables & VoucherTables & SettlementTables & ScheduleTables;

@@ -4,7 +4,7 @@ import { AppError } from '../core/errors.ts';
 import { sql, type Db } from '../db/connection.ts';
 import type { Database } from '../db/schema.ts';
 import { HOLDS, PLATFORM_REVENUE, PLATFORM_ROUNDING, royaltyAccount, walletAccount } from './accounts.ts';
-import type { AccountSpec, Ledger, TransferInput } from './ledger.ts';
+import { arrayLiteral, type AccountSpec, type Ledger, type TransferInput, type TransferResult } from './ledger.ts';
 import { priceReceipt, type Price, type Tariff } from './tariff.ts';
 
 // Settlement of receipts (S1.8, #4.3). A stored receipt says: receiver R verified
@@ -45,6 +45,29 @@ const DAY = 86_400_000;
 /** An unpaid receipt is tried again after this long (a top-up may have come in). */
 export const UNPAID_RETRY_MS = 60_000;
 
+interface Chain<H> {
+  receipt: StoredReceipt;
+  price: Price;
+  transfers: TransferInput[];
+  /** The monitored transfer the receipt's grant belongs to. */
+  transferId: string | null;
+  /** The reservation this chain pays out of: its transfer, and the hold as it was before. */
+  drawsOn: { transferId: string; before: H } | null;
+}
+
+/** A chain paying out of a reservation failed, and a later chain of the batch belongs to the same transfer. */
+function misplanned(chains: Chain<unknown>[], results: TransferResult[]): boolean {
+  const failedHolds = new Set<string>();
+  let k = 0;
+  for (const c of chains) {
+    const mine = results.slice(k, (k += c.transfers.length));
+    if (c.transferId === null) continue;
+    if (failedHolds.has(c.transferId)) return true;
+    if (c.drawsOn && mine.some((m) => m.status === 'failed')) failedHolds.add(c.transferId);
+  }
+  return false;
+}
+
 export class Settlement {
   constructor(
     private readonly deps: {
@@ -61,9 +84,9 @@ export class Settlement {
   async settleIn(trx: Transaction<Database>, receipts: StoredReceipt[]): Promise<SettleResult> {
     if (receipts.length === 0) return { settled: [], unpaid: [] };
     const ctx = await this.load(trx, receipts);
-    const chains: { receipt: StoredReceipt; price: Price; transfers: TransferInput[] }[] = [];
-    const holds = new Map(ctx.holds); // advanced chain by chain, in batch order
-    for (const r of receipts) {
+    type Hold = typeof ctx.holds extends Map<string, infer H> ? H : never;
+    /** One chain per receipt; `holds` is advanced chain by chain, in batch order, as if each went through. */
+    const plan = (batch: StoredReceipt[], holds: Map<string, Hold>) => batch.map((r): Chain<Hold> => {
       const content = ctx.contents.get(r.content_id);
       const receiverUser = ctx.owners.get(r.receiver_id);
       if (!content || !receiverUser) throw new AppError('settlement_inconsistent', `Receipt ${r.id} names an unknown content or receiver.`, 500);
@@ -93,6 +116,7 @@ export class Settlement {
       const transfers: TransferInput[] = [];
       const transferId = ctx.grantTransfers.get(r.grant_id);
       const hold = transferId ? holds.get(transferId) : undefined;
+      const drawsOn = hold?.holdId && legs.length > 0 ? { transferId: transferId!, before: hold } : null;
       if (hold?.holdId && legs.length > 0) {
         const left = Math.max(0, hold.amount - price.charge);
         transfers.push({ id: `${r.id}:release`, kind: 'void', pendingId: hold.holdId, reason: 'reservation' });
@@ -105,14 +129,53 @@ export class Settlement {
       }
       for (const t of transfers) Object.assign(t, { linked: true, contentId: r.content_id, ref: r.id });
       if (transfers.length) transfers[transfers.length - 1].linked = false;
-      chains.push({ receipt: r, price, transfers });
-    }
+      return { receipt: r, price, transfers, transferId: transferId ?? null, drawsOn };
+    });
 
     await this.ensureAccounts(trx, ctx.accounts);
-    const results = await this.deps.ledger.apply(
+    // One ledger batch for the whole lot, planned as if every chain paying out of a
+    // reservation goes through. If one fails (its charge exceeded the reservation and the
+    // wallet) while a later receipt of the same transfer was planned on what it would have
+    // left, that plan is wrong (the later receipt would pay from the wallet and leave the
+    // reservation standing): undo the batch and settle again in runs in which no
+    // reservation is drawn on twice, each run planned on the outcome of the one before.
+    await sql`savepoint settle_receipts`.execute(trx);
+    let chains = plan(receipts, new Map(ctx.holds));
+    let results = await this.deps.ledger.apply(
       chains.flatMap((c) => c.transfers),
       { trx },
     );
+    if (misplanned(chains, results)) {
+      await sql`rollback to savepoint settle_receipts`.execute(trx);
+      const holds = new Map(ctx.holds);
+      chains = [];
+      results = [];
+      for (let start = 0; start < receipts.length; ) {
+        const drawn = new Set<string>();
+        let end = start;
+        for (; end < receipts.length; end++) {
+          const t = ctx.grantTransfers.get(receipts[end].grant_id);
+          if (t && holds.get(t)?.holdId) {
+            if (drawn.has(t)) break;
+            drawn.add(t);
+          }
+        }
+        const run = plan(receipts.slice(start, end), holds);
+        const got = await this.deps.ledger.apply(
+          run.flatMap((c) => c.transfers),
+          { trx },
+        );
+        let k = 0;
+        for (const c of run) {
+          const mine = got.slice(k, (k += c.transfers.length));
+          if (c.drawsOn && mine.some((m) => m.status === 'failed')) holds.set(c.drawsOn.transferId, c.drawsOn.before);
+        }
+        chains.push(...run);
+        results.push(...got);
+        start = end;
+      }
+    }
+    await sql`release savepoint settle_receipts`.execute(trx);
     const outcome: SettleResult = { settled: [], unpaid: [] };
     const rows: { receipt_id: string; status: 'settled' | 'unpaid'; code: string | null; charge: number; why: string }[] = [];
     let k = 0;
@@ -160,34 +223,54 @@ export class Settlement {
     await sql`
       insert into ledger_settlements (receipt_id, status, code, charge, why, attempts, updated_at)
       select id, s, c, ch, w, 1, ${now}::timestamptz
-      from unnest(${rows.map((r) => r.receipt_id)}::text[], ${rows.map((r) => r.status)}::text[], ${rows.map((r) => r.code)}::text[],
-                  ${rows.map((r) => r.charge)}::int8[], ${rows.map((r) => r.why)}::text[]) as u(id, s, c, ch, w)
+      from unnest(${arrayLiteral(rows.map((r) => r.receipt_id))}::text[], ${arrayLiteral(rows.map((r) => r.status))}::text[],
+                  ${arrayLiteral(rows.map((r) => r.code))}::text[], ${arrayLiteral(rows.map((r) => r.charge))}::int8[],
+                  ${arrayLiteral(rows.map((r) => r.why))}::text[]) as u(id, s, c, ch, w)
       on conflict (receipt_id) do update set status = excluded.status, code = excluded.code, charge = excluded.charge,
         why = excluded.why, attempts = ledger_settlements.attempts + 1, updated_at = excluded.updated_at
       where ledger_settlements.status = 'unpaid'`.execute(trx);
-    // Reservations: follow the chains that went through (a failed chain left its hold as it was).
+    // Reservations: follow the chains that went through (a failed chain left its hold as it
+    // was). A chain that released hold X and reserved Y moves the row holding X on to Y; the
+    // chains of one transfer are followed in batch order in memory, then every row that moved
+    // is written by one statement (matched by the hold it had when the batch started).
     const created = new Set(results.filter((r) => r.status !== 'failed').map((r) => r.id));
+    const moves = new Map<string, { from: string; to: string | null; amount: number; steps: number }>(); // by current hold
+    const done: { from: string; to: string | null; amount: number; steps: number }[] = [];
     for (const c of chains) {
       const release = c.transfers.find((t) => t.kind === 'void');
       if (!release || !created.has(release.id)) continue;
       const next = c.transfers.find((t) => t.kind === 'pending');
-      await trx
-        .updateTable('ledger_holds')
-        .set((eb) => ({ hold_id: next?.id ?? null, amount: next && 'amount' in next ? next.amount : 0, seq: eb('seq', '+', 1), updated_at: now }))
-        .where('hold_id', '=', (release as { pendingId: string }).pendingId)
-        .execute();
+      const pendingId = (release as { pendingId: string }).pendingId;
+      const move = moves.get(pendingId) ?? { from: pendingId, to: null, amount: 0, steps: 0 };
+      moves.delete(pendingId);
+      move.to = next?.id ?? null;
+      move.amount = next?.amount ?? 0;
+      move.steps++;
+      if (move.to) moves.set(move.to, move);
+      else done.push(move);
     }
+    done.push(...moves.values());
+    if (done.length === 0) return;
+    await sql`
+      update ledger_holds as h set hold_id = v.hold_id, amount = v.amount, seq = h.seq + v.steps, updated_at = ${now}::timestamptz
+      from unnest(${arrayLiteral(done.map((m) => m.from))}::text[], ${arrayLiteral(done.map((m) => m.to))}::text[],
+                  ${arrayLiteral(done.map((m) => m.amount))}::int8[], ${arrayLiteral(done.map((m) => m.steps))}::int4[])
+        as v(previous, hold_id, amount, steps)
+      where h.hold_id = v.previous`.execute(trx);
   }
 
   /** Wallets, royalty and platform accounts the batch needs, created in one statement. */
   private async ensureAccounts(trx: Transaction<Database>, specs: AccountSpec[]) {
     const unique = [...new Map(specs.map((s) => [s.id, s])).values()];
     const now = new Date(this.deps.clock.now());
-    await trx
-      .insertInto('ledger_accounts')
-      .values(unique.map((s) => ({ id: s.id, kind: s.kind, owner_id: s.ownerId ?? null, no_overdraft: s.noOverdraft, created_at: now })))
-      .onConflict((oc) => oc.column('id').doNothing())
-      .execute();
+    // Nearly all exist already: `on conflict do nothing` skips them at the index check.
+    await sql`
+      insert into ledger_accounts (id, kind, owner_id, no_overdraft, created_at)
+      select id, kind, owner_id, no_overdraft, ${now}::timestamptz
+      from unnest(${arrayLiteral(unique.map((s) => s.id))}::text[], ${arrayLiteral(unique.map((s) => s.kind))}::text[],
+                  ${arrayLiteral(unique.map((s) => s.ownerId ?? null))}::text[], ${arrayLiteral(unique.map((s) => s.noOverdraft))}::bool[])
+        as u(id, kind, owner_id, no_overdraft)
+      on conflict (id) do nothing`.execute(trx);
   }
 
   /** Everything pricing needs for a batch of receipts, in a handful of queries. */
@@ -196,10 +279,11 @@ export class Settlement {
     const contentIds = [...new Set(receipts.map((r) => r.content_id))];
     const terminalIds = [...new Set(receipts.flatMap((r) => [r.receiver_id, r.source_id]))];
     const grantIds = [...new Set(receipts.map((r) => r.grant_id))];
-    const contents = await trx.selectFrom('contents').select(['id', 'price', 'total_size', 'publisher_id']).where('id', 'in', contentIds).execute();
-    const terminals = await trx.selectFrom('terminals').select(['id', 'user_id']).where('id', 'in', terminalIds).execute();
-    const reputation = await trx.selectFrom('peer_reputation').select(['terminal_id', 'completed_uploads', 'bad_pieces', 'stalls']).where('terminal_id', 'in', terminalIds).execute();
-    const grants = await trx.selectFrom('grants').select(['id', 'transfer_id']).where('id', 'in', grantIds).where('transfer_id', 'is not', null).execute();
+    // Lists bound as one array parameter each (`= any($1)`), not as thousands of `in (…)` parameters.
+    const contents = await trx.selectFrom('contents').select(['id', 'price', 'total_size', 'publisher_id']).where('id', '=', anyOf(contentIds)).execute();
+    const terminals = await trx.selectFrom('terminals').select(['id', 'user_id']).where('id', '=', anyOf(terminalIds)).execute();
+    const reputation = await trx.selectFrom('peer_reputation').select(['terminal_id', 'completed_uploads', 'bad_pieces', 'stalls']).where('terminal_id', '=', anyOf(terminalIds)).execute();
+    const grants = await trx.selectFrom('grants').select(['id', 'transfer_id']).where('id', '=', anyOf(grantIds)).where('transfer_id', 'is not', null).execute();
     const owners = new Map(terminals.map((t) => [t.id, t.user_id]));
     const receiverUsers = [...new Set(receipts.map((r) => owners.get(r.receiver_id)).filter((u): u is string => !!u))];
 
@@ -207,13 +291,20 @@ export class Settlement {
     const since = new Date(now - 30 * DAY);
     const traffic = new Map<string, { received: number; served: number }>();
     if (receiverUsers.length) {
-      const sums = (column: 'receiver_id' | 'source_id') =>
-        sql<{ user_id: string; bytes: number }>`
-          select t.user_id, sum(r.bytes)::int8 as bytes from receipts r join terminals t on t.id = r.${sql.ref(column)}
-          where t.user_id = any(${receiverUsers}::text[]) and r.received_at >= ${since} group by t.user_id`.execute(trx);
+      // Both sums in one statement, over the users' terminals looked up once.
+      const { rows } = await sql<{ user_id: string; received: number; served: number }>`
+        with mine as (select id, user_id from terminals where user_id = any(${arrayLiteral(receiverUsers)}::text[]))
+        select m.user_id, sum(r.bytes)::int8 as received, 0::int8 as served
+        from mine m join receipts r on r.receiver_id = m.id where r.received_at >= ${since} group by m.user_id
+        union all
+        select m.user_id, 0::int8, sum(r.bytes)::int8
+        from mine m join receipts r on r.source_id = m.id where r.received_at >= ${since} group by m.user_id`.execute(trx);
       for (const u of receiverUsers) traffic.set(u, { received: 0, served: 0 });
-      for (const row of (await sums('receiver_id')).rows) traffic.get(row.user_id)!.received = row.bytes;
-      for (const row of (await sums('source_id')).rows) traffic.get(row.user_id)!.served = row.bytes;
+      for (const row of rows) {
+        const t = traffic.get(row.user_id)!;
+        t.received += row.received;
+        t.served += row.served;
+      }
     }
 
     // Reservations of the transfers these receipts belong to, and whether each is still open.
@@ -222,13 +313,13 @@ export class Settlement {
     const holds = new Map<string, { holdId: string | null; amount: number; seq: number; timeoutLeftMs: number }>();
     if (transferIds.length) {
       // Locked first: two batches for one transfer must not both release the same hold.
-      await trx.selectFrom('ledger_holds').select('transfer_id').where('transfer_id', 'in', transferIds).orderBy('transfer_id').forUpdate().execute();
+      await trx.selectFrom('ledger_holds').select('transfer_id').where('transfer_id', '=', anyOf(transferIds)).orderBy('transfer_id').forUpdate().execute();
       const rows = await trx
         .selectFrom('ledger_holds as h')
         .leftJoin('ledger_transfers as p', 'p.id', 'h.hold_id')
         .select(['h.transfer_id', 'h.hold_id', 'h.amount', 'h.seq', 'p.timeout_at'])
         .select((eb) => eb.exists(eb.selectFrom('ledger_transfers as v').select('v.id').whereRef('v.pending_id', '=', 'h.hold_id')).as('resolved'))
-        .where('h.transfer_id', 'in', transferIds)
+        .where('h.transfer_id', '=', anyOf(transferIds))
         .execute();
       for (const h of rows) {
         const timeoutLeftMs = h.timeout_at ? new Date(h.timeout_at).getTime() - now : 0;
@@ -252,3 +343,6 @@ export class Settlement {
     };
   }
 }
+
+/** `= any($1::text[])`: a list as one parameter. */
+const anyOf = (values: string[]) => sql<string>`any(${arrayLiteral(values)}::text[])`;

@@ -1,0 +1,212 @@
+import type { FastifyPluginAsync } from 'fastify';
+import { errorSchema } from '../core/http.ts';
+import { PLAN_MAX_LIMIT, type ScheduleInput, type ScheduleService } from './service.ts';
+
+// Scheduled distribution over HTTP (#5): a terminal's distribution requests (S0.1,
+// S0.2), its plan (S0.5) and its delivery records (S0.7). All for a terminal session:
+// each terminal sees and changes only its own. Shapes and codes: docs/schedules.md.
+
+const windowSchema = {
+  type: 'object',
+  additionalProperties: true,
+  properties: {
+    days: { type: 'array', items: { type: 'string' } },
+    start: { type: 'string' },
+    end: { type: 'string' },
+    timeZone: { type: 'string' },
+    from: { type: 'string' },
+    until: { type: 'string' },
+    capBytesPerSecond: { type: 'integer' },
+  },
+} as const;
+
+const nextSchema = {
+  type: ['object', 'null'],
+  properties: {
+    start: { type: 'string', format: 'date-time' },
+    end: { type: 'string', format: 'date-time' },
+    open: { type: 'boolean' },
+    windowIndex: { type: 'integer' },
+    capBytesPerSecond: { type: ['integer', 'null'] },
+  },
+} as const;
+
+const scheduleSchema = {
+  type: 'object',
+  properties: {
+    id: { type: 'string' },
+    terminalId: { type: 'string' },
+    select: {
+      type: 'object',
+      description: 'exactly one of contentId, publisherId (with publisher, the username), genre, series',
+      properties: {
+        contentId: { type: 'string' },
+        publisherId: { type: 'string' },
+        publisher: { type: 'string' },
+        genre: { type: 'string' },
+        series: { type: 'string' },
+      },
+    },
+    windows: { type: 'array', items: windowSchema },
+    priority: { type: 'integer' },
+    createdAt: { type: 'string', format: 'date-time' },
+    next: { ...nextSchema, description: 'the current (open: true) or next interval of its windows; null when they never open again' },
+  },
+} as const;
+
+const planItemSchema = {
+  type: 'object',
+  properties: {
+    contentId: { type: 'string' },
+    title: { type: 'string' },
+    genre: { type: 'string' },
+    publisher: { type: 'string' },
+    totalSize: { type: 'integer' },
+    heldPieces: { type: ['string', 'null'], description: 'piece ranges already held while fetching' },
+    scheduleId: { type: 'string', description: 'the schedule it is due under' },
+    matchedBy: { type: 'array', items: { type: 'string' }, description: 'every schedule that selects it' },
+    priority: { type: 'integer' },
+    dueAt: { type: 'string', format: 'date-time', description: 'start of the interval it is due in (in the past when open)' },
+    windowEnd: { type: 'string', format: 'date-time' },
+    windowIndex: { type: 'integer' },
+    open: { type: 'boolean' },
+    capBytesPerSecond: { type: ['integer', 'null'] },
+    deferrals: { type: 'integer', description: 'windows it was already carried over' },
+    deliveryId: { type: ['string', 'null'], description: 'its open delivery record, if any' },
+    lastOutcome: { type: ['string', 'null'] },
+  },
+} as const;
+
+const recordSchema = {
+  type: 'object',
+  properties: {
+    id: { type: 'string' },
+    terminalId: { type: 'string' },
+    contentId: { type: 'string' },
+    title: { type: ['string', 'null'] },
+    scheduleId: { type: ['string', 'null'] },
+    dueAt: { type: 'string', format: 'date-time' },
+    windowEnd: { type: ['string', 'null'] },
+    startedAt: { type: ['string', 'null'] },
+    endedAt: { type: ['string', 'null'] },
+    bytes: { type: 'integer' },
+    source: { type: ['string', 'null'], description: 'origin, edge or peer' },
+    sourceId: { type: ['string', 'null'] },
+    outcome: { type: 'string', enum: ['due', 'running', 'done', 'deferred', 'failed'] },
+    reason: { type: ['string', 'null'] },
+    deferrals: { type: 'integer' },
+    createdAt: { type: 'string', format: 'date-time' },
+  },
+} as const;
+
+export function scheduleRoutes(deps: { schedules: ScheduleService }): FastifyPluginAsync {
+  const { schedules } = deps;
+  return async (app) => {
+    app.post<{ Body: ScheduleInput }>('/schedules', {
+      config: { access: 'terminal' },
+      schema: {
+        summary: 'Send a distribution request (S0.1, S0.2): what this terminal wants and in which of its local time windows',
+        description:
+          'select: exactly one of contentId, publisherId, publisher (username), genre, series (a title prefix). windows: 1–10 windows ' +
+          '{ days, start, end, timeZone, from?, until?, capBytesPerSecond? } (docs/schedules.md "Windows"). priority: 0–100, orders this terminal’s own items. ' +
+          'At most 50 schedules per terminal. Refusals: empty_selection, invalid_selection, invalid_content_id, invalid_window, unknown_time_zone, ' +
+          'invalid_cap, too_many_windows, invalid_priority (400); unknown_content, unknown_publisher (404); too_many_schedules (409).',
+        tags: ['schedules'],
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            select: { description: 'exactly one of contentId, publisherId, publisher, genre, series' },
+            windows: { description: 'array of 1–10 windows' },
+            priority: { description: 'whole number 0–100, default 0' },
+          },
+        },
+        response: { 201: scheduleSchema, 400: errorSchema, 403: errorSchema, 404: errorSchema, 409: errorSchema },
+      },
+      handler: async (req, reply) => {
+        const created = await schedules.create(req.principal!.terminalId!, req.body ?? {});
+        reply.code(201);
+        return created;
+      },
+    });
+
+    app.get('/schedules', {
+      config: { access: 'terminal' },
+      schema: {
+        summary: 'This terminal’s schedules, oldest first, each with its current or next window (S0.2)',
+        tags: ['schedules'],
+        response: { 200: { type: 'object', properties: { schedules: { type: 'array', items: scheduleSchema } } } },
+      },
+      handler: async (req) => ({ schedules: await schedules.list(req.principal!.terminalId!) }),
+    });
+
+    app.get<{ Querystring: { limit?: number } }>('/schedules/plan', {
+      config: { access: 'terminal' },
+      schema: {
+        summary: 'This terminal’s plan (S0.5): every content its schedules select that it does not hold yet, with when it is due',
+        description: 'Computed when asked: a content published a moment ago that a schedule selects is in it. `openings` lists the intervals of the coming 7 days.',
+        tags: ['schedules'],
+        querystring: { type: 'object', additionalProperties: false, properties: { limit: { type: 'integer', minimum: 1, maximum: PLAN_MAX_LIMIT, default: 100 } } },
+        response: {
+          200: {
+            type: 'object',
+            properties: {
+              terminalId: { type: 'string' },
+              at: { type: 'string', format: 'date-time' },
+              items: { type: 'array', items: planItemSchema },
+              truncated: { type: 'boolean' },
+              openings: {
+                type: 'array',
+                items: {
+                  type: 'object',
+                  properties: {
+                    scheduleId: { type: 'string' },
+                    windowIndex: { type: 'integer' },
+                    start: { type: 'string', format: 'date-time' },
+                    end: { type: 'string', format: 'date-time' },
+                    capBytesPerSecond: { type: ['integer', 'null'] },
+                  },
+                },
+              },
+            },
+          },
+          400: errorSchema,
+        },
+      },
+      handler: async (req) => schedules.plan(req.principal!.terminalId!, { limit: req.query.limit }),
+    });
+
+    app.get<{ Querystring: { limit?: number; before?: string; contentId?: string } }>('/schedules/history', {
+      config: { access: 'terminal' },
+      schema: {
+        summary: 'This terminal’s scheduled deliveries, newest first (S0.7): due time, start, end, bytes, source, outcome',
+        tags: ['schedules'],
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            limit: { type: 'integer', minimum: 1, maximum: 1000, default: 20 },
+            before: { type: 'string', maxLength: 64, description: 'the nextCursor of the previous page' },
+            contentId: { type: 'string', pattern: '^[0-9a-f]{64}$' },
+          },
+        },
+        response: {
+          200: { type: 'object', properties: { entries: { type: 'array', items: recordSchema }, nextCursor: { type: ['string', 'null'] } } },
+          400: errorSchema,
+        },
+      },
+      handler: async (req) => schedules.history(req.principal!.terminalId!, req.query),
+    });
+
+    app.delete<{ Params: { id: string } }>('/schedules/:id', {
+      config: { access: 'terminal' },
+      schema: {
+        summary: 'Remove one of this terminal’s schedules (its delivery records stay)',
+        tags: ['schedules'],
+        params: { type: 'object', required: ['id'], properties: { id: { type: 'string', maxLength: 64 } } },
+        response: { 200: { type: 'object', properties: { id: { type: 'string' }, removed: { type: 'boolean' } } }, 403: errorSchema, 404: errorSchema },
+      },
+      handler: async (req) => schedules.remove(req.principal!.terminalId!, req.params.id),
+    });
+  };
+}
