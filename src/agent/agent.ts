@@ -97,6 +97,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
   };
 
   const active = new Map<string, AbortController>();
+  let closed: Promise<void> | null = null;
   // Traffic counters for heartbeats and for "what did I serve" reports.
   let sentBytes = 0;
   let receivedBytes = 0;
@@ -237,12 +238,17 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     journal,
     reconcile,
     async close() {
-      clearInterval(timer);
-      for (const c of active.values()) c.abort();
-      upBucket?.close();
-      await app.close();
-      store.close();
-      journal.close();
+      // Once only: closing a descriptor twice can close whatever reused its number since (a socket, say).
+      if (closed) return closed;
+      closed = (async () => {
+        clearInterval(timer);
+        for (const c of active.values()) c.abort();
+        upBucket?.close();
+        await app.close();
+        store.close();
+        journal.close();
+      })();
+      return closed;
     },
   };
   logger.info({ terminalId: device.terminalId, url, uptimeSince: new Date(started).toISOString() }, 'agent listening');

@@ -31,7 +31,7 @@ export interface JournalEntry {
 export class LedgerJournal {
   readonly entries = new Map<string, JournalEntry>();
   lastSync: { at: string; balance: number; conflicts: Conflict[] } | null = null;
-  private readonly fd: number;
+  private fd: number;
 
   constructor(file: string) {
     if (existsSync(file)) {
@@ -69,7 +69,8 @@ export class LedgerJournal {
   }
 
   close() {
-    closeSync(this.fd);
+    if (this.fd >= 0) closeSync(this.fd);
+    this.fd = -1; // never close a number the system may have handed to someone else since
   }
 
   private append(line: Line) {
