@@ -48,6 +48,8 @@ export const UNPAID_RETRY_MS = 60_000;
 interface Chain<H> {
   receipt: StoredReceipt;
   price: Price;
+  /** What the chain takes from the receiver's wallet (the charge, less a self-paid uploader share). */
+  charged: number;
   transfers: TransferInput[];
   /** The monitored transfer the receipt's grant belongs to. */
   transferId: string | null;
@@ -113,12 +115,14 @@ export class Settlement {
         { id: `${r.id}:fee`, debit: wallet, credit: PLATFORM_REVENUE.id, amount: price.fee, reason: 'fee' },
         { id: `${r.id}:rounding`, debit: wallet, credit: PLATFORM_ROUNDING.id, amount: price.rounding, reason: 'rounding' },
       ].filter((t) => t.amount > 0 && t.debit !== t.credit);
+      // What leaves the wallet: the charge, less the uploader share when the receiver fetched from its own terminal.
+      const charged = legs.reduce((sum, t) => sum + (t as { amount: number }).amount, 0);
       const transfers: TransferInput[] = [];
       const transferId = ctx.grantTransfers.get(r.grant_id);
       const hold = transferId ? holds.get(transferId) : undefined;
       const drawsOn = hold?.holdId && legs.length > 0 ? { transferId: transferId!, before: hold } : null;
       if (hold?.holdId && legs.length > 0) {
-        const left = Math.max(0, hold.amount - price.charge);
+        const left = Math.max(0, hold.amount - charged);
         transfers.push({ id: `${r.id}:release`, kind: 'void', pendingId: hold.holdId, reason: 'reservation' });
         transfers.push(...legs);
         const next = { ...hold, holdId: left > 0 ? `hold:${transferId}:${hold.seq}` : null, amount: left, seq: hold.seq + 1 };
@@ -129,7 +133,7 @@ export class Settlement {
       }
       for (const t of transfers) Object.assign(t, { linked: true, contentId: r.content_id, ref: r.id });
       if (transfers.length) transfers[transfers.length - 1].linked = false;
-      return { receipt: r, price, transfers, transferId: transferId ?? null, drawsOn };
+      return { receipt: r, price, charged, transfers, transferId: transferId ?? null, drawsOn };
     });
 
     await this.ensureAccounts(trx, ctx.accounts);
@@ -188,7 +192,7 @@ export class Settlement {
         rows.push({ receipt_id: c.receipt.id, status: 'unpaid', code: failed.code!, charge: 0, why: c.price.why.join('; ') });
       } else {
         outcome.settled.push(c.receipt.id);
-        rows.push({ receipt_id: c.receipt.id, status: 'settled', code: null, charge: c.price.charge, why: c.price.why.join('; ') });
+        rows.push({ receipt_id: c.receipt.id, status: 'settled', code: null, charge: c.charged, why: c.price.why.join('; ') });
       }
     }
     await this.writeOutcome(trx, rows, chains, results);

@@ -319,7 +319,7 @@ for (const engine of testEngines()) {
             out.unpaid.push({ receiptId: r.row.id, code: 'insufficient_balance' });
             continue;
           }
-          Object.assign(r, { status: 'settled', code: null, charge: price.charge, price });
+          Object.assign(r, { status: 'settled', code: null, charge: net, price });
           out.settled.push(r.row.id);
           const payer = wallet(r.recvUser);
           if (!self) move(payer, r.sourceUser ? wallet(r.sourceUser) : PLATFORM_REVENUE.id, price.uploader);
@@ -328,7 +328,7 @@ for (const engine of testEngines()) {
           move(payer, PLATFORM_ROUNDING.id, price.rounding);
           if (useHold) {
             pend!.open = false;
-            const left = pend!.amount - price.charge;
+            const left = pend!.amount - net;
             const next = left > 0 ? `hold:${tx!.id}:${tx!.seq}` : null;
             if (next) pendings.set(next, { user: r.recvUser, amount: left, timeoutAt: pend!.timeoutAt, open: true });
             r.hold = { released: tx!.hold!, next, nextAmount: Math.max(left, 0) };
@@ -429,8 +429,8 @@ for (const engine of testEngines()) {
             `${label}: legs of ${r.row.id}`,
           );
           assert.equal(new Set(actual.map((l) => l.id)).size, actual.length, `${label}: a leg of ${r.row.id} twice`);
-          // The legs add up to the charge (a receiver fetching from its own terminal pays itself no upload share).
-          assert.equal(actual.reduce((s, l) => s + l.amount, 0) + (self ? pr.uploader : 0), r.charge, `${label}: legs of ${r.row.id} vs charge`);
+          // The legs add up to the charge recorded (a receiver fetching from its own terminal pays itself no upload share).
+          assert.equal(actual.reduce((s, l) => s + l.amount, 0), r.charge, `${label}: legs of ${r.row.id} vs charge`);
           const reservation = mine.filter((l) => !(LEGS as readonly string[]).includes(l.reason));
           const expectedReservation = r.hold
             ? [
@@ -648,7 +648,7 @@ for (const engine of testEngines()) {
           const row = settledRows.get(r.row.id)!;
           if (row.status !== 'settled') continue;
           if (r.recvUser === u) expected -= row.charge;
-          if (r.sourceUser === u) expected += r.price!.uploader;
+          if (r.sourceUser === u && r.recvUser !== u) expected += r.price!.uploader; // a self-download's share never left
         }
         assert.equal(posted.get(wallet(u)), expected, `wallet of ${u}: funding + vouchers − charges + upload shares`);
       }
