@@ -1,0 +1,609 @@
+import { admit, type Admission, type Candidate, type LinkState, type Tier } from './ordering.ts';
+import { closedAt, openedAt, planWeek, toCandidate, WEEK_MS, type PlanItem, type WeekPlan } from './plan.ts';
+import type { DeliverySource } from './tables.ts';
+import type { Window } from './windows.ts';
+
+/*
+ * # The origin-side dispatcher (S0.3/S0.4 driver, S0.6 policy, S0.7 records)
+ *
+ * Clock-driven and in memory: the caller calls `tick(now)` (a timer at the origin, a
+ * loop over a ManualClock in tests). A tick
+ *
+ *   1. walks the plan steps (`planWeek`, default 1 minute) up to `now`; for each step it
+ *      a. advances running deliveries by rate × elapsed time (or asks the sink for the
+ *         bytes, `DeliverySink.progress`), never past the end of the terminal's open
+ *         window; a delivery whose bytes are all through is `done` at the exact instant;
+ *      b. applies the window openings of that step (a terminal is open while any of its
+ *         windows is; overlapping or touching intervals keep it open);
+ *      c. applies the closings: when a terminal's last open window closes, its running
+ *         deliveries are paused and everything not delivered is deferred (carried to the
+ *         next window, deferrals + 1): reason `window_closed` for a paused one, the last
+ *         wait reason (`budget_exhausted`, `budget_short`, …) for one that never started;
+ *   2. if anything changed (an opening, a closing, a delivery ending, an item added, a
+ *      link report) — or `admitEveryMs` passed — it builds one candidate per pending item
+ *      of every open terminal (`toCandidate`) and asks `admit` (ordering.ts), then acts:
+ *      `start` → the sink starts it at the admitted rate; `carry` → deferred; `wait` →
+ *      stays pending in the window.
+ *
+ * Egress: the sum of the admitted rates of running deliveries (`egressInUse()`) is
+ * passed to admit as `egressInUseBps`, so it never exceeds the budget. A running
+ * delivery keeps its admitted rate until it ends or pauses.
+ *
+ * Records: one attempt per item per window, through a `DeliveryRecorder` — in memory in
+ * tests (`MemoryRecorder`), the service's record* methods at the origin
+ * (`serviceRecorder`). Attempt ids are the dispatcher's own (`terminal/content#n`);
+ * `serviceRecorder` maps them to the service's record ids.
+ *
+ * Nothing is dropped: an item is `pending` (waiting for, or in, a window), `running`
+ * or `done`; failures and deferrals keep it pending with deferrals + 1 (aging).
+ *
+ * Ticks should fall on plan step instants (from + k·stepMs): windows start and end on
+ * whole minutes, so with 1-minute steps every opening and closing is seen at its exact
+ * instant. The plan covers [from, from + horizonMs) (default a week); ticks past it throw.
+ */
+
+export interface DispatchTerminal {
+  id: string;
+  /** All windows of the terminal's schedules (parsed). */
+  windows: readonly Window[];
+  tier: Tier;
+  /** Last heartbeat's link, not counting what this dispatcher sends it (added per tick). */
+  link: LinkState | null;
+}
+
+export interface DispatchItem {
+  terminalId: string;
+  contentId: string;
+  totalSize: number;
+  /** Bytes the terminal holds already (resume from verified pieces); default 0. */
+  bytesDone?: number;
+  scheduleId?: string | null;
+  /** The schedule's priority (orders the terminal's own items; not used by admit). */
+  priority?: number;
+  title?: string;
+  /** Windows already carried over (from the records, after a restart); default 0. */
+  deferrals?: number;
+}
+
+export type DeliveryState = 'pending' | 'running' | 'done';
+
+/** One item's state; the sink and recorder get it read-only. */
+export interface Delivery {
+  readonly key: string;
+  readonly terminalId: string;
+  readonly contentId: string;
+  readonly scheduleId: string | null;
+  readonly totalSize: number;
+  readonly bytesDone: number;
+  readonly deferrals: number;
+  readonly state: DeliveryState;
+  /** The open attempt's id (`key#n`), or null between windows / when done. */
+  readonly attemptId: string | null;
+  /** Admitted rate while running, bytes/s; else 0. */
+  readonly rate: number;
+}
+
+/** Moves the bytes. In the simulation nothing (or a recorder of segments); at the origin a transfer (push) or a grant the agent pulls with. */
+export interface DeliverySink {
+  start(d: Delivery, rateBytesPerSecond: number, at: number): void;
+  /** The transfer stops: all bytes through, the window closed, or failed. */
+  stop?(d: Delivery, at: number, why: 'done' | 'paused' | 'failed'): void;
+  /** Bytes sent over (fromMs, toMs]; omitted: rate × elapsed (simulated). Capped to what is left. */
+  progress?(d: Delivery, fromMs: number, toMs: number): number;
+}
+
+export interface AttemptDue {
+  id: string;
+  terminalId: string;
+  contentId: string;
+  scheduleId: string | null;
+  dueAt: number;
+  windowEnd: number;
+  deferrals: number;
+}
+
+/** S0.7. Methods may return a promise; `Dispatcher.flush()` awaits them. */
+export interface DeliveryRecorder {
+  due(a: AttemptDue): unknown;
+  start(id: string, e: { at: number; rateBytesPerSecond: number; source: DeliverySource }): unknown;
+  done(id: string, e: { at: number; bytes: number }): unknown;
+  deferred(id: string, reason: string, e: { at: number; bytes: number }): unknown;
+  failed(id: string, reason: string, e: { at: number; bytes: number }): unknown;
+}
+
+export interface DispatcherOptions {
+  terminals: readonly DispatchTerminal[];
+  /** Start of the plan, ms (a step instant). */
+  from: number;
+  horizonMs?: number;
+  stepMs?: number;
+  egressBudgetBps: number;
+  sink: DeliverySink;
+  recorder: DeliveryRecorder;
+  /** Re-run admission at least this often even when nothing changed (default: only on change). */
+  admitEveryMs?: number;
+  source?: DeliverySource;
+}
+
+export interface TickReport {
+  now: number;
+  /** Present when admission ran this tick. */
+  candidates?: Candidate[];
+  admission?: Admission;
+  egressInUseBps: number;
+}
+
+interface Item extends Delivery {
+  key: string;
+  t: number;
+  bytesDone: number;
+  deferrals: number;
+  state: DeliveryState;
+  attemptId: string | null;
+  rate: number;
+  attempts: number;
+  attemptBytes: number;
+  /** Carried by admit in the current window: no new attempt until the next one. */
+  carried: boolean;
+  lastWait: string | null;
+  plan: PlanItem | null;
+  title: string;
+  priority: number;
+}
+
+export class Dispatcher {
+  readonly plan: WeekPlan;
+  private readonly terminals: readonly DispatchTerminal[];
+  private readonly index = new Map<string, number>();
+  private readonly items = new Map<string, Item>();
+  private readonly byTerminal: Item[][];
+  private readonly openCount: Int32Array;
+  private readonly winStart: Float64Array;
+  private readonly winEnd: Float64Array;
+  /** Open occurrence indices per terminal (for the caps). */
+  private readonly openOcc: number[][];
+  private readonly running = new Set<Item>();
+  private readonly runningRate: Float64Array;
+  private readonly openTerminals = new Set<number>();
+  private links: (LinkState | null)[];
+  private inUse = 0;
+  private nextStep = 0;
+  private lastNow: number;
+  private lastAdmit = -Infinity;
+  private dirty = true;
+  private readonly pending: Promise<unknown>[] = [];
+  private readonly errors: unknown[] = [];
+  readonly budget: number;
+
+  constructor(private readonly opts: DispatcherOptions) {
+    this.terminals = opts.terminals;
+    this.budget = opts.egressBudgetBps;
+    const n = opts.terminals.length;
+    opts.terminals.forEach((t, i) => {
+      if (this.index.has(t.id)) throw new RangeError(`terminal ${t.id} appears twice`);
+      this.index.set(t.id, i);
+    });
+    this.plan = planWeek(
+      opts.terminals.map((t) => t.windows),
+      opts.from,
+      opts.from + (opts.horizonMs ?? WEEK_MS),
+      opts.stepMs ?? 60_000,
+    );
+    this.byTerminal = Array.from({ length: n }, () => []);
+    this.openOcc = Array.from({ length: n }, () => []);
+    this.openCount = new Int32Array(n);
+    this.winStart = new Float64Array(n).fill(NaN);
+    this.winEnd = new Float64Array(n).fill(NaN);
+    this.runningRate = new Float64Array(n);
+    this.links = opts.terminals.map((t) => t.link);
+    this.lastNow = opts.from;
+  }
+
+  // ---- inputs ----
+
+  /** A content becomes due for a terminal (plan, publish). Idempotent per terminal and content while not done. */
+  addItem(it: DispatchItem): Delivery {
+    const t = this.index.get(it.terminalId);
+    if (t === undefined) throw new RangeError(`unknown terminal ${it.terminalId}`);
+    if (!(it.totalSize >= 0)) throw new RangeError('totalSize must be ≥ 0');
+    const key = `${it.terminalId}/${it.contentId}`;
+    const old = this.items.get(key);
+    if (old && old.state !== 'done') return old;
+    const item: Item = {
+      key,
+      t,
+      terminalId: it.terminalId,
+      contentId: it.contentId,
+      scheduleId: it.scheduleId ?? null,
+      totalSize: it.totalSize,
+      bytesDone: Math.min(it.totalSize, it.bytesDone ?? 0),
+      deferrals: it.deferrals ?? 0,
+      state: 'pending',
+      attemptId: null,
+      rate: 0,
+      attempts: 0,
+      attemptBytes: 0,
+      carried: false,
+      lastWait: null,
+      plan: null,
+      title: it.title ?? it.contentId,
+      priority: it.priority ?? 0,
+    };
+    this.items.set(key, item);
+    if (old) this.byTerminal[t] = this.byTerminal[t]!.filter((x) => x !== old);
+    this.byTerminal[t]!.push(item);
+    this.dirty = true;
+    return item;
+  }
+
+  /** A heartbeat's link state, without what this dispatcher sends it (that is added per admission). */
+  setLink(terminalId: string, link: LinkState | null): void {
+    const t = this.index.get(terminalId);
+    if (t === undefined) throw new RangeError(`unknown terminal ${terminalId}`);
+    this.links[t] = link;
+    this.dirty = true;
+  }
+
+  /** The transfer failed (production sink): the attempt is recorded failed; the item waits for its next window with deferrals + 1. */
+  fail(key: string, reason: string, at: number): void {
+    const item = this.items.get(key);
+    if (!item || item.state === 'done') return;
+    if (item.state === 'running') this.stopRunning(item, at, 'failed');
+    this.endAttempt(item, at, 'failed', reason);
+    item.carried = true; // not again in this window
+  }
+
+  // ---- reading ----
+
+  egressInUse(): number {
+    return this.inUse;
+  }
+  get(key: string): Delivery | undefined {
+    return this.items.get(key);
+  }
+  deliveries(): IterableIterator<Delivery> {
+    return this.items.values();
+  }
+  isOpen(terminalId: string): boolean {
+    const t = this.index.get(terminalId);
+    return t !== undefined && this.openCount[t]! > 0;
+  }
+  /** Recorder promises (serviceRecorder) settle; throws the first error one raised. */
+  async flush(): Promise<void> {
+    const ps = this.pending.splice(0);
+    await Promise.all(ps);
+    const errors = this.errors.splice(0);
+    if (errors.length) throw errors[0];
+  }
+
+  // ---- the clock ----
+
+  tick(now: number): TickReport {
+    if (!(now >= this.lastNow)) throw new RangeError(`tick(${now}) goes back in time (last ${this.lastNow})`);
+    const { plan } = this;
+    const last = Math.floor((now - plan.from) / plan.stepMs);
+    if (last >= plan.steps) throw new RangeError('tick past the planned horizon');
+    for (let s = this.nextStep; s <= last; s++) {
+      const at = plan.from + s * plan.stepMs;
+      this.advance(at);
+      for (const k of openedAt(plan, s)) this.opened(k);
+      for (const k of closedAt(plan, s)) this.closed(k, at);
+    }
+    this.nextStep = Math.max(this.nextStep, last + 1);
+    this.advance(now);
+    const report: TickReport = { now, egressInUseBps: this.inUse };
+    const every = this.opts.admitEveryMs;
+    if (this.dirty || (every !== undefined && now - this.lastAdmit >= every)) {
+      this.dirty = false;
+      this.lastAdmit = now;
+      const candidates = this.candidates(now);
+      if (candidates.length > 0) {
+        const admission = admit(candidates, { egressBudgetBps: this.budget, egressInUseBps: this.inUse, now });
+        this.act(admission, now);
+        report.candidates = candidates;
+        report.admission = admission;
+      }
+    }
+    report.egressInUseBps = this.inUse;
+    return report;
+  }
+
+  private advance(to: number): void {
+    const from = this.lastNow;
+    if (to <= from) return;
+    for (const item of this.running) {
+      const end = Math.min(to, this.winEnd[item.t]!);
+      if (end <= from) continue;
+      const left = item.totalSize - item.bytesDone;
+      const sink = this.opts.sink;
+      let sent = sink.progress ? sink.progress(item, from, end) : (item.rate * (end - from)) / 1000;
+      if (!(sent > 0)) continue;
+      if (sent >= left) {
+        const doneAt = sink.progress ? end : Math.min(end, from + Math.ceil((left / item.rate) * 1000));
+        sent = left;
+        item.bytesDone = item.totalSize;
+        item.attemptBytes += sent;
+        this.stopRunning(item, doneAt, 'done');
+        this.endAttempt(item, doneAt, 'done', null);
+        item.state = 'done';
+        this.dirty = true;
+      } else {
+        item.bytesDone += sent;
+        item.attemptBytes += sent;
+      }
+    }
+    this.lastNow = to;
+  }
+
+  private opened(k: number): void {
+    const t = this.plan.terminal[k]!;
+    const start = this.plan.start[k]!;
+    const end = this.plan.end[k]!;
+    if (this.openCount[t]! === 0) {
+      this.winStart[t] = start;
+      this.winEnd[t] = end;
+      this.openTerminals.add(t);
+      for (const item of this.byTerminal[t]!) item.carried = false;
+    } else if (end > this.winEnd[t]!) this.winEnd[t] = end;
+    this.openCount[t]!++;
+    this.openOcc[t]!.push(k);
+    this.dirty = true;
+  }
+
+  private closed(k: number, at: number): void {
+    const t = this.plan.terminal[k]!;
+    const occ = this.openOcc[t]!;
+    const i = occ.indexOf(k);
+    if (i < 0) return; // opened before the plan's range and never seen open: cannot happen (step 0 lists them)
+    occ.splice(i, 1);
+    this.dirty = true;
+    if (--this.openCount[t]! > 0) return;
+    this.openTerminals.delete(t);
+    const closeAt = Math.min(at, this.winEnd[t]!);
+    for (const item of this.byTerminal[t]!) {
+      if (item.state === 'running') {
+        this.stopRunning(item, closeAt, 'paused');
+        this.endAttempt(item, closeAt, 'deferred', 'window_closed');
+      } else if (item.state === 'pending' && item.attemptId !== null) {
+        this.endAttempt(item, closeAt, 'deferred', item.lastWait ?? 'window_closed');
+      }
+      item.carried = false;
+    }
+    this.winStart[t] = NaN;
+    this.winEnd[t] = NaN;
+  }
+
+  /** The cap of the terminal's open windows: none if one is uncapped, else the largest. */
+  private capOf(t: number): number | null {
+    let cap = 0;
+    for (const k of this.openOcc[t]!) {
+      const c = this.terminals[t]!.windows[this.plan.window[k]!]?.capBytesPerSecond;
+      if (c == null) return null;
+      if (c > cap) cap = c;
+    }
+    return cap;
+  }
+
+  private candidates(now: number): Candidate[] {
+    const out: Candidate[] = [];
+    for (const t of this.openTerminals) {
+      let cap: number | null | undefined;
+      let link: LinkState | null | undefined;
+      for (const item of this.byTerminal[t]!) {
+        if (item.state !== 'pending' || item.carried) continue;
+        const ws = this.winStart[t]!;
+        const we = this.winEnd[t]!;
+        if (item.attemptId === null) {
+          item.attempts++;
+          item.attemptId = `${item.key}#${item.attempts}`;
+          item.attemptBytes = 0;
+          item.lastWait = null;
+          this.record((r) => r.due({ id: item.attemptId!, terminalId: item.terminalId, contentId: item.contentId, scheduleId: item.scheduleId, dueAt: ws, windowEnd: we, deferrals: item.deferrals }));
+        }
+        if (!item.plan || item.plan.dueAt !== ws || item.plan.windowEnd !== we) item.plan = this.planItem(item, t, ws, we);
+        item.plan.deferrals = item.deferrals;
+        if (cap === undefined) {
+          const c = this.capOf(t);
+          cap = c === null ? null : Math.max(0, c - this.runningRate[t]!);
+          const base = this.links[t];
+          link = base && this.runningRate[t]! > 0 ? { ...base, recvLoadBps: base.recvLoadBps + this.runningRate[t]! * 8 } : base;
+        }
+        out.push(
+          toCandidate(item.plan, {
+            terminalId: item.terminalId,
+            deliveryId: item.key,
+            tier: this.terminals[t]!.tier,
+            link: link ?? null,
+            bytesLeft: Math.max(0, Math.ceil(item.totalSize - item.bytesDone)),
+            capLeftBytesPerSecond: cap,
+          }),
+        );
+      }
+    }
+    return out;
+  }
+
+  private planItem(item: Item, t: number, ws: number, we: number): PlanItem {
+    return {
+      contentId: item.contentId,
+      title: item.title,
+      genre: '',
+      publisher: '',
+      totalSize: item.totalSize,
+      heldPieces: null,
+      scheduleId: item.scheduleId ?? '',
+      matchedBy: item.scheduleId ? [item.scheduleId] : [],
+      priority: item.priority,
+      dueAt: ws,
+      windowEnd: we,
+      windowIndex: 0,
+      open: true,
+      capBytesPerSecond: this.capOf(t),
+      deferrals: item.deferrals,
+      deliveryId: item.attemptId,
+      lastOutcome: null,
+    };
+  }
+
+  private act(a: Admission, now: number): void {
+    for (const s of a.start) {
+      const item = this.items.get(s.id)!;
+      if (s.rateBytesPerSecond === 0) {
+        this.endAttempt(item, now, 'done', null);
+        item.state = 'done';
+        continue;
+      }
+      item.state = 'running';
+      item.rate = s.rateBytesPerSecond;
+      this.inUse += item.rate;
+      this.runningRate[item.t] += item.rate;
+      this.running.add(item);
+      this.record((r) => r.start(item.attemptId!, { at: now, rateBytesPerSecond: item.rate, source: this.opts.source ?? 'origin' }));
+      this.opts.sink.start(item, item.rate, now);
+    }
+    for (const c of a.carry) {
+      const item = this.items.get(c.id)!;
+      this.endAttempt(item, now, 'deferred', c.reason);
+      item.carried = true;
+    }
+    for (const w of a.wait) this.items.get(w.id)!.lastWait = w.reason;
+  }
+
+  private stopRunning(item: Item, at: number, why: 'done' | 'paused' | 'failed'): void {
+    this.running.delete(item);
+    this.inUse -= item.rate;
+    this.runningRate[item.t] -= item.rate;
+    if (this.running.size === 0) this.inUse = 0; // no float dust
+    item.rate = 0;
+    item.state = 'pending';
+    this.dirty = true;
+    this.opts.sink.stop?.(item, at, why);
+  }
+
+  /** Ends the open attempt; deferred and failed ones age the item. */
+  private endAttempt(item: Item, at: number, outcome: 'done' | 'deferred' | 'failed', reason: string | null): void {
+    const id = item.attemptId;
+    if (id === null) return;
+    const bytes = Math.round(item.attemptBytes);
+    if (outcome === 'done') this.record((r) => r.done(id, { at, bytes }));
+    else {
+      item.deferrals++;
+      this.record((r) => (outcome === 'deferred' ? r.deferred(id, reason!, { at, bytes }) : r.failed(id, reason!, { at, bytes })));
+    }
+    item.attemptId = null;
+    item.attemptBytes = 0;
+    item.lastWait = null;
+  }
+
+  private record(f: (r: DeliveryRecorder) => unknown): void {
+    try {
+      const p = f(this.opts.recorder);
+      if (p && typeof (p as Promise<unknown>).then === 'function') this.pending.push((p as Promise<unknown>).catch((e) => this.errors.push(e)));
+    } catch (e) {
+      this.errors.push(e);
+    }
+  }
+}
+
+// ---- recorders ----
+
+export interface MemoryAttempt extends AttemptDue {
+  outcome: 'due' | 'running' | 'done' | 'deferred' | 'failed';
+  reason: string | null;
+  startedAt: number | null;
+  endedAt: number | null;
+  bytes: number;
+  rate: number;
+}
+
+/** Every attempt in memory, for tests and the benchmark. */
+export class MemoryRecorder implements DeliveryRecorder {
+  readonly attempts = new Map<string, MemoryAttempt>();
+  due(a: AttemptDue): void {
+    if (this.attempts.has(a.id)) throw new Error(`attempt ${a.id} opened twice`);
+    this.attempts.set(a.id, { ...a, outcome: 'due', reason: null, startedAt: null, endedAt: null, bytes: 0, rate: 0 });
+  }
+  start(id: string, e: { at: number; rateBytesPerSecond: number }): void {
+    const a = this.open(id);
+    a.outcome = 'running';
+    a.startedAt ??= e.at;
+    a.rate = e.rateBytesPerSecond;
+  }
+  done(id: string, e: { at: number; bytes: number }): void {
+    this.end(id, 'done', null, e);
+  }
+  deferred(id: string, reason: string, e: { at: number; bytes: number }): void {
+    this.end(id, 'deferred', reason, e);
+  }
+  failed(id: string, reason: string, e: { at: number; bytes: number }): void {
+    this.end(id, 'failed', reason, e);
+  }
+  private open(id: string): MemoryAttempt {
+    const a = this.attempts.get(id);
+    if (!a) throw new Error(`unknown attempt ${id}`);
+    if (a.outcome !== 'due' && a.outcome !== 'running') throw new Error(`attempt ${id} already ${a.outcome}`);
+    return a;
+  }
+  private end(id: string, outcome: 'done' | 'deferred' | 'failed', reason: string | null, e: { at: number; bytes: number }): void {
+    const a = this.open(id);
+    a.outcome = outcome;
+    a.reason = reason;
+    a.endedAt = e.at;
+    a.bytes = e.bytes;
+  }
+}
+
+/** The subset of ScheduleService the origin's recorder needs. */
+export interface RecordService {
+  recordDue(input: { terminalId: string; contentId: string; scheduleId?: string | null; dueAt: number; windowEnd?: number | null }): Promise<{ id: string }>;
+  recordStart(id: string, input: { source: DeliverySource; at?: number }): Promise<unknown>;
+  recordDone(id: string, input?: { bytes?: number; at?: number }): Promise<unknown>;
+  recordDeferred(id: string, reason: string, input?: { bytes?: number; at?: number }): Promise<unknown>;
+  recordFailed(id: string, reason: string, input?: { bytes?: number; at?: number }): Promise<unknown>;
+}
+
+/**
+ * Records through the service (schedule_deliveries). Calls are chained per terminal and
+ * content, in the dispatcher's order — an attempt is ended before the next one is opened,
+ * as the service needs (one open attempt per terminal and content; the next attempt's
+ * `deferrals` comes from the previous one). The service's record id replaces the
+ * dispatcher's attempt id (`terminal/content#n`).
+ */
+export function serviceRecorder(svc: RecordService): DeliveryRecorder {
+  const chains = new Map<string, Promise<unknown>>();
+  const recordIds = new Map<string, string>();
+  const itemOf = (attemptId: string) => attemptId.slice(0, attemptId.lastIndexOf('#'));
+  const chain = (item: string, f: () => Promise<unknown>) => {
+    const next = (chains.get(item) ?? Promise.resolve()).then(f);
+    const settled = next.catch(() => {});
+    chains.set(item, settled);
+    void settled.then(() => {
+      if (chains.get(item) === settled) chains.delete(item);
+    });
+    return next;
+  };
+  const rid = (id: string) => {
+    const r = recordIds.get(id);
+    if (r === undefined) throw new Error(`no record for attempt ${id} (its recordDue failed?)`);
+    return r;
+  };
+  const end = (id: string, f: (r: string) => Promise<unknown>) =>
+    chain(itemOf(id), async () => {
+      try {
+        await f(rid(id));
+      } finally {
+        recordIds.delete(id);
+      }
+    });
+  return {
+    due: (a) =>
+      chain(itemOf(a.id), async () => {
+        const r = await svc.recordDue({ terminalId: a.terminalId, contentId: a.contentId, scheduleId: a.scheduleId, dueAt: a.dueAt, windowEnd: a.windowEnd });
+        recordIds.set(a.id, r.id);
+      }),
+    start: (id, e) => chain(itemOf(id), () => svc.recordStart(rid(id), { source: e.source, at: e.at })),
+    done: (id, e) => end(id, (r) => svc.recordDone(r, e)),
+    deferred: (id, reason, e) => end(id, (r) => svc.recordDeferred(r, reason, e)),
+    failed: (id, reason, e) => end(id, (r) => svc.recordFailed(r, reason, e)),
+  };
+}
