@@ -1,4 +1,4 @@
-import type { AccountSpec, Ledger } from './ledger.ts';
+import type { AccountSpec } from './ledger.ts';
 
 // Which ledger account holds whose money (docs/ledger.md "Accounts"). Every domain
 // names accounts through these helpers, never by spelling the IDs itself.
@@ -22,10 +22,3 @@ export const PLATFORM_PAYOUTS: AccountSpec = { id: 'platform:payouts', kind: 'pl
 export const VOUCHERS_OUTSTANDING: AccountSpec = { id: 'vouchers:outstanding', kind: 'vouchers', noOverdraft: true };
 /** Money reserved by holds (two-phase transfers) before a download starts. */
 export const HOLDS: AccountSpec = { id: 'holds', kind: 'holds', noOverdraft: false };
-
-export const SYSTEM_ACCOUNTS = [PLATFORM_REVENUE, PLATFORM_ROUNDING, PLATFORM_PAYOUTS, VOUCHERS_OUTSTANDING, HOLDS];
-
-/** Creates the given accounts unless they exist (cheap: one statement each, on conflict do nothing). */
-export async function ensureAccounts(ledger: Ledger, specs: AccountSpec[]): Promise<void> {
-  for (const spec of specs) await ledger.ensureAccount(spec);
-}

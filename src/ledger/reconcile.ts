@@ -2,7 +2,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import { AppError } from '../core/errors.ts';
 import { errorSchema } from '../core/http.ts';
 import type { Db } from '../db/connection.ts';
-import type { SignedReceipt } from '../transfer/receipt.ts';
+import { signedReceiptSchema, type SignedReceipt } from '../transfer/receipt.ts';
 import type { Ledger } from './ledger.ts';
 import type { Wallets } from './wallets.ts';
 
@@ -103,7 +103,7 @@ export function reconcileRoutes(deps: { reconciler: Reconciler; terminalOwner: (
             receipts: {
               type: 'array',
               maxItems: 1000,
-              items: { type: 'object', required: ['body', 'signature'], additionalProperties: false, properties: { body: { type: 'string', maxLength: 1_000_000 }, signature: { type: 'string', maxLength: 200 } } },
+              items: signedReceiptSchema,
             },
             charges: {
               type: 'array',

@@ -136,7 +136,7 @@ export class Settlement {
       return { receipt: r, price, charged, transfers, transferId: transferId ?? null, drawsOn };
     });
 
-    await this.ensureAccounts(trx, ctx.accounts);
+    await this.deps.ledger.ensureAccounts(ctx.accounts, { trx });
     // One ledger batch for the whole lot, planned as if every chain paying out of a
     // reservation goes through. If one fails (its charge exceeded the reservation and the
     // wallet) while a later receipt of the same transfer was planned on what it would have
@@ -264,19 +264,6 @@ export class Settlement {
   }
 
   /** Wallets, royalty and platform accounts the batch needs, created in one statement. */
-  private async ensureAccounts(trx: Transaction<Database>, specs: AccountSpec[]) {
-    const unique = [...new Map(specs.map((s) => [s.id, s])).values()];
-    const now = new Date(this.deps.clock.now());
-    // Nearly all exist already: `on conflict do nothing` skips them at the index check.
-    await sql`
-      insert into ledger_accounts (id, kind, owner_id, no_overdraft, created_at)
-      select id, kind, owner_id, no_overdraft, ${now}::timestamptz
-      from unnest(${arrayLiteral(unique.map((s) => s.id))}::text[], ${arrayLiteral(unique.map((s) => s.kind))}::text[],
-                  ${arrayLiteral(unique.map((s) => s.ownerId ?? null))}::text[], ${arrayLiteral(unique.map((s) => s.noOverdraft))}::bool[])
-        as u(id, kind, owner_id, no_overdraft)
-      on conflict (id) do nothing`.execute(trx);
-  }
-
   /** Everything pricing needs for a batch of receipts, in a handful of queries. */
   private async load(trx: Transaction<Database>, receipts: StoredReceipt[]) {
     const now = this.deps.clock.now();

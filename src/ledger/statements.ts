@@ -1,6 +1,6 @@
 import { badRequest } from '../core/errors.ts';
 import { sql, type Db } from '../db/connection.ts';
-import { ensureAccounts, PLATFORM_PAYOUTS, royaltyAccount } from './accounts.ts';
+import { PLATFORM_PAYOUTS, royaltyAccount } from './accounts.ts';
 import { transferError, type Ledger } from './ledger.ts';
 
 // Publisher payouts and payout statements (S1.11 "the platform settles with
@@ -74,7 +74,7 @@ export class StatementService {
   /** Moves `amount` from the publisher's royalties to the platform's payouts (reason 'payout'). */
   async payout(input: PayoutInput): Promise<PayoutResult> {
     const royalty = royaltyAccount(input.publisherId);
-    await ensureAccounts(this.ledger, [PLATFORM_PAYOUTS]);
+    await this.ledger.ensureAccounts([PLATFORM_PAYOUTS]);
     const transferId = payoutTransferId(input.id);
     const [result] = await this.ledger.apply([
       { id: transferId, debit: royalty.id, credit: PLATFORM_PAYOUTS.id, amount: input.amount, reason: 'payout', ref: input.reference },

@@ -4,7 +4,7 @@ import type { Clock } from '../core/clock.ts';
 import { badRequest, forbidden } from '../core/errors.ts';
 import { errorSchema } from '../core/http.ts';
 import type { Db } from '../db/connection.ts';
-import { ensureAccounts, PLATFORM_PAYOUTS, VOUCHERS_OUTSTANDING } from './accounts.ts';
+import { PLATFORM_PAYOUTS, VOUCHERS_OUTSTANDING } from './accounts.ts';
 import type { Ledger } from './ledger.ts';
 import { StatementService } from './statements.ts';
 import { MAX_VOUCHER_AMOUNT, MAX_VOUCHERS_PER_ISSUE, VoucherService } from './vouchers.ts';
@@ -30,7 +30,7 @@ export function voucherRoutes(deps: { db: Db; ledger: Ledger; clock: Clock; acco
   const statements = new StatementService(deps);
   return async (app) => {
     // Created once here, so that no request (and no refusal) has to create them.
-    await ensureAccounts(deps.ledger, [VOUCHERS_OUTSTANDING, PLATFORM_PAYOUTS]);
+    await deps.ledger.ensureAccounts([VOUCHERS_OUTSTANDING, PLATFORM_PAYOUTS]);
 
     app.post<{ Body: { amount: number; count?: number; expiresAt?: string } }>('/vouchers', {
       config: { access: ['store'] },

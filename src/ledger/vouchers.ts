@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { Clock } from '../core/clock.ts';
 import { AppError, badRequest, conflict, notFound } from '../core/errors.ts';
 import type { Db } from '../db/connection.ts';
-import { ensureAccounts, storeAccount, VOUCHERS_OUTSTANDING, walletAccount } from './accounts.ts';
+import { storeAccount, VOUCHERS_OUTSTANDING, walletAccount } from './accounts.ts';
 import { transferError, type Ledger, type TransferResult } from './ledger.ts';
 
 // Prepaid vouchers (S1.11, docs/ledger.md "Vouchers"). A store sells a voucher for
@@ -109,7 +109,7 @@ export class VoucherService {
     if (expiresAt && !(expiresAt.getTime() > now)) throw badRequest('invalid_expiry', 'expiresAt must be a time in the future.');
 
     const store = storeAccount(storeId);
-    await ensureAccounts(this.ledger, [store, VOUCHERS_OUTSTANDING]);
+    await this.ledger.ensureAccounts([store, VOUCHERS_OUTSTANDING]);
     const vouchers = Array.from({ length: count }, () => {
       const code = newVoucherCode();
       const hash = voucherCodeHash(normaliseVoucherCode(code)!);

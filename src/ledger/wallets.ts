@@ -15,9 +15,8 @@ export class Wallets {
   async open(userId: string): Promise<string> {
     const { ledger, signupCredit } = this.deps;
     const wallet = walletAccount(userId);
-    await ledger.ensureAccount(wallet);
+    await ledger.ensureAccounts(signupCredit > 0 ? [wallet, PLATFORM_PROMOTIONS] : [wallet]);
     if (signupCredit > 0) {
-      await ledger.ensureAccount(PLATFORM_PROMOTIONS);
       await ledger.apply([{ id: `signup:${userId}`, debit: PLATFORM_PROMOTIONS.id, credit: wallet.id, amount: signupCredit, reason: 'topup', ref: 'signup credit' }]);
     }
     return wallet.id;

@@ -127,6 +127,8 @@
  *   ~50 ms — over 100,000 decisions/s. About half of it is writing the `why` texts.
  */
 
+import { formatBitRate, formatByteRate } from '../core/units.ts';
+
 // ---- inputs and outputs ----
 
 /** The user's plan tier; the known ones are in TIER_PRIORITY, anything else ranks lowest. */
@@ -548,24 +550,14 @@ function pct(f: number): string {
   return `${Math.round(f * 100)}%`;
 }
 
-function scaled(n: number, units: string[]): string {
-  let i = 0;
-  while (n >= 1000 && i < units.length - 1) {
-    n /= 1000;
-    i++;
-  }
-  return `${n.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
-}
 
 /** "1.3 MB/s" (bytes/s, decimal units). */
 export function formatBytes(bytesPerSecond: number): string {
-  return bytesPerSecond === Infinity ? 'unlimited' : scaled(bytesPerSecond, ['B/s', 'kB/s', 'MB/s', 'GB/s', 'TB/s']);
+  return bytesPerSecond === Infinity ? 'unlimited' : formatByteRate(bytesPerSecond);
 }
 
 /** "48.0 Mbit/s" (bits/s, as links are reported). */
-export function formatBits(bitsPerSecond: number): string {
-  return scaled(bitsPerSecond, ['bit/s', 'kbit/s', 'Mbit/s', 'Gbit/s', 'Tbit/s']);
-}
+export const formatBits = formatBitRate;
 
 /** "45s", "12m 05s", "3h 20m", "2d 4h" (rounded to the second). */
 export function formatDuration(ms: number): string {

@@ -25,6 +25,14 @@ export interface SignedReceipt {
   signature: string;
 }
 
+/** JSON schema of a SignedReceipt in request bodies (`POST /receipts`, `POST /ledger/reconcile`). */
+export const signedReceiptSchema = {
+  type: 'object',
+  required: ['body', 'signature'],
+  additionalProperties: false,
+  properties: { body: { type: 'string', maxLength: 200_000 }, signature: { type: 'string', maxLength: 200 } },
+} as const;
+
 export function receiptId(grantId: string, sourceId: string, pieces: string): string {
   return `rc_${sha256Hex(`${grantId}|${sourceId}|${pieces}`).slice(0, 32)}`;
 }

@@ -5,7 +5,7 @@ import type { ContentService } from '../content/service.ts';
 import type { TerminalService } from '../terminals/service.ts';
 import type { GrantService } from './grants.ts';
 import type { ReceiptService } from './receipts.ts';
-import type { SignedReceipt } from './receipt.ts';
+import { signedReceiptSchema, type SignedReceipt } from './receipt.ts';
 import type { OfferRequest, PeerCoordinator } from './coordinator.ts';
 import type { TransferService } from './transfers.ts';
 import { REPORT_KINDS, type ReputationService } from './reputation.ts';
@@ -201,12 +201,7 @@ export function transferRoutes(deps: {
               type: 'array',
               minItems: 1,
               maxItems: 1000,
-              items: {
-                type: 'object',
-                required: ['body', 'signature'],
-                additionalProperties: false,
-                properties: { body: { type: 'string', maxLength: 200_000 }, signature: { type: 'string', maxLength: 200 } },
-              },
+              items: signedReceiptSchema,
             },
           },
         },

@@ -1,5 +1,6 @@
 import { parseRangeSpans } from './piece-ranges.ts';
 import type { TerminalState } from '../terminals/tables.ts';
+import { formatBitRate, formatByteRate } from '../core/units.ts';
 
 // S1.5 "automatic" holder selection: given the requester and the holders of a
 // content, say which holders may serve it and in which order, and why.
@@ -372,14 +373,6 @@ function pct(f: number): string {
 
 /** "48.8 Mbit/s (6.1 MB/s)": heartbeats speak bits, people downloading files think in bytes. */
 export function formatRate(bps: number): string {
-  return `${scaled(bps, ['bit/s', 'kbit/s', 'Mbit/s', 'Gbit/s', 'Tbit/s'])} (${scaled(bps / 8, ['B/s', 'kB/s', 'MB/s', 'GB/s', 'TB/s'])})`;
+  return `${formatBitRate(bps)} (${formatByteRate(bps / 8)})`;
 }
 
-function scaled(n: number, units: string[]): string {
-  let i = 0;
-  while (n >= 1000 && i < units.length - 1) {
-    n /= 1000;
-    i++;
-  }
-  return `${n.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
-}

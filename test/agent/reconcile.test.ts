@@ -9,7 +9,6 @@ import { startAgent, type Agent } from '../../src/agent/agent.ts';
 import { LedgerJournal } from '../../src/agent/ledger-journal.ts';
 import { walletAccount } from '../../src/ledger/accounts.ts';
 import { DEFAULT_TARIFF } from '../../src/ledger/tariff.ts';
-import { PLATFORM_PROMOTIONS } from '../../src/ledger/wallets.ts';
 import { testEngines } from '../helpers/db.ts';
 import { startTestOrigin, type TestOrigin } from '../helpers/origin.ts';
 
@@ -31,9 +30,7 @@ for (const engine of testEngines()) {
 
     async function agent(name: string, funds: number, downRate?: number): Promise<{ agent: Agent; userId: string }> {
       const user = await origin.userWithRoles(['member']);
-      await origin.ledger.ensureAccount(PLATFORM_PROMOTIONS);
-      await origin.wallets.open(user.userId);
-      await origin.ledger.apply([{ id: `fund:${name}`, debit: PLATFORM_PROMOTIONS.id, credit: walletAccount(user.userId).id, amount: funds, reason: 'topup' }]);
+      await origin.fund(user.userId, funds, `fund:${name}`);
       const a = await startAgent({
         origin: origin.url,
         token: user.token,

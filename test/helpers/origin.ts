@@ -5,6 +5,8 @@ import pino from 'pino';
 import { ManualClock } from '../../src/core/clock.ts';
 import { loadConfig, type Config } from '../../src/core/config.ts';
 import { startOrigin, type Origin } from '../../src/server.ts';
+import { walletAccount } from '../../src/ledger/accounts.ts';
+import { PLATFORM_PROMOTIONS } from '../../src/ledger/wallets.ts';
 import type { TestEngine } from './db.ts';
 import { testEngines } from './db.ts';
 
@@ -16,6 +18,8 @@ export interface TestOrigin extends Origin {
   stop(): Promise<void>;
   /** Starts it again on the same address, database, data directory and clock; returns the new instance. */
   restart(): Promise<Origin>;
+  /** Credits a user's wallet from the promotions account (transfer `id`), opening the wallet if needed. */
+  fund(userId: string, amount: number, id: string): Promise<void>;
   /** fetch() against the origin with an optional bearer token. */
   call(method: string, url: string, opts?: { token?: string; json?: unknown; body?: any; headers?: Record<string, string> }): Promise<{ status: number; body: any; headers: Headers }>;
 }
@@ -59,6 +63,12 @@ export async function startTestOrigin(opts: { engine?: TestEngine; config?: Part
       const user = await origin.accounts.createUser(name, 'correct horse battery', roles as any);
       const token = await origin.accounts.issueToken(user.id, null, 'test', null);
       return { token, userId: user.id, username: name };
+    },
+    async fund(userId, amount, id) {
+      await origin.ledger.ensureAccount(PLATFORM_PROMOTIONS);
+      await origin.wallets.open(userId);
+      const [r] = await origin.ledger.apply([{ id, debit: PLATFORM_PROMOTIONS.id, credit: walletAccount(userId).id, amount, reason: 'topup' }]);
+      if (r.status !== 'created') throw new Error(`funding ${userId} failed: ${r.code ?? r.status}`);
     },
     async stop() {
       await live?.close();

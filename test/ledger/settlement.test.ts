@@ -11,7 +11,6 @@ import { deviceSession } from '../../src/terminals/device.ts';
 import { PieceClient } from '../../src/transfer/piece-client.ts';
 import { makeReceipt } from '../../src/transfer/receipt.ts';
 import { PLATFORM_REVENUE, PLATFORM_ROUNDING, royaltyAccount, walletAccount } from '../../src/ledger/accounts.ts';
-import { PLATFORM_PROMOTIONS } from '../../src/ledger/wallets.ts';
 import { DEFAULT_TARIFF } from '../../src/ledger/tariff.ts';
 import { testEngines } from '../helpers/db.ts';
 import { startTestOrigin, type TestOrigin } from '../helpers/origin.ts';
@@ -36,12 +35,7 @@ for (const engine of testEngines()) {
     let publisherId: string;
     const agents: Agent[] = [];
 
-    const credit = async (userId: string, amount: number, id: string) => {
-      await origin.ledger.ensureAccount(PLATFORM_PROMOTIONS);
-      await origin.wallets.open(userId);
-      const [r] = await origin.ledger.apply([{ id, debit: PLATFORM_PROMOTIONS.id, credit: walletAccount(userId).id, amount, reason: 'topup' }]);
-      assert.equal(r.status, 'created');
-    };
+    const credit = (userId: string, amount: number, id: string) => origin.fund(userId, amount, id);
     const balance = async (accountId: string) => {
       const b = await origin.ledger.balance(accountId).catch(() => ({ posted: 0, pending: 0, available: 0 }));
       return b;

@@ -2,7 +2,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
-import { ensureAccounts, PLATFORM_PAYOUTS, PLATFORM_REVENUE, royaltyAccount } from '../../src/ledger/accounts.ts';
+import { PLATFORM_PAYOUTS, PLATFORM_REVENUE, royaltyAccount } from '../../src/ledger/accounts.ts';
 import { Ledger } from '../../src/ledger/ledger.ts';
 import { testEngines } from '../helpers/db.ts';
 import { startTestOrigin, type TestOrigin } from '../helpers/origin.ts';
@@ -41,7 +41,7 @@ for (const engine of testEngines()) {
       });
       assert.equal(published.status, 201, JSON.stringify(published.body));
       song = published.body.id;
-      await ensureAccounts(ledger, [PLATFORM_REVENUE, royaltyAccount(publisher.userId), royaltyAccount(rival.userId)]);
+      await ledger.ensureAccounts([PLATFORM_REVENUE, royaltyAccount(publisher.userId), royaltyAccount(rival.userId)]);
     });
     after(() => origin?.close());
 
