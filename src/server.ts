@@ -38,6 +38,7 @@ import { voucherRoutes } from './ledger/voucher-routes.ts';
 import { walletRoutes } from './ledger/wallet-routes.ts';
 import { ScheduleService } from './schedule/service.ts';
 import { scheduleRoutes } from './schedule/routes.ts';
+import { ScheduleRunner } from './schedule/runner.ts';
 
 // The origin process (`cascade serve`): composes the domain plugins and nothing else.
 
@@ -71,6 +72,8 @@ export interface Origin {
   reservations: Reservations;
   /** Scheduled distribution (#5): schedules, plans, delivery records. */
   schedules: ScheduleService;
+  /** The scheduler (pull, push, admission); null with SCHEDULER=off. */
+  scheduler: ScheduleRunner | null;
   /** Path of the one-time operator credentials file if this start created it. */
   operatorCredentialsFile: string | null;
   close(): Promise<void>;
@@ -89,7 +92,7 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
   const accounts = new AccountService(db.db, clock);
   const app = createHttpApp({ logger, resolveToken: accounts.resolveToken, title: 'Cascade origin' });
   const pieces = new PieceStore(path.join(config.dataDir, 'pieces'));
-  const content = new ContentService({ db: db.db, pieces, keys, clock, config });
+  const content = new ContentService({ db: db.db, pieces, keys, clock, config, bus });
   const prover = new HoldingProver({ keys, clock, content });
   const terminals = new TerminalService({
     db: db.db,
@@ -129,6 +132,19 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
   };
   const coordinator = new PeerCoordinator({ clock, content, terminals, grants, reputation, transfers, bus, grantTtlMs: config.grantTtlMs, billing });
   const schedules = new ScheduleService({ db: db.db, clock, bus });
+  const scheduler = config.scheduler
+    ? new ScheduleRunner({
+        db: db.db,
+        clock,
+        schedules,
+        latestStates: (ids) => terminals.latestStates(ids),
+        originKey: keys.privateKey,
+        logger: logger.child({ domain: 'scheduler' }),
+        bus,
+        egressBudgetBps: config.scheduleEgressBps,
+        tickMs: config.scheduleTickMs,
+      })
+    : null;
 
   // Operations routes, in a plugin so that they are registered after (and documented by) OpenAPI.
   await app.register(async (ops) => {
@@ -155,7 +171,7 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
   await app.register(voucherRoutes({ db: db.db, ledger, clock, accounts }));
   await app.register(walletRoutes({ db: db.db, ledger, wallets, accounts, clock, tariff: config.tariff }));
   await app.register(transferRoutes({ coordinator, transfers, reputation, grants, receipts, content, terminals, originSourceId: ORIGIN_SOURCE_ID }));
-  await app.register(scheduleRoutes({ schedules }));
+  await app.register(scheduleRoutes({ schedules, runner: scheduler ?? undefined }));
   const originUpBucket = config.originUpRate ? new TokenBucket(config.originUpRate, Math.max(config.originUpRate / 4, 1)) : undefined;
   await app.register(
     pieceServerRoutes({
@@ -184,6 +200,7 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
     sweep = Promise.all([settlement.retryUnpaid(), ledger.expireHolds()]).catch((err) => logger.error({ err }, 'settlement sweep failed'));
   }, config.settleIntervalMs);
   settler.unref();
+  await scheduler?.start();
   await app.listen({ host: config.host, port: config.port });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
@@ -192,9 +209,10 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
 
   return {
     app, url, config, db, keys, bus, accounts, content, terminals, grants, receipts, reputation, transfers, coordinator, operatorCredentialsFile,
-    ledger, wallets, settlement, reservations, schedules,
+    ledger, wallets, settlement, reservations, schedules, scheduler,
     async close() {
       clearInterval(monitor);
+      await scheduler?.stop();
       clearInterval(settler);
       await sweep; // never close the database under a running sweep
       originUpBucket?.close();

@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { Api } from '../cli/api.ts';
-import { systemClock } from '../core/clock.ts';
+import { systemClock, type WaitClock } from '../core/clock.ts';
 import { AppError } from '../core/errors.ts';
 import { createHttpApp } from '../core/http.ts';
 import { createLogger } from '../core/logger.ts';
@@ -16,6 +16,7 @@ import { contentListRoutes, loadAgentNotes } from './content-list.ts';
 import { AgentStore } from './store.ts';
 import { LedgerJournal } from './ledger-journal.ts';
 import type { ReconcileResult } from '../ledger/reconcile.ts';
+import { ScheduledDeliveries, type ScheduledEvent, type ScheduleMode } from './scheduled.ts';
 
 // `cascade agent` (S1.2–S1.7): a terminal that keeps a local store, tells the origin
 // what it holds and how it is doing (heartbeats), fetches content from peers and the
@@ -50,6 +51,13 @@ export interface AgentOptions {
   cpuLoad?: () => number;
   /** Options passed to every download (stall and refresh times, peers, order…). */
   downloads?: Partial<DownloadOptions>;
+  /** Scheduled distribution (#5): how this terminal gets its scheduled deliveries; none: it does not. */
+  schedule?: ScheduleMode;
+  /** The clock scheduled wake-ups and window ends run on (tests move it). */
+  clock?: WaitClock;
+  /** How often a scheduled delivery reports progress, ms. */
+  scheduleReportMs?: number;
+  onScheduleEvent?: (e: ScheduledEvent) => void;
   logger?: Logger;
 }
 
@@ -66,6 +74,8 @@ export interface Agent {
   fetch(contentId: string, extra?: Partial<DownloadOptions>): Promise<DownloadResult>;
   /** This terminal's accounting journal (S1.10). */
   journal: LedgerJournal;
+  /** Scheduled deliveries (#5), when `schedule` was given. */
+  scheduled: ScheduledDeliveries | null;
   /** Sends the journal's unconfirmed receipts to the origin and adopts its record (S1.10). */
   reconcile(): Promise<ReconcileResult>;
   close(): Promise<void>;
@@ -131,6 +141,22 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
       notes: () => loadAgentNotes(notesFile),
     }),
   );
+  let scheduled: ScheduledDeliveries | null = null;
+  // S0.4, push to a registered address: the origin POSTs signed orders here.
+  app.post<{ Body: { token?: unknown } }>('/schedule/orders', {
+    config: { access: 'public' },
+    schema: {
+      summary: 'A delivery order pushed by the origin (S0.4): { token }, signed with the origin key',
+      tags: ['schedules'],
+      body: { type: 'object', properties: { token: { type: 'string', maxLength: 4096 } } },
+    },
+    handler: async (req, reply) => {
+      if (!scheduled || opts.schedule !== 'address') throw new AppError('not_push_mode', 'This agent does not take pushed orders (start it with --schedule address).', 409);
+      const order = scheduled.acceptPushed(req.body?.token);
+      reply.code(202);
+      return { accepted: order.contentId };
+    },
+  });
   await app.listen({ host: opts.host ?? '127.0.0.1', port: opts.port ?? 0 });
   const port = (app.server.address() as { port: number }).port;
   const url = opts.advertiseUrl ?? `http://${opts.host ?? '127.0.0.1'}:${port}`;
@@ -208,12 +234,13 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
           contentId,
           manifest,
           files: { data: files.data, journal: files.journal },
-          downRate: opts.downRate,
-          signal: stop.signal,
           onReceipt: (id, receipt) => journal.receipt(id, receipt),
           offlineReceipts: true,
           ...opts.downloads,
           ...extra,
+          // A scheduled delivery's admitted rate, and this terminal's own cap: the lower holds.
+          downRate: lowest(opts.downRate, extra.downRate),
+          signal: extra.signal ? AbortSignal.any([stop.signal, extra.signal]) : stop.signal,
           onPiece: (i) => {
             store.markPiece(contentId, i);
             receivedBytes += manifest.body.pieceSize;
@@ -237,11 +264,15 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     },
     journal,
     reconcile,
+    get scheduled() {
+      return scheduled;
+    },
     async close() {
       // Once only: closing a descriptor twice can close whatever reused its number since (a socket, say).
       if (closed) return closed;
       closed = (async () => {
         clearInterval(timer);
+        await scheduled?.close();
         for (const c of active.values()) c.abort();
         upBucket?.close();
         await app.close();
@@ -251,8 +282,31 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
       return closed;
     },
   };
+  if (opts.schedule) {
+    scheduled = new ScheduledDeliveries({
+      mode: opts.schedule,
+      terminalId: device.terminalId,
+      api,
+      originKey: opts.originKey,
+      fetch: (id, extra) => agent.fetch(id, extra),
+      pieceLength: (id, i) => {
+        const b = store.get(id)!.manifest.body;
+        return i === b.pieces.length - 1 ? b.totalSize - i * b.pieceSize : b.pieceSize;
+      },
+      clock: opts.clock ?? systemClock,
+      logger,
+      pushUrl: `${url}/schedule/orders`,
+      reportMs: opts.scheduleReportMs,
+      onEvent: opts.onScheduleEvent,
+    });
+    scheduled.start();
+  }
   logger.info({ terminalId: device.terminalId, url, uptimeSince: new Date(started).toISOString() }, 'agent listening');
   return agent;
+}
+
+function lowest(a: number | undefined, b: number | undefined): number | undefined {
+  return a === undefined ? b : b === undefined ? a : Math.min(a, b);
 }
 
 /** The machine's CPU busy share (0..1) between successive calls, from os.cpus() times. */

@@ -1,3 +1,4 @@
+import type { EventBus } from '../core/event-bus.ts';
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { Clock } from '../core/clock.ts';
@@ -68,6 +69,8 @@ export interface ContentDeps {
   keys: KeyPair;
   clock: Clock;
   config: Config;
+  /** When given, `content.published` { contentId } goes out on it (the scheduler adds the content to matching plans, S0.5). */
+  bus?: EventBus;
 }
 
 export class ContentService {
@@ -128,6 +131,7 @@ export class ContentService {
         return { id, manifest: existing, pieces: existing.body.pieces.length, totalSize: existing.body.totalSize };
       }
       this.remember(id, manifest);
+      this.deps.bus?.publish('content.published', { contentId: id });
       return { id, manifest, pieces: hashes.length, totalSize };
     } finally {
       if (!committed) await staging.abort();

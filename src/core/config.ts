@@ -29,6 +29,12 @@ export interface Config {
   settleIntervalMs: number;
   /** How long a reservation (hold) made before a download lasts, ms. */
   holdTimeoutMs: number;
+  /** #5: whether this origin runs the scheduler (one per deployment; SCHEDULER=off on the others). */
+  scheduler: boolean;
+  /** S0.6: bytes/s the scheduler may spend on scheduled deliveries (default ORIGIN_UP_RATE, else 125 MB/s). */
+  scheduleEgressBps: number;
+  /** How often the scheduler steps, ms. */
+  scheduleTickMs: number;
   logLevel: string;
 }
 
@@ -102,6 +108,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     signupCredit: intFrom(env, 'SIGNUP_CREDIT', 0, 0),
     settleIntervalMs: intFrom(env, 'SETTLE_INTERVAL_MS', 1000, 10),
     holdTimeoutMs: intFrom(env, 'HOLD_TIMEOUT_MS', 3_600_000, 1000),
+    scheduler: env.SCHEDULER !== 'off',
+    scheduleEgressBps: intFrom(env, 'SCHEDULE_EGRESS', intFrom(env, 'ORIGIN_UP_RATE', 0, 0) || 125_000_000, 1),
+    scheduleTickMs: intFrom(env, 'SCHEDULE_TICK_MS', 5000, 10),
     logLevel: env.LOG_LEVEL || 'info',
   };
 }

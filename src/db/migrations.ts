@@ -7,7 +7,7 @@ import { vouchersMigration } from '../ledger/tables-vouchers.ts';
 import { holdingPiecesMigration, terminalsMigration } from '../terminals/tables.ts';
 import { peersMigration, transferMigration } from '../transfer/tables.ts';
 import { settlementMigration } from '../ledger/tables-settlement.ts';
-import { schedulesMigration } from '../schedule/tables.ts';
+import { schedulePushMigration, schedulesMigration } from '../schedule/tables.ts';
 
 // One ordered list of migrations; the same SQL runs on PGlite and on PostgreSQL.
 // Names sort in the order they must run. Never edit a landed migration: add one.
@@ -22,6 +22,7 @@ const migrations: Record<string, Migration> = {
   '0008_vouchers': vouchersMigration,
   '0009_settlement': settlementMigration,
   '0010_schedules': schedulesMigration,
+  '0011_schedule_push': schedulePushMigration,
 };
 
 export async function migrateToLatest(db: Kysely<any>): Promise<void> {

@@ -40,6 +40,14 @@ import type { Window } from './windows.ts';
  * Ticks should fall on plan step instants (from + k·stepMs): windows start and end on
  * whole minutes, so with 1-minute steps every opening and closing is seen at its exact
  * instant. The plan covers [from, from + horizonMs) (default a week); ticks past it throw.
+ *
+ * Live use (the origin's scheduler, runner.ts): `replan(terminals, now)` swaps in a new
+ * set of terminals and windows (a schedule added or removed, or the horizon running
+ * out) and keeps every item's state — running deliveries keep running while their
+ * terminal stays open, an item carried out of a window is not tried again in that same
+ * window; items of terminals that left are withdrawn (`removeItem`). `reachable` keeps a
+ * terminal that has not called in (pull) or connected (push) out of admission: its items
+ * are due (recorded) and wait with `terminal_absent`.
  */
 
 export interface DispatchTerminal {
@@ -73,6 +81,7 @@ export interface Delivery {
   readonly terminalId: string;
   readonly contentId: string;
   readonly scheduleId: string | null;
+  readonly title: string;
   readonly totalSize: number;
   readonly bytesDone: number;
   readonly deferrals: number;
@@ -85,7 +94,8 @@ export interface Delivery {
 
 /** Moves the bytes. In the simulation nothing (or a recorder of segments); at the origin a transfer (push) or a grant the agent pulls with. */
 export interface DeliverySink {
-  start(d: Delivery, rateBytesPerSecond: number, at: number): void;
+  /** `windowEnd`: when the terminal's open window closes (the delivery pauses then). */
+  start(d: Delivery, rateBytesPerSecond: number, at: number, windowEnd: number): void;
   /** The transfer stops: all bytes through, the window closed, or failed. */
   stop?(d: Delivery, at: number, why: 'done' | 'paused' | 'failed'): void;
   /** Bytes sent over (fromMs, toMs]; omitted: rate × elapsed (simulated). Capped to what is left. */
@@ -123,6 +133,8 @@ export interface DispatcherOptions {
   /** Re-run admission at least this often even when nothing changed (default: only on change). */
   admitEveryMs?: number;
   source?: DeliverySource;
+  /** Whether a terminal can take a delivery now (it called in / is connected); default: always. */
+  reachable?: (terminalId: string) => boolean;
 }
 
 export interface TickReport {
@@ -143,8 +155,8 @@ interface Item extends Delivery {
   rate: number;
   attempts: number;
   attemptBytes: number;
-  /** Carried by admit in the current window: no new attempt until the next one. */
-  carried: boolean;
+  /** End of the window admit carried it out of (no new attempt while that window is open); -Infinity: none. */
+  carriedUntil: number;
   lastWait: string | null;
   plan: PlanItem | null;
   title: string;
@@ -152,20 +164,20 @@ interface Item extends Delivery {
 }
 
 export class Dispatcher {
-  readonly plan: WeekPlan;
-  private readonly terminals: readonly DispatchTerminal[];
+  private weekPlan: WeekPlan;
+  private terminals: readonly DispatchTerminal[] = [];
   private readonly index = new Map<string, number>();
   private readonly items = new Map<string, Item>();
-  private readonly byTerminal: Item[][];
-  private readonly openCount: Int32Array;
-  private readonly winStart: Float64Array;
-  private readonly winEnd: Float64Array;
+  private byTerminal: Item[][] = [];
+  private openCount = new Int32Array(0);
+  private winStart = new Float64Array(0);
+  private winEnd = new Float64Array(0);
   /** Open occurrence indices per terminal (for the caps). */
-  private readonly openOcc: number[][];
+  private openOcc: number[][] = [];
   private readonly running = new Set<Item>();
-  private readonly runningRate: Float64Array;
+  private runningRate = new Float64Array(0);
   private readonly openTerminals = new Set<number>();
-  private links: (LinkState | null)[];
+  private links: (LinkState | null)[] = [];
   private inUse = 0;
   private nextStep = 0;
   private lastNow: number;
@@ -176,27 +188,74 @@ export class Dispatcher {
   readonly budget: number;
 
   constructor(private readonly opts: DispatcherOptions) {
-    this.terminals = opts.terminals;
     this.budget = opts.egressBudgetBps;
-    const n = opts.terminals.length;
-    opts.terminals.forEach((t, i) => {
-      if (this.index.has(t.id)) throw new RangeError(`terminal ${t.id} appears twice`);
-      this.index.set(t.id, i);
+    this.lastNow = opts.from;
+    this.weekPlan = this.load(opts.terminals, opts.from);
+  }
+
+  /** The windows planned from the last (re)plan on. */
+  get plan(): WeekPlan {
+    return this.weekPlan;
+  }
+
+  /** Indexes the terminals and plans their windows from `from`; the open state starts empty (step 0 opens what is open at `from`). */
+  private load(terminals: readonly DispatchTerminal[], from: number): WeekPlan {
+    const index = new Map<string, number>();
+    terminals.forEach((t, i) => {
+      if (index.has(t.id)) throw new RangeError(`terminal ${t.id} appears twice`);
+      index.set(t.id, i);
     });
-    this.plan = planWeek(
-      opts.terminals.map((t) => t.windows),
-      opts.from,
-      opts.from + (opts.horizonMs ?? WEEK_MS),
-      opts.stepMs ?? 60_000,
+    const plan = planWeek(
+      terminals.map((t) => t.windows),
+      from,
+      from + (this.opts.horizonMs ?? WEEK_MS),
+      this.opts.stepMs ?? 60_000,
     );
+    const n = terminals.length;
+    this.terminals = terminals;
+    this.index.clear();
+    for (const [id, i] of index) this.index.set(id, i);
     this.byTerminal = Array.from({ length: n }, () => []);
     this.openOcc = Array.from({ length: n }, () => []);
     this.openCount = new Int32Array(n);
     this.winStart = new Float64Array(n).fill(NaN);
     this.winEnd = new Float64Array(n).fill(NaN);
     this.runningRate = new Float64Array(n);
-    this.links = opts.terminals.map((t) => t.link);
-    this.lastNow = opts.from;
+    this.links = terminals.map((t) => t.link);
+    this.openTerminals.clear();
+    this.nextStep = 0;
+    return plan;
+  }
+
+  /**
+   * Live: a new set of terminals (schedules changed) or a fresh horizon, from `now` on.
+   * Items keep their state; a running one stays running (same rate, same attempt) while
+   * its terminal is still open at `now`. Items of terminals no longer in the set are
+   * withdrawn (`removeItem`, reason `unscheduled`); running ones of terminals now closed
+   * pause (`window_closed`).
+   */
+  replan(terminals: readonly DispatchTerminal[], now: number): void {
+    if (!(now >= this.lastNow)) throw new RangeError(`replan(${now}) goes back in time (last ${this.lastNow})`);
+    this.advance(now);
+    const ids = new Set(terminals.map((t) => t.id));
+    for (const item of [...this.items.values()]) if (!ids.has(item.terminalId)) this.removeItem(item.key, now, 'unscheduled');
+    const stepMs = this.plan.stepMs;
+    const from = this.plan.from + Math.floor((now - this.plan.from) / stepMs) * stepMs;
+    this.weekPlan = this.load(terminals, from);
+    for (const item of this.items.values()) {
+      item.t = this.index.get(item.terminalId)!;
+      this.byTerminal[item.t]!.push(item);
+      if (item.state === 'running') this.runningRate[item.t] += item.rate;
+    }
+    this.walk(now);
+    // Terminals that were open and are not any more (their schedule went): close their items now.
+    for (let t = 0; t < terminals.length; t++) if (this.openCount[t] === 0) this.closeItems(t, now);
+    this.dirty = true;
+  }
+
+  /** The first instant the plan does not cover: replan before it. */
+  get horizonEnd(): number {
+    return this.plan.from + this.plan.steps * this.plan.stepMs;
   }
 
   // ---- inputs ----
@@ -223,7 +282,7 @@ export class Dispatcher {
       rate: 0,
       attempts: 0,
       attemptBytes: 0,
-      carried: false,
+      carriedUntil: -Infinity,
       lastWait: null,
       plan: null,
       title: it.title ?? it.contentId,
@@ -250,7 +309,24 @@ export class Dispatcher {
     if (!item || item.state === 'done') return;
     if (item.state === 'running') this.stopRunning(item, at, 'failed');
     this.endAttempt(item, at, 'failed', reason);
-    item.carried = true; // not again in this window
+    item.carriedUntil = this.winEnd[item.t]!; // not again in this window
+  }
+
+  /** Withdraws an item (its schedule went, or the terminal got the content some other way): a running delivery stops; an open attempt is recorded failed with `reason`. */
+  removeItem(key: string, at: number, reason: string): void {
+    const item = this.items.get(key);
+    if (!item) return;
+    if (item.state === 'running') this.stopRunning(item, at, 'failed');
+    this.endAttempt(item, at, 'failed', reason);
+    this.items.delete(key);
+    const list = this.byTerminal[item.t];
+    if (list) this.byTerminal[item.t] = list.filter((x) => x !== item);
+    this.dirty = true;
+  }
+
+  /** Something the dispatcher cannot see changed (a terminal called in): run admission at the next tick. */
+  wake(): void {
+    this.dirty = true;
   }
 
   // ---- reading ----
@@ -280,17 +356,7 @@ export class Dispatcher {
 
   tick(now: number): TickReport {
     if (!(now >= this.lastNow)) throw new RangeError(`tick(${now}) goes back in time (last ${this.lastNow})`);
-    const { plan } = this;
-    const last = Math.floor((now - plan.from) / plan.stepMs);
-    if (last >= plan.steps) throw new RangeError('tick past the planned horizon');
-    for (let s = this.nextStep; s <= last; s++) {
-      const at = plan.from + s * plan.stepMs;
-      this.advance(at);
-      for (const k of openedAt(plan, s)) this.opened(k);
-      for (const k of closedAt(plan, s)) this.closed(k, at);
-    }
-    this.nextStep = Math.max(this.nextStep, last + 1);
-    this.advance(now);
+    this.walk(now);
     const report: TickReport = { now, egressInUseBps: this.inUse };
     const every = this.opts.admitEveryMs;
     if (this.dirty || (every !== undefined && now - this.lastAdmit >= every)) {
@@ -306,6 +372,21 @@ export class Dispatcher {
     }
     report.egressInUseBps = this.inUse;
     return report;
+  }
+
+  /** Walks the plan steps up to `now`: progress, openings, closings. */
+  private walk(now: number): void {
+    const { plan } = this;
+    const last = Math.floor((now - plan.from) / plan.stepMs);
+    if (last >= plan.steps) throw new RangeError('tick past the planned horizon');
+    for (let s = this.nextStep; s <= last; s++) {
+      const at = plan.from + s * plan.stepMs;
+      this.advance(at);
+      for (const k of openedAt(plan, s)) this.opened(k);
+      for (const k of closedAt(plan, s)) this.closed(k, at);
+    }
+    this.nextStep = Math.max(this.nextStep, last + 1);
+    this.advance(now);
   }
 
   private advance(to: number): void {
@@ -343,7 +424,6 @@ export class Dispatcher {
       this.winStart[t] = start;
       this.winEnd[t] = end;
       this.openTerminals.add(t);
-      for (const item of this.byTerminal[t]!) item.carried = false;
     } else if (end > this.winEnd[t]!) this.winEnd[t] = end;
     this.openCount[t]!++;
     this.openOcc[t]!.push(k);
@@ -358,8 +438,12 @@ export class Dispatcher {
     occ.splice(i, 1);
     this.dirty = true;
     if (--this.openCount[t]! > 0) return;
+    this.closeItems(t, Math.min(at, this.winEnd[t]!));
+  }
+
+  /** The terminal's last window closed: running deliveries pause, open attempts are deferred. */
+  private closeItems(t: number, closeAt: number): void {
     this.openTerminals.delete(t);
-    const closeAt = Math.min(at, this.winEnd[t]!);
     for (const item of this.byTerminal[t]!) {
       if (item.state === 'running') {
         this.stopRunning(item, closeAt, 'paused');
@@ -367,7 +451,6 @@ export class Dispatcher {
       } else if (item.state === 'pending' && item.attemptId !== null) {
         this.endAttempt(item, closeAt, 'deferred', item.lastWait ?? 'window_closed');
       }
-      item.carried = false;
     }
     this.winStart[t] = NaN;
     this.winEnd[t] = NaN;
@@ -386,19 +469,25 @@ export class Dispatcher {
 
   private candidates(now: number): Candidate[] {
     const out: Candidate[] = [];
+    const reachable = this.opts.reachable;
     for (const t of this.openTerminals) {
       let cap: number | null | undefined;
       let link: LinkState | null | undefined;
+      const absent = reachable !== undefined && !reachable(this.terminals[t]!.id);
       for (const item of this.byTerminal[t]!) {
-        if (item.state !== 'pending' || item.carried) continue;
         const ws = this.winStart[t]!;
         const we = this.winEnd[t]!;
+        if (item.state !== 'pending' || item.carriedUntil >= we) continue;
         if (item.attemptId === null) {
           item.attempts++;
           item.attemptId = `${item.key}#${item.attempts}`;
           item.attemptBytes = 0;
           item.lastWait = null;
           this.record((r) => r.due({ id: item.attemptId!, terminalId: item.terminalId, contentId: item.contentId, scheduleId: item.scheduleId, dueAt: ws, windowEnd: we, deferrals: item.deferrals }));
+        }
+        if (absent) {
+          item.lastWait = 'terminal_absent';
+          continue;
         }
         if (!item.plan || item.plan.dueAt !== ws || item.plan.windowEnd !== we) item.plan = this.planItem(item, t, ws, we);
         item.plan.deferrals = item.deferrals;
@@ -459,12 +548,12 @@ export class Dispatcher {
       this.runningRate[item.t] += item.rate;
       this.running.add(item);
       this.record((r) => r.start(item.attemptId!, { at: now, rateBytesPerSecond: item.rate, source: this.opts.source ?? 'origin' }));
-      this.opts.sink.start(item, item.rate, now);
+      this.opts.sink.start(item, item.rate, now, this.winEnd[item.t]!);
     }
     for (const c of a.carry) {
       const item = this.items.get(c.id)!;
       this.endAttempt(item, now, 'deferred', c.reason);
-      item.carried = true;
+      item.carriedUntil = this.winEnd[item.t]!;
     }
     for (const w of a.wait) this.items.get(w.id)!.lastWait = w.reason;
   }

@@ -1,5 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { errorSchema } from '../core/http.ts';
+import { AppError } from '../core/errors.ts';
+import type { ProgressReport, ScheduleRunner, StreamEvent } from './runner.ts';
 import { PLAN_MAX_LIMIT, type ScheduleInput, type ScheduleService } from './service.ts';
 
 // Scheduled distribution over HTTP (#5): a terminal's distribution requests (S0.1,
@@ -99,9 +101,123 @@ const recordSchema = {
   },
 } as const;
 
-export function scheduleRoutes(deps: { schedules: ScheduleService }): FastifyPluginAsync {
+const orderSchema = {
+  type: 'object',
+  properties: {
+    terminalId: { type: 'string' },
+    contentId: { type: 'string' },
+    title: { type: 'string' },
+    totalSize: { type: 'integer' },
+    rateBytesPerSecond: { type: 'integer', description: 'the admitted rate: cap the download at it' },
+    windowEnd: { type: 'string', format: 'date-time', description: 'pause then; the rest comes in the next window' },
+    attempt: { type: 'string' },
+    issuedAt: { type: 'string', format: 'date-time' },
+  },
+} as const;
+
+/** How often a held order stream carries a comment line, so proxies and the agent see it alive. */
+const STREAM_KEEPALIVE_MS = 15_000;
+
+/** `runner` is absent on an origin that does not run the scheduler (SCHEDULER=off): delivery routes answer 503 there. */
+export function scheduleRoutes(deps: { schedules: ScheduleService; runner?: ScheduleRunner }): FastifyPluginAsync {
   const { schedules } = deps;
+  const runner = () => {
+    if (!deps.runner) throw new AppError('scheduler_elsewhere', 'This origin does not run the scheduler (SCHEDULER=off); call the one that does.', 503);
+    return deps.runner;
+  };
   return async (app) => {
+    const streams = new Set<() => void>();
+    // Held streams would keep the server from closing: end them first.
+    app.addHook('preClose', async () => {
+      for (const end of [...streams]) end();
+    });
+
+    app.post('/schedules/check-in', {
+      config: { access: 'terminal' },
+      schema: {
+        summary: 'Pull (S0.3): call in when a window opens; the answer is what to fetch now and when to call again',
+        description: 'orders: the deliveries admitted for this terminal (S0.6), each with the rate to cap it at and the window end to pause at. waiting: items due now that wait for the origin’s budget. nextCheckInAt: soon while a window is open, else the next opening.',
+        tags: ['schedules'],
+        response: {
+          200: {
+            type: 'object',
+            properties: {
+              terminalId: { type: 'string' },
+              at: { type: 'string', format: 'date-time' },
+              open: { type: 'boolean' },
+              orders: { type: 'array', items: orderSchema },
+              waiting: { type: 'integer' },
+              nextCheckInAt: { type: ['string', 'null'], format: 'date-time' },
+            },
+          },
+          503: errorSchema,
+        },
+      },
+      handler: async (req) => runner().checkIn(req.principal!.terminalId!),
+    });
+
+    app.get('/schedules/orders', {
+      config: { access: 'terminal' },
+      schema: {
+        summary: 'Push (S0.4): a held connection (server-sent events) the origin sends this terminal’s delivery orders down',
+        description: 'Events: `order` (a DeliveryOrder, as in check-in; the running ones are sent on connecting) and `stop` ({ contentId, reason }: window_closed or failed). A comment line every 15 s keeps it alive.',
+        tags: ['schedules'],
+        response: { 503: errorSchema },
+      },
+      handler: async (req, reply) => {
+        const r = runner();
+        reply.hijack();
+        const res = reply.raw;
+        res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
+        res.write(': cascade delivery orders\n\n');
+        const send = (e: StreamEvent) => res.write(`event: ${e.event}\ndata: ${JSON.stringify(e.data)}\n\n`);
+        const keepalive = setInterval(() => res.write(': keepalive\n\n'), STREAM_KEEPALIVE_MS);
+        const hangUp = r.openStream(req.principal!.terminalId!, send);
+        const end = () => {
+          clearInterval(keepalive);
+          hangUp();
+          streams.delete(end);
+          res.end();
+        };
+        streams.add(end);
+        req.raw.once('close', end);
+      },
+    });
+
+    app.put<{ Body: { url: string | null } }>('/schedules/push-address', {
+      config: { access: 'terminal' },
+      schema: {
+        summary: 'Push (S0.4): register the address the origin POSTs this terminal’s delivery orders to (null: remove it)',
+        description: 'The origin POSTs { token } — the order signed with the origin key (typ cascade-delivery-order) — when a delivery starts. Refusal: invalid_push_address (400).',
+        tags: ['schedules'],
+        body: { type: 'object', required: ['url'], additionalProperties: false, properties: { url: { type: ['string', 'null'], maxLength: 2000 } } },
+        response: { 200: { type: 'object', properties: { terminalId: { type: 'string' }, url: { type: ['string', 'null'] } } }, 400: errorSchema, 503: errorSchema },
+      },
+      handler: async (req) => runner().setPushAddress(req.principal!.terminalId!, req.body.url),
+    });
+
+    app.post<{ Body: ProgressReport }>('/schedules/deliveries/report', {
+      config: { access: 'terminal' },
+      schema: {
+        summary: 'Progress of a scheduled delivery (S0.7): bytes so far, and running, done, paused or failed',
+        description: 'continue: false when the origin no longer runs it (window closed, failed). Refusals: invalid_report (400), unknown_order (404), not_held (409: done while the holder registry lacks the content whole).',
+        tags: ['schedules'],
+        body: {
+          type: 'object',
+          required: ['contentId', 'bytes', 'state'],
+          additionalProperties: false,
+          properties: {
+            contentId: { type: 'string', pattern: '^[0-9a-f]{64}$' },
+            bytes: { type: 'integer', minimum: 0 },
+            state: { type: 'string', enum: ['running', 'done', 'paused', 'failed'] },
+            reason: { type: 'string', minLength: 1, maxLength: 200 },
+          },
+        },
+        response: { 200: { type: 'object', properties: { continue: { type: 'boolean' } } }, 400: errorSchema, 404: errorSchema, 409: errorSchema, 503: errorSchema },
+      },
+      handler: async (req) => runner().report(req.principal!.terminalId!, req.body),
+    });
+
     app.post<{ Body: ScheduleInput }>('/schedules', {
       config: { access: 'terminal' },
       schema: {

@@ -63,9 +63,18 @@ export interface ScheduleDeliveriesTable {
   updated_at: Date;
 }
 
+/** S0.4: a terminal that wants its deliveries pushed to an address it registered (rather than pulled, or over a held connection). */
+export interface SchedulePushAddressesTable {
+  terminal_id: string;
+  /** http(s) URL the origin POSTs signed delivery orders to. */
+  url: string;
+  updated_at: Date;
+}
+
 export interface ScheduleTables {
   schedules: SchedulesTable;
   schedule_deliveries: ScheduleDeliveriesTable;
+  schedule_push_addresses: SchedulePushAddressesTable;
 }
 
 export const schedulesMigration: Migration = {
@@ -108,5 +117,16 @@ export const schedulesMigration: Migration = {
     await db.schema.createIndex('schedule_deliveries_item').on('schedule_deliveries').columns(['terminal_id', 'content_id', 'created_at']).execute();
     // At most one open attempt per (terminal, content): a dispatcher retrying `recordDue` gets the same row.
     await sql`create unique index schedule_deliveries_open on schedule_deliveries (terminal_id, content_id) where outcome in ('due', 'running')`.execute(db);
+  },
+};
+
+export const schedulePushMigration: Migration = {
+  async up(db: Kysely<any>) {
+    await db.schema
+      .createTable('schedule_push_addresses')
+      .addColumn('terminal_id', 'text', (c) => c.primaryKey().references('terminals.id').onDelete('cascade'))
+      .addColumn('url', 'text', (c) => c.notNull())
+      .addColumn('updated_at', 'timestamptz', (c) => c.notNull())
+      .execute();
   },
 };

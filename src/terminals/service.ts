@@ -242,6 +242,19 @@ export class TerminalService {
     return recorded;
   }
 
+  /** The latest heartbeat of each terminal that sent one (buffered or stored, whichever is newer): the scheduler's link states (S0.6). */
+  async latestStates(ids: readonly string[]): Promise<Map<string, TerminalState>> {
+    const out = new Map<string, TerminalState>();
+    for (let i = 0; i < ids.length; i += 1000) {
+      const rows = await this.db.selectFrom('terminals').select(['id', 'last_state']).where('id', 'in', ids.slice(i, i + 1000)).execute();
+      for (const r of rows) {
+        const s = newerState(r.last_state, this.beats.latest(r.id));
+        if (s) out.set(r.id, s);
+      }
+    }
+    return out;
+  }
+
   /** Writes all buffered heartbeats in one statement; returns the rows written. Flushes never overlap. */
   flush(): Promise<number> {
     const run = this.flushChain.then(() => this.beats.drain((batch) => this.writeBatch(batch)));
