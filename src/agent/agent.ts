@@ -293,6 +293,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
         const b = store.get(id)!.manifest.body;
         return i === b.pieces.length - 1 ? b.totalSize - i * b.pieceSize : b.pieceSize;
       },
+      heldPieces: (id) => store.get(id)?.have ?? new Set(),
       clock: opts.clock ?? systemClock,
       logger,
       pushUrl: `${url}/schedule/orders`,

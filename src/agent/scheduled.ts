@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { createParser } from 'eventsource-parser';
 import type { Logger } from 'pino';
 import { request } from 'undici';
@@ -50,6 +51,8 @@ export interface ScheduledOptions {
   fetch: (contentId: string, extra: Partial<DownloadOptions>) => Promise<DownloadResult>;
   /** The size of piece `index` of a content being fetched (for byte counts). */
   pieceLength: (contentId: string, index: number) => number;
+  /** Pieces of a content already in the store (a resumed delivery does not count them again). */
+  heldPieces: (contentId: string) => ReadonlySet<number>;
   clock: WaitClock;
   logger: Logger;
   /** address mode: the URL the origin is to POST orders to. */
@@ -57,6 +60,8 @@ export interface ScheduledOptions {
   reportMs?: number;
   /** Back-off after the origin could not be reached, ms (doubles up to 16×). */
   retryMs?: number;
+  /** pull: call in at least this often, so schedules added meanwhile are seen (default 15 min). */
+  maxSleepMs?: number;
   onEvent?: (e: ScheduledEvent) => void;
 }
 
@@ -91,6 +96,11 @@ export class ScheduledDeliveries {
     await this.loop?.catch(() => {});
   }
 
+  /** pull: call in now rather than at the next opening (a schedule was just added). */
+  wakeUp(): void {
+    this.wake.abort();
+  }
+
   /** Contents being fetched on schedule now. */
   running(): string[] {
     return [...this.active.keys()];
@@ -112,21 +122,21 @@ export class ScheduledDeliveries {
   private async pullLoop(): Promise<void> {
     let failures = 0;
     while (!this.closing.signal.aborted) {
-      let next: number;
       try {
         const view = await this.opts.api().post<CheckIn>('/schedules/check-in');
         failures = 0;
         this.emit({ event: 'check-in', nextCheckInAt: view.nextCheckInAt });
         for (const o of view.orders) this.run(o);
-        // Nothing ever opens again: look again in an hour (a schedule may be added).
-        next = view.nextCheckInAt ? Date.parse(view.nextCheckInAt) : this.opts.clock.now() + 3_600_000;
+        // Never later than maxSleepMs: a schedule added meanwhile may open sooner.
+        const latest = this.opts.clock.now() + (this.opts.maxSleepMs ?? 900_000);
+        const next = view.nextCheckInAt ? Math.min(Date.parse(view.nextCheckInAt), latest) : latest;
+        await this.opts.clock.sleepUntil(next, this.wake.signal);
+        if (this.wake.signal.aborted) this.wake = new AbortController();
       } catch (err) {
         failures++;
         this.opts.logger.warn({ code: (err as AppError).code, err: (err as Error).message }, 'check-in failed');
-        next = this.opts.clock.now() + this.backoff(failures);
+        await this.backoff(failures);
       }
-      await this.opts.clock.sleepUntil(next, this.wake.signal);
-      if (this.wake.signal.aborted) this.wake = new AbortController();
     }
   }
 
@@ -152,14 +162,14 @@ export class ScheduledDeliveries {
             else if (e.event === 'stop') this.stopOne(e.data.contentId, 'origin_stopped');
           },
         });
-        res.body.setEncoding('utf8');
-        for await (const chunk of res.body) parser.feed(chunk as string);
+        const text = new TextDecoder();
+        for await (const chunk of res.body) parser.feed(text.decode(chunk as Buffer, { stream: true }));
         throw new AppError('stream_ended', 'The origin closed the order stream.', 503);
       } catch (err) {
         if (this.closing.signal.aborted) return;
         failures++;
         this.opts.logger.warn({ code: (err as AppError).code, err: (err as Error).message }, 'order stream lost; reconnecting');
-        await this.opts.clock.sleepUntil(this.opts.clock.now() + this.backoff(failures), this.closing.signal);
+        await this.backoff(failures);
       }
     }
   }
@@ -173,7 +183,7 @@ export class ScheduledDeliveries {
       } catch (err) {
         failures++;
         this.opts.logger.warn({ code: (err as AppError).code, err: (err as Error).message }, 'registering the push address failed');
-        await this.opts.clock.sleepUntil(this.opts.clock.now() + this.backoff(failures), this.closing.signal);
+        await this.backoff(failures);
       }
     }
   }
@@ -203,6 +213,7 @@ export class ScheduledDeliveries {
     const { order } = a;
     const { clock } = this.opts;
     let bytes = 0;
+    const had = new Set(this.opts.heldPieces(order.contentId));
     // Pause when the window closes, by this terminal's clock.
     void clock.sleepUntil(Date.parse(order.windowEnd), a.stop.signal).then(() => {
       if (!a.stop.signal.aborted) {
@@ -216,7 +227,7 @@ export class ScheduledDeliveries {
         downRate: order.rateBytesPerSecond,
         signal: a.stop.signal,
         onPiece: (i) => {
-          bytes += this.opts.pieceLength(order.contentId, i);
+          if (!had.has(i)) bytes += this.opts.pieceLength(order.contentId, i);
         },
       });
       clearInterval(reporter);
@@ -248,8 +259,10 @@ export class ScheduledDeliveries {
     }
   }
 
-  private backoff(failures: number): number {
-    return (this.opts.retryMs ?? 5000) * 2 ** Math.min(failures - 1, 4);
+  /** Waits before trying the origin again: real time (a network matter, not a schedule), doubling up to 16×. */
+  private async backoff(failures: number): Promise<void> {
+    const ms = (this.opts.retryMs ?? 5000) * 2 ** Math.min(failures - 1, 4);
+    await sleep(ms, undefined, { signal: this.closing.signal }).catch(() => {});
   }
 
   private emit(e: ScheduledEvent): void {

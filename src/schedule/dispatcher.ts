@@ -98,7 +98,7 @@ export interface DeliverySink {
   start(d: Delivery, rateBytesPerSecond: number, at: number, windowEnd: number): void;
   /** The transfer stops: all bytes through, the window closed, or failed. */
   stop?(d: Delivery, at: number, why: 'done' | 'paused' | 'failed'): void;
-  /** Bytes sent over (fromMs, toMs]; omitted: rate × elapsed (simulated). Capped to what is left. */
+  /** Bytes sent over (fromMs, toMs] (capped to what is left); omitted: rate × elapsed, and reaching the size ends the delivery (simulated). A sink that reports bytes ends deliveries with `complete`. */
   progress?(d: Delivery, fromMs: number, toMs: number): number;
 }
 
@@ -307,9 +307,22 @@ export class Dispatcher {
   fail(key: string, reason: string, at: number): void {
     const item = this.items.get(key);
     if (!item || item.state === 'done') return;
+    this.advance(at); // the bytes it did send count
     if (item.state === 'running') this.stopRunning(item, at, 'failed');
     this.endAttempt(item, at, 'failed', reason);
     item.carriedUntil = this.winEnd[item.t]!; // not again in this window
+  }
+
+  /** The sink says the terminal has it all (production: the holder registry confirms it): done now, whatever the byte count says. */
+  complete(key: string, at: number): void {
+    const item = this.items.get(key);
+    if (!item || item.state !== 'running') return;
+    this.advance(at); // the bytes reported up to now belong to this attempt
+    if (item.state !== 'running') return;
+    item.bytesDone = item.totalSize;
+    this.stopRunning(item, at, 'done');
+    this.endAttempt(item, at, 'done', null);
+    item.state = 'done';
   }
 
   /** Withdraws an item (its schedule went, or the terminal got the content some other way): a running delivery stops; an open attempt is recorded failed with `reason`. */
@@ -391,16 +404,18 @@ export class Dispatcher {
 
   private advance(to: number): void {
     const from = this.lastNow;
-    if (to <= from) return;
+    const sink = this.opts.sink;
+    // A sink that reports bytes is asked even when no time passed (a delivery may end at the same instant).
+    if (to < from || (to === from && !sink.progress)) return;
     for (const item of this.running) {
       const end = Math.min(to, this.winEnd[item.t]!);
-      if (end <= from) continue;
+      if (end < from || (end === from && !sink.progress)) continue;
       const left = item.totalSize - item.bytesDone;
-      const sink = this.opts.sink;
       let sent = sink.progress ? sink.progress(item, from, end) : (item.rate * (end - from)) / 1000;
       if (!(sent > 0)) continue;
-      if (sent >= left) {
-        const doneAt = sink.progress ? end : Math.min(end, from + Math.ceil((left / item.rate) * 1000));
+      if (sink.progress) sent = Math.min(sent, Math.max(0, left)); // a reporting sink ends deliveries with `complete`
+      else if (sent >= left) {
+        const doneAt = Math.min(end, from + Math.ceil((left / item.rate) * 1000));
         sent = left;
         item.bytesDone = item.totalSize;
         item.attemptBytes += sent;
@@ -408,10 +423,10 @@ export class Dispatcher {
         this.endAttempt(item, doneAt, 'done', null);
         item.state = 'done';
         this.dirty = true;
-      } else {
-        item.bytesDone += sent;
-        item.attemptBytes += sent;
+        continue;
       }
+      item.bytesDone += sent;
+      item.attemptBytes += sent;
     }
     this.lastNow = to;
   }

@@ -113,7 +113,6 @@ interface Running {
   reported: number;
   /** Reported but not yet handed to the dispatcher. */
   unclaimed: number;
-  done: boolean;
 }
 
 const STEP_MS = 60_000;
@@ -125,11 +124,15 @@ export class ScheduleRunner {
   private dispatcher: Dispatcher | null = null;
   private readonly terminals = new Map<string, DispatchTerminal>();
   private readonly running = new Map<string, Running>();
+  /** Orders paused by their window's end, until the next window: the agent's final count may still come. */
+  private readonly closedAtWindowEnd = new Map<string, DeliveryOrder>();
   private readonly streams = new Map<string, Set<(e: StreamEvent) => void>>();
   private readonly pushUrls = new Map<string, string>();
   private readonly calledIn = new Map<string, number>();
   /** Failures found outside a tick (a push that could not be delivered); applied at the next. */
   private readonly failures: { key: string; reason: string }[] = [];
+  /** Deliveries the holder registry confirmed whole; applied at the next step. */
+  private readonly completions: string[] = [];
   private chain: Promise<unknown> = Promise.resolve();
   private lastNow = 0;
   private timer: NodeJS.Timeout | null = null;
@@ -183,7 +186,9 @@ export class ScheduleRunner {
     return this.serial(async () => {
       const now = this.now();
       this.calledIn.set(terminalId, now);
-      if (this.terminals.has(terminalId)) await this.loadItems(terminalId);
+      // A schedule added on another origin process may not have reached us yet (the bus is asynchronous).
+      if (!this.terminals.has(terminalId) && (await this.hasSchedules(terminalId))) await this.loadTerminals();
+      await this.loadItems(terminalId);
       this.dispatcher?.wake();
       await this.step();
       return this.view(terminalId, now);
@@ -238,6 +243,11 @@ export class ScheduleRunner {
     return this.serial(async () => {
       const key = `${terminalId}/${input.contentId}`;
       const r = this.running.get(key);
+      const closed = this.closedAtWindowEnd.get(key);
+      if (!r && closed && input.state !== 'done') {
+        await this.deps.schedules.amendClosedBytes(terminalId, input.contentId, Date.parse(closed.windowEnd), input.bytes);
+        return { continue: false };
+      }
       if (!r) throw notFound('unknown_order', 'Nothing scheduled is running for this terminal and content (it ended, or its window closed); call in again.');
       const now = this.now();
       if (input.state === 'done') {
@@ -254,7 +264,7 @@ export class ScheduleRunner {
         r.unclaimed += input.bytes - r.reported;
         r.reported = input.bytes;
       }
-      if (input.state === 'done') r.done = true;
+      if (input.state === 'done') this.completions.push(key);
       else if (input.state === 'failed') this.failures.push({ key, reason: input.reason ?? 'terminal_failed' });
       else if (input.state === 'paused' && Date.parse(r.order.windowEnd) - now > CLOSE_SLACK_MS) this.failures.push({ key, reason: input.reason ?? 'terminal_paused' });
       await this.step();
@@ -280,7 +290,8 @@ export class ScheduleRunner {
       attempt: d.attemptId ?? d.key,
       issuedAt: new Date(at).toISOString(),
     };
-    this.running.set(d.key, { order, lastReportAt: at, reported: 0, unclaimed: 0, done: false });
+    this.running.set(d.key, { order, lastReportAt: at, reported: 0, unclaimed: 0 });
+    this.closedAtWindowEnd.delete(d.key);
     const streams = this.streams.get(d.terminalId);
     const url = this.pushUrls.get(d.terminalId);
     if (streams) for (const send of streams) send({ event: 'order', data: order });
@@ -289,22 +300,21 @@ export class ScheduleRunner {
   }
 
   private stopped(d: Delivery, why: 'done' | 'paused' | 'failed'): void {
+    const r = this.running.get(d.key);
     this.running.delete(d.key);
+    if (why === 'paused' && r) this.closedAtWindowEnd.set(d.key, r.order);
     if (why === 'done') return;
     const reason = why === 'paused' ? 'window_closed' : 'failed';
     for (const send of this.streams.get(d.terminalId) ?? []) send({ event: 'stop', data: { contentId: d.contentId, reason } });
   }
 
-  /** Reported bytes since the last call; all that is left once the terminal holds it whole. */
+  /** Reported bytes since the last call. A delivery is done when the holder registry says so (`complete`), not by a count. */
   private claim(d: Delivery): number {
     const r = this.running.get(d.key);
     if (!r) return 0;
-    const left = d.totalSize - d.bytesDone;
-    if (r.done) return left;
     const b = r.unclaimed;
     r.unclaimed = 0;
-    // Not done until the holder registry says so, whatever the byte count says.
-    return Math.min(b, Math.max(0, left - 1));
+    return b;
   }
 
   private async pushTo(url: string, key: string, order: DeliveryOrder): Promise<void> {
@@ -347,6 +357,7 @@ export class ScheduleRunner {
     for (const [key, r] of this.running) {
       if (now - r.lastReportAt > (this.deps.silentMs ?? 120_000)) this.failures.push({ key, reason: 'terminal_silent' });
     }
+    for (const key of this.completions.splice(0)) d.complete(key, now);
     for (const f of this.failures.splice(0)) d.fail(f.key, f.reason, now);
     await this.refreshLinks(d);
     d.tick(now);
@@ -422,8 +433,13 @@ export class ScheduleRunner {
       d.addItem({ terminalId, contentId: i.contentId, totalSize: i.totalSize, scheduleId: i.scheduleId, priority: i.priority, title: i.title, deferrals: i.deferrals });
     }
     for (const item of [...d.deliveries()]) {
-      if (item.terminalId === terminalId && !due.has(item.key) && item.state !== 'done') d.removeItem(item.key, this.now(), 'unscheduled');
+      // A running one ends by its own report, its window or silence: its holdings may turn whole just before "done" arrives.
+      if (item.terminalId === terminalId && !due.has(item.key) && item.state === 'pending') d.removeItem(item.key, this.now(), 'unscheduled');
     }
+  }
+
+  private async hasSchedules(terminalId: string): Promise<boolean> {
+    return !!(await this.deps.db.selectFrom('schedules').select('id').where('terminal_id', '=', terminalId).limit(1).executeTakeFirst());
   }
 
   private async onSchedulesChanged(terminalId: string): Promise<void> {

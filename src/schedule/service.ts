@@ -462,6 +462,25 @@ export class ScheduleService {
     return toRecord(row);
   }
 
+  /**
+   * A terminal's last word on an attempt that ended when its window closed (its final
+   * count arrives after the origin closed the window): raises that record's bytes, never
+   * lowers them. Returns whether a record matched.
+   */
+  async amendClosedBytes(terminalId: string, contentId: string, windowEnd: number, bytes: number): Promise<boolean> {
+    if (!Number.isSafeInteger(bytes) || bytes < 0) throw badRequest('invalid_bytes', 'bytes is a whole number ≥ 0.');
+    const res = await this.db
+      .updateTable('schedule_deliveries')
+      .set({ bytes: sql`greatest(bytes, ${bytes})` as any, updated_at: new Date(this.clock.now()) })
+      .where('terminal_id', '=', terminalId)
+      .where('content_id', '=', contentId)
+      .where('window_end', '=', new Date(windowEnd))
+      .where('outcome', '=', 'deferred')
+      .where('reason', '=', 'window_closed')
+      .executeTakeFirst();
+    return Number(res.numUpdatedRows) > 0;
+  }
+
   /** Open attempts (due or running), oldest first: what a restarted dispatcher picks up. */
   async openDeliveries(opts: { terminalId?: string; limit?: number } = {}): Promise<DeliveryRecord[]> {
     let q = this.db.selectFrom('schedule_deliveries').selectAll().where('outcome', 'in', ['due', 'running']);

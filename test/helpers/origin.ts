@@ -27,11 +27,11 @@ export interface TestOrigin extends Origin {
 let userCounter = 0;
 
 /** An origin on a random loopback port, with a temporary data directory and a manual clock. */
-export async function startTestOrigin(opts: { engine?: TestEngine; config?: Partial<Config> } = {}): Promise<TestOrigin> {
+export async function startTestOrigin(opts: { engine?: TestEngine; config?: Partial<Config>; /** the clock's start, ms (default: now) */ now?: number } = {}): Promise<TestOrigin> {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'cascade-origin-'));
   const engine = opts.engine ?? testEngines()[0];
   const db = await engine.open();
-  const clock = new ManualClock(Date.now());
+  const clock = new ManualClock(opts.now ?? Date.now());
   // Every wallet starts with ample sign-up credit, so tests about other things can download priced
   // content; ledger tests set signupCredit: 0 and pay their own way.
   const config = { ...loadConfig({}), port: 0, dataDir, logLevel: 'silent', signupCredit: 1_000_000_000, ...opts.config };
