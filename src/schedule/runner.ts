@@ -462,11 +462,12 @@ export class ScheduleRunner {
     const d = this.dispatcher;
     const open = !!t && !!d && d.isOpen(terminalId);
     let waiting = 0;
-    if (d) for (const item of d.deliveries()) if (item.terminalId === terminalId && item.state === 'pending' && open) waiting++;
+    if (d && open) for (const item of d.deliveries()) if (item.terminalId === terminalId && item.state === 'pending') waiting++;
     let next: number | null = null;
     if (t) {
       const o = nextOpening(t.windows, now);
-      if (o?.open) next = Math.min(now + (this.deps.recheckMs ?? 60_000), o.end);
+      // Waiting for the budget: sooner, its turn may come any moment.
+      if (o?.open) next = Math.min(now + (waiting > 0 ? 10_000 : (this.deps.recheckMs ?? 60_000)), o.end);
       else if (o) next = o.start;
     }
     return { terminalId, at: new Date(now).toISOString(), open, orders: this.orders(terminalId), waiting, nextCheckInAt: next === null ? null : new Date(next).toISOString() };

@@ -109,89 +109,86 @@ for (const engine of testEngines()) {
       rmSync(work, { recursive: true, force: true });
     });
 
-    test('pull (S0.3): wakes at the opening, fetches at the window cap, pauses at its end, resumes in the next window from the verified pieces', async () => {
-      const contentId = await publish('Pull news');
-      const events: ScheduledEvent[] = [];
-      const a = await agent('puller', 'pull', events);
+    test('pull (S0.3) and push (S0.4): nothing before the window; at its opening the origin pushes to the stream and the address, the pull agent wakes and calls in; the window closes mid-transfer and the rest comes in the next window', async () => {
+      // --- before window A ---
+      const pullId = await publish('Pull news');
+      const streamId = await publish('Stream news');
+      const addressId = await publish('Address news');
+      const ev = { pull: [] as ScheduledEvent[], stream: [] as ScheduledEvent[], address: [] as ScheduledEvent[] };
+      const puller = await agent('puller', 'pull', ev.pull);
+      const streamer = await agent('streamer', 'stream', ev.stream);
+      const addressee = await agent('addressee', 'address', ev.address);
       // 128 KiB/s: the 1 MiB content takes ~8 s, time enough to close the window part way.
       const cap = 128 * 1024;
-      await o.schedules.create(a.terminalId, { select: { contentId }, windows: [win(W - MIN, W, cap), win(W + MIN, W + 2 * MIN, cap)] });
-      a.scheduled!.wakeUp();
-      await until(() => events.some((e) => e.event === 'check-in' && e.nextCheckInAt === new Date(W - MIN).toISOString()), 'a check-in that names window A as the next call');
-      await until(() => o.clock.sleepers > 0, 'the agent asleep until its window');
-      assert.equal(a.store.get(contentId), undefined, 'nothing fetched before the window');
-      assert.deepEqual((await history(a.terminalId, contentId)).length, 0);
-
-      // Window A opens: the agent wakes by itself, calls in and gets the order at the cap.
-      o.clock.set(W - MIN);
-      await until(() => events.some((e) => e.event === 'order'), 'the order in window A');
-      await until(() => (a.store.get(contentId)?.have.size ?? 0) >= 3, 'three verified pieces');
-      const running = await history(a.terminalId, contentId);
-      assert.equal(running.length, 1);
-      assert.equal(running[0]!.outcome, 'running');
-      assert.equal(running[0]!.source, 'origin');
-      assert.equal(running[0]!.dueAt, new Date(W - MIN).toISOString());
-
-      // Window A closes mid-transfer: the agent pauses by its own clock and says so; the origin defers the rest.
-      o.clock.set(W);
-      await until(() => events.some((e) => e.event === 'paused'), 'the pause at the window end');
+      await o.schedules.create(puller.terminalId, { select: { contentId: pullId }, windows: [win(W - MIN, W, cap), win(W + MIN, W + 2 * MIN, cap)] });
+      // Capped too: an uncapped window would be given the whole egress budget (S0.6), and the others would wait for it.
+      await o.schedules.create(streamer.terminalId, { select: { contentId: streamId }, windows: [win(W - MIN, W, 8 * cap)] });
+      await o.schedules.create(addressee.terminalId, { select: { contentId: addressId }, windows: [win(W - MIN, W, 8 * cap)] });
+      puller.scheduled!.wakeUp();
+      await until(() => ev.pull.some((e) => e.event === 'check-in' && e.nextCheckInAt === new Date(W - MIN).toISOString()), 'a check-in that names window A as the next call');
+      await until(async () => (await o.db.db.selectFrom('schedule_push_addresses').select('url').where('terminal_id', '=', addressee.terminalId).executeTakeFirst())?.url === `${addressee.url}/schedule/orders`, 'the registered address');
+      await until(() => o.clock.sleepers > 0, 'the pull agent asleep until its window');
       await o.scheduler!.tick();
-      const held = a.store.get(contentId)!.have.size;
+      for (const [a, id] of [[puller, pullId], [streamer, streamId], [addressee, addressId]] as const) {
+        assert.equal(a.store.get(id), undefined, 'nothing fetched before the window');
+        assert.equal((await history(a.terminalId, id)).length, 0, 'nothing due before the window');
+      }
+      assert.deepEqual([...ev.stream, ...ev.address], []);
+
+      // --- window A opens: the origin's step pushes; the pull agent wakes by itself ---
+      o.clock.set(W - MIN);
+      await o.scheduler!.tick();
+      await until(() => ev.stream.some((e) => e.event === 'delivered'), 'the delivery pushed down the stream');
+      await until(() => ev.address.some((e) => e.event === 'delivered'), 'the delivery pushed to the address');
+      await until(() => ev.pull.some((e) => e.event === 'order'), 'the pull agent’s order in window A');
+      await until(() => (puller.store.get(pullId)?.have.size ?? 0) >= 3, 'three verified pieces');
+      await o.scheduler!.tick();
+      for (const [a, id] of [[streamer, streamId], [addressee, addressId]] as const) {
+        const r = await history(a.terminalId, id);
+        assert.deepEqual(r.map((x) => [x.outcome, x.source, x.bytes, x.dueAt, x.startedAt]), [['done', 'origin', SIZE, new Date(W - MIN).toISOString(), new Date(W - MIN).toISOString()]]);
+        assert.ok(a.store.list().find((c) => c.id === id)?.complete);
+      }
+      const running = await history(puller.terminalId, pullId);
+      assert.deepEqual(running.map((r) => [r.outcome, r.source, r.dueAt]), [['running', 'origin', new Date(W - MIN).toISOString()]]);
+
+      // --- window A closes mid-transfer: the pull agent pauses by its own clock; the origin defers the rest ---
+      o.clock.set(W);
+      await until(() => ev.pull.some((e) => e.event === 'paused'), 'the pause at the window end');
+      await o.scheduler!.tick();
+      const held = puller.store.get(pullId)!.have.size;
       assert.ok(held >= 3 && held < PIECES, `paused part way (${held} of ${PIECES} pieces)`);
-      const paused = await history(a.terminalId, contentId);
+      const paused = await history(puller.terminalId, pullId);
       assert.equal(paused[0]!.outcome, 'deferred');
       assert.equal(paused[0]!.reason, 'window_closed');
       assert.equal(paused[0]!.endedAt, new Date(W).toISOString());
-      assert.ok(paused[0]!.bytes > 0 && paused[0]!.bytes < SIZE, `bytes of attempt 1: ${paused[0]!.bytes}`);
 
-      // Window B: it wakes again, resumes from the verified pieces and finishes.
-      await until(() => o.clock.sleepers > 0 && events.filter((e) => e.event === 'check-in').some((e) => e.nextCheckInAt === new Date(W + MIN).toISOString()), 'asleep until window B');
+      // --- window B: it wakes again, resumes from the verified pieces and finishes ---
+      await until(() => o.clock.sleepers > 0 && ev.pull.some((e) => e.event === 'check-in' && e.nextCheckInAt === new Date(W + MIN).toISOString()), 'asleep until window B');
       o.clock.set(W + MIN);
-      await until(() => events.some((e) => e.event === 'delivered'), 'delivery in window B', 30_000);
+      await until(() => ev.pull.some((e) => e.event === 'delivered'), 'delivery in window B', 30_000);
       await o.scheduler!.tick();
-      const records = await history(a.terminalId, contentId);
-      assert.deepEqual(records.map((r) => [r.outcome, r.reason, r.deferrals]), [
-        ['deferred', 'window_closed', 0],
-        ['done', null, 1],
+      const records = await history(puller.terminalId, pullId);
+      assert.deepEqual(records.map((r) => [r.outcome, r.reason, r.deferrals, r.dueAt]), [
+        ['deferred', 'window_closed', 0, new Date(W - MIN).toISOString()],
+        ['done', null, 1, new Date(W + MIN).toISOString()],
       ]);
-      assert.equal(records[1]!.dueAt, new Date(W + MIN).toISOString());
       // Nothing fetched twice: the two attempts' bytes add up to the content.
-      const delivered = events.find((e) => e.event === 'delivered')!;
+      const delivered = ev.pull.find((e) => e.event === 'delivered')!;
       assert.equal(delivered.bytes! + held * PIECE, SIZE);
-      assert.equal(records[0]!.bytes + records[1]!.bytes, SIZE, JSON.stringify([records.map((r) => r.bytes), held, delivered.bytes]));
-      assert.ok(a.store.list().find((c) => c.id === contentId)?.complete);
-      // Delivered: the plan no longer lists it.
-      assert.equal((await o.schedules.plan(a.terminalId)).items.length, 0);
+      assert.equal(records[0]!.bytes + records[1]!.bytes, SIZE, JSON.stringify(records.map((r) => r.bytes)));
+      assert.ok(puller.store.list().find((c) => c.id === pullId)?.complete);
+      // Delivered: the plans no longer list them.
+      for (const a of [puller, streamer, addressee]) assert.deepEqual((await o.schedules.plan(a.terminalId)).items, []);
     });
 
-    test('push (S0.4) over a held event stream: the origin sends the order at the opening', async () => {
-      // Window B is open now (origin time W + 1 min, set by the pull test; the window runs to W + 2 min).
-      o.clock.set(Math.max(o.clock.now(), W + MIN));
-      const contentId = await publish('Stream news');
-      const events: ScheduledEvent[] = [];
-      const a = await agent('streamer', 'stream', events);
-      await o.schedules.create(a.terminalId, { select: { contentId }, windows: [win(W + MIN, W + 2 * MIN)] });
-      await until(() => o.scheduler!.orders(a.terminalId).length > 0 || events.some((e) => e.event === 'order'), 'the order pushed down the stream');
-      await until(() => events.some((e) => e.event === 'delivered'), 'the pushed delivery');
-      await o.scheduler!.tick();
-      const records = await history(a.terminalId, contentId);
-      assert.deepEqual(records.map((r) => [r.outcome, r.source]), [['done', 'origin']]);
-      assert.equal(records[0]!.bytes, SIZE);
-      assert.ok(a.store.list().find((c) => c.id === contentId)?.complete);
-    });
-
-    test('push (S0.4) to a registered address: the origin POSTs a signed order; forged and foreign orders are refused', async () => {
-      o.clock.set(Math.max(o.clock.now(), W + MIN));
-      const contentId = await publish('Address news');
-      const events: ScheduledEvent[] = [];
-      const a = await agent('addressee', 'address', events);
-      await until(async () => (await o.db.db.selectFrom('schedule_push_addresses').select('url').where('terminal_id', '=', a.terminalId).executeTakeFirst())?.url === `${a.url}/schedule/orders`, 'the registered address');
-
-      // Refusals first: nothing is fetched for them.
+    test('push to an address: orders without the origin’s signature, or for another terminal, are refused and nothing is fetched', async () => {
+      const contentId = await publish('Forged news');
+      const a = await agent('forged-to', 'address');
       const order = { terminalId: a.terminalId, contentId, title: 'x', totalSize: SIZE, rateBytesPerSecond: 1e6, windowEnd: new Date(W + 2 * MIN).toISOString(), attempt: 'forged#1', issuedAt: new Date().toISOString() };
       const forged = encodeToken({ typ: ORDER_TOKEN_TYPE, ...order }, generateKeyPair().privateKey);
       const foreign = encodeToken({ typ: ORDER_TOKEN_TYPE, ...order, terminalId: 'trm_someone_else' }, o.keys.privateKey);
-      for (const [token, why] of [[forged, 'bad_signature'], [foreign, 'another terminal'], [42, 'not a token']] as const) {
+      const wrongType = encodeToken({ typ: 'cascade-grant', ...order }, o.keys.privateKey);
+      for (const [token, why] of [[forged, 'bad signature'], [foreign, 'another terminal'], [wrongType, 'not an order'], [42, 'not a token']] as const) {
         const res = await request(`${a.url}/schedule/orders`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token }) });
         const body = (await res.body.json()) as any;
         assert.equal(res.statusCode, 400, why);
@@ -199,11 +196,11 @@ for (const engine of testEngines()) {
       }
       assert.equal(a.store.get(contentId), undefined);
       assert.deepEqual(a.scheduled!.running(), []);
-
-      await o.schedules.create(a.terminalId, { select: { contentId }, windows: [win(W + MIN, W + 2 * MIN)] });
-      await until(() => events.some((e) => e.event === 'delivered'), 'the delivery pushed to the address');
-      await o.scheduler!.tick();
-      assert.deepEqual((await history(a.terminalId, contentId)).map((r) => r.outcome), ['done']);
+      // An agent in another mode takes no pushed orders at all.
+      const puller = agents.find((x) => x.scheduled && x !== a && x.store.list().some((c) => c.complete))!;
+      const res = await request(`${puller.url}/schedule/orders`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token: foreign }) });
+      assert.equal(res.statusCode, 409);
+      assert.equal(((await res.body.json()) as any).error.code, 'not_push_mode');
     });
 
     test('refusals: reports for nothing running, "done" the holder registry does not confirm, bad push addresses — nothing changes', async () => {
