@@ -4,6 +4,7 @@ import { cascadeHome, readProfile } from './profile.ts';
 import { AppError } from '../core/errors.ts';
 import { createLogger } from '../core/logger.ts';
 import { startAgent } from '../agent/agent.ts';
+import { SCHEDULE_MODES, type ScheduleMode } from '../agent/scheduled.ts';
 import { parseRate } from '../transfer/token-bucket.ts';
 
 export function registerAgent(program: Command) {
@@ -21,6 +22,7 @@ export function registerAgent(program: Command) {
     .option('--network <label>', 'network label (e.g. the building or ISP), used to pick nearby peers')
     .option('--get <contentId...>', 'content to fetch once started')
     .option('--stall-ms <ms>', 'give up on a source after this long without bytes', (v) => Number(v), 5000)
+    .option('--schedule <mode>', 'get scheduled deliveries (#5): pull (call in when a window opens), stream (hold a connection the origin pushes down) or address (the origin POSTs to this agent)', parseMode)
     .option('--cpu-load <share>', 'report this CPU load (0..1) instead of measuring the machine (labs where many agents share one machine)', parseShare)
     .action(async (opts) => {
       const g = program.opts();
@@ -47,6 +49,8 @@ export function registerAgent(program: Command) {
         downRate: opts.downRate,
         downloads: { stallMs: opts.stallMs },
         cpuLoad: opts.cpuLoad === undefined ? undefined : () => opts.cpuLoad,
+        schedule: opts.schedule,
+        onScheduleEvent: (e) => say({ ...e, event: `schedule.${e.event}` }),
         logger: createLogger(process.env.LOG_LEVEL ?? 'warn', 'agent'),
       });
       say({ event: 'ready', terminalId: agent.terminalId, url: agent.url });
@@ -69,6 +73,11 @@ export function registerAgent(program: Command) {
         say({ event: 'done', ...result });
       }
     });
+}
+
+function parseMode(v: string): ScheduleMode {
+  if (!(SCHEDULE_MODES as readonly string[]).includes(v)) throw new AppError('invalid_argument', `--schedule is one of ${SCHEDULE_MODES.join(', ')}, got "${v}".`);
+  return v as ScheduleMode;
 }
 
 function parseShare(v: string): number {
