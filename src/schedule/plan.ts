@@ -7,7 +7,7 @@ import { allOccurrences, nextOpening, occurrences, type Opening, type Window } f
  *
  * Pure: no clock, no database. The service (service.ts) reads a terminal's schedules
  * and the matching contents it does not hold yet, and hands them here; the dispatcher
- * (pull S0.3, push S0.4 — not written yet) uses the same functions, and `planWeek` for
+ * (dispatcher.ts, driven at the origin by runner.ts) uses the same functions, and `planWeek` for
  * the whole population at once.
  *
  * ## One terminal (`planItems`)

@@ -181,6 +181,22 @@ for (const engine of testEngines()) {
       for (const a of [puller, streamer, addressee]) assert.deepEqual((await o.schedules.plan(a.terminalId)).items, []);
     });
 
+    test('a content published while a window is open reaches the matching terminal at once (S0.5: added to its plan; S0.4: pushed)', async () => {
+      // Window B is open (origin time W + 1 min, from the test above).
+      const events: ScheduledEvent[] = [];
+      const a = await agent('breaking-watcher', 'stream', events);
+      await o.schedules.create(a.terminalId, { select: { genre: 'Breaking' }, windows: [win(W + MIN, W + 2 * MIN, 1024 * 1024)] });
+      await until(() => o.scheduler!.orders(a.terminalId).length === 0 && a.scheduled!.running().length === 0, 'an idle stream');
+      assert.deepEqual((await o.schedules.plan(a.terminalId)).items, []);
+      const pub = await o.userWithRoles(['publisher']);
+      const res = await o.call('POST', `/contents?title=Flash&genre=breaking&price=0`, { token: pub.token, body: randomBytes(SIZE), headers: { 'content-type': 'application/octet-stream' } });
+      assert.equal(res.status, 201);
+      // No call from the terminal and no tick from the test: the publish event drives it.
+      await until(() => events.some((e) => e.event === 'delivered' && e.contentId === res.body.id), 'the new content pushed and delivered');
+      await o.scheduler!.tick();
+      assert.deepEqual((await history(a.terminalId, res.body.id)).map((r) => [r.outcome, r.bytes]), [['done', SIZE]]);
+    });
+
     test('push to an address: orders without the origin’s signature, or for another terminal, are refused and nothing is fetched', async () => {
       const contentId = await publish('Forged news');
       const a = await agent('forged-to', 'address');
@@ -252,3 +268,29 @@ for (const engine of testEngines()) {
     });
   });
 }
+
+describe('an origin started with SCHEDULER=off', () => {
+  test('answers the delivery routes with scheduler_elsewhere (503) and stores nothing', async () => {
+    const o = await startTestOrigin({ config: { scheduler: false } });
+    try {
+      assert.equal(o.scheduler, null);
+      const user = await o.userWithRoles(['member']);
+      const keys = generateKeyPair();
+      const reg = await o.call('POST', '/terminals', { token: user.token, json: { publicKey: keys.publicKeyB64, name: 'elsewhere' } });
+      const token = await o.accounts.issueToken(user.userId, reg.body.terminal.id, 'test terminal session', null);
+      for (const [method, url, json] of [
+        ['POST', '/schedules/check-in', {}],
+        ['PUT', '/schedules/push-address', { url: 'http://127.0.0.1:1/x' }],
+        ['POST', '/schedules/deliveries/report', { contentId: 'a'.repeat(64), bytes: 0, state: 'running' }],
+        ['GET', '/schedules/orders', undefined],
+      ] as const) {
+        const res = await o.call(method, url, { token, json });
+        assert.equal(res.status, 503, url);
+        assert.equal(res.body.error.code, 'scheduler_elsewhere', url);
+      }
+      assert.equal((await o.db.db.selectFrom('schedule_push_addresses').selectAll().execute()).length, 0);
+    } finally {
+      await o.close();
+    }
+  });
+});
