@@ -164,7 +164,7 @@ export class ScheduleRunner {
         bus.subscribe('content.published', (e) => void this.onPublished((e as { contentId: string }).contentId)),
       );
     }
-    this.timer = setInterval(() => void this.tick(), this.deps.tickMs ?? 5000);
+    this.timer = setInterval(() => this.kick(), this.deps.tickMs ?? 5000);
     this.timer.unref();
   }
 
@@ -172,6 +172,11 @@ export class ScheduleRunner {
     if (this.timer) clearInterval(this.timer);
     for (const u of this.unsubscribe.splice(0)) u();
     await this.chain;
+  }
+
+  /** A step nobody waits for (timer, connection, failed push); its errors are logged by `serial`. */
+  private kick(): void {
+    this.tick().catch(() => {});
   }
 
   /** Steps the dispatcher to now (the timer calls it; tests too). */
@@ -204,7 +209,7 @@ export class ScheduleRunner {
     this.streams.set(terminalId, set);
     for (const r of this.running.values()) if (r.order.terminalId === terminalId) send({ event: 'order', data: r.order });
     this.dispatcher?.wake();
-    void this.tick();
+    this.kick();
     return () => {
       set.delete(send);
       if (set.size === 0) this.streams.delete(terminalId);
@@ -227,7 +232,7 @@ export class ScheduleRunner {
       this.pushUrls.set(terminalId, url);
     }
     this.dispatcher?.wake();
-    void this.tick();
+    this.kick();
     return { terminalId, url };
   }
 
@@ -332,7 +337,7 @@ export class ScheduleRunner {
     } catch (err) {
       this.deps.logger.warn({ url, key, err: (err as Error).message }, 'push to the terminal’s address failed');
       this.failures.push({ key, reason: 'terminal_unreachable' });
-      void this.tick();
+      this.kick();
     }
   }
 
