@@ -265,6 +265,25 @@ for (const engine of testEngines()) {
       assert.deepEqual(records.map((r) => [r.outcome, r.reason, r.bytes]), [['failed', 'disk_full', PIECE]]);
       res = await call('POST', '/schedules/check-in', {});
       assert.deepEqual(res.body.orders, [], 'not again in the same window');
+
+      // A final count that arrives after the origin closed the window raises that attempt's bytes (never lowers them).
+      const late = await publish('Late count');
+      await o.schedules.create(terminalId, { select: { contentId: late }, windows: [win(W + MIN, W + 2 * MIN)] });
+      res = await call('POST', '/schedules/check-in', {});
+      assert.deepEqual(res.body.orders.map((x: any) => x.contentId), [late]);
+      res = await call('POST', '/schedules/deliveries/report', { contentId: late, bytes: PIECE, state: 'running' });
+      assert.equal(res.body.continue, true);
+      o.clock.set(W + 2 * MIN);
+      await o.scheduler!.tick();
+      assert.deepEqual((await history(terminalId, late)).map((r) => [r.outcome, r.reason, r.bytes]), [['deferred', 'window_closed', PIECE]]);
+      res = await call('POST', '/schedules/deliveries/report', { contentId: late, bytes: 3 * PIECE, state: 'paused', reason: 'window_closed' });
+      assert.equal(res.status, 200);
+      assert.equal(res.body.continue, false);
+      res = await call('POST', '/schedules/deliveries/report', { contentId: late, bytes: 2 * PIECE, state: 'paused' });
+      assert.deepEqual((await history(terminalId, late)).map((r) => [r.outcome, r.bytes]), [['deferred', 3 * PIECE]]);
+      res = await call('POST', '/schedules/deliveries/report', { contentId: late, bytes: SIZE, state: 'done' });
+      assert.equal(res.status, 404);
+      assert.equal(res.body.error.code, 'unknown_order');
     });
   });
 }
