@@ -9,6 +9,7 @@ import { decodeToken } from '../core/signed-token.ts';
 import type { CheckIn, DeliveryOrder, ReportState, StreamEvent } from '../schedule/runner.ts';
 import { ORDER_TOKEN_TYPE } from '../schedule/runner.ts';
 import type { DownloadOptions, DownloadResult } from '../transfer/downloader.ts';
+import { ORIGIN_SOURCE_ID } from '../transfer/grant-token.ts';
 
 /*
  * The agent's side of scheduled distribution (#5). The terminal's schedules live at the
@@ -38,6 +39,9 @@ export interface ScheduledEvent {
   bytes?: number;
   reason?: string;
   nextCheckInAt?: string | null;
+  /** delivered: who delivered most of it. */
+  source?: 'origin' | 'peer';
+  sourceId?: string;
 }
 
 export interface ScheduledOptions {
@@ -223,7 +227,7 @@ export class ScheduledDeliveries {
     });
     const reporter = setInterval(() => void this.report(a, bytes, 'running'), this.opts.reportMs ?? 5000);
     try {
-      await this.opts.fetch(order.contentId, {
+      const result = await this.opts.fetch(order.contentId, {
         downRate: order.rateBytesPerSecond,
         signal: a.stop.signal,
         onPiece: (i) => {
@@ -231,8 +235,9 @@ export class ScheduledDeliveries {
         },
       });
       clearInterval(reporter);
-      await this.report(a, bytes, 'done');
-      this.emit({ event: 'delivered', contentId: order.contentId, bytes });
+      const via = mainSource(result.bySource);
+      await this.report(a, bytes, 'done', undefined, via);
+      this.emit({ event: 'delivered', contentId: order.contentId, bytes, ...via });
     } catch (err) {
       clearInterval(reporter);
       if (a.stop.signal.aborted) {
@@ -249,9 +254,9 @@ export class ScheduledDeliveries {
     }
   }
 
-  private async report(a: Active, bytes: number, state: ReportState, reason?: string): Promise<void> {
+  private async report(a: Active, bytes: number, state: ReportState, reason?: string, via?: { source: 'origin' | 'peer'; sourceId?: string }): Promise<void> {
     try {
-      const res = await this.opts.api().post<{ continue: boolean }>('/schedules/deliveries/report', { contentId: a.order.contentId, bytes, state, ...(reason ? { reason } : {}) });
+      const res = await this.opts.api().post<{ continue: boolean }>('/schedules/deliveries/report', { contentId: a.order.contentId, bytes, state, ...(reason ? { reason } : {}), ...via });
       if (!res.continue && state === 'running') this.stopOne(a.order.contentId, 'origin_stopped');
     } catch (err) {
       if ((err as AppError).code === 'unknown_order' && state === 'running') this.stopOne(a.order.contentId, 'origin_stopped');
@@ -268,4 +273,12 @@ export class ScheduledDeliveries {
   private emit(e: ScheduledEvent): void {
     this.opts.onEvent?.(e);
   }
+}
+
+/** Who delivered most of a download (S0.7 records one source per attempt): the origin, or the peer with the most bytes. */
+export function mainSource(bySource: Record<string, number>): { source: 'origin' | 'peer'; sourceId?: string } | undefined {
+  let best: [string, number] | null = null;
+  for (const [id, n] of Object.entries(bySource)) if (n > 0 && (!best || n > best[1])) best = [id, n];
+  if (!best) return undefined;
+  return best[0] === ORIGIN_SOURCE_ID ? { source: 'origin' } : { source: 'peer', sourceId: best[0] };
 }

@@ -116,7 +116,8 @@ export interface AttemptDue {
 export interface DeliveryRecorder {
   due(a: AttemptDue): unknown;
   start(id: string, e: { at: number; rateBytesPerSecond: number; source: DeliverySource }): unknown;
-  done(id: string, e: { at: number; bytes: number }): unknown;
+  /** `source`/`sourceId`: who delivered most of it, when the sink knows (production: the agent says). */
+  done(id: string, e: { at: number; bytes: number; source?: DeliverySource; sourceId?: string | null }): unknown;
   deferred(id: string, reason: string, e: { at: number; bytes: number }): unknown;
   failed(id: string, reason: string, e: { at: number; bytes: number }): unknown;
 }
@@ -314,14 +315,14 @@ export class Dispatcher {
   }
 
   /** The sink says the terminal has it all (production: the holder registry confirms it): done now, whatever the byte count says. */
-  complete(key: string, at: number): void {
+  complete(key: string, at: number, via?: { source: DeliverySource; sourceId?: string | null }): void {
     const item = this.items.get(key);
     if (!item || item.state !== 'running') return;
     this.advance(at); // the bytes reported up to now belong to this attempt
     if (item.state !== 'running') return;
     item.bytesDone = item.totalSize;
     this.stopRunning(item, at, 'done');
-    this.endAttempt(item, at, 'done', null);
+    this.endAttempt(item, at, 'done', null, via);
     item.state = 'done';
   }
 
@@ -409,7 +410,8 @@ export class Dispatcher {
     if (to < from || (to === from && !sink.progress)) return;
     for (const item of this.running) {
       const end = Math.min(to, this.winEnd[item.t]!);
-      if (end < from || (end === from && !sink.progress)) continue;
+      // NaN: its terminal is not open (yet) — mid-replan; it is advanced once reopened.
+      if (!(end >= from) || (end === from && !sink.progress)) continue;
       const left = item.totalSize - item.bytesDone;
       let sent = sink.progress ? sink.progress(item, from, end) : (item.rate * (end - from)) / 1000;
       if (!(sent > 0)) continue;
@@ -585,11 +587,11 @@ export class Dispatcher {
   }
 
   /** Ends the open attempt; deferred and failed ones age the item. */
-  private endAttempt(item: Item, at: number, outcome: 'done' | 'deferred' | 'failed', reason: string | null): void {
+  private endAttempt(item: Item, at: number, outcome: 'done' | 'deferred' | 'failed', reason: string | null, via?: { source: DeliverySource; sourceId?: string | null }): void {
     const id = item.attemptId;
     if (id === null) return;
     const bytes = Math.round(item.attemptBytes);
-    if (outcome === 'done') this.record((r) => r.done(id, { at, bytes }));
+    if (outcome === 'done') this.record((r) => r.done(id, { at, bytes, ...via }));
     else {
       item.deferrals++;
       this.record((r) => (outcome === 'deferred' ? r.deferred(id, reason!, { at, bytes }) : r.failed(id, reason!, { at, bytes })));

@@ -211,6 +211,8 @@ export function scheduleRoutes(deps: { schedules: ScheduleService; runner?: Sche
             bytes: { type: 'integer', minimum: 0 },
             state: { type: 'string', enum: ['running', 'done', 'paused', 'failed'] },
             reason: { type: 'string', minLength: 1, maxLength: 200 },
+            source: { type: 'string', enum: ['origin', 'peer'], description: 'with done: who delivered most of it' },
+            sourceId: { type: 'string', minLength: 1, maxLength: 64, description: 'with source peer: its terminal ID' },
           },
         },
         response: { 200: { type: 'object', properties: { continue: { type: 'boolean' } } }, 400: errorSchema, 404: errorSchema, 409: errorSchema, 503: errorSchema },

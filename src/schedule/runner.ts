@@ -9,6 +9,7 @@ import type { Db } from '../db/connection.ts';
 import type { TerminalState } from '../terminals/tables.ts';
 import { Dispatcher, serviceRecorder, type Delivery, type DeliverySink, type DispatchTerminal } from './dispatcher.ts';
 import type { LinkState } from './ordering.ts';
+import type { DeliverySource } from './tables.ts';
 import { tierOf } from './plan.ts';
 import { PLAN_MAX_LIMIT, type ScheduleService } from './service.ts';
 import { nextOpening, parseWindow, type Window } from './windows.ts';
@@ -83,6 +84,9 @@ export interface ProgressReport {
   bytes: number;
   state: ReportState;
   reason?: string;
+  /** With `done`: who delivered most of it — the origin, or a peer (its terminal ID in sourceId). */
+  source?: 'origin' | 'peer';
+  sourceId?: string;
 }
 
 export type StreamEvent = { event: 'order'; data: DeliveryOrder } | { event: 'stop'; data: { contentId: string; reason: string } };
@@ -132,7 +136,7 @@ export class ScheduleRunner {
   /** Failures found outside a tick (a push that could not be delivered); applied at the next. */
   private readonly failures: { key: string; reason: string }[] = [];
   /** Deliveries the holder registry confirmed whole; applied at the next step. */
-  private readonly completions: string[] = [];
+  private readonly completions: { key: string; via?: { source: DeliverySource; sourceId?: string | null } }[] = [];
   private chain: Promise<unknown> = Promise.resolve();
   private lastNow = 0;
   private timer: NodeJS.Timeout | null = null;
@@ -269,7 +273,7 @@ export class ScheduleRunner {
         r.unclaimed += input.bytes - r.reported;
         r.reported = input.bytes;
       }
-      if (input.state === 'done') this.completions.push(key);
+      if (input.state === 'done') this.completions.push({ key, via: input.source ? { source: input.source, sourceId: input.sourceId ?? null } : undefined });
       else if (input.state === 'failed') this.failures.push({ key, reason: input.reason ?? 'terminal_failed' });
       else if (input.state === 'paused' && Date.parse(r.order.windowEnd) - now > CLOSE_SLACK_MS) this.failures.push({ key, reason: input.reason ?? 'terminal_paused' });
       await this.step();
@@ -362,7 +366,7 @@ export class ScheduleRunner {
     for (const [key, r] of this.running) {
       if (now - r.lastReportAt > (this.deps.silentMs ?? 120_000)) this.failures.push({ key, reason: 'terminal_silent' });
     }
-    for (const key of this.completions.splice(0)) d.complete(key, now);
+    for (const c of this.completions.splice(0)) d.complete(c.key, now, c.via);
     for (const f of this.failures.splice(0)) d.fail(f.key, f.reason, now);
     await this.refreshLinks(d);
     d.tick(now);
@@ -495,5 +499,9 @@ function checkReport(r: ProgressReport): void {
   if (!Number.isSafeInteger(r.bytes) || r.bytes < 0) throw badRequest('invalid_report', 'bytes is a whole number ≥ 0 (cumulative for this delivery).', { field: 'bytes' });
   if (r.reason !== undefined && (typeof r.reason !== 'string' || r.reason.length === 0 || r.reason.length > 200)) {
     throw badRequest('invalid_report', 'reason is 1–200 characters.', { field: 'reason' });
+  }
+  if (r.source !== undefined && r.source !== 'origin' && r.source !== 'peer') throw badRequest('invalid_report', 'source is origin or peer.', { field: 'source' });
+  if (r.sourceId !== undefined && (typeof r.sourceId !== 'string' || r.sourceId.length === 0 || r.sourceId.length > 64)) {
+    throw badRequest('invalid_report', 'sourceId is 1–64 characters.', { field: 'sourceId' });
   }
 }

@@ -46,7 +46,17 @@ export async function startTestOrigin(opts: { engine?: TestEngine; config?: Part
       headers['content-type'] = 'application/json';
       body = JSON.stringify(o.json);
     }
-    const res = await fetch(origin.url + url, { method, headers, body, duplex: 'half' } as RequestInit);
+    let res: Response;
+    try {
+      res = await fetch(origin.url + url, { method, headers, body, duplex: 'half' } as RequestInit);
+    } catch (err) {
+      // After restart() the client may still pick a kept-alive socket the old server closed: the
+      // request never reached a server, so sending it again (once, bodies that can be re-read) is safe.
+      const code = (err as { cause?: { code?: string } }).cause?.code;
+      if (code !== 'UND_ERR_SOCKET' && code !== 'ECONNRESET') throw err;
+      if (body !== undefined && typeof body !== 'string' && !Buffer.isBuffer(body)) throw err;
+      res = await fetch(origin.url + url, { method, headers, body, duplex: 'half' } as RequestInit);
+    }
     const text = await res.text();
     let parsed: any = text;
     try {

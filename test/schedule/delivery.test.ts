@@ -168,9 +168,9 @@ for (const engine of testEngines()) {
       await until(() => ev.pull.some((e) => e.event === 'delivered'), 'delivery in window B', 30_000);
       await o.scheduler!.tick();
       const records = await history(puller.terminalId, pullId);
-      assert.deepEqual(records.map((r) => [r.outcome, r.reason, r.deferrals, r.dueAt]), [
-        ['deferred', 'window_closed', 0, new Date(W - MIN).toISOString()],
-        ['done', null, 1, new Date(W + MIN).toISOString()],
+      assert.deepEqual(records.map((r) => [r.outcome, r.reason, r.deferrals, r.dueAt, r.source]), [
+        ['deferred', 'window_closed', 0, new Date(W - MIN).toISOString(), 'origin'],
+        ['done', null, 1, new Date(W + MIN).toISOString(), 'origin'],
       ]);
       // Nothing fetched twice: the two attempts' bytes add up to the content.
       const delivered = ev.pull.find((e) => e.event === 'delivered')!;
@@ -195,6 +195,23 @@ for (const engine of testEngines()) {
       await until(() => events.some((e) => e.event === 'delivered' && e.contentId === res.body.id), 'the new content pushed and delivered');
       await o.scheduler!.tick();
       assert.deepEqual((await history(a.terminalId, res.body.id)).map((r) => [r.outcome, r.bytes]), [['done', SIZE]]);
+    });
+
+    test('the record names who delivered most of it: a peer that holds the content, or the origin (S0.7)', async () => {
+      // 'Stream news' is held whole by the stream agent of the first test: a second receiver may fetch it from there.
+      const streamId = (await o.content.list({})).items.find((c) => c.title === 'Stream news')!.id;
+      const events: ScheduledEvent[] = [];
+      const a = await agent('second-receiver', 'stream', events);
+      await o.schedules.create(a.terminalId, { select: { contentId: streamId }, windows: [win(W + MIN, W + 2 * MIN, 1024 * 1024)] });
+      await until(() => events.some((e) => e.event === 'delivered'), 'the second delivery');
+      await o.scheduler!.tick();
+      const delivered = events.find((e) => e.event === 'delivered')!;
+      const [record] = await history(a.terminalId, streamId);
+      assert.equal(record!.outcome, 'done');
+      assert.ok(delivered.source === 'origin' || delivered.source === 'peer');
+      assert.equal(record!.source, delivered.source);
+      assert.equal(record!.sourceId, delivered.sourceId ?? null);
+      if (delivered.source === 'peer') assert.equal(record!.sourceId, agents.find((x) => x.store.list().some((c) => c.id === streamId && c.complete) && x !== a)!.terminalId);
     });
 
     test('push to an address: orders without the origin’s signature, or for another terminal, are refused and nothing is fetched', async () => {
@@ -284,6 +301,40 @@ for (const engine of testEngines()) {
       res = await call('POST', '/schedules/deliveries/report', { contentId: late, bytes: SIZE, state: 'done' });
       assert.equal(res.status, 404);
       assert.equal(res.body.error.code, 'unknown_order');
+    });
+
+    // Last: it restarts the origin (later tests would tick the old scheduler).
+    test('an origin restart loses nothing: the open attempt is picked up, the terminal is re-admitted on its next call, and it completes (S0.6 never dropped)', async () => {
+      const user = await o.userWithRoles(['member']);
+      const keys = generateKeyPair();
+      const reg = await o.call('POST', '/terminals', { token: user.token, json: { publicKey: keys.publicKeyB64, name: 'restart' } });
+      const terminalId: string = reg.body.terminal.id;
+      const token = await o.accounts.issueToken(user.userId, terminalId, 'test terminal session', null);
+      const call = (method: string, url: string, json: unknown) => o.call(method, url, { token, json });
+      const contentId = await publish('Restart news');
+      o.clock.set(Math.max(o.clock.now(), W + 2 * MIN));
+      await o.schedules.create(terminalId, { select: { contentId }, windows: [win(W + 2 * MIN, W + 3 * MIN)] });
+      let res = await call('POST', '/schedules/check-in', {});
+      assert.deepEqual(res.body.orders.map((x: any) => x.contentId), [contentId]);
+      res = await call('POST', '/schedules/deliveries/report', { contentId, bytes: PIECE, state: 'running' });
+      assert.equal(res.body.continue, true);
+      const [before] = await history(terminalId, contentId);
+
+      const live = await o.restart();
+      res = await call('POST', '/schedules/deliveries/report', { contentId, bytes: 2 * PIECE, state: 'running' });
+      assert.equal(res.status, 404, 'the new process did not hand out this order');
+      assert.equal(res.body.error.code, 'unknown_order');
+      res = await call('POST', '/schedules/check-in', {});
+      assert.deepEqual(res.body.orders.map((x: any) => x.contentId), [contentId], 're-admitted on its next call');
+      const after = await history(terminalId, contentId);
+      assert.deepEqual(after.map((r) => [r.id, r.outcome, r.deferrals]), [[before!.id, 'running', 0]], 'the same attempt, not a new one');
+
+      res = await call('PUT', '/terminals/holdings', { contentIds: [contentId], mode: 'add' });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      res = await call('POST', '/schedules/deliveries/report', { contentId, bytes: SIZE - PIECE, state: 'done' });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      await live.scheduler!.tick();
+      assert.deepEqual((await history(terminalId, contentId)).map((r) => [r.id, r.outcome, r.bytes]), [[before!.id, 'done', SIZE - PIECE]]);
     });
   });
 }
