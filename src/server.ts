@@ -142,6 +142,7 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
         logger: logger.child({ domain: 'scheduler' }),
         bus,
         egressBudgetBps: config.scheduleEgressBps,
+        maxDeliveryBps: config.scheduleMaxRate,
         tickMs: config.scheduleTickMs,
       })
     : null;

@@ -33,6 +33,8 @@ export interface Config {
   scheduler: boolean;
   /** S0.6: bytes/s the scheduler may spend on scheduled deliveries (default ORIGIN_UP_RATE, else 125 MB/s). */
   scheduleEgressBps: number;
+  /** S0.6: the most one scheduled delivery is admitted at, bytes/s (default a quarter of the egress budget). */
+  scheduleMaxRate: number;
   /** How often the scheduler steps, ms. */
   scheduleTickMs: number;
   logLevel: string;
@@ -91,6 +93,7 @@ function tariffFrom(env: NodeJS.ProcessEnv): Tariff {
 }
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const scheduleEgressBps = intFrom(env, 'SCHEDULE_EGRESS', intFrom(env, 'ORIGIN_UP_RATE', 0, 0) || 125_000_000, 1);
   return {
     host: env.HOST || '127.0.0.1',
     port: intFrom(env, 'PORT', 8080, 0),
@@ -109,7 +112,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     settleIntervalMs: intFrom(env, 'SETTLE_INTERVAL_MS', 1000, 10),
     holdTimeoutMs: intFrom(env, 'HOLD_TIMEOUT_MS', 3_600_000, 1000),
     scheduler: env.SCHEDULER !== 'off',
-    scheduleEgressBps: intFrom(env, 'SCHEDULE_EGRESS', intFrom(env, 'ORIGIN_UP_RATE', 0, 0) || 125_000_000, 1),
+    scheduleEgressBps,
+    scheduleMaxRate: intFrom(env, 'SCHEDULE_MAX_RATE', Math.max(1, Math.floor(scheduleEgressBps / 4)), 1),
     scheduleTickMs: intFrom(env, 'SCHEDULE_TICK_MS', 5000, 10),
     logLevel: env.LOG_LEVEL || 'info',
   };

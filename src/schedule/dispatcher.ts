@@ -129,6 +129,8 @@ export interface DispatcherOptions {
   horizonMs?: number;
   stepMs?: number;
   egressBudgetBps: number;
+  /** The most one delivery is admitted at, bytes/s (ordering.ts `maxDeliveryBps`); default: no such limit. */
+  maxDeliveryBps?: number;
   sink: DeliverySink;
   recorder: DeliveryRecorder;
   /** Re-run admission at least this often even when nothing changed (default: only on change). */
@@ -378,7 +380,7 @@ export class Dispatcher {
       this.lastAdmit = now;
       const candidates = this.candidates(now);
       if (candidates.length > 0) {
-        const admission = admit(candidates, { egressBudgetBps: this.budget, egressInUseBps: this.inUse, now });
+        const admission = admit(candidates, { egressBudgetBps: this.budget, egressInUseBps: this.inUse, maxDeliveryBps: this.opts.maxDeliveryBps, now });
         this.act(admission, now);
         report.candidates = candidates;
         report.admission = admission;

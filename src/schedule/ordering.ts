@@ -74,10 +74,14 @@
  *       terminal's deliveries admitted in this call (recvLoadBps already includes what
  *       it is receiving now); unlimited when the link is unmeasured;
  *     - the origin's budget is egressBudgetBps − egressInUseBps, handed out greedily in
- *       the order above: the first delivery takes all it can use, the next what is left.
+ *       the order above: the first delivery takes all it can use, the next what is left —
+ *       but never more than `maxDeliveryBps` each when given (the origin's share rule: a
+ *       terminal whose real link is slower than it reports cannot hold the whole budget,
+ *       and more terminals are served at once). It counts as the budget limit.
  *   Its "best rate" is the most it could get in this window as things stand: the same
  *   minimum with nothing else admitted and the WHOLE budget (egressBudgetBps, not just
- *   the headroom: running deliveries end and give their share back within the window).
+ *   the headroom: running deliveries end and give their share back within the window),
+ *   or maxDeliveryBps if lower.
  *
  * ## Decision, per candidate, in order (the first rule that applies)
  *
@@ -169,6 +173,8 @@ export interface OriginState {
   egressBudgetBps: number;
   /** Bytes/s already committed to running deliveries. */
   egressInUseBps: number;
+  /** The most of the budget one delivery is given, bytes/s; default: all of it (greedy). */
+  maxDeliveryBps?: number;
   now: number;
 }
 
@@ -404,6 +410,7 @@ export function checkState(s: OriginState): void {
   if (!Number.isFinite(s.now)) throw new RangeError('now must be a finite time');
   if (!Number.isFinite(s.egressBudgetBps) || s.egressBudgetBps < 0) throw new RangeError('egressBudgetBps must be a finite number ≥ 0');
   if (!Number.isFinite(s.egressInUseBps) || s.egressInUseBps < 0) throw new RangeError('egressInUseBps must be a finite number ≥ 0');
+  if (s.maxDeliveryBps !== undefined && !(s.maxDeliveryBps > 0)) throw new RangeError('maxDeliveryBps must be a number > 0 (or omitted)');
 }
 
 interface Ranked extends RankKey {
@@ -433,7 +440,8 @@ export function admit(candidates: readonly Candidate[], state: OriginState): Adm
 
   const headroom = Math.max(0, Math.floor(state.egressBudgetBps - state.egressInUseBps));
   let remaining = headroom;
-  const budget = Math.floor(state.egressBudgetBps);
+  const perDelivery = state.maxDeliveryBps ?? Infinity;
+  const budget = Math.floor(Math.min(state.egressBudgetBps, perDelivery));
   let budgetTaken: string | undefined; // the same words for every delivery the budget ran out for
   const linkUsed = new Map<string, number>(); // terminalId → bytes/s admitted in this call
   const capUsed = new Map<string, number>(); // terminalId + windowEnd → bytes/s admitted in this call
@@ -483,7 +491,7 @@ export function admit(candidates: readonly Candidate[], state: OriginState): Adm
     }
 
     const capKey = cap === Infinity ? '' : `${c.terminalId}\u0000${c.windowEnd}`;
-    const given = rateWithin(cap === Infinity ? cap : cap - (capUsed.get(capKey) ?? 0), linkFree - (linkUsed.get(c.terminalId) ?? 0), remaining);
+    const given = rateWithin(cap === Infinity ? cap : cap - (capUsed.get(capKey) ?? 0), linkFree - (linkUsed.get(c.terminalId) ?? 0), Math.min(remaining, perDelivery));
     if (given.rate === 0) {
       let text: string;
       if (given.limitedBy !== 'budget') text = `its ${limitNoun[given.limitedBy]} is taken by this terminal's higher-ranked deliveries`;

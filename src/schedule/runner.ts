@@ -102,6 +102,8 @@ export interface ScheduleRunnerDeps {
   bus?: EventBus;
   /** S0.6: bytes/s the origin spends on scheduled deliveries at most. */
   egressBudgetBps: number;
+  /** The most one delivery is given, bytes/s. */
+  maxDeliveryBps?: number;
   /** Timer period; the dispatcher steps in minutes, so a few seconds is plenty. */
   tickMs?: number;
   silentMs?: number;
@@ -423,6 +425,7 @@ export class ScheduleRunner {
         horizonMs: HORIZON_MS,
         stepMs: STEP_MS,
         egressBudgetBps: this.deps.egressBudgetBps,
+        maxDeliveryBps: this.deps.maxDeliveryBps,
         sink: this.sink,
         recorder: serviceRecorder(this.deps.schedules),
         reachable: this.reachable,

@@ -377,6 +377,30 @@ describe('rates and caps', () => {
     assert.equal(res.start[0]!.why.at(-2), "starts at 2.5 MB/s (limited by the window's cap)");
   });
 
+  test('maxDeliveryBps: no delivery gets more of the budget than that, so unmeasured links cannot hold it all; the rest goes to the next', () => {
+    const cands = [cand('a', { link: null }), cand('b', { link: null }), cand('c', { link: null }), cand('d', { link: null })];
+    const greedy = admit(cands, origin({ egressBudgetBps: 100 * MB }));
+    assert.deepEqual(greedy.start.map((s) => [s.id, s.rateBytesPerSecond]), [['a', 100 * MB]]);
+    const shared = admit(cands, origin({ egressBudgetBps: 100 * MB, maxDeliveryBps: 30 * MB }));
+    assert.deepEqual(
+      shared.start.map((s) => [s.id, s.rateBytesPerSecond, s.limitedBy]),
+      [
+        ['a', 30 * MB, 'budget'],
+        ['b', 30 * MB, 'budget'],
+        ['c', 30 * MB, 'budget'],
+        ['d', 10 * MB, 'budget'], // what is left: 100 MB at 10 MB/s finishes within the 3 h left
+      ],
+    );
+    // The best rate is capped too: at 30 MB/s, 600 GB cannot finish in any 4-hour window (432 GB), so it starts for partial progress.
+    const big = admit([cand('big', { link: null, bytesLeft: 600_000 * MB })], origin({ egressBudgetBps: 100 * MB, maxDeliveryBps: 30 * MB }));
+    assert.equal(big.start[0]!.rateBytesPerSecond, 30 * MB);
+    assert.equal(big.start[0]!.finishesAt, null);
+    // A window's cap or a link below the maximum still sets the rate.
+    const low = admit([cand('capped', { capBytesPerSecond: 5 * MB })], origin({ maxDeliveryBps: 30 * MB }));
+    assert.deepEqual([low.start[0]!.rateBytesPerSecond, low.start[0]!.limitedBy], [5 * MB, 'cap']);
+    for (const bad of [0, -1, NaN]) assert.throws(() => admit([], origin({ maxDeliveryBps: bad })), /maxDeliveryBps/);
+  });
+
   test('caps are respected: a window cap is shared by the terminal’s deliveries in that window', () => {
     const t = { terminalId: 'trm_1', capBytesPerSecond: 30 * MB };
     const res = admit(
