@@ -364,3 +364,61 @@ describe('an origin started with SCHEDULER=off', () => {
     }
   });
 });
+
+// #5 point 5 through the live origin (S0.6): more terminals due than the budget allows.
+// HTTP-only terminals (no pieces move), so the clock can be anywhere.
+for (const engine of testEngines()) {
+  describe(`live admission order (${engine.name})`, () => {
+    test('budget for one at a time: the premium terminal first, then the member, then the congested premium; the waiting ones are told to call back soon', async () => {
+      const T = Date.parse('2026-06-01T09:59:00Z');
+      const o = await startTestOrigin({ engine, now: T, config: { pieceSize: PIECE, holdingsSpotCheck: false, scheduleTickMs: 3_600_000, scheduleEgressBps: 10 * 1_000_000, scheduleMaxRate: 10 * 1_000_000 } });
+      try {
+        const pub = await o.userWithRoles(['publisher']);
+        const res = await o.call('POST', '/contents?title=Morning&genre=news&price=0', { token: pub.token, body: randomBytes(SIZE), headers: { 'content-type': 'application/octet-stream' } });
+        const contentId: string = res.body.id;
+        const window = { days: 'daily', start: '10:00', end: '12:00', timeZone: 'UTC' };
+        async function terminal(name: string, roles: string[], recvLoadBps: number) {
+          const user = await o.userWithRoles(roles);
+          const keys = generateKeyPair();
+          const reg = await o.call('POST', '/terminals', { token: user.token, json: { publicKey: keys.publicKeyB64, name } });
+          const token = await o.accounts.issueToken(user.userId, reg.body.terminal.id, 'test terminal session', null);
+          const call = (method: string, url: string, json: unknown) => o.call(method, url, { token, json });
+          const beat = await call('POST', '/terminals/heartbeat', { uptimeRatio: 1, upBps: 100e6, downBps: 800e6, sendLoadBps: 0, recvLoadBps, cpu: 0.1 });
+          assert.equal(beat.status, 204, JSON.stringify(beat.body));
+          await o.schedules.create(reg.body.terminal.id, { select: { contentId }, windows: [window] });
+          return { id: reg.body.terminal.id as string, call };
+        }
+        const congested = await terminal('congested-premium', ['premium'], 700e6); // receiving 87 % of its link
+        const member = await terminal('member', ['member'], 0);
+        const premium = await terminal('premium', ['premium'], 0);
+        const all = [congested, member, premium];
+        // All three call in before the window: present, nothing due yet.
+        for (const t of all) assert.deepEqual((await t.call('POST', '/schedules/check-in', {})).body.orders, []);
+        o.clock.set(Date.parse('2026-06-01T10:00:00Z'));
+        await o.scheduler!.tick();
+
+        const served: string[] = [];
+        for (let round = 0; round < 3; round++) {
+          const views = await Promise.all(all.map(async (t) => ({ t, view: (await t.call('POST', '/schedules/check-in', {})).body })));
+          const running = views.filter((v) => v.view.orders.length > 0);
+          assert.equal(running.length, 1, `one at a time (round ${round})`);
+          const { t, view } = running[0]!;
+          assert.equal(view.orders[0].rateBytesPerSecond, 10_000_000);
+          for (const w of views.filter((v) => v.t !== t && !served.includes(v.t.id))) {
+            assert.equal(w.view.waiting, 1);
+            assert.equal(w.view.nextCheckInAt, new Date(o.clock.now() + 10_000).toISOString(), 'waiting: call back in 10 s');
+          }
+          served.push(t.id);
+          await t.call('PUT', '/terminals/holdings', { contentIds: [contentId], mode: 'add' });
+          const done = await t.call('POST', '/schedules/deliveries/report', { contentId, bytes: SIZE, state: 'done' });
+          assert.equal(done.status, 200, JSON.stringify(done.body));
+          o.clock.advance(1000);
+        }
+        assert.deepEqual(served, [premium.id, member.id, congested.id]);
+        for (const t of all) assert.deepEqual((await o.schedules.history(t.id)).entries.map((r) => r.outcome), ['done']);
+      } finally {
+        await o.close();
+      }
+    });
+  });
+}
