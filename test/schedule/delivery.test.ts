@@ -13,6 +13,7 @@ import { generateKeyPair } from '../../src/core/crypto.ts';
 import { ORDER_TOKEN_TYPE } from '../../src/schedule/runner.ts';
 import { testEngines } from '../helpers/db.ts';
 import { startTestOrigin, type TestOrigin } from '../helpers/origin.ts';
+import { windowsAround } from '../helpers/windows.ts';
 
 // #5 points 3 and 4 end to end (S0.3, S0.4, S0.7): real agents, real HTTP, the origin's
 // scheduler. Pull: the agent sleeps until its window opens (on the origin's ManualClock),
@@ -36,20 +37,6 @@ async function until(f: () => boolean | Promise<boolean>, what: string, ms = 15_
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }
-}
-
-/**
- * Two one-minute windows around W (the whole minute nearest to now): A = [W−1 min, W) and
- * B = [W+1 min, W+2 min), daily, in a whole-hour zone where they fall around noon (so they
- * never cross a local midnight whenever the test runs).
- */
-function windowsAround(W: number) {
-  const utcHour = new Date(W).getUTCHours();
-  const offset = 12 - utcHour; // local = UTC + offset, in −11…12
-  const zone = offset === 0 ? 'Etc/UTC' : `Etc/GMT${offset > 0 ? '-' : '+'}${Math.abs(offset)}`; // Etc/GMT-N is UTC+N
-  const hhmm = (t: number) => new Date(t + offset * 3_600_000).toISOString().slice(11, 16);
-  const win = (from: number, to: number, cap?: number) => ({ days: 'daily', start: hhmm(from), end: hhmm(to), timeZone: zone, ...(cap ? { capBytesPerSecond: cap } : {}) });
-  return { zone, win };
 }
 
 for (const engine of testEngines()) {
