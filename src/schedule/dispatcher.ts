@@ -390,6 +390,16 @@ export class Dispatcher {
     return report;
   }
 
+  /**
+   * Walks the plan steps up to `now` — progress, openings, closings — without admitting:
+   * a caller that needs to know who is open now (to give them fresh link states) calls
+   * this, then `tick(now)`.
+   */
+  advanceTo(now: number): void {
+    if (!(now >= this.lastNow)) throw new RangeError(`advanceTo(${now}) goes back in time (last ${this.lastNow})`);
+    this.walk(now);
+  }
+
   /** Walks the plan steps up to `now`: progress, openings, closings. */
   private walk(now: number): void {
     const { plan } = this;

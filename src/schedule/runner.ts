@@ -370,6 +370,8 @@ export class ScheduleRunner {
     }
     for (const c of this.completions.splice(0)) d.complete(c.key, now, c.via);
     for (const f of this.failures.splice(0)) d.fail(f.key, f.reason, now);
+    // Openings first, so that terminals whose window opens now are admitted on fresh link states.
+    d.advanceTo(now);
     await this.refreshLinks(d);
     d.tick(now);
     try {
