@@ -356,6 +356,14 @@ export class Dispatcher {
   deliveries(): IterableIterator<Delivery> {
     return this.items.values();
   }
+  /** Items of an open terminal that wait for admission in its current window (not carried out of it). */
+  waiting(terminalId: string): number {
+    const t = this.index.get(terminalId);
+    if (t === undefined || this.openCount[t]! === 0) return 0;
+    let n = 0;
+    for (const item of this.byTerminal[t]!) if (item.state === 'pending' && item.carriedUntil < this.winEnd[t]!) n++;
+    return n;
+  }
   isOpen(terminalId: string): boolean {
     const t = this.index.get(terminalId);
     return t !== undefined && this.openCount[t]! > 0;

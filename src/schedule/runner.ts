@@ -475,8 +475,7 @@ export class ScheduleRunner {
     const t = this.terminals.get(terminalId);
     const d = this.dispatcher;
     const open = !!t && !!d && d.isOpen(terminalId);
-    let waiting = 0;
-    if (d && open) for (const item of d.deliveries()) if (item.terminalId === terminalId && item.state === 'pending') waiting++;
+    const waiting = d ? d.waiting(terminalId) : 0;
     let next: number | null = null;
     if (t) {
       const o = nextOpening(t.windows, now);

@@ -86,6 +86,7 @@ test('unreachable terminals (S0.3: not called in) are due and wait with terminal
   d.addItem({ terminalId: 'b', contentId: 'c', totalSize: 100_000 });
   d.tick(at('10:00'));
   assert.equal(sink.starts.length, 0);
+  assert.equal(d.waiting('a'), 1);
   assert.deepEqual(outcomes(recorder), [
     ['a/c#1', 'due', null, 0],
     ['b/c#1', 'due', null, 0],
@@ -151,9 +152,11 @@ test('an item carried out of a window (cannot_finish) is not retried in that win
   d.addItem({ terminalId: 'a', contentId: 'c', totalSize: 6_000_000 });
   d.tick(at('10:00'));
   assert.equal(recorder.attempts.get('a/c#1')!.reason, 'cannot_finish');
+  assert.equal(d.waiting('a'), 0, 'carried: not waiting in this window');
   d.replan([term('a', [daily('09:00', '11:00', cap)]), term('z')], at('10:05'));
   d.tick(at('10:06'));
   assert.equal(sink.starts.length, 0);
+  assert.equal(d.waiting('a'), 0);
   assert.equal(recorder.attempts.size, 1);
   d.tick(at('23:00'));
   assert.ok(d.horizonEnd > at('23:00'));
