@@ -356,6 +356,17 @@ export class Dispatcher {
   deliveries(): IterableIterator<Delivery> {
     return this.items.values();
   }
+  /** The terminals open now, and when each one's current window closes. */
+  openWindows(): { terminalId: string; windowEnd: number }[] {
+    return [...this.openTerminals].map((t) => ({ terminalId: this.terminals[t]!.id, windowEnd: this.winEnd[t]! }));
+  }
+
+  /** When the terminal's current window closes; NaN when it is not open (or unknown). */
+  windowEndOf(terminalId: string): number {
+    const t = this.index.get(terminalId);
+    return t === undefined ? NaN : this.winEnd[t]!;
+  }
+
   /** Items of an open terminal that wait for admission in its current window (not carried out of it). */
   waiting(terminalId: string): number {
     const t = this.index.get(terminalId);

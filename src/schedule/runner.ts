@@ -129,6 +129,8 @@ const CLOSE_SLACK_MS = 120_000;
 export class ScheduleRunner {
   private dispatcher: Dispatcher | null = null;
   private readonly terminals = new Map<string, DispatchTerminal>();
+  /** Per terminal, the end of the window its items were last loaded for (they are loaded as its windows open). */
+  private readonly itemsLoadedFor = new Map<string, number>();
   private readonly running = new Map<string, Running>();
   /** Orders paused by their window's end, until the next window: the agent's final count may still come. */
   private readonly closedAtWindowEnd = new Map<string, DeliveryOrder>();
@@ -158,9 +160,10 @@ export class ScheduleRunner {
   async start(): Promise<void> {
     const rows = await this.deps.db.selectFrom('schedule_push_addresses').select(['terminal_id', 'url']).execute();
     for (const r of rows) this.pushUrls.set(r.terminal_id, r.url);
+    // Items are loaded per terminal as its windows open (step), not all at start: start-up
+    // costs one query for the schedules, whatever the number of terminals.
     await this.serial(async () => {
       await this.loadTerminals();
-      for (const id of this.terminals.keys()) await this.loadItems(id);
       await this.step();
     });
     const bus = this.deps.bus;
@@ -370,8 +373,9 @@ export class ScheduleRunner {
     }
     for (const c of this.completions.splice(0)) d.complete(c.key, now, c.via);
     for (const f of this.failures.splice(0)) d.fail(f.key, f.reason, now);
-    // Openings first, so that terminals whose window opens now are admitted on fresh link states.
+    // Openings first, so that terminals whose window opens now are admitted with their plan and fresh link states.
     d.advanceTo(now);
+    for (const w of d.openWindows()) if (this.itemsLoadedFor.get(w.terminalId) !== w.windowEnd) await this.loadItems(w.terminalId);
     await this.refreshLinks(d);
     d.tick(now);
     try {
@@ -440,6 +444,7 @@ export class ScheduleRunner {
     const d = this.dispatcher;
     if (!d || !this.terminals.has(terminalId)) return;
     const plan = await this.deps.schedules.plan(terminalId, { limit: PLAN_MAX_LIMIT });
+    this.itemsLoadedFor.set(terminalId, d.windowEndOf(terminalId));
     const due = new Set<string>();
     for (const i of plan.items) {
       const key = `${terminalId}/${i.contentId}`;
