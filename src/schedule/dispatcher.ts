@@ -1,5 +1,6 @@
 import { admit, type Admission, type Candidate, type LinkState, type Tier } from './ordering.ts';
 import { closedAt, openedAt, planWeek, toCandidate, WEEK_MS, type PlanItem, type WeekPlan } from './plan.ts';
+import type { RecordEvent } from './service.ts';
 import type { DeliverySource } from './tables.ts';
 import type { Window } from './windows.ts';
 
@@ -120,6 +121,8 @@ export interface DeliveryRecorder {
   done(id: string, e: { at: number; bytes: number; source?: DeliverySource; sourceId?: string | null }): unknown;
   deferred(id: string, reason: string, e: { at: number; bytes: number }): unknown;
   failed(id: string, reason: string, e: { at: number; bytes: number }): unknown;
+  /** Writes what the calls since the last flush queued (a batching recorder); `Dispatcher.flush` calls it. */
+  flush?(): Promise<void>;
 }
 
 export interface DispatcherOptions {
@@ -379,10 +382,11 @@ export class Dispatcher {
     const t = this.index.get(terminalId);
     return t !== undefined && this.openCount[t]! > 0;
   }
-  /** Recorder promises (serviceRecorder) settle; throws the first error one raised. */
+  /** Recorder promises settle and a batching recorder (serviceRecorder) writes; throws the first error. */
   async flush(): Promise<void> {
     const ps = this.pending.splice(0);
     await Promise.all(ps);
+    await this.opts.recorder.flush?.().catch((e) => this.errors.push(e));
     const errors = this.errors.splice(0);
     if (errors.length) throw errors[0];
   }
@@ -690,57 +694,35 @@ export class MemoryRecorder implements DeliveryRecorder {
   }
 }
 
-/** The subset of ScheduleService the origin's recorder needs. */
+/** The part of ScheduleService the origin's recorder needs. */
 export interface RecordService {
-  recordDue(input: { terminalId: string; contentId: string; scheduleId?: string | null; dueAt: number; windowEnd?: number | null }): Promise<{ id: string }>;
-  recordStart(id: string, input: { source: DeliverySource; at?: number }): Promise<unknown>;
-  recordDone(id: string, input?: { bytes?: number; at?: number }): Promise<unknown>;
-  recordDeferred(id: string, reason: string, input?: { bytes?: number; at?: number }): Promise<unknown>;
-  recordFailed(id: string, reason: string, input?: { bytes?: number; at?: number }): Promise<unknown>;
+  recordBatch(events: readonly RecordEvent[], known: ReadonlyMap<string, string>): Promise<Map<string, string>>;
 }
 
 /**
- * Records through the service (schedule_deliveries). Calls are chained per terminal and
- * content, in the dispatcher's order — an attempt is ended before the next one is opened,
- * as the service needs (one open attempt per terminal and content; the next attempt's
- * `deferrals` comes from the previous one). The service's record id replaces the
- * dispatcher's attempt id (`terminal/content#n`).
+ * Records through the service (schedule_deliveries), a step at a time: the dispatcher's
+ * calls are queued in order and written by `flush` (Dispatcher.flush, after each tick)
+ * with `recordBatch` — a few statements per step however many deliveries opened,
+ * started or ended. The service's record ids replace the dispatcher's attempt ids.
  */
 export function serviceRecorder(svc: RecordService): DeliveryRecorder {
-  const chains = new Map<string, Promise<unknown>>();
+  let queue: RecordEvent[] = [];
   const recordIds = new Map<string, string>();
-  const itemOf = (attemptId: string) => attemptId.slice(0, attemptId.lastIndexOf('#'));
-  const chain = (item: string, f: () => Promise<unknown>) => {
-    const next = (chains.get(item) ?? Promise.resolve()).then(f);
-    const settled = next.catch(() => {});
-    chains.set(item, settled);
-    void settled.then(() => {
-      if (chains.get(item) === settled) chains.delete(item);
-    });
-    return next;
-  };
-  const rid = (id: string) => {
-    const r = recordIds.get(id);
-    if (r === undefined) throw new Error(`no record for attempt ${id} (its recordDue failed?)`);
-    return r;
-  };
-  const end = (id: string, f: (r: string) => Promise<unknown>) =>
-    chain(itemOf(id), async () => {
-      try {
-        await f(rid(id));
-      } finally {
-        recordIds.delete(id);
-      }
-    });
   return {
-    due: (a) =>
-      chain(itemOf(a.id), async () => {
-        const r = await svc.recordDue({ terminalId: a.terminalId, contentId: a.contentId, scheduleId: a.scheduleId, dueAt: a.dueAt, windowEnd: a.windowEnd });
-        recordIds.set(a.id, r.id);
-      }),
-    start: (id, e) => chain(itemOf(id), () => svc.recordStart(rid(id), { source: e.source, at: e.at })),
-    done: (id, e) => end(id, (r) => svc.recordDone(r, e)),
-    deferred: (id, reason, e) => end(id, (r) => svc.recordDeferred(r, reason, e)),
-    failed: (id, reason, e) => end(id, (r) => svc.recordFailed(r, reason, e)),
+    due: (a) => void queue.push({ kind: 'due', attempt: a.id, terminalId: a.terminalId, contentId: a.contentId, scheduleId: a.scheduleId, dueAt: a.dueAt, windowEnd: a.windowEnd }),
+    start: (id, e) => void queue.push({ kind: 'start', attempt: id, at: e.at, source: e.source }),
+    done: (id, e) => void queue.push({ kind: 'end', attempt: id, outcome: 'done', reason: null, at: e.at, bytes: e.bytes, source: e.source, sourceId: e.sourceId }),
+    deferred: (id, reason, e) => void queue.push({ kind: 'end', attempt: id, outcome: 'deferred', reason, at: e.at, bytes: e.bytes }),
+    failed: (id, reason, e) => void queue.push({ kind: 'end', attempt: id, outcome: 'failed', reason, at: e.at, bytes: e.bytes }),
+    async flush() {
+      const batch = queue;
+      queue = [];
+      if (!batch.length) return;
+      try {
+        for (const [attempt, id] of await svc.recordBatch(batch, recordIds)) recordIds.set(attempt, id);
+      } finally {
+        for (const e of batch) if (e.kind === 'end') recordIds.delete(e.attempt);
+      }
+    },
   };
 }

@@ -3,9 +3,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ManualClock } from '../../src/core/clock.ts';
+import { ScheduleService } from '../../src/schedule/service.ts';
+import { testEngines } from '../helpers/db.ts';
 import { Dispatcher, MemoryRecorder, serviceRecorder, type RecordService, type Delivery, type DeliverySink, type DispatchTerminal, type TickReport } from '../../src/schedule/dispatcher.ts';
 import { isCongested, type LinkState, type Tier } from '../../src/schedule/ordering.ts';
 import { openIntervals, parseWindow, WEEKDAYS, type Interval, type Window } from '../../src/schedule/windows.ts';
+
+const iso = (ms: number) => new Date(ms).toISOString();
 
 const FROM = Date.UTC(2026, 2, 23); // Monday; Europe springs forward on Sunday the 29th
 const WEEK = 7 * 86_400_000;
@@ -369,21 +373,65 @@ test('fail(): the attempt is recorded failed and the item comes back in the next
   assert.equal(d.egressInUse(), 0);
 });
 
-test('serviceRecorder: the dispatcher attempts become the service records, in order, with its ids', async () => {
-  const calls: string[] = [];
-  let n = 0;
-  const svc: RecordService = {
-    recordDue: async (i) => (calls.push(`due ${i.terminalId}/${i.contentId}`), { id: `dlv_${++n}` }),
-    recordStart: async (id, i) => calls.push(`start ${id} ${i.source}`),
-    recordDone: async (id, i) => calls.push(`done ${id} ${i?.bytes}`),
-    recordDeferred: async (id, reason, i) => calls.push(`deferred ${id} ${reason} ${i?.bytes}`),
-    recordFailed: async (id, reason) => calls.push(`failed ${id} ${reason}`),
-  };
-  const from = Date.UTC(2026, 2, 23);
-  const windows = [parseWindow({ days: 'daily', start: '01:00', end: '02:00', timeZone: 'UTC', capBytesPerSecond: 1_000_000 })];
-  const d = new Dispatcher({ terminals: [{ id: 't', windows, tier: 'member', link: null }], from, egressBudgetBps: 10_000_000, sink: new SimSink(), recorder: serviceRecorder(svc) });
-  d.addItem({ terminalId: 't', contentId: 'big', totalSize: 5_400_000_000 });
-  for (let t = from; t < from + 2 * 86_400_000; t += STEP) d.tick(t);
-  await d.flush();
-  assert.deepEqual(calls, ['due t/big', 'start dlv_1 origin', 'deferred dlv_1 window_closed 3600000000', 'due t/big', 'start dlv_2 origin', 'done dlv_2 1800000000']);
+// The origin's recorder against a real database (both engines): per-step batches, and one
+// batch for two days (several generations: the item is opened again after it ended).
+for (const engine of testEngines()) {
+  for (const flushEvery of ['step', 'end'] as const) {
+    test(`serviceRecorder on ${engine.name}, flushed at each ${flushEvery}: the dispatcher's attempts become the service records, in order, aging continued`, async () => {
+      const handle = await engine.open();
+      try {
+        const db = handle.db;
+        const from = Date.UTC(2026, 2, 23);
+        const now = new Date(from);
+        await db.insertInto('users').values({ id: 'usr_sim', username: 'sim', password_hash: 'x', roles: ['member'], created_at: now } as any).execute();
+        await db.insertInto('terminals').values({ id: 't', user_id: 'usr_sim', name: 't', public_key: 'k', region: '', network: '', serve_url: null, created_at: now, last_seen_at: null, last_state: null } as any).execute();
+        const content = 'c'.repeat(64);
+        await db
+          .insertInto('contents')
+          .values({ id: content, title: 'Big', summary: '', author: '', genre: 'g', price: 0, publisher_id: 'usr_sim', piece_size: 1, piece_count: 1, total_size: 5_400_000_000, manifest: { body: {} }, created_at: now } as any)
+          .execute();
+        const clock = new ManualClock(from);
+        const svc = new ScheduleService({ db, clock });
+        const windows = [parseWindow({ days: 'daily', start: '01:00', end: '02:00', timeZone: 'UTC', capBytesPerSecond: 1_000_000 })];
+        const d = new Dispatcher({ terminals: [{ id: 't', windows, tier: 'member', link: null }], from, egressBudgetBps: 10_000_000, sink: new SimSink(), recorder: serviceRecorder(svc) });
+        d.addItem({ terminalId: 't', contentId: content, totalSize: 5_400_000_000 });
+        for (let t = from; t < from + 2 * 86_400_000; t += STEP) {
+          clock.set(t);
+          d.tick(t);
+          if (flushEvery === 'step') await d.flush();
+        }
+        await d.flush();
+        const rows = (await svc.history('t', { limit: 10 })).entries.reverse();
+        const day1 = from + 3_600_000;
+        const day2 = day1 + 86_400_000;
+        assert.deepEqual(
+          rows.map((r) => [r.outcome, r.reason, r.bytes, r.deferrals, r.dueAt, r.startedAt, r.endedAt, r.source]),
+          [
+            ['deferred', 'window_closed', 3_600_000_000, 0, iso(day1), iso(day1), iso(day1 + 3_600_000), 'origin'],
+            ['done', null, 1_800_000_000, 1, iso(day2), iso(day2), iso(day2 + 1_800_000), 'origin'],
+          ],
+        );
+        assert.notEqual(rows[0]!.id, rows[1]!.id);
+        assert.deepEqual(await svc.openDeliveries(), []);
+      } finally {
+        await handle.close();
+      }
+    });
+  }
+}
+
+test('serviceRecorder: events naming attempts with no record are reported (unknown_delivery), the rest is written', async () => {
+  const events: unknown[][] = [];
+  const svc: RecordService = { recordBatch: async (batch, known) => (events.push([batch.length, known.size]), new Map([['t/a#1', 'sdl_1']])) };
+  const r = serviceRecorder(svc);
+  r.due({ id: 't/a#1', terminalId: 't', contentId: 'a', scheduleId: null, dueAt: 0, windowEnd: 1, deferrals: 0 });
+  r.start('t/a#1', { at: 0, rateBytesPerSecond: 1, source: 'origin' });
+  await r.flush!();
+  r.done('t/a#1', { at: 1, bytes: 1 });
+  await r.flush!();
+  await r.flush!(); // nothing queued: no call
+  assert.deepEqual(events, [
+    [2, 0],
+    [1, 1], // the attempt's record id from the first batch is known to the second
+  ]);
 });
