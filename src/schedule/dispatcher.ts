@@ -364,6 +364,12 @@ export class Dispatcher {
     return [...this.openTerminals].map((t) => ({ terminalId: this.terminals[t]!.id, windowEnd: this.winEnd[t]! }));
   }
 
+  /** The terminal's items (any state). */
+  itemsOf(terminalId: string): readonly Delivery[] {
+    const t = this.index.get(terminalId);
+    return t === undefined ? [] : this.byTerminal[t]!;
+  }
+
   /** When the terminal's current window closes; NaN when it is not open (or unknown). */
   windowEndOf(terminalId: string): number {
     const t = this.index.get(terminalId);

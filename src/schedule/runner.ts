@@ -43,7 +43,7 @@ import { nextOpening, parseWindow, type Window } from './windows.ts';
  *
  * One process runs the scheduler (SCHEDULER=off on the others): the dispatcher's state
  * is in memory; the records are in the database and a restarted scheduler picks the
- * open ones up (recordDue is idempotent).
+ * open ones up (opening an attempt is idempotent, `recordBatch`).
  */
 
 export interface DeliveryOrder {
@@ -387,12 +387,12 @@ export class ScheduleRunner {
 
   /** Link states of the open terminals (S0.6), without what their own running deliveries add. */
   private async refreshLinks(d: Dispatcher): Promise<void> {
-    const open = [...this.terminals.keys()].filter((id) => d.isOpen(id));
+    const open = d.openWindows().map((w) => w.terminalId);
     if (!open.length) return;
     const states = await this.deps.latestStates(open);
     for (const id of open) {
       const s = states.get(id);
-      const ours = this.orders(id).reduce((sum, o) => sum + o.rateBytesPerSecond * 8, 0);
+      const ours = d.itemsOf(id).reduce((sum, item) => sum + item.rate * 8, 0);
       const link: LinkState | null = s ? { downBps: s.downBps, recvLoadBps: Math.max(0, s.recvLoadBps - ours) } : null;
       d.setLink(id, link);
     }
@@ -451,9 +451,9 @@ export class ScheduleRunner {
       due.add(key);
       d.addItem({ terminalId, contentId: i.contentId, totalSize: i.totalSize, scheduleId: i.scheduleId, priority: i.priority, title: i.title, deferrals: i.deferrals });
     }
-    for (const item of [...d.deliveries()]) {
+    for (const item of [...d.itemsOf(terminalId)]) {
       // A running one ends by its own report, its window or silence: its holdings may turn whole just before "done" arrives.
-      if (item.terminalId === terminalId && !due.has(item.key) && item.state === 'pending') d.removeItem(item.key, this.now(), 'unscheduled');
+      if (!due.has(item.key) && item.state === 'pending') d.removeItem(item.key, this.now(), 'unscheduled');
     }
   }
 
