@@ -202,7 +202,7 @@ export class ScheduleRunner {
       this.calledIn.set(terminalId, now);
       // A schedule added on another origin process may not have reached us yet (the bus is asynchronous).
       if (!this.terminals.has(terminalId) && (await this.hasSchedules(terminalId))) await this.loadTerminals();
-      await this.loadItems(terminalId);
+      await this.loadItems([terminalId]);
       this.dispatcher?.wake();
       await this.step();
       return this.view(terminalId, now);
@@ -375,7 +375,7 @@ export class ScheduleRunner {
     for (const f of this.failures.splice(0)) d.fail(f.key, f.reason, now);
     // Openings first, so that terminals whose window opens now are admitted with their plan and fresh link states.
     d.advanceTo(now);
-    for (const w of d.openWindows()) if (this.itemsLoadedFor.get(w.terminalId) !== w.windowEnd) await this.loadItems(w.terminalId);
+    await this.loadItems(d.openWindows().filter((w) => this.itemsLoadedFor.get(w.terminalId) !== w.windowEnd).map((w) => w.terminalId));
     await this.refreshLinks(d);
     d.tick(now);
     try {
@@ -439,21 +439,23 @@ export class ScheduleRunner {
     }
   }
 
-  /** The terminal's plan (S0.5) as dispatcher items: new ones added, ones no longer due withdrawn. */
-  private async loadItems(terminalId: string): Promise<void> {
+  /** The terminals' plans (S0.5, read together) as dispatcher items: new ones added, ones no longer due withdrawn. */
+  private async loadItems(terminalIds: readonly string[]): Promise<void> {
     const d = this.dispatcher;
-    if (!d || !this.terminals.has(terminalId)) return;
-    const plan = await this.deps.schedules.plan(terminalId, { limit: PLAN_MAX_LIMIT });
-    this.itemsLoadedFor.set(terminalId, d.windowEndOf(terminalId));
-    const due = new Set<string>();
-    for (const i of plan.items) {
-      const key = `${terminalId}/${i.contentId}`;
-      due.add(key);
-      d.addItem({ terminalId, contentId: i.contentId, totalSize: i.totalSize, scheduleId: i.scheduleId, priority: i.priority, title: i.title, deferrals: i.deferrals });
-    }
-    for (const item of [...d.itemsOf(terminalId)]) {
-      // A running one ends by its own report, its window or silence: its holdings may turn whole just before "done" arrives.
-      if (!due.has(item.key) && item.state === 'pending') d.removeItem(item.key, this.now(), 'unscheduled');
+    const ids = terminalIds.filter((id) => this.terminals.has(id));
+    if (!d || !ids.length) return;
+    const plans = await this.deps.schedules.plans(ids, { limit: PLAN_MAX_LIMIT });
+    for (const terminalId of ids) {
+      this.itemsLoadedFor.set(terminalId, d.windowEndOf(terminalId));
+      const due = new Set<string>();
+      for (const i of plans.get(terminalId) ?? []) {
+        due.add(`${terminalId}/${i.contentId}`);
+        d.addItem({ terminalId, contentId: i.contentId, totalSize: i.totalSize, scheduleId: i.scheduleId, priority: i.priority, title: i.title, deferrals: i.deferrals });
+      }
+      for (const item of [...d.itemsOf(terminalId)]) {
+        // A running one ends by its own report, its window or silence: its holdings may turn whole just before "done" arrives.
+        if (!due.has(item.key) && item.state === 'pending') d.removeItem(item.key, this.now(), 'unscheduled');
+      }
     }
   }
 
@@ -464,14 +466,14 @@ export class ScheduleRunner {
   private async onSchedulesChanged(terminalId: string): Promise<void> {
     await this.serial(async () => {
       await this.loadTerminals();
-      await this.loadItems(terminalId);
+      await this.loadItems([terminalId]);
       await this.step();
     }).catch(() => {});
   }
 
   private async onPublished(contentId: string): Promise<void> {
     await this.serial(async () => {
-      for (const m of await this.deps.schedules.matchingTerminals(contentId)) await this.loadItems(m.terminalId);
+      await this.loadItems((await this.deps.schedules.matchingTerminals(contentId)).map((m) => m.terminalId));
       await this.step();
     }).catch(() => {});
   }

@@ -3,7 +3,7 @@ import { AppError, badRequest, conflict, forbidden, notFound } from '../core/err
 import type { EventBus } from '../core/event-bus.ts';
 import { newId } from '../core/ids.ts';
 import { sql, type Db } from '../db/connection.ts';
-import { planItems, scheduleOpenings, openings, WEEK_MS, type ItemRecord, type PlanContent, type PlanItem, type PlanSchedule, type ScheduleOpening, type Selection } from './plan.ts';
+import { planItems, scheduleOpenings, openings, WEEK_MS, type ItemRecord, type PlanContent, type PlanItem, type PlanSchedule, type ScheduleOpening } from './plan.ts';
 import type { DeliveryOutcome, DeliverySource, ScheduleDeliveriesTable, SchedulesTable, SelectKind } from './tables.ts';
 import { nextOpening, parseWindow, parseWindows, type Opening, type Window } from './windows.ts';
 
@@ -246,23 +246,12 @@ export class ScheduleService {
     const limit = opts.limit ?? PLAN_DEFAULT_LIMIT;
     if (!Number.isInteger(limit) || limit < 1 || limit > PLAN_MAX_LIMIT) throw badRequest('invalid_limit', `limit is a whole number from 1 to ${PLAN_MAX_LIMIT}.`);
     const now = this.clock.now();
-    const schedules = (await this.rowsOf(terminalId)).map(toPlanSchedule);
-    const next = openings(schedules, now);
-    const live = schedules.filter((s) => next.get(s.id));
-    const contents = live.length ? await this.dueContents(terminalId, live.map((s) => s.select)) : [];
-    const scanTruncated = contents.length > PLAN_SCAN;
-    const all = planItems(schedules, contents.slice(0, PLAN_SCAN), now);
-    const items = all.slice(0, limit);
-    const records = await this.itemRecords(terminalId, items.map((i) => i.contentId));
-    for (const item of items) {
-      const r = records.get(item.contentId);
-      if (r) Object.assign(item, { deferrals: r.deferrals, deliveryId: r.openDeliveryId, lastOutcome: r.lastOutcome });
-    }
+    const { schedules, items, truncated } = (await this.planned([terminalId], limit, now)).get(terminalId)!;
     return {
       terminalId,
       at: iso(now),
       items: items.map((i) => ({ ...i, dueAt: iso(i.dueAt), windowEnd: iso(i.windowEnd) })),
-      truncated: scanTruncated || all.length > limit,
+      truncated,
       openings: scheduleOpenings(schedules, now, now + WEEK_MS).map((o) => ({ ...o, start: iso(o.start), end: iso(o.end) })),
     };
   }
@@ -293,83 +282,115 @@ export class ScheduleService {
     return [...out].map(([terminalId, scheduleIds]) => ({ terminalId, scheduleIds }));
   }
 
-  /** Contents any of the selections take that the terminal neither holds whole nor had delivered; newest first, PLAN_SCAN + 1 at most. */
-  private async dueContents(terminalId: string, selections: Selection[]): Promise<PlanContent[]> {
-    const rows = await this.db
-      .selectFrom('contents as c')
-      .leftJoin('holdings as h', (j) => j.onRef('h.content_id', '=', 'c.id').on('h.terminal_id', '=', terminalId))
-      .select([
-        'c.id',
-        'c.title',
-        'c.genre',
-        'c.publisher_id',
-        'c.total_size',
-        'c.created_at',
-        'h.terminal_id as held_by',
-        'h.pieces as held_pieces',
-        sql<string>`c.manifest->'body'->>'publisher'`.as('publisher'),
-      ])
-      .where((eb) =>
-        eb.or(
-          selections.map((s) => {
-            switch (s.kind) {
-              case 'content':
-                return eb('c.id', '=', s.value);
-              case 'publisher':
-                return eb('c.publisher_id', '=', s.value);
-              case 'genre':
-                return eb(sql`lower(c.genre)`, '=', s.value);
-              case 'series':
-                return eb(sql<boolean>`starts_with(lower(c.title), ${s.value})`, '=', true);
-            }
-          }),
-        ),
-      )
-      .where((eb) => eb.or([eb('h.terminal_id', 'is', null), eb('h.pieces', 'is not', null)]))
-      .where((eb) =>
-        eb.not(
-          eb.exists(
-            eb
-              .selectFrom('schedule_deliveries as d')
-              .select('d.id')
-              .whereRef('d.content_id', '=', 'c.id')
-              .where('d.terminal_id', '=', terminalId)
-              .where('d.outcome', '=', 'done'),
-          ),
-        ),
-      )
-      .orderBy('c.created_at', 'desc')
-      .orderBy('c.id', 'desc')
-      .limit(PLAN_SCAN + 1)
-      .execute();
-    return rows.map((r) => ({
-      id: r.id,
-      title: r.title,
-      genre: r.genre,
-      publisherId: r.publisher_id,
-      publisher: r.publisher ?? '',
-      totalSize: Number(r.total_size),
-      createdAt: r.created_at.getTime(),
-      heldPieces: r.held_by === null ? null : r.held_pieces,
-    }));
+  /** `plan` for many terminals at once (the scheduler, when their windows open): the items only, in a few queries per 500 terminals. */
+  async plans(terminalIds: readonly string[], opts: { limit?: number } = {}): Promise<Map<string, PlanItem[]>> {
+    const now = this.clock.now();
+    const out = new Map<string, PlanItem[]>();
+    for (let i = 0; i < terminalIds.length; i += 500) {
+      for (const [id, p] of await this.planned(terminalIds.slice(i, i + 500), opts.limit ?? PLAN_MAX_LIMIT, now)) out.set(id, p.items);
+    }
+    return out;
   }
 
-  /** Per content, what its latest delivery record says (open attempt, aging count). */
-  private async itemRecords(terminalId: string, contentIds: string[]): Promise<Map<string, ItemRecord>> {
+  /**
+   * The plans of the terminals (at most a few hundred): their schedules in one query, the
+   * contents their live schedules select that they neither hold whole nor had delivered
+   * (newest first, PLAN_SCAN + 1 per terminal) in one, the latest record per item in one;
+   * then `planItems` per terminal.
+   */
+  private async planned(terminalIds: readonly string[], limit: number, now: number): Promise<Map<string, { schedules: PlanSchedule[]; items: PlanItem[]; truncated: boolean }>> {
+    const rows = terminalIds.length
+      ? await this.db.selectFrom('schedules').selectAll().where('terminal_id', 'in', [...terminalIds]).orderBy('created_at').orderBy('id').execute()
+      : [];
+    const schedulesOf = new Map<string, PlanSchedule[]>(terminalIds.map((id) => [id, []]));
+    for (const r of rows) schedulesOf.get(r.terminal_id)!.push(toPlanSchedule(r));
+    const selections: { terminal_id: string; kind: SelectKind; value: string }[] = [];
+    for (const [id, schedules] of schedulesOf) {
+      const next = openings(schedules, now);
+      for (const s of schedules) if (next.get(s.id)) selections.push({ terminal_id: id, kind: s.select.kind, value: s.select.value });
+    }
+    const contents = await this.dueContents(selections);
+    const out = new Map<string, { schedules: PlanSchedule[]; items: PlanItem[]; truncated: boolean }>();
+    for (const [id, schedules] of schedulesOf) {
+      const due = contents.get(id) ?? [];
+      const all = planItems(schedules, due.slice(0, PLAN_SCAN), now);
+      out.set(id, { schedules, items: all.slice(0, limit), truncated: due.length > PLAN_SCAN || all.length > limit });
+    }
+    const records = await this.itemRecords([...out].flatMap(([id, p]) => p.items.map((i) => ({ terminalId: id, contentId: i.contentId }))));
+    for (const [id, p] of out) {
+      for (const item of p.items) {
+        const r = records.get(`${id}/${item.contentId}`);
+        if (r) Object.assign(item, { deferrals: r.deferrals, deliveryId: r.openDeliveryId, lastOutcome: r.lastOutcome });
+      }
+    }
+    return out;
+  }
+
+  /** Per terminal, the contents its selections take that it neither holds whole nor had delivered; newest first, PLAN_SCAN + 1 at most. */
+  private async dueContents(selections: { terminal_id: string; kind: SelectKind; value: string }[]): Promise<Map<string, PlanContent[]>> {
+    const out = new Map<string, PlanContent[]>();
+    if (!selections.length) return out;
+    const rows = await sql<{
+      terminal_id: string;
+      id: string;
+      title: string;
+      genre: string;
+      publisher_id: string;
+      total_size: number;
+      created_at: Date;
+      held_by: string | null;
+      held_pieces: string | null;
+      publisher: string | null;
+    }>`
+      with sel as (select * from jsonb_to_recordset(${JSON.stringify(selections)}::jsonb) as v(terminal_id text, kind text, value text)),
+      matched as (
+        select distinct on (sel.terminal_id, c.id)
+               sel.terminal_id, c.id, c.title, c.genre, c.publisher_id, c.total_size, c.created_at,
+               h.terminal_id as held_by, h.pieces as held_pieces, c.manifest->'body'->>'publisher' as publisher
+          from sel
+          join contents c
+            on (sel.kind = 'content' and c.id = sel.value)
+            or (sel.kind = 'publisher' and c.publisher_id = sel.value)
+            or (sel.kind = 'genre' and lower(c.genre) = sel.value)
+            or (sel.kind = 'series' and starts_with(lower(c.title), sel.value))
+          left join holdings h on h.content_id = c.id and h.terminal_id = sel.terminal_id
+         where (h.terminal_id is null or h.pieces is not null)
+           and not exists (select 1 from schedule_deliveries d where d.terminal_id = sel.terminal_id and d.content_id = c.id and d.outcome = 'done')
+         order by sel.terminal_id, c.id)
+      select * from (
+        select matched.*, row_number() over (partition by terminal_id order by created_at desc, id desc) as n from matched) ranked
+       where n <= ${PLAN_SCAN + 1}
+       order by terminal_id, created_at desc, id desc`.execute(this.db);
+    for (const r of rows.rows) {
+      const list = out.get(r.terminal_id) ?? [];
+      list.push({
+        id: r.id,
+        title: r.title,
+        genre: r.genre,
+        publisherId: r.publisher_id,
+        publisher: r.publisher ?? '',
+        totalSize: Number(r.total_size),
+        createdAt: new Date(r.created_at).getTime(),
+        heldPieces: r.held_by === null ? null : r.held_pieces,
+      });
+      out.set(r.terminal_id, list);
+    }
+    return out;
+  }
+
+  /** Per terminal and content (`terminal/content`), what its latest delivery record says (open attempt, aging count). */
+  private async itemRecords(items: { terminalId: string; contentId: string }[]): Promise<Map<string, ItemRecord>> {
     const out = new Map<string, ItemRecord>();
-    for (let i = 0; i < contentIds.length; i += 1000) {
-      const rows = await this.db
-        .selectFrom('schedule_deliveries')
-        .select(['id', 'content_id', 'outcome', 'deferrals'])
-        .where('terminal_id', '=', terminalId)
-        .where('content_id', 'in', contentIds.slice(i, i + 1000))
-        .orderBy('created_at', 'desc')
-        .orderBy('id', 'desc')
-        .execute();
-      for (const r of rows) {
-        if (out.has(r.content_id)) continue;
+    for (let i = 0; i < items.length; i += 1000) {
+      const chunk = items.slice(i, i + 1000).map((x) => ({ terminal_id: x.terminalId, content_id: x.contentId }));
+      const rows = await sql<{ id: string; terminal_id: string; content_id: string; outcome: DeliveryOutcome; deferrals: number }>`
+        select distinct on (d.terminal_id, d.content_id) d.id, d.terminal_id, d.content_id, d.outcome, d.deferrals
+          from jsonb_to_recordset(${JSON.stringify(chunk)}::jsonb) as v(terminal_id text, content_id text)
+          join schedule_deliveries d on d.terminal_id = v.terminal_id and d.content_id = v.content_id
+         order by d.terminal_id, d.content_id, d.created_at desc, d.id desc`.execute(this.db);
+      for (const r of rows.rows) {
         const open = r.outcome === 'due' || r.outcome === 'running';
-        out.set(r.content_id, { openDeliveryId: open ? r.id : null, deferrals: nextDeferrals(r), lastOutcome: r.outcome });
+        out.set(`${r.terminal_id}/${r.content_id}`, { openDeliveryId: open ? r.id : null, deferrals: nextDeferrals(r), lastOutcome: r.outcome });
       }
     }
     return out;

@@ -252,6 +252,34 @@ for (const engine of testEngines()) {
       assert.deepEqual(await o.schedules.matchingTerminals(id), []);
     });
 
+    test('plans of many terminals read together (the scheduler) equal each terminal’s own plan', async () => {
+      o.clock.set(T0);
+      const tag = randomBytes(3).toString('hex');
+      const [a, b, c, none] = [await terminal('a'), await terminal('b'), await terminal('c'), await terminal('none')];
+      const ownPub = await o.userWithRoles(['publisher']);
+      assert.equal((await add(a, { select: { genre: `g-${tag}` }, windows: [always] })).status, 201);
+      assert.equal((await add(a, { select: { series: `Saga ${tag}` }, windows: [berlinNights], priority: 7 })).status, 201);
+      assert.equal((await add(b, { select: { publisherId: ownPub.userId }, windows: [berlinNights] })).status, 201);
+      assert.equal((await add(c, { select: { genre: `g-${tag}` }, windows: [{ ...always, until: '2026-01-01' }] })).status, 201); // expired: never due
+      const ids: string[] = [];
+      for (let i = 0; i < 4; i++) ids.push(await publish({ title: `Saga ${tag} ${i}`, genre: i % 2 ? `g-${tag}` : 'other' }, ownPub));
+      await o.terminals.reportPieces(a.id, ids[1]!, '0'); // partly held: still due
+      await o.call('PUT', '/terminals/holdings', { token: b.token, json: { contentIds: [ids[2]!], mode: 'add' } }); // held whole: not due
+      const d = await o.schedules.recordDue({ terminalId: a.id, contentId: ids[3]!, dueAt: T0 - 3_600_000 });
+      await o.schedules.recordDeferred(d.id, 'window_closed'); // aged once
+      const many = await o.schedules.plans([a.id, b.id, c.id, none.id, 'trm_unknown']);
+      const iso = (ms: number) => new Date(ms).toISOString();
+      for (const t of [a, b, c, none]) {
+        const own = (await o.schedules.plan(t.id, { limit: 1000 })).items;
+        assert.deepEqual(many.get(t.id)!.map((i) => ({ ...i, dueAt: iso(i.dueAt), windowEnd: iso(i.windowEnd) })), own, t.id);
+      }
+      assert.equal(many.get(a.id)!.length, 4);
+      assert.equal(many.get(a.id)!.find((i) => i.contentId === ids[3])!.deferrals, 1);
+      assert.equal(many.get(a.id)!.find((i) => i.contentId === ids[1])!.heldPieces, '0');
+      assert.deepEqual(many.get(b.id)!.map((i) => i.contentId).sort(), [ids[0], ids[1], ids[3]].sort());
+      assert.deepEqual([many.get(c.id), many.get(none.id), many.get('trm_unknown')], [[], [], []]);
+    });
+
     test('plan: the earliest-serving schedule wins; series, priority, expired windows, limit; removal drops items', async () => {
       o.clock.set(T0);
       const t = await terminal();
