@@ -110,6 +110,8 @@ export interface ScheduleRunnerDeps {
   presenceMs?: number;
   /** While a window is open, a pull agent is told to call in again this often. */
   recheckMs?: number;
+  /** Steps asked for by calls run at most this often (real time, ms); default 100. */
+  minStepGapMs?: number;
 }
 
 interface Running {
@@ -144,6 +146,9 @@ export class ScheduleRunner {
   private chain: Promise<unknown> = Promise.resolve();
   private lastNow = 0;
   private timer: NodeJS.Timeout | null = null;
+  private pendingStep: Promise<void> | null = null;
+  /** performance.now() of the last step's start. */
+  private lastStepAt = -Infinity;
   private readonly unsubscribe: (() => void)[] = [];
   private readonly sink: DeliverySink;
 
@@ -173,19 +178,36 @@ export class ScheduleRunner {
         bus.subscribe('content.published', (e) => void this.onPublished((e as { contentId: string }).contentId)),
       );
     }
-    this.timer = setInterval(() => this.kick(), this.deps.tickMs ?? 5000);
+    this.timer = setInterval(() => this.tick().catch(() => {}), this.deps.tickMs ?? 5000);
     this.timer.unref();
   }
 
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     for (const u of this.unsubscribe.splice(0)) u();
+    await this.pendingStep?.catch(() => {});
     await this.chain;
   }
 
-  /** A step nobody waits for (timer, connection, failed push); its errors are logged by `serial`. */
+  /** A step nobody waits for (connection, failed push); its errors are logged by `serial`. */
   private kick(): void {
-    this.tick().catch(() => {});
+    this.stepSoon().catch(() => {});
+  }
+
+  /**
+   * A step soon: the calls of a burst (check-ins, reports, connections) share one, and
+   * steps run at most once per `minStepGapMs` of real time — a step costs O(open
+   * terminals), so it must not run once per call.
+   */
+  private stepSoon(): Promise<void> {
+    if (this.pendingStep) return this.pendingStep;
+    const wait = Math.max(0, this.lastStepAt + (this.deps.minStepGapMs ?? 100) - performance.now());
+    const next = new Promise<void>((resolve) => setTimeout(resolve, wait)).then(() => {
+      this.pendingStep = null;
+      return this.tick();
+    });
+    this.pendingStep = next;
+    return next;
   }
 
   /** Steps the dispatcher to now (the timer calls it; tests too). */
@@ -196,17 +218,18 @@ export class ScheduleRunner {
   // ---- pull (S0.3) ----
 
   /** The terminal calls in: it is present; what is due is admitted now if the budget allows. */
-  checkIn(terminalId: string): Promise<CheckIn> {
-    return this.serial(async () => {
+  async checkIn(terminalId: string): Promise<CheckIn> {
+    const now = await this.serial(async () => {
       const now = this.now();
       this.calledIn.set(terminalId, now);
       // A schedule added on another origin process may not have reached us yet (the bus is asynchronous).
       if (!this.terminals.has(terminalId) && (await this.hasSchedules(terminalId))) await this.loadTerminals();
       await this.loadItems([terminalId]);
       this.dispatcher?.wake();
-      await this.step();
-      return this.view(terminalId, now);
+      return now;
     });
+    await this.stepSoon();
+    return this.view(terminalId, now);
   }
 
   // ---- push (S0.4) ----
@@ -252,15 +275,15 @@ export class ScheduleRunner {
    * this terminal and content), `invalid_report` (400), `not_held` (409: "done" while the
    * holder registry does not have the content whole). Answers whether to go on.
    */
-  report(terminalId: string, input: ProgressReport): Promise<{ continue: boolean }> {
+  async report(terminalId: string, input: ProgressReport): Promise<{ continue: boolean }> {
     checkReport(input);
-    return this.serial(async () => {
-      const key = `${terminalId}/${input.contentId}`;
+    const key = `${terminalId}/${input.contentId}`;
+    const ends = await this.serial(async () => {
       const r = this.running.get(key);
       const closed = this.closedAtWindowEnd.get(key);
       if (!r && closed && input.state !== 'done') {
         await this.deps.schedules.amendClosedBytes(terminalId, input.contentId, Date.parse(closed.windowEnd), input.bytes);
-        return { continue: false };
+        return false;
       }
       if (!r) throw notFound('unknown_order', 'Nothing scheduled is running for this terminal and content (it ended, or its window closed); call in again.');
       const now = this.now();
@@ -281,9 +304,11 @@ export class ScheduleRunner {
       if (input.state === 'done') this.completions.push({ key, via: input.source ? { source: input.source, sourceId: input.sourceId ?? null } : undefined });
       else if (input.state === 'failed') this.failures.push({ key, reason: input.reason ?? 'terminal_failed' });
       else if (input.state === 'paused' && Date.parse(r.order.windowEnd) - now > CLOSE_SLACK_MS) this.failures.push({ key, reason: input.reason ?? 'terminal_paused' });
-      await this.step();
-      return { continue: this.running.has(key) };
+      return input.state !== 'running';
     });
+    // Progress alone waits for the next step; an end is applied (and recorded) before the answer.
+    if (ends) await this.stepSoon();
+    return { continue: this.running.has(key) };
   }
 
   /** The orders running for a terminal now. */
@@ -366,6 +391,7 @@ export class ScheduleRunner {
   private async step(): Promise<void> {
     const d = this.dispatcher;
     if (!d) return;
+    this.lastStepAt = performance.now();
     const now = this.now();
     if (now >= d.horizonEnd - 3_600_000) d.replan([...this.terminals.values()], now);
     for (const [key, r] of this.running) {
