@@ -119,7 +119,8 @@ export interface DueEvent {
   contentId: string;
   scheduleId: string | null;
   dueAt: number;
-  windowEnd: number;
+  /** null: not known (a caller of `recordDue` may not say). */
+  windowEnd: number | null;
 }
 export interface EndEvent {
   kind: 'end';
@@ -413,44 +414,10 @@ export class ScheduleService {
     const content = await this.db.selectFrom('contents').select('id').where('id', '=', input.contentId).executeTakeFirst();
     if (!content) throw notFound('unknown_content', `No content ${input.contentId}.`);
 
-    const open = await this.openAttempt(input.terminalId, input.contentId);
-    if (open) return toRecord(open);
-    const previous = await this.db
-      .selectFrom('schedule_deliveries')
-      .select(['outcome', 'deferrals'])
-      .where('terminal_id', '=', input.terminalId)
-      .where('content_id', '=', input.contentId)
-      .orderBy('created_at', 'desc')
-      .orderBy('id', 'desc')
-      .executeTakeFirst();
-    const now = new Date(this.clock.now());
-    const row: ScheduleDeliveriesTable = {
-      id: newId('sdl'),
-      terminal_id: input.terminalId,
-      content_id: input.contentId,
-      schedule_id: input.scheduleId ?? null,
-      due_at: new Date(dueAt),
-      window_end: windowEnd === null ? null : new Date(windowEnd),
-      started_at: null,
-      ended_at: null,
-      bytes: 0,
-      source: null,
-      source_id: null,
-      outcome: 'due',
-      reason: null,
-      deferrals: previous ? nextDeferrals(previous) : 0,
-      created_at: now,
-      updated_at: now,
-    };
-    const inserted = await this.db
-      .insertInto('schedule_deliveries')
-      .values(row)
-      .onConflict((oc) => oc.columns(['terminal_id', 'content_id']).where('outcome', 'in', ['due', 'running']).doNothing())
-      .returningAll()
-      .executeTakeFirst();
-    if (inserted) return toRecord(inserted);
-    // Another caller opened it between our look and our insert.
-    return toRecord((await this.openAttempt(input.terminalId, input.contentId))!);
+    // The same insert as the scheduler's batches: one rule for idempotence and aging.
+    const event: DueEvent = { kind: 'due', attempt: 'one', terminalId: input.terminalId, contentId: input.contentId, scheduleId: input.scheduleId ?? null, dueAt, windowEnd };
+    const id = (await this.recordBatch([event], new Map())).get('one')!;
+    return toRecord(await this.db.selectFrom('schedule_deliveries').selectAll().where('id', '=', id).executeTakeFirstOrThrow());
   }
 
   /** The attempt starts (or resumes, or changes source): outcome `running`; the first start time is kept. */
@@ -533,7 +500,8 @@ export class ScheduleService {
    * `known` maps attempts opened in earlier batches to their record ids. Returns the ids of
    * the attempts opened here — the open record already in the table when there is one (a
    * restarted dispatcher picks it up), else a new one whose `deferrals` continues the chain
-   * as in `recordDue`. Events for attempts with no record are skipped and reported at the
+   * (the previous attempt's + 1 when that one was deferred or failed, else 0; the same
+   * rule as `nextDeferrals`). Events for attempts with no record are skipped and reported at the
    * end (`unknown_delivery`), after everything else is written.
    */
   async recordBatch(events: readonly RecordEvent[], known: ReadonlyMap<string, string>): Promise<Map<string, string>> {
@@ -547,7 +515,7 @@ export class ScheduleService {
     const write = async (g: RecordEvent[], createdAt: Date) => {
       const dues = g.filter((e): e is DueEvent => e.kind === 'due');
       if (dues.length) {
-        const rows = dues.map((e) => ({ attempt: e.attempt, id: newId('sdl'), terminal_id: e.terminalId, content_id: e.contentId, schedule_id: e.scheduleId, due_at: new Date(e.dueAt), window_end: new Date(e.windowEnd) }));
+        const rows = dues.map((e) => ({ attempt: e.attempt, id: newId('sdl'), terminal_id: e.terminalId, content_id: e.contentId, schedule_id: e.scheduleId, due_at: new Date(e.dueAt), window_end: e.windowEnd === null ? null : new Date(e.windowEnd) }));
         const inserted = await sql<{ id: string }>`
           insert into schedule_deliveries (id, terminal_id, content_id, schedule_id, due_at, window_end, bytes, outcome, deferrals, created_at, updated_at)
           select v.id, v.terminal_id, v.content_id, v.schedule_id, v.due_at, v.window_end, 0, 'due',
@@ -666,16 +634,6 @@ export class ScheduleService {
 
   private async rowsOf(terminalId: string): Promise<SchedulesTable[]> {
     return this.db.selectFrom('schedules').selectAll().where('terminal_id', '=', terminalId).orderBy('created_at').orderBy('id').execute();
-  }
-
-  private async openAttempt(terminalId: string, contentId: string) {
-    return this.db
-      .selectFrom('schedule_deliveries')
-      .selectAll()
-      .where('terminal_id', '=', terminalId)
-      .where('content_id', '=', contentId)
-      .where('outcome', 'in', ['due', 'running'])
-      .executeTakeFirst();
   }
 
   private async whyNotOpen(deliveryId: string): Promise<AppError> {
