@@ -39,6 +39,15 @@ async function until(f: () => boolean | Promise<boolean>, what: string, ms = 15_
   }
 }
 
+/** A terminal with a session and no agent: the test makes its calls over HTTP itself. */
+async function bareTerminal(o: TestOrigin, name: string, roles = ['member']): Promise<{ id: string; call: (method: string, url: string, json: unknown) => ReturnType<TestOrigin['call']> }> {
+  const user = await o.userWithRoles(roles);
+  const reg = await o.call('POST', '/terminals', { token: user.token, json: { publicKey: generateKeyPair().publicKeyB64, name } });
+  assert.equal(reg.status, 201, JSON.stringify(reg.body));
+  const token = await o.accounts.issueToken(user.userId, reg.body.terminal.id, 'test terminal session', null);
+  return { id: reg.body.terminal.id, call: (method, url, json) => o.call(method, url, { token, json }) };
+}
+
 for (const engine of testEngines()) {
   describe(`scheduled delivery end to end (${engine.name})`, () => {
     let o: TestOrigin;
@@ -224,13 +233,8 @@ for (const engine of testEngines()) {
     });
 
     test('refusals: reports for nothing running, "done" the holder registry does not confirm, bad push addresses — nothing changes', async () => {
-      const user = await o.userWithRoles(['member']);
-      const keys = generateKeyPair();
-      const reg = await o.call('POST', '/terminals', { token: user.token, json: { publicKey: keys.publicKeyB64, name: 'bare' } });
-      const terminalId: string = reg.body.terminal.id;
-      const token = await o.accounts.issueToken(user.userId, terminalId, 'test terminal session', null);
+      const { id: terminalId, call } = await bareTerminal(o, 'bare');
       const contentId = await publish('Refusals');
-      const call = (method: string, url: string, json: unknown) => o.call(method, url, { token, json });
 
       let res = await call('POST', '/schedules/deliveries/report', { contentId, bytes: 10, state: 'running' });
       assert.equal(res.status, 404);
@@ -292,12 +296,7 @@ for (const engine of testEngines()) {
 
     // Last: it restarts the origin (later tests would tick the old scheduler).
     test('an origin restart loses nothing: the open attempt is picked up, the terminal is re-admitted on its next call, and it completes (S0.6 never dropped)', async () => {
-      const user = await o.userWithRoles(['member']);
-      const keys = generateKeyPair();
-      const reg = await o.call('POST', '/terminals', { token: user.token, json: { publicKey: keys.publicKeyB64, name: 'restart' } });
-      const terminalId: string = reg.body.terminal.id;
-      const token = await o.accounts.issueToken(user.userId, terminalId, 'test terminal session', null);
-      const call = (method: string, url: string, json: unknown) => o.call(method, url, { token, json });
+      const { id: terminalId, call } = await bareTerminal(o, 'restart');
       const contentId = await publish('Restart news');
       o.clock.set(Math.max(o.clock.now(), W + 2 * MIN));
       await o.schedules.create(terminalId, { select: { contentId }, windows: [win(W + 2 * MIN, W + 3 * MIN)] });
@@ -331,17 +330,14 @@ describe('an origin started with SCHEDULER=off', () => {
     const o = await startTestOrigin({ config: { scheduler: false } });
     try {
       assert.equal(o.scheduler, null);
-      const user = await o.userWithRoles(['member']);
-      const keys = generateKeyPair();
-      const reg = await o.call('POST', '/terminals', { token: user.token, json: { publicKey: keys.publicKeyB64, name: 'elsewhere' } });
-      const token = await o.accounts.issueToken(user.userId, reg.body.terminal.id, 'test terminal session', null);
+      const { call } = await bareTerminal(o, 'elsewhere');
       for (const [method, url, json] of [
         ['POST', '/schedules/check-in', {}],
         ['PUT', '/schedules/push-address', { url: 'http://127.0.0.1:1/x' }],
         ['POST', '/schedules/deliveries/report', { contentId: 'a'.repeat(64), bytes: 0, state: 'running' }],
         ['GET', '/schedules/orders', undefined],
       ] as const) {
-        const res = await o.call(method, url, { token, json });
+        const res = await call(method, url, json);
         assert.equal(res.status, 503, url);
         assert.equal(res.body.error.code, 'scheduler_elsewhere', url);
       }
@@ -365,15 +361,11 @@ for (const engine of testEngines()) {
         const contentId: string = res.body.id;
         const window = { days: 'daily', start: '10:00', end: '12:00', timeZone: 'UTC' };
         async function terminal(name: string, roles: string[], recvLoadBps: number) {
-          const user = await o.userWithRoles(roles);
-          const keys = generateKeyPair();
-          const reg = await o.call('POST', '/terminals', { token: user.token, json: { publicKey: keys.publicKeyB64, name } });
-          const token = await o.accounts.issueToken(user.userId, reg.body.terminal.id, 'test terminal session', null);
-          const call = (method: string, url: string, json: unknown) => o.call(method, url, { token, json });
+          const { id, call } = await bareTerminal(o, name, roles);
           const beat = await call('POST', '/terminals/heartbeat', { uptimeRatio: 1, upBps: 100e6, downBps: 800e6, sendLoadBps: 0, recvLoadBps, cpu: 0.1 });
           assert.equal(beat.status, 204, JSON.stringify(beat.body));
-          await o.schedules.create(reg.body.terminal.id, { select: { contentId }, windows: [window] });
-          return { id: reg.body.terminal.id as string, call };
+          await o.schedules.create(id, { select: { contentId }, windows: [window] });
+          return { id, call };
         }
         const congested = await terminal('congested-premium', ['premium'], 700e6); // receiving 87 % of its link
         const member = await terminal('member', ['member'], 0);
