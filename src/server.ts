@@ -18,6 +18,7 @@ import { TerminalService } from './terminals/service.ts';
 import { terminalRoutes } from './terminals/routes.ts';
 import { GrantService } from './transfer/grants.ts';
 import { ReceiptService } from './transfer/receipts.ts';
+import { ServedLog } from './transfer/served-log.ts';
 import { transferRoutes } from './transfer/routes.ts';
 import { pieceServerRoutes } from './transfer/piece-server.ts';
 import { ORIGIN_SOURCE_ID } from './transfer/grant-token.ts';
@@ -110,7 +111,8 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
   const ledger = new Ledger({ db: db.db, clock });
   const wallets = new Wallets({ ledger, signupCredit: config.signupCredit });
   const settlement = new Settlement({ db: db.db, ledger, clock, tariff: config.tariff, originSourceId: ORIGIN_SOURCE_ID });
-  const reservations = new Reservations({ db: db.db, ledger, wallets, clock, holdTimeoutMs: config.holdTimeoutMs });
+  const reservations = new Reservations({ db: db.db, ledger, wallets, clock, holdTimeoutMs: config.holdTimeoutMs, refetch: config.refetchPolicy });
+  const served = new ServedLog({ db: db.db, clock, logger });
   const receipts = new ReceiptService({
     db: db.db,
     clock,
@@ -118,17 +120,21 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
     grants,
     content,
     origin: { sourceId: ORIGIN_SOURCE_ID, publicKey: keys.publicKey },
+    served,
     settle: (trx, stored) => settlement.settleIn(trx, stored),
   });
   const introductions = new IntroductionService({ db: db.db, keys, clock, terminals });
   const reputation = new ReputationService({ db: db.db, clock });
   const transfers = new TransferService({ db: db.db, clock, deadAfterMs: config.transferDeadMs });
   const billing: TransferBilling = {
-    async reserve(req) {
+    async prepare(req) {
       const [receiver, manifest] = await Promise.all([terminals.get(req.receiverId), content.getManifest(req.contentId)]);
-      return reservations.reserve({ ...req, userId: receiver.userId, price: manifest.body.price, totalBytes: manifest.body.totalSize });
+      return reservations.prepare({ userId: receiver.userId, contentId: req.contentId, missingBytes: req.missingBytes, price: manifest.body.price, totalBytes: manifest.body.totalSize });
     },
-    release: (transferId) => reservations.release(transferId),
+    async release(req) {
+      const receiver = await terminals.get(req.receiverId);
+      await reservations.release({ userId: receiver.userId, contentId: req.contentId });
+    },
   };
   const coordinator = new PeerCoordinator({ clock, content, terminals, grants, reputation, transfers, bus, grantTtlMs: config.grantTtlMs, billing });
   const schedules = new ScheduleService({ db: db.db, clock, bus });
@@ -171,7 +177,7 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
   await app.register(reconcileRoutes({ reconciler, terminalOwner: async (id) => (await terminals.get(id)).userId }));
   await app.register(voucherRoutes({ db: db.db, ledger, clock, accounts }));
   await app.register(walletRoutes({ db: db.db, ledger, wallets, accounts, clock, tariff: config.tariff }));
-  await app.register(transferRoutes({ coordinator, transfers, reputation, grants, receipts, content, terminals, originSourceId: ORIGIN_SOURCE_ID }));
+  await app.register(transferRoutes({ coordinator, transfers, reputation, grants, receipts, served, content, terminals, originSourceId: ORIGIN_SOURCE_ID }));
   await app.register(scheduleRoutes({ schedules, runner: scheduler ?? undefined }));
   const originUpBucket = config.originUpRate ? new TokenBucket(config.originUpRate, Math.max(config.originUpRate / 4, 1)) : undefined;
   await app.register(
@@ -183,6 +189,8 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
       clock,
       metrics: app.metrics,
       upRate: originUpBucket,
+      // #10 point 6: the origin records what it sent, as every source reports it.
+      onServed: (grant, index) => served.note(grant.id, index),
     }),
   );
 
@@ -201,6 +209,9 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
     sweep = Promise.all([settlement.retryUnpaid(), ledger.expireHolds()]).catch((err) => logger.error({ err }, 'settlement sweep failed'));
   }, config.settleIntervalMs);
   settler.unref();
+  // What the origin sent is written often: another origin process may be asked for its receipts.
+  const servedFlush = setInterval(() => void served.flush().catch((err) => logger.error({ err }, 'writing served pieces failed')), 200);
+  servedFlush.unref();
   await scheduler?.start();
   await app.listen({ host: config.host, port: config.port });
   const address = app.server.address();
@@ -215,9 +226,11 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
       clearInterval(monitor);
       await scheduler?.stop();
       clearInterval(settler);
+      clearInterval(servedFlush);
       await sweep; // never close the database under a running sweep
-      originUpBucket?.close();
-      await app.close();
+      originUpBucket?.close(); // lets requests waiting for tokens finish, so closing does not wait on them
+      await app.close(); // no piece is sent after this, so the last flush sees them all
+      await served.flush().catch((err) => logger.error({ err }, 'writing served pieces failed'));
       await terminals.stop();
       await bus.close();
       pieces.close();

@@ -111,7 +111,22 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
   // Traffic counters for heartbeats and for "what did I serve" reports.
   let sentBytes = 0;
   let receivedBytes = 0;
-  const servedGrants = new Set<string>();
+  // #10 point 6: pieces sent in full, per grant, reported to the origin within a moment (receipts wait for it).
+  const served = new Map<string, number[]>();
+  let servedCount = 0;
+  let reporting: Promise<void> = Promise.resolve();
+  const reportServed = () => {
+    reporting = reporting.then(async () => {
+      if (served.size === 0) return;
+      const grants = [...served].slice(0, 1000).map(([id, pieces]) => ({ id, pieces: encodeRanges(pieces) }));
+      for (const g of grants) served.delete(g.id);
+      servedCount = [...served.values()].reduce((n, p) => n + p.length, 0);
+      await api()
+        .post('/transfers/served', { grants })
+        .catch((err) => logger.warn({ err: err.message, grants: grants.length }, 'reporting served pieces failed'));
+    });
+    return reporting;
+  };
 
   const app = createHttpApp({ logger, resolveToken: async () => null, title: 'Cascade agent' });
   app.get('/health', { config: { access: 'public' }, schema: { summary: 'Agent liveness', tags: ['ops'] } }, async () => ({ status: 'ok', terminalId: device.terminalId }));
@@ -125,9 +140,14 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
       metrics: app.metrics,
       slots: opts.slots ?? 4,
       upRate: { take: async (bytes) => upBucket?.take(bytes) },
-      onServed: (grant, _index, bytes) => {
+      onServed: (grant, index, bytes) => {
         sentBytes += bytes;
-        servedGrants.add(grant.id);
+        // Bounded: past this many unreported pieces, new ones are not reported (and go unpaid), the origin being away.
+        if (servedCount >= 1_000_000) return;
+        const list = served.get(grant.id);
+        if (list) list.push(index);
+        else served.set(grant.id, [index]);
+        servedCount++;
       },
     }),
   );
@@ -192,15 +212,12 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     // Back in contact with receipts the origin has not confirmed: reconcile (S1.10). A fetch
     // in progress hands its receipts in itself and reconciles when it ends.
     if (active.size === 0 && journal.unsettled().length) await reconcile();
-    if (servedGrants.size) {
-      const grants = [...servedGrants];
-      servedGrants.clear();
-      await api().post('/transfers/served', { grants });
-    }
   };
   await beat().catch((err) => logger.warn({ err: err.message }, 'first heartbeat failed'));
   const timer = setInterval(() => void beat().catch((err) => logger.warn({ err: err.message }, 'heartbeat failed')), opts.heartbeatMs ?? 5000);
   timer.unref();
+  const servedTimer = setInterval(() => void reportServed(), 250);
+  servedTimer.unref();
 
   const agent: Agent = {
     terminalId: device.terminalId,
@@ -272,10 +289,12 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
       if (closed) return closed;
       closed = (async () => {
         clearInterval(timer);
+        clearInterval(servedTimer);
         await scheduled?.close();
         for (const c of active.values()) c.abort();
         upBucket?.close();
         await app.close();
+        await reportServed();
         store.close();
         journal.close();
       })();

@@ -6,6 +6,7 @@ import { cascadeHome, readProfile } from './profile.ts';
 import { AppError } from '../core/errors.ts';
 import { deviceSession } from '../terminals/device.ts';
 import { download, fileTarget, type Progress } from '../transfer/downloader.ts';
+import type { Reservation } from '../ledger/reservations.ts';
 import { parseRate } from '../transfer/token-bucket.ts';
 
 export function registerGet(program: Command) {
@@ -47,8 +48,19 @@ export function registerGet(program: Command) {
           process.stdout.write(JSON.stringify({ event: 'progress', ...p }) + '\n');
         }
       };
+      // Ctrl-C stops cleanly: verified pieces stay, their receipts are handed in, and the user is told
+      // what stays reserved and how to resume (#10 point 2).
+      const stop = new AbortController();
+      const onSigint = () => stop.abort();
+      process.once('SIGINT', onSigint);
+      let reservation: Reservation | null = null;
       try {
         const result = await download({
+          signal: stop.signal,
+          onReservation: (r) => {
+            reservation = r;
+            if (!g.json) process.stderr.write(`${r.why}\n`);
+          },
           api,
           originKey: profile.originKey,
           device,
@@ -63,8 +75,23 @@ export function registerGet(program: Command) {
         else {
           const resumed = result.resumedPieces ? ` (resumed: ${result.resumedPieces} pieces were already verified)` : '';
           process.stdout.write(`${result.title}: ${result.totalBytes} bytes verified, written to ${result.path}${resumed}\n`);
+          if (result.refusedReceipts.length) {
+            process.stderr.write(`${result.refusedReceipts.length} receipt(s) were refused by the origin and not charged: ${result.refusedReceipts.map((r) => r.code).join(', ')}\n`);
+          }
+          if (result.receiptsWaiting) process.stderr.write(`${result.receiptsWaiting} receipt(s) wait for their source to report serving them; they are charged when it does.\n`);
         }
+      } catch (err) {
+        if (!(err instanceof AppError && err.code === 'aborted')) throw err;
+        bar?.stop();
+        const d = (err.details ?? {}) as { pieces?: number; totalPieces?: number };
+        const r = reservation as Reservation | null;
+        const held = r && r.held > 0 ? `${r.held} stays reserved for this content until ${new Date(r.heldUntil!).toISOString()} (released when the download finishes, or then); you pay only for pieces received. ` : '';
+        const message = `Stopped at ${d.pieces}/${d.totalPieces} pieces; the verified ones are kept in ${outPath}.part. ${held}Run the same command again to resume.`;
+        if (g.json) process.stdout.write(JSON.stringify({ event: 'stopped', pieces: d.pieces, totalPieces: d.totalPieces, reservation: r, message }) + '\n');
+        else process.stderr.write(`\n${message}\n`);
+        process.exitCode = 130;
       } finally {
+        process.off('SIGINT', onSigint);
         bar?.stop();
       }
     });

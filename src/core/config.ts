@@ -29,6 +29,8 @@ export interface Config {
   settleIntervalMs: number;
   /** How long a reservation (hold) made before a download lasts, ms. */
   holdTimeoutMs: number;
+  /** #10: a content the user fully paid for is fetched again for free, or charged as a new purchase. */
+  refetchPolicy: 'free' | 'charge';
   /** #5: whether this origin runs the scheduler (one per deployment; SCHEDULER=off on the others). */
   scheduler: boolean;
   /** S0.6: bytes/s the scheduler may spend on scheduled deliveries (default ORIGIN_UP_RATE, else 125 MB/s). */
@@ -62,6 +64,13 @@ function hoursFrom(env: NodeJS.ProcessEnv, name: string, fallback: [number, numb
   return hours as [number, number];
 }
 
+/** #10: whether fetching again a content the user has fully paid for is charged (docs/ledger.md "Purchases"). */
+function refetchFrom(env: NodeJS.ProcessEnv): 'free' | 'charge' {
+  const v = env.REFETCH_POLICY || 'free';
+  if (v !== 'free' && v !== 'charge') throw badRequest('bad_config', `REFETCH_POLICY must be "free" or "charge", got "${v}"`);
+  return v;
+}
+
 function tariffFrom(env: NodeJS.ProcessEnv): Tariff {
   const d = DEFAULT_TARIFF;
   const pct = (name: string, fallback: number) => intFrom(env, name, fallback, 0, 100);
@@ -83,7 +92,6 @@ function tariffFrom(env: NodeJS.ProcessEnv): Tariff {
     frequentRatePercent: pct('FREQUENT_RATE_PERCENT', d.frequentRatePercent),
     distributorBytes: intFrom(env, 'DISTRIBUTOR_BYTES', d.distributorBytes, 0),
     distributorRatePercent: pct('DISTRIBUTOR_RATE_PERCENT', d.distributorRatePercent),
-    unreliableSharePercent: pct('UNRELIABLE_SHARE_PERCENT', d.unreliableSharePercent),
     playPricePercent: pct('PLAY_PRICE_PERCENT', d.playPricePercent),
   };
   if (t.uploaderPercent + t.royaltyPercent > 100) {
@@ -111,6 +119,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     signupCredit: intFrom(env, 'SIGNUP_CREDIT', 0, 0),
     settleIntervalMs: intFrom(env, 'SETTLE_INTERVAL_MS', 1000, 10),
     holdTimeoutMs: intFrom(env, 'HOLD_TIMEOUT_MS', 3_600_000, 1000),
+    refetchPolicy: refetchFrom(env),
     scheduler: env.SCHEDULER !== 'off',
     scheduleEgressBps,
     scheduleMaxRate: intFrom(env, 'SCHEDULE_MAX_RATE', Math.max(1, Math.floor(scheduleEgressBps / 4)), 1),

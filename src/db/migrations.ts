@@ -5,8 +5,8 @@ import { contentMigration } from '../content/tables.ts';
 import { ledgerMigration } from '../ledger/tables.ts';
 import { vouchersMigration } from '../ledger/tables-vouchers.ts';
 import { holdingPiecesMigration, terminalsMigration } from '../terminals/tables.ts';
-import { peersMigration, transferMigration } from '../transfer/tables.ts';
-import { settlementMigration } from '../ledger/tables-settlement.ts';
+import { grantServedMigration, peersMigration, transferMigration } from '../transfer/tables.ts';
+import { purchasesMigration, settlementMigration } from '../ledger/tables-settlement.ts';
 import { schedulePushMigration, schedulesMigration } from '../schedule/tables.ts';
 
 // One ordered list of migrations; the same SQL runs on PGlite and on PostgreSQL.
@@ -23,6 +23,8 @@ const migrations: Record<string, Migration> = {
   '0009_settlement': settlementMigration,
   '0010_schedules': schedulesMigration,
   '0011_schedule_push': schedulePushMigration,
+  '0012_purchases': purchasesMigration,
+  '0013_grant_served': grantServedMigration,
 };
 
 export async function migrateToLatest(db: Kysely<any>): Promise<void> {

@@ -5,13 +5,15 @@ import { PLATFORM_REVENUE, PLATFORM_ROUNDING, royaltyAccount } from './accounts.
 import { transferError, type AccountSpec, type Ledger, type TransferInput } from './ledger.ts';
 import { playPrice, type Tariff } from './tariff.ts';
 import type { Wallets } from './wallets.ts';
+import { fullyPaid } from './purchases.ts';
 
 // Pay per play (S1.13, docs/ledger.md "Pay per play"): playing a content with no
 // download record on this terminal is charged as a play.
 //
 // A terminal reports each play with an ID of its own choosing. If the terminal has a
-// download record for the content (a receipt it signed as receiver, or a monitored
-// transfer that finished), the play is free. Otherwise the terminal's owner pays the
+// download record for the content (its owner fully paid for it, and this terminal
+// received it: a receipt it signed as receiver, or a monitored transfer that finished),
+// the play is free. Otherwise the terminal's owner pays the
 // play price (`playPrice`, a percent of the list price) as one linked chain of ledger
 // transfers, reason `play`, whose IDs derive from `play:<terminalId>:<playId>`:
 //   <play>:royalty   wallet → royalty:<publisher>
@@ -81,7 +83,7 @@ export class PlayService {
     const content = await db.selectFrom('contents').select(['id', 'price', 'publisher_id']).where('id', '=', req.contentId).executeTakeFirst();
     if (!content) throw notFound('unknown_content', `No content ${req.contentId}.`);
     const none = { playId: req.playId, contentId: req.contentId, charged: 0, created: false, parts: null, balance: null, transfers: [] };
-    if (await this.owned(caller.terminalId, req.contentId)) return { ...none, reason: 'owned' };
+    if (await this.owned(caller, req.contentId)) return { ...none, reason: 'owned' };
     const charge = playPrice(content.price, tariff);
     if (charge === 0) return { ...none, reason: 'free' };
 
@@ -131,9 +133,14 @@ export class PlayService {
     return this.answer(req, rows, results.some((r) => r.status === 'created'));
   }
 
-  /** S1.13 "download record": a receipt this terminal signed as receiver, or a finished transfer to it. */
-  private async owned(terminalId: string, contentId: string): Promise<boolean> {
+  /**
+   * S1.13 "download record" (#10): the user has fully paid for the content, and this
+   * terminal received it (a receipt it signed as receiver, or a finished transfer to it).
+   * A receipt alone is not enough: one piece bought must not make every play free.
+   */
+  private async owned({ userId, terminalId }: { userId: string; terminalId: string }, contentId: string): Promise<boolean> {
     const { db } = this.deps;
+    if (!(await fullyPaid(db, userId, contentId))) return false;
     const receipt = await db.selectFrom('receipts').select('id').where('receiver_id', '=', terminalId).where('content_id', '=', contentId).limit(1).executeTakeFirst();
     if (receipt) return true;
     const done = await db

@@ -1,8 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
-import { AppError } from '../core/errors.ts';
 import { errorSchema } from '../core/http.ts';
 import type { Db } from '../db/connection.ts';
-import { signedReceiptSchema, type SignedReceipt } from '../transfer/receipt.ts';
+import { signedReceiptSchema, type ReceiptsAnswer, type SignedReceipt } from '../transfer/receipt.ts';
 import type { Ledger } from './ledger.ts';
 import type { Wallets } from './wallets.ts';
 
@@ -33,26 +32,24 @@ export class Reconciler {
       db: Db;
       ledger: Ledger;
       wallets: Wallets;
-      /** ReceiptService.submit: checks, stores and settles receipts (all-or-nothing per call). */
-      submitReceipts: (terminalId: string, receipts: SignedReceipt[]) => Promise<{ accepted: string[]; duplicates: string[] }>;
+      /** ReceiptService.submit: checks, stores and settles receipts, each on its own. */
+      submitReceipts: (terminalId: string, receipts: SignedReceipt[]) => Promise<ReceiptsAnswer>;
     },
   ) {}
 
   async reconcile(terminal: { id: string; userId: string }, req: ReconcileRequest): Promise<ReconcileResult> {
     const result: ReconcileResult = { settled: [], duplicates: [], conflicts: [], record: [], balance: 0 };
     const named = new Set<string>();
-    // One receipt at a time: a bad one is reported without holding back the others.
     for (const receipt of req.receipts) {
       const id = receiptIdOf(receipt);
       if (id) named.add(id);
-      try {
-        const r = await this.deps.submitReceipts(terminal.id, [receipt]);
-        result.settled.push(...r.accepted);
-        result.duplicates.push(...r.duplicates);
-      } catch (err) {
-        if (!(err instanceof AppError) || err.status >= 500) throw err;
-        result.conflicts.push({ receiptId: id, code: err.code, message: err.message.replace(/^receipt 0: /, '') });
-      }
+    }
+    // Each receipt is judged on its own: a bad one is reported without holding back the others.
+    if (req.receipts.length) {
+      const r = await this.deps.submitReceipts(terminal.id, req.receipts);
+      result.settled.push(...r.accepted);
+      result.duplicates.push(...r.duplicates);
+      for (const x of r.refused) result.conflicts.push({ receiptId: x.receiptId, code: x.code, message: x.message });
     }
     for (const c of req.charges ?? []) named.add(c.receiptId);
 

@@ -17,22 +17,94 @@ export interface LedgerSettlementsTable {
   updated_at: Date;
 }
 
-/** The reservation (a pending ledger transfer) standing for one monitored transfer. */
-export interface LedgerHoldsTable {
-  transfer_id: string;
+/**
+ * A receiver's purchase of one content (#10; src/ledger/purchase.ts): exact running
+ * totals that every receipt of that user for that content is charged against, and the
+ * reservation standing for what is still to pay. `round` starts at 1; a new round
+ * begins only when REFETCH_POLICY=charge and the last one is fully paid.
+ */
+export interface LedgerPurchasesTable {
   user_id: string;
-  /** The current pending transfer; null once nothing is reserved any more. */
+  content_id: string;
+  round: number;
+  /** The list price and size when the purchase began. */
+  price: number;
+  total_bytes: number;
+  paid_bytes: number;
+  /** Exact charge numerator (numeric, as text): see PurchaseTotals.chargeNum. */
+  charge_num: string;
+  charged: number;
+  royalty_paid: number;
+  fee_paid: number;
+  /** The open reservation (a pending ledger transfer `hold:<user>:<content>:<round>:<seq>`), if any. */
   hold_id: string | null;
-  amount: number;
-  /** How many holds this transfer has had: the next one's ID is `hold:<transfer>:<seq>`. */
-  seq: number;
+  hold_amount: number;
+  /** Number of holds this purchase has had; the next one's ID ends in it. */
+  hold_seq: number;
+  created_at: Date;
   updated_at: Date;
+  /** When the last byte was paid for. */
+  completed_at: Date | null;
+}
+
+/** One uploader account's part of a purchase: the exact numerator of its bytes' charge, and what it was paid. */
+export interface LedgerPurchaseSharesTable {
+  user_id: string;
+  content_id: string;
+  round: number;
+  account_id: string;
+  num: string;
+  paid: number;
 }
 
 export interface SettlementTables {
   ledger_settlements: LedgerSettlementsTable;
-  ledger_holds: LedgerHoldsTable;
+  ledger_purchases: LedgerPurchasesTable;
+  ledger_purchase_shares: LedgerPurchaseSharesTable;
 }
+
+/**
+ * #10: charges on totals per purchase replace per-receipt pricing, and the reservation
+ * belongs to the purchase (one per user and content, however many transfers or reruns)
+ * instead of to each transfer. Open per-transfer holds are left to expire by their timeout.
+ */
+export const purchasesMigration: Migration = {
+  async up(db: Kysely<any>) {
+    await db.schema
+      .createTable('ledger_purchases')
+      .addColumn('user_id', 'text', (c) => c.notNull())
+      .addColumn('content_id', 'text', (c) => c.notNull())
+      .addColumn('round', 'integer', (c) => c.notNull())
+      .addColumn('price', 'bigint', (c) => c.notNull())
+      .addColumn('total_bytes', 'bigint', (c) => c.notNull())
+      .addColumn('paid_bytes', 'bigint', (c) => c.notNull())
+      .addColumn('charge_num', 'numeric', (c) => c.notNull())
+      .addColumn('charged', 'bigint', (c) => c.notNull())
+      .addColumn('royalty_paid', 'bigint', (c) => c.notNull())
+      .addColumn('fee_paid', 'bigint', (c) => c.notNull())
+      .addColumn('hold_id', 'text')
+      .addColumn('hold_amount', 'bigint', (c) => c.notNull())
+      .addColumn('hold_seq', 'integer', (c) => c.notNull())
+      .addColumn('created_at', 'timestamptz', (c) => c.notNull())
+      .addColumn('updated_at', 'timestamptz', (c) => c.notNull())
+      .addColumn('completed_at', 'timestamptz')
+      .addPrimaryKeyConstraint('ledger_purchases_pk', ['user_id', 'content_id', 'round'])
+      .addCheckConstraint('ledger_purchases_paid_bytes', sql`paid_bytes >= 0 and paid_bytes <= total_bytes`)
+      .addCheckConstraint('ledger_purchases_paid_out', sql`royalty_paid >= 0 and fee_paid >= 0 and charged >= royalty_paid + fee_paid`)
+      .execute();
+    await db.schema
+      .createTable('ledger_purchase_shares')
+      .addColumn('user_id', 'text', (c) => c.notNull())
+      .addColumn('content_id', 'text', (c) => c.notNull())
+      .addColumn('round', 'integer', (c) => c.notNull())
+      .addColumn('account_id', 'text', (c) => c.notNull())
+      .addColumn('num', 'numeric', (c) => c.notNull())
+      .addColumn('paid', 'bigint', (c) => c.notNull())
+      .addPrimaryKeyConstraint('ledger_purchase_shares_pk', ['user_id', 'content_id', 'round', 'account_id'])
+      .execute();
+    await db.schema.dropTable('ledger_holds').execute();
+  },
+};
 
 export const settlementMigration: Migration = {
   async up(db: Kysely<any>) {

@@ -2,12 +2,8 @@ import { badRequest } from '../core/errors.ts';
 
 // Pricing (S1.8, S1.9): what a receipt costs its receiver and how that amount is split.
 // Pure arithmetic on integers (minor units); every rule is its own function so it can
-// be tested and explained on its own (docs/ledger.md "Pricing").
-//
-// Rounding rule: every amount is rounded down, once, from an exact fraction
-// (BigInt, no floating point). The charge is split into uploader share, royalty and
-// platform fee, each rounded down; what the three leave of the charge (0–2 units) goes
-// to the `platform:rounding` account. The parts always add up to the charge exactly.
+// be tested and explained on its own (docs/ledger.md "Pricing"). How a charge is
+// split and rounded is decided on a purchase's totals (purchase.ts), never per receipt.
 
 export interface Tariff {
   /** Uploader's share of a charge, percent. */
@@ -26,8 +22,6 @@ export interface Tariff {
   /** A user who served others at least this many bytes in the last 30 days pays `distributorRatePercent`. */
   distributorBytes: number;
   distributorRatePercent: number;
-  /** Share of its uploader share an unreliable holder keeps, percent; the rest goes to the platform fee. */
-  unreliableSharePercent: number;
   /** Price of playing a content without a download record on the terminal, percent of its price (S1.13). */
   playPricePercent: number;
 }
@@ -45,7 +39,6 @@ export const DEFAULT_TARIFF: Tariff = {
   frequentRatePercent: 90,
   distributorBytes: 10 * GiB,
   distributorRatePercent: 85,
-  unreliableSharePercent: 50,
   playPricePercent: 10,
 };
 
@@ -55,53 +48,36 @@ export function checkTariff(t: Tariff): Tariff {
     const v = t[name] as number;
     if (!Number.isInteger(v) || v < 0 || v > max) throw badRequest('bad_config', `tariff ${name} must be a whole percent from 0 to ${max}, got ${v}`);
   };
-  (['uploaderPercent', 'royaltyPercent', 'offPeakRatePercent', 'frequentRatePercent', 'distributorRatePercent', 'unreliableSharePercent', 'playPricePercent'] as const).forEach((n) => pct(n));
+  (['uploaderPercent', 'royaltyPercent', 'offPeakRatePercent', 'frequentRatePercent', 'distributorRatePercent', 'playPricePercent'] as const).forEach((n) => pct(n));
   if (t.uploaderPercent + t.royaltyPercent > 100) throw badRequest('bad_config', 'uploader share and royalty add up to more than 100 %');
   for (const h of [t.offPeakStartHour, t.offPeakEndHour]) if (!Number.isInteger(h) || h < 0 || h > 23) throw badRequest('bad_config', 'off-peak hours must be 0–23');
   hourIn(t.offPeakTimeZone, 0); // throws on an unknown zone
   return t;
 }
 
-/** What the settlement knows about a receipt when it prices it. */
-export interface PriceInput {
-  /** The content's list price for all of it, minor units. */
-  price: number;
-  totalBytes: number;
-  /** Verified bytes this receipt covers. */
-  bytes: number;
+/** What decides the rate of a receipt's bytes (S1.9): when they were delivered, and the receiving user's traffic. */
+export interface RateInput {
   /** When the pieces were delivered (ms). */
   at: number;
   /** Bytes the receiving user received / served in the 30 days before. */
   receiverReceived30d: number;
   receiverServed30d: number;
-  /** The source: the origin, or a peer with its reputation counters. */
-  source: { isOrigin: true } | { isOrigin: false; completedUploads: number; badPieces: number; stalls: number };
 }
 
-export interface Price {
-  /** Percent of the list price this receiver pays for these bytes (rules multiply). */
-  ratePercent: number;
-  charge: number;
-  uploader: number;
-  royalty: number;
-  fee: number;
-  rounding: number;
-  /** The rules that applied, in words (shown in records). */
-  why: string[];
+/**
+ * The S1.9 rate rules that apply to a receipt, each a percent of the list price (they
+ * multiply). What a receipt costs is decided on the purchase's totals (purchase.ts).
+ * A holder's reliability is not among them: it decides whether a holder is selected
+ * (selection.ts), never what its delivered and verified bytes earn (#10 point 4).
+ */
+export function rateRules(input: RateInput, t: Tariff): Rule[] {
+  return [offPeakRule(input.at, t), frequentReceiverRule(input.receiverReceived30d, t), distributorRule(input.receiverServed30d, t)].filter((r): r is Rule => r !== null);
 }
 
-export function priceReceipt(input: PriceInput, t: Tariff): Price {
-  const rules = [offPeakRule(input.at, t), frequentReceiverRule(input.receiverReceived30d, t), distributorRule(input.receiverServed30d, t)].filter(
-    (r): r is Rule => r !== null,
-  );
+/** The rules' combined percent of the list price, e.g. 80 × 90 → 72 (for display). */
+export function ratePercent(rules: Rule[]): number {
   // One division of an exact integer product (≤ 100^3), so e.g. 77 × 91 × 87 gives 60.9609, not 60.960899999999995.
-  const ratePercent = rules.reduce((product, r) => product * r.percent, 100) / 100 ** rules.length;
-  const charge = proRataCharge(input.price, input.bytes, input.totalBytes, rules.map((r) => r.percent));
-  const keep = input.source.isOrigin ? 100 : reliabilityRule(input.source, t);
-  const split = splitCharge(charge, t, keep);
-  const why = rules.map((r) => r.why);
-  if (keep < 100) why.push(`unreliable holder keeps ${keep}% of its share`);
-  return { ratePercent, charge, ...split, why };
+  return rules.reduce((product, r) => product * r.percent, 100) / 100 ** rules.length;
 }
 
 /** The play price of a content (S1.13): a fixed percent of its list price, rounded down. */
@@ -109,7 +85,7 @@ export function playPrice(price: number, t: Tariff): number {
   return Number((BigInt(price) * BigInt(t.playPricePercent)) / 100n);
 }
 
-interface Rule {
+export interface Rule {
   percent: number;
   why: string;
 }
@@ -131,15 +107,6 @@ export function distributorRule(served30d: number, t: Tariff): Rule | null {
   return served30d >= t.distributorBytes ? { percent: t.distributorRatePercent, why: `distributor: ${t.distributorRatePercent}%` } : null;
 }
 
-/**
- * S1.9: a holder that sent bad pieces, or stalled on more than a quarter of its
- * uploads, keeps only part of its share. Returns the percent of its share it keeps.
- */
-export function reliabilityRule(rep: { completedUploads: number; badPieces: number; stalls: number }, t: Tariff): number {
-  const unreliable = rep.badPieces > 0 || rep.stalls * 4 > Math.max(rep.completedUploads, 1);
-  return unreliable ? t.unreliableSharePercent : 100;
-}
-
 /** S1.8: price × bytes / total × the rules' percents, rounded down once. */
 export function proRataCharge(price: number, bytes: number, totalBytes: number, percents: number[]): number {
   if (totalBytes <= 0 || bytes <= 0 || price <= 0) return 0;
@@ -150,17 +117,6 @@ export function proRataCharge(price: number, bytes: number, totalBytes: number, 
     den *= 100n;
   }
   return Number(num / den);
-}
-
-/** Splits a charge into uploader share, royalty, fee and rounding remainder; they add up to the charge. */
-export function splitCharge(charge: number, t: Tariff, keepPercent = 100): Omit<Price, 'ratePercent' | 'charge' | 'why'> {
-  const c = BigInt(charge);
-  const share = (c * BigInt(t.uploaderPercent)) / 100n;
-  const royalty = (c * BigInt(t.royaltyPercent)) / 100n;
-  const fee = (c * BigInt(100 - t.uploaderPercent - t.royaltyPercent)) / 100n;
-  const uploader = (share * BigInt(keepPercent)) / 100n;
-  // An unreliable holder's withheld share is platform fee, not rounding.
-  return { uploader: Number(uploader), royalty: Number(royalty), fee: Number(fee + share - uploader), rounding: Number(c - share - royalty - fee) };
 }
 
 const hourFormats = new Map<string, Intl.DateTimeFormat>();

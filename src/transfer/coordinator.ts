@@ -1,6 +1,8 @@
+import type { Transaction } from 'kysely';
 import type { Clock } from '../core/clock.ts';
+import type { Database } from '../db/schema.ts';
+import type { Reservation } from '../ledger/reservations.ts';
 import { badRequest } from '../core/errors.ts';
-import { newId } from '../core/ids.ts';
 import { pieceLength } from '../content/manifest.ts';
 import type { EventBus } from '../core/event-bus.ts';
 import type { ContentService } from '../content/service.ts';
@@ -11,7 +13,7 @@ import type { GrantService, IssuedGrant } from './grants.ts';
 import type { ReputationService } from './reputation.ts';
 import { rankHolders, type HolderCandidate } from './selection.ts';
 import type { SourceOffer } from './source-set.ts';
-import type { TransferService, Transfer } from './transfers.ts';
+import { checkPiecesDone, type TransferService, type Transfer } from './transfers.ts';
 
 // S1.5/S1.7: the origin's side of a peer-assisted transfer. "Automatic" selection:
 // rank the holders for this receiver (selection.ts explains the score), grant each
@@ -20,11 +22,15 @@ import type { TransferService, Transfer } from './transfers.ts';
 // monitored, and it hands out replacements for sources the receiver dropped.
 
 
-/** The ledger's side of a transfer (#4): reserve before it starts, release what is left when it ends. */
+/** The ledger's side of a transfer (#4, #10): reserve before it starts, release what is left when it ends. */
 export interface TransferBilling {
-  /** Refuses (`insufficient_balance`) when the receiver cannot pay for the bytes it still lacks. */
-  reserve(req: { transferId: string; receiverId: string; contentId: string; missingBytes: number }): Promise<unknown>;
-  release(transferId: string): Promise<void>;
+  /**
+   * Prepares the reservation (outside any transaction); the function it returns reserves
+   * in `trx`, the transaction that opens the transfer, and refuses (`insufficient_balance`)
+   * when the receiver cannot pay for the bytes it still lacks.
+   */
+  prepare(req: { receiverId: string; contentId: string; missingBytes: number }): Promise<(trx: Transaction<Database>) => Promise<Reservation>>;
+  release(req: { receiverId: string; contentId: string }): Promise<void>;
 }
 
 export interface OfferRequest {
@@ -65,22 +71,30 @@ export class PeerCoordinator {
     },
   ) {}
 
-  async offer(receiverId: string, req: OfferRequest): Promise<{ transferId: string; sources: SourceOffer[] }> {
+  async offer(receiverId: string, req: OfferRequest): Promise<{ transferId: string; sources: SourceOffer[]; reservation?: Reservation }> {
     const { content, transfers } = this.deps;
     const manifest = await content.getManifest(req.contentId);
     const pieceCount = manifest.body.pieces.length;
-    const done = Math.max(0, req.piecesDone ?? 0);
+    // Everything the request says is checked before anything is reserved or written (#10 point 3).
+    checkPiecesDone(req.piecesDone, pieceCount);
     const have = req.have ? decodeRanges(req.have, pieceCount) : null;
     if (req.have && !have) throw badRequest('invalid_pieces', `have must be ascending ranges within 0-${pieceCount - 1}.`);
     let transfer: Transfer;
+    let reservation: Reservation | undefined;
     if (req.transferId) {
-      transfer = await transfers.progress(req.transferId, receiverId, done, false);
+      transfer = await transfers.progress(req.transferId, receiverId, req.piecesDone ?? 0, false);
     } else {
-      // S1 flow: the balance check (and reservation) comes before anything else is recorded.
-      const id = newId('tx');
+      // S1 flow: the balance check (and reservation) comes first, in the transaction that opens
+      // the transfer; a receiver's unfinished transfer of this content is resumed, not doubled.
       const haveBytes = (have ?? []).reduce((sum, i) => sum + pieceLength(manifest.body, i), 0);
-      await this.deps.billing?.reserve({ transferId: id, receiverId, contentId: req.contentId, missingBytes: manifest.body.totalSize - haveBytes });
-      transfer = await transfers.open(receiverId, req.contentId, pieceCount, done, id);
+      const missingBytes = manifest.body.totalSize - haveBytes;
+      const reserve = this.deps.billing && missingBytes > 0 ? await this.deps.billing.prepare({ receiverId, contentId: req.contentId, missingBytes }) : null;
+      const opened = await transfers.openOrResume({ receiverId, contentId: req.contentId, piecesTotal: pieceCount, verified: have?.length ?? 0 }, (trx) =>
+        reserve ? reserve(trx) : Promise.resolve(undefined),
+      );
+      transfer = opened.transfer;
+      reservation = opened.held;
+      if (transfer.state === 'done') await this.finished(transfer);
     }
     if (transfer.content_id !== req.contentId) throw badRequest('transfer_mismatch', 'That transfer is for another content.');
     const holders = (req.maxPeers ?? 6) > 0 ? await this.deps.terminals.holders(transfer.content_id) : [];
@@ -92,14 +106,14 @@ export class PeerCoordinator {
     // would starve it, so the origin serves it all. (With no holders yet — a swarm starting —
     // the pieces handed to others will reach it through them.)
     if (slice && slice.length === 0 && peers.length === 0 && holders.length > 0) slice = null;
-    return { transferId: transfer.id, sources: [...peers, await this.originOffer(transfer, slice)] };
+    return { transferId: transfer.id, sources: [...peers, await this.originOffer(transfer, slice)], ...(reservation ? { reservation } : {}) };
   }
 
   /** A finished transfer no longer counts as a receiver of its content, and what it had reserved is released. */
-  async finished(transfer: { id: string; content_id: string }) {
+  async finished(transfer: { id: string; content_id: string; receiver_id: string }) {
     this.receiving.get(transfer.content_id)?.delete(transfer.id);
     this.slices.delete(transfer.id);
-    await this.deps.billing?.release(transfer.id);
+    await this.deps.billing?.release({ receiverId: transfer.receiver_id, contentId: transfer.content_id });
   }
 
   /** Receivers of this content that called in during the last few seconds, this one included. */

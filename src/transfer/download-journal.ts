@@ -9,19 +9,21 @@ import type { SignedReceipt } from './receipt.ts';
 //             with the source's signed statement a that it served it (for the receipt)
 //   receipt — a signed receipt was made for some of those pieces
 //   ack     — the origin stored that receipt
+//   refused — the origin refused that receipt for good (its code); it is not sent again
 // A line cut short by a crash is ignored; at worst a piece is fetched again.
 
 type Line =
   | { t: 'start'; content: string; manifest: SignedManifest }
   | { t: 'piece'; i: number; g: string; s: string; a: string }
   | { t: 'receipt'; r: SignedReceipt; id: string; g: string; s: string; pieces: number[] }
-  | { t: 'ack'; id: string };
+  | { t: 'ack'; id: string }
+  | { t: 'refused'; id: string; code: string };
 
 export interface JournalState {
   /** Pieces the journal says were verified and written. */
   pieces: Map<number, { grant: string; source: string; served: string }>;
   /** Receipts made, by ID, with whether the origin acknowledged them. */
-  receipts: Map<string, { receipt: SignedReceipt; grant: string; source: string; pieces: number[]; acked: boolean }>;
+  receipts: Map<string, { receipt: SignedReceipt; grant: string; source: string; pieces: number[]; acked: boolean; refused?: string }>;
 }
 
 /** Pieces one source delivered under one grant, each with the source's served statement. */
@@ -80,6 +82,9 @@ export class DownloadJournal {
   ack(id: string) {
     this.append({ t: 'ack', id });
   }
+  refuse(id: string, code: string) {
+    this.append({ t: 'refused', id, code });
+  }
 
   /** Pieces verified but not yet covered by a receipt, grouped by grant and source. */
   unreceipted(): DeliveredGroup[] {
@@ -121,6 +126,11 @@ function apply(state: JournalState, line: Line) {
     case 'ack': {
       const r = state.receipts.get(line.id);
       if (r) r.acked = true;
+      break;
+    }
+    case 'refused': {
+      const r = state.receipts.get(line.id);
+      if (r) r.refused = line.code;
       break;
     }
   }

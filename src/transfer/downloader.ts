@@ -10,6 +10,7 @@ import type { SignedReceipt } from './receipt.ts';
 import { SourceSet, type DropReason, type Source, type SourceOffer } from './source-set.ts';
 import { TokenBucket } from './token-bucket.ts';
 import { encodeRanges } from './piece-ranges.ts';
+import type { Reservation } from '../ledger/reservations.ts';
 
 // S1.6/S1.7: fetch a content piece by piece from several sources at once — peers the
 // origin selected for us and the origin as last resort — verifying every piece
@@ -56,6 +57,8 @@ export interface DownloadOptions {
   onProgress?: (p: Progress) => void;
   /** Told of each verified piece as soon as it is on disk (an agent serves it at once). */
   onPiece?: (index: number) => void;
+  /** Told what the origin reserved when the transfer opened or resumed (#10: `cascade get` shows it on Ctrl-C). */
+  onReservation?: (r: Reservation) => void;
   /** Told of every receipt as it is signed (the agent's accounting journal, S1.10). */
   onReceipt?: (id: string, receipt: SignedReceipt) => void;
   /**
@@ -87,6 +90,12 @@ export interface DownloadResult extends Progress {
   /** Bytes per source this run. */
   bySource: Record<string, number>;
   dropped: Record<string, DropReason>;
+  /** What the origin reserved for this content when the transfer opened or resumed (#10), if it said. */
+  reservation: Reservation | null;
+  /** Receipts the origin refused for good (their pieces are not paid for). */
+  refusedReceipts: { receiptId: string; code: string; message: string }[];
+  /** Receipts still waiting for their source's served report at the end (kept in the journal, sent later). */
+  receiptsWaiting: number;
 }
 
 /** Files for a download to `outPath` (`cascade get`): a `.part` file and its journal beside it. */
@@ -140,6 +149,7 @@ class DownloadRun {
   private readonly bucket?: TokenBucket;
   private readonly progress: Progress;
   private transferId: string | null = null;
+  private reservation: Reservation | null = null;
   private fatal: unknown = null;
   private fetched = 0;
   private bad = 0;
@@ -179,7 +189,13 @@ class DownloadRun {
 
     try {
       while (this.have.size < this.total || (this.transferId === null && this.total === 0)) {
-        if (opts.signal?.aborted) throw new AppError('aborted', 'The download was stopped.', 499);
+        if (opts.signal?.aborted) {
+          // The sources delivered what was verified so far: hand those receipts in (best effort) before stopping.
+          await Promise.allSettled(this.tasks);
+          await this.receipts.receiptUnreceipted();
+          await this.receipts.send(false);
+          throw new AppError('aborted', 'The download was stopped.', 499, { pieces: this.have.size, totalPieces: this.total, reservation: this.reservation });
+        }
         if (this.fatal) throw this.fatal;
         const now = Date.now();
         if (now - this.lastRefresh >= this.refreshMs || this.sources.usable(now).length === 0) await this.refresh();
@@ -216,6 +232,9 @@ class DownloadRun {
       title: this.body.title,
       bySource,
       dropped,
+      reservation: this.reservation,
+      refusedReceipts: this.receipts.refusals,
+      receiptsWaiting: this.receipts.notYetServed,
     };
   }
 
@@ -240,7 +259,7 @@ class DownloadRun {
   private async refresh() {
     this.lastRefresh = Date.now();
     try {
-      const res = await this.opts.api.post<{ transferId: string; sources: SourceOffer[] }>('/grants/auto', {
+      const res = await this.opts.api.post<{ transferId: string; sources: SourceOffer[]; reservation?: Reservation }>('/grants/auto', {
         contentId: this.opts.contentId,
         ...(this.transferId ? { transferId: this.transferId } : {}),
         exclude: [...new Set([...(this.opts.exclude ?? []), ...this.sources.dropped()])],
@@ -249,6 +268,10 @@ class DownloadRun {
         have: encodeRanges(this.have),
       });
       this.transferId = res.transferId;
+      if (res.reservation) {
+        this.reservation = res.reservation;
+        this.opts.onReservation?.(res.reservation);
+      }
       this.sources.apply(res.sources);
       this.refreshFailures = 0;
     } catch (err) {

@@ -2,7 +2,12 @@ import type { Api } from '../cli/api.ts';
 import { pieceLength, type SignedManifest } from '../content/manifest.ts';
 import type { DeliveredGroup, DownloadJournal } from './download-journal.ts';
 import { encodeRanges } from './piece-ranges.ts';
-import { makeReceipt, type SignedReceipt } from './receipt.ts';
+import { makeReceipt, RETRYABLE_REFUSALS, type ReceiptsAnswer, type SignedReceipt } from './receipt.ts';
+
+/** The origin takes at most this many receipts per request. */
+const MAX_PER_REQUEST = 1000;
+/** At the end of a download, receipts waiting for their source's report are sent this many more times (≈ 15 s in all). */
+const END_RETRIES = 10;
 import type { KeyPair } from '../core/crypto.ts';
 
 // Receipts (ARCHITECTURE.md): every verified piece ends up in exactly one signed
@@ -22,6 +27,10 @@ export interface ReceiptBookOptions {
 export class ReceiptBook {
   private readonly pending = new Map<string, DeliveredGroup>();
   private sending: Promise<void> = Promise.resolve();
+  /** Receipts the origin refused for good this run (shown to the user). */
+  readonly refusals: { receiptId: string; code: string; message: string }[] = [];
+  /** Receipts still waiting, at the end, for their source's served report (kept in the journal). */
+  notYetServed = 0;
 
   constructor(
     private readonly opts: ReceiptBookOptions,
@@ -68,16 +77,43 @@ export class ReceiptBook {
     this.opts.onReceipt?.(id, receipt);
   }
 
-  /** Sends unacknowledged receipts; `mustSucceed` at the end, best effort before. */
+  /**
+   * Sends unacknowledged receipts; `mustSucceed` at the end, best effort before. A receipt
+   * the origin refuses for good is marked so in the journal (and counted in `refused`);
+   * one refused for now (`receipt_not_served`: the source's report has not arrived) is
+   * sent again — at the end, a few times over some seconds, then left for later.
+   */
   send(mustSucceed: boolean): Promise<void> {
     this.sending = this.sending.then(async () => {
-      const unacked = [...this.journal.state.receipts.entries()].filter(([, r]) => !r.acked);
-      if (unacked.length === 0) return;
-      try {
-        const res = await this.opts.api.post<{ accepted: string[]; duplicates: string[] }>('/receipts', { receipts: unacked.map(([, r]) => r.receipt) });
-        for (const id of [...res.accepted, ...res.duplicates]) this.journal.ack(id);
-      } catch (err) {
-        if (mustSucceed) throw err;
+      for (let attempt = 0; ; attempt++) {
+        const unacked = [...this.journal.state.receipts.entries()].filter(([, r]) => !r.acked && !r.refused);
+        if (unacked.length === 0) return;
+        let waiting = 0;
+        try {
+          for (let i = 0; i < unacked.length; i += MAX_PER_REQUEST) {
+            const part = unacked.slice(i, i + MAX_PER_REQUEST);
+            const res = await this.opts.api.post<ReceiptsAnswer>('/receipts', { receipts: part.map(([, r]) => r.receipt) });
+            for (const id of [...res.accepted, ...res.duplicates]) this.journal.ack(id);
+            for (const r of res.refused ?? []) {
+              const id = r.receiptId ?? part[r.index]?.[0];
+              if (!id) continue;
+              if (RETRYABLE_REFUSALS.has(r.code)) waiting++;
+              else {
+                this.journal.refuse(id, r.code);
+                this.refusals.push({ receiptId: id, code: r.code, message: r.message });
+              }
+            }
+          }
+        } catch (err) {
+          if (mustSucceed) throw err;
+          return;
+        }
+        if (waiting === 0 || !mustSucceed) return;
+        if (attempt >= END_RETRIES) {
+          this.notYetServed = waiting;
+          return;
+        }
+        await new Promise((resolve) => setTimeout(resolve, Math.min(250 * 2 ** attempt, 2000)));
       }
     });
     return this.sending;

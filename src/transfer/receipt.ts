@@ -33,6 +33,16 @@ export const signedReceiptSchema = {
   properties: { body: { type: 'string', maxLength: 200_000 }, signature: { type: 'string', maxLength: 200 } },
 } as const;
 
+/** Refusals of a receipt that sending it again later may cure (#10 point 6: the source's report is on its way). */
+export const RETRYABLE_REFUSALS: ReadonlySet<string> = new Set(['receipt_not_served']);
+
+/** The origin's answer to `POST /receipts`: each receipt judged on its own. */
+export interface ReceiptsAnswer {
+  accepted: string[];
+  duplicates: string[];
+  refused: { index: number; receiptId: string | null; code: string; message: string }[];
+}
+
 export function receiptId(grantId: string, sourceId: string, pieces: string): string {
   return `rc_${sha256Hex(`${grantId}|${sourceId}|${pieces}`).slice(0, 32)}`;
 }

@@ -10,20 +10,19 @@ import type { TerminalService } from '../terminals/service.ts';
 import type { ContentService } from '../content/service.ts';
 import { pieceLength } from '../content/manifest.ts';
 import { decodeRanges, rangeSet } from './piece-ranges.ts';
-import { parseReceiptBody, receiptId, type ReceiptBody, type SignedReceipt } from './receipt.ts';
+import { parseReceiptBody, receiptId, type ReceiptBody, type ReceiptsAnswer, type SignedReceipt } from './receipt.ts';
 import type { GrantService } from './grants.ts';
 import { verifyServed } from './served-attestation.ts';
+import type { ServedLog } from './served-log.ts';
 
-export interface SubmitResult {
-  accepted: string[];
-  duplicates: string[];
-}
+export type SubmitResult = ReceiptsAnswer;
 
 /**
- * Stores receipts (S1.6, S1.8 seam). A batch is all-or-nothing: every receipt is
- * checked (signature, grant, pieces, bytes) before any is written. A receipt already
- * stored with the same bytes is a harmless retry; same ID with other bytes, or pieces
- * already receipted under the same grant, are refused.
+ * Stores receipts (S1.6, S1.8 seam). Each receipt is judged on its own (#10 point 5):
+ * one that fails its checks is refused with its code, the others are stored and
+ * settled. A receipt already stored with the same bytes is a harmless retry; same ID
+ * with other bytes, pieces already receipted under the same grant, or pieces the
+ * source never reported serving (#10 point 6) are refused.
  */
 export class ReceiptService {
   constructor(
@@ -35,41 +34,59 @@ export class ReceiptService {
       content: ContentService;
       /** The origin as a source: its ID in grants and the key it signs served statements with. */
       origin: { sourceId: string; publicKey: KeyObject };
+      /** What sources reported serving; null: not checked (unit tests of other rules). */
+      served: ServedLog | null;
       /** The ledger settles new receipts in the transaction that stores them (#4): never one without the other. */
       settle?: (trx: Transaction<Database>, stored: ReceiptsTable[]) => Promise<unknown>;
     },
   ) {}
 
   async submit(submitterTerminalId: string, items: SignedReceipt[]): Promise<SubmitResult> {
-    const checked: { body: ReceiptBody; item: SignedReceipt }[] = [];
-    for (const [i, item] of items.entries()) {
+    const result: SubmitResult = { accepted: [], duplicates: [], refused: [] };
+    const refuse = (index: number, receiptId: string | null, err: AppError) => result.refused.push({ index, receiptId, code: err.code, message: err.message });
+    const checked: { index: number; body: ReceiptBody; item: SignedReceipt }[] = [];
+    for (const [index, item] of items.entries()) {
       try {
-        checked.push({ body: await this.check(submitterTerminalId, item), item });
+        checked.push({ index, body: await this.check(submitterTerminalId, item), item });
       } catch (err) {
-        if (err instanceof AppError) throw new AppError(err.code, `receipt ${i}: ${err.message}`, err.status);
-        throw err;
+        if (!(err instanceof AppError) || err.status >= 500) throw err;
+        refuse(index, receiptIdOf(item), err);
       }
     }
-    const { db, clock } = this.deps;
+    if (checked.length === 0) return result;
+    const { db, clock, served } = this.deps;
+    // The origin's own piece server notes what it sent in memory: written before it is looked at.
+    if (served && checked.some((c) => c.body.source === this.deps.origin.sourceId)) await served.flush();
     return db.transaction().execute(async (trx) => {
-      const result: SubmitResult = { accepted: [], duplicates: [] };
       const fresh: ReceiptsTable[] = [];
       const grantIds = [...new Set(checked.map((c) => c.body.grant))];
       // Locking the grants serialises concurrent batches for the same grant, so two
       // overlapping receipts cannot both pass the overlap check.
       await trx.selectFrom('grants').select('id').where('id', 'in', grantIds).orderBy('id').forUpdate().execute();
       const stored = await trx.selectFrom('receipts').select(['id', 'grant_id', 'pieces', 'body']).where('grant_id', 'in', grantIds).execute();
+      const reported = served ? await served.served(trx, grantIds) : null;
       const byId = new Map(stored.map((r) => [r.id, r]));
-      for (const { body, item } of checked) {
+      for (const { index, body, item } of checked) {
         const existing = byId.get(body.id);
         if (existing) {
-          if (existing.body !== item.body) throw conflict('receipt_conflict', `Receipt ${body.id} was already stored with different contents.`);
-          result.duplicates.push(body.id);
+          if (existing.body !== item.body) refuse(index, body.id, conflict('receipt_conflict', `Receipt ${body.id} was already stored with different contents.`));
+          else result.duplicates.push(body.id);
           continue;
         }
         const mine = rangeSet(body.pieces);
         const overlap = [...byId.values()].find((r) => r.grant_id === body.grant && decodeRanges(r.pieces, Number.MAX_SAFE_INTEGER)!.some(mine));
-        if (overlap) throw conflict('receipt_overlap', `Receipt ${body.id} covers pieces already receipted in ${overlap.id}.`);
+        if (overlap) {
+          refuse(index, body.id, conflict('receipt_overlap', `Receipt ${body.id} covers pieces already receipted in ${overlap.id}.`));
+          continue;
+        }
+        if (reported) {
+          const sent = reported.get(body.grant);
+          const missing = decodeRanges(body.pieces, Number.MAX_SAFE_INTEGER)!.find((p) => !sent?.(p));
+          if (missing !== undefined) {
+            refuse(index, body.id, conflict('receipt_not_served', `The source has not reported sending piece ${missing} under this grant (yet); send the receipt again shortly.`));
+            continue;
+          }
+        }
         const row = {
           id: body.id,
           grant_id: body.grant,
@@ -126,8 +143,17 @@ export class ReceiptService {
     const sourceKey = body.source === this.deps.origin.sourceId ? this.deps.origin.publicKey : (await this.deps.terminals.get(body.source)).publicKey;
     const unserved = pieces.findIndex((p, k) => !body.served[k] || !verifyServed(sourceKey, body.grant, p, body.served[k]));
     if (body.served.length !== pieces.length || unserved >= 0) {
-      throw badRequest('receipt_not_served', `The source did not sign that it served ${unserved >= 0 ? `piece ${pieces[unserved]}` : 'every piece'} under this grant.`);
+      throw badRequest('receipt_served_invalid', `The receipt lacks the source's valid signed statement that it served ${unserved >= 0 ? `piece ${pieces[unserved]}` : 'every piece'} under this grant.`);
     }
     return body;
+  }
+}
+
+function receiptIdOf(item: SignedReceipt): string | null {
+  try {
+    const id = JSON.parse(item.body).id;
+    return typeof id === 'string' && id.length <= 100 ? id : null;
+  } catch {
+    return null;
   }
 }

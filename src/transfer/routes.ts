@@ -5,9 +5,10 @@ import type { ContentService } from '../content/service.ts';
 import type { TerminalService } from '../terminals/service.ts';
 import type { GrantService } from './grants.ts';
 import type { ReceiptService } from './receipts.ts';
+import type { ServedLog } from './served-log.ts';
 import { signedReceiptSchema, type SignedReceipt } from './receipt.ts';
 import type { OfferRequest, PeerCoordinator } from './coordinator.ts';
-import type { TransferService } from './transfers.ts';
+import { checkPiecesDone, type TransferService } from './transfers.ts';
 import { REPORT_KINDS, type ReputationService } from './reputation.ts';
 
 const sourceOfferSchema = {
@@ -28,6 +29,7 @@ export function transferRoutes(deps: {
   reputation: ReputationService;
   grants: GrantService;
   receipts: ReceiptService;
+  served: ServedLog;
   content: ContentService;
   terminals: TerminalService;
   originSourceId: string;
@@ -96,7 +98,25 @@ export function transferRoutes(deps: {
           },
         },
         response: {
-          200: { type: 'object', properties: { transferId: { type: 'string' }, sources: { type: 'array', items: sourceOfferSchema } } },
+          200: {
+            type: 'object',
+            properties: {
+              transferId: { type: 'string' },
+              sources: { type: 'array', items: sourceOfferSchema },
+              reservation: {
+                type: 'object',
+                description: 'When the call opened or resumed a transfer: what is reserved for the rest of this content, and why (docs/ledger.md "Purchases").',
+                properties: {
+                  held: { type: 'integer' },
+                  heldUntil: { type: ['integer', 'null'] },
+                  paid: { type: 'boolean' },
+                  reused: { type: 'boolean' },
+                  why: { type: 'string' },
+                },
+              },
+            },
+          },
+          402: errorSchema,
           400: errorSchema,
           403: errorSchema,
           404: errorSchema,
@@ -143,6 +163,7 @@ export function transferRoutes(deps: {
       async (req) => {
         const me = req.principal!.terminalId!;
         const t = await deps.transfers.mine(req.params.id, me);
+        checkPiecesDone(req.body.piecesDone, t.pieces_total);
         for (const r of req.body.reports ?? []) {
           await deps.reputation.report(me, { contentId: t.content_id, sourceId: r.sourceId, transferId: t.id, kind: r.kind as any, bytes: r.bytes, pieces: r.pieces ?? null });
         }
@@ -152,21 +173,32 @@ export function transferRoutes(deps: {
       },
     );
 
-    app.post<{ Body: { grants: string[] } }>('/transfers/served', {
+    app.post<{ Body: { grants: { id: string; pieces: string }[] } }>('/transfers/served', {
       config: { access: 'terminal' },
       schema: {
-        summary: 'A source reports the grants it served pieces under recently (S1.7: both ends report)',
+        summary: 'A source reports the pieces it sent in full, per grant (S1.7: both ends report; #10: receipts are paid only for reported pieces)',
         tags: ['transfer'],
         body: {
           type: 'object',
           required: ['grants'],
           additionalProperties: false,
-          properties: { grants: { type: 'array', maxItems: 1000, items: { type: 'string', maxLength: 64 } } },
+          properties: {
+            grants: {
+              type: 'array',
+              maxItems: 1000,
+              items: {
+                type: 'object',
+                required: ['id', 'pieces'],
+                additionalProperties: false,
+                properties: { id: { type: 'string', maxLength: 64 }, pieces: { type: 'string', minLength: 1, maxLength: 100_000, description: 'ranges such as "0-9,12"' } },
+              },
+            },
+          },
         },
-        response: { 200: { type: 'object', properties: { transfers: { type: 'integer' } } } },
+        response: { 200: { type: 'object', properties: { transfers: { type: 'integer' } } }, 400: errorSchema },
       },
       handler: async (req) => {
-        const mine = await deps.grants.servedBy(req.principal!.terminalId!, req.body.grants);
+        const mine = await deps.served.report(req.principal!.terminalId!, req.body.grants);
         return { transfers: await deps.transfers.servedUnder(mine) };
       },
     });
@@ -206,7 +238,21 @@ export function transferRoutes(deps: {
           },
         },
         response: {
-          200: { type: 'object', properties: { accepted: { type: 'array', items: { type: 'string' } }, duplicates: { type: 'array', items: { type: 'string' } } } },
+          200: {
+            type: 'object',
+            description: 'Each receipt is judged on its own: `refused` lists the ones not taken, with their code (`receipt_not_served` may be sent again later).',
+            properties: {
+              accepted: { type: 'array', items: { type: 'string' } },
+              duplicates: { type: 'array', items: { type: 'string' } },
+              refused: {
+                type: 'array',
+                items: {
+                  type: 'object',
+                  properties: { index: { type: 'integer' }, receiptId: { type: ['string', 'null'] }, code: { type: 'string' }, message: { type: 'string' } },
+                },
+              },
+            },
+          },
           400: errorSchema,
           403: errorSchema,
           404: errorSchema,

@@ -67,8 +67,16 @@ export interface TransfersTable {
   reassigned_at: Date | null;
 }
 
+/** #10 point 6: the pieces a source reported sending in full under a grant (their union, as ranges). */
+export interface GrantServedTable {
+  grant_id: string;
+  pieces: string;
+  updated_at: Date;
+}
+
 export interface TransferTables {
   grants: GrantsTable;
+  grant_served: GrantServedTable;
   receipts: ReceiptsTable;
   peer_reputation: PeerReputationTable;
   peer_reports: PeerReportsTable;
@@ -143,5 +151,17 @@ export const peersMigration: Migration = {
       .execute();
     await db.schema.createIndex('transfers_state').on('transfers').columns(['state', 'last_report_at']).execute();
     await db.schema.alterTable('grants').addColumn('transfer_id', 'text').execute();
+  },
+};
+
+/** #10 point 6: what each source reported serving, per grant (src/transfer/served-log.ts). */
+export const grantServedMigration: Migration = {
+  async up(db: Kysely<any>) {
+    await db.schema
+      .createTable('grant_served')
+      .addColumn('grant_id', 'text', (c) => c.primaryKey().references('grants.id').onDelete('cascade'))
+      .addColumn('pieces', 'text', (c) => c.notNull())
+      .addColumn('updated_at', 'timestamptz', (c) => c.notNull())
+      .execute();
   },
 };

@@ -1,7 +1,9 @@
 import type { Clock } from '../core/clock.ts';
-import { forbidden, notFound } from '../core/errors.ts';
+import { badRequest, forbidden, notFound } from '../core/errors.ts';
 import { newId } from '../core/ids.ts';
+import type { Transaction } from 'kysely';
 import type { Db } from '../db/connection.ts';
+import type { Database } from '../db/schema.ts';
 import type { TransfersTable } from './tables.ts';
 
 // S1.7: the origin monitors every peer-assisted transfer. Receivers report progress
@@ -14,21 +16,54 @@ export type Transfer = TransfersTable;
 export class TransferService {
   constructor(private readonly deps: { db: Db; clock: Clock; deadAfterMs: number }) {}
 
-  async open(receiverId: string, contentId: string, piecesTotal: number, piecesDone: number, id = newId('tx')): Promise<Transfer> {
+  /**
+   * Opens a transfer for the receiver, or resumes the one it left unfinished for this
+   * content (a rerun of an interrupted `cascade get` is the same transfer, #10 point 2).
+   * `hold` runs first, in the same transaction (the reservation the transfer needs): if
+   * it refuses, nothing is written. `verified` is how many pieces the receiver proved it
+   * has (its `have` ranges); only that can make a transfer done at once.
+   */
+  async openOrResume<R>(
+    req: { receiverId: string; contentId: string; piecesTotal: number; verified: number },
+    hold: (trx: Transaction<Database>) => Promise<R>,
+  ): Promise<{ transfer: Transfer; held: R }> {
     const now = new Date(this.deps.clock.now());
-    const row: Transfer = {
-      id,
-      receiver_id: receiverId,
-      content_id: contentId,
-      state: piecesDone >= piecesTotal ? 'done' : 'active',
-      pieces_done: piecesDone,
-      pieces_total: piecesTotal,
-      created_at: now,
-      last_report_at: now,
-      reassigned_at: null,
-    };
-    await this.deps.db.insertInto('transfers').values(row).execute();
-    return row;
+    const state = req.verified >= req.piecesTotal ? 'done' : 'active';
+    return this.deps.db.transaction().execute(async (trx) => {
+      const held = await hold(trx);
+      const open = await trx
+        .selectFrom('transfers')
+        .selectAll()
+        .where('receiver_id', '=', req.receiverId)
+        .where('content_id', '=', req.contentId)
+        .where('state', 'in', ['active', 'stalled'])
+        .orderBy('created_at', 'desc')
+        .limit(1)
+        .forUpdate()
+        .executeTakeFirst();
+      if (open) {
+        const transfer = await trx
+          .updateTable('transfers')
+          .set({ state, pieces_done: req.verified, last_report_at: now })
+          .where('id', '=', open.id)
+          .returningAll()
+          .executeTakeFirstOrThrow();
+        return { transfer, held };
+      }
+      const transfer: Transfer = {
+        id: newId('tx'),
+        receiver_id: req.receiverId,
+        content_id: req.contentId,
+        state,
+        pieces_done: req.verified,
+        pieces_total: req.piecesTotal,
+        created_at: now,
+        last_report_at: now,
+        reassigned_at: null,
+      };
+      await trx.insertInto('transfers').values(transfer).execute();
+      return { transfer, held };
+    });
   }
 
   /** The transfer, if `receiverId` is its receiver. */
@@ -42,6 +77,7 @@ export class TransferService {
   /** The receiver's progress report: the transfer is alive (again). */
   async progress(id: string, receiverId: string, piecesDone: number, done: boolean): Promise<Transfer> {
     const t = await this.mine(id, receiverId);
+    checkPiecesDone(piecesDone, t.pieces_total);
     const state = done || piecesDone >= t.pieces_total ? 'done' : 'active';
     const row = await this.deps.db
       .updateTable('transfers')
@@ -74,5 +110,13 @@ export class TransferService {
       .where('last_report_at', '<', new Date(now - this.deps.deadAfterMs))
       .returningAll()
       .execute();
+  }
+}
+
+/** A receiver's count of verified pieces is a whole number no larger than the content's piece count. */
+export function checkPiecesDone(piecesDone: number | undefined, piecesTotal: number): void {
+  if (piecesDone === undefined) return;
+  if (!Number.isSafeInteger(piecesDone) || piecesDone < 0 || piecesDone > piecesTotal) {
+    throw badRequest('invalid_progress', `piecesDone must be a whole number from 0 to ${piecesTotal} (the content's piece count).`, { field: 'piecesDone' });
   }
 }
