@@ -2,6 +2,7 @@ import { decodeRanges } from '../transfer/piece-ranges.ts';
 import type { Logger } from 'pino';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import type { AccountService } from '../accounts/service.ts';
+import type { AddressPolicy } from '../core/address-policy.ts';
 import type { Clock } from '../core/clock.ts';
 import type { Config } from '../core/config.ts';
 import { importPublicKey, verifyBytes, type KeyPair } from '../core/crypto.ts';
@@ -73,6 +74,8 @@ export interface TerminalServiceDeps {
   logger: Logger;
   accounts: AccountService;
   metrics: Registry;
+  /** Issue 10 #8: which serve addresses the origin accepts (it calls them for spot checks). */
+  peers: AddressPolicy;
   /**
    * Which of these content IDs exist. Defaults to a read-only look-up in `contents`
    * (the one read of another domain's table; holdings reference it by foreign key
@@ -156,7 +159,7 @@ export class TerminalService {
       public_key: input.publicKey,
       region: checkText('region', input.region ?? '', 0),
       network: checkText('network', input.network ?? '', 0),
-      serve_url: checkServeUrl(input.serveUrl),
+      serve_url: await this.checkServeUrl(input.serveUrl),
       created_at: new Date(this.clock.now()),
     };
     // One key, one terminal: the key is the terminal's identity in receipts and grants.
@@ -305,7 +308,7 @@ export class TerminalService {
    * them); an agent sets this at every start, since its port may change.
    */
   async updateAddress(terminalId: string, input: { serveUrl: string | null; region?: string; network?: string }): Promise<PublicTerminal> {
-    const serveUrl = checkServeUrl(input.serveUrl);
+    const serveUrl = await this.checkServeUrl(input.serveUrl);
     const set: { serve_url: string | null; region?: string; network?: string } = { serve_url: serveUrl };
     if (input.region !== undefined) set.region = input.region;
     if (input.network !== undefined) set.network = input.network;
@@ -439,6 +442,13 @@ export class TerminalService {
     };
   }
 
+  /** A well-formed http(s) URL (without a trailing slash) that the address policy allows, or null. */
+  private async checkServeUrl(v: string | null | undefined): Promise<string | null> {
+    const url = serveUrlShape(v);
+    if (url) await this.deps.peers.checkUrl(url, 'serveUrl');
+    return url;
+  }
+
   private async contentsInTable(ids: string[]): Promise<Set<string>> {
     const rows = await this.db.selectFrom('contents').select('id').where('id', 'in', ids).execute();
     return new Set(rows.map((r) => r.id));
@@ -470,7 +480,7 @@ function checkText(field: string, v: unknown, min: number): string {
   return s;
 }
 
-function checkServeUrl(v: string | null | undefined): string | null {
+function serveUrlShape(v: string | null | undefined): string | null {
   if (v === undefined || v === null || v === '') return null;
   let u: URL;
   try {

@@ -4,7 +4,7 @@ import path from 'node:path';
 import pino from 'pino';
 import { ManualClock } from '../../src/core/clock.ts';
 import { loadConfig, type Config } from '../../src/core/config.ts';
-import { startOrigin, type Origin } from '../../src/server.ts';
+import { startOrigin, type Origin, type OriginOptions } from '../../src/server.ts';
 import { walletAccount } from '../../src/ledger/accounts.ts';
 import { PLATFORM_PROMOTIONS } from '../../src/ledger/wallets.ts';
 import type { TestEngine } from './db.ts';
@@ -27,16 +27,20 @@ export interface TestOrigin extends Origin {
 let userCounter = 0;
 
 /** An origin on a random loopback port, with a temporary data directory and a manual clock. */
-export async function startTestOrigin(opts: { engine?: TestEngine; config?: Partial<Config>; /** the clock's start, ms (default: now) */ now?: number } = {}): Promise<TestOrigin> {
+export async function startTestOrigin(
+  opts: { engine?: TestEngine; config?: Partial<Config>; /** the clock's start, ms (default: now) */ now?: number; resolveHost?: OriginOptions['resolveHost'] } = {},
+): Promise<TestOrigin> {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'cascade-origin-'));
   const engine = opts.engine ?? testEngines()[0];
   const db = await engine.open();
   const clock = new ManualClock(opts.now ?? Date.now());
   // Every wallet starts with ample sign-up credit, so tests about other things can download priced
   // content; ledger tests set signupCredit: 0 and pay their own way.
-  const config = { ...loadConfig({}), port: 0, dataDir, logLevel: 'silent', signupCredit: 1_000_000_000, ...opts.config };
+  // Agents in tests serve on loopback, which the default PEER_ADDRESSES (private) refuses: tests
+  // that check the address policy itself set `peerAddresses` explicitly.
+  const config = { ...loadConfig({}), port: 0, dataDir, logLevel: 'silent', signupCredit: 1_000_000_000, peerAddresses: 'any' as const, ...opts.config };
   const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
-  const origin = await startOrigin({ config, clock, db, logger });
+  const origin = await startOrigin({ config, clock, db, logger, resolveHost: opts.resolveHost });
   let live: Origin | null = origin;
   const call: TestOrigin['call'] = async (method, url, o = {}) => {
     const headers: Record<string, string> = { ...(o.headers ?? {}) };
@@ -86,7 +90,7 @@ export async function startTestOrigin(opts: { engine?: TestEngine; config?: Part
     },
     async restart() {
       await live?.close();
-      live = await startOrigin({ config: { ...config, port: Number(new URL(origin.url).port) }, clock, db, logger });
+      live = await startOrigin({ config: { ...config, port: Number(new URL(origin.url).port) }, clock, db, logger, resolveHost: opts.resolveHost });
       return live;
     },
     async close() {

@@ -3,6 +3,7 @@ import pino from 'pino';
 import { Registry } from 'prom-client';
 import type { KyselyPlugin, PluginTransformQueryArgs, PluginTransformResultArgs } from 'kysely';
 import { AccountService } from '../../src/accounts/service.ts';
+import { AddressPolicy } from '../../src/core/address-policy.ts';
 import { ManualClock } from '../../src/core/clock.ts';
 import { loadConfig, type Config } from '../../src/core/config.ts';
 import { generateKeyPair, signBytes, type KeyPair } from '../../src/core/crypto.ts';
@@ -58,7 +59,8 @@ export async function openFixture(engine: TestEngine, overrides: Partial<Termina
   const keys = generateKeyPair();
   const accounts = new AccountService(handle.db, clock);
   const metrics = new Registry();
-  const svc = new TerminalService({ db, keys, clock, config, logger: pino({ level: 'silent' }), accounts, metrics, ...overrides });
+  const peers = new AddressPolicy({ mode: 'any' });
+  const svc = new TerminalService({ db, keys, clock, config, logger: pino({ level: 'silent' }), accounts, metrics, peers, ...overrides });
   const user = await accounts.createUser(`owner${process.pid}x${++n}`, 'correct horse battery', ['member']);
 
   const f: Fixture = {
