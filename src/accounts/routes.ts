@@ -29,7 +29,7 @@ export function accountRoutes(accounts: AccountService): FastifyPluginAsync {
     });
 
     app.post('/auth/logout', {
-      config: { access: 'user' },
+      config: { access: 'user-or-terminal' },
       schema: { summary: 'Revoke the token used for this call', tags: ['accounts'] },
       handler: async (req, reply) => {
         await accounts.revokeToken(req.headers.authorization!.replace(/^Bearer\s+/i, ''));
@@ -38,7 +38,7 @@ export function accountRoutes(accounts: AccountService): FastifyPluginAsync {
     });
 
     app.get('/auth/me', {
-      config: { access: 'user' },
+      config: { access: 'user-or-terminal' },
       schema: { summary: 'Who this token belongs to', tags: ['accounts'] },
       handler: async (req) => ({ ...(await accounts.getUser(req.principal!.userId)), terminalId: req.principal!.terminalId }),
     });
@@ -46,7 +46,7 @@ export function accountRoutes(accounts: AccountService): FastifyPluginAsync {
     app.post<{ Body: { label: string; expiresInDays?: number } }>('/auth/tokens', {
       config: { access: 'user' },
       schema: {
-        summary: 'Create another API token (e.g. for an agent)',
+        summary: 'Create another API token for this account (e.g. for an agent); an account session only',
         tags: ['accounts'],
         body: {
           type: 'object',
@@ -55,10 +55,7 @@ export function accountRoutes(accounts: AccountService): FastifyPluginAsync {
           properties: { label: { type: 'string', minLength: 1, maxLength: 80 }, expiresInDays: { type: 'integer', minimum: 1, maximum: 3650 } },
         },
       },
-      handler: async (req) => {
-        const expires = req.body.expiresInDays ? new Date(Date.now() + req.body.expiresInDays * 86_400_000) : null;
-        return { token: await accounts.issueToken(req.principal!.userId, null, req.body.label, expires) };
-      },
+      handler: async (req) => accounts.createApiToken(req.principal!.userId, req.body.label, req.body.expiresInDays),
     });
 
     app.post<{ Body: { username: string; password: string } }>('/users/signup', {

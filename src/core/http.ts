@@ -9,14 +9,16 @@ import type { Role } from '../accounts/tables.ts';
 // one error shape, an access rule declared on every route, metrics and OpenAPI docs.
 
 /**
- * Who may call a route:
+ * Who may call a route (issue 10 #9: a terminal's session token acts only as that terminal):
  * - 'public': anyone;
- * - 'user': any signed-in account (a terminal's session token counts: it belongs to an account);
+ * - 'user': an account session — a password login or an account API token; a terminal's
+ *   session token is refused (403 `account_session_required`), though it belongs to an account;
+ * - 'user-or-terminal': either; the few account routes a terminal session needs;
  * - 'terminal': a terminal's session token (S1.2);
  * - 'grant': no account; the request must carry an origin-signed grant (S1.6);
- * - a list of roles: an account holding one of them.
+ * - a list of roles: an account session holding one of them (never a terminal's token).
  */
-export type Access = 'public' | 'user' | 'terminal' | 'grant' | Role[];
+export type Access = 'public' | 'user' | 'user-or-terminal' | 'terminal' | 'grant' | Role[];
 
 export interface Principal {
   userId: string;
@@ -132,7 +134,13 @@ export function createHttpApp(opts: HttpOptions): FastifyInstance {
 
 function describeAccess(access: Access): string {
   if (Array.isArray(access)) return `roles ${access.join(', ')}`;
-  return { public: 'anyone', user: 'any signed-in account', terminal: 'a terminal session', grant: 'an origin-signed grant' }[access];
+  return {
+    public: 'anyone',
+    user: 'a signed-in account (not a terminal session)',
+    'user-or-terminal': 'a signed-in account or a terminal session',
+    terminal: 'a terminal session',
+    grant: 'an origin-signed grant',
+  }[access];
 }
 
 async function authenticate(req: FastifyRequest, resolve: TokenResolver): Promise<Principal> {
@@ -145,11 +153,16 @@ async function authenticate(req: FastifyRequest, resolve: TokenResolver): Promis
 }
 
 function authorize(access: Exclude<Access, 'public' | 'grant'>, p: Principal) {
-  if (access === 'user') return;
+  if (access === 'user-or-terminal') return;
   if (access === 'terminal') {
     if (!p.terminalId) throw new AppError('terminal_required', 'This call is for a terminal: sign in with its device credential.', 403);
     return;
   }
+  // Everything else acts for the account: its roles, its wallet, its tokens — not a device's business.
+  if (p.terminalId) {
+    throw new AppError('account_session_required', 'This call needs an account session (cascade login); a terminal’s session token acts only as that terminal.', 403);
+  }
+  if (access === 'user') return;
   if (!access.some((r) => p.roles.includes(r))) {
     throw new AppError('forbidden', `This needs one of the roles: ${access.join(', ')}.`, 403);
   }

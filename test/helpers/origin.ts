@@ -3,6 +3,8 @@ import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { ManualClock } from '../../src/core/clock.ts';
+import { signBytes, type KeyPair } from '../../src/core/crypto.ts';
+import { registerMessage } from '../../src/terminals/challenges.ts';
 import { loadConfig, type Config } from '../../src/core/config.ts';
 import { startOrigin, type Origin, type OriginOptions } from '../../src/server.ts';
 import { walletAccount } from '../../src/ledger/accounts.ts';
@@ -20,6 +22,11 @@ export interface TestOrigin extends Origin {
   restart(): Promise<Origin>;
   /** Credits a user's wallet from the promotions account (transfer `id`), opening the wallet if needed. */
   fund(userId: string, amount: number, id: string): Promise<void>;
+  /**
+   * `POST /terminals` for the device holding `keys`, as the real device does: a registration
+   * challenge for the account, signed with the device key (issue 10 #9). `fields` go in the body.
+   */
+  registerTerminal(token: string, keys: KeyPair, fields: Record<string, unknown>): Promise<{ status: number; body: any; headers: Headers }>;
   /** fetch() against the origin with an optional bearer token. */
   call(method: string, url: string, opts?: { token?: string; json?: unknown; body?: any; headers?: Record<string, string> }): Promise<{ status: number; body: any; headers: Headers }>;
 }
@@ -77,6 +84,13 @@ export async function startTestOrigin(
       const user = await origin.accounts.createUser(name, 'correct horse battery', roles as any);
       const token = await origin.accounts.issueToken(user.id, null, 'test', null);
       return { token, userId: user.id, username: name };
+    },
+    async registerTerminal(token, keys, fields) {
+      const challenge = await call('POST', '/terminals/registration-challenge', { token, json: {} });
+      if (challenge.status !== 200) return challenge;
+      const { nonce } = challenge.body;
+      const signature = signBytes(keys.privateKey, registerMessage(keys.publicKeyB64, nonce));
+      return call('POST', '/terminals', { token, json: { publicKey: keys.publicKeyB64, nonce, signature, ...fields } });
     },
     async fund(userId, amount, id) {
       await origin.ledger.ensureAccount(PLATFORM_PROMOTIONS);
