@@ -41,7 +41,7 @@ export class ChallengeStore {
     // oldest, and must outpace a device's own challenge-then-sign to evict its nonce.
     await this.db
       .deleteFrom('terminal_challenges')
-      .where((eb) => eb.or([eb('expires_at', '<=', new Date(now)), eb('seq', '<=', String(BigInt(seq) - BigInt(this.max)))]))
+      .where((eb) => eb.or([eb('expires_at', '<=', new Date(now)), eb('seq', '<=', Number(seq) - this.max)]))
       .execute();
     return { nonce, expiresAt };
   }

@@ -42,7 +42,7 @@ export interface HoldingsTable {
 export interface TerminalChallengesTable {
   nonce: string;
   /** Issue order across processes: the bound on live challenges evicts by it. */
-  seq: Generated<string>;
+  seq: Generated<number>;
   /** `login`: `subject` is the terminal; `register`: the account registering a device. */
   purpose: ChallengePurpose;
   subject: string;
