@@ -3,6 +3,7 @@ import swagger from '@fastify/swagger';
 import type { Logger } from 'pino';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { AppError, errorBody } from './errors.ts';
+import { validatorCompiler } from './validation.ts';
 import type { Role } from '../accounts/tables.ts';
 
 // The HTTP frame every Cascade server shares (origin, and later agents and edges):
@@ -58,8 +59,10 @@ export function createHttpApp(opts: HttpOptions): FastifyInstance {
     loggerInstance,
     bodyLimit: opts.jsonBodyLimit ?? 1024 * 1024,
     logController: new LogController({ disableRequestLogging: true }),
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
   });
+  // Strict JSON bodies, explicitly parsed query strings and path parameters, no control
+  // characters in text: src/core/validation.ts.
+  app.setValidatorCompiler(validatorCompiler());
 
   const metrics = new Registry();
   collectDefaultMetrics({ register: metrics });
@@ -157,7 +160,7 @@ function authorize(access: Exclude<Access, 'public' | 'grant'>, p: Principal) {
 
 export function toAppError(err: any): AppError {
   if (err instanceof AppError) return err;
-  if (err?.validation) return new AppError('invalid_request', err.message, 400);
+  if (err?.validation) return validationError(err);
   switch (err?.code) {
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
@@ -172,6 +175,12 @@ export function toAppError(err: any): AppError {
     return new AppError('bad_request', err.message ?? 'Bad request', err.statusCode);
   }
   return new AppError('internal', 'Something went wrong on the server; it has been logged.', 500);
+}
+
+/** A schema refusal: `invalid_text` for a control character, else `invalid_request`; the message names the field. */
+export function validationError(err: Error & { validation?: { keyword?: string }[] }): AppError {
+  if (err.validation?.[0]?.keyword === 'controlChars') return new AppError('invalid_text', err.message, 400);
+  return new AppError('invalid_request', err.message, 400);
 }
 
 /** JSON schema for the documented error body, for route `response` sections. */

@@ -1,5 +1,6 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { errorSchema } from '../core/http.ts';
+import { safeInteger } from '../core/validation.ts';
 import { AppError } from '../core/errors.ts';
 import type { ProgressReport, ScheduleRunner, StreamEvent } from './runner.ts';
 import { PLAN_MAX_LIMIT, type ScheduleInput, type ScheduleService } from './service.ts';
@@ -208,7 +209,7 @@ export function scheduleRoutes(deps: { schedules: ScheduleService; runner?: Sche
           additionalProperties: false,
           properties: {
             contentId: { type: 'string', pattern: '^[0-9a-f]{64}$' },
-            bytes: { type: 'integer', minimum: 0 },
+            bytes: safeInteger(0),
             state: { type: 'string', enum: ['running', 'done', 'paused', 'failed'] },
             reason: { type: 'string', minLength: 1, maxLength: 200 },
             source: { type: 'string', enum: ['origin', 'peer'], description: 'with done: who delivered most of it' },
