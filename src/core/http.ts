@@ -1,4 +1,4 @@
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import swagger from '@fastify/swagger';
 import type { Logger } from 'pino';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
@@ -59,6 +59,12 @@ export function createHttpApp(opts: HttpOptions): FastifyInstance {
     loggerInstance,
     bodyLimit: opts.jsonBodyLimit ?? 1024 * 1024,
     logController: new LogController({ disableRequestLogging: true }),
+    // Requests refused before routing (a path that is not valid percent-encoding, an overlong
+    // path parameter) get the same error shape as every other refusal.
+    frameworkErrors: (err, _req, reply) => {
+      const appErr = toAppError(err);
+      (reply as FastifyReply).code(appErr.status).send(errorBody(appErr));
+    },
   });
   // Strict JSON bodies, explicitly parsed query strings and path parameters, no control
   // characters in text: src/core/validation.ts.
@@ -169,6 +175,10 @@ export function toAppError(err: any): AppError {
       return new AppError('body_too_large', 'The request body is larger than this route accepts.', 413);
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return new AppError('unsupported_media_type', 'This route does not accept that content type.', 415);
+    case 'FST_ERR_BAD_URL':
+      return new AppError('invalid_url', 'The request path is not valid percent-encoded UTF-8.', 400);
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return new AppError('path_too_long', 'A path parameter is longer than this server accepts (100 characters).', 414);
   }
   if (err instanceof SyntaxError) return new AppError('malformed_json', 'The request body is not valid JSON.', 400);
   if (typeof err?.statusCode === 'number' && err.statusCode < 500) {
