@@ -35,7 +35,8 @@ export type ControlChars = 'refuse' | 'allowLineBreaks';
 
 /** The shared validator compiler: set once on the root instance (src/core/http.ts). */
 export function validatorCompiler(): FastifySchemaCompiler<unknown> {
-  const ajv = new Ajv({ coerceTypes: false, useDefaults: true, removeAdditional: false, allErrors: false, strict: false });
+  // strictNumbers (ajv's default, kept): NaN and Infinity (`1e400` in JSON) are no numbers.
+  const ajv = new Ajv({ coerceTypes: false, useDefaults: true, removeAdditional: false, allErrors: false, strictNumbers: true });
   addFormats(ajv);
   ajv.addKeyword({ keyword: 'controlChars', schemaType: 'string', errors: true, validate: checkControlChars });
   return ({ schema, httpPart }) => {

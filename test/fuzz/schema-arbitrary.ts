@@ -15,7 +15,8 @@ export interface Pools {
   urls: string[];
 }
 
-const typesOf = (s: Schema): string[] => (s.type === undefined ? [] : [s.type].flat());
+/** The types a schema allows; OpenAPI 3.0 writes `type: ['string', 'null']` as `type: 'string', nullable: true`. */
+const typesOf = (s: Schema): string[] => (s.type === undefined ? [] : [...[s.type].flat(), ...(s.nullable ? ['null'] : [])]);
 
 /** A value that satisfies `schema` (or nearly: a known ID may miss a pattern), for a field called `name`. */
 export function valueFor(schema: Schema | undefined, pools: Pools, name = ''): fc.Arbitrary<unknown> {
@@ -41,7 +42,7 @@ function forType(type: string, s: Schema, pools: Pools, name: string): fc.Arbitr
       else if (s.pattern) own = fc.stringMatching(new RegExp(s.pattern));
       else own = fc.string({ minLength: Math.min(s.minLength ?? 0, max), maxLength: max });
       const known = pools.known(name);
-      return known.length ? fc.oneof(own, fc.constantFrom(...known)) : own;
+      return known.length ? fc.oneof({ weight: 1, arbitrary: own }, { weight: 2, arbitrary: fc.constantFrom(...known) }) : own;
     }
     case 'integer': {
       const lo = s.minimum ?? -1000;
@@ -80,13 +81,16 @@ export interface Slot {
   schema: Schema | undefined;
 }
 
-/** The body's slots: the body itself and every value reached through the schema's properties and items. */
+/** The body's slots: the body itself, every value reached through the schema's properties and items, and the declared properties a present object leaves out. */
 export function bodySlots(value: unknown, schema: Schema | undefined, path: (string | number)[] = []): Slot[] {
   const slots: Slot[] = [{ part: 'body', path, schema }];
   if (!schema) return slots;
   if (Array.isArray(value) && schema.items) value.forEach((v, i) => slots.push(...bodySlots(v, schema.items, [...path, i])));
   else if (value && typeof value === 'object' && schema.properties) {
-    for (const [k, v] of Object.entries(value)) if (schema.properties[k]) slots.push(...bodySlots(v, schema.properties[k], [...path, k]));
+    for (const [k, s] of Object.entries<Schema>(schema.properties)) {
+      const v = (value as Record<string, unknown>)[k];
+      slots.push(...(v === undefined ? [{ part: 'body' as const, path: [...path, k], schema: s }] : bodySlots(v, s, [...path, k])));
+    }
   }
   return slots;
 }
@@ -137,7 +141,8 @@ export function outOfRange(schema: Schema | undefined): { value: unknown; refuse
   const out: { value: unknown; refused: boolean }[] = [];
   if (schema!.maximum !== undefined) out.push({ value: schema!.maximum + 1, refused: true });
   if (schema!.minimum !== undefined) out.push({ value: schema!.minimum - 1, refused: true });
-  for (const v of [2 ** 31, 2 ** 31 - 1, 2 ** 53, 2 ** 63, 1e308, -1e308]) {
+  // Just past an int4 and an int8 column, past exact JavaScript integers, and the largest doubles.
+  for (const v of [2 ** 31, 2 ** 53 + 2, 2 ** 63, 1e308, -1e308]) {
     out.push({ value: v, refused: (schema!.maximum !== undefined && v > schema!.maximum) || (schema!.minimum !== undefined && v < schema!.minimum) });
   }
   out.push({ value: rawNumber('1e400'), refused: true }, { value: rawNumber('-1e400'), refused: true });
