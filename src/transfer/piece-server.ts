@@ -95,7 +95,7 @@ export function pieceServerRoutes(opts: PieceServerOptions): FastifyPluginAsync 
           required: ['contentId', 'index'],
           properties: { contentId: { type: 'string', pattern: '^[0-9a-f]{64}$' }, index: int4(0) },
         },
-        headers: { type: 'object', properties: { authorization: { type: 'string' }, 'cascade-proof': { type: 'string' } } },
+        headers: { type: 'object', properties: { authorization: { type: 'string', maxLength: 8192 }, 'cascade-proof': { type: 'string', maxLength: 512 } } },
         response: { 401: errorSchema, 403: errorSchema, 404: errorSchema },
       },
       handler: async (req, reply) => {

@@ -25,10 +25,10 @@ import {
 // mutation the schema must refuse is never accepted; and afterwards the ledger
 // conserves and every open hold belongs to a transfer still running.
 // Fixed seed, bounded count, per engine: 4 valid-looking requests and two boundary sweeps
-// per operation, then FUZZ_RUNS (default 800) random ones.
+// per operation, then FUZZ_RUNS (default 500) random ones.
 
 const SEED = 11_003;
-const RUNS = Number(process.env.FUZZ_RUNS ?? 800);
+const RUNS = Number(process.env.FUZZ_RUNS ?? 500);
 const SAMPLES_PER_OPERATION = 4;
 const NOW = Date.UTC(2030, 4, 6, 10, 0, 0);
 /** Nothing listens here: the only address a generated URL field may name (the origin must never call elsewhere). */
@@ -474,6 +474,26 @@ for (const engine of testEngines()) {
     });
     after(async () => {
       await o?.close();
+    });
+
+    test('every number, text and list a request carries has a bound (so a column or a buffer can hold it)', () => {
+      const unbounded: string[] = [];
+      const walk = (s: Schema | undefined, where: string) => {
+        if (!s) return;
+        const types = [s.type].flat();
+        if ((types.includes('integer') || types.includes('number')) && (s.minimum === undefined || s.maximum === undefined)) unbounded.push(`${where}: a number without minimum and maximum`);
+        const boundedPattern = typeof s.pattern === 'string' && /\{\d+(,\d+)?\}\$$/.test(s.pattern);
+        if (types.includes('string') && s.maxLength === undefined && !s.enum && !boundedPattern && s.format !== 'date-time') unbounded.push(`${where}: a text without maxLength`);
+        if (types.includes('array') && s.maxItems === undefined) unbounded.push(`${where}: a list without maxItems`);
+        for (const [k, v] of Object.entries<Schema>(s.properties ?? {})) walk(v, `${where}.${k}`);
+        if (s.items) walk(s.items, `${where}[]`);
+      };
+      for (const r of routes) {
+        const op = `${r.method} ${r.template}`;
+        walk(r.body, `${op} body`);
+        for (const p of [...r.pathParams, ...r.query, ...r.headers]) walk(p.schema, `${op} ${p.name}`);
+      }
+      assert.deepEqual(unbounded, []);
     });
 
     test(`a boundary sweep and ${RUNS} random requests: no 5xx, documented refusals, nothing left behind (seed ${SEED})`, async (t) => {
