@@ -13,7 +13,8 @@ const credentials = {
   additionalProperties: false,
   properties: { username: { type: 'string', maxLength: 40 }, password: { type: 'string', maxLength: 200 } },
 } as const;
-const roles = { type: 'array', minItems: 1, items: { type: 'string', enum: [...ROLES] } } as const;
+const roles = { type: 'array', minItems: 1, maxItems: ROLES.length, items: { type: 'string', enum: [...ROLES] } } as const;
+const idParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', maxLength: 64 } } } as const;
 
 export function accountRoutes(accounts: AccountService): FastifyPluginAsync {
   return async (app) => {
@@ -77,7 +78,7 @@ export function accountRoutes(accounts: AccountService): FastifyPluginAsync {
 
     app.get<{ Params: { id: string } }>('/users/:id', {
       config: { access: ['operator'] },
-      schema: { summary: 'One account', tags: ['accounts'], params: { type: 'object', properties: { id: { type: 'string' } } }, response: { 200: userSchema } },
+      schema: { summary: 'One account', tags: ['accounts'], params: idParams, response: { 200: userSchema } },
       handler: async (req) => accounts.getUser(req.params.id),
     });
 
@@ -86,7 +87,7 @@ export function accountRoutes(accounts: AccountService): FastifyPluginAsync {
       schema: {
         summary: 'Replace an account’s roles',
         tags: ['accounts'],
-        params: { type: 'object', properties: { id: { type: 'string' } } },
+        params: idParams,
         body: { type: 'object', required: ['roles'], additionalProperties: false, properties: { roles } },
         response: { 200: userSchema },
       },

@@ -184,7 +184,7 @@ export function terminalRoutes(deps: { terminals: TerminalService; content: Cont
       schema: {
         summary: 'Report the pieces of a content this terminal has verified so far, while it is still fetching it (#3)',
         tags: ['terminals'],
-        params: { type: 'object', required: ['contentId'], properties: { contentId: { type: 'string' } } },
+        params: { type: 'object', required: ['contentId'], properties: { contentId: { type: 'string', maxLength: 200 } } },
         body: { type: 'object', required: ['pieces'], additionalProperties: false, properties: { pieces: { type: 'string', maxLength: 100_000 } } },
         response: { 400: errorSchema, 404: errorSchema },
       },

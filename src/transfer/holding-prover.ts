@@ -34,9 +34,11 @@ export class HoldingProver {
     if (count === 0) return;
     const index = among?.length ? among[randomInt(among.length)] : randomInt(count);
     const grant = { id: newId('gr'), content: contentId, receiver: 'origin', receiverKey: this.deps.keys.publicKeyB64, source: terminalId, pieces: `${index}`, exp: this.deps.clock.now() + 60_000 };
-    const client = new PieceClient(serveUrl, { id: grant.id, token: signGrant(grant, this.deps.keys.privateKey), contentId }, this.deps.keys.privateKey, 1, this.deps.timeoutMs ?? 5000, this.connect);
     const buf = Buffer.allocUnsafe(pieceLength(manifest.body, index));
+    let client: PieceClient | undefined;
     try {
+      // Inside the try: an address the client cannot use (e.g. one with a path) is a failed check too, not a server error.
+      client = new PieceClient(serveUrl, { id: grant.id, token: signGrant(grant, this.deps.keys.privateKey), contentId }, this.deps.keys.privateKey, 1, this.deps.timeoutMs ?? 5000, this.connect);
       let got;
       // A busy terminal (all upload slots in use) is asked again a few times, not failed.
       for (let attempt = 1; ; attempt++) {
@@ -54,7 +56,7 @@ export class HoldingProver {
       if (err instanceof AppError && err.code === 'holding_unproven') throw err;
       throw new AppError('holding_unproven', `Could not check piece ${index} at ${serveUrl}: ${whyUnchecked(err)}.`, 400);
     } finally {
-      await client.close();
+      await client?.close();
     }
   }
 }
