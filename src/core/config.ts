@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { DEFAULT_TARIFF, checkTariff, type Tariff } from '../ledger/tariff.ts';
+import { PEER_ADDRESS_MODES, type PeerAddressMode } from './address-policy.ts';
 import { badRequest } from './errors.ts';
 
 // Everything an operator can set comes from the environment (docs/configuration.md).
@@ -17,6 +18,8 @@ export interface Config {
   heartbeatFlushMs: number;
   /** A monitored transfer nobody reported on for this long is reassigned (S1.7). */
   transferDeadMs: number;
+  /** Which addresses terminals may register for the origin to call (see address-policy.ts); default `private`. */
+  peerAddresses: PeerAddressMode;
   /** Spot-check serving terminals' holdings claims by fetching a random piece (#3). */
   holdingsSpotCheck: boolean;
   /** Cap on the origin's piece upload rate, bytes/s; 0 = none (benchmarks model a limited origin link). */
@@ -71,6 +74,12 @@ function refetchFrom(env: NodeJS.ProcessEnv): 'free' | 'charge' {
   return v;
 }
 
+function peerAddressesFrom(env: NodeJS.ProcessEnv): PeerAddressMode {
+  const raw = env.PEER_ADDRESSES || 'private';
+  if (!(PEER_ADDRESS_MODES as readonly string[]).includes(raw)) throw badRequest('bad_config', `PEER_ADDRESSES must be one of ${PEER_ADDRESS_MODES.join(', ')}, got "${raw}"`);
+  return raw as PeerAddressMode;
+}
+
 function tariffFrom(env: NodeJS.ProcessEnv): Tariff {
   const d = DEFAULT_TARIFF;
   const pct = (name: string, fallback: number) => intFrom(env, name, fallback, 0, 100);
@@ -114,6 +123,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     heartbeatFlushMs: intFrom(env, 'HEARTBEAT_FLUSH_MS', 5000, 10),
     transferDeadMs: intFrom(env, 'TRANSFER_DEAD_MS', 30_000, 100),
     originUpRate: intFrom(env, 'ORIGIN_UP_RATE', 0, 0),
+    peerAddresses: peerAddressesFrom(env),
     holdingsSpotCheck: env.HOLDINGS_SPOT_CHECK !== '0',
     tariff: tariffFrom(env),
     signupCredit: intFrom(env, 'SIGNUP_CREDIT', 0, 0),

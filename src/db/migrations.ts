@@ -4,7 +4,7 @@ import { accountsMigration } from '../accounts/tables.ts';
 import { contentMigration } from '../content/tables.ts';
 import { ledgerMigration } from '../ledger/tables.ts';
 import { vouchersMigration } from '../ledger/tables-vouchers.ts';
-import { holdingPiecesMigration, terminalsMigration } from '../terminals/tables.ts';
+import { holdingPiecesMigration, terminalChallengesMigration, terminalsMigration } from '../terminals/tables.ts';
 import { grantServedMigration, peersMigration, transferMigration } from '../transfer/tables.ts';
 import { purchasesMigration, settlementMigration } from '../ledger/tables-settlement.ts';
 import { schedulePushMigration, schedulesMigration } from '../schedule/tables.ts';
@@ -25,6 +25,7 @@ const migrations: Record<string, Migration> = {
   '0011_schedule_push': schedulePushMigration,
   '0012_purchases': purchasesMigration,
   '0013_grant_served': grantServedMigration,
+  '0014_trust_terminal_challenges': terminalChallengesMigration,
 };
 
 export async function migrateToLatest(db: Kysely<any>): Promise<void> {

@@ -1,5 +1,6 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { errorSchema } from '../core/http.ts';
+import { safeInteger } from '../core/validation.ts';
 import type { Db } from '../db/connection.ts';
 import { signedReceiptSchema, type ReceiptsAnswer, type SignedReceipt } from '../transfer/receipt.ts';
 import type { Ledger } from './ledger.ts';
@@ -105,7 +106,7 @@ export function reconcileRoutes(deps: { reconciler: Reconciler; terminalOwner: (
             charges: {
               type: 'array',
               maxItems: 10_000,
-              items: { type: 'object', required: ['receiptId', 'amount'], additionalProperties: false, properties: { receiptId: { type: 'string', maxLength: 64 }, amount: { type: 'integer', minimum: 0 } } },
+              items: { type: 'object', required: ['receiptId', 'amount'], additionalProperties: false, properties: { receiptId: { type: 'string', maxLength: 64 }, amount: safeInteger(0) } },
             },
           },
         },

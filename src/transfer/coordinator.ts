@@ -82,6 +82,8 @@ export class PeerCoordinator {
     let transfer: Transfer;
     let reservation: Reservation | undefined;
     if (req.transferId) {
+      // Checked before the progress is recorded: a refused offer changes nothing.
+      if ((await transfers.mine(req.transferId, receiverId)).content_id !== req.contentId) throw badRequest('transfer_mismatch', 'That transfer is for another content.');
       transfer = await transfers.progress(req.transferId, receiverId, req.piecesDone ?? 0, false);
     } else {
       // S1 flow: the balance check (and reservation) comes first, in the transaction that opens
@@ -96,7 +98,6 @@ export class PeerCoordinator {
       reservation = opened.held;
       if (transfer.state === 'done') await this.finished(transfer);
     }
-    if (transfer.content_id !== req.contentId) throw badRequest('transfer_mismatch', 'That transfer is for another content.');
     const holders = (req.maxPeers ?? 6) > 0 ? await this.deps.terminals.holders(transfer.content_id) : [];
     const peers = await this.selectPeers(transfer, holders, req.exclude ?? [], req.maxPeers ?? 6, pieceCount);
     const receivers = this.activeReceivers(transfer);

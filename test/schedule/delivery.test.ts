@@ -42,7 +42,7 @@ async function until(f: () => boolean | Promise<boolean>, what: string, ms = 15_
 /** A terminal with a session and no agent: the test makes its calls over HTTP itself. */
 async function bareTerminal(o: TestOrigin, name: string, roles = ['member']): Promise<{ id: string; call: (method: string, url: string, json: unknown) => ReturnType<TestOrigin['call']> }> {
   const user = await o.userWithRoles(roles);
-  const reg = await o.call('POST', '/terminals', { token: user.token, json: { publicKey: generateKeyPair().publicKeyB64, name } });
+  const reg = await o.registerTerminal(user.token, generateKeyPair(), { name });
   assert.equal(reg.status, 201, JSON.stringify(reg.body));
   const token = await o.accounts.issueToken(user.userId, reg.body.terminal.id, 'test terminal session', null);
   return { id: reg.body.terminal.id, call: (method, url, json) => o.call(method, url, { token, json }) };
