@@ -25,6 +25,7 @@ test('defaults with an empty environment', () => {
   assert.equal(c.signupCredit, 0);
   assert.equal(c.settleIntervalMs, 1000);
   assert.equal(c.holdTimeoutMs, 3_600_000);
+  assert.equal(c.refetchPolicy, 'free');
   // Empty strings count as unset.
   assert.deepEqual(loadConfig({ OFF_PEAK_HOURS: '', ROYALTY_PERCENT: '', OFF_PEAK_TIME_ZONE: '', SIGNUP_CREDIT: '' }), c);
 });
@@ -43,12 +44,13 @@ test('every ledger and tariff variable overrides its default', () => {
     FREQUENT_RATE_PERCENT: '95',
     DISTRIBUTOR_BYTES: '0',
     DISTRIBUTOR_RATE_PERCENT: '100',
-    UNRELIABLE_SHARE_PERCENT: '0',
+    REFETCH_POLICY: 'charge',
     PLAY_PRICE_PERCENT: '25',
   });
   assert.equal(c.signupCredit, 500);
   assert.equal(c.settleIntervalMs, 10);
   assert.equal(c.holdTimeoutMs, 1000);
+  assert.equal(c.refetchPolicy, 'charge');
   assert.deepEqual(c.tariff, {
     uploaderPercent: 60,
     royaltyPercent: 40,
@@ -60,7 +62,6 @@ test('every ledger and tariff variable overrides its default', () => {
     frequentRatePercent: 95,
     distributorBytes: 0,
     distributorRatePercent: 100,
-    unreliableSharePercent: 0,
     playPricePercent: 25,
   });
   assert.deepEqual(
@@ -78,7 +79,8 @@ test('bad values are refused with bad_config naming the variable', () => {
   refuses({ SETTLE_INTERVAL_MS: '9' }, 'SETTLE_INTERVAL_MS');
   refuses({ SETTLE_INTERVAL_MS: 'soon' }, 'SETTLE_INTERVAL_MS');
   refuses({ HOLD_TIMEOUT_MS: '999' }, 'HOLD_TIMEOUT_MS');
-  for (const name of ['UPLOADER_SHARE_PERCENT', 'ROYALTY_PERCENT', 'OFF_PEAK_RATE_PERCENT', 'FREQUENT_RATE_PERCENT', 'DISTRIBUTOR_RATE_PERCENT', 'UNRELIABLE_SHARE_PERCENT', 'PLAY_PRICE_PERCENT']) {
+  refuses({ REFETCH_POLICY: 'sometimes' }, 'REFETCH_POLICY');
+  for (const name of ['UPLOADER_SHARE_PERCENT', 'ROYALTY_PERCENT', 'OFF_PEAK_RATE_PERCENT', 'FREQUENT_RATE_PERCENT', 'DISTRIBUTOR_RATE_PERCENT', 'PLAY_PRICE_PERCENT']) {
     refuses({ [name]: '101' }, name);
     refuses({ [name]: '-1' }, name);
     refuses({ [name]: '50%' }, name);

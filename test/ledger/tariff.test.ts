@@ -9,11 +9,9 @@ import {
   frequentReceiverRule,
   offPeakRule,
   playPrice,
-  priceReceipt,
   proRataCharge,
-  reliabilityRule,
-  splitCharge,
-  type PriceInput,
+  ratePercent,
+  rateRules,
   type Tariff,
 } from '../../src/ledger/tariff.ts';
 
@@ -95,17 +93,6 @@ test('distributorRule: applies at the threshold, not below', () => {
   assert.deepEqual(distributorRule(1000, { ...T, distributorBytes: 1000, distributorRatePercent: 60 }), { percent: 60, why: 'distributor: 60%' });
 });
 
-test('reliabilityRule: bad pieces or stalls over a quarter of completed uploads cut the share; a clean holder keeps all', () => {
-  assert.equal(reliabilityRule({ completedUploads: 10, badPieces: 0, stalls: 0 }, T), 100);
-  assert.equal(reliabilityRule({ completedUploads: 0, badPieces: 0, stalls: 0 }, T), 100);
-  assert.equal(reliabilityRule({ completedUploads: 100, badPieces: 1, stalls: 0 }, T), 50);
-  assert.equal(reliabilityRule({ completedUploads: 8, badPieces: 0, stalls: 2 }, T), 100); // exactly a quarter
-  assert.equal(reliabilityRule({ completedUploads: 8, badPieces: 0, stalls: 3 }, T), 50);
-  assert.equal(reliabilityRule({ completedUploads: 10, badPieces: 0, stalls: 3 }, T), 50);
-  assert.equal(reliabilityRule({ completedUploads: 0, badPieces: 0, stalls: 1 }, T), 50);
-  assert.equal(reliabilityRule({ completedUploads: 10, badPieces: 2, stalls: 0 }, { ...T, unreliableSharePercent: 30 }), 30);
-});
-
 test('proRataCharge: exact pro rata, rounded down once, rules multiply, exact beyond 2^53', () => {
   // 40 % and 60 % of a 1000-unit content.
   assert.equal(proRataCharge(1000, 40, 100, []), 400);
@@ -134,89 +121,19 @@ test('proRataCharge: exact pro rata, rounded down once, rules multiply, exact be
   assert.equal(proRataCharge(Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER - 1, Number.MAX_SAFE_INTEGER, []), Number.MAX_SAFE_INTEGER - 1);
 });
 
-test('splitCharge: parts add up to the charge; a withheld share goes to the fee, not to rounding', () => {
-  assert.deepEqual(splitCharge(1000, T), { uploader: 500, royalty: 400, fee: 100, rounding: 0 });
-  assert.deepEqual(splitCharge(7, T), { uploader: 3, royalty: 2, fee: 0, rounding: 2 });
-  assert.deepEqual(splitCharge(1, T), { uploader: 0, royalty: 0, fee: 0, rounding: 1 });
-  assert.deepEqual(splitCharge(0, T), { uploader: 0, royalty: 0, fee: 0, rounding: 0 });
-  // Unreliable holder keeping 50 %: the other half of its share is fee.
-  assert.deepEqual(splitCharge(1000, T, 50), { uploader: 250, royalty: 400, fee: 350, rounding: 0 });
-  assert.deepEqual(splitCharge(7, T, 50), { uploader: 1, royalty: 2, fee: 2, rounding: 2 });
-  assert.deepEqual(splitCharge(1000, T, 0), { uploader: 0, royalty: 400, fee: 600, rounding: 0 });
-  // Other shares: 100 % uploader, no royalty, no fee.
-  assert.deepEqual(splitCharge(999, { ...T, uploaderPercent: 100, royaltyPercent: 0 }), { uploader: 999, royalty: 0, fee: 0, rounding: 0 });
-  assert.deepEqual(splitCharge(101, { ...T, uploaderPercent: 33, royaltyPercent: 33 }), { uploader: 33, royalty: 33, fee: 34, rounding: 1 });
-  // Huge charges stay exact.
-  const big = Number.MAX_SAFE_INTEGER;
-  const s = splitCharge(big, T, 50);
-  assert.deepEqual(s, { uploader: 2_251_799_813_685_247, royalty: 3_602_879_701_896_396, fee: 3_152_519_739_159_347, rounding: 1 });
-  assert.equal(BigInt(s.uploader) + BigInt(s.royalty) + BigInt(s.fee) + BigInt(s.rounding), BigInt(big));
-});
+const rateInput = (over: Partial<Parameters<typeof rateRules>[0]> = {}) => ({ at: at('2024-01-15T12:00:00Z'), receiverReceived30d: 0, receiverServed30d: 0, ...over });
 
-const input = (over: Partial<PriceInput> = {}): PriceInput => ({
-  price: 1000,
-  totalBytes: 1000,
-  bytes: 400,
-  at: at('2024-01-15T12:00:00Z'),
-  receiverReceived30d: 0,
-  receiverServed30d: 0,
-  source: { isOrigin: true },
-  ...over,
-});
-
-test('priceReceipt: the origin as source keeps 100 %; the rules that applied are listed in why', () => {
-  assert.deepEqual(priceReceipt(input(), T), { ratePercent: 100, charge: 400, uploader: 200, royalty: 160, fee: 40, rounding: 0, why: [] });
-  assert.deepEqual(priceReceipt(input({ at: at('2024-01-15T23:00:00Z') }), T), {
-    ratePercent: 80,
-    charge: 320,
-    uploader: 160,
-    royalty: 128,
-    fee: 32,
-    rounding: 0,
-    why: ['off-peak (22:00–6:00 UTC): 80%'],
-  });
-  // All three rate rules and an unreliable peer.
-  const all = input({
-    bytes: 1000,
-    at: at('2024-01-15T23:00:00Z'),
-    receiverReceived30d: 10 * GiB,
-    receiverServed30d: 10 * GiB,
-    source: { isOrigin: false, completedUploads: 10, badPieces: 1, stalls: 0 },
-  });
-  assert.deepEqual(priceReceipt(all, T), {
-    ratePercent: 61.2,
-    charge: 612,
-    uploader: 153,
-    royalty: 244,
-    fee: 214,
-    rounding: 1,
-    why: ['off-peak (22:00–6:00 UTC): 80%', 'frequent receiver: 90%', 'distributor: 85%', 'unreliable holder keeps 50% of its share'],
-  });
-  // The same from the origin: the reliability rule does not apply to it.
-  assert.deepEqual(priceReceipt({ ...all, source: { isOrigin: true } }, T), {
-    ratePercent: 61.2,
-    charge: 612,
-    uploader: 306,
-    royalty: 244,
-    fee: 61,
-    rounding: 1,
-    why: ['off-peak (22:00–6:00 UTC): 80%', 'frequent receiver: 90%', 'distributor: 85%'],
-  });
-  // The combined rate is exact, not a product of rounded floating-point steps.
+test('rateRules: the rules that apply, in words; the combined rate is exact (no reliability rule: #10)', () => {
+  assert.deepEqual(rateRules(rateInput(), T), []);
+  assert.deepEqual(rateRules(rateInput({ at: at('2024-01-15T23:00:00Z') }), T), [{ percent: 80, why: 'off-peak (22:00–6:00 UTC): 80%' }]);
+  const all = rateRules(rateInput({ at: at('2024-01-15T23:00:00Z'), receiverReceived30d: 10 * GiB, receiverServed30d: 10 * GiB }), T);
+  assert.deepEqual(
+    all.map((r) => r.why),
+    ['off-peak (22:00–6:00 UTC): 80%', 'frequent receiver: 90%', 'distributor: 85%'],
+  );
+  assert.equal(ratePercent(all), 61.2);
   const odd = { ...T, offPeakRatePercent: 77, frequentRatePercent: 91, distributorRatePercent: 87 };
-  const oddPrice = priceReceipt({ ...all, price: 10_000, totalBytes: 10_000, bytes: 10_000, source: { isOrigin: true } }, odd);
-  assert.equal(oddPrice.ratePercent, 60.9609);
-  assert.equal(oddPrice.charge, 6096);
-  // A reliable peer keeps its whole share.
-  assert.deepEqual(priceReceipt(input({ source: { isOrigin: false, completedUploads: 4, badPieces: 0, stalls: 1 } }), T), {
-    ratePercent: 100,
-    charge: 400,
-    uploader: 200,
-    royalty: 160,
-    fee: 40,
-    rounding: 0,
-    why: [],
-  });
+  assert.equal(ratePercent(rateRules(rateInput({ at: at('2024-01-15T23:00:00Z'), receiverReceived30d: 10 * GiB, receiverServed30d: 10 * GiB }), odd)), 60.9609);
 });
 
 test('playPrice: a percent of the list price, rounded down', () => {
@@ -245,7 +162,6 @@ test('checkTariff: refuses shares over 100, rates over 100, bad hours and unknow
   bad({ offPeakRatePercent: 101 });
   bad({ frequentRatePercent: 150 });
   bad({ distributorRatePercent: 101 });
-  bad({ unreliableSharePercent: 101 });
   bad({ playPricePercent: 101 });
   bad({ offPeakRatePercent: NaN });
   bad({ offPeakStartHour: 24 });
@@ -256,67 +172,19 @@ test('checkTariff: refuses shares over 100, rates over 100, bad hours and unknow
   bad({ offPeakTimeZone: '' });
 });
 
-test('property: parts add up to the charge, none negative, rounding ≤ 2, never above the pro-rata list price', () => {
-  const tariff = fc
-    .record({
-      uploaderPercent: fc.integer({ min: 0, max: 100 }),
-      royaltyPercent: fc.integer({ min: 0, max: 100 }),
-      offPeakRatePercent: fc.integer({ min: 0, max: 100 }),
-      frequentRatePercent: fc.integer({ min: 0, max: 100 }),
-      distributorRatePercent: fc.integer({ min: 0, max: 100 }),
-      unreliableSharePercent: fc.integer({ min: 0, max: 100 }),
-      offPeakStartHour: fc.integer({ min: 0, max: 23 }),
-      offPeakEndHour: fc.integer({ min: 0, max: 23 }),
-      offPeakTimeZone: fc.constantFrom('UTC', 'Europe/Berlin', 'Asia/Tokyo', 'America/New_York'),
-    })
-    .filter((t) => t.uploaderPercent + t.royaltyPercent <= 100)
-    .map((t): Tariff => checkTariff({ ...T, ...t, frequentReceiverBytes: 1000, distributorBytes: 1000 }));
-  const receipt = fc
-    .record({
-      price: fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
-      totalBytes: fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }),
-      fraction: fc.double({ min: 0, max: 1, noNaN: true }),
-      at: fc.integer({ min: Date.UTC(2020, 0, 1), max: Date.UTC(2030, 0, 1) }),
-      receiverReceived30d: fc.integer({ min: 0, max: 2000 }),
-      receiverServed30d: fc.integer({ min: 0, max: 2000 }),
-      source: fc.oneof(
-        fc.constant({ isOrigin: true as const }),
-        fc.record({ isOrigin: fc.constant(false as const), completedUploads: fc.nat(20), badPieces: fc.nat(2), stalls: fc.nat(10) }),
-      ),
-    })
-    .map(({ fraction, ...r }): PriceInput => ({ ...r, bytes: Math.min(r.totalBytes, Math.floor(r.totalBytes * fraction)) }));
-
-  fc.assert(
-    fc.property(tariff, receipt, (t, r) => {
-      const p = priceReceipt(r, t);
-      for (const n of [p.charge, p.uploader, p.royalty, p.fee, p.rounding]) assert.ok(Number.isSafeInteger(n) && n >= 0, `${n} is a whole amount ≥ 0`);
-      assert.equal(BigInt(p.uploader) + BigInt(p.royalty) + BigInt(p.fee) + BigInt(p.rounding), BigInt(p.charge));
-      assert.ok(p.rounding <= 2);
-      const listPrice = (BigInt(r.price) * BigInt(r.bytes)) / BigInt(r.totalBytes);
-      assert.ok(BigInt(p.charge) <= listPrice, `${p.charge} ≤ ${listPrice}`);
-    }),
-    { numRuns: 2000 },
-  );
-
-  // The arithmetic alone, with any number of percents and any kept share.
+test('property: proRataCharge is the exact fraction rounded down, never above the pro-rata list price', () => {
   fc.assert(
     fc.property(
       fc.integer({ min: 0, max: Number.MAX_SAFE_INTEGER }),
       fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }),
       fc.double({ min: 0, max: 1, noNaN: true }),
       fc.array(fc.integer({ min: 0, max: 100 }), { maxLength: 4 }),
-      fc.integer({ min: 0, max: 100 }).chain((u) => fc.tuple(fc.constant(u), fc.integer({ min: 0, max: 100 - u }))),
-      fc.integer({ min: 0, max: 100 }),
-      (price, total, fraction, percents, [uploaderPercent, royaltyPercent], keep) => {
+      (price, total, fraction, percents) => {
         const bytes = Math.min(total, Math.floor(total * fraction));
         const charge = proRataCharge(price, bytes, total, percents);
         const exact = (BigInt(price) * BigInt(bytes) * percents.reduce((a, p) => a * BigInt(p), 1n)) / (BigInt(total) * 100n ** BigInt(percents.length));
         assert.equal(BigInt(charge), exact);
         assert.ok(charge <= Number((BigInt(price) * BigInt(bytes)) / BigInt(total)));
-        const s = splitCharge(charge, { ...T, uploaderPercent, royaltyPercent }, keep);
-        for (const n of Object.values(s)) assert.ok(Number.isSafeInteger(n) && n >= 0);
-        assert.equal(BigInt(s.uploader) + BigInt(s.royalty) + BigInt(s.fee) + BigInt(s.rounding), BigInt(charge));
-        assert.ok(s.rounding <= 2);
       },
     ),
     { numRuns: 2000 },
