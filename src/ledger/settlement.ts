@@ -62,6 +62,19 @@ interface Chain {
   transfers: TransferInput[];
 }
 
+/**
+ * Puts back the purchase of every failed chain as it was before that chain: a receipt that
+ * could not be paid leaves its purchase unchanged. Right only when no later chain of the
+ * same purchase was planned on the failed one (see `misplanned`).
+ */
+function undoFailed(chains: Chain[], results: TransferResult[], purchases: Map<string, Purchase>) {
+  let k = 0;
+  for (const c of chains) {
+    const mine = results.slice(k, (k += c.transfers.length));
+    if (mine.some((m) => m.status === 'failed')) purchases.set(c.key, c.before);
+  }
+}
+
 /** A chain failed, and a later chain of the batch belongs to the same purchase (it was planned on the failed one's outcome). */
 function misplanned(chains: Chain[], results: TransferResult[]): boolean {
   const failed = new Set<string>();
@@ -120,15 +133,13 @@ export class Settlement {
           run.flatMap((c) => c.transfers),
           { trx },
         );
-        let k = 0;
-        for (const c of run) {
-          const mine = got.slice(k, (k += c.transfers.length));
-          if (mine.some((m) => m.status === 'failed')) purchases.set(c.key, c.before);
-        }
+        undoFailed(run, got, purchases);
         chains.push(...run);
         results.push(...got);
         start = end;
       }
+    } else {
+      undoFailed(chains, results, purchases);
     }
     await sql`release savepoint settle_receipts`.execute(trx);
 
