@@ -100,8 +100,13 @@ export class Settlement {
   ) {}
 
   /** Settles receipts inside the caller's transaction (the one that stored them). */
-  async settleIn(trx: Transaction<Database>, receipts: StoredReceipt[]): Promise<SettleResult> {
-    if (receipts.length === 0) return { settled: [], unpaid: [] };
+  async settleIn(trx: Transaction<Database>, given: StoredReceipt[]): Promise<SettleResult> {
+    // A receipt is settled once. Its purchase has counted its bytes, so planning it again
+    // would charge the purchase for bytes nobody pays (its transfer IDs alone cannot catch
+    // that when the amounts come out the same): it is answered settled and left alone.
+    const done = given.length ? await this.settledAlready(trx, given) : new Set<string>();
+    const receipts = given.filter((r) => !done.has(r.id));
+    if (receipts.length === 0) return { settled: given.map((r) => r.id), unpaid: [] };
     const ctx = await this.load(trx, receipts);
     await this.deps.ledger.ensureAccounts(ctx.accounts, { trx });
     // One ledger batch for the whole lot, planned as if every chain goes through. If one
@@ -143,7 +148,7 @@ export class Settlement {
     }
     await sql`release savepoint settle_receipts`.execute(trx);
 
-    const outcome: SettleResult = { settled: [], unpaid: [] };
+    const outcome: SettleResult = { settled: given.filter((r) => done.has(r.id)).map((r) => r.id), unpaid: [] };
     const rows: { receipt_id: string; status: 'settled' | 'unpaid'; code: string | null; charge: number; why: string }[] = [];
     let k = 0;
     for (const c of chains) {
@@ -237,6 +242,16 @@ export class Settlement {
       if (amounts.chargedBytes < r.bytes) why.push(`${r.bytes - amounts.chargedBytes} bytes already paid for: a content is paid once`);
       return { receipt: r, key, before, after, charged, why, transfers };
     });
+  }
+
+  private async settledAlready(trx: Transaction<Database>, receipts: StoredReceipt[]): Promise<Set<string>> {
+    const rows = await trx
+      .selectFrom('ledger_settlements')
+      .select('receipt_id')
+      .where('receipt_id', '=', anyOf(receipts.map((r) => r.id)))
+      .where('status', '=', 'settled')
+      .execute();
+    return new Set(rows.map((r) => r.receipt_id));
   }
 
   private async writeOutcome(trx: Transaction<Database>, rows: { receipt_id: string; status: 'settled' | 'unpaid'; code: string | null; charge: number; why: string }[]) {

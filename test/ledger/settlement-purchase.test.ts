@@ -7,11 +7,13 @@ import { Ledger } from '../../src/ledger/ledger.ts';
 import { Settlement, UNPAID_RETRY_MS, type StoredReceipt } from '../../src/ledger/settlement.ts';
 import { DEFAULT_TARIFF } from '../../src/ledger/tariff.ts';
 import { PLATFORM_PROMOTIONS, Wallets } from '../../src/ledger/wallets.ts';
-import { testEngines } from '../helpers/db.ts';
+import { snapshotTables, testEngines } from '../helpers/db.ts';
 
 // Settlement against a purchase (docs/ledger.md "Settlement", #10 point 1): a receipt
 // that could not be paid leaves its purchase as it was (it is charged against the
-// purchase as it is when it is paid).
+// purchase as it is when it is paid), and settling a settled receipt again changes
+// nothing at all — the purchase's totals included, not only the ledger transfers whose
+// IDs derive from the receipt ID.
 
 const PRICE = 1000;
 const SIZE = 1000;
@@ -85,6 +87,21 @@ for (const engine of testEngines()) {
       // The whole content, in two receipts, one of them paid late: exactly its price.
       assert.equal(await w.posted(), 2000 - PRICE);
       assert.equal((await w.purchase())?.charged, PRICE);
+    });
+
+    test('settling a settled receipt again changes nothing, its purchase included', async () => {
+      const w = await world();
+      await w.fund(2000);
+      const { row, result } = await w.receive(100);
+      assert.deepEqual(result, { settled: [row.id], unpaid: [] });
+      const was = await snapshotTables(handle.db);
+      clock.advance(1000);
+      const again = await handle.db.transaction().execute((trx) => settlement.settleIn(trx, [row]));
+      assert.deepEqual(again, { settled: [row.id], unpaid: [] });
+      assert.deepEqual(await snapshotTables(handle.db), was);
+      // The rest of the content still costs the rest of the price.
+      await w.receive(900);
+      assert.equal(await w.posted(), 2000 - PRICE);
     });
   });
 }
