@@ -10,6 +10,7 @@ import { createLogger } from '../core/logger.ts';
 import { deviceSession } from '../terminals/device.ts';
 import { download, fetchCheckedManifest, type DownloadOptions, type DownloadResult } from '../transfer/downloader.ts';
 import { encodeRanges } from '../transfer/piece-ranges.ts';
+import { RETRYABLE_REFUSALS } from '../transfer/receipt.ts';
 import { pieceServerRoutes } from '../transfer/piece-server.ts';
 import { TokenBucket } from '../transfer/token-bucket.ts';
 import { contentListRoutes, loadAgentNotes } from './content-list.ts';
@@ -92,7 +93,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
   const device = await deviceSession(userApi, opts.home, { name: opts.name, region: opts.region, network: opts.network });
   const api = () => new Api(userApi.origin, device.token);
 
-  const reconcile = async (): Promise<ReconcileResult> => {
+  const reconcileOnce = async (): Promise<ReconcileResult> => {
     // The terminal's view of what it was charged goes along, so the origin can report disagreements.
     const charges = [...journal.entries].filter(([, e]) => e.status === 'settled').map(([receiptId, e]) => ({ receiptId, amount: e.charge! }));
     const unsettled = journal.unsettled();
@@ -102,8 +103,19 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
       journal.adopt(res.record, res.balance, res.conflicts);
       last = i === 0 ? res : { ...res, settled: [...last.settled, ...res.settled], duplicates: [...last.duplicates, ...res.duplicates], conflicts: [...last.conflicts, ...res.conflicts], record: [...last.record, ...res.record] };
     }
-    if (last.conflicts.length) logger.warn({ conflicts: last.conflicts }, 'reconciliation found conflicts between this terminal and the origin');
     return last;
+  };
+  // S1.10, #10: receipts whose source's served report has not reached the origin yet
+  // (`receipt_not_served`) are handed in again a few times over a few seconds.
+  const reconcile = async (): Promise<ReconcileResult> => {
+    let total = await reconcileOnce();
+    for (let attempt = 0; attempt < 6 && total.conflicts.some((c) => RETRYABLE_REFUSALS.has(c.code)); attempt++) {
+      await new Promise((r) => setTimeout(r, 250 * 2 ** Math.min(attempt, 2)));
+      const more = await reconcileOnce();
+      total = { ...more, settled: [...total.settled, ...more.settled], duplicates: [...total.duplicates, ...more.duplicates] };
+    }
+    if (total.conflicts.length) logger.warn({ conflicts: total.conflicts }, 'reconciliation found conflicts between this terminal and the origin');
+    return total;
   };
 
   const active = new Map<string, AbortController>();
@@ -118,12 +130,17 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
   const reportServed = () => {
     reporting = reporting.then(async () => {
       if (served.size === 0) return;
-      const grants = [...served].slice(0, 1000).map(([id, pieces]) => ({ id, pieces: encodeRanges(pieces) }));
-      for (const g of grants) served.delete(g.id);
+      const batch = [...served].slice(0, 1000);
+      for (const [id] of batch) served.delete(id);
+      try {
+        await api().post('/transfers/served', { grants: batch.map(([id, pieces]) => ({ id, pieces: encodeRanges(pieces) })) });
+      } catch (err) {
+        const refused = err instanceof AppError && err.status < 500 && err.code !== 'origin_unreachable';
+        // Kept for the next report (the origin may be away for a while): receipts wait for it. A refusal is final.
+        if (!refused) for (const [id, pieces] of batch) served.set(id, [...(served.get(id) ?? []), ...pieces]);
+        logger.warn({ err: (err as Error).message, grants: batch.length }, refused ? 'the origin refused a served report' : 'reporting served pieces failed; will retry');
+      }
       servedCount = [...served.values()].reduce((n, p) => n + p.length, 0);
-      await api()
-        .post('/transfers/served', { grants })
-        .catch((err) => logger.warn({ err: err.message, grants: grants.length }, 'reporting served pieces failed'));
     });
     return reporting;
   };
