@@ -123,7 +123,7 @@ for (const engine of testEngines()) {
       puller.scheduled!.wakeUp();
       await until(() => ev.pull.some((e) => e.event === 'check-in' && e.nextCheckInAt === new Date(W - MIN).toISOString()), 'a check-in that names window A as the next call');
       await until(async () => (await o.db.db.selectFrom('schedule_push_addresses').select('url').where('terminal_id', '=', addressee.terminalId).executeTakeFirst())?.url === `${addressee.url}/schedule/orders`, 'the registered address');
-      await until(() => o.clock.sleepers > 0, 'the pull agent asleep until its window');
+      await until(() => o.clock.isWaitingFor(W - MIN), 'the pull agent asleep until its window');
       await o.scheduler!.tick();
       for (const [a, id] of [[puller, pullId], [streamer, streamId], [addressee, addressId]] as const) {
         assert.equal(a.store.get(id), undefined, 'nothing fetched before the window');
@@ -138,19 +138,18 @@ for (const engine of testEngines()) {
       await until(() => ev.address.some((e) => e.event === 'delivered'), 'the delivery pushed to the address');
       await until(() => ev.pull.some((e) => e.event === 'order'), 'the pull agent’s order in window A');
       await until(() => (puller.store.get(pullId)?.have.size ?? 0) >= 3, 'three verified pieces');
+      const running = await history(puller.terminalId, pullId);
+
+      // --- window A closes mid-transfer (at once: the rest of the content takes seconds at the cap): the pull agent pauses by its own clock; the origin defers the rest ---
+      o.clock.set(W);
+      assert.deepEqual(running.map((r) => [r.outcome, r.source, r.dueAt]), [['running', 'origin', new Date(W - MIN).toISOString()]]);
+      await until(() => ev.pull.some((e) => e.event === 'paused'), 'the pause at the window end');
       await o.scheduler!.tick();
       for (const [a, id] of [[streamer, streamId], [addressee, addressId]] as const) {
         const r = await history(a.terminalId, id);
         assert.deepEqual(r.map((x) => [x.outcome, x.source, x.bytes, x.dueAt, x.startedAt]), [['done', 'origin', SIZE, new Date(W - MIN).toISOString(), new Date(W - MIN).toISOString()]]);
         assert.ok(a.store.list().find((c) => c.id === id)?.complete);
       }
-      const running = await history(puller.terminalId, pullId);
-      assert.deepEqual(running.map((r) => [r.outcome, r.source, r.dueAt]), [['running', 'origin', new Date(W - MIN).toISOString()]]);
-
-      // --- window A closes mid-transfer: the pull agent pauses by its own clock; the origin defers the rest ---
-      o.clock.set(W);
-      await until(() => ev.pull.some((e) => e.event === 'paused'), 'the pause at the window end');
-      await o.scheduler!.tick();
       const held = puller.store.get(pullId)!.have.size;
       assert.ok(held >= 3 && held < PIECES, `paused part way (${held} of ${PIECES} pieces)`);
       const paused = await history(puller.terminalId, pullId);
@@ -159,7 +158,7 @@ for (const engine of testEngines()) {
       assert.equal(paused[0]!.endedAt, new Date(W).toISOString());
 
       // --- window B: it wakes again, resumes from the verified pieces and finishes ---
-      await until(() => o.clock.sleepers > 0 && ev.pull.some((e) => e.event === 'check-in' && e.nextCheckInAt === new Date(W + MIN).toISOString()), 'asleep until window B');
+      await until(() => o.clock.isWaitingFor(W + MIN) && ev.pull.some((e) => e.event === 'check-in' && e.nextCheckInAt === new Date(W + MIN).toISOString()), 'asleep until window B');
       o.clock.set(W + MIN);
       await until(() => ev.pull.some((e) => e.event === 'delivered'), 'delivery in window B', 30_000);
       await o.scheduler!.tick();
