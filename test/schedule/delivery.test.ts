@@ -13,6 +13,7 @@ import { generateKeyPair } from '../../src/core/crypto.ts';
 import { ORDER_TOKEN_TYPE } from '../../src/schedule/runner.ts';
 import { testEngines } from '../helpers/db.ts';
 import { startTestOrigin, type TestOrigin } from '../helpers/origin.ts';
+import { waitFor as until } from '../helpers/wait.ts';
 import { windowsAround } from '../helpers/windows.ts';
 
 // #5 points 3 and 4 end to end (S0.3, S0.4, S0.7): real agents, real HTTP, the origin's
@@ -30,14 +31,6 @@ const PIECES = 16;
 const SIZE = PIECE * PIECES;
 const MIN = 60_000;
 
-/** Waits (real time) until `f` is true; fails with `what` after `ms`. */
-async function until(f: () => boolean | Promise<boolean>, what: string, ms = 15_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await f())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 /** A terminal with a session and no agent: the test makes its calls over HTTP itself. */
 async function bareTerminal(o: TestOrigin, name: string, roles = ['member']): Promise<{ id: string; call: (method: string, url: string, json: unknown) => ReturnType<TestOrigin['call']> }> {
