@@ -1,5 +1,4 @@
-import type { Kysely } from 'kysely';
-import type { Migration } from 'kysely/migration';
+import type { Kysely, Migration } from 'kysely';
 
 /** What a terminal last said about itself in a heartbeat (S1.2). */
 export interface TerminalState {
