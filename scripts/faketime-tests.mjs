@@ -116,4 +116,9 @@ function main() {
   return failed ? 1 : 0;
 }
 
-process.exit(main());
+try {
+  process.exit(main());
+} catch (err) {
+  console.log(`faketime: ${err.message}`);
+  process.exit(1);
+}

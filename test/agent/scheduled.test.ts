@@ -130,7 +130,12 @@ for (const engine of testEngines()) {
         await waitFor(() => t.reports().length === 1, 'a progress report after reportMs');
         assert.deepEqual(t.reports()[0], { contentId: t.contentId, bytes: 2 * PIECE, state: 'running' });
 
-        // The window closes on the agent's clock; nobody tells it.
+        // Time passes as it does, one report at a time (a silent terminal fails after 2 min, S0.7)…
+        for (let n = 2; t.o.clock.now() + REPORT_MS < CLOSE; n++) {
+          t.o.clock.advance(REPORT_MS);
+          await waitFor(() => t.reports().length === n, `report ${n}`);
+        }
+        // …until the window closes on the agent's clock; nobody tells it.
         t.o.clock.set(CLOSE);
         await waitFor(() => t.events.some((e) => e.event === 'paused'), 'the pause at the window end');
         assert.equal(t.fetches[0]!.extra.signal?.aborted, true, 'the fetch stopped');
