@@ -33,20 +33,14 @@ export const FILES = [
   'test/schedule/windows.test.ts',
   'test/schedule/plan.test.ts',
   'test/schedule/dispatcher-live.test.ts',
-  'test/schedule/cli.test.ts',
+  'test/e2e/scheduled-agent.test.ts',
   'test/agent/scheduled.test.ts',
-  'test/agent/reconcile.test.ts',
+  'test/agent/heartbeats.test.ts',
   'test/ledger/tariff.test.ts',
-  'test/ledger/settlement.test.ts',
-  'test/ledger/plays.test.ts',
-  'test/ledger/vouchers.test.ts',
-  'test/ledger/statements.test.ts',
   'test/terminals/login.test.ts',
   'test/terminals/heartbeat.test.ts',
   'test/terminals/presence.test.ts',
   'test/transfer/grant-token.test.ts',
-  'test/transfer/coordinator.test.ts',
-  'test/accounts/accounts.test.ts',
 ];
 
 function findLibfaketime() {

@@ -66,6 +66,7 @@ describe('agent heartbeats', () => {
     assert.equal(beat.recvLoadBps, Math.round((PIECES * PIECE * 8) / (BEAT_MS / 1000)));
     assert.equal(beat.downBps, 80_000_000);
 
+    await waitFor(() => origin.clock.isWaitingFor(start + 2 * BEAT_MS), 'the agent asleep until its next beat');
     origin.clock.advance(BEAT_MS);
     await waitFor(async () => (await latest())?.at === start + 2 * BEAT_MS, 'the next beat');
     assert.equal((await latest())!.recvLoadBps, 0, 'nothing received since');

@@ -62,11 +62,15 @@ for (const engine of testEngines()) {
       const token = await o.accounts.issueToken(member.userId, terminalId, 'test terminal session', null);
       await o.schedules.create(terminalId, { select: { contentId }, windows: [WINDOW] });
 
+      // The calls it made, each once answered: by then whatever it does next (sleep again) has begun.
       const calls: { route: string; json: any }[] = [];
       class CountingApi extends Api {
-        override request<T>(method: string, route: string, o: { json?: unknown } = {}): Promise<T> {
-          calls.push({ route, json: o.json });
-          return super.request<T>(method, route, o);
+        override async request<T>(method: string, route: string, o: { json?: unknown } = {}): Promise<T> {
+          try {
+            return await super.request<T>(method, route, o);
+          } finally {
+            calls.push({ route, json: o.json });
+          }
         }
       }
       const reports = () => calls.filter((c) => c.route === '/schedules/deliveries/report').map((c) => c.json);
