@@ -54,7 +54,7 @@ function findLibfaketime() {
 }
 
 function environment(lib, at, tz) {
-  const offset = Math.round((Date.parse(at) - Date.now()) / 1000);
+  const offset = Math.ceil((Date.parse(at) - Date.now()) / 1000); // whole seconds: it starts at the instant or within a second after
   const env = { ...process.env, LD_PRELOAD: lib, FAKETIME: `${offset >= 0 ? '+' : '-'}${Math.abs(offset)}`, FAKETIME_DONT_FAKE_MONOTONIC: '1', TZ: tz };
   if (!process.env.FAKETIME_POSTGRES) delete env.DATABASE_URL;
   return env;
@@ -62,7 +62,7 @@ function environment(lib, at, tz) {
 
 /** What node's Date says under this environment: the fake time must really reach it. */
 function nodeSees(env) {
-  const r = spawnSync(process.execPath, ['-e', 'process.stdout.write(JSON.stringify({ iso: new Date().toISOString(), local: new Date().toString() }))'], { env, encoding: 'utf8' });
+  const r = spawnSync(process.execPath, ['-e', 'process.stdout.write(JSON.stringify({ iso: new Date().toISOString(), local: new Date().toString().slice(0, 33) }))'], { env, encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`node did not start under libfaketime: ${r.stderr}`);
   return JSON.parse(r.stdout);
 }
