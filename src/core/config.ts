@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { DEFAULT_TARIFF, checkTariff, type Tariff } from '../ledger/tariff.ts';
+import { PEER_ADDRESS_MODES, type PeerAddressMode } from './address-policy.ts';
 import { badRequest } from './errors.ts';
 
 // Everything an operator can set comes from the environment (docs/configuration.md).
@@ -17,6 +18,8 @@ export interface Config {
   heartbeatFlushMs: number;
   /** A monitored transfer nobody reported on for this long is reassigned (S1.7). */
   transferDeadMs: number;
+  /** Which addresses terminals may register for the origin to call (see address-policy.ts); default `private`. */
+  peerAddresses: PeerAddressMode;
   /** Spot-check serving terminals' holdings claims by fetching a random piece (#3). */
   holdingsSpotCheck: boolean;
   /** Cap on the origin's piece upload rate, bytes/s; 0 = none (benchmarks model a limited origin link). */
@@ -60,6 +63,12 @@ function hoursFrom(env: NodeJS.ProcessEnv, name: string, fallback: [number, numb
   const hours = m ? [Number(m[1]), Number(m[2])] : [];
   if (hours.length !== 2 || hours.some((h) => h > 23)) throw badRequest('bad_config', `${name} must be "start-end" with hours from 0 to 23, e.g. "22-6", got "${raw}"`);
   return hours as [number, number];
+}
+
+function peerAddressesFrom(env: NodeJS.ProcessEnv): PeerAddressMode {
+  const raw = env.PEER_ADDRESSES || 'private';
+  if (!(PEER_ADDRESS_MODES as readonly string[]).includes(raw)) throw badRequest('bad_config', `PEER_ADDRESSES must be one of ${PEER_ADDRESS_MODES.join(', ')}, got "${raw}"`);
+  return raw as PeerAddressMode;
 }
 
 function tariffFrom(env: NodeJS.ProcessEnv): Tariff {
@@ -106,6 +115,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     heartbeatFlushMs: intFrom(env, 'HEARTBEAT_FLUSH_MS', 5000, 10),
     transferDeadMs: intFrom(env, 'TRANSFER_DEAD_MS', 30_000, 100),
     originUpRate: intFrom(env, 'ORIGIN_UP_RATE', 0, 0),
+    peerAddresses: peerAddressesFrom(env),
     holdingsSpotCheck: env.HOLDINGS_SPOT_CHECK !== '0',
     tariff: tariffFrom(env),
     signupCredit: intFrom(env, 'SIGNUP_CREDIT', 0, 0),

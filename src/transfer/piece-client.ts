@@ -22,8 +22,10 @@ export class PieceClient {
     private readonly receiverKey: KeyObject,
     connections = 8,
     stallMs = 30_000,
+    /** How connections are opened; the origin passes its address policy's connector (issue 10 #8). */
+    connect?: Pool.Options['connect'],
   ) {
-    this.pool = new Pool(sourceUrl, { connections, keepAliveTimeout: 30_000, headersTimeout: stallMs, bodyTimeout: stallMs });
+    this.pool = new Pool(sourceUrl, { connections, keepAliveTimeout: 30_000, headersTimeout: stallMs, bodyTimeout: stallMs, ...(connect ? { connect } : {}) });
   }
 
   /** A new grant for the same source (the previous one expired or was replaced). */

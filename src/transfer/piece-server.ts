@@ -4,6 +4,7 @@ import { Counter, type Registry } from 'prom-client';
 import type { Clock } from '../core/clock.ts';
 import { AppError, notFound } from '../core/errors.ts';
 import { errorSchema } from '../core/http.ts';
+import { int4 } from '../core/validation.ts';
 import { GrantVerifier, REFUSAL_MESSAGES, type GrantPayload } from './grant-token.ts';
 import { encodeRanges } from './piece-ranges.ts';
 import type { TokenBucket } from './token-bucket.ts';
@@ -92,9 +93,9 @@ export function pieceServerRoutes(opts: PieceServerOptions): FastifyPluginAsync 
         params: {
           type: 'object',
           required: ['contentId', 'index'],
-          properties: { contentId: { type: 'string', pattern: '^[0-9a-f]{64}$' }, index: { type: 'integer', minimum: 0 } },
+          properties: { contentId: { type: 'string', pattern: '^[0-9a-f]{64}$' }, index: int4(0) },
         },
-        headers: { type: 'object', properties: { authorization: { type: 'string' }, 'cascade-proof': { type: 'string' } } },
+        headers: { type: 'object', properties: { authorization: { type: 'string', maxLength: 8192 }, 'cascade-proof': { type: 'string', maxLength: 512 } } },
         response: { 401: errorSchema, 403: errorSchema, 404: errorSchema },
       },
       handler: async (req, reply) => {

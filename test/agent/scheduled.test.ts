@@ -57,7 +57,7 @@ for (const engine of testEngines()) {
       assert.equal(res.status, 201, JSON.stringify(res.body));
       const contentId: string = res.body.id;
       const member = await o.userWithRoles(['member']);
-      const reg = await o.call('POST', '/terminals', { token: member.token, json: { publicKey: generateKeyPair().publicKeyB64, name: 'box' } });
+      const reg = await o.registerTerminal(member.token, generateKeyPair(), { name: 'box' });
       const terminalId: string = reg.body.terminal.id;
       const token = await o.accounts.issueToken(member.userId, terminalId, 'test terminal session', null);
       await o.schedules.create(terminalId, { select: { contentId }, windows: [WINDOW] });

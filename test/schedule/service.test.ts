@@ -48,7 +48,7 @@ for (const engine of testEngines()) {
 
     async function terminal(name = 'box') {
       const keys = generateKeyPair();
-      const reg = await o.call('POST', '/terminals', { token: owner.token, json: { publicKey: keys.publicKeyB64, name } });
+      const reg = await o.registerTerminal(owner.token, keys, { name });
       assert.equal(reg.status, 201, JSON.stringify(reg.body));
       const id: string = reg.body.terminal.id;
       const ch = await o.call('POST', '/terminals/challenge', { json: { terminalId: id } });
