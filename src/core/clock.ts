@@ -45,11 +45,12 @@ export const systemClock: WaitClock = {
         signal?.removeEventListener('abort', done);
         resolve();
       };
-      // setTimeout cannot wait longer than ~24.8 days in one go.
+      // setTimeout cannot wait longer than ~24.8 days in one go. A wait never keeps the
+      // process alive by itself (an agent's server does; a forgotten heartbeat loop must not).
       const arm = () => {
         const left = t - Date.now();
         if (left <= 0) return done();
-        timer = setTimeout(arm, Math.min(left, MAX_TIMEOUT));
+        timer = setTimeout(arm, Math.min(left, MAX_TIMEOUT)).unref();
       };
       signal?.addEventListener('abort', done, { once: true });
       arm();
