@@ -3,13 +3,14 @@ import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { Api } from '../cli/api.ts';
-import { systemClock, type WaitClock } from '../core/clock.ts';
+import { every, monotonicMs, systemClock, type WaitClock } from '../core/clock.ts';
 import { AppError } from '../core/errors.ts';
 import { createHttpApp } from '../core/http.ts';
 import { createLogger } from '../core/logger.ts';
 import { deviceSession } from '../terminals/device.ts';
 import { download, fetchCheckedManifest, type DownloadOptions, type DownloadResult } from '../transfer/downloader.ts';
 import { encodeRanges } from '../transfer/piece-ranges.ts';
+import { RETRYABLE_REFUSALS } from '../transfer/receipt.ts';
 import { pieceServerRoutes } from '../transfer/piece-server.ts';
 import { TokenBucket } from '../transfer/token-bucket.ts';
 import { contentListRoutes, loadAgentNotes } from './content-list.ts';
@@ -53,7 +54,7 @@ export interface AgentOptions {
   downloads?: Partial<DownloadOptions>;
   /** Scheduled distribution (#5): how this terminal gets its scheduled deliveries; none: it does not. */
   schedule?: ScheduleMode;
-  /** The clock scheduled wake-ups and window ends run on (tests move it). */
+  /** The agent's clock (default: the system's): heartbeats, scheduled wake-ups and window ends, grant and session expiry, the journal's times. Tests move a ManualClock. */
   clock?: WaitClock;
   /** How often a scheduled delivery reports progress, ms. */
   scheduleReportMs?: number;
@@ -83,16 +84,17 @@ export interface Agent {
 
 export async function startAgent(opts: AgentOptions): Promise<Agent> {
   const logger = opts.logger ?? createLogger('info', 'agent');
+  const clock = opts.clock ?? systemClock;
   const userApi = new Api(opts.origin.replace(/\/$/, ''), opts.token);
   const store = new AgentStore(path.join(opts.home, 'store'));
-  const journal = new LedgerJournal(path.join(opts.home, 'ledger.journal'));
+  const journal = new LedgerJournal(path.join(opts.home, 'ledger.journal'), clock);
   // A quarter second of burst: enough to keep the link busy, small enough that the cap holds over short spans.
   const bucketFor = (rate?: number) => (rate ? new TokenBucket(rate, Math.max(rate / 4, 1)) : undefined);
   let upBucket = bucketFor(opts.upRate);
-  const device = await deviceSession(userApi, opts.home, { name: opts.name, region: opts.region, network: opts.network });
+  const device = await deviceSession(userApi, opts.home, { name: opts.name, region: opts.region, network: opts.network, clock });
   const api = () => new Api(userApi.origin, device.token);
 
-  const reconcile = async (): Promise<ReconcileResult> => {
+  const reconcileOnce = async (): Promise<ReconcileResult> => {
     // The terminal's view of what it was charged goes along, so the origin can report disagreements.
     const charges = [...journal.entries].filter(([, e]) => e.status === 'settled').map(([receiptId, e]) => ({ receiptId, amount: e.charge! }));
     const unsettled = journal.unsettled();
@@ -102,8 +104,19 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
       journal.adopt(res.record, res.balance, res.conflicts);
       last = i === 0 ? res : { ...res, settled: [...last.settled, ...res.settled], duplicates: [...last.duplicates, ...res.duplicates], conflicts: [...last.conflicts, ...res.conflicts], record: [...last.record, ...res.record] };
     }
-    if (last.conflicts.length) logger.warn({ conflicts: last.conflicts }, 'reconciliation found conflicts between this terminal and the origin');
     return last;
+  };
+  // S1.10, #10: receipts whose source's served report has not reached the origin yet
+  // (`receipt_not_served`) are handed in again a few times over a few seconds.
+  const reconcile = async (): Promise<ReconcileResult> => {
+    let total = await reconcileOnce();
+    for (let attempt = 0; attempt < 6 && total.conflicts.some((c) => RETRYABLE_REFUSALS.has(c.code)); attempt++) {
+      await new Promise((r) => setTimeout(r, 250 * 2 ** Math.min(attempt, 2)));
+      const more = await reconcileOnce();
+      total = { ...more, settled: [...total.settled, ...more.settled], duplicates: [...total.duplicates, ...more.duplicates] };
+    }
+    if (total.conflicts.length) logger.warn({ conflicts: total.conflicts }, 'reconciliation found conflicts between this terminal and the origin');
+    return total;
   };
 
   const active = new Map<string, AbortController>();
@@ -118,12 +131,17 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
   const reportServed = () => {
     reporting = reporting.then(async () => {
       if (served.size === 0) return;
-      const grants = [...served].slice(0, 1000).map(([id, pieces]) => ({ id, pieces: encodeRanges(pieces) }));
-      for (const g of grants) served.delete(g.id);
+      const batch = [...served].slice(0, 1000);
+      for (const [id] of batch) served.delete(id);
+      try {
+        await api().post('/transfers/served', { grants: batch.map(([id, pieces]) => ({ id, pieces: encodeRanges(pieces) })) });
+      } catch (err) {
+        const refused = err instanceof AppError && err.status < 500 && err.code !== 'origin_unreachable';
+        // Kept for the next report (the origin may be away for a while): receipts wait for it. A refusal is final.
+        if (!refused) for (const [id, pieces] of batch) served.set(id, [...(served.get(id) ?? []), ...pieces]);
+        logger.warn({ err: (err as Error).message, grants: batch.length }, refused ? 'the origin refused a served report' : 'reporting served pieces failed; will retry');
+      }
       servedCount = [...served.values()].reduce((n, p) => n + p.length, 0);
-      await api()
-        .post('/transfers/served', { grants })
-        .catch((err) => logger.warn({ err: err.message, grants: grants.length }, 'reporting served pieces failed'));
     });
     return reporting;
   };
@@ -136,7 +154,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
       originPublicKey: opts.originKey,
       sourceKey: device.keys.privateKey,
       pieces: store.pieceSource(),
-      clock: systemClock,
+      clock,
       metrics: app.metrics,
       slots: opts.slots ?? 4,
       upRate: { take: async (bytes) => upBucket?.take(bytes) },
@@ -156,7 +174,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     contentListRoutes({
       selfId: device.terminalId,
       originPublicKey: opts.originKey,
-      clock: systemClock,
+      clock,
       list: async () => store.list().filter((c) => c.complete).map((c) => c.manifest),
       notes: () => loadAgentNotes(notesFile),
     }),
@@ -189,11 +207,11 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     await api().request('PUT', `/terminals/holdings/${c.id}/pieces`, { json: { pieces: encodeRanges(c.pieces) } });
   }
 
-  const started = Date.now();
-  let lastBeat = Date.now();
+  const started = clock.now();
+  let lastBeat = started;
   const cpuLoad = opts.cpuLoad ?? machineCpu();
   const beat = async () => {
-    const now = Date.now();
+    const now = clock.now();
     const seconds = Math.max((now - lastBeat) / 1000, 0.001);
     lastBeat = now;
     const upBps = opts.upRate ? opts.upRate * 8 : 1e10;
@@ -214,8 +232,9 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     if (active.size === 0 && journal.unsettled().length) await reconcile();
   };
   await beat().catch((err) => logger.warn({ err: err.message }, 'first heartbeat failed'));
-  const timer = setInterval(() => void beat().catch((err) => logger.warn({ err: err.message }, 'heartbeat failed')), opts.heartbeatMs ?? 5000);
-  timer.unref();
+  const closing = new AbortController();
+  const heartbeats = every(clock, opts.heartbeatMs ?? 5000, closing.signal, () => beat().catch((err) => logger.warn({ err: err.message }, 'heartbeat failed')));
+  // Served reports are batching for the network, not a rule in time: real time, whatever the clock.
   const servedTimer = setInterval(() => void reportServed(), 250);
   servedTimer.unref();
 
@@ -237,8 +256,8 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
       const files = store.paths(contentId);
       const stop = new AbortController();
       active.set(contentId, stop);
-      // Partial holdings go to the origin at most once a second, so receivers learn what we can serve.
-      let lastReport = 0;
+      // Partial holdings go to the origin at most once a second (real time: it paces requests), so receivers learn what we can serve.
+      let lastReport = -Infinity;
       const reportPieces = async () => {
         const have = store.get(contentId)!.have;
         if (have.size) await api().request('PUT', `/terminals/holdings/${contentId}/pieces`, { json: { pieces: encodeRanges(have) } });
@@ -261,8 +280,8 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
           onPiece: (i) => {
             store.markPiece(contentId, i);
             receivedBytes += manifest.body.pieceSize;
-            if (Date.now() - lastReport > (opts.holdingsReportMs ?? 1000)) {
-              lastReport = Date.now();
+            if (monotonicMs() - lastReport > (opts.holdingsReportMs ?? 1000)) {
+              lastReport = monotonicMs();
               void reportPieces().catch(() => {});
             }
             extra.onPiece?.(i);
@@ -288,7 +307,8 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
       // Once only: closing a descriptor twice can close whatever reused its number since (a socket, say).
       if (closed) return closed;
       closed = (async () => {
-        clearInterval(timer);
+        closing.abort();
+        await heartbeats;
         clearInterval(servedTimer);
         await scheduled?.close();
         for (const c of active.values()) c.abort();
@@ -313,7 +333,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
         return i === b.pieces.length - 1 ? b.totalSize - i * b.pieceSize : b.pieceSize;
       },
       heldPieces: (id) => store.get(id)?.have ?? new Set(),
-      clock: opts.clock ?? systemClock,
+      clock,
       logger,
       pushUrl: `${url}/schedule/orders`,
       reportMs: opts.scheduleReportMs,

@@ -1,5 +1,4 @@
-import { sql, type Kysely } from 'kysely';
-import { Migrator, type Migration } from 'kysely/migration';
+import { Migrator, sql, type Kysely, type Migration } from 'kysely';
 import { accountsMigration } from '../accounts/tables.ts';
 import { contentMigration } from '../content/tables.ts';
 import { ledgerMigration } from '../ledger/tables.ts';

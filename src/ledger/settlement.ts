@@ -4,7 +4,7 @@ import { AppError } from '../core/errors.ts';
 import { sql, type Db } from '../db/connection.ts';
 import type { Database } from '../db/schema.ts';
 import { HOLDS, PLATFORM_REVENUE, PLATFORM_ROUNDING, royaltyAccount, walletAccount } from './accounts.ts';
-import { arrayLiteral, type AccountSpec, type Ledger, type TransferInput, type TransferResult } from './ledger.ts';
+import { arrayLiteral, type AccountSpec, type Ledger, type MoveInput, type TransferInput, type TransferResult } from './ledger.ts';
 import { isFullyPaid, stepPurchase } from './purchase.ts';
 import { holdId, lockPurchases, purchaseKey, savePurchases, type Purchase } from './purchases.ts';
 import { rateRules, type Tariff } from './tariff.ts';
@@ -202,7 +202,7 @@ export class Settlement {
       const { amounts, after: totals } = stepPurchase(before.totals, { bytes: r.bytes, ratePercents: rules.map((x) => x.percent), uploader }, tariff);
       const payee = { uploader, royalty: royaltyAccount(content.publisherId).id, fee: PLATFORM_REVENUE.id };
       const leg = { uploader: 'upload', royalty: 'royalty', fee: 'fee' } as const;
-      const legs: TransferInput[] = [];
+      const legs: MoveInput[] = [];
       for (const part of ['uploader', 'royalty', 'fee'] as const) {
         legs.push({ id: `${r.id}:${leg[part]}`, debit: wallet, credit: payee[part], amount: amounts.fromWallet[part], reason: leg[part] });
       }
@@ -211,8 +211,8 @@ export class Settlement {
         legs.push({ id: `${r.id}:${leg[part]}:rounding`, debit: PLATFORM_ROUNDING.id, credit: payee[part], amount: amounts.fromRounding[part], reason: leg[part] });
       }
       // A receiver that fetched from its own terminal pays itself nothing: that leg is left out.
-      const moving = legs.filter((t) => (t as { amount: number }).amount > 0 && (t as { debit: string }).debit !== (t as { credit: string }).credit);
-      const charged = moving.reduce((sum, t) => sum + ((t as { debit: string }).debit === wallet ? (t as { amount: number }).amount : 0), 0);
+      const moving = legs.filter((t) => t.amount > 0 && t.debit !== t.credit);
+      const charged = moving.reduce((sum, t) => sum + (t.debit === wallet ? t.amount : 0), 0);
 
       // The reservation pays first; what is left of it is reserved again, unless the purchase is complete.
       const complete = isFullyPaid(totals);

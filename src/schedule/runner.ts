@@ -2,7 +2,7 @@ import type { KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
 import { Agent, request } from 'undici';
 import { AddressRefused, type AddressPolicy } from '../core/address-policy.ts';
-import type { Clock } from '../core/clock.ts';
+import { monotonicMs, type Clock } from '../core/clock.ts';
 import { badRequest, conflict, notFound } from '../core/errors.ts';
 import type { EventBus } from '../core/event-bus.ts';
 import { peerConnector } from '../core/peer-connect.ts';
@@ -151,7 +151,7 @@ export class ScheduleRunner {
   private lastNow = 0;
   private timer: NodeJS.Timeout | null = null;
   private pendingStep: Promise<void> | null = null;
-  /** performance.now() of the last step's start. */
+  /** monotonicMs() of the last step's start (pacing is real time; the steps themselves run on `clock`). */
   private lastStepAt = -Infinity;
   private readonly unsubscribe: (() => void)[] = [];
   private readonly sink: DeliverySink;
@@ -209,7 +209,7 @@ export class ScheduleRunner {
    */
   private stepSoon(): Promise<void> {
     if (this.pendingStep) return this.pendingStep;
-    const wait = Math.max(0, this.lastStepAt + (this.deps.minStepGapMs ?? 100) - performance.now());
+    const wait = Math.max(0, this.lastStepAt + (this.deps.minStepGapMs ?? 100) - monotonicMs());
     const next = new Promise<void>((resolve) => setTimeout(resolve, wait)).then(() => {
       this.pendingStep = null;
       return this.tick();
@@ -404,7 +404,7 @@ export class ScheduleRunner {
   private async step(): Promise<void> {
     const d = this.dispatcher;
     if (!d) return;
-    this.lastStepAt = performance.now();
+    this.lastStepAt = monotonicMs();
     const now = this.now();
     if (now >= d.horizonEnd - 3_600_000) d.replan([...this.terminals.values()], now);
     for (const [key, r] of this.running) {

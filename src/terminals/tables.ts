@@ -1,5 +1,4 @@
-import type { Generated, Kysely } from 'kysely';
-import type { Migration } from 'kysely/migration';
+import type { Generated, Kysely, Migration } from 'kysely';
 
 /** What a terminal last said about itself in a heartbeat (S1.2). */
 export interface TerminalState {

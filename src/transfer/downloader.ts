@@ -185,7 +185,7 @@ class DownloadRun {
     if ((await this.file.stat()).size !== this.body.totalSize) await this.file.truncate(this.body.totalSize);
     await this.recheckJournal();
     await this.receipts.receiptUnreceipted();
-    await this.receipts.send(false);
+    await this.receipts.send({ final: false });
 
     try {
       while (this.have.size < this.total || (this.transferId === null && this.total === 0)) {
@@ -193,7 +193,7 @@ class DownloadRun {
           // The sources delivered what was verified so far: hand those receipts in (best effort) before stopping.
           await Promise.allSettled(this.tasks);
           await this.receipts.receiptUnreceipted();
-          await this.receipts.send(false);
+          await this.receipts.send({ final: false });
           throw new AppError('aborted', 'The download was stopped.', 499, { pieces: this.have.size, totalPieces: this.total, reservation: this.reservation });
         }
         if (this.fatal) throw this.fatal;
@@ -209,7 +209,7 @@ class DownloadRun {
       await Promise.all(this.tasks);
       if (this.fatal) throw this.fatal;
       await this.receipts.receiptUnreceipted();
-      await this.receipts.send(!opts.offlineReceipts);
+      await this.receipts.send({ final: true, mustSucceed: !opts.offlineReceipts });
       await this.report(true);
     } finally {
       await Promise.allSettled(this.tasks);

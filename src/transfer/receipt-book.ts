@@ -47,7 +47,7 @@ export class ReceiptBook {
     if (group.pieces.size >= this.opts.batch) {
       this.pending.delete(key);
       this.make(group);
-      void this.send(false); // best effort now; the end of the download waits for all
+      void this.send({ final: false }); // best effort now; the end of the download waits for all
     }
   }
 
@@ -78,12 +78,14 @@ export class ReceiptBook {
   }
 
   /**
-   * Sends unacknowledged receipts; `mustSucceed` at the end, best effort before. A receipt
-   * the origin refuses for good is marked so in the journal (and counted in `refused`);
-   * one refused for now (`receipt_not_served`: the source's report has not arrived) is
-   * sent again — at the end, a few times over some seconds, then left for later.
+   * Sends unacknowledged receipts: best effort during the download; at the end (`final`)
+   * a receipt refused for now (`receipt_not_served`: the source's report has not
+   * arrived) is sent again a few times over some seconds, then left in the journal for
+   * later, and with `mustSucceed` an origin out of reach is an error. A receipt the
+   * origin refuses for good is marked so in the journal (and listed in `refusals`).
    */
-  send(mustSucceed: boolean): Promise<void> {
+  send(opts: { final: boolean; mustSucceed?: boolean }): Promise<void> {
+    const { final, mustSucceed = false } = opts;
     this.sending = this.sending.then(async () => {
       for (let attempt = 0; ; attempt++) {
         const unacked = [...this.journal.state.receipts.entries()].filter(([, r]) => !r.acked && !r.refused);
@@ -108,7 +110,7 @@ export class ReceiptBook {
           if (mustSucceed) throw err;
           return;
         }
-        if (waiting === 0 || !mustSucceed) return;
+        if (waiting === 0 || !final) return;
         if (attempt >= END_RETRIES) {
           this.notYetServed = waiting;
           return;

@@ -183,14 +183,18 @@ for (const engine of testEngines()) {
       assert.equal(await posted(p.wallet), 3900);
     });
 
-    test('owned: a finished transfer counts as a download record too', async () => {
+    test('owned only once paid for (#10): a finished transfer counts as a download record when the content is fully paid, a bare done report does not', async () => {
       const contentId = await publish(1000);
       const p = await player(2000);
       const offer = await origin.call('POST', '/grants/auto', { token: p.device.token, json: { contentId } });
       assert.equal(offer.status, 200, JSON.stringify(offer.body));
       // Not finished yet: charged.
       assert.equal((await play(p.device.token, contentId, 'mid')).body.reason, 'charged');
+      // Reporting the transfer done without receiving (or paying for) a byte is no download record.
       await origin.call('POST', `/transfers/${offer.body.transferId}/progress`, { token: p.device.token, json: { piecesDone: 2, done: true } });
+      assert.equal((await play(p.device.token, contentId, 'claimed')).body.reason, 'charged');
+      // A real download pays for the content: from then on its plays are free here.
+      await download({ api: p.api, originKey: origin.keys.publicKeyB64, device: p.device, contentId, files: fileTarget(path.join(work, `owned-${n}.bin`)) });
       const res = await play(p.device.token, contentId, 'done');
       assert.deepEqual([res.body.reason, res.body.charged], ['owned', 0]);
     });

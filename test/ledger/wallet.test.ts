@@ -137,7 +137,7 @@ for (const engine of testEngines()) {
       assert.equal(entries[0].balanceAfter, 5000 - PRICE);
       // The reservation made before the transfer (− held), released as the receipts were settled (+).
       const reservations = entries.filter((e) => e.reason === 'reservation');
-      const held = reservations.find((e) => e.kind === 'pending' && e.id.endsWith(':0'))!;
+      const held = reservations.find((e) => e.kind === 'pending' && /^hold:.*:1:1$/.test(e.id))!; // the purchase's first hold (round 1, hold 1)
       assert.deepEqual([held.amount, held.balanceAfter, held.counterpart, held.contentId], [-PRICE, 5000, HOLDS.id, contentId]);
       assert.equal(reservations.reduce((s, e) => s + e.amount, 0), 0, 'everything held was released');
       // The oldest: the top-up.

@@ -236,48 +236,104 @@ for (const engine of testEngines()) {
       }
     };
 
-    test('receipts: forged, replayed, conflicting and ungranted ones', async () => {
+    test('receipts are judged one by one (#10 point 5): forged, replayed, conflicting and ungranted ones are refused with their code, the valid ones settle', async () => {
       const grant = (await api.post('/grants', { contentId, pieces: '0-3' })) as { id: string; token: string };
       const served = await fetchServed(grant, [0, 1, 2]);
       const fields = { grant: grant.id, content: contentId, source: 'origin', receiver: device.terminalId, pieces: '0-1', bytes: 2 * PIECE, served: served.slice(0, 2) };
       const good = makeReceipt(fields, device.keys.privateKey);
+      const goodId = JSON.parse(good.body).id;
       const submit = (receipts: unknown[]) => origin.call('POST', '/receipts', { json: { receipts }, token: device.token });
-      const stored = async () => (await origin.db.db.selectFrom('receipts').select('id').where('grant_id', '=', grant.id).execute()).length;
+      const stored = async () => (await origin.db.db.selectFrom('receipts').select('id').where('grant_id', '=', grant.id).execute()).map((r) => r.id);
 
       const forger = (await import('../../src/core/crypto.ts')).generateKeyPair();
-      const refusals: [unknown, number, string][] = [
-        [makeReceipt(fields, forger.privateKey), 400, 'receipt_bad_signature'],
-        [makeReceipt({ ...fields, pieces: '4-5' }, device.keys.privateKey), 400, 'receipt_pieces_not_granted'],
-        // #3: pieces the source never signed as served under this grant.
-        [makeReceipt({ ...fields, served: [] }, device.keys.privateKey), 400, 'receipt_not_served'],
-        [makeReceipt({ ...fields, served: [served[1], served[0]] }, device.keys.privateKey), 400, 'receipt_not_served'],
-        [makeReceipt({ ...fields, served: fields.served.map((a) => a.replace(/^./, (c) => (c === 'A' ? 'B' : 'A'))) }, device.keys.privateKey), 400, 'receipt_not_served'],
-        [makeReceipt({ ...fields, served: [0, 1].map((i) => attestServed(device.keys.privateKey, grant.id, i)) }, device.keys.privateKey), 400, 'receipt_not_served'],
-        [makeReceipt({ ...fields, pieces: '0-2', bytes: 3 * PIECE, served: [...fields.served, fields.served[1]] }, device.keys.privateKey), 400, 'receipt_not_served'],
-        [makeReceipt({ ...fields, bytes: 3 * PIECE }, device.keys.privateKey), 400, 'receipt_bytes_mismatch'],
-        [makeReceipt({ ...fields, source: 'trm_x' }, device.keys.privateKey), 400, 'receipt_grant_mismatch'],
-        [{ body: '{"typ":"receipt"}', signature: 'x' }, 400, 'receipt_invalid'],
+      const refusals: [unknown, string][] = [
+        [makeReceipt(fields, forger.privateKey), 'receipt_bad_signature'],
+        [makeReceipt({ ...fields, pieces: '4-5' }, device.keys.privateKey), 'receipt_pieces_not_granted'],
+        // Pieces without the source's valid signed statement that it served them under this grant.
+        [makeReceipt({ ...fields, served: [] }, device.keys.privateKey), 'receipt_served_invalid'],
+        [makeReceipt({ ...fields, served: [served[1], served[0]] }, device.keys.privateKey), 'receipt_served_invalid'],
+        [makeReceipt({ ...fields, served: fields.served.map((a) => a.replace(/^./, (c) => (c === 'A' ? 'B' : 'A'))) }, device.keys.privateKey), 'receipt_served_invalid'],
+        [makeReceipt({ ...fields, served: [0, 1].map((i) => attestServed(device.keys.privateKey, grant.id, i)) }, device.keys.privateKey), 'receipt_served_invalid'],
+        [makeReceipt({ ...fields, pieces: '0-2', bytes: 3 * PIECE, served: [...fields.served, fields.served[1]] }, device.keys.privateKey), 'receipt_served_invalid'],
+        [makeReceipt({ ...fields, bytes: 3 * PIECE }, device.keys.privateKey), 'receipt_bytes_mismatch'],
+        [makeReceipt({ ...fields, source: 'trm_x' }, device.keys.privateKey), 'receipt_grant_mismatch'],
+        [{ body: '{"typ":"receipt"}', signature: 'x' }, 'receipt_invalid'],
       ];
-      for (const [r, status, code] of refusals) {
-        const res = await submit([good, r]);
-        assert.equal(res.status, status, code);
-        assert.equal(res.body.error.code, code);
-        assert.equal(await stored(), 0, `${code}: the whole batch is refused`);
+      // Each bad receipt alone in front of the good one: refused with its code, nothing stored for it.
+      for (const [r, code] of refusals) {
+        const res = await submit([r, good]);
+        assert.equal(res.status, 200, code);
+        assert.equal(res.body.refused.length, 1, code);
+        assert.equal(res.body.refused[0].index, 0);
+        assert.equal(res.body.refused[0].code, code);
+        assert.deepEqual(await stored(), [goodId], code);
       }
-      const first = await submit([good]);
-      assert.deepEqual(first.body, { accepted: [JSON.parse(good.body).id], duplicates: [] });
+      // The first batch stored the good one; every later one found it a duplicate.
       const replay = await submit([good]);
-      assert.deepEqual(replay.body, { accepted: [], duplicates: [JSON.parse(good.body).id] });
+      assert.deepEqual(replay.body, { accepted: [], duplicates: [goodId], refused: [] });
+      // All the bad ones in one batch with a valid one for other pieces: that one settles.
+      const other = makeReceipt({ ...fields, pieces: '2', bytes: PIECE, served: [served[2]] }, device.keys.privateKey);
+      const mixed = await submit([...refusals.map(([r]) => r), other]);
+      assert.equal(mixed.status, 200);
+      assert.deepEqual(mixed.body.accepted, [JSON.parse(other.body).id]);
+      assert.deepEqual(mixed.body.refused.map((r: { code: string }) => r.code), refusals.map(([, code]) => code));
+      const settlement = await origin.db.db.selectFrom('ledger_settlements').selectAll().where('receipt_id', '=', JSON.parse(other.body).id).executeTakeFirstOrThrow();
+      assert.equal(settlement.status, 'settled');
       // Same ID, other bytes: re-signed body with a different field order.
       const b = JSON.parse(good.body);
       const reordered = JSON.stringify({ id: b.id, ...b });
       const conflict = await submit([{ body: reordered, signature: (await import('../../src/core/crypto.ts')).signBytes(device.keys.privateKey, reordered) }]);
-      assert.equal(conflict.status, 409);
-      assert.equal(conflict.body.error.code, 'receipt_conflict');
+      assert.deepEqual(conflict.body.refused.map((r: { code: string }) => r.code), ['receipt_conflict']);
       const overlap = await submit([makeReceipt({ ...fields, pieces: '1-2', served: served.slice(1, 3) }, device.keys.privateKey)]);
-      assert.equal(overlap.status, 409);
-      assert.equal(overlap.body.error.code, 'receipt_overlap');
+      assert.deepEqual(overlap.body.refused.map((r: { code: string }) => r.code), ['receipt_overlap']);
+      assert.deepEqual((await stored()).sort(), [goodId, JSON.parse(other.body).id].sort());
+    });
+
+    test('receipts only for what was served (#10 point 6): a piece its source never reported is refused until it does', async () => {
+      // A source terminal that signs served statements (a colluding one, or one whose report is late).
+      const holderUser = await origin.userWithRoles(['member']);
+      const holder = await deviceSession(new Api(origin.url, holderUser.token), path.join(work, 'holder'));
+      const holderApi = new Api(origin.url, holder.token);
+      // Its claim is made before it has an address, so no spot check calls it (it serves nothing here).
+      await holderApi.request('PUT', '/terminals/holdings', { json: { contentIds: [contentId] } });
+      await holderApi.request('PUT', '/terminals/address', { json: { serveUrl: 'http://127.0.0.1:9' } });
+      await holderApi.post('/terminals/heartbeat', { uptimeRatio: 1, upBps: 1e9, downBps: 1e9, sendLoadBps: 0, recvLoadBps: 0, cpu: 0.1 });
+      const offer = await api.post<{ sources: { sourceId: string; grant: { id: string } }[] }>('/grants/auto', { contentId });
+      const peer = offer.sources.find((s) => s.sourceId === holder.terminalId);
+      assert.ok(peer, `the holder is offered: ${JSON.stringify(offer.sources.map((s) => s.sourceId))}`);
+      const receipt = makeReceipt(
+        { grant: peer.grant.id, content: contentId, source: holder.terminalId, receiver: device.terminalId, pieces: '3-4', bytes: 2 * PIECE, served: [3, 4].map((i) => attestServed(holder.keys.privateKey, peer.grant.id, i)) },
+        device.keys.privateKey,
+      );
+      const submit = () => origin.call('POST', '/receipts', { json: { receipts: [receipt] }, token: device.token });
+      const stored = async () => (await origin.db.db.selectFrom('receipts').select('id').where('grant_id', '=', peer.grant.id).execute()).length;
+      const balances = async () => (await origin.db.db.selectFrom('ledger_accounts').selectAll().orderBy('id').execute()).map((a) => [a.id, a.credits_posted, a.debits_posted]);
+      const before = await balances();
+      const notYet = await submit();
+      assert.deepEqual(notYet.body.refused.map((r: { code: string }) => r.code), ['receipt_not_served']);
+      assert.equal(await stored(), 0);
+      assert.deepEqual(await balances(), before, 'nothing was charged');
+
+      // Reports are checked whole: another source's grant, pieces outside the grant.
+      const report = (grants: unknown, token = holder.token) => origin.call('POST', '/transfers/served', { json: { grants }, token });
+      const mine = await api.post<{ sources: { sourceId: string; grant: { id: string } }[] }>('/grants/auto', { contentId });
+      const originGrant = mine.sources.find((s) => s.sourceId === 'origin')!.grant.id;
+      const notYours = await report([{ id: peer.grant.id, pieces: '3' }, { id: originGrant, pieces: '3' }]);
+      assert.equal(notYours.status, 400);
+      assert.equal(notYours.body.error.code, 'served_not_yours');
+      assert.equal((await report([{ id: peer.grant.id, pieces: '3-999' }])).body.error.code, 'invalid_pieces');
+      assert.equal((await submit()).body.refused[0]?.code, 'receipt_not_served', 'refused reports recorded nothing');
+
+      // Piece 3 reported, 4 not yet: still refused (naming piece 4); both reported: accepted and settled.
+      assert.equal((await report([{ id: peer.grant.id, pieces: '3' }])).status, 200);
+      const half = await submit();
+      assert.match(half.body.refused[0].message, /piece 4/);
+      assert.equal((await report([{ id: peer.grant.id, pieces: '4' }])).status, 200);
+      const ok = await submit();
+      assert.deepEqual(ok.body.accepted, [JSON.parse(receipt.body).id]);
       assert.equal(await stored(), 1);
+      const row = await origin.db.db.selectFrom('grant_served').selectAll().where('grant_id', '=', peer.grant.id).executeTakeFirstOrThrow();
+      assert.equal(row.pieces, '3-4');
     });
   });
 }
