@@ -159,7 +159,7 @@ interface Receiver {
   device: DeviceSession;
   /** What its wallet was credited with before the test (sign-up credit or a voucher). */
   funding: number;
-  /** The reservation made by /grants/auto (0 for explicit grants). */
+  /** The reservation of its purchase made by /grants/auto (0 for explicit grants). */
   reserved: number;
   transferId: string | null;
   batches: Batch[];
@@ -182,17 +182,19 @@ async function readLedger(db: Db) {
     .select(['id', 'kind', 'debit_account_id', 'credit_account_id', 'amount', 'pending_id', 'ref', 'reason'])
     .execute();
   const accounts = new Map((await db.selectFrom('ledger_accounts').selectAll().execute()).map((a) => [a.id, a]));
-  const holds = await db.selectFrom('ledger_holds').selectAll().execute();
+  const purchases = await db.selectFrom('ledger_purchases').selectAll().execute();
   const conservation = await new Ledger({ db, clock: systemClock }).checkConservation();
-  return { receipts, settlements, transfers, accounts, holds, conservation };
+  return { receipts, settlements, transfers, accounts, purchases, conservation };
 }
 
 /**
  * The ledger invariants that hold whatever was stored: every stored receipt has one
  * settlement row, settled once, and exactly its legs; no transfer belongs to a receipt
- * that is not stored; the ledger sums to zero and every account matches its transfers.
+ * that is not stored; each receiver's purchase counts exactly its stored receipts, and
+ * its reservation is what they left of it; the ledger sums to zero and every account
+ * matches its transfers.
  */
-function checkLedger(state: Awaited<ReturnType<typeof readLedger>>, receivers: Receiver[], publisherId: string) {
+function checkLedger(state: Awaited<ReturnType<typeof readLedger>>, receivers: Receiver[], publisherId: string, contentId: string) {
   const byTerminal = new Map(receivers.map((r) => [r.device.terminalId, r]));
   const stored = new Map(state.receipts.map((r) => [r.id, r]));
   assert.equal(stored.size, state.receipts.length);
@@ -219,6 +221,8 @@ function checkLedger(state: Awaited<ReturnType<typeof readLedger>>, receivers: R
     legs.get(t.ref)!.push(t);
   }
   const charged = new Map<string, number>();
+  const count = new Map<string, number>();
+  const holdChain = new Map<string, { released: number; reserved: number }>();
   for (const [id, r] of stored) {
     const receiver = byTerminal.get(r.receiver_id)!;
     const wallet = walletAccount(receiver.userId).id;
@@ -239,29 +243,60 @@ function checkLedger(state: Awaited<ReturnType<typeof readLedger>>, receivers: R
     const voids = mine.filter((t) => t.kind === 'void');
     const pendings = mine.filter((t) => t.kind === 'pending');
     if (AUTO.has(receiver.n)) {
-      // Paid out of the reservation: its hold is released once, and what is left reserved again (at most once).
+      // Paid out of the purchase's reservation: its hold is released once, and what is left
+      // reserved again (at most once: not by the receipt that completes the purchase).
       assert.deepEqual(voids.map((t) => t.id), [`${id}:release`]);
       assert.ok(pendings.length <= 1);
+      for (const h of pendings) assert.match(h.id, new RegExp(`^hold:${receiver.userId}:${contentId}:1:\\d+$`), `receipt ${id}: a hold of its purchase`);
     } else {
+      // An explicit grant reserved nothing: its purchase has no reservation to draw on.
       assert.equal(voids.length + pendings.length, 0);
     }
     assert.equal(mine.length, normal.length + voids.length + pendings.length, `receipt ${id}: only ledger legs`);
     charged.set(r.receiver_id, (charged.get(r.receiver_id) ?? 0) + charge);
+    count.set(r.receiver_id, (count.get(r.receiver_id) ?? 0) + 1);
+    const chain = holdChain.get(r.receiver_id) ?? { released: 0, reserved: 0 };
+    holdChain.set(r.receiver_id, { released: chain.released + voids.length, reserved: chain.reserved + pendings.length });
   }
   assert.ok(state.conservation.ok, `conservation: ${JSON.stringify(state.conservation)}`);
   assert.equal(state.conservation.debitsPosted, state.conservation.creditsPosted);
   assert.equal(state.conservation.debitsPending, state.conservation.creditsPending);
   // Each wallet paid exactly the charges of its stored receipts, and was credited only its funding.
+  // Its purchase counts exactly those receipts' bytes and charges, once each.
   for (const r of receivers) {
     const wallet = state.accounts.get(walletAccount(r.userId).id)!;
     const paid = charged.get(r.device.terminalId) ?? 0;
+    const receipts = count.get(r.device.terminalId) ?? 0;
     assert.equal(wallet.debits_posted, paid, `receiver ${r.n} paid its receipts' charges`);
     assert.equal(wallet.credits_posted, r.funding, `receiver ${r.n} was credited its funding only`);
+    const purchases = state.purchases.filter((p) => p.user_id === r.userId);
+    if (receipts === 0 && !AUTO.has(r.n)) {
+      assert.deepEqual(purchases, [], `receiver ${r.n}: no purchase before its first receipt`);
+      assert.equal(wallet.debits_pending, 0);
+      continue;
+    }
+    assert.equal(purchases.length, 1, `receiver ${r.n}: one purchase of the content`);
+    const [purchase] = purchases;
+    const complete = receipts === PIECES;
+    assert.deepEqual(
+      { content: purchase.content_id, round: purchase.round, paidBytes: purchase.paid_bytes, charged: purchase.charged, complete: purchase.completed_at !== null },
+      { content: contentId, round: 1, paidBytes: receipts * PIECE, charged: paid, complete },
+      `receiver ${r.n}: its purchase counts its ${receipts} stored receipts`,
+    );
     if (AUTO.has(r.n)) {
-      const hold = state.holds.find((h) => h.transfer_id === r.transferId)!;
-      assert.equal(hold.amount, r.reserved - paid, `receiver ${r.n}: what is still reserved`);
-      assert.equal(wallet.debits_pending, hold.amount);
+      // The reservation is the purchase's: each receipt released it and reserved what was left,
+      // until the one completing the purchase released the rest.
+      const chain = holdChain.get(r.device.terminalId) ?? { released: 0, reserved: 0 };
+      assert.deepEqual(chain, { released: receipts, reserved: complete ? receipts - 1 : receipts }, `receiver ${r.n}: the hold released and reserved again by each receipt`);
+      const held = complete ? 0 : r.reserved - paid;
+      assert.deepEqual(
+        { hold: purchase.hold_id, amount: purchase.hold_amount, seq: purchase.hold_seq },
+        { hold: complete ? null : `hold:${r.userId}:${contentId}:1:${receipts + 1}`, amount: held, seq: complete ? receipts : receipts + 1 },
+        `receiver ${r.n}: what is still reserved`,
+      );
+      assert.equal(wallet.debits_pending, held);
     } else {
+      assert.deepEqual({ hold: purchase.hold_id, amount: purchase.hold_amount }, { hold: null, amount: 0 });
       assert.equal(wallet.debits_pending, 0);
     }
   }
@@ -394,7 +429,7 @@ async function run(
     for (const b of r.batches) {
       if (dead) return;
       b.state = 'sent';
-      let res: { accepted: string[]; duplicates: string[] };
+      let res: { accepted: string[]; duplicates: string[]; refused: unknown[] };
       try {
         res = await api.post('/receipts', { receipts: b.receipts });
       } catch (err) {
@@ -402,7 +437,7 @@ async function run(
         b.state = 'lost';
         return;
       }
-      assert.deepEqual(res, { accepted: b.ids, duplicates: [] });
+      assert.deepEqual(res, { accepted: b.ids, duplicates: [], refused: [] });
       b.state = 'acked';
     }
   });
@@ -432,7 +467,7 @@ async function run(
   // --- What the killed origin left behind, before anything restarts. -----------------------
   let handle = await engine.open(dataDir, true);
   setHandle(handle);
-  const before = checkLedger(await readLedger(handle.db), receivers, publisher.userId);
+  const before = checkLedger(await readLedger(handle.db), receivers, publisher.userId, contentId);
   await handle.close();
   setHandle(null);
   // Exactly the batches settled before the paused one were committed, each whole; the paused
@@ -462,12 +497,12 @@ async function run(
       // An acknowledged batch sent again is reported as duplicates and changes nothing.
       const acked = r.batches.find((b) => b.state === 'acked');
       if (acked) {
-        assert.deepEqual(await api.post('/receipts', { receipts: acked.receipts }), { accepted: [], duplicates: acked.ids });
+        assert.deepEqual(await api.post('/receipts', { receipts: acked.receipts }), { accepted: [], duplicates: acked.ids, refused: [] });
         resent += acked.ids.length;
       }
       for (const b of r.batches.filter((x) => x.state !== 'acked')) {
-        const res = await api.post<{ accepted: string[]; duplicates: string[] }>('/receipts', { receipts: b.receipts });
-        assert.deepEqual(res, { accepted: b.ids.filter((id) => !before.stored.has(id)), duplicates: b.ids.filter((id) => before.stored.has(id)) });
+        const res = await api.post<{ accepted: string[]; duplicates: string[]; refused: unknown[] }>('/receipts', { receipts: b.receipts });
+        assert.deepEqual(res, { accepted: b.ids.filter((id) => !before.stored.has(id)), duplicates: b.ids.filter((id) => before.stored.has(id)), refused: [] });
         accepted += res.accepted.length;
         duplicates += res.duplicates.length;
         b.state = 'acked';
@@ -487,7 +522,7 @@ async function run(
   // --- Every receipt settled exactly once; the ledger sums to zero. ------------------------
   handle = await engine.open(dataDir, false);
   setHandle(handle);
-  const after = checkLedger(await readLedger(handle.db), receivers, publisher.userId);
+  const after = checkLedger(await readLedger(handle.db), receivers, publisher.userId, contentId);
   assert.equal(after.stored.size, total);
   const missing = all.flatMap((b) => b.ids).filter((id) => !after.stored.has(id));
   assert.deepEqual(missing, [], 'every receipt is stored, once');
