@@ -2,17 +2,20 @@
 //                        [--profile] [--cpu-prof FILE] [--explain MS] [--keep]
 //
 // Settles stored receipts the way the origin does (Settlement.settleIn inside the
-// transaction of a batch: price, one linked chain of ledger transfers per receipt,
-// reservations released and re-reserved, one settlement row per receipt), batch after
-// batch, on embedded PGlite (in memory) and on PostgreSQL (a fresh schema in
-// DATABASE_URL, default postgres://postgres@127.0.0.1:5432/test, dropped after).
+// transaction of a batch: each receipt charged against its purchase's totals, one linked
+// chain of ledger transfers per receipt, reservations released and re-reserved, the
+// purchases and one settlement row per receipt written), batch after batch, on embedded
+// PGlite (in memory) and on PostgreSQL (a fresh schema in DATABASE_URL, default
+// postgres://postgres@127.0.0.1:5432/test, dropped after).
 //
 // Setup (not timed), with batched SQL: 1,000 users with one terminal each, 5 publishers
-// with 100 priced contents, peer reputations (some unreliable), downloads of 8 receipts
-// over 2 grants each (sources: peers or the origin), receipt times spread over the last
-// 30 days with a skewed activity per user (so the frequent-receiver and distributor
-// rates apply to some), every receiver's wallet funded from platform:promotions, and
-// `--held` % of the downloads with a reservation (a pending hold + its ledger_holds row).
+// with 100 priced contents, downloads of 8 receipts over 2 grants each (sources: peers or
+// the origin), receipt times spread over the last 30 days with a skewed activity per user
+// (so the frequent-receiver and distributor rates apply to some), every receiver's wallet
+// funded from platform:promotions, and `--held` % of the downloads with a reservation of
+// their purchase (user and content): a pending hold `hold:<user>:<content>:1:1` of the
+// whole price and its ledger_purchases row, as Reservations leaves them. A user who
+// downloads a content again continues the same purchase; bytes beyond the content are free.
 // Timed: the receipts, oldest first, `--batch` per transaction, one after another.
 // Checked after (not timed): every receipt has a `settled` row, the ledger conserves
 // money, and settling the first batch again changes nothing.
@@ -36,6 +39,7 @@ import type { KyselyPlugin, PluginTransformQueryArgs, PluginTransformResultArgs,
 import { ManualClock } from '../src/core/clock.ts';
 import { dropSchema, openDatabase, sql, type Db, type DbHandle } from '../src/db/connection.ts';
 import { HOLDS, walletAccount } from '../src/ledger/accounts.ts';
+import { holdId } from '../src/ledger/purchases.ts';
 import { Ledger, type AccountSpec, type TransferInput } from '../src/ledger/ledger.ts';
 import { Settlement, type StoredReceipt } from '../src/ledger/settlement.ts';
 import { DEFAULT_TARIFF, proRataCharge } from '../src/ledger/tariff.ts';
@@ -86,8 +90,9 @@ interface World {
   users: { id: string; username: string }[];
   terminals: { id: string; userId: string }[];
   contents: { id: string; publisherId: string; price: number; pieceSize: number; pieceCount: number; totalSize: number }[];
-  reputation: { terminalId: string; completed: number; bad: number; stalls: number }[];
-  transfers: { id: string; receiverId: string; userId: string; contentId: string; price: number }[];
+  transfers: { id: string; receiverId: string; contentId: string }[];
+  /** Purchases with a reservation: user and content, the content's price and size. */
+  held: { userId: string; contentId: string; price: number; totalSize: number }[];
   grants: { id: string; transferId: string | null; contentId: string; receiverId: string; sourceId: string; pieces: string }[];
   receipts: { id: string; grantId: string; contentId: string; sourceId: string; receiverId: string; pieces: string; bytes: number; receivedAt: number }[];
   funding: Map<string, number>;
@@ -105,15 +110,10 @@ function makeWorld(now: number): World {
     const pieceCount = PIECES_PER_RECEIPT * GRANTS_PER_DOWNLOAD * RECEIPTS_PER_GRANT * (1 + Math.floor(rnd() * 4));
     return { id: randomHex(rnd, 64), publisherId: publishers[i % PUBLISHERS].id, price: 100 + Math.floor(rnd() * 9900), pieceSize, pieceCount, totalSize: pieceSize * pieceCount };
   });
-  // Some peers are unreliable: bad pieces, or stalls on more than a quarter of their uploads.
-  const reputation = terminals.map((t) => {
-    const r = rnd();
-    const completed = Math.floor(rnd() * 200);
-    return { terminalId: t.id, completed, bad: r < 0.05 ? 1 + Math.floor(rnd() * 3) : 0, stalls: r > 0.95 ? completed : Math.floor(completed / 10) };
-  });
   // Skewed activity: a few terminals receive (and serve) much more than the rest.
   const active = (): number => Math.min(terminals.length - 1, Math.floor(terminals.length * rnd() ** 2));
   const transfers: World['transfers'] = [];
+  const held = new Map<string, World['held'][number]>();
   const grants: World['grants'] = [];
   const receipts: World['receipts'] = [];
   const funding = new Map<string, number>();
@@ -121,9 +121,15 @@ function makeWorld(now: number): World {
   for (let d = 0; d < downloads && receipts.length < RECEIPTS; d++) {
     const receiver = terminals[active()];
     const content = pick(contents);
-    const held = rnd() * 100 < HELD_PERCENT;
-    const transferId = held ? `xfr_bench${pad(d)}` : null;
-    if (held) transfers.push({ id: transferId!, receiverId: receiver.id, userId: receiver.userId, contentId: content.id, price: content.price });
+    // A download through /grants/auto: its transfer, and a reservation of the purchase (one per purchase).
+    const reserved = rnd() * 100 < HELD_PERCENT;
+    const transferId = reserved ? `xfr_bench${pad(d)}` : null;
+    if (reserved) transfers.push({ id: transferId!, receiverId: receiver.id, contentId: content.id });
+    const purchase = `${receiver.userId}|${content.id}`;
+    if (reserved && !held.has(purchase)) {
+      held.set(purchase, { userId: receiver.userId, contentId: content.id, price: content.price, totalSize: content.totalSize });
+      funding.set(receiver.userId, (funding.get(receiver.userId) ?? 0) + content.price);
+    }
     const start = now - 5 * 60_000 - Math.floor(rnd() * (30 * DAY - 10 * 60_000)); // within the last 30 days, at any hour
     let piece = 0;
     for (let g = 0; g < GRANTS_PER_DOWNLOAD && receipts.length < RECEIPTS; g++) {
@@ -140,9 +146,8 @@ function makeWorld(now: number): World {
       }
       grants.push({ id: grantId, transferId, contentId: content.id, receiverId: receiver.id, sourceId: source, pieces: `${first}-${piece - 1}` });
     }
-    if (held) funding.set(receiver.userId, (funding.get(receiver.userId) ?? 0) + content.price);
   }
-  return { users: [...users, ...publishers], terminals, contents, reputation, transfers, grants, receipts, funding };
+  return { users: [...users, ...publishers], terminals, contents, transfers, held: [...held.values()], grants, receipts, funding };
 }
 
 function randomHex(rnd: () => number, len: number): string {
@@ -171,10 +176,6 @@ async function populate(db: Db, ledger: Ledger, w: World, now: number) {
     select id, 'Bench ' || left(id, 8), '', 'bench', 'bench', p, pub, ps, pc, ts, '{}'::jsonb, ${at}::timestamptz
     from unnest(${c.map((x) => x.id)}::text[], ${c.map((x) => x.price)}::int8[], ${c.map((x) => x.publisherId)}::text[],
                 ${c.map((x) => x.pieceSize)}::int4[], ${c.map((x) => x.pieceCount)}::int4[], ${c.map((x) => x.totalSize)}::int8[]) as u(id, p, pub, ps, pc, ts)`);
-  await bulk(db, w.reputation, (c) => sql`
-    insert into peer_reputation (terminal_id, completed_uploads, bytes_uploaded, bad_pieces, stalls, updated_at)
-    select id, cu, cu::int8 * 33554432, b, s, ${at}::timestamptz
-    from unnest(${c.map((r) => r.terminalId)}::text[], ${c.map((r) => r.completed)}::int4[], ${c.map((r) => r.bad)}::int4[], ${c.map((r) => r.stalls)}::int4[]) as u(id, cu, b, s)`);
   await bulk(db, w.transfers, (c) => sql`
     insert into transfers (id, receiver_id, content_id, state, pieces_done, pieces_total, created_at, last_report_at)
     select id, r, cid, 'active', 0, 256, ${at}::timestamptz, ${at}::timestamptz
@@ -203,10 +204,11 @@ async function populate(db: Db, ledger: Ledger, w: World, now: number) {
   const fund: TransferInput[] = [...w.funding].map(([userId, amount]) => ({
     id: `bench-fund:${userId}`, debit: PLATFORM_PROMOTIONS.id, credit: walletAccount(userId).id, amount: amount * 2 + 1000, reason: 'topup',
   }));
-  // Reservations made before the downloads: the whole price of the content, held.
-  const holds: TransferInput[] = w.transfers.map((t) => ({
-    id: `hold:${t.id}:0`, kind: 'pending', debit: walletAccount(t.userId).id, credit: HOLDS.id, amount: t.price,
-    timeoutMs: HOLD_TIMEOUT_MS, reason: 'reservation', contentId: t.contentId,
+  // Reservations made before the downloads, one per purchase: the whole price of the content, held.
+  const holdOf = (h: World['held'][number]) => holdId({ userId: h.userId, contentId: h.contentId, round: 1 }, 1);
+  const holds: TransferInput[] = w.held.map((h) => ({
+    id: holdOf(h), kind: 'pending', debit: walletAccount(h.userId).id, credit: HOLDS.id, amount: h.price,
+    timeoutMs: HOLD_TIMEOUT_MS, reason: 'reservation', contentId: h.contentId,
   }));
   for (const batch of [fund, holds]) {
     for (let i = 0; i < batch.length; i += 2000) {
@@ -215,14 +217,17 @@ async function populate(db: Db, ledger: Ledger, w: World, now: number) {
       if (failed) throw new Error(`setup transfer ${failed.id} failed: ${failed.code}`);
     }
   }
-  await bulk(db, w.transfers, (c) => sql`
-    insert into ledger_holds (transfer_id, user_id, hold_id, amount, seq, updated_at)
-    select id, uid, 'hold:' || id || ':0', a, 1, ${createdAt}::timestamptz
-    from unnest(${c.map((t) => t.id)}::text[], ${c.map((t) => t.userId)}::text[], ${c.map((t) => t.price)}::int8[]) as u(id, uid, a)`);
+  // Their purchases, nothing paid yet, the hold recorded (as Reservations.reserve writes them).
+  await bulk(db, w.held, (c) => sql`
+    insert into ledger_purchases (user_id, content_id, round, price, total_bytes, paid_bytes, charge_num, charged, royalty_paid, fee_paid,
+                                  hold_id, hold_amount, hold_seq, created_at, updated_at)
+    select u, cid, 1, p, t, 0, 0, 0, 0, 0, h, p, 1, ${createdAt}::timestamptz, ${createdAt}::timestamptz
+    from unnest(${c.map((h) => h.userId)}::text[], ${c.map((h) => h.contentId)}::text[], ${c.map((h) => h.price)}::int8[],
+                ${c.map((h) => h.totalSize)}::int8[], ${c.map(holdOf)}::text[]) as v(u, cid, p, t, h)`);
   // What autovacuum does to a table after bulk inserts (PGlite has none: run it by hand):
   // statistics, and pages marked all-visible so index-only scans need no heap visits.
   // Only our tables: the PostgreSQL database is shared with other schemas.
-  await sql`vacuum analyze users, terminals, contents, peer_reputation, transfers, grants, receipts, ledger_accounts, ledger_transfers, ledger_holds`.execute(db);
+  await sql`vacuum analyze users, terminals, contents, transfers, grants, receipts, ledger_accounts, ledger_transfers, ledger_purchases`.execute(db);
 }
 
 /** Per-statement timing through a Kysely plugin: statement label → [count, ms]. */
@@ -281,11 +286,12 @@ async function baseline(db: Db, rows: number, batch: number): Promise<number> {
 }
 
 async function snapshot(db: Db) {
-  const { rows } = await sql<{ a: string; t: number; s: string; h: string }>`
+  const { rows } = await sql<{ a: string; t: number; s: string; p: string; sh: string }>`
     select (select md5(string_agg(id || ':' || debits_posted || ':' || credits_posted || ':' || debits_pending || ':' || credits_pending, ',' order by id)) from ledger_accounts) as a,
            (select count(*)::int8 from ledger_transfers) as t,
            (select md5(string_agg(receipt_id || status || charge || attempts, ',' order by receipt_id)) from ledger_settlements) as s,
-           (select md5(string_agg(transfer_id || coalesce(hold_id, '-') || amount || seq, ',' order by transfer_id)) from ledger_holds) as h`.execute(db);
+           (select md5(string_agg(p::text, ',' order by user_id, content_id, round)) from ledger_purchases p) as p,
+           (select md5(string_agg(s::text, ',' order by user_id, content_id, round, account_id)) from ledger_purchase_shares s) as sh`.execute(db);
   return rows[0];
 }
 
@@ -310,10 +316,8 @@ async function run(engine: 'pglite' | 'postgres') {
       .orderBy('received_at')
       .orderBy('id')
       .execute();
-    const held = new Set(world.grants.filter((g) => g.transferId).map((g) => g.id));
-    const heldReceipts = receipts.filter((r) => held.has(r.grant_id)).length;
     const setupSeconds = (performance.now() - t0) / 1000;
-    log(`${engine}: setup ${setupSeconds.toFixed(1)} s (${world.grants.length} grants, ${world.transfers.length} reservations, ${heldReceipts} held receipts)`);
+    log(`${engine}: setup ${setupSeconds.toFixed(1)} s (${world.grants.length} grants, ${world.transfers.length} reserved downloads, ${world.held.length} purchases with a reservation)`);
 
     const base1 = await baseline(handle.db, receipts.length, BATCH);
     log(`${engine}: baseline ${base1.toFixed(0)} rows/s`);
@@ -372,6 +376,11 @@ async function run(engine: 'pglite' | 'postgres') {
       for (const [k, v] of [...timer.stats].sort((a, b) => b[1].ms - a[1].ms)) log(`  ${(v.ms / batches).toFixed(2).padStart(8)} ms  ${String(v.n / batches).padStart(4)}×  ${k}`);
     }
     const transfers = Number((await sql<{ n: number }>`select count(*)::int8 as n from ledger_transfers`.execute(handle.db)).rows[0].n) - transfersBefore;
+    // What the receipts were: paid out of a reservation (their chain released it), free (their purchase was complete), purchases.
+    const { rows: [shape] } = await sql<{ held: number; free: number; purchases: number }>`
+      select (select count(*) from ledger_transfers where kind = 'void' and ref is not null)::int8 as held,
+             (select count(*) from ledger_settlements where charge = 0)::int8 as free,
+             (select count(*) from ledger_purchases)::int8 as purchases`.execute(handle.db);
 
     // Checks (not timed).
     const { rows: [check] } = await sql<{ settled: number; missing: number }>`
@@ -384,7 +393,8 @@ async function run(engine: 'pglite' | 'postgres') {
     const again = await db.transaction().execute((trx) => settlement.settleIn(trx, receipts.slice(0, BATCH)));
     const after = await snapshot(handle.db);
     if (JSON.stringify(before) !== JSON.stringify(after)) throw new Error(`${engine}: settling a batch again changed something: ${JSON.stringify({ before, after })}`);
-    log(`${engine}: checks ok (all settled, conservation, re-run of a batch changed nothing: ${again.settled.length} answered settled, ${again.unpaid.length} refused)`);
+    if (again.settled.length !== Math.min(BATCH, receipts.length)) throw new Error(`${engine}: settling a batch again answered ${JSON.stringify(again.unpaid.slice(0, 3))}`);
+    log(`${engine}: checks ok (all settled, conservation, a batch settled again changed nothing and answered settled)`);
 
     const base2 = await baseline(handle.db, receipts.length, BATCH);
     const baselinePerS = (base1 + base2) / 2;
@@ -399,7 +409,9 @@ async function run(engine: 'pglite' | 'postgres') {
       receipts_per_s: Math.round(receiptsPerS),
       transfers,
       transfers_per_s: Math.round(transfers / seconds),
-      held_receipts: heldReceipts,
+      held_receipts: shape.held,
+      free_receipts: shape.free,
+      purchases: shape.purchases,
       batch_ms_p50: Math.round(sorted[Math.floor(sorted.length / 2)]),
       batch_ms_max: Math.round(sorted[sorted.length - 1]),
       baseline_inserts_per_s: Math.round(baselinePerS),
