@@ -12,6 +12,7 @@ import { download, fetchCheckedManifest, type DownloadOptions, type DownloadResu
 import { encodeRanges } from '../transfer/piece-ranges.ts';
 import { pieceServerRoutes } from '../transfer/piece-server.ts';
 import { TokenBucket } from '../transfer/token-bucket.ts';
+import { UploadSlots } from '../transfer/upload-slots.ts';
 import { contentListRoutes, loadAgentNotes } from './content-list.ts';
 import { AgentStore } from './store.ts';
 import { LedgerJournal } from './ledger-journal.ts';
@@ -55,6 +56,12 @@ export interface AgentOptions {
   schedule?: ScheduleMode;
   /** The clock scheduled wake-ups and window ends run on (tests move it). */
   clock?: WaitClock;
+  /**
+   * The clock piece transfers run on: proof timestamps and grant expiry, rate caps, stall
+   * and refresh timing (default: the system clock). Apart from `clock`, which schedule
+   * tests hold still at window edges while pieces keep flowing.
+   */
+  transferClock?: WaitClock;
   /** How often a scheduled delivery reports progress, ms. */
   scheduleReportMs?: number;
   onScheduleEvent?: (e: ScheduledEvent) => void;
@@ -86,8 +93,9 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
   const userApi = new Api(opts.origin.replace(/\/$/, ''), opts.token);
   const store = new AgentStore(path.join(opts.home, 'store'));
   const journal = new LedgerJournal(path.join(opts.home, 'ledger.journal'));
+  const transferClock = opts.transferClock ?? systemClock;
   // A quarter second of burst: enough to keep the link busy, small enough that the cap holds over short spans.
-  const bucketFor = (rate?: number) => (rate ? new TokenBucket(rate, Math.max(rate / 4, 1)) : undefined);
+  const bucketFor = (rate?: number) => (rate ? new TokenBucket(rate, Math.max(rate / 4, 1), transferClock) : undefined);
   let upBucket = bucketFor(opts.upRate);
   const device = await deviceSession(userApi, opts.home, { name: opts.name, region: opts.region, network: opts.network });
   const api = () => new Api(userApi.origin, device.token);
@@ -121,10 +129,11 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
       originPublicKey: opts.originKey,
       sourceKey: device.keys.privateKey,
       pieces: store.pieceSource(),
-      clock: systemClock,
+      clock: transferClock,
       metrics: app.metrics,
-      slots: opts.slots ?? 4,
-      upRate: { take: async (bytes) => upBucket?.take(bytes) },
+      // No wait queue: a receiver turned away asks another source or comes back after 250 ms.
+      slots: new UploadSlots(opts.slots ?? 4, 0),
+      upRate: () => upBucket,
       onServed: (grant, _index, bytes) => {
         sentBytes += bytes;
         servedGrants.add(grant.id);
@@ -236,6 +245,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
           files: { data: files.data, journal: files.journal },
           onReceipt: (id, receipt) => journal.receipt(id, receipt),
           offlineReceipts: true,
+          clock: transferClock,
           ...opts.downloads,
           ...extra,
           // A scheduled delivery's admitted rate, and this terminal's own cap: the lower holds.
@@ -244,8 +254,8 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
           onPiece: (i) => {
             store.markPiece(contentId, i);
             receivedBytes += manifest.body.pieceSize;
-            if (Date.now() - lastReport > (opts.holdingsReportMs ?? 1000)) {
-              lastReport = Date.now();
+            if (transferClock.now() - lastReport > (opts.holdingsReportMs ?? 1000)) {
+              lastReport = transferClock.now();
               void reportPieces().catch(() => {});
             }
             extra.onPiece?.(i);

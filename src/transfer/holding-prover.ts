@@ -24,7 +24,14 @@ export class HoldingProver {
     if (count === 0) return;
     const index = among?.length ? among[randomInt(among.length)] : randomInt(count);
     const grant = { id: newId('gr'), content: contentId, receiver: 'origin', receiverKey: this.deps.keys.publicKeyB64, source: terminalId, pieces: `${index}`, exp: this.deps.clock.now() + 60_000 };
-    const client = new PieceClient(serveUrl, { id: grant.id, token: signGrant(grant, this.deps.keys.privateKey), contentId }, this.deps.keys.privateKey, 1, this.deps.timeoutMs ?? 5000);
+    const client = new PieceClient({
+      sourceUrl: serveUrl,
+      grant: { id: grant.id, token: signGrant(grant, this.deps.keys.privateKey), contentId },
+      receiverKey: this.deps.keys.privateKey,
+      clock: this.deps.clock,
+      connections: 1,
+      stallMs: this.deps.timeoutMs ?? 5000,
+    });
     const buf = Buffer.allocUnsafe(pieceLength(manifest.body, index));
     try {
       let got;
