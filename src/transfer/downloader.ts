@@ -137,7 +137,7 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
   }
 }
 
-/** A piece request in flight: its source, when it counts as stalled, and how to stop it. */
+/** A piece request in flight: its source, when it counts as stalled (once it left), and how to stop it. */
 interface PieceRequest {
   source: Source;
   deadline: number;
@@ -329,10 +329,9 @@ class DownloadRun {
   }
 
   private start(source: Source, i: number) {
-    const now = this.clock.now();
-    const request: PieceRequest = { source, deadline: now + pieceDeadlineMs(pieceLength(this.body, i), source.upRate, this.stallMs), stop: new AbortController() };
+    const request: PieceRequest = { source, deadline: Infinity, stop: new AbortController() };
     this.inFlight.set(i, request);
-    source.started(now);
+    source.started(this.clock.now());
     const buf = this.buffers.pop() ?? Buffer.allocUnsafe(this.body.pieceSize);
     const task = this.fetchPiece(request, i, buf)
       .catch((err) => this.failed(source, i, err))
@@ -361,11 +360,9 @@ class DownloadRun {
     const { source } = request;
     const len = pieceLength(this.body, i);
     const target = space.subarray(0, len);
-    if (this.bucket) {
-      await this.bucket.take(len);
-      // The deadline runs from when the request leaves, not from the wait for our own cap.
-      request.deadline = this.clock.now() + pieceDeadlineMs(len, source.upRate, this.stallMs);
-    }
+    if (this.bucket) await this.bucket.take(len);
+    // The deadline runs from when the request leaves, not from the wait for our own cap.
+    request.deadline = this.clock.now() + pieceDeadlineMs(len, source.upRate, this.stallMs);
     const received = await source.client.fetch(i, target, request.stop.signal);
     // Never keep a piece whose bytes are not the ones the origin signed, nor one its
     // source did not sign as served with its own key under the grant of the request
