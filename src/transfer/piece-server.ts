@@ -127,8 +127,14 @@ export function pieceServerRoutes(opts: PieceServerOptions): FastifyPluginAsync 
         reply.header('content-length', piece.length);
         reply.header(SERVED_HEADER, attestServed(opts.sourceKey, grant.id, index));
         const bucket = opts.upRate?.();
+        if (!bucket) {
+          // Uncapped: the piece goes out at once, in one write (the buffer lives as long as the sending).
+          const bytes = Buffer.allocUnsafe(piece.length);
+          if ((await piece.read(0, bytes)) !== piece.length) throw notFound('piece_unavailable', 'This source does not have that piece.');
+          return reply.send(bytes);
+        }
         // Headers first, even when the first chunk must wait for tokens: the receiver sees a live source.
-        if (bucket) reply.raw.once('pipe', () => reply.raw.flushHeaders());
+        reply.raw.once('pipe', () => reply.raw.flushHeaders());
         return reply.send(pieceStream(piece, bucket));
       },
     });
@@ -144,16 +150,13 @@ export function chunkBytes(bytesPerSecond: number): number {
   return Math.min(64 * 1024, Math.max(1024, Math.floor(bytesPerSecond / 8)));
 }
 
-/**
- * The piece's bytes as a stream. Uncapped: one read of the whole piece, when the socket
- * asks for it. Capped: chunk by chunk, each read only once the bucket let it pass.
- */
-function pieceStream(piece: PieceReader, bucket: TokenBucket | undefined): Readable {
-  const chunk = bucket ? chunkBytes(bucket.bytesPerSecond) : piece.length;
+/** The piece's bytes as a stream, chunk by chunk, each read only once the bucket let it pass. */
+function pieceStream(piece: PieceReader, bucket: TokenBucket): Readable {
+  const chunk = chunkBytes(bucket.bytesPerSecond);
   let sent = 0;
   const next = async (stream: Readable) => {
     const n = Math.min(chunk, piece.length - sent);
-    if (bucket) await bucket.take(n);
+    await bucket.take(n);
     if (stream.destroyed) return; // the receiver left while we waited
     const buf = Buffer.allocUnsafe(n);
     if ((await piece.read(sent, buf)) !== n) throw new Error('the piece on disk is shorter than its manifest says');
