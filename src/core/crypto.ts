@@ -53,17 +53,6 @@ export function verifyBytes(publicKey: KeyObject | string, data: Buffer | string
   }
 }
 
-/** verifyBytes in libuv's thread pool: the event loop stays free meanwhile (receivers check a signature per piece). */
-export function verifyBytesAsync(publicKey: KeyObject, data: Buffer | string, signatureB64: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    try {
-      verify(null, Buffer.from(data), publicKey, Buffer.from(signatureB64, 'base64url'), (err, ok) => resolve(!err && ok));
-    } catch {
-      resolve(false);
-    }
-  });
-}
-
 export function keyPairFromPem(pem: string): KeyPair {
   const privateKey = createPrivateKey(pem);
   const publicKey = createPublicKey(privateKey);

@@ -11,7 +11,7 @@ import type { SignedReceipt } from './receipt.ts';
 import { pieceDeadlineMs, SourceSet, type DropReason, type Source, type SourceOffer } from './source-set.ts';
 import { TokenBucket } from './token-bucket.ts';
 import { encodeRanges } from './piece-ranges.ts';
-import { verifyServedAsync } from './served-attestation.ts';
+import { verifyServed } from './served-attestation.ts';
 
 // S1.6/S1.7: fetch a content piece by piece from several sources at once — peers the
 // origin selected for us and the origin as last resort — verifying every piece
@@ -368,7 +368,7 @@ class DownloadRun {
     // source did not sign as served with its own key under the grant of the request
     // (it could never be receipted and paid for).
     const verified = received.bytes === len && received.sha256 === this.body.pieces[i];
-    const attested = received.served !== undefined && source.servedKey !== null && (await verifyServedAsync(source.servedKey, received.grantId, i, received.served));
+    const attested = received.served !== undefined && source.servedKey !== null && verifyServed(source.servedKey, received.grantId, i, received.served);
     if (!verified || !attested) {
       this.bad++;
       const n = (this.badCount.get(i) ?? 0) + 1;

@@ -1,5 +1,5 @@
 import type { KeyObject } from 'node:crypto';
-import { signBytes, verifyBytes, verifyBytesAsync } from '../core/crypto.ts';
+import { signBytes, verifyBytes } from '../core/crypto.ts';
 
 // A source's signed statement that it served piece `index` under grant `grantId`,
 // sent with the piece in the `cascade-served` header. The receiver keeps it with the
@@ -19,9 +19,4 @@ export function attestServed(sourceKey: KeyObject, grantId: string, index: numbe
 
 export function verifyServed(sourcePublicKey: KeyObject | string, grantId: string, index: number, attestation: string): boolean {
   return verifyBytes(sourcePublicKey, statement(grantId, index), attestation);
-}
-
-/** verifyServed off the event loop (the receiver checks one per piece while others arrive). */
-export function verifyServedAsync(sourcePublicKey: KeyObject, grantId: string, index: number, attestation: string): Promise<boolean> {
-  return verifyBytesAsync(sourcePublicKey, statement(grantId, index), attestation);
 }
