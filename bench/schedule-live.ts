@@ -23,6 +23,7 @@ import { ManualClock } from '../src/core/clock.ts';
 import { generateKeyPair } from '../src/core/crypto.ts';
 import { newId } from '../src/core/ids.ts';
 import { openDatabase, sql, type DbHandle } from '../src/db/connection.ts';
+import { AddressPolicy } from '../src/core/address-policy.ts';
 import { ScheduleRunner } from '../src/schedule/runner.ts';
 import { ScheduleService } from '../src/schedule/service.ts';
 
@@ -77,6 +78,7 @@ async function main() {
       schedules,
       latestStates: async () => new Map(),
       originKey: generateKeyPair().privateKey,
+      peers: new AddressPolicy({ mode: 'any' }),
       logger: pino({ level: 'silent' }),
       egressBudgetBps: 1e12,
       maxDeliveryBps: 1e8,

@@ -1,5 +1,6 @@
 // Runs every test/**/*.test.ts with node's test runner through tsx.
 // Two files at a time: the machines have two cores.
+// TEST_SUMMARY=<file>: also write counts by engine, file and fuzz test there (scripts/test-summary.mjs; CI prints them).
 import { readdirSync, statSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
@@ -13,7 +14,14 @@ function find(dir) {
 
 const only = process.argv.slice(2);
 const files = only.length ? only : find('test').sort();
-const res = spawnSync(process.execPath, ['--import', 'tsx', '--test', `--test-concurrency=${process.env.TEST_CONCURRENCY ?? 2}`, ...files], {
+const reporters = process.env.TEST_SUMMARY
+  ? [
+      // With a reporter named, node no longer picks its default: name it (spec on a terminal, TAP otherwise).
+      `--test-reporter=${process.stdout.isTTY ? 'spec' : 'tap'}`, '--test-reporter-destination=stdout',
+      `--test-reporter=${path.join(import.meta.dirname, 'test-summary.mjs')}`, `--test-reporter-destination=${process.env.TEST_SUMMARY}`,
+    ]
+  : [];
+const res = spawnSync(process.execPath, ['--import', 'tsx', '--test', `--test-concurrency=${process.env.TEST_CONCURRENCY ?? 2}`, ...reporters, ...files], {
   stdio: 'inherit',
 });
 process.exit(res.status ?? 1);

@@ -4,6 +4,7 @@ import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { AccountService } from './accounts/service.ts';
 import { accountRoutes } from './accounts/routes.ts';
+import { AddressPolicy } from './core/address-policy.ts';
 import { systemClock, type WaitClock } from './core/clock.ts';
 import type { Config } from './core/config.ts';
 import { loadOrCreateKeyPair, type KeyPair } from './core/crypto.ts';
@@ -51,6 +52,8 @@ export interface OriginOptions {
   logger?: Logger;
   /** An open database to use instead of the one named by the config (tests). */
   db?: DbHandle;
+  /** How host names of peer addresses resolve; default the system resolver (tests give names their own answers). */
+  resolveHost?: (host: string) => Promise<string[]>;
 }
 
 export interface Origin {
@@ -76,6 +79,8 @@ export interface Origin {
   schedules: ScheduleService;
   /** The scheduler (pull, push, admission); null with SCHEDULER=off. */
   scheduler: ScheduleRunner | null;
+  /** Which addresses terminals register that the origin calls (issue 10 #8). */
+  peers: AddressPolicy;
   /** Path of the one-time operator credentials file if this start created it. */
   operatorCredentialsFile: string | null;
   close(): Promise<void>;
@@ -92,10 +97,11 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
   const bus = await openEventBus(config.natsUrl);
 
   const accounts = new AccountService(db.db, clock);
+  const peers = new AddressPolicy({ mode: config.peerAddresses, resolve: opts.resolveHost });
   const app = createHttpApp({ logger, resolveToken: accounts.resolveToken, title: 'Cascade origin' });
   const pieces = new PieceStore(path.join(config.dataDir, 'pieces'));
   const content = new ContentService({ db: db.db, pieces, keys, clock, config, bus });
-  const prover = new HoldingProver({ keys, clock, content });
+  const prover = new HoldingProver({ keys, clock, content, peers });
   const terminals = new TerminalService({
     db: db.db,
     keys,
@@ -104,6 +110,7 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
     logger,
     accounts,
     metrics: app.metrics,
+    peers,
     contentExists: (ids) => content.exists(ids),
     pieceCount: async (id) => (await content.getManifest(id)).body.pieces.length,
     proveHolding: config.holdingsSpotCheck ? (...args) => prover.prove(...args) : undefined,
@@ -141,6 +148,7 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
         schedules,
         latestStates: (ids) => terminals.latestStates(ids),
         originKey: keys.privateKey,
+        peers,
         logger: logger.child({ domain: 'scheduler' }),
         bus,
         egressBudgetBps: config.scheduleEgressBps,
@@ -209,11 +217,12 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   const url = `http://${config.host}:${port}`;
+  await peers.listeningAt(config.host, port);
   logger.info({ url, engine: db.engine, dataDir: config.dataDir }, 'origin listening');
 
   return {
     app, url, config, db, keys, bus, accounts, content, terminals, grants, receipts, reputation, transfers, coordinator, operatorCredentialsFile,
-    ledger, wallets, settlement, reservations, schedules, scheduler,
+    ledger, wallets, settlement, reservations, schedules, scheduler, peers,
     async close() {
       clearInterval(monitor);
       await scheduler?.stop();

@@ -13,7 +13,8 @@ const credentials = {
   additionalProperties: false,
   properties: { username: { type: 'string', maxLength: 40 }, password: { type: 'string', maxLength: 200 } },
 } as const;
-const roles = { type: 'array', minItems: 1, items: { type: 'string', enum: [...ROLES] } } as const;
+const roles = { type: 'array', minItems: 1, maxItems: ROLES.length, items: { type: 'string', enum: [...ROLES] } } as const;
+const idParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', maxLength: 64 } } } as const;
 
 export function accountRoutes(accounts: AccountService): FastifyPluginAsync {
   return async (app) => {
@@ -29,7 +30,7 @@ export function accountRoutes(accounts: AccountService): FastifyPluginAsync {
     });
 
     app.post('/auth/logout', {
-      config: { access: 'user' },
+      config: { access: 'user-or-terminal' },
       schema: { summary: 'Revoke the token used for this call', tags: ['accounts'] },
       handler: async (req, reply) => {
         await accounts.revokeToken(req.headers.authorization!.replace(/^Bearer\s+/i, ''));
@@ -38,7 +39,7 @@ export function accountRoutes(accounts: AccountService): FastifyPluginAsync {
     });
 
     app.get('/auth/me', {
-      config: { access: 'user' },
+      config: { access: 'user-or-terminal' },
       schema: { summary: 'Who this token belongs to', tags: ['accounts'] },
       handler: async (req) => ({ ...(await accounts.getUser(req.principal!.userId)), terminalId: req.principal!.terminalId }),
     });
@@ -46,7 +47,7 @@ export function accountRoutes(accounts: AccountService): FastifyPluginAsync {
     app.post<{ Body: { label: string; expiresInDays?: number } }>('/auth/tokens', {
       config: { access: 'user' },
       schema: {
-        summary: 'Create another API token (e.g. for an agent)',
+        summary: 'Create another API token for this account (e.g. for an agent); an account session only',
         tags: ['accounts'],
         body: {
           type: 'object',
@@ -55,10 +56,7 @@ export function accountRoutes(accounts: AccountService): FastifyPluginAsync {
           properties: { label: { type: 'string', minLength: 1, maxLength: 80 }, expiresInDays: { type: 'integer', minimum: 1, maximum: 3650 } },
         },
       },
-      handler: async (req) => {
-        const expires = req.body.expiresInDays ? new Date(Date.now() + req.body.expiresInDays * 86_400_000) : null;
-        return { token: await accounts.issueToken(req.principal!.userId, null, req.body.label, expires) };
-      },
+      handler: async (req) => accounts.createApiToken(req.principal!.userId, req.body.label, req.body.expiresInDays),
     });
 
     app.post<{ Body: { username: string; password: string } }>('/users/signup', {
@@ -80,7 +78,7 @@ export function accountRoutes(accounts: AccountService): FastifyPluginAsync {
 
     app.get<{ Params: { id: string } }>('/users/:id', {
       config: { access: ['operator'] },
-      schema: { summary: 'One account', tags: ['accounts'], params: { type: 'object', properties: { id: { type: 'string' } } }, response: { 200: userSchema } },
+      schema: { summary: 'One account', tags: ['accounts'], params: idParams, response: { 200: userSchema } },
       handler: async (req) => accounts.getUser(req.params.id),
     });
 
@@ -89,7 +87,7 @@ export function accountRoutes(accounts: AccountService): FastifyPluginAsync {
       schema: {
         summary: 'Replace an account’s roles',
         tags: ['accounts'],
-        params: { type: 'object', properties: { id: { type: 'string' } } },
+        params: idParams,
         body: { type: 'object', required: ['roles'], additionalProperties: false, properties: { roles } },
         response: { 200: userSchema },
       },

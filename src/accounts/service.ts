@@ -83,6 +83,12 @@ export class AccountService {
     return token;
   }
 
+  /** An account API token, expiring `expiresInDays` after now on the injected clock (never, without). */
+  async createApiToken(userId: string, label: string, expiresInDays?: number): Promise<{ token: string; expiresAt: string | null }> {
+    const expires = expiresInDays ? new Date(this.clock.now() + expiresInDays * 86_400_000) : null;
+    return { token: await this.issueToken(userId, null, label, expires), expiresAt: expires?.toISOString() ?? null };
+  }
+
   async revokeToken(token: string): Promise<void> {
     await this.db.deleteFrom('api_tokens').where('token_hash', '=', sha256Hex(token)).execute();
   }

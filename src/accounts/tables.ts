@@ -1,5 +1,4 @@
-import { sql, type Kysely } from 'kysely';
-import type { Migration } from 'kysely/migration';
+import { sql, type Kysely, type Migration } from 'kysely';
 
 export const ROLES = ['member', 'premium', 'publisher', 'store', 'operator'] as const;
 export type Role = (typeof ROLES)[number];

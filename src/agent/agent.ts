@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { Api } from '../cli/api.ts';
-import { systemClock, type WaitClock } from '../core/clock.ts';
+import { every, monotonicMs, systemClock, type WaitClock } from '../core/clock.ts';
 import { AppError } from '../core/errors.ts';
 import { createHttpApp } from '../core/http.ts';
 import { createLogger } from '../core/logger.ts';
@@ -54,12 +54,12 @@ export interface AgentOptions {
   downloads?: Partial<DownloadOptions>;
   /** Scheduled distribution (#5): how this terminal gets its scheduled deliveries; none: it does not. */
   schedule?: ScheduleMode;
-  /** The clock scheduled wake-ups and window ends run on (tests move it). */
+  /** The agent's clock (default: the system's): heartbeats, scheduled wake-ups and window ends, grant and session expiry, the journal's times. Tests move a ManualClock. */
   clock?: WaitClock;
   /**
-   * The clock piece transfers run on: proof timestamps and grant expiry, rate caps, stall
-   * and refresh timing (default: the system clock). Apart from `clock`, which schedule
-   * tests hold still at window edges while pieces keep flowing.
+   * The clock piece transfers run on: upload and download rate caps, stall and refresh
+   * timing, proof timestamps (default: the system clock). Apart from `clock`, which
+   * schedule tests hold still at window edges while pieces keep flowing.
    */
   transferClock?: WaitClock;
   /** How often a scheduled delivery reports progress, ms. */
@@ -90,14 +90,15 @@ export interface Agent {
 
 export async function startAgent(opts: AgentOptions): Promise<Agent> {
   const logger = opts.logger ?? createLogger('info', 'agent');
+  const clock = opts.clock ?? systemClock;
   const userApi = new Api(opts.origin.replace(/\/$/, ''), opts.token);
   const store = new AgentStore(path.join(opts.home, 'store'));
-  const journal = new LedgerJournal(path.join(opts.home, 'ledger.journal'));
+  const journal = new LedgerJournal(path.join(opts.home, 'ledger.journal'), clock);
   const transferClock = opts.transferClock ?? systemClock;
   // A quarter second of burst: enough to keep the link busy, small enough that the cap holds over short spans.
   const bucketFor = (rate?: number) => (rate ? new TokenBucket(rate, Math.max(rate / 4, 1), transferClock) : undefined);
   let upBucket = bucketFor(opts.upRate);
-  const device = await deviceSession(userApi, opts.home, { name: opts.name, region: opts.region, network: opts.network });
+  const device = await deviceSession(userApi, opts.home, { name: opts.name, region: opts.region, network: opts.network, clock });
   const api = () => new Api(userApi.origin, device.token);
 
   const reconcile = async (): Promise<ReconcileResult> => {
@@ -129,7 +130,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
       originPublicKey: opts.originKey,
       sourceKey: device.keys.privateKey,
       pieces: store.pieceSource(),
-      clock: transferClock,
+      clock,
       metrics: app.metrics,
       // No wait queue: a receiver turned away asks another source or comes back after 250 ms.
       slots: new UploadSlots(opts.slots ?? 4, 0),
@@ -145,7 +146,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     contentListRoutes({
       selfId: device.terminalId,
       originPublicKey: opts.originKey,
-      clock: systemClock,
+      clock,
       list: async () => store.list().filter((c) => c.complete).map((c) => c.manifest),
       notes: () => loadAgentNotes(notesFile),
     }),
@@ -178,11 +179,11 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     await api().request('PUT', `/terminals/holdings/${c.id}/pieces`, { json: { pieces: encodeRanges(c.pieces) } });
   }
 
-  const started = Date.now();
-  let lastBeat = Date.now();
+  const started = clock.now();
+  let lastBeat = started;
   const cpuLoad = opts.cpuLoad ?? machineCpu();
   const beat = async () => {
-    const now = Date.now();
+    const now = clock.now();
     const seconds = Math.max((now - lastBeat) / 1000, 0.001);
     lastBeat = now;
     const upBps = opts.upRate ? opts.upRate * 8 : 1e10;
@@ -208,8 +209,8 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     }
   };
   await beat().catch((err) => logger.warn({ err: err.message }, 'first heartbeat failed'));
-  const timer = setInterval(() => void beat().catch((err) => logger.warn({ err: err.message }, 'heartbeat failed')), opts.heartbeatMs ?? 5000);
-  timer.unref();
+  const closing = new AbortController();
+  const heartbeats = every(clock, opts.heartbeatMs ?? 5000, closing.signal, () => beat().catch((err) => logger.warn({ err: err.message }, 'heartbeat failed')));
 
   const agent: Agent = {
     terminalId: device.terminalId,
@@ -229,8 +230,8 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
       const files = store.paths(contentId);
       const stop = new AbortController();
       active.set(contentId, stop);
-      // Partial holdings go to the origin at most once a second, so receivers learn what we can serve.
-      let lastReport = 0;
+      // Partial holdings go to the origin at most once a second (real time: it paces requests), so receivers learn what we can serve.
+      let lastReport = -Infinity;
       const reportPieces = async () => {
         const have = store.get(contentId)!.have;
         if (have.size) await api().request('PUT', `/terminals/holdings/${contentId}/pieces`, { json: { pieces: encodeRanges(have) } });
@@ -254,8 +255,8 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
           onPiece: (i) => {
             store.markPiece(contentId, i);
             receivedBytes += manifest.body.pieceSize;
-            if (transferClock.now() - lastReport > (opts.holdingsReportMs ?? 1000)) {
-              lastReport = transferClock.now();
+            if (monotonicMs() - lastReport > (opts.holdingsReportMs ?? 1000)) {
+              lastReport = monotonicMs();
               void reportPieces().catch(() => {});
             }
             extra.onPiece?.(i);
@@ -281,7 +282,8 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
       // Once only: closing a descriptor twice can close whatever reused its number since (a socket, say).
       if (closed) return closed;
       closed = (async () => {
-        clearInterval(timer);
+        closing.abort();
+        await heartbeats;
         await scheduled?.close();
         for (const c of active.values()) c.abort();
         upBucket?.close();
@@ -304,7 +306,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
         return i === b.pieces.length - 1 ? b.totalSize - i * b.pieceSize : b.pieceSize;
       },
       heldPieces: (id) => store.get(id)?.have ?? new Set(),
-      clock: opts.clock ?? systemClock,
+      clock,
       logger,
       pushUrl: `${url}/schedule/orders`,
       reportMs: opts.scheduleReportMs,

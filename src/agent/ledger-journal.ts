@@ -1,4 +1,5 @@
 import { closeSync, existsSync, fsyncSync, openSync, readFileSync, writeSync } from 'node:fs';
+import type { Clock } from '../core/clock.ts';
 import type { SignedReceipt } from '../transfer/receipt.ts';
 
 // S1.10: the terminal's own accounting record, kept whether or not the origin can be
@@ -33,7 +34,7 @@ export class LedgerJournal {
   lastSync: { at: string; balance: number; conflicts: Conflict[] } | null = null;
   private fd: number;
 
-  constructor(file: string) {
+  constructor(file: string, private readonly clock: Clock) {
     if (existsSync(file)) {
       for (const text of readFileSync(file, 'utf8').split('\n')) {
         if (!text) continue;
@@ -50,7 +51,7 @@ export class LedgerJournal {
   /** Records a receipt this terminal signed (durably, before it is handed to anyone). */
   receipt(id: string, receipt: SignedReceipt) {
     if (this.entries.has(id)) return;
-    this.append({ t: 'receipt', id, receipt, at: new Date().toISOString() });
+    this.append({ t: 'receipt', id, receipt, at: new Date(this.clock.now()).toISOString() });
   }
 
   /** Receipts the origin has not confirmed yet, and the charges this terminal believes in. */
@@ -65,7 +66,7 @@ export class LedgerJournal {
       if (e && e.status === r.status && e.charge === r.charge) continue;
       this.append({ t: 'charge', id: r.receiptId, status: r.status, charge: r.charge });
     }
-    this.append({ t: 'synced', at: new Date().toISOString(), balance, conflicts });
+    this.append({ t: 'synced', at: new Date(this.clock.now()).toISOString(), balance, conflicts });
   }
 
   close() {

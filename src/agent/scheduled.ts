@@ -3,7 +3,7 @@ import { createParser } from 'eventsource-parser';
 import type { Logger } from 'pino';
 import { request } from 'undici';
 import type { Api } from '../cli/api.ts';
-import type { WaitClock } from '../core/clock.ts';
+import { every, type WaitClock } from '../core/clock.ts';
 import { AppError } from '../core/errors.ts';
 import { decodeToken } from '../core/signed-token.ts';
 import type { CheckIn, DeliveryOrder, ReportState, StreamEvent } from '../schedule/runner.ts';
@@ -225,7 +225,13 @@ export class ScheduledDeliveries {
         a.stop.abort();
       }
     });
-    const reporter = setInterval(() => void this.report(a, bytes, 'running'), this.opts.reportMs ?? 5000);
+    // Progress every reportMs by the same clock; stopped (and waited for) before the final word, which must come last.
+    const reporting = new AbortController();
+    const reporter = every(clock, this.opts.reportMs ?? 5000, reporting.signal, () => this.report(a, bytes, 'running'));
+    const stopReporting = () => {
+      reporting.abort();
+      return reporter;
+    };
     try {
       const result = await this.opts.fetch(order.contentId, {
         downRate: order.rateBytesPerSecond,
@@ -234,12 +240,12 @@ export class ScheduledDeliveries {
           if (!had.has(i)) bytes += this.opts.pieceLength(order.contentId, i);
         },
       });
-      clearInterval(reporter);
+      await stopReporting();
       const via = mainSource(result.bySource);
       await this.report(a, bytes, 'done', undefined, via);
       this.emit({ event: 'delivered', contentId: order.contentId, bytes, ...via });
     } catch (err) {
-      clearInterval(reporter);
+      await stopReporting();
       if (a.stop.signal.aborted) {
         // The origin ended it itself (it knows), or we are shutting down (it learns when its window closes).
         if (a.stopReason === 'window_closed') await this.report(a, bytes, 'paused', 'window_closed');

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { Api } from './api.ts';
 import { cascadeHome, readProfile } from './profile.ts';
+import { monotonicMs } from '../core/clock.ts';
 import { AppError } from '../core/errors.ts';
 import { createLogger } from '../core/logger.ts';
 import { startAgent } from '../agent/agent.ts';
@@ -61,11 +62,11 @@ export function registerAgent(program: Command) {
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
       for (const id of opts.get ?? []) {
-        let last = 0;
+        let last = -Infinity;
         const result = await agent.fetch(id, {
           onProgress: (p) => {
-            if (Date.now() - last > 500 || p.pieces === p.totalPieces) {
-              last = Date.now();
+            if (monotonicMs() - last > 500 || p.pieces === p.totalPieces) {
+              last = monotonicMs();
               say({ event: 'progress', contentId: id, ...p });
             }
           },

@@ -3,7 +3,7 @@ import cliProgress from 'cli-progress';
 import path from 'node:path';
 import { Api } from './api.ts';
 import { cascadeHome, readProfile } from './profile.ts';
-import { systemClock } from '../core/clock.ts';
+import { monotonicMs, systemClock } from '../core/clock.ts';
 import { AppError } from '../core/errors.ts';
 import { deviceSession } from '../terminals/device.ts';
 import { download, fileTarget, type Progress } from '../transfer/downloader.ts';
@@ -33,18 +33,18 @@ export function registerGet(program: Command) {
             { format: '{bar} {percentage}% | {mb}/{totalMb} MiB | {speed} MB/s | {pieces}/{totalPieces} pieces', hideCursor: true, stream: process.stderr },
             cliProgress.Presets.shades_classic,
           );
-      const started = performance.now();
-      let lastJson = 0;
+      const started = monotonicMs();
+      let lastJson = -Infinity;
       let firstBytes = -1;
       const onProgress = (p: Progress) => {
         if (firstBytes < 0) firstBytes = p.bytes;
-        const seconds = (performance.now() - started) / 1000;
+        const seconds = (monotonicMs() - started) / 1000;
         const speed = seconds > 0 ? ((p.bytes - firstBytes) / 1e6 / seconds).toFixed(1) : '0';
         if (bar) {
           if (!bar.isActive) bar.start(p.totalBytes, p.bytes, { mb: 0, totalMb: (p.totalBytes / 2 ** 20).toFixed(1), speed, pieces: 0, totalPieces: p.totalPieces });
           bar.update(p.bytes, { mb: (p.bytes / 2 ** 20).toFixed(1), speed, pieces: p.pieces });
-        } else if (performance.now() - lastJson > 200 || p.pieces === p.totalPieces || p.pieces === p.resumedPieces) {
-          lastJson = performance.now();
+        } else if (monotonicMs() - lastJson > 200 || p.pieces === p.totalPieces || p.pieces === p.resumedPieces) {
+          lastJson = monotonicMs();
           process.stdout.write(JSON.stringify({ event: 'progress', ...p }) + '\n');
         }
       };

@@ -3,6 +3,7 @@ import cliProgress from 'cli-progress';
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import path from 'node:path';
+import { monotonicMs } from '../core/clock.ts';
 import { badRequest } from '../core/errors.ts';
 import { Api } from './api.ts';
 
@@ -76,7 +77,7 @@ async function* counted(source: AsyncIterable<Buffer>, onBytes: (n: number) => v
 
 /** Bytes sent of total with throughput in MB/s; cli-progress draws nothing when stderr is not a terminal. */
 function progressBar(total: number) {
-  const started = Date.now();
+  const started = monotonicMs();
   const mb = (n: number) => (n / 1e6).toFixed(1);
   const bar = new cliProgress.SingleBar(
     { stream: process.stderr, format: 'publishing [{bar}] {percentage}% | {sent}/{size} MB | {speed} MB/s', hideCursor: true },
@@ -87,7 +88,7 @@ function progressBar(total: number) {
   return {
     increment(n: number) {
       sent += n;
-      const seconds = Math.max((Date.now() - started) / 1000, 0.001);
+      const seconds = Math.max((monotonicMs() - started) / 1000, 0.001);
       bar.update(sent, { sent: mb(sent), speed: mb(sent / seconds) });
     },
     stop: () => bar.stop(),

@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import type { AccountService } from '../accounts/service.ts';
 import type { Config } from '../core/config.ts';
 import { AppError, badRequest } from '../core/errors.ts';
-import { errorSchema } from '../core/http.ts';
+import { errorSchema, validationError } from '../core/http.ts';
 import { MAX_PRICE, uploadTooLarge, type ContentService, type ListQuery, type PublishMeta } from './service.ts';
 
 // S1.1 over HTTP: publishing (a streamed body; metadata in the query string) and the
@@ -55,7 +55,7 @@ const manifestSchema = {
 const idParams = {
   type: 'object',
   required: ['id'],
-  properties: { id: { type: 'string', description: 'content ID: hex SHA-256 of the canonical manifest body' } },
+  properties: { id: { type: 'string', maxLength: 200, description: 'content ID: hex SHA-256 of the canonical manifest body' } },
 } as const;
 
 const META_FIELDS = ['title', 'genre', 'price', 'summary', 'author'] as const;
@@ -83,7 +83,7 @@ export function contentRoutes(deps: { content: ContentService; accounts: Account
             title: { type: 'string', minLength: 1, maxLength: 200 },
             genre: { type: 'string', minLength: 1, maxLength: 60 },
             price: { type: 'integer', minimum: 0, maximum: MAX_PRICE, description: 'whole-content price in minor units' },
-            summary: { type: 'string', maxLength: 2000 },
+            summary: { type: 'string', maxLength: 2000, controlChars: 'allowLineBreaks', description: 'free text: tabs and line breaks are kept' },
             author: { type: 'string', maxLength: 200 },
           },
         },
@@ -184,10 +184,11 @@ export function contentRoutes(deps: { content: ContentService; accounts: Account
  */
 function metaError(err: Error & { validation?: any[] }): AppError {
   const first = err.validation?.[0];
+  if (first?.keyword === 'controlChars') return validationError(err); // invalid_text, as on every route
   const field: string | undefined = first?.params?.missingProperty ?? String(first?.instancePath ?? '').replace(/^\//, '');
   if (field && (META_FIELDS as readonly string[]).includes(field)) {
     const what = first?.keyword === 'required' ? `A ${field} is required` : `The ${field} is not valid: ${first?.message ?? 'bad value'}`;
     return badRequest(`invalid_${field}`, `${what}.`);
   }
-  return badRequest('invalid_request', err.message);
+  return validationError(err);
 }

@@ -12,6 +12,28 @@ export interface WaitClock extends Clock {
 
 const MAX_TIMEOUT = 2 ** 31 - 1;
 
+/**
+ * Real elapsed time in ms on the monotonic clock, for pacing work (at most one step per
+ * 100 ms) and showing rates — never for what a schedule, an expiry or a bill depends on:
+ * those read a Clock, which tests move. Stepping the system clock does not move this one.
+ */
+export function monotonicMs(): number {
+  return performance.now();
+}
+
+/**
+ * Runs `task` every `periodMs` by `clock` until `signal` aborts: the agent's heartbeats and
+ * progress reports, which tests drive by moving a ManualClock. The next run is due one period
+ * after the previous one ended (runs never overlap; a clock that jumps several periods runs it
+ * once). `task` handles its own errors. Resolves once the signal aborts.
+ */
+export async function every(clock: WaitClock, periodMs: number, signal: AbortSignal, task: () => Promise<void>): Promise<void> {
+  while (!signal.aborted) {
+    await clock.sleepUntil(clock.now() + periodMs, signal);
+    if (!signal.aborted) await task();
+  }
+}
+
 export const systemClock: WaitClock = {
   now: () => Date.now(),
   sleepUntil(t, signal) {
@@ -23,11 +45,12 @@ export const systemClock: WaitClock = {
         signal?.removeEventListener('abort', done);
         resolve();
       };
-      // setTimeout cannot wait longer than ~24.8 days in one go.
+      // setTimeout cannot wait longer than ~24.8 days in one go. A wait never keeps the
+      // process alive by itself (an agent's server does; a forgotten heartbeat loop must not).
       const arm = () => {
         const left = t - Date.now();
         if (left <= 0) return done();
-        timer = setTimeout(arm, Math.min(left, MAX_TIMEOUT));
+        timer = setTimeout(arm, Math.min(left, MAX_TIMEOUT)).unref();
       };
       signal?.addEventListener('abort', done, { once: true });
       arm();
@@ -66,8 +89,8 @@ export class ManualClock implements WaitClock {
       signal?.addEventListener('abort', w.resolve, { once: true });
     });
   }
-  /** How many waits are pending (tests wait for an agent to go to sleep). */
-  get sleepers(): number {
-    return this.waiters.length;
+  /** Whether something waits for the clock to read `t` (tests wait for an agent to go to sleep until its window). */
+  isWaitingFor(t: number): boolean {
+    return this.waiters.some((w) => w.t === t);
   }
 }

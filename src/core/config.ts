@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { DEFAULT_TARIFF, checkTariff, type Tariff } from '../ledger/tariff.ts';
+import { PEER_ADDRESS_MODES, type PeerAddressMode } from './address-policy.ts';
 import { badRequest } from './errors.ts';
 
 // Everything an operator can set comes from the environment (docs/configuration.md).
@@ -17,6 +18,8 @@ export interface Config {
   heartbeatFlushMs: number;
   /** A monitored transfer nobody reported on for this long is reassigned (S1.7). */
   transferDeadMs: number;
+  /** Which addresses terminals may register for the origin to call (see address-policy.ts); default `private`. */
+  peerAddresses: PeerAddressMode;
   /** Spot-check serving terminals' holdings claims by fetching a random piece (#3). */
   holdingsSpotCheck: boolean;
   /** Cap on the origin's piece upload rate, bytes/s; 0 = none (benchmarks model a limited origin link). */
@@ -66,6 +69,12 @@ function hoursFrom(env: NodeJS.ProcessEnv, name: string, fallback: [number, numb
   return hours as [number, number];
 }
 
+function peerAddressesFrom(env: NodeJS.ProcessEnv): PeerAddressMode {
+  const raw = env.PEER_ADDRESSES || 'private';
+  if (!(PEER_ADDRESS_MODES as readonly string[]).includes(raw)) throw badRequest('bad_config', `PEER_ADDRESSES must be one of ${PEER_ADDRESS_MODES.join(', ')}, got "${raw}"`);
+  return raw as PeerAddressMode;
+}
+
 function tariffFrom(env: NodeJS.ProcessEnv): Tariff {
   const d = DEFAULT_TARIFF;
   const pct = (name: string, fallback: number) => intFrom(env, name, fallback, 0, 100);
@@ -112,6 +121,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     originUpRate: intFrom(env, 'ORIGIN_UP_RATE', 0, 0),
     originSlots: intFrom(env, 'ORIGIN_SLOTS', 64, 1, 100_000),
     originQueue: intFrom(env, 'ORIGIN_QUEUE', 256, 0, 1_000_000),
+    peerAddresses: peerAddressesFrom(env),
     holdingsSpotCheck: env.HOLDINGS_SPOT_CHECK !== '0',
     tariff: tariffFrom(env),
     signupCredit: intFrom(env, 'SIGNUP_CREDIT', 0, 0),

@@ -1,22 +1,25 @@
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import swagger from '@fastify/swagger';
 import type { Logger } from 'pino';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { AppError, errorBody } from './errors.ts';
+import { validatorCompiler } from './validation.ts';
 import type { Role } from '../accounts/tables.ts';
 
 // The HTTP frame every Cascade server shares (origin, and later agents and edges):
 // one error shape, an access rule declared on every route, metrics and OpenAPI docs.
 
 /**
- * Who may call a route:
+ * Who may call a route (issue 10 #9: a terminal's session token acts only as that terminal):
  * - 'public': anyone;
- * - 'user': any signed-in account (a terminal's session token counts: it belongs to an account);
+ * - 'user': an account session — a password login or an account API token; a terminal's
+ *   session token is refused (403 `account_session_required`), though it belongs to an account;
+ * - 'user-or-terminal': either; the few account routes a terminal session needs;
  * - 'terminal': a terminal's session token (S1.2);
  * - 'grant': no account; the request must carry an origin-signed grant (S1.6);
- * - a list of roles: an account holding one of them.
+ * - a list of roles: an account session holding one of them (never a terminal's token).
  */
-export type Access = 'public' | 'user' | 'terminal' | 'grant' | Role[];
+export type Access = 'public' | 'user' | 'user-or-terminal' | 'terminal' | 'grant' | Role[];
 
 export interface Principal {
   userId: string;
@@ -58,8 +61,16 @@ export function createHttpApp(opts: HttpOptions): FastifyInstance {
     loggerInstance,
     bodyLimit: opts.jsonBodyLimit ?? 1024 * 1024,
     logController: new LogController({ disableRequestLogging: true }),
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
+    // Requests refused before routing (a path that is not valid percent-encoding, an overlong
+    // path parameter) get the same error shape as every other refusal.
+    frameworkErrors: (err, _req, reply) => {
+      const appErr = toAppError(err);
+      (reply as FastifyReply).code(appErr.status).send(errorBody(appErr));
+    },
   });
+  // Strict JSON bodies, explicitly parsed query strings and path parameters, no control
+  // characters in text: src/core/validation.ts.
+  app.setValidatorCompiler(validatorCompiler());
 
   const metrics = new Registry();
   collectDefaultMetrics({ register: metrics });
@@ -132,7 +143,13 @@ export function createHttpApp(opts: HttpOptions): FastifyInstance {
 
 function describeAccess(access: Access): string {
   if (Array.isArray(access)) return `roles ${access.join(', ')}`;
-  return { public: 'anyone', user: 'any signed-in account', terminal: 'a terminal session', grant: 'an origin-signed grant' }[access];
+  return {
+    public: 'anyone',
+    user: 'a signed-in account (not a terminal session)',
+    'user-or-terminal': 'a signed-in account or a terminal session',
+    terminal: 'a terminal session',
+    grant: 'an origin-signed grant',
+  }[access];
 }
 
 async function authenticate(req: FastifyRequest, resolve: TokenResolver): Promise<Principal> {
@@ -145,11 +162,16 @@ async function authenticate(req: FastifyRequest, resolve: TokenResolver): Promis
 }
 
 function authorize(access: Exclude<Access, 'public' | 'grant'>, p: Principal) {
-  if (access === 'user') return;
+  if (access === 'user-or-terminal') return;
   if (access === 'terminal') {
     if (!p.terminalId) throw new AppError('terminal_required', 'This call is for a terminal: sign in with its device credential.', 403);
     return;
   }
+  // Everything else acts for the account: its roles, its wallet, its tokens — not a device's business.
+  if (p.terminalId) {
+    throw new AppError('account_session_required', 'This call needs an account session (cascade login); a terminal’s session token acts only as that terminal.', 403);
+  }
+  if (access === 'user') return;
   if (!access.some((r) => p.roles.includes(r))) {
     throw new AppError('forbidden', `This needs one of the roles: ${access.join(', ')}.`, 403);
   }
@@ -157,7 +179,7 @@ function authorize(access: Exclude<Access, 'public' | 'grant'>, p: Principal) {
 
 export function toAppError(err: any): AppError {
   if (err instanceof AppError) return err;
-  if (err?.validation) return new AppError('invalid_request', err.message, 400);
+  if (err?.validation) return validationError(err);
   switch (err?.code) {
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
     case 'FST_ERR_CTP_EMPTY_JSON_BODY':
@@ -166,12 +188,22 @@ export function toAppError(err: any): AppError {
       return new AppError('body_too_large', 'The request body is larger than this route accepts.', 413);
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return new AppError('unsupported_media_type', 'This route does not accept that content type.', 415);
+    case 'FST_ERR_BAD_URL':
+      return new AppError('invalid_url', 'The request path is not valid percent-encoded UTF-8.', 400);
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      return new AppError('path_too_long', 'A path parameter is longer than this server accepts (100 characters).', 414);
   }
   if (err instanceof SyntaxError) return new AppError('malformed_json', 'The request body is not valid JSON.', 400);
   if (typeof err?.statusCode === 'number' && err.statusCode < 500) {
     return new AppError('bad_request', err.message ?? 'Bad request', err.statusCode);
   }
   return new AppError('internal', 'Something went wrong on the server; it has been logged.', 500);
+}
+
+/** A schema refusal: `invalid_text` for a control character, else `invalid_request`; the message names the field. */
+export function validationError(err: Error & { validation?: { keyword?: string }[] }): AppError {
+  if (err.validation?.[0]?.keyword === 'controlChars') return new AppError('invalid_text', err.message, 400);
+  return new AppError('invalid_request', err.message, 400);
 }
 
 /** JSON schema for the documented error body, for route `response` sections. */

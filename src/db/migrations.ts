@@ -1,10 +1,9 @@
-import { sql, type Kysely } from 'kysely';
-import { Migrator, type Migration } from 'kysely/migration';
+import { Migrator, sql, type Kysely, type Migration } from 'kysely';
 import { accountsMigration } from '../accounts/tables.ts';
 import { contentMigration } from '../content/tables.ts';
 import { ledgerMigration } from '../ledger/tables.ts';
 import { vouchersMigration } from '../ledger/tables-vouchers.ts';
-import { holdingPiecesMigration, terminalsMigration } from '../terminals/tables.ts';
+import { holdingPiecesMigration, terminalChallengesMigration, terminalsMigration } from '../terminals/tables.ts';
 import { peersMigration, transferMigration } from '../transfer/tables.ts';
 import { settlementMigration } from '../ledger/tables-settlement.ts';
 import { schedulePushMigration, schedulesMigration } from '../schedule/tables.ts';
@@ -23,6 +22,7 @@ const migrations: Record<string, Migration> = {
   '0009_settlement': settlementMigration,
   '0010_schedules': schedulesMigration,
   '0011_schedule_push': schedulePushMigration,
+  '0014_trust_terminal_challenges': terminalChallengesMigration,
 };
 
 export async function migrateToLatest(db: Kysely<any>): Promise<void> {

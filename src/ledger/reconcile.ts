@@ -1,6 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { AppError } from '../core/errors.ts';
 import { errorSchema } from '../core/http.ts';
+import { safeInteger } from '../core/validation.ts';
 import type { Db } from '../db/connection.ts';
 import { signedReceiptSchema, type SignedReceipt } from '../transfer/receipt.ts';
 import type { Ledger } from './ledger.ts';
@@ -108,7 +109,7 @@ export function reconcileRoutes(deps: { reconciler: Reconciler; terminalOwner: (
             charges: {
               type: 'array',
               maxItems: 10_000,
-              items: { type: 'object', required: ['receiptId', 'amount'], additionalProperties: false, properties: { receiptId: { type: 'string', maxLength: 64 }, amount: { type: 'integer', minimum: 0 } } },
+              items: { type: 'object', required: ['receiptId', 'amount'], additionalProperties: false, properties: { receiptId: { type: 'string', maxLength: 64 }, amount: safeInteger(0) } },
             },
           },
         },

@@ -1,5 +1,4 @@
-import { sql, type Kysely } from 'kysely';
-import type { Migration } from 'kysely/migration';
+import { sql, type Kysely, type Migration } from 'kysely';
 
 // Prepaid vouchers sold by stores (S1.11, docs/ledger.md "Vouchers"). The code itself
 // is never stored: only its SHA-256, so a copy of the database redeems nothing.

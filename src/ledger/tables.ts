@@ -1,5 +1,4 @@
-import { sql, type Generated, type Kysely } from 'kysely';
-import type { Migration } from 'kysely/migration';
+import { sql, type Generated, type Kysely, type Migration } from 'kysely';
 
 // The ledger's two tables (#4.1, docs/ledger.md). Amounts are integer minor units of
 // the one currency, stored as int8 and read back as JS safe integers.

@@ -1,5 +1,6 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { errorSchema } from '../core/http.ts';
+import { safeInteger } from '../core/validation.ts';
 import { AppError } from '../core/errors.ts';
 import type { ProgressReport, ScheduleRunner, StreamEvent } from './runner.ts';
 import { PLAN_MAX_LIMIT, type ScheduleInput, type ScheduleService } from './service.ts';
@@ -208,7 +209,7 @@ export function scheduleRoutes(deps: { schedules: ScheduleService; runner?: Sche
           additionalProperties: false,
           properties: {
             contentId: { type: 'string', pattern: '^[0-9a-f]{64}$' },
-            bytes: { type: 'integer', minimum: 0 },
+            bytes: safeInteger(0),
             state: { type: 'string', enum: ['running', 'done', 'paused', 'failed'] },
             reason: { type: 'string', minLength: 1, maxLength: 200 },
             source: { type: 'string', enum: ['origin', 'peer'], description: 'with done: who delivered most of it' },
@@ -233,10 +234,17 @@ export function scheduleRoutes(deps: { schedules: ScheduleService; runner?: Sche
         body: {
           type: 'object',
           additionalProperties: false,
+          // Checked by the service, field by field, with the codes above; the schema still refuses control characters anywhere.
           properties: {
-            select: { description: 'exactly one of contentId, publisherId, publisher, genre, series' },
-            windows: { description: 'array of 1–10 windows' },
-            priority: { description: 'whole number 0–100, default 0' },
+            select: { description: 'exactly one of contentId, publisherId, publisher, genre, series', examples: [{ genre: 'news' }, { series: 'Evening' }] },
+            windows: {
+              description: 'array of 1–10 windows',
+              examples: [
+                [{ days: 'weekdays', start: '01:00', end: '05:00', timeZone: 'Europe/Berlin', capBytesPerSecond: 2_000_000 }],
+                [{ days: ['sat', 'sun'], start: '22:00', end: '06:00', timeZone: 'UTC' }],
+              ],
+            },
+            priority: { description: 'whole number 0–100, default 0', examples: [0, 7, 100] },
           },
         },
         response: { 201: scheduleSchema, 400: errorSchema, 403: errorSchema, 404: errorSchema, 409: errorSchema },

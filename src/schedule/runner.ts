@@ -1,9 +1,11 @@
 import type { KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
-import { request } from 'undici';
-import type { Clock } from '../core/clock.ts';
+import { Agent, request } from 'undici';
+import { AddressRefused, type AddressPolicy } from '../core/address-policy.ts';
+import { monotonicMs, type Clock } from '../core/clock.ts';
 import { badRequest, conflict, notFound } from '../core/errors.ts';
 import type { EventBus } from '../core/event-bus.ts';
+import { peerConnector } from '../core/peer-connect.ts';
 import { encodeToken } from '../core/signed-token.ts';
 import type { Db } from '../db/connection.ts';
 import type { TerminalState } from '../terminals/tables.ts';
@@ -98,6 +100,8 @@ export interface ScheduleRunnerDeps {
   latestStates(ids: readonly string[]): Promise<Map<string, TerminalState>>;
   /** Signs orders pushed to registered addresses. */
   originKey: KeyObject;
+  /** Issue 10 #8: which push addresses are accepted and called (checked again at every push). */
+  peers: AddressPolicy;
   logger: Logger;
   bus?: EventBus;
   /** S0.6: bytes/s the origin spends on scheduled deliveries at most. */
@@ -147,10 +151,12 @@ export class ScheduleRunner {
   private lastNow = 0;
   private timer: NodeJS.Timeout | null = null;
   private pendingStep: Promise<void> | null = null;
-  /** performance.now() of the last step's start. */
+  /** monotonicMs() of the last step's start (pacing is real time; the steps themselves run on `clock`). */
   private lastStepAt = -Infinity;
   private readonly unsubscribe: (() => void)[] = [];
   private readonly sink: DeliverySink;
+  /** Connections to push addresses: each resolved and checked by the address policy as it opens. */
+  private readonly pushDispatcher: Agent;
 
   constructor(private readonly deps: ScheduleRunnerDeps) {
     this.sink = {
@@ -158,6 +164,7 @@ export class ScheduleRunner {
       stop: (d, _at, why) => this.stopped(d, why),
       progress: (d) => this.claim(d),
     };
+    this.pushDispatcher = new Agent({ connect: peerConnector(deps.peers) });
   }
 
   // ---- life ----
@@ -187,6 +194,7 @@ export class ScheduleRunner {
     for (const u of this.unsubscribe.splice(0)) u();
     await this.pendingStep?.catch(() => {});
     await this.chain;
+    await this.pushDispatcher.close();
   }
 
   /** A step nobody waits for (connection, failed push); its errors are logged by `serial`. */
@@ -201,7 +209,7 @@ export class ScheduleRunner {
    */
   private stepSoon(): Promise<void> {
     if (this.pendingStep) return this.pendingStep;
-    const wait = Math.max(0, this.lastStepAt + (this.deps.minStepGapMs ?? 100) - performance.now());
+    const wait = Math.max(0, this.lastStepAt + (this.deps.minStepGapMs ?? 100) - monotonicMs());
     const next = new Promise<void>((resolve) => setTimeout(resolve, wait)).then(() => {
       this.pendingStep = null;
       return this.tick();
@@ -250,7 +258,10 @@ export class ScheduleRunner {
 
   /** Registers (or with null, removes) the address orders are POSTed to. */
   async setPushAddress(terminalId: string, url: string | null): Promise<{ terminalId: string; url: string | null }> {
-    if (url !== null) checkPushUrl(url);
+    if (url !== null) {
+      checkPushUrl(url);
+      await this.deps.peers.checkUrl(url, 'push address');
+    }
     if (url === null) {
       await this.deps.db.deleteFrom('schedule_push_addresses').where('terminal_id', '=', terminalId).execute();
       this.pushUrls.delete(terminalId);
@@ -360,6 +371,7 @@ export class ScheduleRunner {
     try {
       const token = encodeToken({ typ: ORDER_TOKEN_TYPE, ...order }, this.deps.originKey);
       const res = await request(url, {
+        dispatcher: this.pushDispatcher,
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ token }),
@@ -369,8 +381,9 @@ export class ScheduleRunner {
       await res.body.dump();
       if (res.statusCode >= 300) throw new Error(`HTTP ${res.statusCode}`);
     } catch (err) {
+      const refused = err instanceof AddressRefused && err.code === 'address_not_allowed';
       this.deps.logger.warn({ url, key, err: (err as Error).message }, 'push to the terminal’s address failed');
-      this.failures.push({ key, reason: 'terminal_unreachable' });
+      this.failures.push({ key, reason: refused ? 'address_not_allowed' : 'terminal_unreachable' });
       this.kick();
     }
   }
@@ -391,7 +404,7 @@ export class ScheduleRunner {
   private async step(): Promise<void> {
     const d = this.dispatcher;
     if (!d) return;
-    this.lastStepAt = performance.now();
+    this.lastStepAt = monotonicMs();
     const now = this.now();
     if (now >= d.horizonEnd - 3_600_000) d.replan([...this.terminals.values()], now);
     for (const [key, r] of this.running) {

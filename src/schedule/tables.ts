@@ -1,5 +1,4 @@
-import { sql, type Kysely } from 'kysely';
-import type { Migration } from 'kysely/migration';
+import { sql, type Kysely, type Migration } from 'kysely';
 import type { Window } from './windows.ts';
 
 // Scheduled distribution (#5, S0.1, S0.2, S0.7): the terminals' distribution requests

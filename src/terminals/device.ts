@@ -5,7 +5,7 @@ import { Api } from '../cli/api.ts';
 import { systemClock, type Clock } from '../core/clock.ts';
 import { loadOrCreateKeyPair, signBytes, type KeyPair } from '../core/crypto.ts';
 import { AppError } from '../core/errors.ts';
-import { loginMessage } from './challenges.ts';
+import { loginMessage, registerMessage } from './challenges.ts';
 
 // The device side of S1.2, used by the CLI and the agent. The device keeps its own
 // Ed25519 key (never sent anywhere) in <home>/device.key, and per origin its device
@@ -100,8 +100,12 @@ export async function deviceSession(
 async function register(api: Api, home: string, keys: KeyPair, opts: { name?: string; region?: string; network?: string; serveUrl?: string }): Promise<OriginEntry> {
   if (!api.token) throw new AppError('not_signed_in', 'Sign in first (cascade login) to register this device as a terminal.', 401);
   try {
+    // The origin's nonce, signed with the device key: proof that this device holds the key it registers.
+    const { nonce } = await api.post<{ nonce: string }>('/terminals/registration-challenge');
     const res = await api.post<{ terminal: { id: string }; credential: string }>('/terminals', {
       publicKey: keys.publicKeyB64,
+      nonce,
+      signature: signBytes(keys.privateKey, registerMessage(keys.publicKeyB64, nonce)),
       name: opts.name ?? os.hostname().slice(0, 80),
       ...(opts.region ? { region: opts.region } : {}),
       ...(opts.network ? { network: opts.network } : {}),

@@ -55,17 +55,29 @@ const idParams = { type: 'object', required: ['id'], properties: { id: { type: '
 export function terminalRoutes(deps: { terminals: TerminalService; content: ContentService }): FastifyPluginAsync {
   const { terminals } = deps; // `content` is reserved for S1.4 (holder flags in content lists)
   return async (app) => {
+    app.post('/terminals/registration-challenge', {
+      config: { access: 'user' },
+      schema: {
+        summary: 'A single-use nonce for the device to sign when this account registers it; expires after 60 s (S1.2)',
+        tags: ['terminals'],
+        response: { 200: { type: 'object', properties: { nonce: { type: 'string' }, expiresAt: { type: 'string' } } } },
+      },
+      handler: async (req) => terminals.registrationChallenge(req.principal!.userId),
+    });
+
     app.post<{ Body: RegisterInput }>('/terminals', {
       config: { access: 'user' },
       schema: {
-        summary: 'Register this device as a terminal; returns its device credential (S1.2)',
+        summary: 'Register this device as a terminal, proving it holds its key; returns its device credential (S1.2)',
         tags: ['terminals'],
         body: {
           type: 'object',
-          required: ['publicKey', 'name'],
+          required: ['publicKey', 'name', 'nonce', 'signature'],
           additionalProperties: false,
           properties: {
             publicKey: { type: 'string', maxLength: 100, description: 'base64url raw Ed25519 public key of the device' },
+            nonce: { ...text(200), description: 'from POST /terminals/registration-challenge' },
+            signature: { ...text(200), description: 'base64url Ed25519 signature of "cascade-register:<publicKey>:<nonce>" with the device key' },
             name: text(80),
             region: text(80),
             network: text(80),
@@ -172,7 +184,7 @@ export function terminalRoutes(deps: { terminals: TerminalService; content: Cont
       schema: {
         summary: 'Report the pieces of a content this terminal has verified so far, while it is still fetching it (#3)',
         tags: ['terminals'],
-        params: { type: 'object', required: ['contentId'], properties: { contentId: { type: 'string' } } },
+        params: { type: 'object', required: ['contentId'], properties: { contentId: { type: 'string', maxLength: 200 } } },
         body: { type: 'object', required: ['pieces'], additionalProperties: false, properties: { pieces: { type: 'string', maxLength: 100_000 } } },
         response: { 400: errorSchema, 404: errorSchema },
       },
@@ -183,9 +195,9 @@ export function terminalRoutes(deps: { terminals: TerminalService; content: Cont
     });
 
     app.get<{ Params: { id: string } }>('/terminals/:id', {
-      config: { access: 'user' },
+      config: { access: 'user-or-terminal' },
       schema: {
-        summary: 'One terminal: its owner and operators only',
+        summary: 'One terminal: its owner and operators, or the terminal itself',
         tags: ['terminals'],
         params: idParams,
         response: { 200: terminalSchema, 403: errorSchema, 404: errorSchema },
@@ -193,7 +205,9 @@ export function terminalRoutes(deps: { terminals: TerminalService; content: Cont
       handler: async (req) => {
         const t = await terminals.get(req.params.id);
         const p = req.principal!;
-        if (t.userId !== p.userId && !p.roles.includes('operator')) throw forbidden('forbidden', 'This terminal belongs to another account.');
+        // A terminal session acts only as its terminal: it sees itself, not its owner's other terminals.
+        const allowed = p.terminalId ? p.terminalId === t.id : t.userId === p.userId || p.roles.includes('operator');
+        if (!allowed) throw forbidden('forbidden', p.terminalId ? 'A terminal session sees only its own terminal.' : 'This terminal belongs to another account.');
         return t;
       },
     });

@@ -2,6 +2,7 @@ import { decodeRanges } from '../transfer/piece-ranges.ts';
 import type { Logger } from 'pino';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import type { AccountService } from '../accounts/service.ts';
+import type { AddressPolicy } from '../core/address-policy.ts';
 import type { Clock } from '../core/clock.ts';
 import type { Config } from '../core/config.ts';
 import { importPublicKey, verifyBytes, type KeyPair } from '../core/crypto.ts';
@@ -9,7 +10,7 @@ import { badRequest, conflict, notFound, unauthorized } from '../core/errors.ts'
 import { newId } from '../core/ids.ts';
 import { decodeToken, encodeToken } from '../core/signed-token.ts';
 import { sql, type Db } from '../db/connection.ts';
-import { ChallengeStore, loginMessage } from './challenges.ts';
+import { ChallengeStore, loginMessage, registerMessage } from './challenges.ts';
 import { validateHeartbeat } from './heartbeat.ts';
 import { HeartbeatBuffer, newerState } from './presence.ts';
 import type { TerminalState, TerminalsTable } from './tables.ts';
@@ -17,7 +18,7 @@ import type { TerminalState, TerminalsTable } from './tables.ts';
 // The terminals domain: registration and device credentials (S1.2), login by
 // challenge, heartbeats (S1.2) and the holder registry (S1.3).
 
-export { loginMessage };
+export { loginMessage, registerMessage };
 
 export interface PublicTerminal {
   id: string;
@@ -37,6 +38,10 @@ export interface RegisterInput {
   region?: string;
   network?: string;
   serveUrl?: string | null;
+  /** A registration challenge issued to this account (`registrationChallenge`). */
+  nonce: string;
+  /** The device's signature over `registerMessage(publicKey, nonce)`: it holds the key (issue 10 #9). */
+  signature: string;
 }
 
 /** S1.2 "access key": the origin's signature binding a terminal to its key and owner. */
@@ -75,6 +80,8 @@ export interface TerminalServiceDeps {
   logger: Logger;
   accounts: AccountService;
   metrics: Registry;
+  /** Issue 10 #8: which serve addresses the origin accepts (it calls them for spot checks). */
+  peers: AddressPolicy;
   /**
    * Which of these content IDs exist. Defaults to a read-only look-up in `contents`
    * (the one read of another domain's table; holdings reference it by foreign key
@@ -126,7 +133,7 @@ export class TerminalService {
     this.db = deps.db;
     this.clock = deps.clock;
     this.log = deps.logger.child({ domain: 'terminals' });
-    this.challenges = new ChallengeStore(deps.clock);
+    this.challenges = new ChallengeStore(deps.db, deps.clock);
     this.offlineAfterMs = deps.offlineAfterMs ?? defaultOfflineAfterMs(deps.config);
     this.contentExists = deps.contentExists ?? ((ids) => this.contentsInTable(ids));
     this.beatCounter = new Counter({
@@ -145,20 +152,37 @@ export class TerminalService {
 
   // ---- registration and login (S1.2) ----
 
+  /** A nonce for `userId` to have its device sign when registering it (issue 10 #9). */
+  async registrationChallenge(userId: string): Promise<{ nonce: string; expiresAt: string }> {
+    const { nonce, expiresAt } = await this.challenges.issue('register', userId);
+    return { nonce, expiresAt: new Date(expiresAt).toISOString() };
+  }
+
   async register(userId: string, input: RegisterInput): Promise<{ terminal: PublicTerminal; credential: string }> {
+    // Burn the nonce before any check: a failed attempt must not leave it usable.
+    const live = await this.challenges.take(String(input.nonce), 'register', userId);
     try {
       importPublicKey(input.publicKey);
     } catch {
       throw badRequest('invalid_public_key', 'The public key must be a raw Ed25519 key in base64url (43 characters).');
     }
+    const name = checkText('name', input.name, 1);
+    const region = checkText('region', input.region ?? '', 0);
+    const network = checkText('network', input.network ?? '', 0);
+    if (!live) throw badRequest('invalid_challenge', 'The registration challenge is unknown, expired, already used or issued to another account; ask for a new one.');
+    // Whoever registers a key must hold it: otherwise an account could take another device's
+    // key (one key, one terminal) and the receipts it signs.
+    if (!verifyBytes(input.publicKey, registerMessage(input.publicKey, String(input.nonce)), String(input.signature))) {
+      throw badRequest('bad_signature', 'The signature does not verify with this public key: sign "cascade-register:<publicKey>:<nonce>" with the device key.');
+    }
     const row = {
       id: newId('trm'),
       user_id: userId,
-      name: checkText('name', input.name, 1),
+      name,
       public_key: input.publicKey,
-      region: checkText('region', input.region ?? '', 0),
-      network: checkText('network', input.network ?? '', 0),
-      serve_url: checkServeUrl(input.serveUrl),
+      region,
+      network,
+      serve_url: await this.checkServeUrl(input.serveUrl),
       created_at: new Date(this.clock.now()),
     };
     // One key, one terminal: the key is the terminal's identity in receipts and grants.
@@ -178,7 +202,7 @@ export class TerminalService {
 
   async challenge(terminalId: string): Promise<{ nonce: string; expiresAt: string }> {
     await this.get(terminalId); // no nonces for terminals that do not exist
-    const { nonce, expiresAt } = this.challenges.issue(terminalId);
+    const { nonce, expiresAt } = await this.challenges.issue('login', terminalId);
     return { nonce, expiresAt: new Date(expiresAt).toISOString() };
   }
 
@@ -186,7 +210,7 @@ export class TerminalService {
     const decoded = decodeToken<DeviceCredential>(String(credential), this.deps.keys.publicKey, 'device');
     const claimed = decoded.ok && typeof decoded.payload.terminalId === 'string' ? decoded.payload.terminalId : null;
     // Burn the nonce before any check: a failed attempt must not leave it usable.
-    const live = this.challenges.take(String(nonce), claimed);
+    const live = await this.challenges.take(String(nonce), 'login', claimed);
     if (!decoded.ok || !isCredential(decoded.payload)) {
       throw unauthorized('invalid_credential', 'The device credential was not issued by this origin.');
     }
@@ -290,7 +314,6 @@ export class TerminalService {
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
-    this.challenges.clear();
     await this.flush();
   }
 
@@ -307,7 +330,7 @@ export class TerminalService {
    * them); an agent sets this at every start, since its port may change.
    */
   async updateAddress(terminalId: string, input: { serveUrl: string | null; region?: string; network?: string }): Promise<PublicTerminal> {
-    const serveUrl = checkServeUrl(input.serveUrl);
+    const serveUrl = await this.checkServeUrl(input.serveUrl);
     const set: { serve_url: string | null; region?: string; network?: string } = { serve_url: serveUrl };
     if (input.region !== undefined) set.region = input.region;
     if (input.network !== undefined) set.network = input.network;
@@ -442,6 +465,13 @@ export class TerminalService {
     };
   }
 
+  /** A well-formed http(s) URL (without a trailing slash) that the address policy allows, or null. */
+  private async checkServeUrl(v: string | null | undefined): Promise<string | null> {
+    const url = serveUrlShape(v);
+    if (url) await this.deps.peers.checkUrl(url, 'serveUrl');
+    return url;
+  }
+
   private async contentsInTable(ids: string[]): Promise<Set<string>> {
     const rows = await this.db.selectFrom('contents').select('id').where('id', 'in', ids).execute();
     return new Set(rows.map((r) => r.id));
@@ -473,7 +503,7 @@ function checkText(field: string, v: unknown, min: number): string {
   return s;
 }
 
-function checkServeUrl(v: string | null | undefined): string | null {
+function serveUrlShape(v: string | null | undefined): string | null {
   if (v === undefined || v === null || v === '') return null;
   let u: URL;
   try {

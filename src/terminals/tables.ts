@@ -1,5 +1,4 @@
-import type { Kysely } from 'kysely';
-import type { Migration } from 'kysely/migration';
+import type { Generated, Kysely, Migration } from 'kysely';
 
 /** What a terminal last said about itself in a heartbeat (S1.2). */
 export interface TerminalState {
@@ -35,9 +34,27 @@ export interface HoldingsTable {
   pieces: string | null;
 }
 
+/**
+ * Issue 10 #9: single-use nonces a device signs, in the database so that every origin
+ * process sharing it accepts them (challenge at one, log in at another).
+ */
+export interface TerminalChallengesTable {
+  nonce: string;
+  /** Issue order across processes: the bound on live challenges evicts by it. */
+  seq: Generated<number>;
+  /** `login`: `subject` is the terminal; `register`: the account registering a device. */
+  purpose: ChallengePurpose;
+  subject: string;
+  created_at: Date;
+  expires_at: Date;
+}
+
+export type ChallengePurpose = 'login' | 'register';
+
 export interface TerminalTables {
   terminals: TerminalsTable;
   holdings: HoldingsTable;
+  terminal_challenges: TerminalChallengesTable;
 }
 
 export const terminalsMigration: Migration = {
@@ -71,5 +88,21 @@ export const holdingPiecesMigration: Migration = {
   async up(db: Kysely<any>) {
     // Piece ranges held ("0-9,12"); null means the whole content.
     await db.schema.alterTable('holdings').addColumn('pieces', 'text').execute();
+  },
+};
+
+/** Issue 10 #9: login and registration challenges shared by every origin process. */
+export const terminalChallengesMigration: Migration = {
+  async up(db: Kysely<any>) {
+    await db.schema
+      .createTable('terminal_challenges')
+      .addColumn('nonce', 'text', (c) => c.primaryKey())
+      .addColumn('seq', 'bigserial', (c) => c.notNull().unique())
+      .addColumn('purpose', 'text', (c) => c.notNull())
+      .addColumn('subject', 'text', (c) => c.notNull())
+      .addColumn('created_at', 'timestamptz', (c) => c.notNull())
+      .addColumn('expires_at', 'timestamptz', (c) => c.notNull())
+      .execute();
+    await db.schema.createIndex('terminal_challenges_expiry').on('terminal_challenges').column('expires_at').execute();
   },
 };

@@ -76,6 +76,8 @@ export class PeerCoordinator {
     if (req.have && !have) throw badRequest('invalid_pieces', `have must be ascending ranges within 0-${pieceCount - 1}.`);
     let transfer: Transfer;
     if (req.transferId) {
+      // Checked before the progress is recorded: a refused offer changes nothing.
+      if ((await transfers.mine(req.transferId, receiverId)).content_id !== req.contentId) throw badRequest('transfer_mismatch', 'That transfer is for another content.');
       transfer = await transfers.progress(req.transferId, receiverId, done, false);
     } else {
       // S1 flow: the balance check (and reservation) comes before anything else is recorded.
@@ -84,7 +86,6 @@ export class PeerCoordinator {
       await this.deps.billing?.reserve({ transferId: id, receiverId, contentId: req.contentId, missingBytes: manifest.body.totalSize - haveBytes });
       transfer = await transfers.open(receiverId, req.contentId, pieceCount, done, id);
     }
-    if (transfer.content_id !== req.contentId) throw badRequest('transfer_mismatch', 'That transfer is for another content.');
     const holders = (req.maxPeers ?? 6) > 0 ? await this.deps.terminals.holders(transfer.content_id) : [];
     const peers = await this.selectPeers(transfer, holders, req.exclude ?? [], req.maxPeers ?? 6, pieceCount);
     const receivers = this.activeReceivers(transfer);

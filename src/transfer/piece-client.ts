@@ -23,6 +23,8 @@ export interface PieceClientOptions {
   connections?: number;
   /** A request that receives no bytes for this long fails (S1.7: a holder that stalls is given up on). */
   stallMs?: number;
+  /** How connections are opened; the origin passes its address policy's connector (issue 10 #8). */
+  connect?: Pool.Options['connect'];
 }
 
 export interface FetchedPiece {
@@ -46,7 +48,13 @@ export class PieceClient {
     const stallMs = opts.stallMs ?? 30_000;
     this.sourceUrl = opts.sourceUrl;
     this.grant = opts.grant;
-    this.pool = new Pool(opts.sourceUrl, { connections: opts.connections ?? 8, keepAliveTimeout: 30_000, headersTimeout: stallMs, bodyTimeout: stallMs });
+    this.pool = new Pool(opts.sourceUrl, {
+      connections: opts.connections ?? 8,
+      keepAliveTimeout: 30_000,
+      headersTimeout: stallMs,
+      bodyTimeout: stallMs,
+      ...(opts.connect ? { connect: opts.connect } : {}),
+    });
   }
 
   /** A new grant for the same source (the previous one expired or was replaced). */

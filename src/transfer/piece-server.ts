@@ -5,6 +5,7 @@ import { Counter, type Registry } from 'prom-client';
 import type { Clock } from '../core/clock.ts';
 import { AppError, notFound } from '../core/errors.ts';
 import { errorSchema } from '../core/http.ts';
+import { int4 } from '../core/validation.ts';
 import { GrantVerifier, REFUSAL_MESSAGES, type GrantPayload } from './grant-token.ts';
 import { encodeRanges } from './piece-ranges.ts';
 import type { TokenBucket } from './token-bucket.ts';
@@ -99,10 +100,10 @@ export function pieceServerRoutes(opts: PieceServerOptions): FastifyPluginAsync 
         params: {
           type: 'object',
           required: ['contentId', 'index'],
-          properties: { contentId: { type: 'string', pattern: '^[0-9a-f]{64}$' }, index: { type: 'integer', minimum: 0 } },
+          properties: { contentId: { type: 'string', pattern: '^[0-9a-f]{64}$' }, index: int4(0) },
         },
-        headers: { type: 'object', properties: { authorization: { type: 'string' }, 'cascade-proof': { type: 'string' } } },
-        response: { 401: errorSchema, 403: errorSchema, 404: errorSchema },
+        headers: { type: 'object', properties: { authorization: { type: 'string', maxLength: 8192 }, 'cascade-proof': { type: 'string', maxLength: 512 } } },
+        response: { 401: errorSchema, 403: errorSchema, 404: errorSchema, 503: errorSchema },
       },
       handler: async (req, reply) => {
         const { contentId, index } = req.params;
@@ -120,22 +121,24 @@ export function pieceServerRoutes(opts: PieceServerOptions): FastifyPluginAsync 
         reply.raw.once('close', release);
         const piece = await opts.pieces.openPiece(contentId, index);
         if (!piece) throw notFound('piece_unavailable', 'This source does not have that piece.');
+        const bucket = opts.upRate?.();
+        let body: Buffer | Readable;
+        if (bucket) {
+          body = pieceStream(piece, bucket);
+          // Headers first, even when the first chunk must wait for tokens: the receiver sees a live source.
+          reply.raw.once('pipe', () => reply.raw.flushHeaders());
+        } else {
+          // Uncapped: the piece goes out at once, in one write (the buffer lives as long as the sending).
+          body = Buffer.allocUnsafe(piece.length);
+          if ((await piece.read(0, body)) !== piece.length) throw notFound('piece_unavailable', 'This source does not have that piece.');
+        }
         reply.raw.once('finish', () => opts.onServed?.(grant, index, piece.length));
         served.inc();
         servedBytes.inc(piece.length);
         reply.header('content-type', 'application/octet-stream');
         reply.header('content-length', piece.length);
         reply.header(SERVED_HEADER, attestServed(opts.sourceKey, grant.id, index));
-        const bucket = opts.upRate?.();
-        if (!bucket) {
-          // Uncapped: the piece goes out at once, in one write (the buffer lives as long as the sending).
-          const bytes = Buffer.allocUnsafe(piece.length);
-          if ((await piece.read(0, bytes)) !== piece.length) throw notFound('piece_unavailable', 'This source does not have that piece.');
-          return reply.send(bytes);
-        }
-        // Headers first, even when the first chunk must wait for tokens: the receiver sees a live source.
-        reply.raw.once('pipe', () => reply.raw.flushHeaders());
-        return reply.send(pieceStream(piece, bucket));
+        return reply.send(body);
       },
     });
   };

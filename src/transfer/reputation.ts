@@ -130,30 +130,39 @@ export class ReputationService {
    * `unknown_terminal`) store nothing. Not idempotent: two reports count twice.
    */
   async report(reporterId: string, r: PeerReport): Promise<void> {
-    const { row, inc } = checkReport(reporterId, r);
+    await this.reportAll(reporterId, [r]);
+  }
+
+  /** Several reports, all or none: each is checked before any is stored, and a refused one stores nothing of the others. */
+  async reportAll(reporterId: string, reports: PeerReport[]): Promise<void> {
+    const checked = reports.map((r) => checkReport(reporterId, r));
     const now = new Date(this.clock.now());
+    let current: (typeof checked)[number]['row'] | undefined;
     try {
       await this.db.transaction().execute(async (trx) => {
-        await trx.insertInto('peer_reports').values({ ...row, created_at: now }).execute();
-        if (row.source_id === ORIGIN_SOURCE_ID) return;
-        // Upserted even for `refused` (zero increments): the foreign key then refuses
-        // reports about terminals that do not exist, whatever the kind.
-        await trx
-          .insertInto('peer_reputation')
-          .values({ terminal_id: row.source_id, ...inc, updated_at: now })
-          .onConflict((oc) =>
-            oc.column('terminal_id').doUpdateSet((eb) => ({
-              completed_uploads: eb('peer_reputation.completed_uploads', '+', eb.ref('excluded.completed_uploads')),
-              bytes_uploaded: eb('peer_reputation.bytes_uploaded', '+', eb.ref('excluded.bytes_uploaded')),
-              bad_pieces: eb('peer_reputation.bad_pieces', '+', eb.ref('excluded.bad_pieces')),
-              stalls: eb('peer_reputation.stalls', '+', eb.ref('excluded.stalls')),
-              updated_at: now,
-            })),
-          )
-          .execute();
+        for (const { row, inc } of checked) {
+          current = row;
+          await trx.insertInto('peer_reports').values({ ...row, created_at: now }).execute();
+          if (row.source_id === ORIGIN_SOURCE_ID) continue;
+          // Upserted even for `refused` (zero increments): the foreign key then refuses
+          // reports about terminals that do not exist, whatever the kind.
+          await trx
+            .insertInto('peer_reputation')
+            .values({ terminal_id: row.source_id, ...inc, updated_at: now })
+            .onConflict((oc) =>
+              oc.column('terminal_id').doUpdateSet((eb) => ({
+                completed_uploads: eb('peer_reputation.completed_uploads', '+', eb.ref('excluded.completed_uploads')),
+                bytes_uploaded: eb('peer_reputation.bytes_uploaded', '+', eb.ref('excluded.bytes_uploaded')),
+                bad_pieces: eb('peer_reputation.bad_pieces', '+', eb.ref('excluded.bad_pieces')),
+                stalls: eb('peer_reputation.stalls', '+', eb.ref('excluded.stalls')),
+                updated_at: now,
+              })),
+            )
+            .execute();
+        }
       });
     } catch (err) {
-      throw translateForeignKey(err, row);
+      throw current ? translateForeignKey(err, current) : err;
     }
   }
 

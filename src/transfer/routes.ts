@@ -1,6 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { badRequest, forbidden } from '../core/errors.ts';
 import { errorSchema } from '../core/http.ts';
+import { int4, safeInteger } from '../core/validation.ts';
 import type { ContentService } from '../content/service.ts';
 import type { TerminalService } from '../terminals/service.ts';
 import type { GrantService } from './grants.ts';
@@ -47,8 +48,8 @@ export function transferRoutes(deps: {
           additionalProperties: false,
           properties: {
             contentId: { type: 'string', pattern: '^[0-9a-f]{64}$' },
-            source: { type: 'string', default: 'origin' },
-            pieces: { type: 'string', description: 'piece ranges such as "0-9,12"; default: all' },
+            source: { type: 'string', maxLength: 64, default: 'origin' },
+            pieces: { type: 'string', maxLength: 200_000, description: 'piece ranges such as "0-9,12"; default: all' },
           },
         },
         response: {
@@ -93,7 +94,7 @@ export function transferRoutes(deps: {
             transferId: { type: 'string', maxLength: 64 },
             exclude: { type: 'array', maxItems: 1000, items: { type: 'string', maxLength: 64 } },
             maxPeers: { type: 'integer', minimum: 0, maximum: 32, default: 6 },
-            piecesDone: { type: 'integer', minimum: 0 },
+            piecesDone: int4(0),
             have: { type: 'string', maxLength: 200_000 },
           },
         },
@@ -120,7 +121,7 @@ export function transferRoutes(deps: {
             required: ['piecesDone'],
             additionalProperties: false,
             properties: {
-              piecesDone: { type: 'integer', minimum: 0 },
+              piecesDone: int4(0),
               done: { type: 'boolean' },
               reports: {
                 type: 'array',
@@ -132,7 +133,7 @@ export function transferRoutes(deps: {
                   properties: {
                     sourceId: { type: 'string', maxLength: 64 },
                     kind: { type: 'string', enum: [...REPORT_KINDS] },
-                    bytes: { type: 'integer', minimum: 0 },
+                    bytes: safeInteger(0),
                     pieces: { type: 'string', maxLength: 100_000 },
                   },
                 },
@@ -145,9 +146,9 @@ export function transferRoutes(deps: {
       async (req) => {
         const me = req.principal!.terminalId!;
         const t = await deps.transfers.mine(req.params.id, me);
-        for (const r of req.body.reports ?? []) {
-          await deps.reputation.report(me, { contentId: t.content_id, sourceId: r.sourceId, transferId: t.id, kind: r.kind as any, bytes: r.bytes, pieces: r.pieces ?? null });
-        }
+        // All reports or none: a refused one (unknown source, a report about itself) leaves no other behind.
+        const reports = (req.body.reports ?? []).map((r) => ({ contentId: t.content_id, sourceId: r.sourceId, transferId: t.id, kind: r.kind as any, bytes: r.bytes, pieces: r.pieces ?? null }));
+        if (reports.length) await deps.reputation.reportAll(me, reports);
         const updated = await deps.transfers.progress(t.id, me, req.body.piecesDone, req.body.done ?? false);
         if (updated.state === 'done') await deps.coordinator.finished(updated);
         return { state: updated.state };

@@ -1,5 +1,4 @@
-import type { Kysely } from 'kysely';
-import type { Migration } from 'kysely/migration';
+import type { Kysely, Migration } from 'kysely';
 
 /** Every grant the origin issued: who may fetch which pieces of what from whom, until when. */
 export interface GrantsTable {

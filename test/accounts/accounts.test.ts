@@ -53,6 +53,25 @@ for (const engine of testEngines()) {
       assert.equal(after.body.error.code, 'invalid_token');
     });
 
+    test('POST /auth/tokens: the expiry runs on the injected clock, not the wall clock (issue 10 #9)', async () => {
+      // Years away from the wall clock: an expiry computed from Date.now() would be long past here.
+      const far = await startTestOrigin({ engine, now: Date.UTC(2041, 6, 1, 3, 0, 0) });
+      try {
+        const user = await far.userWithRoles(['member']);
+        const res = await far.call('POST', '/auth/tokens', { token: user.token, json: { label: 'agent', expiresInDays: 2 } });
+        assert.equal(res.status, 200, JSON.stringify(res.body));
+        assert.equal(res.body.expiresAt, new Date(Date.UTC(2041, 6, 3, 3, 0, 0)).toISOString());
+        far.clock.advance(2 * 86_400_000 - 1);
+        assert.equal((await far.call('GET', '/auth/me', { token: res.body.token })).status, 200, 'live until the last millisecond');
+        far.clock.advance(1);
+        assert.equal((await far.call('GET', '/auth/me', { token: res.body.token })).body.error.code, 'invalid_token', 'expired after 2 days of the clock');
+        const forever = await far.call('POST', '/auth/tokens', { token: user.token, json: { label: 'no expiry' } });
+        assert.equal(forever.body.expiresAt, null);
+      } finally {
+        await far.close();
+      }
+    });
+
     test('refusals: wrong password, taken name, weak password, bad role — nothing created', async () => {
       const count = async () => Number((await origin.db.db.selectFrom('users').select(origin.db.db.fn.countAll().as('n')).executeTakeFirstOrThrow()).n);
       const before = await count();

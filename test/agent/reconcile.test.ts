@@ -41,6 +41,7 @@ for (const engine of testEngines()) {
         cpuLoad: () => 0.1,
         downRate,
         downloads: { stallMs: 400, refreshMs: 200, receiptBatch: 4 },
+        clock: origin.clock,
         logger: pino({ level: 'silent' }),
       });
       agents.push(a);
@@ -109,6 +110,9 @@ for (const engine of testEngines()) {
       // The terminal's view ends equal to the origin's.
       assert.deepEqual(journalView(receiver), record);
       assert.equal(receiver.journal.lastSync!.balance, 5000 - PRICE);
+      // The journal's times are the agent's clock (the origin's ManualClock here), not the machine's.
+      const clockNow = new Date(origin.clock.now()).toISOString();
+      assert.deepEqual([...new Set([...receiver.journal.entries.values()].map((e) => e.at)), receiver.journal.lastSync!.at], [clockNow, clockNow]);
 
       // Again: nothing to settle, nothing charged twice.
       const again = await receiver.reconcile();
@@ -117,7 +121,7 @@ for (const engine of testEngines()) {
       assert.ok((await origin.ledger.checkConservation()).ok);
 
       // The journal is durable: reopened from disk it holds the same view.
-      const reopened = new LedgerJournal(path.join(work, 'receiver', 'ledger.journal'));
+      const reopened = new LedgerJournal(path.join(work, 'receiver', 'ledger.journal'), origin.clock);
       assert.deepEqual(new Map([...reopened.entries].map(([id, e]) => [id, { status: e.status, charge: e.charge }])), record);
       reopened.close();
       assert.ok(readFileSync(path.join(work, 'receiver', 'ledger.journal'), 'utf8').includes('"t":"synced"'));

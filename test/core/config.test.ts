@@ -91,3 +91,9 @@ test('bad values are refused with bad_config naming the variable', () => {
   refuses({ OFF_PEAK_TIME_ZONE: 'Mars/Olympus' }, 'OFF_PEAK_TIME_ZONE');
   refuses({ OFF_PEAK_TIME_ZONE: '+01:00' }, 'OFF_PEAK_TIME_ZONE');
 });
+
+test('PEER_ADDRESSES: private by default; public, private or any; anything else stops the origin (issue 10 #8)', () => {
+  assert.equal(loadConfig({}).peerAddresses, 'private');
+  for (const v of ['public', 'private', 'any'] as const) assert.equal(loadConfig({ PEER_ADDRESSES: v }).peerAddresses, v);
+  for (const v of ['none', 'ANY', 'loopback']) refuses({ PEER_ADDRESSES: v }, 'PEER_ADDRESSES');
+});

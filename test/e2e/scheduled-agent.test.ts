@@ -8,6 +8,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { Api } from '../../src/cli/api.ts';
 import { CLI, runCli, spawnOrigin, type OriginProcess } from '../helpers/processes.ts';
+import { waitFor } from '../helpers/wait.ts';
 import { windowsAround } from '../helpers/windows.ts';
 
 // #5 with real processes on loopback and the real clock: `cascade serve`, `cascade agent
@@ -54,17 +55,10 @@ async function startAgentProcess(home: string, mode: string): Promise<{ events: 
       events.push(JSON.parse(line));
     } catch {}
   });
-  await waitFor(() => events.some((e) => e.event === 'ready'), `the agent ready (${stderr})`);
+  await waitFor(() => events.some((e) => e.event === 'ready'), () => `the agent ready (${stderr})`, 30_000);
   return { events, proc };
 }
 
-async function waitFor(f: () => boolean, what: string, ms = 30_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!f()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 for (const [name, mode] of [['sam', 'stream'], ['pia', 'pull']] as const) {
   test(`cascade agent --schedule ${mode}: a schedule whose window is open now is delivered, and the history says so`, async () => {
@@ -83,7 +77,7 @@ for (const [name, mode] of [['sam', 'stream'], ['pia', 'pull']] as const) {
 
     const agent = await startAgentProcess(home, mode);
     assert.equal(agent.events.find((e) => e.event === 'ready').terminalId, terminalId);
-    await waitFor(() => agent.events.some((e) => e.event === 'schedule.delivered'), `the scheduled delivery (${JSON.stringify(agent.events)})`);
+    await waitFor(() => agent.events.some((e) => e.event === 'schedule.delivered'), () => `the scheduled delivery (${JSON.stringify(agent.events)})`, 30_000);
     const delivered = agent.events.find((e) => e.event === 'schedule.delivered');
     assert.equal(delivered.contentId, contentId);
     assert.equal(delivered.bytes, size);

@@ -9,12 +9,14 @@ import { createInterface } from 'node:readline';
 import { Api } from '../../src/cli/api.ts';
 import { decodeRanges } from '../../src/transfer/piece-ranges.ts';
 import { CLI, spawnOrigin, type OriginProcess } from '../helpers/processes.ts';
+import { waitFor, within } from '../helpers/wait.ts';
 
 // #3 "Fault test": an origin and 12 agents as real processes on loopback. Four seeds
 // fetch the content first; one of them then turns liar (its copy is corrupted on
 // disk). Eight receivers start together, and a third of the holders (4 seeds) are
 // killed with SIGKILL mid-transfer. Every receiver must end byte-exact, nothing
 // unverified may be kept, and receipts must account for every piece exactly once.
+// Every wait on the processes has a bound: an agent that hangs or dies fails the test, named.
 
 const PIECE = 256 * 1024;
 const PIECES = 48;
@@ -84,14 +86,14 @@ after(async () => {
   rmSync(work, { recursive: true, force: true });
 });
 
-test('12 agents, a third of the holders killed mid-transfer and a liar among them: every copy byte-exact, every piece receipted once', async () => {
+test('12 agents, a third of the holders killed mid-transfer and a liar among them: every copy byte-exact, every piece receipted once', { timeout: 600_000 }, async () => {
   const op = new Api(origin.url, (await new Api(origin.url).post('/auth/login', origin.operator)).token);
   // Seeds: fetch the whole content first (from the origin and each other), then stay to serve it.
   const seeds: AgentProc[] = [];
   for (let i = 0; i < 4; i++) seeds.push(startAgentProcess(`seed${i}`, await user(op, `seed${i}`), ['--up-rate', '2MB/s', '--get', contentId]));
-  await Promise.all(seeds.map((s) => s.done));
+  await within(Promise.all(seeds.map((s) => s.done)), 'the four seeds to fetch the content', 120_000);
   const liar = startAgentProcess('liar', await user(op, 'liar'), ['--up-rate', '4MB/s', '--get', contentId]);
-  await liar.done;
+  await within(liar.done, 'the liar to fetch the content', 60_000);
   // The liar's copy goes bad on disk: what it serves from now on fails verification.
   const fd = openSync(path.join(liar.home, 'store', 'contents', contentId, 'data'), 'r+');
   for (let i = 0; i < PIECES; i++) writeSync(fd, Buffer.from('not the signed bytes'), 0, 20, i * PIECE + 100);
@@ -103,11 +105,15 @@ test('12 agents, a third of the holders killed mid-transfer and a liar among the
   assert.equal(seeds.length + 1 + receivers.length, 12);
 
   // Mid-transfer: SIGKILL a third of the 12 holders (the four seeds).
-  while (Math.min(...receivers.map((r) => r.progress)) < 3) await new Promise((r) => setTimeout(r, 50));
+  await waitFor(() => {
+    const gone = receivers.find((r) => r.proc.exitCode !== null || r.proc.signalCode !== null);
+    if (gone) throw new Error(`${gone.name} exited before the kill (${gone.proc.exitCode ?? gone.proc.signalCode})`);
+    return Math.min(...receivers.map((r) => r.progress)) >= 3;
+  }, () => `every receiver to have 3 pieces (${receivers.map((r) => `${r.name}: ${r.progress}`).join(', ')})`, 60_000, 50);
   assert.ok(Math.max(...receivers.map((r) => r.progress)) < PIECES, 'killed before anyone finished');
   for (const s of seeds) s.proc.kill('SIGKILL');
 
-  const results = await Promise.all(receivers.map((r) => r.done));
+  const results = await within(Promise.all(receivers.map((r) => r.done)), 'every receiver to finish', 180_000);
   const sha = createHash('sha256').update(file).digest('hex');
   const liarId = await liar.terminalId;
   const seedIds = await Promise.all(seeds.map((s) => s.terminalId));

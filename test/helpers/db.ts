@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { sql, type Kysely } from 'kysely';
 import { dropSchema, openDatabase, type DbHandle } from '../../src/db/connection.ts';
 
 // Storage tests run on both engines: embedded PGlite always, real PostgreSQL when
@@ -30,4 +31,19 @@ export function testEngines(): TestEngine[] {
     });
   }
   return engines;
+}
+
+/**
+ * Every row of every table in the handle's schema, as sorted JSON lines per table: compare
+ * two snapshots to show a refused call changed nothing at all.
+ */
+export async function snapshotTables(db: Kysely<any>): Promise<Record<string, string[]>> {
+  const { rows } = await sql<{ table_name: string }>`
+    select table_name from information_schema.tables where table_schema = current_schema() and table_type = 'BASE TABLE' order by table_name`.execute(db);
+  const out: Record<string, string[]> = {};
+  for (const { table_name } of rows) {
+    const r = await sql<Record<string, unknown>>`select * from ${sql.table(table_name)}`.execute(db);
+    out[table_name] = r.rows.map((row) => JSON.stringify(row, (_k, v) => (typeof v === 'bigint' ? String(v) : v))).sort();
+  }
+  return out;
 }

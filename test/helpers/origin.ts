@@ -3,8 +3,10 @@ import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { ManualClock } from '../../src/core/clock.ts';
+import { signBytes, type KeyPair } from '../../src/core/crypto.ts';
+import { registerMessage } from '../../src/terminals/challenges.ts';
 import { loadConfig, type Config } from '../../src/core/config.ts';
-import { startOrigin, type Origin } from '../../src/server.ts';
+import { startOrigin, type Origin, type OriginOptions } from '../../src/server.ts';
 import { walletAccount } from '../../src/ledger/accounts.ts';
 import { PLATFORM_PROMOTIONS } from '../../src/ledger/wallets.ts';
 import type { TestEngine } from './db.ts';
@@ -20,6 +22,11 @@ export interface TestOrigin extends Origin {
   restart(): Promise<Origin>;
   /** Credits a user's wallet from the promotions account (transfer `id`), opening the wallet if needed. */
   fund(userId: string, amount: number, id: string): Promise<void>;
+  /**
+   * `POST /terminals` for the device holding `keys`, as the real device does: a registration
+   * challenge for the account, signed with the device key (issue 10 #9). `fields` go in the body.
+   */
+  registerTerminal(token: string, keys: KeyPair, fields: Record<string, unknown>): Promise<{ status: number; body: any; headers: Headers }>;
   /** fetch() against the origin with an optional bearer token. */
   call(method: string, url: string, opts?: { token?: string; json?: unknown; body?: any; headers?: Record<string, string> }): Promise<{ status: number; body: any; headers: Headers }>;
 }
@@ -27,16 +34,20 @@ export interface TestOrigin extends Origin {
 let userCounter = 0;
 
 /** An origin on a random loopback port, with a temporary data directory and a manual clock. */
-export async function startTestOrigin(opts: { engine?: TestEngine; config?: Partial<Config>; /** the clock's start, ms (default: now) */ now?: number } = {}): Promise<TestOrigin> {
+export async function startTestOrigin(
+  opts: { engine?: TestEngine; config?: Partial<Config>; /** the clock's start, ms (default: now) */ now?: number; resolveHost?: OriginOptions['resolveHost'] } = {},
+): Promise<TestOrigin> {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'cascade-origin-'));
   const engine = opts.engine ?? testEngines()[0];
   const db = await engine.open();
   const clock = new ManualClock(opts.now ?? Date.now());
   // Every wallet starts with ample sign-up credit, so tests about other things can download priced
   // content; ledger tests set signupCredit: 0 and pay their own way.
-  const config = { ...loadConfig({}), port: 0, dataDir, logLevel: 'silent', signupCredit: 1_000_000_000, ...opts.config };
+  // Agents in tests serve on loopback, which the default PEER_ADDRESSES (private) refuses: tests
+  // that check the address policy itself set `peerAddresses` explicitly.
+  const config = { ...loadConfig({}), port: 0, dataDir, logLevel: 'silent', signupCredit: 1_000_000_000, peerAddresses: 'any' as const, ...opts.config };
   const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
-  const origin = await startOrigin({ config, clock, db, logger });
+  const origin = await startOrigin({ config, clock, db, logger, resolveHost: opts.resolveHost });
   let live: Origin | null = origin;
   const call: TestOrigin['call'] = async (method, url, o = {}) => {
     const headers: Record<string, string> = { ...(o.headers ?? {}) };
@@ -74,6 +85,13 @@ export async function startTestOrigin(opts: { engine?: TestEngine; config?: Part
       const token = await origin.accounts.issueToken(user.id, null, 'test', null);
       return { token, userId: user.id, username: name };
     },
+    async registerTerminal(token, keys, fields) {
+      const challenge = await call('POST', '/terminals/registration-challenge', { token, json: {} });
+      if (challenge.status !== 200) return challenge;
+      const { nonce } = challenge.body;
+      const signature = signBytes(keys.privateKey, registerMessage(keys.publicKeyB64, nonce));
+      return call('POST', '/terminals', { token, json: { publicKey: keys.publicKeyB64, nonce, signature, ...fields } });
+    },
     async fund(userId, amount, id) {
       await origin.ledger.ensureAccount(PLATFORM_PROMOTIONS);
       await origin.wallets.open(userId);
@@ -86,7 +104,7 @@ export async function startTestOrigin(opts: { engine?: TestEngine; config?: Part
     },
     async restart() {
       await live?.close();
-      live = await startOrigin({ config: { ...config, port: Number(new URL(origin.url).port) }, clock, db, logger });
+      live = await startOrigin({ config: { ...config, port: Number(new URL(origin.url).port) }, clock, db, logger, resolveHost: opts.resolveHost });
       return live;
     },
     async close() {

@@ -6,6 +6,7 @@ import { AppError } from '../../src/core/errors.ts';
 import type { DbHandle } from '../../src/db/connection.ts';
 import { Ledger, expiryId, transferError, type TransferInput, type TransferResult } from '../../src/ledger/ledger.ts';
 import { testEngines } from '../helpers/db.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 // The ledger's double-entry core (#4.1, docs/ledger.md), on both engines. Every
 // refusal is checked twice: its code, and that nothing at all changed (accounts,
@@ -333,7 +334,11 @@ for (const engine of testEngines()) {
       assert.equal((await ledger.balance(a.wallet)).posted, 70);
     });
 
-    test('losing an ID race inside a caller transaction leaves that transaction usable', async () => {
+    // PostgreSQL: two connections, and the first commits only once the second's insert is seen
+    // waiting on its uncommitted key (pg_locks) — the race happens every run, whatever the
+    // machine's speed. PGlite is one session: the second transaction runs after the first has
+    // committed and finds its row (the ledger's ordinary "exists elsewhere" path, no race).
+    test(`losing an ID race inside a caller transaction leaves that transaction usable (${engine.name === 'postgres' ? 'concurrent connections' : 'PGlite: one session, no race'})`, async () => {
       const a = await world(0);
       const b = await world(0);
       let release!: () => void;
@@ -347,18 +352,25 @@ for (const engine of testEngines()) {
         return rs;
       });
       await firstApplied;
+      let secondPid: number | null = null;
       // Disjoint accounts, so no common lock: on PostgreSQL the second insert waits on the
       // first's uncommitted key, then fails on it; the ledger rolls back to its savepoint
       // and looks again.
       const second = handle.db.transaction().execute(async (trx) => {
+        if (engine.name === 'postgres') secondPid = (await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(trx)).rows[0]!.pid;
         const rs = await ledger.apply([{ id: `${a.tag}:x`, debit: b.revenue, credit: b.store, amount: 1, reason: 'topup' }], { trx });
         const more = await ledger.apply([{ id: `${a.tag}:y`, debit: b.revenue, credit: b.store, amount: 2, reason: 'topup' }], { trx });
         return [...rs, ...more];
       });
-      setTimeout(release, 100);
+      if (engine.name === 'postgres') {
+        const waiting = async () => secondPid !== null && (await sql`select 1 from pg_locks where pid = ${secondPid} and not granted`.execute(handle.db)).rows.length > 0;
+        await waitFor(waiting, 'the second transaction to wait on the first one’s uncommitted key', 10_000, 5);
+      }
+      release();
       assert.deepEqual(codes(await first), ['created']);
       assert.deepEqual(codes(await second), ['transfer_id_conflict', 'created']);
       assert.equal((await ledger.balance(b.store)).posted, 2);
+      assert.equal((await ledger.checkConservation()).ok, true);
     });
 
     test('a large batch is applied whole, in order', async () => {

@@ -13,6 +13,7 @@ import { generateKeyPair } from '../../src/core/crypto.ts';
 import { ORDER_TOKEN_TYPE } from '../../src/schedule/runner.ts';
 import { testEngines } from '../helpers/db.ts';
 import { startTestOrigin, type TestOrigin } from '../helpers/origin.ts';
+import { waitFor as until } from '../helpers/wait.ts';
 import { windowsAround } from '../helpers/windows.ts';
 
 // #5 points 3 and 4 end to end (S0.3, S0.4, S0.7): real agents, real HTTP, the origin's
@@ -30,19 +31,11 @@ const PIECES = 16;
 const SIZE = PIECE * PIECES;
 const MIN = 60_000;
 
-/** Waits (real time) until `f` is true; fails with `what` after `ms`. */
-async function until(f: () => boolean | Promise<boolean>, what: string, ms = 15_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await f())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 /** A terminal with a session and no agent: the test makes its calls over HTTP itself. */
 async function bareTerminal(o: TestOrigin, name: string, roles = ['member']): Promise<{ id: string; call: (method: string, url: string, json: unknown) => ReturnType<TestOrigin['call']> }> {
   const user = await o.userWithRoles(roles);
-  const reg = await o.call('POST', '/terminals', { token: user.token, json: { publicKey: generateKeyPair().publicKeyB64, name } });
+  const reg = await o.registerTerminal(user.token, generateKeyPair(), { name });
   assert.equal(reg.status, 201, JSON.stringify(reg.body));
   const token = await o.accounts.issueToken(user.userId, reg.body.terminal.id, 'test terminal session', null);
   return { id: reg.body.terminal.id, call: (method, url, json) => o.call(method, url, { token, json }) };
@@ -123,7 +116,7 @@ for (const engine of testEngines()) {
       puller.scheduled!.wakeUp();
       await until(() => ev.pull.some((e) => e.event === 'check-in' && e.nextCheckInAt === new Date(W - MIN).toISOString()), 'a check-in that names window A as the next call');
       await until(async () => (await o.db.db.selectFrom('schedule_push_addresses').select('url').where('terminal_id', '=', addressee.terminalId).executeTakeFirst())?.url === `${addressee.url}/schedule/orders`, 'the registered address');
-      await until(() => o.clock.sleepers > 0, 'the pull agent asleep until its window');
+      await until(() => o.clock.isWaitingFor(W - MIN), 'the pull agent asleep until its window');
       await o.scheduler!.tick();
       for (const [a, id] of [[puller, pullId], [streamer, streamId], [addressee, addressId]] as const) {
         assert.equal(a.store.get(id), undefined, 'nothing fetched before the window');
@@ -138,19 +131,18 @@ for (const engine of testEngines()) {
       await until(() => ev.address.some((e) => e.event === 'delivered'), 'the delivery pushed to the address');
       await until(() => ev.pull.some((e) => e.event === 'order'), 'the pull agent’s order in window A');
       await until(() => (puller.store.get(pullId)?.have.size ?? 0) >= 3, 'three verified pieces');
+      const running = await history(puller.terminalId, pullId);
+
+      // --- window A closes mid-transfer (at once: the rest of the content takes seconds at the cap): the pull agent pauses by its own clock; the origin defers the rest ---
+      o.clock.set(W);
+      assert.deepEqual(running.map((r) => [r.outcome, r.source, r.dueAt]), [['running', 'origin', new Date(W - MIN).toISOString()]]);
+      await until(() => ev.pull.some((e) => e.event === 'paused'), 'the pause at the window end');
       await o.scheduler!.tick();
       for (const [a, id] of [[streamer, streamId], [addressee, addressId]] as const) {
         const r = await history(a.terminalId, id);
         assert.deepEqual(r.map((x) => [x.outcome, x.source, x.bytes, x.dueAt, x.startedAt]), [['done', 'origin', SIZE, new Date(W - MIN).toISOString(), new Date(W - MIN).toISOString()]]);
         assert.ok(a.store.list().find((c) => c.id === id)?.complete);
       }
-      const running = await history(puller.terminalId, pullId);
-      assert.deepEqual(running.map((r) => [r.outcome, r.source, r.dueAt]), [['running', 'origin', new Date(W - MIN).toISOString()]]);
-
-      // --- window A closes mid-transfer: the pull agent pauses by its own clock; the origin defers the rest ---
-      o.clock.set(W);
-      await until(() => ev.pull.some((e) => e.event === 'paused'), 'the pause at the window end');
-      await o.scheduler!.tick();
       const held = puller.store.get(pullId)!.have.size;
       assert.ok(held >= 3 && held < PIECES, `paused part way (${held} of ${PIECES} pieces)`);
       const paused = await history(puller.terminalId, pullId);
@@ -159,7 +151,7 @@ for (const engine of testEngines()) {
       assert.equal(paused[0]!.endedAt, new Date(W).toISOString());
 
       // --- window B: it wakes again, resumes from the verified pieces and finishes ---
-      await until(() => o.clock.sleepers > 0 && ev.pull.some((e) => e.event === 'check-in' && e.nextCheckInAt === new Date(W + MIN).toISOString()), 'asleep until window B');
+      await until(() => o.clock.isWaitingFor(W + MIN) && ev.pull.some((e) => e.event === 'check-in' && e.nextCheckInAt === new Date(W + MIN).toISOString()), 'asleep until window B');
       o.clock.set(W + MIN);
       await until(() => ev.pull.some((e) => e.event === 'delivered'), 'delivery in window B', 30_000);
       await o.scheduler!.tick();
@@ -217,11 +209,12 @@ for (const engine of testEngines()) {
       const forged = encodeToken({ typ: ORDER_TOKEN_TYPE, ...order }, generateKeyPair().privateKey);
       const foreign = encodeToken({ typ: ORDER_TOKEN_TYPE, ...order, terminalId: 'trm_someone_else' }, o.keys.privateKey);
       const wrongType = encodeToken({ typ: 'cascade-grant', ...order }, o.keys.privateKey);
-      for (const [token, why] of [[forged, 'bad signature'], [foreign, 'another terminal'], [wrongType, 'not an order'], [42, 'not a token']] as const) {
+      // A body that is no { token: string } at all is refused by the route's schema (strict: no coercion), before any order is looked at.
+      for (const [token, why, code] of [[forged, 'bad signature', 'invalid_order'], [foreign, 'another terminal', 'invalid_order'], [wrongType, 'not an order', 'invalid_order'], [42, 'not a token', 'invalid_request']] as const) {
         const res = await request(`${a.url}/schedule/orders`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ token }) });
         const body = (await res.body.json()) as any;
         assert.equal(res.statusCode, 400, why);
-        assert.equal(body.error.code, 'invalid_order', why);
+        assert.equal(body.error.code, code, why);
       }
       assert.equal(a.store.get(contentId), undefined);
       assert.deepEqual(a.scheduled!.running(), []);

@@ -12,7 +12,10 @@ import { startTestOrigin, type TestOrigin } from '../helpers/origin.ts';
 // #5 points 1, 2 and 6 through the origin (S0.1, S0.2, S0.5, S0.7): distribution
 // requests over HTTP with every refusal (and nothing stored), each terminal's plan
 // (new content appears in the plans of the matching terminals only) and the delivery
-// records the dispatcher writes. The clock is the origin's ManualClock: no sleeping.
+// records, through the service the dispatcher writes them with. The clock is the origin's
+// ManualClock from T0 on: no sleeping, and the real time of the run does not matter. The
+// records here are the test's own: the scheduler, which would write its own for the open
+// windows, is off (delivery.test.ts runs it).
 
 const at = (iso: string) => Date.parse(iso);
 const H = 3_600_000;
@@ -45,7 +48,7 @@ for (const engine of testEngines()) {
 
     async function terminal(name = 'box') {
       const keys = generateKeyPair();
-      const reg = await o.call('POST', '/terminals', { token: owner.token, json: { publicKey: keys.publicKeyB64, name } });
+      const reg = await o.registerTerminal(owner.token, keys, { name });
       assert.equal(reg.status, 201, JSON.stringify(reg.body));
       const id: string = reg.body.terminal.id;
       const ch = await o.call('POST', '/terminals/challenge', { json: { terminalId: id } });
@@ -75,8 +78,7 @@ for (const engine of testEngines()) {
     const plan = (t: { token: string }, q = '') => o.call('GET', `/schedules/plan${q}`, { token: t.token });
 
     before(async () => {
-      o = await startTestOrigin({ engine, config: { holdingsSpotCheck: false } });
-      o.clock.set(T0);
+      o = await startTestOrigin({ engine, now: T0, config: { holdingsSpotCheck: false, scheduler: false } });
       owner = await o.userWithRoles(['member']);
       pub = await o.userWithRoles(['publisher']);
       member = await o.userWithRoles(['member']);

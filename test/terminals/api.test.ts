@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { generateKeyPair, signBytes, type KeyPair } from '../../src/core/crypto.ts';
-import { loginMessage } from '../../src/terminals/service.ts';
+import { CHALLENGE_TTL_MS } from '../../src/terminals/challenges.ts';
+import { loginMessage, registerMessage } from '../../src/terminals/service.ts';
 import { testEngines } from '../helpers/db.ts';
 import { startTestOrigin, type TestOrigin } from '../helpers/origin.ts';
 import { beat } from './fixture.ts';
@@ -19,7 +20,7 @@ for (const engine of testEngines()) {
 
     async function registerAndLogin(token: string, extra: Record<string, unknown> = {}) {
       const keys = generateKeyPair();
-      const reg = await o.call('POST', '/terminals', { token, json: { publicKey: keys.publicKeyB64, name: 'living room', region: 'eu', network: 'fiber', ...extra } });
+      const reg = await o.registerTerminal(token, keys, { name: 'living room', region: 'eu', network: 'fiber', ...extra });
       assert.equal(reg.status, 201, JSON.stringify(reg.body));
       const terminalId: string = reg.body.terminal.id;
       const ch = await o.call('POST', '/terminals/challenge', { json: { terminalId } });
@@ -87,6 +88,8 @@ for (const engine of testEngines()) {
       assert.equal(mine.status, 200);
       assert.equal(mine.body.publicKey, t.keys.publicKeyB64);
       assert.equal((await o.call('GET', `/terminals/${t.terminalId}`, { token: t.session })).status, 200, 'the terminal itself');
+      const sibling = await registerAndLogin(owner.token);
+      expectError(await o.call('GET', `/terminals/${t.terminalId}`, { token: sibling.session }), 403, 'forbidden'); // issue 10 #9: not its owner's other terminals
       const op = await o.userWithRoles(['operator']);
       assert.equal((await o.call('GET', `/terminals/${t.terminalId}`, { token: op.token })).status, 200);
       const stranger = await o.userWithRoles(['member']);
@@ -98,17 +101,58 @@ for (const engine of testEngines()) {
     test('registration refusals: invalid key, duplicate key, no sign-in, malformed JSON', async () => {
       const count = async () => Number((await o.db.db.selectFrom('terminals').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n);
       const before = await count();
-      expectError(await o.call('POST', '/terminals', { token: owner.token, json: { publicKey: 'abc', name: 'x' } }), 400, 'invalid_public_key');
+      expectError(await o.registerTerminal(owner.token, generateKeyPair(), { publicKey: 'abc', name: 'x' }), 400, 'invalid_public_key');
       const keys = generateKeyPair();
-      assert.equal((await o.call('POST', '/terminals', { token: owner.token, json: { publicKey: keys.publicKeyB64, name: 'x' } })).status, 201);
-      expectError(await o.call('POST', '/terminals', { token: owner.token, json: { publicKey: keys.publicKeyB64, name: 'y' } }), 409, 'terminal_exists');
-      expectError(await o.call('POST', '/terminals', { json: { publicKey: generateKeyPair().publicKeyB64, name: 'x' } }), 401, 'unauthenticated');
+      assert.equal((await o.registerTerminal(owner.token, keys, { name: 'x' })).status, 201);
+      expectError(await o.registerTerminal(owner.token, keys, { name: 'y' }), 409, 'terminal_exists');
+      expectError(await o.call('POST', '/terminals', { json: { publicKey: generateKeyPair().publicKeyB64, name: 'x', nonce: 'n', signature: 's' } }), 401, 'unauthenticated');
+      expectError(await o.call('POST', '/terminals/registration-challenge', { json: {} }), 401, 'unauthenticated');
       expectError(
         await o.call('POST', '/terminals', { token: owner.token, body: '{"publicKey": ', headers: { 'content-type': 'application/json' } }),
         400,
         'malformed_json',
       );
       expectError(await o.call('POST', '/terminals', { token: owner.token, json: { name: 'x' } }), 400, 'invalid_request');
+      assert.equal(await count(), before + 1);
+    });
+
+    test('registration proves possession of the key (issue 10 #9): no proof, a nonce of another account, a replayed or expired nonce, a wrong signature — nothing stored', async () => {
+      const count = async () => Number((await o.db.db.selectFrom('terminals').select((eb) => eb.fn.countAll().as('n')).executeTakeFirstOrThrow()).n);
+      const before = await count();
+      const victim = generateKeyPair(); // someone else's device key: its public half is no secret
+      const challenge = async (token = owner.token) => (await o.call('POST', '/terminals/registration-challenge', { token, json: {} })).body.nonce as string;
+      const register = (nonce: string, signature: string, token = owner.token) =>
+        o.call('POST', '/terminals', { token, json: { publicKey: victim.publicKeyB64, name: 'squatter', nonce, signature } });
+      const attacker = generateKeyPair();
+
+      // The old way, a public key alone, is refused by the schema.
+      expectError(await o.call('POST', '/terminals', { token: owner.token, json: { publicKey: victim.publicKeyB64, name: 'x' } }), 400, 'invalid_request');
+      // A signature by another key than the one registered.
+      let nonce = await challenge();
+      expectError(await register(nonce, signBytes(attacker.privateKey, registerMessage(victim.publicKeyB64, nonce))), 400, 'bad_signature');
+      // A signature over something else (a login statement), then garbage.
+      nonce = await challenge();
+      expectError(await register(nonce, signBytes(victim.privateKey, loginMessage('trm_x', nonce))), 400, 'bad_signature');
+      nonce = await challenge();
+      expectError(await register(nonce, 'not-a-signature'), 400, 'bad_signature');
+      // A nonce never issued, one issued to another account, one already used, one expired.
+      expectError(await register('never-issued', signBytes(victim.privateKey, registerMessage(victim.publicKeyB64, 'never-issued'))), 400, 'invalid_challenge');
+      const other = await o.userWithRoles(['member']);
+      nonce = await challenge(other.token);
+      expectError(await register(nonce, signBytes(victim.privateKey, registerMessage(victim.publicKeyB64, nonce))), 400, 'invalid_challenge');
+      nonce = await challenge();
+      expectError(await register(nonce, 'not-a-signature'), 400, 'bad_signature');
+      expectError(await register(nonce, signBytes(victim.privateKey, registerMessage(victim.publicKeyB64, nonce))), 400, 'invalid_challenge'); // burnt by the failure
+      nonce = await challenge();
+      o.clock.advance(CHALLENGE_TTL_MS);
+      expectError(await register(nonce, signBytes(victim.privateKey, registerMessage(victim.publicKeyB64, nonce))), 400, 'invalid_challenge');
+      assert.equal(await count(), before, 'no terminal stored');
+
+      // The holder of the key registers it, once: the same signed nonce again is a replay.
+      nonce = await challenge();
+      const signature = signBytes(victim.privateKey, registerMessage(victim.publicKeyB64, nonce));
+      assert.equal((await register(nonce, signature)).status, 201);
+      expectError(await register(nonce, signature), 400, 'invalid_challenge');
       assert.equal(await count(), before + 1);
     });
 

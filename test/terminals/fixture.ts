@@ -3,11 +3,12 @@ import pino from 'pino';
 import { Registry } from 'prom-client';
 import type { KyselyPlugin, PluginTransformQueryArgs, PluginTransformResultArgs } from 'kysely';
 import { AccountService } from '../../src/accounts/service.ts';
+import { AddressPolicy } from '../../src/core/address-policy.ts';
 import { ManualClock } from '../../src/core/clock.ts';
 import { loadConfig, type Config } from '../../src/core/config.ts';
 import { generateKeyPair, signBytes, type KeyPair } from '../../src/core/crypto.ts';
 import type { Db, DbHandle } from '../../src/db/connection.ts';
-import { loginMessage, TerminalService, type TerminalServiceDeps } from '../../src/terminals/service.ts';
+import { loginMessage, registerMessage, TerminalService, type TerminalServiceDeps } from '../../src/terminals/service.ts';
 import type { TestEngine } from '../helpers/db.ts';
 
 // A TerminalService on a real database (either engine) with a manual clock, a fresh
@@ -41,9 +42,11 @@ export interface Fixture {
   userId: string;
   /** Inserts a content row (bypassing ContentService, which this domain does not test). */
   addContent(): Promise<string>;
+  /** The registration fields proving `dev` holds its key (a fresh challenge for the fixture's user, signed). */
+  proof(dev: KeyPair, publicKey?: string): Promise<{ nonce: string; signature: string }>;
   /** Registers a terminal with a fresh device key and logs it in. */
   newTerminal(name?: string): Promise<{ id: string; keys: KeyPair; credential: string; token: string }>;
-  count(table: 'terminals' | 'holdings' | 'api_tokens'): Promise<number>;
+  count(table: 'terminals' | 'holdings' | 'api_tokens' | 'terminal_challenges'): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -58,7 +61,8 @@ export async function openFixture(engine: TestEngine, overrides: Partial<Termina
   const keys = generateKeyPair();
   const accounts = new AccountService(handle.db, clock);
   const metrics = new Registry();
-  const svc = new TerminalService({ db, keys, clock, config, logger: pino({ level: 'silent' }), accounts, metrics, ...overrides });
+  const peers = new AddressPolicy({ mode: 'any' });
+  const svc = new TerminalService({ db, keys, clock, config, logger: pino({ level: 'silent' }), accounts, metrics, peers, ...overrides });
   const user = await accounts.createUser(`owner${process.pid}x${++n}`, 'correct horse battery', ['member']);
 
   const f: Fixture = {
@@ -74,9 +78,13 @@ export async function openFixture(engine: TestEngine, overrides: Partial<Termina
         .execute();
       return id;
     },
+    async proof(dev, publicKey = dev.publicKeyB64) {
+      const { nonce } = await svc.registrationChallenge(user.id);
+      return { nonce, signature: signBytes(dev.privateKey, registerMessage(publicKey, nonce)) };
+    },
     async newTerminal(name = 'box') {
       const dev = generateKeyPair();
-      const { terminal, credential } = await svc.register(user.id, { publicKey: dev.publicKeyB64, name });
+      const { terminal, credential } = await svc.register(user.id, { publicKey: dev.publicKeyB64, name, ...(await f.proof(dev)) });
       const { nonce } = await svc.challenge(terminal.id);
       const { token } = await svc.login(credential, nonce, signBytes(dev.privateKey, loginMessage(terminal.id, nonce)));
       return { id: terminal.id, keys: dev, credential, token };

@@ -124,18 +124,32 @@ for (const engine of testEngines()) {
 
     test('start() flushes every heartbeatFlushMs; stop() flushes what is left', async () => {
       const t = await f.newTerminal();
+      // The timer's flushes are told apart from anyone else's by counting the calls it makes.
+      const flush = mock.method(f.svc, 'flush');
       mock.timers.enable({ apis: ['setInterval'] });
       try {
         f.svc.start();
         await f.svc.heartbeat(t.id, beat({ cpu: 0.31 }));
-        mock.timers.tick(f.config.heartbeatFlushMs);
-        await f.svc.flush(); // waits for the timer's flush, which ran first
+        mock.timers.tick(f.config.heartbeatFlushMs - 1);
+        assert.equal(flush.mock.callCount(), 0, 'no flush before the period');
+        mock.timers.tick(1);
+        assert.equal(flush.mock.callCount(), 1, 'the timer flushes once the period is up');
+        assert.equal(await flush.mock.calls[0]!.result, 1);
         assert.equal((await latestState(f, t.id)).last_state?.cpu, 0.31);
         await f.svc.heartbeat(t.id, beat({ cpu: 0.32 }));
-        await f.svc.stop();
+        mock.timers.tick(f.config.heartbeatFlushMs);
+        assert.equal(flush.mock.callCount(), 2, 'and again every period');
+        assert.equal(await flush.mock.calls[1]!.result, 1);
         assert.equal((await latestState(f, t.id)).last_state?.cpu, 0.32);
+        await f.svc.heartbeat(t.id, beat({ cpu: 0.33 }));
+        await f.svc.stop();
+        assert.equal(flush.mock.callCount(), 3, 'stop() flushes what is left');
+        assert.equal((await latestState(f, t.id)).last_state?.cpu, 0.33);
+        mock.timers.tick(10 * f.config.heartbeatFlushMs);
+        assert.equal(flush.mock.callCount(), 3, 'no flush after stop()');
       } finally {
         mock.timers.reset();
+        flush.mock.restore();
       }
     });
   });

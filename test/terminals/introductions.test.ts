@@ -94,10 +94,7 @@ for (const engine of testEngines()) {
     /** Registers and logs in a terminal through the origin's HTTP API (as test/terminals/api.test.ts does). */
     async function newTerminal(extra: Record<string, unknown> = {}) {
       const keys = generateKeyPair();
-      const reg = await o.call('POST', '/terminals', {
-        token: owner.token,
-        json: { publicKey: keys.publicKeyB64, name: 'box', region: 'eu-west', network: 'fiber-a', ...extra },
-      });
+      const reg = await o.registerTerminal(owner.token, keys, { name: 'box', region: 'eu-west', network: 'fiber-a', ...extra });
       assert.equal(reg.status, 201, JSON.stringify(reg.body));
       const terminalId: string = reg.body.terminal.id;
       const ch = await o.call('POST', '/terminals/challenge', { json: { terminalId } });

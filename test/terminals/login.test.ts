@@ -29,7 +29,7 @@ for (const engine of testEngines()) {
 
     test('register stores the terminal and returns an origin-signed device credential', async () => {
       const dev = generateKeyPair();
-      const { terminal, credential } = await f.svc.register(f.userId, { publicKey: dev.publicKeyB64, name: ' kitchen ', region: 'eu-west', network: 'AS3320', serveUrl: 'http://10.0.0.5:7000/' });
+      const { terminal, credential } = await f.svc.register(f.userId, { publicKey: dev.publicKeyB64, name: ' kitchen ', region: 'eu-west', network: 'AS3320', serveUrl: 'http://10.0.0.5:7000/', ...(await f.proof(dev)) });
       assert.match(terminal.id, /^trm_/);
       assert.deepEqual(
         { userId: terminal.userId, name: terminal.name, publicKey: terminal.publicKey, region: terminal.region, network: terminal.network, serveUrl: terminal.serveUrl },
@@ -49,23 +49,24 @@ for (const engine of testEngines()) {
       const before = await f.count('terminals');
       const x25519Like = Buffer.alloc(33, 7).toString('base64url'); // 33 bytes: not a raw Ed25519 key
       for (const publicKey of ['', 'abc', x25519Like, generateKeyPair().publicKeyB64 + '=', 'not base64url!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!']) {
-        await refused(f.svc.register(f.userId, { publicKey, name: 'x' }), 400, 'invalid_public_key');
+        await refused(f.svc.register(f.userId, { publicKey, name: 'x', ...(await f.proof(generateKeyPair(), publicKey)) }), 400, 'invalid_public_key');
       }
       assert.equal(await f.count('terminals'), before);
     });
 
     test('a key that is already registered is refused with 409 terminal_exists', async () => {
       const dev = generateKeyPair();
-      await f.svc.register(f.userId, { publicKey: dev.publicKeyB64, name: 'first' });
+      await f.svc.register(f.userId, { publicKey: dev.publicKeyB64, name: 'first', ...(await f.proof(dev)) });
       const before = await f.count('terminals');
-      await refused(f.svc.register(f.userId, { publicKey: dev.publicKeyB64, name: 'second' }), 409, 'terminal_exists');
+      await refused(f.svc.register(f.userId, { publicKey: dev.publicKeyB64, name: 'second', ...(await f.proof(dev)) }), 409, 'terminal_exists');
       assert.equal(await f.count('terminals'), before);
     });
 
     test('bad name or serve URL is refused and nothing stored', async () => {
       const before = await f.count('terminals');
-      await refused(f.svc.register(f.userId, { publicKey: generateKeyPair().publicKeyB64, name: '  ' }), 400, 'invalid_name');
-      await refused(f.svc.register(f.userId, { publicKey: generateKeyPair().publicKeyB64, name: 'x', serveUrl: 'ftp://a' }), 400, 'invalid_serve_url');
+      const dev = generateKeyPair();
+      await refused(f.svc.register(f.userId, { publicKey: dev.publicKeyB64, name: '  ', ...(await f.proof(dev)) }), 400, 'invalid_name');
+      await refused(f.svc.register(f.userId, { publicKey: dev.publicKeyB64, name: 'x', serveUrl: 'ftp://a', ...(await f.proof(dev)) }), 400, 'invalid_serve_url');
       assert.equal(await f.count('terminals'), before);
     });
 

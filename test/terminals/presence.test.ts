@@ -1,12 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ManualClock } from '../../src/core/clock.ts';
-import { ChallengeStore } from '../../src/terminals/challenges.ts';
 import { validateHeartbeat } from '../../src/terminals/heartbeat.ts';
 import { HeartbeatBuffer, newerState } from '../../src/terminals/presence.ts';
 import type { TerminalState } from '../../src/terminals/tables.ts';
 
-// Pure building blocks of S1.2: the heartbeat buffer, the challenge store, the rules.
+// Pure building blocks of S1.2: the heartbeat buffer and the rules (the challenge store is in challenges.test.ts).
 
 const state = (at: number, cpu = 0.5): TerminalState => ({ uptimeRatio: 1, upBps: 10, downBps: 10, sendLoadBps: 0, recvLoadBps: 0, cpu, at });
 
@@ -37,23 +35,6 @@ test('newerState keeps the later beat, and either when the other is missing', ()
   assert.equal(newerState(null, state(2))?.at, 2);
   assert.equal(newerState(state(1), undefined)?.at, 1);
   assert.equal(newerState(null, undefined), null);
-});
-
-test('challenge store: bounded, oldest evicted first, expired ones dropped first', () => {
-  const clock = new ManualClock(0);
-  const store = new ChallengeStore(clock, 3, 1000);
-  const first = store.issue('t').nonce;
-  clock.advance(2000);
-  const second = store.issue('t').nonce;
-  const third = store.issue('t').nonce;
-  store.issue('t'); // full: drops the expired one only
-  assert.equal(store.size, 3);
-  assert.equal(store.take(first, 't'), false);
-  store.issue('t'); // full again: the oldest live one goes
-  assert.equal(store.size, 3);
-  assert.equal(store.take(second, 't'), false, 'oldest evicted');
-  assert.equal(store.take(third, 'other'), false, 'wrong terminal');
-  assert.equal(store.take(third, 't'), false, 'burnt by the failed take');
 });
 
 test('validateHeartbeat returns only the known fields', () => {
