@@ -17,11 +17,11 @@ import { startTestOrigin, type TestOrigin } from '../helpers/origin.ts';
 
 // #10.7 "bounded resources": 500 piece requests at once, each with a valid grant, at the
 // origin and at an agent (real HTTP on loopback, in this process). Both are capped, and
-// their clocks stand still while the flood is in: a request admitted to a slot waits for
-// tokens, yet holds at most one chunk; requests beyond the slots and the queue are
-// turned away with 503 source_busy; memory stays within a bound far below the 500 MiB
-// that reading every requested piece up front would take. Then the clocks move and the
-// admitted requests, and a download started alongside, complete.
+// their clock (the origin's ManualClock) stands still while the flood is in: a request
+// admitted to a slot waits for tokens, yet holds at most one chunk; requests beyond the
+// slots and the queue are turned away with 503 source_busy; memory stays within a bound
+// far below what reading every admitted piece up front takes. Then the clock moves and
+// the admitted requests, and a download started alongside, complete.
 
 const PIECE = 1024 * 1024;
 const PIECES = 8;
