@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { AccountService } from './accounts/service.ts';
 import { accountRoutes } from './accounts/routes.ts';
 import { AddressPolicy } from './core/address-policy.ts';
-import { systemClock, type Clock } from './core/clock.ts';
+import { systemClock, type WaitClock } from './core/clock.ts';
 import type { Config } from './core/config.ts';
 import { loadOrCreateKeyPair, type KeyPair } from './core/crypto.ts';
 import { openEventBus, type EventBus } from './core/event-bus.ts';
@@ -26,6 +26,7 @@ import { ORIGIN_SOURCE_ID } from './transfer/grant-token.ts';
 import { webRoutes } from './web/routes.ts';
 import { HoldingProver } from './transfer/holding-prover.ts';
 import { TokenBucket } from './transfer/token-bucket.ts';
+import { UploadSlots } from './transfer/upload-slots.ts';
 import { IntroductionService } from './terminals/introductions.ts';
 import { introductionRoutes } from './terminals/introduction-routes.ts';
 import { ReputationService } from './transfer/reputation.ts';
@@ -47,7 +48,8 @@ import { ScheduleRunner } from './schedule/runner.ts';
 
 export interface OriginOptions {
   config: Config;
-  clock?: Clock;
+  /** Everything time-dependent runs on it, the upload rate cap included (tests move a ManualClock). */
+  clock?: WaitClock;
   logger?: Logger;
   /** An open database to use instead of the one named by the config (tests). */
   db?: DbHandle;
@@ -143,7 +145,7 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
       await reservations.release({ userId: receiver.userId, contentId: req.contentId });
     },
   };
-  const coordinator = new PeerCoordinator({ clock, content, terminals, grants, reputation, transfers, bus, grantTtlMs: config.grantTtlMs, billing });
+  const coordinator = new PeerCoordinator({ clock, content, terminals, grants, reputation, transfers, bus, grantTtlMs: config.grantTtlMs, billing, originKey: keys.publicKeyB64 });
   const schedules = new ScheduleService({ db: db.db, clock, bus });
   const scheduler = config.scheduler
     ? new ScheduleRunner({
@@ -187,7 +189,7 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
   await app.register(walletRoutes({ db: db.db, ledger, wallets, accounts, clock, tariff: config.tariff }));
   await app.register(transferRoutes({ coordinator, transfers, reputation, grants, receipts, served, content, terminals, originSourceId: ORIGIN_SOURCE_ID }));
   await app.register(scheduleRoutes({ schedules, runner: scheduler ?? undefined }));
-  const originUpBucket = config.originUpRate ? new TokenBucket(config.originUpRate, Math.max(config.originUpRate / 4, 1)) : undefined;
+  const originUpBucket = config.originUpRate ? new TokenBucket(config.originUpRate, Math.max(config.originUpRate / 4, 1), clock) : undefined;
   await app.register(
     pieceServerRoutes({
       sourceId: ORIGIN_SOURCE_ID,
@@ -196,7 +198,8 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
       pieces: content.pieceReader(),
       clock,
       metrics: app.metrics,
-      upRate: originUpBucket,
+      slots: new UploadSlots(config.originSlots, config.originQueue),
+      upRate: () => originUpBucket,
       // #10 point 6: the origin records what it sent, as every source reports it.
       onServed: (grant, index) => served.note(grant.id, index),
     }),

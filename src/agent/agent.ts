@@ -13,6 +13,7 @@ import { encodeRanges } from '../transfer/piece-ranges.ts';
 import { RETRYABLE_REFUSALS } from '../transfer/receipt.ts';
 import { pieceServerRoutes } from '../transfer/piece-server.ts';
 import { TokenBucket } from '../transfer/token-bucket.ts';
+import { UploadSlots } from '../transfer/upload-slots.ts';
 import { contentListRoutes, loadAgentNotes } from './content-list.ts';
 import { AgentStore } from './store.ts';
 import { LedgerJournal } from './ledger-journal.ts';
@@ -56,6 +57,12 @@ export interface AgentOptions {
   schedule?: ScheduleMode;
   /** The agent's clock (default: the system's): heartbeats, scheduled wake-ups and window ends, grant and session expiry, the journal's times. Tests move a ManualClock. */
   clock?: WaitClock;
+  /**
+   * The clock piece transfers run on: upload and download rate caps, stall and refresh
+   * timing, proof timestamps (default: the system clock). Apart from `clock`, which
+   * schedule tests hold still at window edges while pieces keep flowing.
+   */
+  transferClock?: WaitClock;
   /** How often a scheduled delivery reports progress, ms. */
   scheduleReportMs?: number;
   onScheduleEvent?: (e: ScheduledEvent) => void;
@@ -88,8 +95,9 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
   const userApi = new Api(opts.origin.replace(/\/$/, ''), opts.token);
   const store = new AgentStore(path.join(opts.home, 'store'));
   const journal = new LedgerJournal(path.join(opts.home, 'ledger.journal'), clock);
+  const transferClock = opts.transferClock ?? systemClock;
   // A quarter second of burst: enough to keep the link busy, small enough that the cap holds over short spans.
-  const bucketFor = (rate?: number) => (rate ? new TokenBucket(rate, Math.max(rate / 4, 1)) : undefined);
+  const bucketFor = (rate?: number) => (rate ? new TokenBucket(rate, Math.max(rate / 4, 1), transferClock) : undefined);
   let upBucket = bucketFor(opts.upRate);
   const device = await deviceSession(userApi, opts.home, { name: opts.name, region: opts.region, network: opts.network, clock });
   const api = () => new Api(userApi.origin, device.token);
@@ -156,8 +164,9 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
       pieces: store.pieceSource(),
       clock,
       metrics: app.metrics,
-      slots: opts.slots ?? 4,
-      upRate: { take: async (bytes) => upBucket?.take(bytes) },
+      // No wait queue: a receiver turned away asks another source or comes back after 250 ms.
+      slots: new UploadSlots(opts.slots ?? 4, 0),
+      upRate: () => upBucket,
       onServed: (grant, index, bytes) => {
         sentBytes += bytes;
         // Bounded: past this many unreported pieces, new ones are not reported (and go unpaid), the origin being away.
@@ -272,6 +281,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
           files: { data: files.data, journal: files.journal },
           onReceipt: (id, receipt) => journal.receipt(id, receipt),
           offlineReceipts: true,
+          clock: transferClock,
           ...opts.downloads,
           ...extra,
           // A scheduled delivery's admitted rate, and this terminal's own cap: the lower holds.

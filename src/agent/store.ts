@@ -66,13 +66,12 @@ export class AgentStore {
         const c = this.contents.get(id);
         return c ? [...c.have].sort((a, b) => a - b) : null;
       },
-      readPiece: async (id, index) => {
+      openPiece: async (id, index) => {
         const c = this.contents.get(id);
         if (!c || !c.have.has(index)) return null;
-        const len = pieceLength(c.manifest.body, index);
-        const buf = Buffer.allocUnsafe(len);
-        const n = await this.files.read(this.paths(id).data, buf, pieceOffset(c.manifest.body, index));
-        return n === len ? buf : null;
+        const data = this.paths(id).data;
+        const start = pieceOffset(c.manifest.body, index);
+        return { length: pieceLength(c.manifest.body, index), read: async (offset, into) => (await this.files.read(data, into, start + offset)) ?? 0 };
       },
     };
   }

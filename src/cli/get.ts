@@ -3,7 +3,7 @@ import cliProgress from 'cli-progress';
 import path from 'node:path';
 import { Api } from './api.ts';
 import { cascadeHome, readProfile } from './profile.ts';
-import { monotonicMs } from '../core/clock.ts';
+import { monotonicMs, systemClock } from '../core/clock.ts';
 import { AppError } from '../core/errors.ts';
 import { deviceSession } from '../terminals/device.ts';
 import { download, fileTarget, type Progress } from '../transfer/downloader.ts';
@@ -69,6 +69,7 @@ export function registerGet(program: Command) {
           files: fileTarget(outPath),
           concurrency: opts.concurrency,
           downRate: opts.downRate,
+          clock: systemClock,
           onProgress,
         });
         bar?.stop();

@@ -31,6 +31,11 @@ export class OpenFiles {
     }
   }
 
+  /** Opens `file` (kept open for later reads) and says whether it exists; reads nothing. */
+  async ensureOpen(file: string): Promise<boolean> {
+    return (this.entries.get(file) ?? (await this.open(file))) !== null;
+  }
+
   private open(file: string): Promise<Entry | null> {
     let pending = this.opening.get(file);
     if (!pending) {

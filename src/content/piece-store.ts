@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { access, mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
+import type { PieceReader } from '../transfer/piece-source.ts';
 import { OpenFiles } from './open-files.ts';
 
 // Pieces on disk (ARCHITECTURE "Storage and scale"): content-addressed files
@@ -58,6 +59,16 @@ export class PieceStore {
     const filled = await this.openFiles.read(file, buf);
     if (filled !== length) return null;
     return buf.subarray(0, length);
+  }
+
+  /**
+   * Piece `hash` of `length` bytes (from the manifest), to be read in parts; null if the
+   * store lacks it. Only opens its file (kept open): the caller reads as it sends.
+   */
+  async reader(hash: string, length: number): Promise<PieceReader | null> {
+    const file = this.pathOf(hash);
+    if (!(await this.openFiles.ensureOpen(file))) return null;
+    return { length, read: async (offset, into) => (await this.openFiles.read(file, into, offset)) ?? 0 };
   }
 
   /** Closes the descriptors kept open for reading. */

@@ -262,10 +262,10 @@ export class ContentService {
   pieceReader(): PieceSource {
     return {
       manifest: (id) => (CONTENT_ID.test(id) ? this.manifestOrNull(id) : Promise.resolve(null)),
-      readPiece: async (id, index) => {
+      openPiece: async (id, index) => {
         const m = this.cache.get(id) ?? (CONTENT_ID.test(id) ? await this.manifestOrNull(id) : null);
         if (!m || !Number.isInteger(index) || index < 0 || index >= m.body.pieces.length) return null;
-        return this.deps.pieces.read(m.body.pieces[index], pieceLength(m.body, index));
+        return this.deps.pieces.reader(m.body.pieces[index], pieceLength(m.body, index));
       },
     };
   }

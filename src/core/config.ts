@@ -24,6 +24,10 @@ export interface Config {
   holdingsSpotCheck: boolean;
   /** Cap on the origin's piece upload rate, bytes/s; 0 = none (benchmarks model a limited origin link). */
   originUpRate: number;
+  /** Piece requests the origin serves at once (#10.7). */
+  originSlots: number;
+  /** Piece requests that may wait for one of those slots; more are refused with 503 source_busy. */
+  originQueue: number;
   /** Pricing rules (S1.8, S1.9, S1.13): DEFAULT_TARIFF overridden by the environment, checked. */
   tariff: Tariff;
   /** Minor units credited once to a new wallet as a promotion; 0 = none. */
@@ -123,6 +127,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     heartbeatFlushMs: intFrom(env, 'HEARTBEAT_FLUSH_MS', 5000, 10),
     transferDeadMs: intFrom(env, 'TRANSFER_DEAD_MS', 30_000, 100),
     originUpRate: intFrom(env, 'ORIGIN_UP_RATE', 0, 0),
+    originSlots: intFrom(env, 'ORIGIN_SLOTS', 64, 1, 100_000),
+    originQueue: intFrom(env, 'ORIGIN_QUEUE', 256, 0, 1_000_000),
     peerAddresses: peerAddressesFrom(env),
     holdingsSpotCheck: env.HOLDINGS_SPOT_CHECK !== '0',
     tariff: tariffFrom(env),

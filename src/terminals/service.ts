@@ -60,6 +60,8 @@ export interface Holder {
   region: string;
   network: string;
   serveUrl: string | null;
+  /** The holder's key (base64url raw Ed25519): receivers check its served statements with it. */
+  publicKey: string;
   online: boolean;
   lastSeenAt: string | null;
   state: TerminalState | null;
@@ -408,7 +410,7 @@ export class TerminalService {
     const rows = await this.db
       .selectFrom('holdings as h')
       .innerJoin('terminals as t', 't.id', 'h.terminal_id')
-      .select(['t.id', 't.name', 't.region', 't.network', 't.serve_url', 't.last_seen_at', 't.last_state', 'h.reported_at', 'h.pieces'])
+      .select(['t.id', 't.name', 't.region', 't.network', 't.serve_url', 't.public_key', 't.last_seen_at', 't.last_state', 'h.reported_at', 'h.pieces'])
       .where('h.content_id', '=', contentId)
       .orderBy('t.last_seen_at', (ob) => ob.desc().nullsLast())
       .orderBy('t.id')
@@ -425,6 +427,7 @@ export class TerminalService {
         region: r.region,
         network: r.network,
         serveUrl: r.serve_url,
+        publicKey: r.public_key,
         online: seenAt !== null && now - seenAt <= this.offlineAfterMs,
         lastSeenAt: seenAt === null ? null : new Date(seenAt).toISOString(),
         state,

@@ -68,6 +68,8 @@ export class PeerCoordinator {
       bus: EventBus;
       grantTtlMs: number;
       billing?: TransferBilling;
+      /** The origin's public key (base64url), offered with the origin as a source. */
+      originKey: string;
     },
   ) {}
 
@@ -186,7 +188,18 @@ export class PeerCoordinator {
     const offers: SourceOffer[] = [];
     for (const r of ranked) {
       const grant = await this.grantFor(transfer, r.terminalId);
-      offers.push({ sourceId: r.terminalId, sourceUrl: r.serveUrl, pieces: byId.get(r.terminalId)!.pieces, score: r.score, why: r.why, grant: pick(grant) });
+      const holder = byId.get(r.terminalId)!;
+      offers.push({
+        sourceId: r.terminalId,
+        sourceUrl: r.serveUrl,
+        pieces: holder.pieces,
+        score: r.score,
+        why: r.why,
+        grant: pick(grant),
+        publicKey: holder.publicKey,
+        // #10.4: the rate it declared (heartbeats say bits/s); receivers judge its stalls by it.
+        upRate: holder.state ? Math.floor(holder.state.upBps / 8) : null,
+      });
     }
     return offers;
   }
@@ -196,7 +209,8 @@ export class PeerCoordinator {
     const why = slice
       ? [`the origin: last resort; in this swarm it sends you ${slice.length} piece(s) nobody holds yet, peers spread the rest`]
       : ['the origin: last resort, for pieces no chosen peer has'];
-    return { sourceId: ORIGIN_SOURCE_ID, sourceUrl: null, pieces: slice ? encodeRanges(slice) : null, score: null, why, grant: pick(grant) };
+    // The origin's link is shared by every receiver: it declares no per-receiver rate and is judged by silence alone.
+    return { sourceId: ORIGIN_SOURCE_ID, sourceUrl: null, pieces: slice ? encodeRanges(slice) : null, score: null, why, grant: pick(grant), publicKey: this.deps.originKey, upRate: null };
   }
 
   /** Grants cover the whole content: availability is the source's business, permission is ours. */

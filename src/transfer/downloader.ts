@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { open, rename, rm, type FileHandle } from 'node:fs/promises';
+import { systemClock, type WaitClock } from '../core/clock.ts';
 import { AppError } from '../core/errors.ts';
 import type { KeyPair } from '../core/crypto.ts';
 import type { Api } from '../cli/api.ts';
@@ -7,16 +8,19 @@ import { checkManifest, pieceLength, pieceOffset, type SignedManifest } from '..
 import { DownloadJournal } from './download-journal.ts';
 import { ReceiptBook } from './receipt-book.ts';
 import type { SignedReceipt } from './receipt.ts';
-import { SourceSet, type DropReason, type Source, type SourceOffer } from './source-set.ts';
+import { pieceDeadlineMs, SourceSet, type DropReason, type Source, type SourceOffer } from './source-set.ts';
 import { TokenBucket } from './token-bucket.ts';
 import { encodeRanges } from './piece-ranges.ts';
 import type { Reservation } from '../ledger/reservations.ts';
+import { verifyServed } from './served-attestation.ts';
 
 // S1.6/S1.7: fetch a content piece by piece from several sources at once — peers the
 // origin selected for us and the origin as last resort — verifying every piece
-// against the origin-signed manifest before keeping it, writing it in place and
-// journaling it. A source that stalls, refuses, is slow, or sends wrong bytes is
-// dropped (and reported), and the origin is asked for others. Killed and
+// against the origin-signed manifest, and its source's served statement against the
+// source's key, before keeping it, writing it in place and journaling it. A source
+// that stalls (judged against the rate it declared), refuses, is slow, or sends wrong
+// bytes or a bad statement is dropped (and reported once), and the origin is asked
+// for others. Killed and
 // restarted, the download resumes from the pieces the journal names (re-checked
 // against their hashes), never from zero.
 
@@ -44,7 +48,11 @@ export interface DownloadOptions {
   downRate?: number;
   /** Pieces per receipt. */
   receiptBatch?: number;
-  /** A request with no bytes for this long fails; two such failures drop the source. */
+  /**
+   * A request with no bytes for this long fails, and so does one that takes this long
+   * plus far more than its source's declared rate allows (pieceDeadlineMs); two such
+   * failures in a row drop the source.
+   */
   stallMs?: number;
   /** How often to report progress to the origin and refresh the source list. */
   refreshMs?: number;
@@ -61,6 +69,8 @@ export interface DownloadOptions {
   onReservation?: (r: Reservation) => void;
   /** Told of every receipt as it is signed (the agent's accounting journal, S1.10). */
   onReceipt?: (id: string, receipt: SignedReceipt) => void;
+  /** Stall, refresh and rate timing, the down-rate cap and proof timestamps run on it (default: the system clock). */
+  clock?: WaitClock;
   /**
    * The caller keeps receipts the origin could not be given and reconciles them later
    * (S1.10): a download whose pieces are all verified then succeeds even if the origin
@@ -136,14 +146,24 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
   }
 }
 
+/** A piece request in flight: its source, when it counts as stalled (once it left), and how to stop it. */
+interface PieceRequest {
+  source: Source;
+  deadline: number;
+  stop: AbortController;
+}
+
 class DownloadRun {
   private readonly body: SignedManifest['body'];
   private readonly total: number;
   private readonly have = new Set<number>();
-  private readonly inFlight = new Map<number, Source>();
+  private readonly inFlight = new Map<number, PieceRequest>();
   private readonly badCount = new Map<number, number>();
   private readonly buffers: Buffer[] = [];
   private readonly tasks = new Set<Promise<void>>();
+  /** Reports of drops on their way to the origin (the end waits for them, then sends what failed). */
+  private readonly dropReports = new Set<Promise<void>>();
+  private readonly clock: WaitClock;
   private readonly sources: SourceSet;
   private readonly receipts: ReceiptBook;
   private readonly bucket?: TokenBucket;
@@ -167,16 +187,22 @@ class DownloadRun {
   ) {
     this.body = manifest.body;
     this.total = this.body.pieces.length;
+    this.clock = opts.clock ?? systemClock;
     this.stallMs = opts.stallMs ?? 5000;
     this.refreshMs = opts.refreshMs ?? 2000;
-    this.sources = new SourceSet(opts.contentId, opts.device.keys.privateKey, opts.api.origin, {
+    this.sources = new SourceSet({
+      contentId: opts.contentId,
+      receiverKey: opts.device.keys.privateKey,
+      clock: this.clock,
+      originUrl: opts.api.origin,
+      originKey: opts.originKey,
       connections: opts.perPeer ?? 4,
       originConnections: opts.concurrency ?? 8,
       stallMs: this.stallMs,
       sourceUrlOverride: opts.sourceUrlOverride,
     });
     this.receipts = new ReceiptBook({ api: opts.api, contentId: opts.contentId, device: opts.device, batch: opts.receiptBatch ?? 32, onReceipt: opts.onReceipt }, journal, this.body);
-    if (opts.downRate) this.bucket = new TokenBucket(opts.downRate, Math.max(opts.downRate, this.body.pieceSize));
+    if (opts.downRate) this.bucket = new TokenBucket(opts.downRate, Math.max(opts.downRate, this.body.pieceSize), this.clock);
     this.progress = { pieces: 0, totalPieces: this.total, bytes: 0, totalBytes: this.body.totalSize, resumedPieces: 0 };
   }
 
@@ -197,7 +223,8 @@ class DownloadRun {
           throw new AppError('aborted', 'The download was stopped.', 499, { pieces: this.have.size, totalPieces: this.total, reservation: this.reservation });
         }
         if (this.fatal) throw this.fatal;
-        const now = Date.now();
+        const now = this.clock.now();
+        this.stopLate(now);
         if (now - this.lastRefresh >= this.refreshMs || this.sources.usable(now).length === 0) await this.refresh();
         this.schedule();
         await new Promise<void>((resolve) => {
@@ -213,6 +240,7 @@ class DownloadRun {
       await this.report(true);
     } finally {
       await Promise.allSettled(this.tasks);
+      this.bucket?.close();
       await this.sources.close();
     }
     const bySource: Record<string, number> = {};
@@ -257,7 +285,7 @@ class DownloadRun {
    * transfer is alive (S1.7), and offers peers minus the ones we dropped.
    */
   private async refresh() {
-    this.lastRefresh = Date.now();
+    this.lastRefresh = this.clock.now();
     try {
       const res = await this.opts.api.post<{ transferId: string; sources: SourceOffer[]; reservation?: Reservation }>('/grants/auto', {
         contentId: this.opts.contentId,
@@ -277,16 +305,24 @@ class DownloadRun {
     } catch (err) {
       // The origin may be briefly away: keep fetching from the sources we have.
       if (err instanceof AppError && err.status < 500 && err.code !== 'origin_unreachable') throw err;
-      if (++this.refreshFailures >= 5 && this.sources.usable(Date.now()).length === 0) throw err;
+      if (++this.refreshFailures >= 5 && this.sources.usable(this.clock.now()).length === 0) throw err;
     }
   }
 
+  /**
+   * The end-of-transfer report: each peer that delivered bytes `completed` with its
+   * bytes, and the drops the origin has not heard of yet (each incident is reported
+   * once; a `slow` peer is no fault and is not reported).
+   */
   private async report(done: boolean) {
     if (!this.transferId) return;
-    const reports = [...this.sources.all.values()]
-      .filter((s) => !s.isOrigin && (s.dropped || (done && s.bytes > 0)))
-      .map((s) => ({ sourceId: s.id, kind: s.dropped && s.dropped !== 'slow' ? s.dropped : 'completed', bytes: s.bytes }))
-      .filter((r) => r.kind !== 'slow');
+    await Promise.all(this.dropReports);
+    const reports: { sourceId: string; kind: string; bytes: number }[] = [];
+    for (const s of this.sources.all.values()) {
+      if (s.isOrigin) continue;
+      if (s.dropped && s.dropped !== 'slow' && !s.dropReported) reports.push({ sourceId: s.id, kind: s.dropped, bytes: s.bytes });
+      if (done && s.bytes > 0) reports.push({ sourceId: s.id, kind: 'completed', bytes: s.bytes });
+    }
     await this.opts.api.post(`/transfers/${this.transferId}/progress`, { piecesDone: this.have.size, done, reports }).catch(() => {});
   }
 
@@ -300,7 +336,7 @@ class DownloadRun {
   private schedule() {
     const limit = this.opts.concurrency ?? 8;
     const perPeer = this.opts.perPeer ?? 4;
-    const now = Date.now();
+    const now = this.clock.now();
     const usable = this.sources.usable(now).sort((a, b) => Number(a.isOrigin) - Number(b.isOrigin) || b.rate(now) - a.rate(now));
     let needed: number[] | null = null;
     for (const source of usable) {
@@ -316,14 +352,15 @@ class DownloadRun {
   }
 
   private start(source: Source, i: number) {
-    this.inFlight.set(i, source);
-    source.started(Date.now());
+    const request: PieceRequest = { source, deadline: Infinity, stop: new AbortController() };
+    this.inFlight.set(i, request);
+    source.started(this.clock.now());
     const buf = this.buffers.pop() ?? Buffer.allocUnsafe(this.body.pieceSize);
-    const task = this.fetchPiece(source, i, buf)
+    const task = this.fetchPiece(request, i, buf)
       .catch((err) => this.failed(source, i, err))
       .finally(() => {
         this.inFlight.delete(i);
-        source.finished(Date.now());
+        source.finished(this.clock.now());
         this.buffers.push(buf);
         this.tasks.delete(task);
         this.wakeUp();
@@ -331,28 +368,44 @@ class DownloadRun {
     this.tasks.add(task);
   }
 
-  private async fetchPiece(source: Source, i: number, space: Buffer) {
+  /**
+   * Stops requests that ran past their deadline: their source sends far slower than the
+   * rate it declared (or, with none declared, they are left to the client's silence timeout).
+   */
+  private stopLate(now: number) {
+    for (const [i, r] of this.inFlight) {
+      if (now <= r.deadline || r.stop.signal.aborted) continue;
+      r.stop.abort(new AppError('piece_late', `Source ${r.source.id} sent piece ${i} far slower than the ${r.source.upRate} bytes/s it declared.`, 504));
+    }
+  }
+
+  private async fetchPiece(request: PieceRequest, i: number, space: Buffer) {
+    const { source } = request;
     const len = pieceLength(this.body, i);
     const target = space.subarray(0, len);
     if (this.bucket) await this.bucket.take(len);
-    const received = await source.client.fetch(i, target);
+    // The deadline runs from when the request leaves, not from the wait for our own cap.
+    request.deadline = this.clock.now() + pieceDeadlineMs(len, source.upRate, this.stallMs);
+    const received = await source.client.fetch(i, target, request.stop.signal);
     // Never keep a piece whose bytes are not the ones the origin signed, nor one its
-    // source did not sign as served (it could never be receipted and paid for).
+    // source did not sign as served with its own key under the grant of the request
+    // (it could never be receipted and paid for).
     const verified = received.bytes === len && received.sha256 === this.body.pieces[i];
-    if (!verified || !received.served) {
+    const attested = received.served !== undefined && source.servedKey !== null && verifyServed(source.servedKey, received.grantId, i, received.served);
+    if (!verified || !attested) {
       this.bad++;
       const n = (this.badCount.get(i) ?? 0) + 1;
       this.badCount.set(i, n);
       if (!source.isOrigin) this.drop(source, 'bad_piece');
       if (n >= MAX_BAD_PER_PIECE) {
         this.fatal = verified
-          ? new AppError('served_unattested', `Sources sent piece ${i} without a signed served statement ${n} times; nothing was kept.`, 502)
+          ? new AppError('served_unattested', `Sources sent piece ${i} without a valid signed served statement ${n} times; nothing was kept.`, 502)
           : new AppError('piece_corrupt', `Sources sent wrong bytes for piece ${i} ${n} times; nothing unverified was kept.`, 502);
       }
       return;
     }
     await this.file.write(target, 0, len, pieceOffset(this.body, i));
-    this.journal.piece(i, source.grantId, source.id, received.served);
+    this.journal.piece(i, received.grantId, source.id, received.served!);
     this.have.add(i);
     this.opts.onPiece?.(i);
     source.failures = 0;
@@ -362,7 +415,7 @@ class DownloadRun {
     this.progress.pieces++;
     this.progress.bytes += len;
     this.opts.onProgress?.({ ...this.progress });
-    this.receipts.delivered(source.grantId, source.id, i, received.served);
+    this.receipts.delivered(received.grantId, source.id, i, received.served!);
     this.dropIfSlow(source);
   }
 
@@ -373,7 +426,7 @@ class DownloadRun {
         source.lack(i);
         return;
       case 'source_busy':
-        source.busyUntil = Date.now() + 250;
+        source.busyUntil = this.clock.now() + 250;
         return;
       case 'grant_expired':
         source.needsGrant = true;
@@ -382,9 +435,9 @@ class DownloadRun {
     }
     const refused = err instanceof AppError && err.status >= 400 && err.status < 500;
     if (refused) return this.drop(source, 'refused');
-    // Network errors and stalls (no bytes for stallMs): retry briefly, then give up on the source.
+    // Network errors and stalls (no bytes for stallMs, or late by the declared rate): retry briefly, then give up on the source.
     if (++source.failures >= MAX_FAILURES_PER_SOURCE) this.drop(source, 'stalled');
-    else source.busyUntil = Date.now() + 200;
+    else source.busyUntil = this.clock.now() + 200;
     if (source.isOrigin && source.dropped && this.sources.live().length === 0) {
       this.fatal = err instanceof AppError ? err : new AppError('source_unreachable', `No source could be reached: ${err?.message ?? err}`, 503);
     }
@@ -393,7 +446,7 @@ class DownloadRun {
   /** A peer far slower than the best one is let go in favour of others (the origin stays). */
   private dropIfSlow(source: Source) {
     if (source.isOrigin || source.pieces < 3) return;
-    const now = Date.now();
+    const now = this.clock.now();
     const peers = this.sources.live().filter((s) => !s.isOrigin && s.pieces >= 3);
     if (peers.length < 3) return;
     const best = Math.max(...peers.map((s) => s.rate(now)));
@@ -404,13 +457,12 @@ class DownloadRun {
     if (source.dropped) return;
     source.dropped = reason;
     this.lastRefresh = 0; // ask the origin for a replacement at once
-    if (reason !== 'slow') void this.reportDrop(source, reason);
-  }
-
-  private async reportDrop(source: Source, kind: DropReason) {
-    if (!this.transferId) return;
-    await this.opts.api
-      .post(`/transfers/${this.transferId}/progress`, { piecesDone: this.have.size, done: false, reports: [{ sourceId: source.id, kind, bytes: source.bytes }] })
-      .catch(() => {});
+    if (reason === 'slow' || !this.transferId) return; // without a transfer yet, the end-of-transfer report carries it
+    const sent = this.opts.api
+      .post(`/transfers/${this.transferId}/progress`, { piecesDone: this.have.size, done: false, reports: [{ sourceId: source.id, kind: reason, bytes: source.bytes }] })
+      .then(() => void (source.dropReported = true))
+      .catch(() => {}) // the end-of-transfer report sends it again
+      .finally(() => this.dropReports.delete(sent));
+    this.dropReports.add(sent);
   }
 }

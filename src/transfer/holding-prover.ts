@@ -38,7 +38,15 @@ export class HoldingProver {
     let client: PieceClient | undefined;
     try {
       // Inside the try: an address the client cannot use (e.g. one with a path) is a failed check too, not a server error.
-      client = new PieceClient(serveUrl, { id: grant.id, token: signGrant(grant, this.deps.keys.privateKey), contentId }, this.deps.keys.privateKey, 1, this.deps.timeoutMs ?? 5000, this.connect);
+      client = new PieceClient({
+        sourceUrl: serveUrl,
+        grant: { id: grant.id, token: signGrant(grant, this.deps.keys.privateKey), contentId },
+        receiverKey: this.deps.keys.privateKey,
+        clock: this.deps.clock,
+        connections: 1,
+        stallMs: this.deps.timeoutMs ?? 5000,
+        connect: this.connect,
+      });
       let got;
       // A busy terminal (all upload slots in use) is asked again a few times, not failed.
       for (let attempt = 1; ; attempt++) {

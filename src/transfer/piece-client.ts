@@ -1,5 +1,6 @@
 import { createHash, type KeyObject } from 'node:crypto';
 import { Pool } from 'undici';
+import type { Clock } from '../core/clock.ts';
 import { AppError } from '../core/errors.ts';
 import { PROOF_WINDOW_MS, signGrantProof } from './grant-token.ts';
 import { SERVED_HEADER } from './served-attestation.ts';
@@ -8,24 +9,52 @@ import { SERVED_HEADER } from './served-attestation.ts';
 // connections to the source so piece requests overlap (the latency of one request
 // hides behind the transfer of another).
 
+/** Error bodies longer than this are cut off (#10.7: a source must not grow our memory). */
+export const MAX_ERROR_BODY = 4096;
+/** How much of a source's error message is passed on in ours. */
+const MESSAGE_EXCERPT = 200;
+
+export interface PieceClientOptions {
+  sourceUrl: string;
+  grant: { id: string; token: string; contentId: string };
+  receiverKey: KeyObject;
+  /** Proof timestamps are read from it (the source checks them against its own clock). */
+  clock: Clock;
+  connections?: number;
+  /** A request that receives no bytes for this long fails (S1.7: a holder that stalls is given up on). */
+  stallMs?: number;
+  /** How connections are opened; the origin passes its address policy's connector (issue 10 #8). */
+  connect?: Pool.Options['connect'];
+}
+
+export interface FetchedPiece {
+  /** Bytes the source sent. */
+  bytes: number;
+  /** Their SHA-256 (comparing it with the manifest is the caller's job). */
+  sha256: string;
+  /** The source's `cascade-served` statement, unchecked (checking it is the caller's job). */
+  served?: string;
+  /** The grant the request was made under (the statement names it). */
+  grantId: string;
+}
+
 export class PieceClient {
+  readonly sourceUrl: string;
   private readonly pool: Pool;
+  private grant: PieceClientOptions['grant'];
   private signed?: { at: number; proof: string };
 
-  /**
-   * `stallMs`: a request that receives no bytes for this long fails (S1.7: a holder
-   * that stalls is given up on, and another one is asked).
-   */
-  constructor(
-    readonly sourceUrl: string,
-    private grant: { id: string; token: string; contentId: string },
-    private readonly receiverKey: KeyObject,
-    connections = 8,
-    stallMs = 30_000,
-    /** How connections are opened; the origin passes its address policy's connector (issue 10 #8). */
-    connect?: Pool.Options['connect'],
-  ) {
-    this.pool = new Pool(sourceUrl, { connections, keepAliveTimeout: 30_000, headersTimeout: stallMs, bodyTimeout: stallMs, ...(connect ? { connect } : {}) });
+  constructor(private readonly opts: PieceClientOptions) {
+    const stallMs = opts.stallMs ?? 30_000;
+    this.sourceUrl = opts.sourceUrl;
+    this.grant = opts.grant;
+    this.pool = new Pool(opts.sourceUrl, {
+      connections: opts.connections ?? 8,
+      keepAliveTimeout: 30_000,
+      headersTimeout: stallMs,
+      bodyTimeout: stallMs,
+      ...(opts.connect ? { connect: opts.connect } : {}),
+    });
   }
 
   /** A new grant for the same source (the previous one expired or was replaced). */
@@ -35,23 +64,26 @@ export class PieceClient {
   }
 
   /**
-   * Fetches piece `index` into `into` (whose length is the piece's expected size) and
-   * returns how many bytes the source sent, their SHA-256 (hashed chunk by chunk as
-   * they arrive; comparing it with the manifest is the caller's job) and the source's
-   * signed statement that it served the piece (`served`, for the receipt). The caller reuses
-   * `into` for the next piece: a megabyte allocated per piece is garbage-collection
-   * work the receiver can do without.
+   * Fetches piece `index` into `into` (whose length is the piece's expected size),
+   * hashing it chunk by chunk as it arrives. The caller reuses `into` for the next
+   * piece: a megabyte allocated per piece is garbage-collection work the receiver can
+   * do without. `signal` aborts the request (with its reason as the error).
    */
-  fetch(index: number, into: Buffer): Promise<{ bytes: number; sha256: string; served?: string }> {
-    const { token, contentId } = this.grant;
+  fetch(index: number, into: Buffer, signal?: AbortSignal): Promise<FetchedPiece> {
+    const { id: grantId, token, contentId } = this.grant;
     const proof = this.proof();
     return new Promise((resolve, reject) => {
+      if (signal?.aborted) return reject(signal.reason);
       let status = 0;
       let size = 0;
       let served: string | undefined;
       const hash = createHash('sha256');
       const errorBody: Buffer[] = [];
-      let abort: (err: Error) => void = () => {};
+      let errorSize = 0;
+      let abortRequest: ((err: Error) => void) | null = null;
+      const onAbort = () => abortRequest?.(signal!.reason);
+      signal?.addEventListener('abort', onAbort, { once: true });
+      const settle = () => signal?.removeEventListener('abort', onAbort);
       // undici's low-level (dispatch) handler: bytes are copied straight from the socket's chunks
       // into `into`, with no stream or async iterator in between.
       this.pool.dispatch(
@@ -61,8 +93,9 @@ export class PieceClient {
           headers: { authorization: `Grant ${token}`, 'cascade-proof': proof },
         },
         {
-          onConnect(abortRequest) {
-            abort = abortRequest;
+          onConnect(abort) {
+            abortRequest = abort;
+            if (signal?.aborted) abort(signal.reason);
           },
           onHeaders(statusCode, rawHeaders) {
             status = statusCode;
@@ -73,10 +106,12 @@ export class PieceClient {
           },
           onData(chunk) {
             if (status !== 200) {
-              errorBody.push(chunk);
+              errorSize += chunk.length;
+              if (errorSize > MAX_ERROR_BODY) abortRequest?.(new AppError('source_error', `source answered ${status} with an error body over ${MAX_ERROR_BODY} bytes`, status));
+              else errorBody.push(chunk);
             } else if (size + chunk.length > into.length) {
               // A source that sends more than the piece can hold is wrong; stop reading at once.
-              abort(new AppError('piece_oversized', `source sent more than the ${into.length} bytes of piece ${index}`, 502));
+              abortRequest?.(new AppError('piece_oversized', `source sent more than the ${into.length} bytes of piece ${index}`, 502));
             } else {
               chunk.copy(into, size);
               hash.update(chunk);
@@ -85,10 +120,12 @@ export class PieceClient {
             return true;
           },
           onComplete() {
-            if (status === 200) resolve({ bytes: size, sha256: hash.digest('hex'), served });
+            settle();
+            if (status === 200) resolve({ bytes: size, sha256: hash.digest('hex'), served, grantId });
             else reject(sourceRefusal(status, Buffer.concat(errorBody).toString()));
           },
           onError(err) {
+            settle();
             reject(err);
           },
         },
@@ -98,8 +135,8 @@ export class PieceClient {
 
   /** A proof of being the grant's receiver, re-signed well before sources would call it stale. */
   private proof(): string {
-    const now = Date.now();
-    if (!this.signed || now - this.signed.at > PROOF_WINDOW_MS / 4) this.signed = { at: now, proof: signGrantProof(this.receiverKey, this.grant.id, now) };
+    const now = this.opts.clock.now();
+    if (!this.signed || Math.abs(now - this.signed.at) > PROOF_WINDOW_MS / 4) this.signed = { at: now, proof: signGrantProof(this.opts.receiverKey, this.grant.id, now) };
     return this.signed.proof;
   }
 
@@ -108,11 +145,14 @@ export class PieceClient {
   }
 }
 
-/** The source's `{error:{code,message}}` as an AppError (or a generic one if it sent something else). */
+/**
+ * The source's `{error:{code,message}}` as an AppError, or a generic one if it sent
+ * something else. Only a well-formed code and a short excerpt of the message are kept.
+ */
 function sourceRefusal(status: number, text: string): AppError {
   try {
     const e = JSON.parse(text).error;
-    if (typeof e?.code === 'string') return new AppError(e.code, String(e.message), status);
+    if (typeof e?.code === 'string' && /^[a-z][a-z0-9_]{0,63}$/.test(e.code)) return new AppError(e.code, String(e.message ?? '').slice(0, MESSAGE_EXCERPT), status);
   } catch {}
   return new AppError('source_error', `source answered ${status}`, status);
 }

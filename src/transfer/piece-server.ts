@@ -1,5 +1,6 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { KeyObject } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { Counter, type Registry } from 'prom-client';
 import type { Clock } from '../core/clock.ts';
 import { AppError, notFound } from '../core/errors.ts';
@@ -8,8 +9,9 @@ import { int4 } from '../core/validation.ts';
 import { GrantVerifier, REFUSAL_MESSAGES, type GrantPayload } from './grant-token.ts';
 import { encodeRanges } from './piece-ranges.ts';
 import type { TokenBucket } from './token-bucket.ts';
-import type { PieceSource } from './piece-source.ts';
+import type { PieceReader, PieceSource } from './piece-source.ts';
 import { attestServed, SERVED_HEADER } from './served-attestation.ts';
+import type { UploadSlots } from './upload-slots.ts';
 
 // S1.6: the piece protocol every source speaks (origin now; agents, edges later).
 //   GET /pieces/:contentId/:index
@@ -17,7 +19,13 @@ import { attestServed, SERVED_HEADER } from './served-attestation.ts';
 //   Cascade-Proof: <ms>.<signature>       receiver's signature over the request
 // Reply: the piece bytes, with `Cascade-Served: <signature>`: this source's statement
 // that it served the piece under that grant (receipts carry it; see served-attestation.ts).
-// The receiver checks the bytes against the signed manifest.
+// The receiver checks the bytes against the signed manifest and the statement against
+// this source's key.
+//
+// #10.4/#10.7: under a rate cap the headers go out at once and the bytes follow in
+// chunks as the bucket releases them, read from the store chunk by chunk: an honest
+// slow source shows progress from the start, and no request holds a piece buffer while
+// it waits for tokens or for a slot.
 
 export interface PieceServerOptions {
   sourceId: string;
@@ -27,10 +35,10 @@ export interface PieceServerOptions {
   pieces: PieceSource;
   clock: Clock;
   metrics: Registry;
-  /** Upload slots: piece requests served at once; more are refused with `source_busy` (agents, #3). */
-  slots?: number;
-  /** Upload rate cap (agents' `--up-rate`). */
-  upRate?: Pick<TokenBucket, 'take'>;
+  /** Piece requests served at once, and how many more may wait; beyond that `503 source_busy`. */
+  slots: UploadSlots;
+  /** The upload rate cap in force now, if any (agents' `--up-rate`, the origin's ORIGIN_UP_RATE). */
+  upRate?: () => TokenBucket | undefined;
   /** Told of every piece served, after it was sent (progress reports to the origin). */
   onServed?: (grant: GrantPayload, index: number, bytes: number) => void;
 }
@@ -43,7 +51,6 @@ export function pieceServerRoutes(opts: PieceServerOptions): FastifyPluginAsync 
     const served = new Counter({ name: 'cascade_pieces_served_total', help: 'Pieces served to receivers', registers: [opts.metrics] });
     const servedBytes = new Counter({ name: 'cascade_piece_bytes_served_total', help: 'Piece bytes served to receivers', registers: [opts.metrics] });
     const refused = new Counter({ name: 'cascade_piece_requests_refused_total', help: 'Piece requests refused', labelNames: ['code'], registers: [opts.metrics] });
-    let busy = 0;
 
     /** The grant check shared by both routes; throws the documented refusal. */
     const authorize = (req: FastifyRequest, contentId: string, index: number | null): GrantPayload => {
@@ -96,26 +103,74 @@ export function pieceServerRoutes(opts: PieceServerOptions): FastifyPluginAsync 
           properties: { contentId: { type: 'string', pattern: '^[0-9a-f]{64}$' }, index: int4(0) },
         },
         headers: { type: 'object', properties: { authorization: { type: 'string', maxLength: 8192 }, 'cascade-proof': { type: 'string', maxLength: 512 } } },
-        response: { 401: errorSchema, 403: errorSchema, 404: errorSchema },
+        response: { 401: errorSchema, 403: errorSchema, 404: errorSchema, 503: errorSchema },
       },
       handler: async (req, reply) => {
-        const grant = authorize(req, req.params.contentId, req.params.index);
-        if (opts.slots !== undefined && busy >= opts.slots) {
+        const { contentId, index } = req.params;
+        const grant = authorize(req, contentId, index);
+        const hungUp = new AbortController();
+        reply.raw.once('close', () => hungUp.abort());
+        let release;
+        try {
+          release = await opts.slots.enter(hungUp.signal);
+        } catch (err) {
           refused.inc({ code: 'source_busy' });
-          throw new AppError('source_busy', `All ${opts.slots} upload slots are in use; try another source or again shortly.`, 503);
+          throw err;
         }
-        busy++;
-        reply.raw.once('close', () => busy--);
-        const bytes = await opts.pieces.readPiece(req.params.contentId, req.params.index);
-        if (!bytes) throw notFound('piece_unavailable', 'This source does not have that piece.');
-        if (opts.upRate) await opts.upRate.take(bytes.length);
-        reply.raw.once('finish', () => opts.onServed?.(grant, req.params.index, bytes.length));
+        if (!release) return reply.hijack(); // the requester left while waiting: nothing to answer
+        reply.raw.once('close', release);
+        const piece = await opts.pieces.openPiece(contentId, index);
+        if (!piece) throw notFound('piece_unavailable', 'This source does not have that piece.');
+        const bucket = opts.upRate?.();
+        let body: Buffer | Readable;
+        if (bucket) {
+          body = pieceStream(piece, bucket);
+          // Headers first, even when the first chunk must wait for tokens: the receiver sees a live source.
+          reply.raw.once('pipe', () => reply.raw.flushHeaders());
+        } else {
+          // Uncapped: the piece goes out at once, in one write (the buffer lives as long as the sending).
+          body = Buffer.allocUnsafe(piece.length);
+          if ((await piece.read(0, body)) !== piece.length) throw notFound('piece_unavailable', 'This source does not have that piece.');
+        }
+        reply.raw.once('finish', () => opts.onServed?.(grant, index, piece.length));
         served.inc();
-        servedBytes.inc(bytes.length);
+        servedBytes.inc(piece.length);
         reply.header('content-type', 'application/octet-stream');
-        reply.header(SERVED_HEADER, attestServed(opts.sourceKey, grant.id, req.params.index));
-        return reply.send(bytes);
+        reply.header('content-length', piece.length);
+        reply.header(SERVED_HEADER, attestServed(opts.sourceKey, grant.id, index));
+        return reply.send(body);
       },
     });
   };
+}
+
+/**
+ * Chunk size under a rate cap: about an eighth of a second of the rate, within 1–64 KiB.
+ * Small enough that even a source capped at a few kB/s sends bytes well within any
+ * receiver's stall time; 64 KiB keeps the per-chunk cost negligible at high rates.
+ */
+export function chunkBytes(bytesPerSecond: number): number {
+  return Math.min(64 * 1024, Math.max(1024, Math.floor(bytesPerSecond / 8)));
+}
+
+/** The piece's bytes as a stream, chunk by chunk, each read only once the bucket let it pass. */
+function pieceStream(piece: PieceReader, bucket: TokenBucket): Readable {
+  const chunk = chunkBytes(bucket.bytesPerSecond);
+  let sent = 0;
+  const next = async (stream: Readable) => {
+    const n = Math.min(chunk, piece.length - sent);
+    await bucket.take(n);
+    if (stream.destroyed) return; // the receiver left while we waited
+    const buf = Buffer.allocUnsafe(n);
+    if ((await piece.read(sent, buf)) !== n) throw new Error('the piece on disk is shorter than its manifest says');
+    sent += n;
+    stream.push(buf);
+    if (sent === piece.length) stream.push(null);
+  };
+  return new Readable({
+    highWaterMark: 0, // read ahead of nothing: one chunk exists only while it is being sent
+    read() {
+      next(this).catch((err) => this.destroy(err));
+    },
+  });
 }

@@ -2,14 +2,32 @@ import type { SignedManifest } from '../content/manifest.ts';
 
 /**
  * What a source (origin, edge, terminal) needs in order to serve pieces: the signed
- * manifest of a content it holds and the bytes of one piece. The origin's content
+ * manifest of a content it holds and a way to read one piece. The origin's content
  * store implements it; agents and edges implement it over their local stores.
  */
 export interface PieceSource {
   /** The signed manifest, or null if this source does not hold the content. */
   manifest(contentId: string): Promise<SignedManifest | null>;
-  /** The bytes of piece `index`, or null if this source does not have that piece. */
-  readPiece(contentId: string, index: number): Promise<Buffer | null>;
+  /**
+   * Piece `index`, ready to be read in parts, or null if this source does not have it.
+   * Opening reads no piece bytes: a request waiting for tokens holds no piece buffer (#10.7).
+   */
+  openPiece(contentId: string, index: number): Promise<PieceReader | null>;
   /** The pieces held now (agents fetching a content serve what they verified so far); absent means all. */
   have?(contentId: string): Promise<number[] | null>;
+}
+
+export interface PieceReader {
+  /** The piece's size in bytes (from the manifest). */
+  length: number;
+  /** Reads the piece's bytes from `offset` into `into`; resolves with how many were read (fewer: the store is damaged). */
+  read(offset: number, into: Buffer): Promise<number>;
+}
+
+/** The whole of piece `index`, or null if the source lacks it or its store is short. */
+export async function readWholePiece(source: PieceSource, contentId: string, index: number): Promise<Buffer | null> {
+  const piece = await source.openPiece(contentId, index);
+  if (!piece) return null;
+  const buf = Buffer.allocUnsafe(piece.length);
+  return (await piece.read(0, buf)) === piece.length ? buf : null;
 }

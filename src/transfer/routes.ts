@@ -21,6 +21,8 @@ const sourceOfferSchema = {
     score: { type: ['number', 'null'] },
     why: { type: 'array', items: { type: 'string' } },
     grant: { type: 'object', properties: { id: { type: 'string' }, token: { type: 'string' }, expiresAt: { type: 'string' } } },
+    publicKey: { type: 'string', description: 'The source’s Ed25519 key (base64url raw); its `cascade-served` statements must verify with it' },
+    upRate: { type: ['integer', 'null'], description: 'The upload rate the source declared, bytes/s (null: none; the origin)' },
   },
 } as const;
 

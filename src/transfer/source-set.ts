@@ -1,4 +1,6 @@
 import type { KeyObject } from 'node:crypto';
+import type { Clock } from '../core/clock.ts';
+import { importPublicKey } from '../core/crypto.ts';
 import { PieceClient } from './piece-client.ts';
 import { rangeSet } from './piece-ranges.ts';
 
@@ -7,6 +9,9 @@ import { rangeSet } from './piece-ranges.ts';
 // which piece to ask each source for: rarest first among the peers (random among
 // equals, so receivers starting together spread out), or in order for streaming; the
 // origin only serves pieces no usable peer has — it is the last resort.
+//
+// #10.4: a source is judged against the upload rate it declared (its heartbeat): a piece
+// is late only when it takes far longer than that rate allows (pieceDeadlineMs).
 
 /** One source as the origin offered it (`POST /grants/auto`). */
 export interface SourceOffer {
@@ -18,13 +23,35 @@ export interface SourceOffer {
   score: number | null;
   why: string[];
   grant: { id: string; token: string; expiresAt: string };
+  /** The source's Ed25519 key (base64url raw): it signs `cascade-served` statements (#10.5). */
+  publicKey: string;
+  /** The upload rate the source declared in its last heartbeat, bytes/s; null: unknown (the origin, a silent peer). */
+  upRate: number | null;
+}
+
+/**
+ * A declared rate is shared by the source's upload slots (4 by default) among its
+ * receivers; a piece may take this many times its time at the declared rate.
+ */
+export const DECLARED_RATE_SHARE = 8;
+
+/**
+ * How long a source may take over a piece of `bytes` before it counts as stalled:
+ * `stallMs` plus DECLARED_RATE_SHARE times the piece's time at its declared rate. With no
+ * declared rate only silence counts (no bytes for `stallMs`; the client's own timeouts).
+ */
+export function pieceDeadlineMs(bytes: number, declaredRate: number | null, stallMs: number): number {
+  return declaredRate && declaredRate > 0 ? stallMs + (DECLARED_RATE_SHARE * bytes * 1000) / declaredRate : Infinity;
 }
 
 export type DropReason = 'stalled' | 'bad_piece' | 'refused' | 'slow';
 
 export class Source {
-  client: PieceClient;
+  readonly client: PieceClient;
   grantId: string;
+  /** The key its served statements must verify with (the pinned origin key for the origin). */
+  readonly servedKey: KeyObject | null;
+  upRate: number | null;
   inFlight = 0;
   failures = 0;
   busyUntil = 0;
@@ -34,6 +61,8 @@ export class Source {
   activeMs = 0;
   private activeSince = 0;
   dropped: DropReason | null = null;
+  /** The origin has the report of the drop (it is sent once: when it happened, or at the end). */
+  dropReported = false;
   needsGrant = false;
   private known: ((i: number) => boolean) | null;
   private readonly lacks = new Set<number>();
@@ -43,19 +72,20 @@ export class Source {
     readonly url: string,
     readonly isOrigin: boolean,
     offer: SourceOffer,
-    contentId: string,
-    receiverKey: KeyObject,
-    connections: number,
-    stallMs: number,
+    client: PieceClient,
+    servedKey: KeyObject | string,
   ) {
     this.grantId = offer.grant.id;
     this.known = offer.pieces === null ? null : rangeSet(offer.pieces);
-    this.client = new PieceClient(url, { id: offer.grant.id, token: offer.grant.token, contentId }, receiverKey, connections, stallMs);
+    this.upRate = offer.upRate ?? null;
+    this.client = client;
+    this.servedKey = keyOrNull(servedKey);
   }
 
   /** A fresher offer for the same source: new grant, newer piece list. */
   update(offer: SourceOffer) {
     this.known = offer.pieces === null ? null : rangeSet(offer.pieces);
+    this.upRate = offer.upRate ?? null;
     this.lacks.clear();
     if (offer.grant.id !== this.grantId) {
       this.grantId = offer.grant.id;
@@ -96,34 +126,41 @@ export class SourceSet {
   readonly all = new Map<string, Source>();
 
   constructor(
-    private readonly contentId: string,
-    private readonly receiverKey: KeyObject,
-    private readonly originUrl: string,
-    /** `connections`: per peer; `originConnections`: to the origin, which may take every request in flight. */
-    private readonly opts: { connections: number; originConnections: number; stallMs: number; sourceUrlOverride?: string },
+    private readonly opts: {
+      contentId: string;
+      receiverKey: KeyObject;
+      clock: Clock;
+      originUrl: string;
+      /** The origin's key pinned at login: the origin's statements verify with it, whatever an offer says. */
+      originKey: KeyObject | string;
+      /** Connections per peer. */
+      connections: number;
+      /** Connections to the origin, which may take every request in flight. */
+      originConnections: number;
+      stallMs: number;
+      sourceUrlOverride?: string;
+    },
   ) {}
 
   apply(offers: SourceOffer[]) {
+    const o = this.opts;
     for (const offer of offers) {
       const existing = this.all.get(offer.sourceId);
       if (existing) {
         if (!existing.dropped) existing.update(offer);
         continue;
       }
-      const url = this.opts.sourceUrlOverride ?? offer.sourceUrl ?? this.originUrl;
-      this.all.set(
-        offer.sourceId,
-        new Source(
-          offer.sourceId,
-          url,
-          offer.sourceUrl === null,
-          offer,
-          this.contentId,
-          this.receiverKey,
-          offer.sourceUrl === null ? this.opts.originConnections : this.opts.connections,
-          this.opts.stallMs,
-        ),
-      );
+      const isOrigin = offer.sourceUrl === null;
+      const url = o.sourceUrlOverride ?? offer.sourceUrl ?? o.originUrl;
+      const client = new PieceClient({
+        sourceUrl: url,
+        grant: { id: offer.grant.id, token: offer.grant.token, contentId: o.contentId },
+        receiverKey: o.receiverKey,
+        clock: o.clock,
+        connections: isOrigin ? o.originConnections : o.connections,
+        stallMs: o.stallMs,
+      });
+      this.all.set(offer.sourceId, new Source(offer.sourceId, url, isOrigin, offer, client, isOrigin ? o.originKey : offer.publicKey));
     }
   }
 
@@ -166,5 +203,15 @@ export class SourceSet {
 
   async close() {
     await Promise.all([...this.all.values()].map((s) => s.client.close()));
+  }
+}
+
+/** A key to verify with, or null when the offer's is unusable (nothing it serves can then be kept). */
+function keyOrNull(key: KeyObject | string): KeyObject | null {
+  if (typeof key !== 'string') return key;
+  try {
+    return importPublicKey(key);
+  } catch {
+    return null;
   }
 }

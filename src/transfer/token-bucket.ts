@@ -1,19 +1,24 @@
-// A token bucket for link-rate limits (`--down-rate`, and upload slots in agents).
-// Tokens are bytes; the bucket holds at most one second's worth (or one piece, if larger).
+import type { WaitClock } from '../core/clock.ts';
+
+// A token bucket for link-rate limits (agents' `--up-rate` / `--down-rate`, the origin's
+// ORIGIN_UP_RATE). Tokens are bytes; the bucket holds at most `burst`. Time is read from
+// and waited on through the injected clock, so tests drive the bucket with a ManualClock.
 
 export class TokenBucket {
   private tokens: number;
-  private last = performance.now();
+  private last: number;
   private queue: Promise<void> = Promise.resolve();
-  private readonly sleeping = new Map<NodeJS.Timeout, () => void>();
-  private closed = false;
+  private readonly closing = new AbortController();
 
   constructor(
-    private readonly bytesPerSecond: number,
-    private readonly burst = bytesPerSecond,
+    readonly bytesPerSecond: number,
+    private readonly burst: number,
+    private readonly clock: WaitClock,
   ) {
     if (!(bytesPerSecond > 0)) throw new RangeError('rate must be positive');
+    if (!(burst > 0)) throw new RangeError('burst must be positive');
     this.tokens = burst;
+    this.last = clock.now();
   }
 
   /** Waits until `bytes` may pass. Callers are served in order. */
@@ -26,32 +31,22 @@ export class TokenBucket {
   private async wait(bytes: number) {
     this.refill();
     this.tokens -= bytes;
-    if (this.tokens < 0 && !this.closed) {
-      const ms = (-this.tokens / this.bytesPerSecond) * 1000;
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(() => {
-          this.sleeping.delete(timer);
-          resolve();
-        }, ms);
-        this.sleeping.set(timer, resolve);
-      });
+    if (this.tokens < 0 && !this.closing.signal.aborted) {
+      // The debt is paid off once the clock has moved on by debt / rate.
+      await this.clock.sleepUntil(this.last + Math.ceil((-this.tokens / this.bytesPerSecond) * 1000), this.closing.signal);
       this.refill();
     }
   }
 
   /** Lets every waiting caller through at once and stops limiting (on shutdown, so no timer outlives its owner). */
   close() {
-    this.closed = true;
-    for (const [timer, resolve] of this.sleeping) {
-      clearTimeout(timer);
-      resolve();
-    }
-    this.sleeping.clear();
+    this.closing.abort();
   }
 
   private refill() {
-    const now = performance.now();
-    this.tokens = Math.min(this.burst, this.tokens + ((now - this.last) / 1000) * this.bytesPerSecond);
+    const now = this.clock.now();
+    // A clock set back (NTP) adds nothing rather than taking tokens away.
+    this.tokens = Math.min(this.burst, this.tokens + (Math.max(0, now - this.last) / 1000) * this.bytesPerSecond);
     this.last = now;
   }
 }

@@ -13,6 +13,7 @@ import { AppError } from '../../src/core/errors.ts';
 import { checkManifest } from '../../src/content/manifest.ts';
 import { PieceStore } from '../../src/content/piece-store.ts';
 import { ContentService } from '../../src/content/service.ts';
+import { readWholePiece } from '../../src/transfer/piece-source.ts';
 import type { Db, DbHandle } from '../../src/db/connection.ts';
 import { testEngines } from '../helpers/db.ts';
 
@@ -102,10 +103,10 @@ for (const engine of testEngines()) {
       assert.equal(b.createdAt, new Date(clock.now()).toISOString());
       assert.deepEqual(b.pieces, [0, 1, 2, 3].map((i) => sha256Hex(bytes.subarray(i * PIECE, (i + 1) * PIECE))));
       const reader = service.pieceReader();
-      for (let i = 0; i < 4; i++) assert.deepEqual(await reader.readPiece(r.id, i), bytes.subarray(i * PIECE, (i + 1) * PIECE));
-      assert.equal(await reader.readPiece(r.id, 4), null);
-      assert.equal(await reader.readPiece(r.id, -1), null);
-      assert.equal(await reader.readPiece(sha256Hex('nothing'), 0), null);
+      for (let i = 0; i < 4; i++) assert.deepEqual(await readWholePiece(reader, r.id, i), bytes.subarray(i * PIECE, (i + 1) * PIECE));
+      assert.equal(await readWholePiece(reader, r.id, 4), null);
+      assert.equal(await readWholePiece(reader, r.id, -1), null);
+      assert.equal(await readWholePiece(reader, sha256Hex('nothing'), 0), null);
       assert.equal(await reader.manifest(sha256Hex('nothing')), null);
       assert.deepEqual(await service.getManifest(r.id), r.manifest);
       assert.deepEqual(stored(), { pieces: 4, staging: 0 });
@@ -116,9 +117,9 @@ for (const engine of testEngines()) {
       const fresh = new ContentService({ db: (service as any).deps.db, pieces: (service as any).deps.pieces, keys, clock, config });
       const reader = fresh.pieceReader();
       const before = counter.selects;
-      const all = await Promise.all([0, 1, 2, 3, 4].map((i) => reader.readPiece(r.id, i)));
+      const all = await Promise.all([0, 1, 2, 3, 4].map((i) => readWholePiece(reader, r.id, i)));
       assert.ok(all.every((p) => p?.length === PIECE));
-      for (let round = 0; round < 3; round++) for (let i = 0; i < 5; i++) await reader.readPiece(r.id, i);
+      for (let round = 0; round < 3; round++) for (let i = 0; i < 5; i++) await readWholePiece(reader, r.id, i);
       assert.equal(counter.selects - before, 1, 'one query loads the manifest for all concurrent and later reads');
     });
 

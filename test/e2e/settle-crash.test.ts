@@ -394,7 +394,7 @@ async function run(
         funding = VOUCHER;
       }
       // Fetch every piece, check it, keep the origin's served statement: one receipt per piece.
-      const client = new PieceClient(origin.url, { id: grant.id, token: grant.token, contentId }, device.keys.privateKey, 4);
+      const client = new PieceClient({ sourceUrl: origin.url, grant: { id: grant.id, token: grant.token, contentId }, receiverKey: device.keys.privateKey, clock: systemClock, connections: 4 });
       const receipts = await Promise.all(
         Array.from({ length: PIECES }, async (_, i) => {
           const got = await client.fetch(i, Buffer.alloc(PIECE));

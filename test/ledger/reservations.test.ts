@@ -73,7 +73,7 @@ for (const engine of testEngines()) {
     /** Fetches the pieces from the origin under the offer's grant and hands in one receipt. */
     async function receive(d: Awaited<ReturnType<typeof device>>, offer: { sources: { sourceId: string; grant: { id: string; token: string } }[] }, pieces: number[]) {
       const s = offer.sources.find((x) => x.sourceId === 'origin')!;
-      const client = new PieceClient(origin.url, { id: s.grant.id, token: s.grant.token, contentId }, d.keys.privateKey, 1);
+      const client = new PieceClient({ sourceUrl: origin.url, grant: { id: s.grant.id, token: s.grant.token, contentId }, receiverKey: d.keys.privateKey, clock: origin.clock, connections: 1 });
       const served: string[] = [];
       for (const i of pieces) served.push((await client.fetch(i, Buffer.alloc(PIECE))).served!);
       await client.close();
@@ -226,7 +226,7 @@ describe('REFETCH_POLICY=charge', () => {
         const offer = await api.post<any>('/grants/auto', { contentId });
         assert.equal(offer.reservation.held, PRICE, `round ${round}`);
         const s = offer.sources[0];
-        const client = new PieceClient(origin.url, { id: s.grant.id, token: s.grant.token, contentId }, session.keys.privateKey, 1);
+        const client = new PieceClient({ sourceUrl: origin.url, grant: { id: s.grant.id, token: s.grant.token, contentId }, receiverKey: session.keys.privateKey, clock: origin.clock, connections: 1 });
         const served = [(await client.fetch(0, Buffer.alloc(PIECE))).served!, (await client.fetch(1, Buffer.alloc(PIECE))).served!];
         await client.close();
         const receipt = makeReceipt({ grant: s.grant.id, content: contentId, source: 'origin', receiver: session.terminalId, pieces: '0-1', bytes: 2 * PIECE, served }, session.keys.privateKey);

@@ -8,6 +8,7 @@ import pino from 'pino';
 import { Api } from '../../src/cli/api.ts';
 import { startAgent, type Agent } from '../../src/agent/agent.ts';
 import { deviceSession } from '../../src/terminals/device.ts';
+import { systemClock } from '../../src/core/clock.ts';
 import { PieceClient } from '../../src/transfer/piece-client.ts';
 import { makeReceipt } from '../../src/transfer/receipt.ts';
 import { PLATFORM_REVENUE, PLATFORM_ROUNDING, royaltyAccount, walletAccount } from '../../src/ledger/accounts.ts';
@@ -101,7 +102,7 @@ for (const engine of testEngines()) {
 
       const fetchFrom = async (sourceId: string, pieces: number[]) => {
         const s = offer.sources.find((o) => o.sourceId === sourceId)!;
-        const client = new PieceClient(s.sourceUrl!, { id: s.grant.id, token: s.grant.token, contentId }, device.keys.privateKey, 1);
+        const client = new PieceClient({ sourceUrl: s.sourceUrl!, grant: { id: s.grant.id, token: s.grant.token, contentId }, receiverKey: device.keys.privateKey, clock: systemClock, connections: 1 });
         const served: string[] = [];
         for (const i of pieces) served.push((await client.fetch(i, Buffer.alloc(PIECE))).served!);
         await client.close();

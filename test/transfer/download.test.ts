@@ -226,7 +226,7 @@ for (const engine of testEngines()) {
 
     /** Fetches pieces from the origin under a grant and returns its signed served statements. */
     const fetchServed = async (grant: { id: string; token: string }, pieces: number[]) => {
-      const client = new PieceClient(origin.url, { id: grant.id, token: grant.token, contentId }, device.keys.privateKey, 1);
+      const client = new PieceClient({ sourceUrl: origin.url, grant: { id: grant.id, token: grant.token, contentId }, receiverKey: device.keys.privateKey, clock: origin.clock, connections: 1 });
       try {
         const served: string[] = [];
         for (const i of pieces) served.push((await client.fetch(i, Buffer.alloc(PIECE))).served!);

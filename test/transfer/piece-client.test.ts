@@ -1,0 +1,103 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { ManualClock } from '../../src/core/clock.ts';
+import { generateKeyPair } from '../../src/core/crypto.ts';
+import type { AppError } from '../../src/core/errors.ts';
+import { PROOF_WINDOW_MS } from '../../src/transfer/grant-token.ts';
+import { MAX_ERROR_BODY, PieceClient } from '../../src/transfer/piece-client.ts';
+
+// #10.7: what a source answers cannot grow the receiver's memory, nor put its text into
+// our errors beyond a short excerpt; #11.1: proof timestamps come from the injected clock.
+// The "source" is a plain HTTP server on loopback that answers what each test needs.
+
+const receiver = generateKeyPair();
+let server: http.Server;
+let url: string;
+let answer: (req: http.IncomingMessage, res: http.ServerResponse) => void;
+
+before(async () => {
+  server = http.createServer((req, res) => answer(req, res));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+after(() => new Promise<void>((r) => (server.closeAllConnections(), server.close(() => r()))));
+
+const client = (clock = new ManualClock()) =>
+  new PieceClient({ sourceUrl: url, grant: { id: 'gr_1', token: 'token', contentId: 'c'.repeat(64) }, receiverKey: receiver.privateKey, clock, connections: 1, stallMs: 5000 });
+
+test('an error body beyond 4 KiB is cut off: the request is aborted, not read to the end', async () => {
+  const total = 64 * 1024 * 1024;
+  let written = 0;
+  const closed = new Promise<void>((resolve) => {
+    answer = (_req, res) => {
+      res.writeHead(403, { 'content-type': 'application/json', 'content-length': total });
+      res.on('close', resolve);
+      // Stream 64 MiB of "error" as fast as the receiver reads it.
+      const chunk = Buffer.alloc(64 * 1024, 'x');
+      const pump = () => {
+        while (written < total && !res.destroyed) {
+          written += chunk.length;
+          if (!res.write(chunk)) return void res.once('drain', pump);
+        }
+      };
+      pump();
+    };
+  });
+  const c = client();
+  try {
+    await assert.rejects(c.fetch(0, Buffer.alloc(1024)), (e: AppError) => {
+      assert.equal(e.code, 'source_error');
+      assert.equal(e.status, 403);
+      assert.match(e.message, new RegExp(`over ${MAX_ERROR_BODY} bytes`));
+      return true;
+    });
+    await closed;
+    assert.ok(written < total / 4, `the source got to write ${written} bytes before the receiver hung up`);
+  } finally {
+    await c.close();
+  }
+});
+
+test("a source's refusal keeps its code and only a short excerpt of its message", async () => {
+  const cases: [unknown, string, (message: string) => void][] = [
+    [{ error: { code: 'piece_unavailable', message: 'x'.repeat(3000) } }, 'piece_unavailable', (m) => assert.equal(m, 'x'.repeat(200))],
+    [{ error: { code: 'Not A Code <script>', message: 'hi' } }, 'source_error', (m) => assert.equal(m, 'source answered 404')],
+    ['plain text, not JSON', 'source_error', (m) => assert.equal(m, 'source answered 404')],
+  ];
+  for (const [body, code, check] of cases) {
+    answer = (_req, res) => res.writeHead(404, { 'content-type': 'application/json' }).end(typeof body === 'string' ? body : JSON.stringify(body));
+    const c = client();
+    try {
+      await assert.rejects(c.fetch(0, Buffer.alloc(1024)), (e: AppError) => {
+        assert.equal(e.code, code);
+        check(e.message);
+        return true;
+      });
+    } finally {
+      await c.close();
+    }
+  }
+});
+
+test('proofs carry the injected clock’s time, and are signed afresh once a quarter of the proof window has passed', async () => {
+  const proofs: string[] = [];
+  answer = (req, res) => {
+    proofs.push(String(req.headers['cascade-proof']));
+    res.writeHead(200, { 'content-type': 'application/octet-stream' }).end(Buffer.alloc(16));
+  };
+  const clock = new ManualClock(Date.UTC(2028, 1, 29, 23, 59, 30));
+  const c = client(clock);
+  try {
+    await c.fetch(0, Buffer.alloc(16));
+    clock.advance(PROOF_WINDOW_MS / 4);
+    await c.fetch(1, Buffer.alloc(16)); // still fresh: the same proof
+    clock.advance(1);
+    await c.fetch(2, Buffer.alloc(16));
+  } finally {
+    await c.close();
+  }
+  const times = proofs.map((p) => Number(p.split('.')[0]));
+  assert.deepEqual(times, [Date.UTC(2028, 1, 29, 23, 59, 30), Date.UTC(2028, 1, 29, 23, 59, 30), Date.UTC(2028, 1, 29, 23, 59, 30) + PROOF_WINDOW_MS / 4 + 1]);
+});
