@@ -216,7 +216,10 @@ class DownloadRun {
     try {
       while (this.have.size < this.total || (this.transferId === null && this.total === 0)) {
         if (opts.signal?.aborted) {
-          // The sources delivered what was verified so far: hand those receipts in (best effort) before stopping.
+          // Stop at once: pieces in flight are dropped (they are fetched again on resume), and requests
+          // waiting for our own cap let go. Then the sources are paid for what was verified (best effort).
+          this.bucket?.close();
+          for (const r of this.inFlight.values()) r.stop.abort(new AppError('aborted', 'The download was stopped.', 499));
           await Promise.allSettled(this.tasks);
           await this.receipts.receiptUnreceipted();
           await this.receipts.send({ final: false });
@@ -420,6 +423,7 @@ class DownloadRun {
   }
 
   private failed(source: Source, i: number, err: any) {
+    if (this.opts.signal?.aborted) return; // stopped on request: no fault of the source
     const code = err instanceof AppError ? err.code : (err?.code as string | undefined);
     switch (code) {
       case 'piece_unavailable':
