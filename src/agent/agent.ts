@@ -127,6 +127,21 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     return total;
   };
 
+  // #10 point 3: ends of transfers the origin could not be told about (it was away); sent again at
+  // every heartbeat until it answers, so transfers close and reservations go before their timeout.
+  const endReports = new Map<string, { piecesDone: number; done: boolean; reports: unknown[] }>();
+  const sendEndReports = async () => {
+    for (const [transferId, body] of [...endReports]) {
+      try {
+        await api().post(`/transfers/${transferId}/progress`, body);
+        endReports.delete(transferId);
+      } catch (err) {
+        if (err instanceof AppError && err.status < 500 && err.code !== 'origin_unreachable') endReports.delete(transferId);
+        else return; // still away: next heartbeat
+      }
+    }
+  };
+
   const active = new Map<string, AbortController>();
   let closed: Promise<void> | null = null;
   // Traffic counters for heartbeats and for "what did I serve" reports.
@@ -239,6 +254,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     // Back in contact with receipts the origin has not confirmed: reconcile (S1.10). A fetch
     // in progress hands its receipts in itself and reconciles when it ends.
     if (active.size === 0 && journal.unsettled().length) await reconcile();
+    await sendEndReports();
   };
   await beat().catch((err) => logger.warn({ err: err.message }, 'first heartbeat failed'));
   const closing = new AbortController();
@@ -281,6 +297,10 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
           files: { data: files.data, journal: files.journal },
           onReceipt: (id, receipt) => journal.receipt(id, receipt),
           offlineReceipts: true,
+          onEndUnreported: (transferId, body) => {
+            if (endReports.size >= 1000) endReports.delete(endReports.keys().next().value!);
+            endReports.set(transferId, body);
+          },
           clock: transferClock,
           ...opts.downloads,
           ...extra,

@@ -80,6 +80,7 @@ export function registerGet(program: Command) {
           if (result.refusedReceipts.length) {
             process.stderr.write(`${result.refusedReceipts.length} receipt(s) were refused by the origin and not charged: ${result.refusedReceipts.map((r) => r.code).join(', ')}\n`);
           }
+          if (!result.endReported) process.stderr.write('The origin could not be told that the download finished (it was out of reach); what stays reserved is released when the reservation times out.\n');
           if (result.receiptsWaiting) process.stderr.write(`${result.receiptsWaiting} receipt(s) wait for their source to report serving them; they are charged when it does.\n`);
         }
       } catch (err) {

@@ -65,6 +65,12 @@ export interface DownloadOptions {
   onProgress?: (p: Progress) => void;
   /** Told of each verified piece as soon as it is on disk (an agent serves it at once). */
   onPiece?: (index: number) => void;
+  /**
+   * The origin was out of reach when told that the transfer ended: the caller sends this
+   * report later (`POST /transfers/<id>/progress` with this body), so the transfer is
+   * closed and its reservation released before the hold times out (#10 point 3).
+   */
+  onEndUnreported?: (transferId: string, body: { piecesDone: number; done: boolean; reports: unknown[] }) => void;
   /** Told what the origin reserved when the transfer opened or resumed (#10: `cascade get` shows it on Ctrl-C). */
   onReservation?: (r: Reservation) => void;
   /** Told of every receipt as it is signed (the agent's accounting journal, S1.10). */
@@ -100,6 +106,8 @@ export interface DownloadResult extends Progress {
   /** Bytes per source this run. */
   bySource: Record<string, number>;
   dropped: Record<string, DropReason>;
+  /** False when the origin could not be told that the transfer ended (see onEndUnreported). */
+  endReported: boolean;
   /** What the origin reserved for this content when the transfer opened or resumed (#10), if it said. */
   reservation: Reservation | null;
   /** Receipts the origin refused for good (their pieces are not paid for). */
@@ -114,6 +122,8 @@ export function fileTarget(outPath: string): DownloadOptions['files'] {
 }
 
 const MAX_BAD_PER_PIECE = 3;
+/** The end-of-transfer report is sent again this many times (over ≈ 2 s) before it is handed to the caller. */
+const END_REPORT_RETRIES = 3;
 const MAX_FAILURES_PER_SOURCE = 2;
 
 export async function fetchCheckedManifest(api: Api, contentId: string, originKey: string): Promise<SignedManifest> {
@@ -170,6 +180,8 @@ class DownloadRun {
   private readonly progress: Progress;
   private transferId: string | null = null;
   private reservation: Reservation | null = null;
+  /** The origin could not be told that the transfer ended (it was out of reach). */
+  private endUnreported = false;
   private fatal: unknown = null;
   private fetched = 0;
   private bad = 0;
@@ -264,6 +276,7 @@ class DownloadRun {
       bySource,
       dropped,
       reservation: this.reservation,
+      endReported: !this.endUnreported,
       refusedReceipts: this.receipts.refusals,
       receiptsWaiting: this.receipts.notYetServed,
     };
@@ -326,7 +339,28 @@ class DownloadRun {
       if (s.dropped && s.dropped !== 'slow' && !s.dropReported) reports.push({ sourceId: s.id, kind: s.dropped, bytes: s.bytes });
       if (done && s.bytes > 0) reports.push({ sourceId: s.id, kind: 'completed', bytes: s.bytes });
     }
-    await this.opts.api.post(`/transfers/${this.transferId}/progress`, { piecesDone: this.have.size, done, reports }).catch(() => {});
+    const body = { piecesDone: this.have.size, done, reports };
+    if (!done) {
+      await this.opts.api.post(`/transfers/${this.transferId}/progress`, body).catch(() => {});
+      return;
+    }
+    // The end of a transfer releases what it reserved and closes it at the origin (#10 point 3):
+    // tried a few times, then handed to the caller to send later (the agent), or said.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.opts.api.post(`/transfers/${this.transferId}/progress`, body);
+        return;
+      } catch (err) {
+        const refused = err instanceof AppError && err.status < 500 && err.code !== 'origin_unreachable';
+        if (refused) return; // the origin knows better (e.g. the transfer was closed meanwhile)
+        if (attempt >= END_REPORT_RETRIES) {
+          this.endUnreported = true;
+          this.opts.onEndUnreported?.(this.transferId, body);
+          return;
+        }
+        await new Promise((resolve) => setTimeout(resolve, 250 * 2 ** attempt));
+      }
+    }
   }
 
   private needed(): number[] {

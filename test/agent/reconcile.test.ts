@@ -114,6 +114,13 @@ for (const engine of testEngines()) {
       const clockNow = new Date(origin.clock.now()).toISOString();
       assert.deepEqual([...new Set([...receiver.journal.entries.values()].map((e) => e.at)), receiver.journal.lastSync!.at], [clockNow, clockNow]);
 
+      // #10 point 3: the end of the transfer, which the origin missed, is told at the next heartbeat:
+      // the transfer is closed (not left active with a stale count until someone times it out).
+      const transfers = () => origin.db.db.selectFrom('transfers').select(['state', 'pieces_done']).where('receiver_id', '=', receiver.terminalId).where('content_id', '=', contentId).execute();
+      assert.deepEqual((await transfers()).map((t) => t.state), ['active']);
+      await receiver.heartbeat();
+      assert.deepEqual(await transfers(), [{ state: 'done', pieces_done: PIECES }]);
+
       // Again: nothing to settle, nothing charged twice.
       const again = await receiver.reconcile();
       assert.deepEqual([again.settled, again.conflicts], [[], []]);
