@@ -1,5 +1,5 @@
 import type { Transaction } from 'kysely';
-import { sql } from '../db/connection.ts';
+import { sql, type Db } from '../db/connection.ts';
 import type { Database } from '../db/schema.ts';
 import { arrayLiteral } from './ledger.ts';
 import type { PurchaseTotals } from './purchase.ts';
@@ -148,8 +148,8 @@ export async function savePurchases(trx: Transaction<Database>, purchases: Purch
     on conflict (user_id, content_id, round, account_id) do update set num = excluded.num, paid = excluded.paid`.execute(trx);
 }
 
-/** Whether each user has fully paid for the content (any round): S1.13's download record. */
-export async function fullyPaid(db: Transaction<Database> | import('../db/connection.ts').Db, userId: string, contentId: string): Promise<boolean> {
+/** Whether the user has fully paid for the content (any round): S1.13's download record. */
+export async function fullyPaid(db: Db, userId: string, contentId: string): Promise<boolean> {
   const row = await db
     .selectFrom('ledger_purchases')
     .select('user_id')
