@@ -15,7 +15,7 @@ import { startTestOrigin, type TestOrigin } from '../helpers/origin.ts';
 // 400 with its code, and no row or piece file written. The cases are the ones a fuzzing
 // run found answering 200 (coercion) or 500 (int4 overflow, NUL); test/fuzz covers the rest.
 
-const TABLES = ['contents', 'transfers', 'grants', 'peer_reports', 'schedules', 'ledger_transfers', 'ledger_holds', 'holdings'] as const;
+const TABLES = ['contents', 'transfers', 'grants', 'peer_reports', 'schedules', 'ledger_transfers', 'ledger_purchases', 'holdings'] as const;
 
 for (const engine of testEngines()) {
   describe(`request validation (${engine.name})`, () => {
