@@ -11,6 +11,7 @@ import { deviceSession } from '../terminals/device.ts';
 import { download, fetchCheckedManifest, type DownloadOptions, type DownloadResult } from '../transfer/downloader.ts';
 import { encodeRanges } from '../transfer/piece-ranges.ts';
 import { RETRYABLE_REFUSALS } from '../transfer/receipt.ts';
+import { ORIGIN_SOURCE_ID } from '../transfer/grant-token.ts';
 import { pieceServerRoutes } from '../transfer/piece-server.ts';
 import { TokenBucket } from '../transfer/token-bucket.ts';
 import { UploadSlots } from '../transfer/upload-slots.ts';
@@ -157,7 +158,8 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
       const batch = [...served].slice(0, 1000);
       for (const [id] of batch) served.delete(id);
       try {
-        await api().post('/transfers/served', { grants: batch.map(([id, pieces]) => ({ id, pieces: encodeRanges(pieces) })) });
+        const res = await api().post<{ refused?: { id: string; code: string }[] }>('/transfers/served', { grants: batch.map(([id, pieces]) => ({ id, pieces: encodeRanges(pieces) })) });
+        if (res.refused?.length) logger.warn({ refused: res.refused }, 'the origin refused part of a served report');
       } catch (err) {
         const refused = err instanceof AppError && err.status < 500 && err.code !== 'origin_unreachable';
         // Kept for the next report (the origin may be away for a while): receipts wait for it. A refusal is final.
@@ -184,6 +186,8 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
       upRate: () => upBucket,
       onServed: (grant, index, bytes) => {
         sentBytes += bytes;
+        // The origin's holding spot check is not a transfer: nothing to report, nothing paid.
+        if (grant.receiver === ORIGIN_SOURCE_ID) return;
         // Bounded: past this many unreported pieces, new ones are not reported (and go unpaid), the origin being away.
         if (servedCount >= 1_000_000) return;
         const list = served.get(grant.id);

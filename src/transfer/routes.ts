@@ -198,11 +198,21 @@ export function transferRoutes(deps: {
             },
           },
         },
-        response: { 200: { type: 'object', properties: { transfers: { type: 'integer' } } }, 400: errorSchema },
+        response: {
+          200: {
+            type: 'object',
+            description: 'Each grant is judged on its own: `refused` lists those not recorded, with their code (unknown_grant, served_not_yours, invalid_pieces).',
+            properties: {
+              transfers: { type: 'integer' },
+              refused: { type: 'array', items: { type: 'object', properties: { id: { type: 'string' }, code: { type: 'string' }, message: { type: 'string' } } } },
+            },
+          },
+          400: errorSchema,
+        },
       },
       handler: async (req) => {
-        const mine = await deps.served.report(req.principal!.terminalId!, req.body.grants);
-        return { transfers: await deps.transfers.servedUnder(mine) };
+        const { recorded, refused } = await deps.served.report(req.principal!.terminalId!, req.body.grants);
+        return { transfers: await deps.transfers.servedUnder(recorded), refused };
       },
     });
 

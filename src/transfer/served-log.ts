@@ -1,7 +1,6 @@
 import type { Transaction } from 'kysely';
 import type { Logger } from 'pino';
 import type { Clock } from '../core/clock.ts';
-import { badRequest } from '../core/errors.ts';
 import { sql, type Db } from '../db/connection.ts';
 import type { Database } from '../db/schema.ts';
 import { arrayLiteral } from '../ledger/ledger.ts';
@@ -55,27 +54,40 @@ export class ServedLog {
   }
 
   /**
-   * A source's report: ranges it sent in full, per grant. Grants that do not name this
-   * source as their source, and pieces the grant does not cover, are refused whole.
+   * A source's report: ranges it sent in full, per grant. Each grant is judged on its own:
+   * one the origin never issued (the origin's own holding spot check is not a stored
+   * grant), one naming another source (`served_not_yours`) or pieces the grant does not
+   * cover (`invalid_pieces`) is refused, and the others are recorded.
    */
-  async report(sourceId: string, items: { id: string; pieces: string }[]): Promise<string[]> {
-    if (items.length === 0) return [];
-    return this.deps.db.transaction().execute(async (trx) => {
+  async report(sourceId: string, items: { id: string; pieces: string }[]): Promise<{ recorded: string[]; refused: { id: string; code: string; message: string }[] }> {
+    const out = { recorded: [] as string[], refused: [] as { id: string; code: string; message: string }[] };
+    if (items.length === 0) return out;
+    await this.deps.db.transaction().execute(async (trx) => {
       const grants = await trx.selectFrom('grants').select(['id', 'source_id', 'pieces']).where('id', 'in', [...new Set(items.map((i) => i.id))]).execute();
       const byId = new Map(grants.map((g) => [g.id, g]));
       const add = new Map<string, number[]>();
       for (const item of items) {
         const grant = byId.get(item.id);
-        if (!grant || grant.source_id !== sourceId) throw badRequest('served_not_yours', `Grant ${item.id} does not name this terminal as its source.`, { grant: item.id });
-        const spans = parseRangeSpans(item.pieces, Number.MAX_SAFE_INTEGER);
+        if (!grant) {
+          out.refused.push({ id: item.id, code: 'unknown_grant', message: `No grant ${item.id} (a holding spot check is not paid).` });
+          continue;
+        }
+        if (grant.source_id !== sourceId) {
+          out.refused.push({ id: item.id, code: 'served_not_yours', message: `Grant ${item.id} does not name this terminal as its source.` });
+          continue;
+        }
         const granted = rangeSet(grant.pieces);
-        const pieces = spans ? decodeRanges(item.pieces, Number.MAX_SAFE_INTEGER) : null;
-        if (!pieces || !pieces.every(granted)) throw badRequest('invalid_pieces', `The pieces reported for grant ${item.id} must be ascending ranges within what it granted (${grant.pieces}).`, { grant: item.id });
+        const pieces = parseRangeSpans(item.pieces, Number.MAX_SAFE_INTEGER) ? decodeRanges(item.pieces, Number.MAX_SAFE_INTEGER) : null;
+        if (!pieces || !pieces.every(granted)) {
+          out.refused.push({ id: item.id, code: 'invalid_pieces', message: `The pieces reported for grant ${item.id} must be ascending ranges within what it granted (${grant.pieces}).` });
+          continue;
+        }
         add.set(item.id, [...(add.get(item.id) ?? []), ...pieces]);
       }
       await this.merge(trx, add);
-      return [...add.keys()];
+      out.recorded = [...add.keys()];
     });
+    return out;
   }
 
   /** What was reported served under each grant, read in the caller's transaction. */
