@@ -88,7 +88,10 @@ export function registerGet(program: Command) {
         bar?.stop();
         const d = (err.details ?? {}) as { pieces?: number; totalPieces?: number };
         const r = reservation as Reservation | null;
-        const held = r && r.held > 0 ? `${r.held} stays reserved for this content until ${new Date(r.heldUntil!).toISOString()} (released when the download finishes, or then); you pay only for pieces received. ` : '';
+        const held =
+          r && r.held > 0
+            ? `What is left of the ${r.held} reserved for this content stays reserved until ${new Date(r.heldUntil!).toISOString()}: the pieces received are paid from it, the rest is released when the download finishes (or then). `
+            : '';
         const message = `Stopped at ${d.pieces}/${d.totalPieces} pieces; the verified ones are kept in ${outPath}.part. ${held}Run the same command again to resume.`;
         if (g.json) process.stdout.write(JSON.stringify({ event: 'stopped', pieces: d.pieces, totalPieces: d.totalPieces, reservation: r, message }) + '\n');
         else process.stderr.write(`\n${message}\n`);

@@ -82,7 +82,7 @@ test('Ctrl-C twice, then the rest: one transfer, one reservation, the price paid
     // Round 1 reserves the price; round 2 reuses what is left of that one reservation.
     assert.equal(run.stopped.reservation.held, round === 1 ? PRICE : heldBefore, `round ${round}: the reservation shown`);
     assert.equal(run.stopped.reservation.reused, round === 2);
-    assert.match(run.stopped.message, /stays reserved for this content until .*Run the same command again to resume/);
+    assert.match(run.stopped.message, /reserved for this content stays reserved until .*Run the same command again to resume/);
     assert.ok(run.stopped.pieces >= 3 * round && run.stopped.pieces < 48, `round ${round}: stopped part way at ${run.stopped.pieces}`);
     // What was received is paid out of the reservation; the rest stays reserved: 171 available all along.
     const w = await wallet();
