@@ -60,7 +60,7 @@ export interface AgentOptions {
   clock?: WaitClock;
   /**
    * The clock piece transfers run on: upload and download rate caps, stall and refresh
-   * timing, proof timestamps (default: the system clock). Apart from `clock`, which
+   * timing, proof timestamps signed and checked, grants checked when serving (default: the system clock). Apart from `clock`, which
    * schedule tests hold still at window edges while pieces keep flowing.
    */
   transferClock?: WaitClock;
@@ -179,7 +179,8 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
       originPublicKey: opts.originKey,
       sourceKey: device.keys.privateKey,
       pieces: store.pieceSource(),
-      clock,
+      // Proofs are signed on the receivers' transfer clock, and grants carry the origin's time.
+      clock: transferClock,
       metrics: app.metrics,
       // No wait queue: a receiver turned away asks another source or comes back after 250 ms.
       slots: new UploadSlots(opts.slots ?? 4, 0),
