@@ -1,3 +1,6 @@
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { Readable } from 'node:stream';
 import { AppError } from '../core/errors.ts';
 import { readProfile, type Profile } from './profile.ts';
 
@@ -26,9 +29,54 @@ export class Api {
     try {
       res = await fetch(this.origin + route, { method, headers, body, duplex: body ? 'half' : undefined } as RequestInit);
     } catch (err: any) {
-      throw new AppError('origin_unreachable', `Cannot reach ${this.origin}: ${err?.cause?.code ?? err?.message ?? err}`, 503);
+      throw unreachable(this.origin, err);
     }
-    const text = await res.text();
+    return this.answer<T>(method, route, res.status, await res.text());
+  }
+
+  /**
+   * Streams `body` as application/octet-stream with its Content-Length, so the origin can
+   * refuse (no such role, too large) before reading it. Issue 12 #5: the origin may answer
+   * while the body is still going out; that answer is what the user is told, so this uses
+   * node:http, which hands over the response as soon as it arrives: sending stops there, and
+   * a write failing after it (the origin stopped reading) is not a network failure.
+   */
+  upload<T = any>(route: string, body: AsyncIterable<Uint8Array>, size: number): Promise<T> {
+    const url = new URL(this.origin + route);
+    const headers: Record<string, string | number> = { 'content-type': 'application/octet-stream', 'content-length': size };
+    if (this.token) headers.authorization = `Bearer ${this.token}`;
+    const source = Readable.from(body, { objectMode: false });
+    return new Promise<T>((resolve, reject) => {
+      let answered = false;
+      const req = (url.protocol === 'https:' ? httpsRequest : httpRequest)(url, { method: 'POST', headers }, (res) => {
+        answered = true;
+        source.unpipe(req);
+        source.destroy();
+        readBounded(res, MAX_ANSWER_BYTES).then(
+          (text) => {
+            req.destroy();
+            try {
+              resolve(this.answer<T>('POST', route, res.statusCode ?? 0, text));
+            } catch (err) {
+              reject(err);
+            }
+          },
+          (err) => reject(err instanceof AppError ? err : unreachable(this.origin, err)),
+        );
+      });
+      req.on('error', (err) => {
+        if (!answered) reject(unreachable(this.origin, err));
+      });
+      source.on('error', (err) => {
+        req.destroy();
+        reject(err);
+      });
+      source.pipe(req);
+    });
+  }
+
+  /** A parsed answer body, or the AppError its error body names. */
+  private answer<T>(method: string, route: string, status: number, text: string): T {
     let parsed: any = null;
     if (text) {
       try {
@@ -37,21 +85,11 @@ export class Api {
         parsed = text;
       }
     }
-    if (!res.ok) {
+    if (status < 200 || status >= 300) {
       const e = parsed?.error;
-      throw new AppError(e?.code ?? 'http_error', e?.message ?? `${method} ${route} answered ${res.status}`, res.status);
+      throw new AppError(e?.code ?? 'http_error', e?.message ?? `${method} ${route} answered ${status}`, status);
     }
     return parsed as T;
-  }
-
-  /**
-   * Streams `body` as application/octet-stream. With `size` the request carries a
-   * Content-Length, so the origin can refuse an oversize upload before any byte is sent.
-   */
-  upload<T = any>(route: string, body: AsyncIterable<Uint8Array>, size?: number) {
-    const headers: Record<string, string> = { 'content-type': 'application/octet-stream' };
-    if (size !== undefined) headers['content-length'] = String(size);
-    return this.request<T>('POST', route, { body, headers });
   }
 
   get<T = any>(route: string) {
@@ -60,4 +98,22 @@ export class Api {
   post<T = any>(route: string, json?: unknown) {
     return this.request<T>('POST', route, { json: json ?? {} });
   }
+}
+
+/** An upload's answer is a small JSON body; anything longer is not read whole. */
+const MAX_ANSWER_BYTES = 1024 * 1024;
+
+function unreachable(origin: string, err: any): AppError {
+  return new AppError('origin_unreachable', `Cannot reach ${origin}: ${err?.cause?.code ?? err?.code ?? err?.message ?? err}`, 503);
+}
+
+async function readBounded(res: IncomingMessage, max: number): Promise<string> {
+  const chunks: Buffer[] = [];
+  let length = 0;
+  for await (const chunk of res as AsyncIterable<Buffer>) {
+    length += chunk.length;
+    if (length > max) throw new AppError('answer_too_large', `The origin's answer is longer than ${max} bytes.`, 502);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
 }

@@ -1,4 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify';
+import type { IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
 import type { AccountService } from '../accounts/service.ts';
 import type { Config } from '../core/config.ts';
@@ -99,16 +100,19 @@ export function contentRoutes(deps: { content: ContentService; accounts: Account
           415: errorSchema,
         },
       },
-      // Refuse a declared oversize body before reading any of it.
-      preParsing: async (req, _reply, payload) => {
+      // Issue 12 #5: refusals come before any of the body is read. The access rule (who, which
+      // role) is checked by the shared onRequest hook (src/core/http.ts), which runs first; then
+      // the declared size here.
+      onRequest: async (req) => {
         const declared = Number(req.headers['content-length']);
         if (Number.isFinite(declared) && declared > config.maxUploadBytes) throw uploadTooLarge(config.maxUploadBytes);
-        return payload;
       },
-      // A refusal mid-upload leaves the rest of the body unread: close the connection
-      // after the reply instead of reading (or mis-parsing) whatever follows.
-      onSend: async (req, reply) => {
-        if (!req.raw.complete) reply.header('connection', 'close');
+      // An answer sent before the whole body arrived: read on (and discard) what the client
+      // already has on its way for a bounded while, instead of closing at once. A socket closed
+      // with unread bytes is reset, and a reset can destroy the answer before the client reads it
+      // (the "EPIPE instead of forbidden" of issue 12 #5).
+      onResponse: async (req) => {
+        if (!req.raw.complete) drainBriefly(req.raw);
       },
       handler: async (req, reply) => {
         if (req.validationError) throw metaError(req.validationError);
@@ -175,6 +179,35 @@ export function contentRoutes(deps: { content: ContentService; accounts: Account
       handler: async (req) => content.getManifest(req.params.id),
     });
   };
+}
+
+/** How much of a refused upload's body is read and discarded, and for how long, before the connection is closed. */
+const LINGER_BYTES = 16 * 1024 * 1024;
+const LINGER_MS = 2000;
+
+/**
+ * Reads and discards the rest of a request body already answered, up to LINGER_BYTES or
+ * LINGER_MS (real time: a network safeguard, not logic a test drives), then closes the
+ * connection if the body has not ended. A client that stops sending once answered (the CLI
+ * does) leaves a reusable connection; one that does not is cut off within those bounds.
+ */
+function drainBriefly(req: IncomingMessage) {
+  let seen = 0;
+  const stop = (close: boolean) => {
+    clearTimeout(timer);
+    req.off('data', count);
+    req.off('end', ended);
+    if (close) req.socket.destroy();
+  };
+  const count = (chunk: Buffer) => {
+    seen += chunk.length;
+    if (seen > LINGER_BYTES) stop(true);
+  };
+  const ended = () => stop(false);
+  const timer = setTimeout(() => stop(true), LINGER_MS).unref();
+  req.on('data', count);
+  req.once('end', ended);
+  req.resume();
 }
 
 /**
