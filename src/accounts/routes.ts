@@ -14,6 +14,8 @@ const credentials = {
   properties: { username: { type: 'string', maxLength: 40 }, password: { type: 'string', maxLength: 200 } },
 } as const;
 const roles = { type: 'array', minItems: 1, maxItems: ROLES.length, items: { type: 'string', enum: [...ROLES] } } as const;
+const password = { type: 'string', maxLength: 200 } as const;
+const userList = { type: 'object', properties: { items: { type: 'array', items: userSchema }, nextCursor: { type: ['string', 'null'] } } } as const;
 const idParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', maxLength: 64 } } } as const;
 
 export function accountRoutes(accounts: AccountService): FastifyPluginAsync {
@@ -74,6 +76,54 @@ export function accountRoutes(accounts: AccountService): FastifyPluginAsync {
         response: { 201: userSchema, 400: errorSchema, 409: errorSchema },
       },
       handler: async (req, reply) => reply.code(201).send(await accounts.createUser(req.body.username, req.body.password, req.body.roles)),
+    });
+
+    app.get<{ Querystring: { limit: number; after?: string; username?: string } }>('/users', {
+      config: { access: ['operator'] },
+      schema: {
+        summary: 'Accounts in username order; `after` is the previous page’s nextCursor, `username` finds one account by name',
+        tags: ['accounts'],
+        querystring: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            limit: { type: 'integer', minimum: 1, maximum: 200, default: 100 },
+            after: { type: 'string', maxLength: 40 },
+            username: { type: 'string', maxLength: 40 },
+          },
+        },
+        response: { 200: userList, 400: errorSchema },
+      },
+      handler: async (req) => accounts.listUsers(req.query),
+    });
+
+    app.put<{ Body: { currentPassword: string; newPassword: string } }>('/auth/password', {
+      config: { access: 'user' },
+      schema: {
+        summary: 'Change this account’s own password (the current one is required); tokens already issued stay valid',
+        tags: ['accounts'],
+        body: { type: 'object', required: ['currentPassword', 'newPassword'], additionalProperties: false, properties: { currentPassword: password, newPassword: password } },
+        response: { 400: errorSchema, 401: errorSchema },
+      },
+      handler: async (req, reply) => {
+        await accounts.changePassword(req.principal!.userId, req.body.currentPassword, req.body.newPassword);
+        reply.code(204).send();
+      },
+    });
+
+    app.put<{ Params: { id: string }; Body: { password: string } }>('/users/:id/password', {
+      config: { access: ['operator'] },
+      schema: {
+        summary: 'Set another account’s password (an operator’s reset); tokens already issued stay valid',
+        tags: ['accounts'],
+        params: idParams,
+        body: { type: 'object', required: ['password'], additionalProperties: false, properties: { password } },
+        response: { 400: errorSchema, 404: errorSchema },
+      },
+      handler: async (req, reply) => {
+        await accounts.setPassword(req.params.id, req.body.password);
+        reply.code(204).send();
+      },
     });
 
     app.get<{ Params: { id: string } }>('/users/:id', {

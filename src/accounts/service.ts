@@ -28,7 +28,7 @@ export class AccountService {
     if (!USERNAME.test(username)) {
       throw badRequest('invalid_username', 'A username is 3–40 characters: lower-case letters, digits, ".", "_" or "-".');
     }
-    if (password.length < 10) throw badRequest('weak_password', 'A password needs at least 10 characters.');
+    checkStrength(password);
     if (roles.length === 0 || roles.some((r) => !ROLES.includes(r))) {
       throw badRequest('invalid_role', `Roles are some of: ${ROLES.join(', ')}.`);
     }
@@ -48,6 +48,30 @@ export class AccountService {
     const row = await this.db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst();
     if (!row) throw notFound('unknown_user', `No user ${id}.`);
     return toPublic(row);
+  }
+
+  /** Accounts in username order, `limit` at a time after the username `after` (keyset paging). */
+  async listUsers(opts: { limit: number; after?: string; username?: string }): Promise<{ items: PublicUser[]; nextCursor: string | null }> {
+    let q = this.db.selectFrom('users').selectAll().orderBy('username').limit(opts.limit + 1);
+    if (opts.username !== undefined) q = q.where('username', '=', opts.username);
+    if (opts.after !== undefined) q = q.where('username', '>', opts.after);
+    const rows = await q.execute();
+    const items = rows.slice(0, opts.limit).map(toPublic);
+    return { items, nextCursor: rows.length > opts.limit ? items.at(-1)!.username : null };
+  }
+
+  /** Changes one's own password: the current one must be right (a stolen session alone cannot lock the owner out). */
+  async changePassword(userId: string, currentPassword: string, newPassword: string): Promise<void> {
+    const row = await this.db.selectFrom('users').select('password_hash').where('id', '=', userId).executeTakeFirst();
+    if (!row || !(await verifyPassword(currentPassword, row.password_hash))) throw unauthorized('bad_credentials', 'The current password is wrong; nothing changed.');
+    await this.setPassword(userId, newPassword);
+  }
+
+  /** Sets an account's password (an operator's reset, or after changePassword's check). */
+  async setPassword(userId: string, password: string): Promise<void> {
+    checkStrength(password);
+    const updated = await this.db.updateTable('users').set({ password_hash: await hashPassword(password) }).where('id', '=', userId).executeTakeFirst();
+    if (!updated.numUpdatedRows) throw notFound('unknown_user', `No user ${userId}.`);
   }
 
   async usernames(ids: string[]): Promise<Map<string, string>> {
@@ -129,6 +153,10 @@ export class AccountService {
     );
     return file;
   }
+}
+
+function checkStrength(password: string) {
+  if (password.length < 10) throw badRequest('weak_password', 'A password needs at least 10 characters.');
 }
 
 function toPublic(row: { id: string; username: string; roles: Role[]; created_at: Date }): PublicUser {

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { Api } from './api.ts';
-import { cascadeHome, readProfile } from './profile.ts';
+import { cascadeHome, signedInTo } from './profile.ts';
+import { resolveContentId } from './content-id.ts';
 import { monotonicMs } from '../core/clock.ts';
 import { AppError } from '../core/errors.ts';
 import { createLogger } from '../core/logger.ts';
@@ -21,15 +22,17 @@ export function registerAgent(program: Command) {
     .option('--name <name>', 'terminal name')
     .option('--region <label>', 'region label, used to pick nearby peers')
     .option('--network <label>', 'network label (e.g. the building or ISP), used to pick nearby peers')
-    .option('--get <contentId...>', 'content to fetch once started')
+    .option('--get <contentId...>', 'content to fetch once started (full IDs or unique prefixes of 8 or more)')
     .option('--stall-ms <ms>', 'give up on a source after this long without bytes', (v) => Number(v), 5000)
     .option('--schedule <mode>', 'get scheduled deliveries (#5): pull (call in when a window opens), stream (hold a connection the origin pushes down) or address (the origin POSTs to this agent)', parseMode)
     .option('--cpu-load <share>', 'report this CPU load (0..1) instead of measuring the machine (labs where many agents share one machine)', parseShare)
     .action(async (opts) => {
       const g = program.opts();
-      const profile = readProfile();
-      if (!profile.token || !profile.originKey) throw new AppError('not_signed_in', 'Run `cascade login` first.', 401);
       const api = Api.fromProfile({ origin: g.origin });
+      const profile = signedInTo(api.origin);
+      // Resolved before the agent starts: a wrong ID is refused at once, not after start-up.
+      const toGet: string[] = [];
+      for (const id of opts.get ?? []) toGet.push(await resolveContentId(api, id));
       const say = (event: Record<string, unknown>) => {
         if (g.json) process.stdout.write(JSON.stringify(event) + '\n');
         else process.stderr.write(`${Object.entries(event).map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : v}`).join(' ')}\n`);
@@ -61,7 +64,7 @@ export function registerAgent(program: Command) {
       };
       process.once('SIGINT', stop);
       process.once('SIGTERM', stop);
-      for (const id of opts.get ?? []) {
+      for (const id of toGet) {
         let last = -Infinity;
         const result = await agent.fetch(id, {
           onProgress: (p) => {

@@ -2,7 +2,8 @@ import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import path from 'node:path';
 import { Api } from './api.ts';
-import { cascadeHome, readProfile } from './profile.ts';
+import { cascadeHome, signedInTo } from './profile.ts';
+import { resolveContentId } from './content-id.ts';
 import { monotonicMs, systemClock } from '../core/clock.ts';
 import { AppError } from '../core/errors.ts';
 import { deviceSession } from '../terminals/device.ts';
@@ -14,16 +15,15 @@ export function registerGet(program: Command) {
   program
     .command('get')
     .description('download a content, verifying every piece; resumes after an interruption (S1.6)')
-    .argument('<contentId>', 'content ID (64 hex characters)')
+    .argument('<contentId>', 'content ID (64 hex characters, or a unique prefix of 8 or more)')
     .option('-o, --output <file>', 'where to write it (default: the content ID in the current directory)')
     .option('--concurrency <n>', 'piece requests in flight', (v) => Number(v), 8)
     .option('--down-rate <rate>', 'cap the download rate, e.g. 8MB/s', parseRate)
-    .action(async (contentId: string, opts) => {
+    .action(async (given: string, opts) => {
       const g = program.opts();
-      if (!/^[0-9a-f]{64}$/.test(contentId)) throw new AppError('invalid_content_id', 'A content ID is 64 hexadecimal characters.', 400);
-      const profile = readProfile();
-      if (!profile.token || !profile.originKey) throw new AppError('not_signed_in', 'Run `cascade login` first.', 401);
       const userApi = Api.fromProfile({ origin: g.origin });
+      const profile = signedInTo(userApi.origin);
+      const contentId = await resolveContentId(userApi, given);
       const device = await deviceSession(userApi, cascadeHome());
       const api = new Api(userApi.origin, device.token);
       const outPath = path.resolve(opts.output ?? contentId);

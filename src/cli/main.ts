@@ -10,6 +10,11 @@ import { registerAgent } from './agent.ts';
 import { registerVoucher } from './voucher.ts';
 import { registerWallet } from './wallet.ts';
 import { registerSchedule } from './schedule.ts';
+import { registerCatalog } from './catalog.ts';
+import { registerUser } from './user.ts';
+import { endQuietlyOnClosedPipe } from './output.ts';
+
+endQuietlyOnClosedPipe();
 
 // One `cascade` command for every role (ARCHITECTURE.md "Processes").
 const program = new Command('cascade')
@@ -28,6 +33,8 @@ registerVoucher(program);
 // `wallet` with its `history` and `topup` (from voucher.ts) subcommands.
 registerWallet(program);
 registerSchedule(program);
+registerCatalog(program);
+registerUser(program);
 
 program.parseAsync(process.argv).catch((err) => {
   if (err instanceof CommanderError) process.exit(err.exitCode);

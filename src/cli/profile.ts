@@ -1,6 +1,7 @@
 import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { AppError } from '../core/errors.ts';
 
 // The CLI keeps its sign-in and its device identity in one directory:
 // $CASCADE_HOME, or ~/.config/cascade. Files are written mode 0600.
@@ -19,12 +20,26 @@ export function cascadeHome(): string {
 
 const profileFile = () => path.join(cascadeHome(), 'profile.json');
 
-export function defaultOrigin(): string {
-  return process.env.CASCADE_ORIGIN || 'http://127.0.0.1:8080';
+/**
+ * The origin a command talks to (issue 12 #2): `--origin`, else $CASCADE_ORIGIN, else the one
+ * signed in to, else http://127.0.0.1:8080. Without a trailing slash.
+ */
+export function chooseOrigin(flag?: string): string {
+  return (flag || process.env.CASCADE_ORIGIN || readProfile().origin || 'http://127.0.0.1:8080').replace(/\/+$/, '');
+}
+
+/** The sign-in kept for `origin`, or a not_signed_in refusal naming the origin (a token is never sent to another origin). */
+export function signedInTo(origin: string): Profile & { token: string; originKey: string } {
+  const p = readProfile();
+  if (!p.token || !p.originKey) throw new AppError('not_signed_in', `Not signed in: run \`cascade login --origin ${origin}\` first.`, 401);
+  if (p.origin.replace(/\/+$/, '') !== origin) {
+    throw new AppError('not_signed_in', `Signed in to ${p.origin}, not ${origin}: run \`cascade login --origin ${origin}\` (or give --origin ${p.origin}).`, 401);
+  }
+  return p as Profile & { token: string; originKey: string };
 }
 
 export function readProfile(): Profile {
-  if (!existsSync(profileFile())) return { origin: defaultOrigin() };
+  if (!existsSync(profileFile())) return { origin: '' };
   return JSON.parse(readFileSync(profileFile(), 'utf8')) as Profile;
 }
 

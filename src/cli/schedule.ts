@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { Api } from './api.ts';
+import { resolveContentId } from './content-id.ts';
 import { cascadeHome } from './profile.ts';
 import { badRequest } from '../core/errors.ts';
 import { deviceSession } from '../terminals/device.ts';
@@ -192,7 +193,7 @@ export function registerSchedule(program: Command) {
   schedule
     .command('add')
     .description('send a distribution request: one selection and one or more windows')
-    .option('--content <id>', 'one content (64 hex characters)')
+    .option('--content <id>', 'one content (its ID, or a unique prefix of 8 or more)')
     .option('--publisher <id|name>', 'everything a publisher publishes (user ID usr_… or username)')
     .option('--genre <genre>', 'every content of a genre (case-insensitive)')
     .option('--series <prefix>', 'every content whose title starts with this (case-insensitive)')
@@ -205,7 +206,7 @@ export function registerSchedule(program: Command) {
     .action(async (opts: Record<string, any>, cmd: Command) => {
       const g = root(cmd).opts();
       const select: SelectionView = {};
-      if (opts.content !== undefined) select.contentId = opts.content;
+      if (opts.content !== undefined) select.contentId = await resolveContentId(Api.fromProfile({ origin: g.origin }), opts.content);
       if (opts.publisher !== undefined) {
         if (/^usr_/.test(opts.publisher)) select.publisherId = opts.publisher;
         else select.publisher = opts.publisher;
@@ -272,7 +273,8 @@ export function registerSchedule(program: Command) {
     .option('--content <id>', 'only this content')
     .action(async (opts: { limit: string; before?: string; content?: string }, cmd: Command) => {
       const g = root(cmd).opts();
-      const query = new URLSearchParams({ limit: String(limitOf(opts.limit, 1000)), ...(opts.before ? { before: opts.before } : {}), ...(opts.content ? { contentId: opts.content } : {}) });
+      const contentId = opts.content ? await resolveContentId(Api.fromProfile({ origin: g.origin }), opts.content) : undefined;
+      const query = new URLSearchParams({ limit: String(limitOf(opts.limit, 1000)), ...(opts.before ? { before: opts.before } : {}), ...(contentId ? { contentId } : {}) });
       const h = await (await terminalApi(cmd)).get<{ entries: DeliveryRecord[]; nextCursor: string | null }>(`/schedules/history?${query}`);
       if (g.json) return write(JSON.stringify(h));
       if (h.entries.length === 0) return write('no scheduled deliveries yet');

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import os from 'node:os';
 import { Api } from './api.ts';
+import { resolveContentId } from './content-id.ts';
 import { cascadeHome } from './profile.ts';
 import { badRequest } from '../core/errors.ts';
 import { deviceSession } from '../terminals/device.ts';
@@ -64,9 +65,10 @@ export function registerTerminal(program: Command) {
 
   terminal
     .command('holders')
-    .argument('<contentId>', 'content ID (64 hex characters)')
+    .argument('<contentId>', 'content ID (64 hex characters, or a unique prefix of 8 or more)')
     .description('list the terminals holding a content, online first, with their last state (S1.3)')
-    .action(async (contentId: string) => {
+    .action(async (given: string) => {
+      const contentId = await resolveContentId(api(), given);
       const res = await api().get<{ contentId: string; holders: Holder[] }>(`/contents/${encodeURIComponent(contentId)}/holders`);
       if (program.opts().json) return out(true, res, '');
       if (res.holders.length === 0) return out(false, res, `no terminal holds ${contentId}`);

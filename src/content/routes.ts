@@ -152,6 +152,7 @@ export function contentRoutes(deps: { content: ContentService; accounts: Account
             publisher: { type: 'string', maxLength: 40, description: 'publisher username' },
             limit: { type: 'integer', minimum: 1, maximum: 100, default: 20 },
             cursor: { type: 'string', maxLength: 200, description: 'nextCursor from the previous page' },
+            idPrefix: { type: 'string', maxLength: 64, description: 'contents whose ID starts with these 8–64 lower-case hex characters (a short ID, as git takes short commit IDs)' },
           },
         },
         response: {

@@ -15,6 +15,8 @@ import type { PieceStore, PieceStaging } from './piece-store.ts';
 // (the origin's hot path) costs one map lookup and one file read, no query.
 
 export const CONTENT_ID = /^[0-9a-f]{64}$/;
+/** The shortest part of a content ID that may stand for it (issue 12 #2, like git's short IDs). */
+export const ID_PREFIX = /^[0-9a-f]{8,64}$/;
 
 export interface PublishMeta {
   title: string;
@@ -57,6 +59,8 @@ export interface ListQuery {
   publisher?: string;
   limit?: number;
   cursor?: string;
+  /** Issue 12 #2: the contents whose ID starts with these hex characters (≥ 8), as git takes a short commit ID. */
+  idPrefix?: string;
 }
 
 export const MAX_PRICE = 1e12;
@@ -237,6 +241,11 @@ export class ContentService {
     }
     if (query.genre) qb = qb.where('genre', 'ilike', escapeLike(query.genre.trim()));
     if (query.publisher) qb = qb.where(publisherName, '=', query.publisher.trim().toLowerCase());
+    if (query.idPrefix !== undefined) {
+      if (!ID_PREFIX.test(query.idPrefix)) throw badRequest('invalid_content_id', 'A content ID prefix is 8 to 64 lower-case hexadecimal characters.');
+      // Hex only, so no LIKE wildcard can be in it.
+      qb = qb.where('id', 'like', `${query.idPrefix}%`);
+    }
     if (query.cursor) {
       const [at, id] = decodeCursor(query.cursor);
       qb = qb.where((eb) => eb(eb.refTuple('created_at', 'id'), '<', eb.tuple(at, id)));

@@ -10,7 +10,7 @@ const page = `<!doctype html>
  header{display:flex;gap:1rem;align-items:baseline} header nav{margin-left:auto;display:flex;gap:1rem}
  input{font:inherit;padding:.4rem .6rem;width:20rem} table{border-collapse:collapse;width:100%;margin-top:1rem}
  td,th{text-align:left;padding:.35rem .5rem;border-bottom:1px solid #dde} code{font-size:.85em}
- #more{margin-top:1rem} .muted{color:#667}
+ #more{margin-top:1rem} .muted{color:#667} code.id{word-break:break-all;user-select:all}
 </style></head><body>
 <header><h1>Cascade</h1><span class="muted">content distribution</span>
 <nav><a href="/docs">API (OpenAPI)</a><a href="/health">health</a><a href="/metrics">metrics</a></nav></header>
@@ -32,10 +32,12 @@ async function load(reset) {
   if (reset) rows.textContent = '';
   for (const c of data.items) {
     const tr = document.createElement('tr');
-    for (const v of [c.title, c.genre, c.publisher, mib(c.totalSize), c.price, c.id.slice(0, 12) + '…']) {
+    for (const v of [c.title, c.genre, c.publisher, mib(c.totalSize), c.price]) {
       const td = document.createElement('td'); td.textContent = v; tr.appendChild(td);
     }
-    tr.lastChild.title = c.id;
+    // The full ID, as \`cascade get\` takes it (issue 12 #2); selectable in one click.
+    const id = document.createElement('code'); id.className = 'id'; id.textContent = c.id;
+    const td = document.createElement('td'); td.appendChild(id); tr.appendChild(td);
     rows.appendChild(tr);
   }
   cursor = data.nextCursor;

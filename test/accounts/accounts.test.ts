@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { hashPassword, verifyPassword } from '../../src/accounts/passwords.ts';
-import { testEngines } from '../helpers/db.ts';
+import { snapshotTables, testEngines } from '../helpers/db.ts';
 import { startTestOrigin, type TestOrigin } from '../helpers/origin.ts';
 
 test('passwords are hashed with scrypt, salted, and verified', async () => {
@@ -105,6 +105,69 @@ for (const engine of testEngines()) {
       assert.deepEqual(res.body.roles, ['publisher', 'premium']);
       const changed = await origin.call('PUT', `/users/${res.body.id}/roles`, { token: op.token, json: { roles: ['store'] } });
       assert.deepEqual(changed.body.roles, ['store']);
+    });
+
+    test('GET /users: operators list accounts in name order, a page at a time, or find one by name (issue 12 #2)', async () => {
+      const op = await origin.userWithRoles(['operator']);
+      for (const name of ['list-a', 'list-b', 'list-c']) await origin.accounts.createUser(name, 'long-enough-password', ['member']);
+      const first = await origin.call('GET', '/users?limit=2&after=list-', { token: op.token });
+      assert.equal(first.status, 200);
+      assert.deepEqual(first.body.items.map((u: any) => u.username), ['list-a', 'list-b']);
+      assert.equal(first.body.nextCursor, 'list-b');
+      assert.equal(first.body.items[0].password_hash, undefined, 'no hash leaves the origin');
+      const next = await origin.call('GET', `/users?limit=1&after=${first.body.nextCursor}`, { token: op.token });
+      assert.deepEqual(next.body.items.map((u: any) => u.username), ['list-c']);
+      const one = await origin.call('GET', '/users?username=list-b', { token: op.token });
+      assert.deepEqual(one.body.items.map((u: any) => u.username), ['list-b']);
+      const bad = await origin.call('GET', '/users?limit=201', { token: op.token });
+      assert.equal(bad.body.error.code, 'invalid_request');
+      const member = await origin.userWithRoles(['publisher', 'store']);
+      const refused = await origin.call('GET', '/users', { token: member.token });
+      assert.deepEqual([refused.status, refused.body.error.code], [403, 'forbidden']);
+    });
+
+    test('PUT /auth/password changes one\'s own password; refusals change nothing (issue 12 #2)', async () => {
+      const made = await origin.accounts.createUser('pw-owner', 'old-long-password', ['member']);
+      const { token } = await origin.accounts.login('pw-owner', 'old-long-password');
+      const before = await snapshotTables(origin.db.db);
+      const cases: [unknown, number, string][] = [
+        [{ currentPassword: 'not-the-password', newPassword: 'new-long-password' }, 401, 'bad_credentials'],
+        [{ currentPassword: 'old-long-password', newPassword: 'short' }, 400, 'weak_password'],
+        [{ currentPassword: 'old-long-password' }, 400, 'invalid_request'],
+        [{ currentPassword: 'old-long-password', newPassword: 'new-long-password', extra: 1 }, 400, 'invalid_request'],
+      ];
+      for (const [json, status, code] of cases) {
+        const res = await origin.call('PUT', '/auth/password', { token, json });
+        assert.deepEqual([res.status, res.body.error.code], [status, code], JSON.stringify(json));
+      }
+      assert.deepEqual(await snapshotTables(origin.db.db), before, 'nothing changed');
+      const ok = await origin.call('PUT', '/auth/password', { token, json: { currentPassword: 'old-long-password', newPassword: 'new-long-password' } });
+      assert.equal(ok.status, 204);
+      assert.equal((await origin.call('POST', '/auth/login', { json: { username: 'pw-owner', password: 'old-long-password' } })).status, 401);
+      assert.equal((await origin.call('POST', '/auth/login', { json: { username: 'pw-owner', password: 'new-long-password' } })).status, 200);
+      assert.equal((await origin.call('GET', '/auth/me', { token })).body.id, made.id, 'tokens already issued stay valid');
+    });
+
+    test('PUT /users/:id/password: an operator resets another account\'s password; refusals change nothing (issue 12 #2)', async () => {
+      const op = await origin.userWithRoles(['operator']);
+      const victim = await origin.accounts.createUser('pw-victim', 'victim-long-password', ['member']);
+      const stranger = await origin.userWithRoles(['publisher', 'store', 'premium', 'member']);
+      const before = await snapshotTables(origin.db.db);
+      const cases: [string | undefined, string, unknown, number, string][] = [
+        [stranger.token, victim.id, { password: 'taken-over-password' }, 403, 'forbidden'],
+        [undefined, victim.id, { password: 'taken-over-password' }, 401, 'unauthenticated'],
+        [op.token, 'usr_nobody', { password: 'reset-long-password' }, 404, 'unknown_user'],
+        [op.token, victim.id, { password: 'short' }, 400, 'weak_password'],
+        [op.token, victim.id, {}, 400, 'invalid_request'],
+      ];
+      for (const [token, id, json, status, code] of cases) {
+        const res = await origin.call('PUT', `/users/${id}/password`, { token, json });
+        assert.deepEqual([res.status, res.body.error.code], [status, code], `${code}: ${JSON.stringify(json)}`);
+      }
+      assert.deepEqual(await snapshotTables(origin.db.db), before, 'nothing changed');
+      const ok = await origin.call('PUT', `/users/${victim.id}/password`, { token: op.token, json: { password: 'reset-long-password' } });
+      assert.equal(ok.status, 204);
+      assert.equal((await origin.call('POST', '/auth/login', { json: { username: 'pw-victim', password: 'reset-long-password' } })).status, 200);
     });
 
     test('expired tokens are refused (injected clock)', async () => {
