@@ -60,6 +60,7 @@ function shell(command: string, env: Env, suffix = '') {
 
 /** Runs one command of the guide; `input` is what the person types (passwords), one answer a line. */
 async function run(command: string, env: Env, input = '', suffix = ''): Promise<string> {
+  const started = performance.now();
   const p = shell(command, env, suffix);
   let stdout = '';
   let stderr = '';
@@ -68,6 +69,7 @@ async function run(command: string, env: Env, input = '', suffix = ''): Promise<
   p.stdin!.end(input);
   const code = await new Promise<number | null>((r) => p.on('exit', r));
   assert.equal(code, 0, `${command}\n${stderr}`);
+  if (process.env.QUICKSTART_LOG) process.stderr.write(`${Math.round(performance.now() - started)} ms  ${command}\n`);
   return stdout;
 }
 
@@ -81,7 +83,7 @@ test('the README quick start names --origin/CASCADE_ORIGIN, a port of your choic
   assert.match(README, /PORT=8090/);
 });
 
-test('docs/quickstart.md as written: operator, publisher, store, two members, a peer-served download, vouchers, a schedule', { timeout: 300_000 }, async () => {
+test('docs/quickstart.md as written: operator, publisher, store, two members, a peer-served download, vouchers, a schedule', { timeout: 900_000 }, async () => {
   const password = (who: string) => `${who}-has-a-long-password`;
 
   // 2. The operator.
