@@ -79,6 +79,7 @@ describe('cascade user, signup and login', () => {
   });
 
   test('signup and passwd as processes: answers read from standard input, a wrong current password changes nothing', async () => {
+    delete process.env.CASCADE_PASSWORD; // the processes read standard input
     const h = path.join(home, 'dana');
     const signup = await runCli(['--origin', origin.url, 'signup', '--username', 'dana'], { home: h, input: 'dana-first-password\n' });
     assert.equal(signup.code, 0, signup.stderr);
@@ -97,6 +98,7 @@ describe('cascade user, signup and login', () => {
   });
 
   test('login checks the origin answers before asking for a password', async () => {
+    delete process.env.CASCADE_PASSWORD;
     // A port nobody listens on: bound, then closed.
     const port = await new Promise<number>((resolve) => {
       const s = createServer().listen(0, '127.0.0.1', () => {
