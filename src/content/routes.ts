@@ -198,7 +198,8 @@ function drainBriefly(req: IncomingMessage) {
     clearTimeout(timer);
     req.off('data', count);
     req.off('end', ended);
-    if (close) req.socket.destroy();
+    req.off('close', ended);
+    if (close) req.socket?.destroy();
   };
   const count = (chunk: Buffer) => {
     seen += chunk.length;
@@ -208,6 +209,7 @@ function drainBriefly(req: IncomingMessage) {
   const timer = setTimeout(() => stop(true), LINGER_MS).unref();
   req.on('data', count);
   req.once('end', ended);
+  req.once('close', ended); // the client hung up first
   req.resume();
 }
 
