@@ -42,6 +42,12 @@ export async function ask(question: string, opts: { secret?: boolean } = {}): Pr
     },
   });
   const rl = createInterface({ input: process.stdin, output, terminal: true });
+  // Ctrl-C at a prompt ends the command, as it would anywhere else (readline would only pause).
+  rl.on('SIGINT', () => {
+    rl.close();
+    process.stderr.write('\n');
+    process.exit(130);
+  });
   try {
     process.stderr.write(question);
     muted = !!opts.secret;
