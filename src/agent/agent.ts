@@ -171,6 +171,9 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     return reporting;
   };
 
+  // No wait queue: a receiver turned away asks another source or comes back after 250 ms.
+  // Their use is timed on the transfer clock, as the bytes they send are.
+  const uploadSlots = new UploadSlots(opts.slots ?? 4, 0, () => transferClock.now());
   const app = createHttpApp({ logger, resolveToken: async () => null, title: 'Cascade agent' });
   app.get('/health', { config: { access: 'public' }, schema: { summary: 'Agent liveness', tags: ['ops'] } }, async () => ({ status: 'ok', terminalId: device.terminalId }));
   await app.register(
@@ -182,8 +185,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
       // Proofs are signed on the receivers' transfer clock, and grants carry the origin's time.
       clock: transferClock,
       metrics: app.metrics,
-      // No wait queue: a receiver turned away asks another source or comes back after 250 ms.
-      slots: new UploadSlots(opts.slots ?? 4, 0),
+      slots: uploadSlots,
       upRate: () => upBucket,
       onServed: (grant, index, bytes) => {
         sentBytes += bytes;
@@ -237,10 +239,12 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
   }
 
   const started = clock.now();
-  let lastBeat = started;
+  // Send and receive rates are bytes over time on the transfer clock, the one rate caps run on
+  // (a test holding `clock` still must not turn a few bytes into a saturated link).
+  let lastBeat = transferClock.now();
   const cpuLoad = opts.cpuLoad ?? machineCpu();
   const beat = async () => {
-    const now = clock.now();
+    const now = transferClock.now();
     const seconds = Math.max((now - lastBeat) / 1000, 0.001);
     lastBeat = now;
     const upBps = opts.upRate ? opts.upRate * 8 : 1e10;
@@ -252,6 +256,9 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
       sendLoadBps: Math.min(Math.round((sentBytes * 8) / seconds), upBps),
       recvLoadBps: Math.min(Math.round((receivedBytes * 8) / seconds), downBps),
       cpu: cpuLoad(),
+      // S1.5 "not overloaded": the origin judges a holder saturated by its slots and link, not its CPU.
+      slots: uploadSlots.slots,
+      slotsBusy: Math.round(uploadSlots.averageBusy() * 100) / 100,
     };
     sentBytes = 0;
     receivedBytes = 0;
