@@ -172,8 +172,8 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
   };
 
   // No wait queue: a receiver turned away asks another source or comes back after 250 ms.
-  // Their use is timed on the transfer clock, as the bytes they send are.
-  const uploadSlots = new UploadSlots(opts.slots ?? 4, 0, () => transferClock.now());
+  // Their use is averaged over the agent's clock, as the loads heartbeats carry are.
+  const uploadSlots = new UploadSlots(opts.slots ?? 4, 0, () => clock.now());
   const app = createHttpApp({ logger, resolveToken: async () => null, title: 'Cascade agent' });
   app.get('/health', { config: { access: 'public' }, schema: { summary: 'Agent liveness', tags: ['ops'] } }, async () => ({ status: 'ok', terminalId: device.terminalId }));
   await app.register(
@@ -239,12 +239,10 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
   }
 
   const started = clock.now();
-  // Send and receive rates are bytes over time on the transfer clock, the one rate caps run on
-  // (a test holding `clock` still must not turn a few bytes into a saturated link).
-  let lastBeat = transferClock.now();
+  let lastBeat = started;
   const cpuLoad = opts.cpuLoad ?? machineCpu();
   const beat = async () => {
-    const now = transferClock.now();
+    const now = clock.now();
     const seconds = Math.max((now - lastBeat) / 1000, 0.001);
     lastBeat = now;
     const upBps = opts.upRate ? opts.upRate * 8 : 1e10;
