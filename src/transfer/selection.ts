@@ -153,7 +153,9 @@ export function saturation(state: TerminalState | null): string | null {
   if (!state) return null;
   const slots = slotLoad(state);
   if (slots !== null && slots >= SATURATED_LOAD) {
-    return `saturated: its ${state.slots} upload slot${state.slots === 1 ? '' : 's'} ${state.slots === 1 ? 'was' : 'were'} in use ${pct(slots)} of the time since its last heartbeat`;
+    const n = state.slots!;
+    const used = slots === 1 ? (n === 1 ? 'its one upload slot was' : `all ${n} of its upload slots were`) : `on average ${Number(state.slotsBusy!.toFixed(2))} of its ${n} upload slots were`;
+    return `saturated: ${used} in use since its last heartbeat`;
   }
   const link = linkLoad(state);
   if (link !== null && link >= SATURATED_LOAD) {

@@ -146,7 +146,7 @@ describe('peer-assisted distribution', () => {
     const result = await r3.fetch(contentId, { exclude: allBut(full, r3) });
     assert.ok(readFileSync(r3.store.paths(contentId).data).equals(file));
     assert.deepEqual(Object.keys(result.bySource), ['origin']);
-    const why = 'saturated: its 4 upload slots were in use 100% of the time since its last heartbeat';
+    const why = 'saturated: all 4 of its upload slots were in use since its last heartbeat';
     assert.deepEqual(
       result.skipped.find((x) => x.sourceId === full.terminalId),
       { sourceId: full.terminalId, reason: 'saturated', why },

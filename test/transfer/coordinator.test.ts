@@ -72,7 +72,7 @@ for (const engine of testEngines()) {
       assert.ok(!res.body.sources.some((s: any) => s.sourceId === full.id));
       assert.deepEqual(
         res.body.skipped.find((s: any) => s.sourceId === full.id),
-        { sourceId: full.id, reason: 'saturated', why: 'saturated: its 2 upload slots were in use 100% of the time since its last heartbeat' },
+        { sourceId: full.id, reason: 'saturated', why: 'saturated: all 2 of its upload slots were in use since its last heartbeat' },
       );
       assert.ok(!res.body.skipped.some((s: any) => s.sourceId === r.id), 'the receiver itself is not listed');
       // Done with them: other tests here count holders.

@@ -109,11 +109,11 @@ describe('rejection rules (S1.5)', () => {
     assert.equal(isSaturated(holder('h1', { state: state({ upBps: 10 * M, sendLoadBps: 11 * M }) })), true);
   });
 
-  test('saturated: upload slots in use 90% of the time since the last heartbeat', () => {
+  test('saturated: on average 90% of the upload slots in use since the last heartbeat', () => {
     assert.deepEqual(rank([holder('h1', { state: state({ slots: 4, slotsBusy: 3.6 }) })]).rejected, [
-      { terminalId: 'h1', reason: 'saturated', why: 'saturated: its 4 upload slots were in use 90% of the time since its last heartbeat' },
+      { terminalId: 'h1', reason: 'saturated', why: 'saturated: on average 3.6 of its 4 upload slots were in use since its last heartbeat' },
     ]);
-    assert.equal(saturation(state({ slots: 1, slotsBusy: 1 })), 'saturated: its 1 upload slot was in use 100% of the time since its last heartbeat');
+    assert.equal(saturation(state({ slots: 1, slotsBusy: 1 })), 'saturated: its one upload slot was in use since its last heartbeat');
     // just below the line still serves
     assert.equal(rank([holder('h1', { state: state({ slots: 4, slotsBusy: 3.59 }) })]).ranked.length, 1);
     // a terminal that did not report its slots is not judged by them

@@ -17,7 +17,7 @@ test('only the origin served: each other holder with why it was not used', () =>
     bySource: { origin: 3_000_000 },
     offered: ['origin', 'trm_c', 'trm_d'],
     skipped: [
-      { sourceId: 'trm_a', reason: 'saturated', why: 'saturated: its 4 upload slots were in use 95% of the time since its last heartbeat' },
+      { sourceId: 'trm_a', reason: 'saturated', why: 'saturated: on average 3.8 of its 4 upload slots were in use since its last heartbeat' },
       { sourceId: 'trm_b', reason: 'offline', why: 'offline: no recent heartbeat' },
     ],
     dropped: { trm_c: 'stalled' },
@@ -25,7 +25,7 @@ test('only the origin served: each other holder with why it was not used', () =>
   assert.deepEqual(lines, [
     'Served by the origin: 3.0 MB.',
     'Only the origin served. Other holders:',
-    '  terminal trm_a: not offered: saturated: its 4 upload slots were in use 95% of the time since its last heartbeat',
+    '  terminal trm_a: not offered: saturated: on average 3.8 of its 4 upload slots were in use since its last heartbeat',
     '  terminal trm_b: not offered: offline: no recent heartbeat',
     '  terminal trm_c: offered, but it stalled and was dropped',
     '  terminal trm_d: offered, but it served nothing before the download ended',
