@@ -1,7 +1,7 @@
 import { Migrator, sql, type Kysely, type Migration } from 'kysely';
 import { accountsMigration } from '../accounts/tables.ts';
 import { contentMigration } from '../content/tables.ts';
-import { ledgerMigration } from '../ledger/tables.ts';
+import { ledgerMigration, ledgerRecordsMigration } from '../ledger/tables.ts';
 import { vouchersMigration } from '../ledger/tables-vouchers.ts';
 import { holdingPiecesMigration, terminalChallengesMigration, terminalsMigration } from '../terminals/tables.ts';
 import { grantServedMigration, peersMigration, transferMigration } from '../transfer/tables.ts';
@@ -25,6 +25,7 @@ const migrations: Record<string, Migration> = {
   '0012_purchases': purchasesMigration,
   '0013_grant_served': grantServedMigration,
   '0014_trust_terminal_challenges': terminalChallengesMigration,
+  '0015_ledger_records': ledgerRecordsMigration,
 };
 
 export async function migrateToLatest(db: Kysely<any>): Promise<void> {

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { Api } from '../../src/cli/api.ts';
 import { HOLDS, PLATFORM_REVENUE, PLATFORM_ROUNDING, royaltyAccount, VOUCHERS_OUTSTANDING, walletAccount } from '../../src/ledger/accounts.ts';
 import { DEFAULT_TARIFF } from '../../src/ledger/tariff.ts';
-import { recordReason } from '../../src/ledger/wallet-routes.ts';
+import { recordReason } from '../../src/ledger/records.ts';
 import { PLATFORM_PROMOTIONS } from '../../src/ledger/wallets.ts';
 import { deviceSession } from '../../src/terminals/device.ts';
 import { download, fileTarget } from '../../src/transfer/downloader.ts';
