@@ -1,9 +1,10 @@
 // npm run bench -- cli [--runs 7]
 //
 // How long a user waits for the compiled CLI (bin/cascade.js, dist/): `cascade --help`,
-// a signed-in command (`cascade wallet --json` against a running origin) and the origin's
-// start-up with an existing data directory, from spawn to the first 200 from /health;
-// `node -e 0` in the same rounds is the floor (a Node process that does nothing).
+// a signed-in command (`cascade wallet --json` against an origin that is up and has answered
+// once) and the origin's start-up with an existing data directory, from spawn to the first
+// 200 from /health (a second origin with its own data directory, started and stopped each
+// round); `node -e 0` in the same rounds is the floor (a Node process that does nothing).
 // Rounds interleave the four so that the machine's load hits them alike; each figure is
 // the median over the rounds. Goals (#12): help < 300 ms, wallet < 600 ms, origin < 3 s.
 // dist/ is brought up to date first (`npm run build`), so the figures are of the source as it is.
@@ -21,7 +22,6 @@ const { values } = parseArgs({ options: { runs: { type: 'string', default: '7' }
 const runs = Number(values.runs);
 const log = (msg: string) => process.stderr.write(`[bench cli] ${msg}\n`);
 const work = mkdtempSync(path.join(os.tmpdir(), 'cascade-bench-cli-'));
-const dataDir = path.join(work, 'data');
 const home = path.join(work, 'home');
 
 log('npm run build');
@@ -35,9 +35,11 @@ const freePort = () =>
       s.close(() => resolve(port));
     });
   });
-const port = await freePort();
-const origin = `http://127.0.0.1:${port}`;
-const env = { ...process.env, PORT: String(port), DATA_DIR: dataDir, DATABASE_URL: '', LOG_LEVEL: 'warn', CASCADE_HOME: home, CASCADE_ORIGIN: origin };
+// The origin the signed-in commands talk to, and the one whose start-up is measured.
+const served = { port: await freePort(), dataDir: path.join(work, 'served') };
+const started = { port: await freePort(), dataDir: path.join(work, 'started') };
+const origin = `http://127.0.0.1:${served.port}`;
+const env = { ...process.env, DATABASE_URL: '', LOG_LEVEL: 'warn', CASCADE_HOME: home, CASCADE_ORIGIN: origin };
 
 /** Milliseconds a process takes from spawn to exit; throws if it fails. */
 function timed(args: string[]): Promise<number> {
@@ -51,15 +53,15 @@ function timed(args: string[]): Promise<number> {
 }
 
 /** Starts the origin; resolves once /health answers 200, with the time that took and a stop function. */
-async function startOrigin(): Promise<{ ms: number; stop: () => Promise<void> }> {
+async function startOrigin(o: { port: number; dataDir: string }): Promise<{ ms: number; stop: () => Promise<void> }> {
   const started = monotonicMs();
-  const p = spawn(process.execPath, [BUILT_CLI, 'serve'], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  const p = spawn(process.execPath, [BUILT_CLI, 'serve'], { env: { ...env, PORT: String(o.port), DATA_DIR: o.dataDir }, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   p.stderr.on('data', (d) => (stderr += d));
   const exited = new Promise<void>((r) => p.once('exit', () => r()));
   for (;;) {
     if (p.exitCode !== null) throw new Error(`origin exited with ${p.exitCode}: ${stderr}`);
-    const ok = await fetch(`${origin}/health`).then((r) => r.status === 200, () => false);
+    const ok = await fetch(`http://127.0.0.1:${o.port}/health`).then((r) => r.status === 200, () => false);
     if (ok) break;
     await new Promise((r) => setTimeout(r, 10));
   }
@@ -72,29 +74,32 @@ const median = (xs: number[]) => {
   return Math.round(s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2);
 };
 
+let stopServed = async () => {};
 try {
-  // The first start creates the data directory (keys, database, operator); not measured.
-  log(`first start in ${dataDir}`);
-  await (await startOrigin()).stop();
-  const creds = readFileSync(path.join(dataDir, 'operator-credentials.txt'), 'utf8');
+  // First starts create the data directories (keys, database, operator); not measured.
+  log(`first starts in ${work}`);
+  await (await startOrigin(started)).stop();
+  const o = await startOrigin(served);
+  stopServed = o.stop;
+  const creds = readFileSync(path.join(served.dataDir, 'operator-credentials.txt'), 'utf8');
   const username = /username=(.*)/.exec(creds)![1];
   const password = /password=(.*)/.exec(creds)![1];
+  const login = spawnSync(process.execPath, [BUILT_CLI, 'login', '--username', username], { env: { ...env, CASCADE_PASSWORD: password }, encoding: 'utf8' });
+  if (login.status !== 0) throw new Error(`cascade login failed: ${login.stderr}`);
+  await timed([BUILT_CLI, 'wallet', '--json']); // the origin's first answer on these routes; not measured
 
   const times = { help: [] as number[], wallet: [] as number[], origin: [] as number[], node: [] as number[] };
   for (let round = 0; round < runs; round++) {
-    const o = await startOrigin();
-    times.origin.push(o.ms);
-    if (round === 0) {
-      const login = spawnSync(process.execPath, [BUILT_CLI, 'login', '--username', username], { env: { ...env, CASCADE_PASSWORD: password }, encoding: 'utf8' });
-      if (login.status !== 0) throw new Error(`cascade login failed: ${login.stderr}`);
-    }
     times.node.push(await timed(['-e', '0']));
     times.help.push(await timed([BUILT_CLI, '--help']));
     times.wallet.push(await timed([BUILT_CLI, 'wallet', '--json']));
-    await o.stop();
+    const s = await startOrigin(started);
+    times.origin.push(s.ms);
+    await s.stop();
     log(`round ${round + 1}/${runs}: node ${times.node.at(-1)!.toFixed(0)} ms, help ${times.help.at(-1)!.toFixed(0)} ms, wallet ${times.wallet.at(-1)!.toFixed(0)} ms, origin ${times.origin.at(-1)!.toFixed(0)} ms`);
   }
   console.log(JSON.stringify({ bench: 'cli', help_ms: median(times.help), wallet_ms: median(times.wallet), origin_start_ms: median(times.origin), node_ms: median(times.node) }));
 } finally {
+  await stopServed();
   rmSync(work, { recursive: true, force: true });
 }
