@@ -5,6 +5,7 @@ import { monotonicMs } from '../core/clock.ts';
 import { AppError } from '../core/errors.ts';
 import type { ScheduleMode } from '../agent/scheduled.ts';
 import { parseRate } from '../transfer/token-bucket.ts';
+import { describeSources } from '../transfer/source-report.ts';
 
 // The agent's modules (piece server, downloader, pino) load when `agent` runs, not for every command (#12 point 1).
 
@@ -73,7 +74,13 @@ export function registerAgent(program: Command) {
             }
           },
         });
-        say({ event: 'done', ...result });
+        // S1.5, tell people why: which sources served how much, and why holders were not used.
+        const sources = describeSources(result);
+        if (g.json) say({ event: 'done', ...result, sources });
+        else {
+          say({ event: 'done', contentId: id, pieces: result.pieces, bytes: result.bytes, path: result.path });
+          process.stderr.write(sources.map((l) => `${l}\n`).join(''));
+        }
       }
     });
 }
