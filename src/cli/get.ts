@@ -1,14 +1,15 @@
 import type { Command } from 'commander';
-import cliProgress from 'cli-progress';
 import path from 'node:path';
 import { Api } from './api.ts';
 import { cascadeHome, readProfile } from './profile.ts';
 import { monotonicMs, systemClock } from '../core/clock.ts';
 import { AppError } from '../core/errors.ts';
-import { deviceSession } from '../terminals/device.ts';
-import { download, fileTarget, type Progress } from '../transfer/downloader.ts';
+import type { Progress } from '../transfer/downloader.ts';
 import type { Reservation } from '../ledger/reservations.ts';
 import { parseRate } from '../transfer/token-bucket.ts';
+import { describeSources } from '../transfer/source-report.ts';
+
+// The downloader loads when `get` runs, not for every command (#12 point 1).
 
 export function registerGet(program: Command) {
   program
@@ -23,6 +24,11 @@ export function registerGet(program: Command) {
       if (!/^[0-9a-f]{64}$/.test(contentId)) throw new AppError('invalid_content_id', 'A content ID is 64 hexadecimal characters.', 400);
       const profile = readProfile();
       if (!profile.token || !profile.originKey) throw new AppError('not_signed_in', 'Run `cascade login` first.', 401);
+      const [{ deviceSession }, { download, fileTarget }, { default: cliProgress }] = await Promise.all([
+        import('../terminals/device.ts'),
+        import('../transfer/downloader.ts'),
+        import('cli-progress'),
+      ]);
       const userApi = Api.fromProfile({ origin: g.origin });
       const device = await deviceSession(userApi, cascadeHome());
       const api = new Api(userApi.origin, device.token);
@@ -73,10 +79,12 @@ export function registerGet(program: Command) {
           onProgress,
         });
         bar?.stop();
-        if (g.json) process.stdout.write(JSON.stringify({ event: 'done', ...result }) + '\n');
+        // S1.5, tell people why: which sources served how much, and why holders were not used.
+        if (g.json) process.stdout.write(JSON.stringify({ event: 'done', ...result, sources: describeSources(result) }) + '\n');
         else {
           const resumed = result.resumedPieces ? ` (resumed: ${result.resumedPieces} pieces were already verified)` : '';
           process.stdout.write(`${result.title}: ${result.totalBytes} bytes verified, written to ${result.path}${resumed}\n`);
+          process.stdout.write(describeSources(result).map((l) => `${l}\n`).join(''));
           if (result.refusedReceipts.length) {
             process.stderr.write(`${result.refusedReceipts.length} receipt(s) were refused by the origin and not charged: ${result.refusedReceipts.map((r) => r.code).join(', ')}\n`);
           }
