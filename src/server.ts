@@ -32,7 +32,7 @@ import { introductionRoutes } from './terminals/introduction-routes.ts';
 import { ReputationService } from './transfer/reputation.ts';
 import { TransferService } from './transfer/transfers.ts';
 import { PeerCoordinator, type TransferBilling } from './transfer/coordinator.ts';
-import { Settlement } from './ledger/settlement.ts';
+import { receiptCharges, Settlement } from './ledger/settlement.ts';
 import { Reservations } from './ledger/reservations.ts';
 import { Wallets } from './ledger/wallets.ts';
 import { Reconciler, reconcileRoutes } from './ledger/reconcile.ts';
@@ -185,9 +185,9 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
   await app.register(introductionRoutes({ introductions }));
   const reconciler = new Reconciler({ db: db.db, ledger, wallets, submitReceipts: (terminalId, items) => receipts.submit(terminalId, items) });
   await app.register(reconcileRoutes({ reconciler, terminalOwner: async (id) => (await terminals.get(id)).userId }));
-  await app.register(voucherRoutes({ db: db.db, ledger, clock, accounts }));
-  await app.register(walletRoutes({ db: db.db, ledger, wallets, accounts, clock, tariff: config.tariff }));
-  await app.register(transferRoutes({ coordinator, transfers, reputation, grants, receipts, served, content, terminals, originSourceId: ORIGIN_SOURCE_ID }));
+  await app.register(voucherRoutes({ db: db.db, ledger, clock, accounts, content }));
+  await app.register(walletRoutes({ db: db.db, ledger, wallets, accounts, content, clock, tariff: config.tariff }));
+  await app.register(transferRoutes({ coordinator, transfers, reputation, grants, receipts, served, content, terminals, originSourceId: ORIGIN_SOURCE_ID, charges: (ids) => receiptCharges(db.db, ids) }));
   await app.register(scheduleRoutes({ schedules, runner: scheduler ?? undefined }));
   const originUpBucket = config.originUpRate ? new TokenBucket(config.originUpRate, Math.max(config.originUpRate / 4, 1), clock) : undefined;
   await app.register(

@@ -1,16 +1,16 @@
 import type { Command } from 'commander';
-import cliProgress from 'cli-progress';
 import path from 'node:path';
 import { Api } from './api.ts';
 import { cascadeHome, signedInTo } from './profile.ts';
 import { resolveContentId } from './content-id.ts';
 import { monotonicMs, systemClock } from '../core/clock.ts';
 import { AppError } from '../core/errors.ts';
-import { deviceSession } from '../terminals/device.ts';
-import { download, fileTarget, type Progress } from '../transfer/downloader.ts';
+import type { Progress } from '../transfer/downloader.ts';
 import type { Reservation } from '../ledger/reservations.ts';
 import { parseRate } from '../transfer/token-bucket.ts';
 import { describeSources } from '../transfer/source-report.ts';
+
+// The downloader loads when `get` runs, not for every command (#12 point 1).
 
 export function registerGet(program: Command) {
   program
@@ -22,6 +22,11 @@ export function registerGet(program: Command) {
     .option('--down-rate <rate>', 'cap the download rate, e.g. 8MB/s', parseRate)
     .action(async (given: string, opts) => {
       const g = program.opts();
+      const [{ deviceSession }, { download, fileTarget }, { default: cliProgress }] = await Promise.all([
+        import('../terminals/device.ts'),
+        import('../transfer/downloader.ts'),
+        import('cli-progress'),
+      ]);
       const userApi = Api.fromProfile({ origin: g.origin });
       const profile = signedInTo(userApi.origin);
       const contentId = await resolveContentId(userApi, given);

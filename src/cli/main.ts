@@ -10,6 +10,7 @@ import { registerAgent } from './agent.ts';
 import { registerVoucher } from './voucher.ts';
 import { registerWallet } from './wallet.ts';
 import { registerSchedule } from './schedule.ts';
+import { registerRecords } from './records.ts';
 import { registerCatalog } from './catalog.ts';
 import { registerUser } from './user.ts';
 import { endQuietlyOnClosedPipe } from './output.ts';
@@ -33,6 +34,8 @@ registerVoucher(program);
 // `wallet` with its `history` and `topup` (from voucher.ts) subcommands.
 registerWallet(program);
 registerSchedule(program);
+// `statement`, `payout` (operators) and `receipts`.
+registerRecords(program);
 registerCatalog(program);
 registerUser(program);
 

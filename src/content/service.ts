@@ -267,6 +267,17 @@ export class ContentService {
     return found;
   }
 
+  /** Titles of the given contents (for other domains' records, e.g. the wallet's); unknown IDs are left out. */
+  async titles(ids: string[]): Promise<Map<string, string>> {
+    const wanted = [...new Set(ids.filter((id) => CONTENT_ID.test(id)))];
+    const titles = new Map<string, string>();
+    for (let i = 0; i < wanted.length; i += 1000) {
+      const rows = await this.deps.db.selectFrom('contents').select(['id', 'title']).where('id', 'in', wanted.slice(i, i + 1000)).execute();
+      for (const r of rows) titles.set(r.id, r.title);
+    }
+    return titles;
+  }
+
   /** The origin's piece source (S1.6): serves pieces through the cached manifest's hashes. */
   pieceReader(): PieceSource {
     return {
