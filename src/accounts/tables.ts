@@ -1,7 +1,8 @@
 import { sql, type Kysely, type Migration } from 'kysely';
 
-export const ROLES = ['member', 'premium', 'publisher', 'store', 'operator'] as const;
-export type Role = (typeof ROLES)[number];
+import type { Role } from '../core/roles.ts';
+
+export { ROLES, type Role } from '../core/roles.ts';
 
 export interface UsersTable {
   id: string;

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createParser } from 'eventsource-parser';
 import type { Logger } from 'pino';
 import { request } from 'undici';
-import type { Api } from '../cli/api.ts';
+import type { Api } from '../core/http-client.ts';
 import { every, type WaitClock } from '../core/clock.ts';
 import { AppError } from '../core/errors.ts';
 import { decodeToken } from '../core/signed-token.ts';

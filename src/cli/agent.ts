@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { Api } from './api.ts';
+import { apiFromProfile } from './profile.ts';
 import { cascadeHome, readProfile } from './profile.ts';
 import { monotonicMs } from '../core/clock.ts';
 import { AppError } from '../core/errors.ts';
@@ -29,7 +29,7 @@ export function registerAgent(program: Command) {
       const g = program.opts();
       const profile = readProfile();
       if (!profile.token || !profile.originKey) throw new AppError('not_signed_in', 'Run `cascade login` first.', 401);
-      const api = Api.fromProfile({ origin: g.origin });
+      const api = apiFromProfile({ origin: g.origin });
       const say = (event: Record<string, unknown>) => {
         if (g.json) process.stdout.write(JSON.stringify(event) + '\n');
         else process.stderr.write(`${Object.entries(event).map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : v}`).join(' ')}\n`);

@@ -1,7 +1,8 @@
 import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import path from 'node:path';
-import { Api } from './api.ts';
+import { Api } from '../core/http-client.ts';
+import { apiFromProfile } from './profile.ts';
 import { cascadeHome, readProfile } from './profile.ts';
 import { monotonicMs, systemClock } from '../core/clock.ts';
 import { AppError } from '../core/errors.ts';
@@ -23,7 +24,7 @@ export function registerGet(program: Command) {
       if (!/^[0-9a-f]{64}$/.test(contentId)) throw new AppError('invalid_content_id', 'A content ID is 64 hexadecimal characters.', 400);
       const profile = readProfile();
       if (!profile.token || !profile.originKey) throw new AppError('not_signed_in', 'Run `cascade login` first.', 401);
-      const userApi = Api.fromProfile({ origin: g.origin });
+      const userApi = apiFromProfile({ origin: g.origin });
       const device = await deviceSession(userApi, cascadeHome());
       const api = new Api(userApi.origin, device.token);
       const outPath = path.resolve(opts.output ?? contentId);

@@ -1,6 +1,7 @@
 import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { Api } from '../core/http-client.ts';
 
 // The CLI keeps its sign-in and its device identity in one directory:
 // $CASCADE_HOME, or ~/.config/cascade. Files are written mode 0600.
@@ -31,4 +32,10 @@ export function readProfile(): Profile {
 export function writeProfile(p: Profile) {
   mkdirSync(cascadeHome(), { recursive: true, mode: 0o700 });
   writeFileSync(profileFile(), JSON.stringify(p, null, 2) + '\n', { mode: 0o600 });
+}
+
+/** A client of the profile's origin, signed in with its token (or CASCADE_TOKEN); overrides from command options. */
+export function apiFromProfile(overrides: { origin?: string; token?: string } = {}): Api {
+  const p: Profile = readProfile();
+  return new Api((overrides.origin ?? p.origin).replace(/\/$/, ''), overrides.token ?? process.env.CASCADE_TOKEN ?? p.token);
 }

@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
-import { Api } from './api.ts';
+import { Api } from '../core/http-client.ts';
+import { apiFromProfile } from './profile.ts';
 import { cascadeHome } from './profile.ts';
 import { badRequest } from '../core/errors.ts';
 import { deviceSession } from '../terminals/device.ts';
@@ -22,7 +23,7 @@ function root(cmd: Command): Command {
 const write = (line: string): void => void process.stdout.write(line + '\n');
 
 async function terminalApi(cmd: Command): Promise<Api> {
-  const userApi = Api.fromProfile({ origin: root(cmd).opts().origin });
+  const userApi = apiFromProfile({ origin: root(cmd).opts().origin });
   const device = await deviceSession(userApi, cascadeHome());
   return new Api(userApi.origin, device.token);
 }

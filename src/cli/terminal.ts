@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import os from 'node:os';
-import { Api } from './api.ts';
+import { Api } from '../core/http-client.ts';
+import { apiFromProfile } from './profile.ts';
 import { cascadeHome } from './profile.ts';
 import { badRequest } from '../core/errors.ts';
 import { deviceSession } from '../terminals/device.ts';
@@ -26,7 +27,7 @@ function bps(v: string): number {
 
 export function registerTerminal(program: Command) {
   const terminal = program.command('terminal').description('this device as a Cascade terminal: register, heartbeat, holder lists');
-  const api = () => Api.fromProfile({ origin: program.opts().origin });
+  const api = () => apiFromProfile({ origin: program.opts().origin });
 
   terminal
     .command('register')

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { badRequest } from '../core/errors.ts';
 import type { Statement } from '../ledger/statements.ts';
 import type { IssuedVoucher, Redemption } from '../ledger/vouchers.ts';
-import { Api } from './api.ts';
+import { apiFromProfile } from './profile.ts';
 
 // Prepaid money on the command line (S1.11): `cascade voucher issue` (a store),
 // `cascade wallet topup CODE` (anyone signed in), `cascade statement` (a publisher,
@@ -44,7 +44,7 @@ export function registerVoucher(program: Command) {
         count: wholeNumber('--count', opts.count),
         ...(opts.expires !== undefined ? { expiresAt: isoTime('--expires', opts.expires) } : {}),
       };
-      const { vouchers } = await Api.fromProfile({ origin: g.origin }).post<{ vouchers: IssuedVoucher[] }>('/vouchers', body);
+      const { vouchers } = await apiFromProfile({ origin: g.origin }).post<{ vouchers: IssuedVoucher[] }>('/vouchers', body);
       if (g.json) return write(JSON.stringify({ vouchers }));
       process.stderr.write(`issued ${vouchers.length} voucher(s) of ${body.amount} each; keep the codes now, they are not shown again:\n`);
       for (const v of vouchers) write(v.code);
@@ -59,7 +59,7 @@ export function registerVoucher(program: Command) {
     .action(async (opts: { publisher?: string; from: string; to: string }, cmd: Command) => {
       const g = root(cmd).opts();
       const query = new URLSearchParams({ from: isoTime('--from', opts.from), to: isoTime('--to', opts.to) });
-      const api = Api.fromProfile({ origin: g.origin });
+      const api = apiFromProfile({ origin: g.origin });
       const publisher = opts.publisher ?? (await api.get<{ id: string }>('/auth/me')).id;
       const s = await api.get<Statement>(`/publishers/${encodeURIComponent(publisher)}/statement?${query}`);
       if (g.json) return write(JSON.stringify(s));
@@ -85,7 +85,7 @@ export function addTopupCommand(wallet: Command) {
     .argument('<code>', 'the voucher code; case, dashes and spaces do not matter')
     .action(async (code: string, _opts: unknown, cmd: Command) => {
       const g = root(cmd).opts();
-      const r = await Api.fromProfile({ origin: g.origin }).post<Redemption>('/wallet/topup', { code });
+      const r = await apiFromProfile({ origin: g.origin }).post<Redemption>('/wallet/topup', { code });
       if (g.json) write(JSON.stringify({ amount: r.amount, balance: r.balance, voucherId: r.voucherId }));
       else write(`credited ${r.amount}; your balance is now ${r.balance}`);
     });

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { badRequest } from '../core/errors.ts';
 import type { Balance } from '../ledger/ledger.ts';
 import type { WalletHistory, WalletRecord } from '../ledger/wallet-routes.ts';
-import { Api } from './api.ts';
+import { apiFromProfile } from './profile.ts';
 import { addTopupCommand } from './voucher.ts';
 
 // `cascade wallet`: balance and the last records (S1.12); `cascade wallet history` to
@@ -55,7 +55,7 @@ export function registerWallet(program: Command) {
     .option('--user <userId>', 'another user’s wallet (operators)')
     .action(async (opts: { user?: string }, cmd: Command) => {
       const g = root(cmd).opts();
-      const api = Api.fromProfile({ origin: g.origin });
+      const api = apiFromProfile({ origin: g.origin });
       const query = opts.user ? `?user=${encodeURIComponent(opts.user)}` : '';
       const w = await api.get<{ account: string; userId: string; balance: Balance }>(`/wallet${query}`);
       const h = await api.get<WalletHistory>(`/wallet/history?${new URLSearchParams({ limit: '20', ...(opts.user ? { user: opts.user } : {}) })}`);
@@ -76,7 +76,7 @@ export function registerWallet(program: Command) {
       const g = root(cmd).opts();
       const user = cmd.parent?.opts().user as string | undefined;
       const query = new URLSearchParams({ limit: String(limitOf(opts.limit)), ...(opts.before ? { before: opts.before } : {}), ...(user ? { user } : {}) });
-      const h = await Api.fromProfile({ origin: g.origin }).get<WalletHistory>(`/wallet/history?${query}`);
+      const h = await apiFromProfile({ origin: g.origin }).get<WalletHistory>(`/wallet/history?${query}`);
       if (g.json) return write(JSON.stringify(h));
       if (h.entries.length === 0) return write('no records');
       for (const l of formatRecords(h.entries)) write(l);

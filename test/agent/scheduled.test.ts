@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import pino from 'pino';
 import { ScheduledDeliveries, mainSource, type ScheduledEvent, type ScheduleMode } from '../../src/agent/scheduled.ts';
-import { Api } from '../../src/cli/api.ts';
+import { Api } from '../../src/core/http-client.ts';
 import { generateKeyPair } from '../../src/core/crypto.ts';
 import { AppError } from '../../src/core/errors.ts';
 import { encodeToken } from '../../src/core/signed-token.ts';

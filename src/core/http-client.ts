@@ -1,18 +1,13 @@
-import { AppError } from '../core/errors.ts';
-import { readProfile, type Profile } from './profile.ts';
+import { AppError } from './errors.ts';
 
-// A small JSON client for the origin API; refusals become AppErrors with the server's code.
+// A small JSON client for the origin API, used by the CLI, agents and downloaders;
+// refusals become AppErrors with the server's code.
 
 export class Api {
   constructor(
     readonly origin: string,
     readonly token?: string,
   ) {}
-
-  static fromProfile(overrides: { origin?: string; token?: string } = {}): Api {
-    const p: Profile = readProfile();
-    return new Api((overrides.origin ?? p.origin).replace(/\/$/, ''), overrides.token ?? process.env.CASCADE_TOKEN ?? p.token);
-  }
 
   async request<T = any>(method: string, route: string, opts: { json?: unknown; body?: any; headers?: Record<string, string>; auth?: boolean } = {}): Promise<T> {
     const headers: Record<string, string> = { ...(opts.headers ?? {}) };
