@@ -1,6 +1,9 @@
 import { sql, type Kysely, type Migration } from 'kysely';
 import type { Window } from './windows.ts';
 
+// Tables the schedule domain owns: other domains ask ScheduleService (boundaries.test.ts).
+export const OWNED_TABLES = ['schedules', 'schedule_deliveries', 'schedule_push_addresses'] as const;
+
 // Scheduled distribution (#5, S0.1, S0.2, S0.7): the terminals' distribution requests
 // and the record of every scheduled delivery. Rules and shapes: docs/schedules.md.
 
