@@ -247,17 +247,6 @@ export class ContentService {
     return { items: page.map(toItem), nextCursor: rows.length > limit && last ? encodeCursor(last.created_at, last.id) : null };
   }
 
-  /** Which of `ids` name published content (for other domains validating content IDs). */
-  async exists(ids: string[]): Promise<Set<string>> {
-    const wanted = [...new Set(ids.filter((id) => CONTENT_ID.test(id)))];
-    const found = new Set<string>();
-    for (let i = 0; i < wanted.length; i += 1000) {
-      const rows = await this.deps.db.selectFrom('contents').select('id').where('id', 'in', wanted.slice(i, i + 1000)).execute();
-      for (const r of rows) found.add(r.id);
-    }
-    return found;
-  }
-
   /** The origin's piece source (S1.6): serves pieces through the cached manifest's hashes. */
   pieceReader(): PieceSource {
     return {

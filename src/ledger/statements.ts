@@ -2,6 +2,7 @@ import { badRequest } from '../core/errors.ts';
 import { sql, type Db } from '../db/connection.ts';
 import { PLATFORM_PAYOUTS, royaltyAccount } from './accounts.ts';
 import { transferError, type Ledger } from './ledger.ts';
+import { contentsByIds } from '../content/queries.ts';
 
 // Publisher payouts and payout statements (S1.11 "the platform settles with
 // publishers"; docs/ledger.md "Payouts and statements"). Royalties accumulate in
@@ -101,13 +102,14 @@ export class StatementService {
       ) as t`.execute(this.db);
 
     // Royalties can be one transfer per receipt: aggregated in SQL, one line per content.
-    const royalties = await sql<{ content_id: string | null; title: string | null; transfers: number; amount: number }>`
-      select t.content_id, c.title, count(*)::int8 as transfers, sum(t.amount)::int8 as amount
-      from ledger_transfers t left join contents c on c.id = t.content_id
+    const royalties = await sql<{ content_id: string | null; transfers: number; amount: number }>`
+      select t.content_id, count(*)::int8 as transfers, sum(t.amount)::int8 as amount
+      from ledger_transfers t
       where t.credit_account_id = ${account} and t.reason = 'royalty' and t.kind in ('normal', 'post')
         and t.created_at >= ${fromTs}::timestamptz and t.created_at < ${toTs}::timestamptz
-      group by t.content_id, c.title
+      group by t.content_id
       order by amount desc, t.content_id`.execute(this.db);
+    const contents = await contentsByIds(this.db, royalties.rows.flatMap((r) => r.content_id ?? []));
 
     // Everything else in the period, one line each: payouts and the rare correction.
     const moves = await sql<{ id: string; created_at: Date; amount: number; reason: string; debit_account_id: string; credit_account_id: string; ref: string | null; content_id: string | null }>`
@@ -132,7 +134,7 @@ export class StatementService {
     const payouts = lines.filter((l) => l.reason === 'payout' && l.amount < 0);
     const other = lines.filter((l) => !payouts.includes(l));
     const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
-    const byContent = royalties.rows.map((r) => ({ contentId: r.content_id, title: r.title, transfers: r.transfers, amount: r.amount }));
+    const byContent = royalties.rows.map((r) => ({ contentId: r.content_id, title: r.content_id ? (contents.get(r.content_id)?.title ?? null) : null, transfers: r.transfers, amount: r.amount }));
     return {
       publisherId,
       from: fromTs,

@@ -9,6 +9,7 @@ import type { Balance, HistoryEntry, Ledger } from './ledger.ts';
 import { PlayService, type PlayResult } from './plays.ts';
 import type { TransferKind } from './tables.ts';
 import type { Tariff } from './tariff.ts';
+import { contentsByIds } from '../content/queries.ts';
 import type { Wallets } from './wallets.ts';
 
 // A user's wallet and its records (S1.12, docs/ledger.md "Records"), and pay per play
@@ -131,9 +132,7 @@ export class WalletRecords {
     }
     const names = await this.deps.accounts.usernames([...new Set(owners.values())]);
     const contentIds = [...new Set(records.map((r) => r.contentId).filter((id): id is string => id !== null))];
-    const titles = contentIds.length
-      ? new Map((await this.deps.db.selectFrom('contents').select(['id', 'title']).where('id', 'in', contentIds).execute()).map((c) => [c.id, c.title]))
-      : new Map<string, string>();
+    const titles = new Map([...(await contentsByIds(this.deps.db, contentIds)).values()].map((c) => [c.id, c.title]));
     for (const r of records) {
       const owner = owners.get(r.counterpart);
       r.counterpartName = owner !== undefined ? (names.get(owner) ?? null) : isPlatform(r.counterpart) ? 'platform' : null;

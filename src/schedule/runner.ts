@@ -9,6 +9,8 @@ import { peerConnector } from '../core/peer-connect.ts';
 import { encodeToken } from '../core/signed-token.ts';
 import type { Db } from '../db/connection.ts';
 import type { TerminalState } from '../terminals/tables.ts';
+import { terminalOwners, wholeHolders } from '../terminals/queries.ts';
+import { rolesOf } from '../accounts/queries.ts';
 import { Dispatcher, serviceRecorder, type Delivery, type DeliverySink, type DispatchTerminal } from './dispatcher.ts';
 import type { LinkState } from './ordering.ts';
 import type { DeliverySource } from './tables.ts';
@@ -299,13 +301,7 @@ export class ScheduleRunner {
       if (!r) throw notFound('unknown_order', 'Nothing scheduled is running for this terminal and content (it ended, or its window closed); call in again.');
       const now = this.now();
       if (input.state === 'done') {
-        const held = await this.deps.db
-          .selectFrom('holdings')
-          .select('pieces')
-          .where('terminal_id', '=', terminalId)
-          .where('content_id', '=', input.contentId)
-          .executeTakeFirst();
-        if (!held || held.pieces !== null) throw conflict('not_held', 'The origin does not list this content as held whole by the terminal: report the holdings first.');
+        if (!(await wholeHolders(this.deps.db, input.contentId, [terminalId])).has(terminalId)) throw conflict('not_held', 'The origin does not list this content as held whole by the terminal: report the holdings first.');
       }
       r.lastReportAt = now;
       if (input.bytes > r.reported) {
@@ -442,21 +438,18 @@ export class ScheduleRunner {
 
   /** Every terminal with a schedule, its windows and its owner's tier. */
   private async loadTerminals(): Promise<void> {
-    const rows = await this.deps.db
-      .selectFrom('schedules as s')
-      .innerJoin('terminals as t', 't.id', 's.terminal_id')
-      .innerJoin('users as u', 'u.id', 't.user_id')
-      .select(['s.terminal_id', 's.windows', 'u.roles'])
-      .orderBy('s.terminal_id')
-      .orderBy('s.created_at')
-      .orderBy('s.id')
-      .execute();
+    const rows = await this.deps.db.selectFrom('schedules').select(['terminal_id', 'windows']).orderBy('terminal_id').orderBy('created_at').orderBy('id').execute();
+    const owners = await terminalOwners(this.deps.db, [...new Set(rows.map((r) => r.terminal_id))]);
+    const roles = await rolesOf(this.deps.db, [...new Set(owners.values())]);
     const next = new Map<string, DispatchTerminal>();
     for (const r of rows) {
+      const owner = owners.get(r.terminal_id);
+      const userRoles = owner === undefined ? undefined : roles.get(owner);
+      if (!userRoles) continue; // the terminal or its account is gone
       const windows: Window[] = r.windows.map((w) => parseWindow(w));
       const t = next.get(r.terminal_id);
       if (t) (t.windows as Window[]).push(...windows);
-      else next.set(r.terminal_id, { id: r.terminal_id, windows, tier: tierOf(r.roles), link: null });
+      else next.set(r.terminal_id, { id: r.terminal_id, windows, tier: tierOf(userRoles), link: null });
     }
     this.terminals.clear();
     for (const [id, t] of next) this.terminals.set(id, t);

@@ -6,6 +6,9 @@ import { sql, type Db } from '../db/connection.ts';
 import { planItems, scheduleOpenings, openings, WEEK_MS, type ItemRecord, type PlanContent, type PlanItem, type PlanSchedule, type ScheduleOpening } from './plan.ts';
 import type { DeliveryOutcome, DeliverySource, ScheduleDeliveriesTable, SchedulesTable, SelectKind } from './tables.ts';
 import { nextOpening, parseWindow, parseWindows, type Opening, type Window } from './windows.ts';
+import { findUser } from '../accounts/queries.ts';
+import { contentsByIds, existingContents, newestMatching } from '../content/queries.ts';
+import { holdingsOf, terminalOwners, wholeHolders } from '../terminals/queries.ts';
 
 // Scheduled distribution, the origin's side (#5): distribution requests (S0.1, S0.2),
 // each terminal's plan (S0.5) and the delivery records (S0.7). Delivery itself (pull
@@ -264,18 +267,20 @@ export class ScheduleService {
    */
   async matchingTerminals(contentId: string): Promise<{ terminalId: string; scheduleIds: string[] }[]> {
     if (!CONTENT_ID.test(contentId)) throw badRequest('invalid_content_id', 'A content ID is 64 lower-case hex characters.');
+    const c = (await contentsByIds(this.db, [contentId])).get(contentId);
+    if (!c) return [];
+    // The same matching as the content domain's `newestMatching`, from the content's side.
     const rows = await sql<{ terminal_id: string; id: string }>`
       select s.terminal_id, s.id
         from schedules s
-        join contents c on c.id = ${contentId}
-       where ((s.select_kind = 'content' and s.select_value = c.id)
-           or (s.select_kind = 'publisher' and s.select_value = c.publisher_id)
-           or (s.select_kind = 'genre' and s.select_value = lower(c.genre))
-           or (s.select_kind = 'series' and starts_with(lower(c.title), s.select_value)))
-         and not exists (select 1 from holdings h where h.terminal_id = s.terminal_id and h.content_id = c.id and h.pieces is null)
+       where (s.select_kind = 'content' and s.select_value = ${c.id})
+          or (s.select_kind = 'publisher' and s.select_value = ${c.publisherId})
+          or (s.select_kind = 'genre' and s.select_value = lower(${c.genre}))
+          or (s.select_kind = 'series' and starts_with(lower(${c.title}), s.select_value))
        order by s.terminal_id, s.created_at, s.id`.execute(this.db);
+    const whole = await wholeHolders(this.db, contentId, [...new Set(rows.rows.map((r) => r.terminal_id))]);
     const out = new Map<string, string[]>();
-    for (const r of rows.rows) {
+    for (const r of rows.rows.filter((r) => !whole.has(r.terminal_id))) {
       const list = out.get(r.terminal_id) ?? [];
       list.push(r.id);
       out.set(r.terminal_id, list);
@@ -331,50 +336,37 @@ export class ScheduleService {
   private async dueContents(selections: { terminal_id: string; kind: SelectKind; value: string }[]): Promise<Map<string, PlanContent[]>> {
     const out = new Map<string, PlanContent[]>();
     if (!selections.length) return out;
-    const rows = await sql<{
-      terminal_id: string;
-      id: string;
-      title: string;
-      genre: string;
-      publisher_id: string;
-      total_size: number;
-      created_at: Date;
-      held_by: string | null;
-      held_pieces: string | null;
-      publisher: string | null;
-    }>`
-      with sel as (select * from jsonb_to_recordset(${JSON.stringify(selections)}::jsonb) as v(terminal_id text, kind text, value text)),
-      matched as (
-        select distinct on (sel.terminal_id, c.id)
-               sel.terminal_id, c.id, c.title, c.genre, c.publisher_id, c.total_size, c.created_at,
-               h.terminal_id as held_by, h.pieces as held_pieces, c.manifest->'body'->>'publisher' as publisher
-          from sel
-          join contents c
-            on (sel.kind = 'content' and c.id = sel.value)
-            or (sel.kind = 'publisher' and c.publisher_id = sel.value)
-            or (sel.kind = 'genre' and lower(c.genre) = sel.value)
-            or (sel.kind = 'series' and starts_with(lower(c.title), sel.value))
-          left join holdings h on h.content_id = c.id and h.terminal_id = sel.terminal_id
-         where (h.terminal_id is null or h.pieces is not null)
-           and not exists (select 1 from schedule_deliveries d where d.terminal_id = sel.terminal_id and d.content_id = c.id and d.outcome = 'done')
-         order by sel.terminal_id, c.id)
-      select * from (
-        select matched.*, row_number() over (partition by terminal_id order by created_at desc, id desc) as n from matched) ranked
-       where n <= ${PLAN_SCAN + 1}
-       order by terminal_id, created_at desc, id desc`.execute(this.db);
-    for (const r of rows.rows) {
-      const list = out.get(r.terminal_id) ?? [];
-      list.push({
-        id: r.id,
-        title: r.title,
-        genre: r.genre,
-        publisherId: r.publisher_id,
-        publisher: r.publisher ?? '',
-        totalSize: Number(r.total_size),
-        createdAt: new Date(r.created_at).getTime(),
-        heldPieces: r.held_by === null ? null : r.held_pieces,
-      });
-      out.set(r.terminal_id, list);
+    const terminalIds = [...new Set(selections.map((s) => s.terminal_id))];
+    // Left out: what the terminal holds whole, and what was delivered to it; a part held is planned with its pieces.
+    const partial = new Map<string, string>();
+    const exclude: { key: string; contentId: string }[] = [];
+    for (const h of await holdingsOf(this.db, terminalIds)) {
+      if (h.pieces === null) exclude.push({ key: h.terminalId, contentId: h.contentId });
+      else partial.set(`${h.terminalId}/${h.contentId}`, h.pieces);
+    }
+    const done = await this.db
+      .selectFrom('schedule_deliveries')
+      .select(['terminal_id', 'content_id'])
+      .distinct()
+      .where('terminal_id', 'in', terminalIds)
+      .where('outcome', '=', 'done')
+      .execute();
+    for (const d of done) exclude.push({ key: d.terminal_id, contentId: d.content_id });
+    const matched = await newestMatching(this.db, selections.map((s) => ({ key: s.terminal_id, kind: s.kind, value: s.value })), { exclude, perKey: PLAN_SCAN + 1 });
+    for (const [terminalId, contents] of matched) {
+      out.set(
+        terminalId,
+        contents.map((c) => ({
+          id: c.id,
+          title: c.title,
+          genre: c.genre,
+          publisherId: c.publisherId,
+          publisher: c.publisher,
+          totalSize: c.totalSize,
+          createdAt: c.createdAt,
+          heldPieces: partial.get(`${terminalId}/${c.id}`) ?? null,
+        })),
+      );
     }
     return out;
   }
@@ -411,8 +403,7 @@ export class ScheduleService {
     const windowEnd = input.windowEnd == null ? null : instant(input.windowEnd, 'windowEnd');
     if (windowEnd !== null && windowEnd <= dueAt) throw badRequest('invalid_time', 'windowEnd must be after dueAt.', { field: 'windowEnd' });
     await this.checkTerminal(input.terminalId);
-    const content = await this.db.selectFrom('contents').select('id').where('id', '=', input.contentId).executeTakeFirst();
-    if (!content) throw notFound('unknown_content', `No content ${input.contentId}.`);
+    if (!(await existingContents(this.db, [input.contentId])).has(input.contentId)) throw notFound('unknown_content', `No content ${input.contentId}.`);
 
     // The same insert as the scheduler's batches: one rule for idempotence and aging.
     const event: DueEvent = { kind: 'due', attempt: 'one', terminalId: input.terminalId, contentId: input.contentId, scheduleId: input.scheduleId ?? null, dueAt, windowEnd };
@@ -608,12 +599,7 @@ export class ScheduleService {
     const limit = opts.limit ?? 20;
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw badRequest('invalid_limit', 'limit is a whole number from 1 to 1000.');
     if (opts.contentId !== undefined && !CONTENT_ID.test(opts.contentId)) throw badRequest('invalid_content_id', 'A content ID is 64 lower-case hex characters.');
-    let q = this.db
-      .selectFrom('schedule_deliveries as d')
-      .leftJoin('contents as c', 'c.id', 'd.content_id')
-      .selectAll('d')
-      .select('c.title')
-      .where('d.terminal_id', '=', terminalId);
+    let q = this.db.selectFrom('schedule_deliveries as d').selectAll('d').where('d.terminal_id', '=', terminalId);
     if (opts.contentId) q = q.where('d.content_id', '=', opts.contentId);
     if (opts.before) {
       const cursor = await this.db
@@ -627,7 +613,8 @@ export class ScheduleService {
     }
     const rows = await q.orderBy('d.created_at', 'desc').orderBy('d.id', 'desc').limit(limit + 1).execute();
     const page = rows.slice(0, limit);
-    return { entries: page.map((r) => toRecord(r, r.title ?? null)), nextCursor: rows.length > limit ? page[page.length - 1]!.id : null };
+    const contents = await contentsByIds(this.db, page.map((r) => r.content_id));
+    return { entries: page.map((r) => toRecord(r, contents.get(r.content_id)?.title ?? null)), nextCursor: rows.length > limit ? page[page.length - 1]!.id : null };
   }
 
   // ---- helpers ----
@@ -643,24 +630,19 @@ export class ScheduleService {
   }
 
   private async checkTerminal(terminalId: string) {
-    const t = await this.db.selectFrom('terminals').select('id').where('id', '=', terminalId).executeTakeFirst();
-    if (!t) throw notFound('unknown_terminal', `No terminal ${terminalId}.`);
+    if (!(await terminalOwners(this.db, [terminalId])).has(terminalId)) throw notFound('unknown_terminal', `No terminal ${terminalId}.`);
   }
 
   /** The stored value and label of a selection; refuses unknown contents and publishers. */
   private async resolve(p: ParsedSelection): Promise<{ value: string; label: string }> {
     switch (p.kind) {
       case 'content': {
-        const c = await this.db.selectFrom('contents').select(['id', 'title']).where('id', '=', p.text).executeTakeFirst();
+        const c = (await contentsByIds(this.db, [p.text])).get(p.text);
         if (!c) throw notFound('unknown_content', `No content ${p.text}.`);
         return { value: c.id, label: c.title };
       }
       case 'publisher': {
-        const u = await this.db
-          .selectFrom('users')
-          .select(['id', 'username', 'roles'])
-          .where(p.byUsername ? 'username' : 'id', '=', p.byUsername ? p.text.toLowerCase() : p.text)
-          .executeTakeFirst();
+        const u = await findUser(this.db, p.byUsername ? { username: p.text } : { id: p.text });
         if (!u || !u.roles.includes('publisher')) {
           throw notFound('unknown_publisher', `No publisher ${p.byUsername ? `named "${p.text}"` : p.text}.`);
         }
