@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
 import { createInterface } from 'node:readline/promises';
 import { Api } from '../core/http-client.ts';
-import { apiFromProfile } from './profile.ts';
 import { readProfile, writeProfile, defaultOrigin } from './profile.ts';
 import { badRequest } from '../core/errors.ts';
 
