@@ -6,7 +6,9 @@ import { badRequest } from '../core/errors.ts';
 import { deviceSession } from '../terminals/device.ts';
 import { parseRate } from '../transfer/token-bucket.ts';
 import { formatBytes } from '../schedule/ordering.ts';
-import type { DeliveryRecord, PlanView, PublicSchedule, SelectionView } from '../schedule/service.ts';
+import type { DeliveryRecord } from '../schedule/deliveries.ts';
+import type { PlanView } from '../schedule/planning.ts';
+import type { PublicSchedule, SelectionView } from '../schedule/requests.ts';
 import type { Window, WindowSpec } from '../schedule/windows.ts';
 
 // `cascade schedule add|list|rm|plan|history` (#5, S0.1, S0.2, S0.5, S0.7): this device's

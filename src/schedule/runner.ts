@@ -15,7 +15,8 @@ import { Dispatcher, serviceRecorder, type Delivery, type DeliverySink, type Dis
 import type { LinkState } from './ordering.ts';
 import type { DeliverySource } from './tables.ts';
 import { tierOf } from './plan.ts';
-import { PLAN_MAX_LIMIT, type ScheduleService } from './service.ts';
+import { PLAN_MAX_LIMIT } from './planning.ts';
+import type { ScheduleService } from './service.ts';
 import { nextOpening, parseWindow, type Window } from './windows.ts';
 
 /*
@@ -295,7 +296,7 @@ export class ScheduleRunner {
       const r = this.running.get(key);
       const closed = this.closedAtWindowEnd.get(key);
       if (!r && closed && input.state !== 'done') {
-        await this.deps.schedules.amendClosedBytes(terminalId, input.contentId, Date.parse(closed.windowEnd), input.bytes);
+        await this.deps.schedules.deliveries.amendClosedBytes(terminalId, input.contentId, Date.parse(closed.windowEnd), input.bytes);
         return false;
       }
       if (!r) throw notFound('unknown_order', 'Nothing scheduled is running for this terminal and content (it ended, or its window closed); call in again.');
@@ -465,7 +466,7 @@ export class ScheduleRunner {
         egressBudgetBps: this.deps.egressBudgetBps,
         maxDeliveryBps: this.deps.maxDeliveryBps,
         sink: this.sink,
-        recorder: serviceRecorder(this.deps.schedules),
+        recorder: serviceRecorder(this.deps.schedules.deliveries),
         reachable: this.reachable,
       });
     }
@@ -476,7 +477,7 @@ export class ScheduleRunner {
     const d = this.dispatcher;
     const ids = terminalIds.filter((id) => this.terminals.has(id));
     if (!d || !ids.length) return;
-    const plans = await this.deps.schedules.plans(ids, { limit: PLAN_MAX_LIMIT });
+    const plans = await this.deps.schedules.planner.plans(ids, { limit: PLAN_MAX_LIMIT });
     for (const terminalId of ids) {
       this.itemsLoadedFor.set(terminalId, d.windowEndOf(terminalId));
       const due = new Set<string>();
@@ -505,7 +506,7 @@ export class ScheduleRunner {
 
   private async onPublished(contentId: string): Promise<void> {
     await this.serial(async () => {
-      await this.loadItems((await this.deps.schedules.matchingTerminals(contentId)).map((m) => m.terminalId));
+      await this.loadItems((await this.deps.schedules.planner.matchingTerminals(contentId)).map((m) => m.terminalId));
       await this.step();
     }).catch(() => {});
   }

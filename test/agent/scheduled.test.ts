@@ -60,7 +60,7 @@ for (const engine of testEngines()) {
       const reg = await o.registerTerminal(member.token, generateKeyPair(), { name: 'box' });
       const terminalId: string = reg.body.terminal.id;
       const token = await o.accounts.issueToken(member.userId, terminalId, 'test terminal session', null);
-      await o.schedules.create(terminalId, { select: { contentId }, windows: [WINDOW] });
+      await o.schedules.requests.create(terminalId, { select: { contentId }, windows: [WINDOW] });
 
       // The calls it made, each once answered: by then whatever it does next (sleep again) has begun.
       const calls: { route: string; json: any }[] = [];
@@ -102,7 +102,7 @@ for (const engine of testEngines()) {
         retryMs: 50,
         onEvent: (e) => events.push(e),
       });
-      const history = async () => (await o.schedules.history(terminalId, { contentId })).entries.reverse();
+      const history = async () => (await o.schedules.deliveries.history(terminalId, { contentId })).entries.reverse();
       return { o, sd, contentId, terminalId, token, fetches, events, reports, checkIns, history };
     }
 
