@@ -18,6 +18,7 @@ import { ScheduleService } from './service.ts';
 
 export { ScheduleService } from './service.ts';
 export { ScheduleRunner, type DeliveryOrder } from './runner.ts';
+export { ORDER_TOKEN_TYPE } from './push.ts';
 export { OWNED_TABLES } from './tables.ts';
 
 export function scheduleDomain(deps: {

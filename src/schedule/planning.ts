@@ -37,7 +37,7 @@ export class Planner {
   private readonly db: Db;
   private readonly clock: Clock;
 
-  constructor(private readonly deps: { db: Db; clock: Clock }) {
+  constructor(deps: { db: Db; clock: Clock }) {
     this.db = deps.db;
     this.clock = deps.clock;
   }

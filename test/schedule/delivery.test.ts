@@ -10,7 +10,7 @@ import { startAgent, type Agent } from '../../src/agent/agent.ts';
 import type { ScheduledEvent, ScheduleMode } from '../../src/agent/scheduled.ts';
 import { encodeToken } from '../../src/core/signed-token.ts';
 import { generateKeyPair } from '../../src/core/crypto.ts';
-import { ORDER_TOKEN_TYPE } from '../../src/schedule/runner.ts';
+import { ORDER_TOKEN_TYPE } from '../../src/schedule/push.ts';
 import { testEngines } from '../helpers/db.ts';
 import { startTestOrigin, type TestOrigin } from '../helpers/origin.ts';
 import { waitFor as until } from '../helpers/wait.ts';
