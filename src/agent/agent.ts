@@ -171,6 +171,9 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     return reporting;
   };
 
+  // No wait queue: a receiver turned away asks another source or comes back after 250 ms.
+  // Their use is averaged over the agent's clock, as the loads heartbeats carry are.
+  const uploadSlots = new UploadSlots(opts.slots ?? 4, 0, () => clock.now());
   const app = createHttpApp({ logger, resolveToken: async () => null, title: 'Cascade agent' });
   app.get('/health', { config: { access: 'public' }, schema: { summary: 'Agent liveness', tags: ['ops'] } }, async () => ({ status: 'ok', terminalId: device.terminalId }));
   await app.register(
@@ -182,8 +185,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
       // Proofs are signed on the receivers' transfer clock, and grants carry the origin's time.
       clock: transferClock,
       metrics: app.metrics,
-      // No wait queue: a receiver turned away asks another source or comes back after 250 ms.
-      slots: new UploadSlots(opts.slots ?? 4, 0),
+      slots: uploadSlots,
       upRate: () => upBucket,
       onServed: (grant, index, bytes) => {
         sentBytes += bytes;
@@ -252,6 +254,9 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
       sendLoadBps: Math.min(Math.round((sentBytes * 8) / seconds), upBps),
       recvLoadBps: Math.min(Math.round((receivedBytes * 8) / seconds), downBps),
       cpu: cpuLoad(),
+      // S1.5 "not overloaded": the origin judges a holder saturated by its slots and link, not its CPU.
+      slots: uploadSlots.slots,
+      slotsBusy: Math.round(uploadSlots.averageBusy() * 100) / 100,
     };
     sentBytes = 0;
     receivedBytes = 0;

@@ -7,6 +7,7 @@ import { createLogger } from '../core/logger.ts';
 import { startAgent } from '../agent/agent.ts';
 import { SCHEDULE_MODES, type ScheduleMode } from '../agent/scheduled.ts';
 import { parseRate } from '../transfer/token-bucket.ts';
+import { describeSources } from '../transfer/source-report.ts';
 
 export function registerAgent(program: Command) {
   program
@@ -71,7 +72,13 @@ export function registerAgent(program: Command) {
             }
           },
         });
-        say({ event: 'done', ...result });
+        // S1.5, tell people why: which sources served how much, and why holders were not used.
+        const sources = describeSources(result);
+        if (g.json) say({ event: 'done', ...result, sources });
+        else {
+          say({ event: 'done', contentId: id, pieces: result.pieces, bytes: result.bytes, path: result.path });
+          process.stderr.write(sources.map((l) => `${l}\n`).join(''));
+        }
       }
     });
 }

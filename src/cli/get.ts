@@ -10,6 +10,7 @@ import { deviceSession } from '../terminals/device.ts';
 import { download, fileTarget, type Progress } from '../transfer/downloader.ts';
 import type { Reservation } from '../ledger/reservations.ts';
 import { parseRate } from '../transfer/token-bucket.ts';
+import { describeSources } from '../transfer/source-report.ts';
 
 export function registerGet(program: Command) {
   program
@@ -74,10 +75,12 @@ export function registerGet(program: Command) {
           onProgress,
         });
         bar?.stop();
-        if (g.json) process.stdout.write(JSON.stringify({ event: 'done', ...result }) + '\n');
+        // S1.5, tell people why: which sources served how much, and why holders were not used.
+        if (g.json) process.stdout.write(JSON.stringify({ event: 'done', ...result, sources: describeSources(result) }) + '\n');
         else {
           const resumed = result.resumedPieces ? ` (resumed: ${result.resumedPieces} pieces were already verified)` : '';
           process.stdout.write(`${result.title}: ${result.totalBytes} bytes verified, written to ${result.path}${resumed}\n`);
+          process.stdout.write(describeSources(result).map((l) => `${l}\n`).join(''));
           if (result.refusedReceipts.length) {
             process.stderr.write(`${result.refusedReceipts.length} receipt(s) were refused by the origin and not charged: ${result.refusedReceipts.map((r) => r.code).join(', ')}\n`);
           }

@@ -19,3 +19,8 @@ export function formatBitRate(bitsPerSecond: number): string {
 export function formatByteRate(bytesPerSecond: number): string {
   return scaled(bytesPerSecond, ['B/s', 'kB/s', 'MB/s', 'GB/s', 'TB/s']);
 }
+
+/** "6.1 MB" (bytes; decimal, like the rates). */
+export function formatBytes(bytes: number): string {
+  return scaled(bytes, ['B', 'kB', 'MB', 'GB', 'TB']);
+}

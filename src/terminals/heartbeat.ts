@@ -22,6 +22,8 @@ export const LOAD_TOLERANCE = 1.1;
 const RATIO_FIELDS = ['uptimeRatio', 'cpu'] as const;
 const RATE_FIELDS = ['upBps', 'downBps', 'sendLoadBps', 'recvLoadBps'] as const;
 export const HEARTBEAT_FIELDS = [...RATIO_FIELDS, ...RATE_FIELDS] as const;
+/** Upper bound for a terminal's upload slots. */
+export const MAX_SLOTS = 10_000;
 
 function refuse(field: string, reason: string): never {
   throw badRequest('invalid_heartbeat', `Heartbeat refused: ${field} ${reason}.`, { field, reason });
@@ -41,6 +43,7 @@ export function validateHeartbeat(input: unknown): HeartbeatInput {
   const s = raw as unknown as HeartbeatInput;
   if (s.sendLoadBps > s.upBps * LOAD_TOLERANCE) refuse('sendLoadBps', 'exceeds the reported upstream capacity (upBps) by more than 10%');
   if (s.recvLoadBps > s.downBps * LOAD_TOLERANCE) refuse('recvLoadBps', 'exceeds the reported downstream capacity (downBps) by more than 10%');
+  const slots = checkSlots(raw);
   return {
     uptimeRatio: s.uptimeRatio,
     upBps: s.upBps,
@@ -48,5 +51,20 @@ export function validateHeartbeat(input: unknown): HeartbeatInput {
     sendLoadBps: s.sendLoadBps,
     recvLoadBps: s.recvLoadBps,
     cpu: s.cpu,
+    ...slots,
   };
+}
+
+/**
+ * S1.5 "not overloaded": upload slots and their average use since the last beat are
+ * optional (older terminals do not send them), but come together: one without the
+ * other cannot be judged. An average cannot exceed the slots there are.
+ */
+function checkSlots(raw: Record<string, unknown>): { slots: number; slotsBusy: number } | {} {
+  const { slots, slotsBusy } = raw;
+  if (slots === undefined && slotsBusy === undefined) return {};
+  if (typeof slots !== 'number' || !Number.isInteger(slots) || slots < 1 || slots > MAX_SLOTS) refuse('slots', `must be an integer from 1 to ${MAX_SLOTS}, sent with slotsBusy`);
+  if (typeof slotsBusy !== 'number' || !Number.isFinite(slotsBusy) || slotsBusy < 0) refuse('slotsBusy', 'must be a non-negative number, sent with slots');
+  if (slotsBusy > slots) refuse('slotsBusy', 'exceeds the reported upload slots (slots)');
+  return { slots, slotsBusy };
 }

@@ -2,7 +2,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { ContentService } from '../content/service.ts';
 import { badRequest, forbidden } from '../core/errors.ts';
 import { errorSchema } from '../core/http.ts';
-import { HEARTBEAT_FIELDS, MAX_BPS } from './heartbeat.ts';
+import { HEARTBEAT_FIELDS, MAX_BPS, MAX_SLOTS } from './heartbeat.ts';
 import { MAX_HOLDINGS_PER_REPORT, type HoldingsMode, type RegisterInput, type TerminalService } from './service.ts';
 
 // HTTP face of the terminals domain: registration and login (S1.2), heartbeats (S1.2),
@@ -30,7 +30,9 @@ const stateProperties = {
   downBps: { type: 'number', minimum: 0, maximum: MAX_BPS, description: 'Downstream link capacity, bits/s' },
   sendLoadBps: { type: 'number', minimum: 0, maximum: MAX_BPS, description: 'Current send rate, bits/s; at most 110% of upBps' },
   recvLoadBps: { type: 'number', minimum: 0, maximum: MAX_BPS, description: 'Current receive rate, bits/s; at most 110% of downBps' },
-  cpu: { type: 'number', minimum: 0, maximum: 1, description: 'CPU use, 0..1' },
+  cpu: { type: 'number', minimum: 0, maximum: 1, description: 'CPU use, 0..1; lowers the terminal\'s rank as a source, never excludes it (docs/selection.md)' },
+  slots: { type: 'integer', minimum: 1, maximum: MAX_SLOTS, description: 'Upload slots (pieces served at once); sent together with slotsBusy' },
+  slotsBusy: { type: 'number', minimum: 0, maximum: MAX_SLOTS, description: 'Upload slots in use, averaged since the previous heartbeat; at most slots' },
 } as const;
 
 const stateSchema = { type: ['object', 'null'], properties: { ...stateProperties, at: { type: 'number' } } } as const;

@@ -11,6 +11,9 @@ export interface TerminalState {
   sendLoadBps: number;
   recvLoadBps: number;
   cpu: number;
+  /** Upload slots (pieces served at once) and how many were in use on average since the previous beat (S1.5 "not overloaded"); absent from terminals that do not say. */
+  slots?: number;
+  slotsBusy?: number;
   at: number;
 }
 

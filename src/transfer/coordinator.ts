@@ -11,7 +11,7 @@ import { decodeRanges, encodeRanges, rangeSet } from './piece-ranges.ts';
 import { ORIGIN_SOURCE_ID } from './grant-token.ts';
 import type { GrantService, IssuedGrant } from './grants.ts';
 import type { ReputationService } from './reputation.ts';
-import { rankHolders, type HolderCandidate } from './selection.ts';
+import { rankHolders, type HolderCandidate, type RejectionReason } from './selection.ts';
 import type { SourceOffer } from './source-set.ts';
 import { checkPiecesDone, type TransferService, type Transfer } from './transfers.ts';
 
@@ -44,6 +44,22 @@ export interface OfferRequest {
   have?: string;
 }
 
+/** A holder of the content that was not offered to this receiver, and why (S1.5; "tell people why"). */
+export interface SkippedHolder {
+  sourceId: string;
+  reason: Exclude<RejectionReason, 'self'>;
+  why: string;
+}
+
+/** What /grants/auto answers. */
+export interface Offer {
+  transferId: string;
+  sources: SourceOffer[];
+  /** Holders not offered, by terminal ID (the receiver itself left out). */
+  skipped: SkippedHolder[];
+  reservation?: Reservation;
+}
+
 /** How long a piece handed to one receiver's origin slice is not handed to another (it is on its way into the swarm). */
 export const SLICE_HOLD_MS = 4000;
 
@@ -73,7 +89,7 @@ export class PeerCoordinator {
     },
   ) {}
 
-  async offer(receiverId: string, req: OfferRequest): Promise<{ transferId: string; sources: SourceOffer[]; reservation?: Reservation }> {
+  async offer(receiverId: string, req: OfferRequest): Promise<Offer> {
     const { content, transfers } = this.deps;
     const manifest = await content.getManifest(req.contentId);
     const pieceCount = manifest.body.pieces.length;
@@ -101,7 +117,7 @@ export class PeerCoordinator {
       if (transfer.state === 'done') await this.finished(transfer);
     }
     const holders = (req.maxPeers ?? 6) > 0 ? await this.deps.terminals.holders(transfer.content_id) : [];
-    const peers = await this.selectPeers(transfer, holders, req.exclude ?? [], req.maxPeers ?? 6, pieceCount);
+    const { offers: peers, skipped } = await this.selectPeers(transfer, holders, req.exclude ?? [], req.maxPeers ?? 6, pieceCount);
     const receivers = this.activeReceivers(transfer);
     // Only the peers offered to this receiver count as holding a piece for it: one it excluded does not.
     let slice = peers.length > 0 || receivers > 1 ? this.originSlice(transfer, peers, new Set(have ?? []), pieceCount) : null;
@@ -109,7 +125,7 @@ export class PeerCoordinator {
     // would starve it, so the origin serves it all. (With no holders yet — a swarm starting —
     // the pieces handed to others will reach it through them.)
     if (slice && slice.length === 0 && peers.length === 0 && holders.length > 0) slice = null;
-    return { transferId: transfer.id, sources: [...peers, await this.originOffer(transfer, slice)], ...(reservation ? { reservation } : {}) };
+    return { transferId: transfer.id, sources: [...peers, await this.originOffer(transfer, slice)], skipped, ...(reservation ? { reservation } : {}) };
   }
 
   /** A finished transfer no longer counts as a receiver of its content, and what it had reserved is released. */
@@ -161,9 +177,15 @@ export class PeerCoordinator {
     return chosen.sort((a, b) => a - b);
   }
 
-  private async selectPeers(transfer: Transfer, holders: Holder[], exclude: string[], max: number, pieceCount: number): Promise<SourceOffer[]> {
+  private async selectPeers(
+    transfer: Transfer,
+    holders: Holder[],
+    exclude: string[],
+    max: number,
+    pieceCount: number,
+  ): Promise<{ offers: SourceOffer[]; skipped: SkippedHolder[] }> {
     const { terminals, reputation } = this.deps;
-    if (max <= 0 || holders.length === 0) return [];
+    if (max <= 0 || holders.length === 0) return { offers: [], skipped: [] };
     const me = await terminals.profile(transfer.receiver_id, 0);
     const reps = await reputation.get(holders.map((h) => h.terminalId));
     const excluded = await reputation.excludedFor(transfer.content_id, transfer.receiver_id);
@@ -179,7 +201,7 @@ export class PeerCoordinator {
       excluded: excluded.has(h.terminalId),
       pieces: h.pieces,
     }));
-    const { ranked } = rankHolders(
+    const { ranked, rejected } = rankHolders(
       { terminalId: transfer.receiver_id, region: me.terminal.region, network: me.terminal.network, state: me.state },
       candidates,
       { max, pieceCount },
@@ -201,7 +223,9 @@ export class PeerCoordinator {
         upRate: holder.state ? Math.floor(holder.state.upBps / 8) : null,
       });
     }
-    return offers;
+    // The receiver itself (a partial holder of what it is fetching) is no news to it.
+    const skipped = rejected.flatMap((r) => (r.reason === 'self' ? [] : [{ sourceId: r.terminalId, reason: r.reason, why: r.why }]));
+    return { offers, skipped };
   }
 
   private async originOffer(transfer: Transfer, slice: number[] | null): Promise<SourceOffer> {
@@ -237,7 +261,7 @@ export class PeerCoordinator {
       for (const source of previous) this.grantCache.delete(`${t.id}|${source}`);
       const manifest = await this.deps.content.getManifest(t.content_id);
       const holders = await this.deps.terminals.holders(t.content_id);
-      const peers = await this.selectPeers(t, holders, previous.filter((s) => s !== ORIGIN_SOURCE_ID), 6, manifest.body.pieces.length);
+      const { offers: peers } = await this.selectPeers(t, holders, previous.filter((s) => s !== ORIGIN_SOURCE_ID), 6, manifest.body.pieces.length);
       const sources = [...peers.map((p) => p.sourceId), ORIGIN_SOURCE_ID];
       if (!peers.length) await this.originOffer(t, null);
       this.deps.bus.publish('transfer.reassigned', { transferId: t.id, receiverId: t.receiver_id, sources });

@@ -8,10 +8,11 @@ import { checkManifest, pieceLength, pieceOffset, type SignedManifest } from '..
 import { DownloadJournal } from './download-journal.ts';
 import { ReceiptBook } from './receipt-book.ts';
 import type { SignedReceipt } from './receipt.ts';
-import { pieceDeadlineMs, SourceSet, type DropReason, type Source, type SourceOffer } from './source-set.ts';
+import { pieceDeadlineMs, SourceSet, type DropReason, type Source } from './source-set.ts';
 import { TokenBucket } from './token-bucket.ts';
 import { encodeRanges } from './piece-ranges.ts';
 import type { Reservation } from '../ledger/reservations.ts';
+import type { Offer, SkippedHolder } from './coordinator.ts';
 import { verifyServed } from './served-attestation.ts';
 
 // S1.6/S1.7: fetch a content piece by piece from several sources at once — peers the
@@ -105,6 +106,13 @@ export interface DownloadResult extends Progress {
   title: string;
   /** Bytes per source this run. */
   bySource: Record<string, number>;
+  /**
+   * Holders the origin did not offer, with its reason in words (S1.5): the latest word on
+   * each holder that was never offered afterwards. See describeSources.
+   */
+  skipped: SkippedHolder[];
+  /** Every source the origin offered this run, the origin included (some may have served nothing). */
+  offered: string[];
   dropped: Record<string, DropReason>;
   /** False when the origin could not be told that the transfer ended (see onEndUnreported). */
   endReported: boolean;
@@ -179,6 +187,8 @@ class DownloadRun {
   private readonly bucket?: TokenBucket;
   private readonly progress: Progress;
   private transferId: string | null = null;
+  /** Holders not offered, by terminal ID (bounded: the origin lists at most a few hundred holders). */
+  private readonly skipped = new Map<string, SkippedHolder>();
   private reservation: Reservation | null = null;
   /** The origin could not be told that the transfer ended (it was out of reach). */
   private endUnreported = false;
@@ -274,6 +284,8 @@ class DownloadRun {
       receipts: this.journal.state.receipts.size,
       title: this.body.title,
       bySource,
+      skipped: [...this.skipped.values()],
+      offered: [...this.sources.all.keys()],
       dropped,
       reservation: this.reservation,
       endReported: !this.endUnreported,
@@ -303,7 +315,7 @@ class DownloadRun {
   private async refresh() {
     this.lastRefresh = this.clock.now();
     try {
-      const res = await this.opts.api.post<{ transferId: string; sources: SourceOffer[]; reservation?: Reservation }>('/grants/auto', {
+      const res = await this.opts.api.post<Offer>('/grants/auto', {
         contentId: this.opts.contentId,
         ...(this.transferId ? { transferId: this.transferId } : {}),
         exclude: [...new Set([...(this.opts.exclude ?? []), ...this.sources.dropped()])],
@@ -317,11 +329,21 @@ class DownloadRun {
         this.opts.onReservation?.(res.reservation);
       }
       this.sources.apply(res.sources);
+      this.noteSkipped(res);
       this.refreshFailures = 0;
     } catch (err) {
       // The origin may be briefly away: keep fetching from the sources we have.
       if (err instanceof AppError && err.status < 500 && err.code !== 'origin_unreachable') throw err;
       if (++this.refreshFailures >= 5 && this.sources.usable(this.clock.now()).length === 0) throw err;
+    }
+  }
+
+  /** A holder offered now is no longer skipped; one skipped now keeps its latest reason. */
+  private noteSkipped(res: Offer) {
+    for (const s of res.sources) this.skipped.delete(s.sourceId);
+    for (const s of res.skipped ?? []) {
+      if (this.skipped.size >= 1000 && !this.skipped.has(s.sourceId)) break;
+      this.skipped.set(s.sourceId, { sourceId: s.sourceId, reason: s.reason, why: String(s.why).slice(0, 500) });
     }
   }
 

@@ -85,7 +85,7 @@ export function transferRoutes(deps: {
       schema: {
         summary: 'Automatic source selection (S1.5): grants for the best holders for this terminal, and the origin as last resort',
         description:
-          'Called again every few seconds during a transfer: it reports progress (S1.7) and returns fresh grants, minus the sources the receiver excluded. Each peer comes with its score and the reasons (`why`); see docs/selection.md.',
+          'Called again every few seconds during a transfer: it reports progress (S1.7) and returns fresh grants, minus the sources the receiver excluded. Each peer comes with its score and the reasons (`why`), and each holder not offered comes in `skipped` with why not; see docs/selection.md.',
         tags: ['transfer'],
         body: {
           type: 'object',
@@ -106,6 +106,18 @@ export function transferRoutes(deps: {
             properties: {
               transferId: { type: 'string' },
               sources: { type: 'array', items: sourceOfferSchema },
+              skipped: {
+                type: 'array',
+                description: 'Holders of the content not offered to this terminal, each with the first rule it broke (`reason`) and why in words (`why`); see docs/selection.md.',
+                items: {
+                  type: 'object',
+                  properties: {
+                    sourceId: { type: 'string' },
+                    reason: { type: 'string', enum: ['offline', 'saturated', 'no_address', 'excluded', 'nothing_needed'] },
+                    why: { type: 'string' },
+                  },
+                },
+              },
               reservation: {
                 type: 'object',
                 description: 'When the call opened or resumed a transfer: what is reserved for the rest of this content, and why (docs/ledger.md "Purchases").',

@@ -3,7 +3,8 @@ import type { TerminalState } from '../terminals/tables.ts';
 import { formatBitRate, formatByteRate } from '../core/units.ts';
 
 // S1.5 "automatic" holder selection: given the requester and the holders of a
-// content, say which holders may serve it and in which order, and why.
+// content, say which holders may serve it and in which order, and why — and, for
+// each holder that may not, why not in words (receivers show it to their users).
 //
 // Pure functions, no I/O: the caller gathers the holders (TerminalService.holders),
 // their reputation and exclusions (ReputationService) and the pieces still needed,
@@ -14,7 +15,9 @@ import { formatBitRate, formatByteRate } from '../core/units.ts';
 // A holder is REJECTED, for the first rule it breaks, in this order:
 //   self            it is the requester                                  isSelf
 //   offline         no heartbeat within the offline window (S1.3)          isOffline
-//   saturated       send load ≥ 90% of its up link, or CPU ≥ 95%          isSaturated
+//   saturated       its upload slots are in use (≥ 90% on average) or     isSaturated
+//                   its send load is ≥ 90% of its up link (its rate cap);
+//                   never for CPU: a machine busy with other work can still serve
 //   no_address      it registered no serveUrl, so nobody can reach it      hasNoAddress
 //   excluded        reported bad pieces of this content (see reputation)  isExcluded
 //   nothing_needed  it holds none of the pieces the requester still needs  coverageOf
@@ -23,7 +26,8 @@ import { formatBitRate, formatByteRate } from '../core/units.ts';
 //   similarity of communication state to the requester (S1.5):
 //     same network label, same region label, same link class, bandwidth fit
 //     (how much of the requester's down link the holder's spare up link can fill)
-//   spare capacity: 1 − load, load = max(send load / up link, CPU)
+//   spare capacity: 1 − load, load = max(send load / up link, slots in use / slots, CPU)
+//     (CPU lowers the rank here, and only here)
 //   reliability: uptime ratio, completed uploads (log, capped), minus bad pieces and stalls
 //   usefulness: the fraction of the needed pieces it holds
 // Ranked by score descending, ties by terminalId (code-unit order), at most `max`.
@@ -64,9 +68,13 @@ export interface RankedSource {
   why: string[];
 }
 
+export type RejectionReason = 'self' | 'offline' | 'saturated' | 'no_address' | 'excluded' | 'nothing_needed';
+
 export interface Rejected {
   terminalId: string;
-  reason: 'self' | 'offline' | 'saturated' | 'no_address' | 'excluded' | 'nothing_needed';
+  reason: RejectionReason;
+  /** The reason in words, with the figures that decided it. */
+  why: string;
 }
 
 export type LinkClass = 'unknown' | 'mobile' | 'dsl' | 'cable' | 'fiber';
@@ -100,10 +108,13 @@ export function linkClass(state: TerminalState | null): LinkClass {
 
 // ---- rejection rules ----
 
-/** A holder sending at least this fraction of its up link has no room for another receiver. */
+/**
+ * A holder sending at least this fraction of its up link (its rate cap, if it set one),
+ * or with at least this fraction of its upload slots in use on average, has no room for
+ * another receiver. Not 100%: both are averages over a heartbeat, and a holder that was
+ * full nearly all of it turns receivers away.
+ */
 export const SATURATED_LOAD = 0.9;
-/** A holder at least this busy would serve slowly whatever its link. */
-export const SATURATED_CPU = 0.95;
 
 export function isSelf(requester: RequesterProfile, c: HolderCandidate): boolean {
   return c.terminalId === requester.terminalId;
@@ -124,11 +135,37 @@ export function linkLoad(state: TerminalState | null): number | null {
   return Math.min(1, Math.max(0, state.sendLoadBps / state.upBps));
 }
 
-/** S1.5 "not overloaded". An unmeasured up link is not called saturated: we cannot know. */
+/** Fraction of its upload slots in use on average since its previous beat, 0..1, or null when it did not say. */
+export function slotLoad(state: TerminalState | null): number | null {
+  if (!state || !(typeof state.slots === 'number' && state.slots > 0) || typeof state.slotsBusy !== 'number') return null;
+  return Math.min(1, Math.max(0, state.slotsBusy / state.slots));
+}
+
+/**
+ * S1.5 "not overloaded": saturated means the holder cannot serve more — its upload
+ * slots or its up link are in use — and says nothing of its CPU: a machine busy with
+ * other work still has free slots and link, and a slow source only loses its rank
+ * (spareCapacityScore) and, if it stalls, the receiver's patience (S1.7). What a holder
+ * did not report (an unmeasured up link, no slot figures, no heartbeat) is not judged.
+ * Returns the reason in words, or null if it is not saturated.
+ */
+export function saturation(state: TerminalState | null): string | null {
+  if (!state) return null;
+  const slots = slotLoad(state);
+  if (slots !== null && slots >= SATURATED_LOAD) {
+    const n = state.slots!;
+    const used = slots === 1 ? (n === 1 ? 'its one upload slot was' : `all ${n} of its upload slots were`) : `on average ${Number(state.slotsBusy!.toFixed(2))} of its ${n} upload slots were`;
+    return `saturated: ${used} in use since its last heartbeat`;
+  }
+  const link = linkLoad(state);
+  if (link !== null && link >= SATURATED_LOAD) {
+    return `saturated: it was sending ${formatRate(state.sendLoadBps)}, ${pct(link)} of its ${formatRate(state.upBps)} upload`;
+  }
+  return null;
+}
+
 export function isSaturated(c: HolderCandidate): boolean {
-  if (!c.state) return false;
-  const load = linkLoad(c.state);
-  return (load !== null && load >= SATURATED_LOAD) || c.state.cpu >= SATURATED_CPU;
+  return saturation(c.state) !== null;
 }
 
 /** Peers serve pieces at their serveUrl (S1.6); without one nobody can connect to them. */
@@ -188,14 +225,15 @@ export function coverageOf(c: HolderCandidate, need: NeedIndex): Coverage {
   return { held, needed: need.total };
 }
 
-/** The first rule the holder breaks, or null if it may serve. */
-export function rejectionOf(requester: RequesterProfile, c: HolderCandidate, coverage: () => Coverage): Rejected['reason'] | null {
-  if (isSelf(requester, c)) return 'self';
-  if (isOffline(c)) return 'offline';
-  if (isSaturated(c)) return 'saturated';
-  if (hasNoAddress(c)) return 'no_address';
-  if (isExcluded(c)) return 'excluded';
-  if (coverage().held === 0) return 'nothing_needed';
+/** The first rule the holder breaks, and why in words; null if it may serve. */
+export function rejectionOf(requester: RequesterProfile, c: HolderCandidate, coverage: () => Coverage): Omit<Rejected, 'terminalId'> | null {
+  if (isSelf(requester, c)) return { reason: 'self', why: 'it is you' };
+  if (isOffline(c)) return { reason: 'offline', why: 'offline: no recent heartbeat' };
+  const saturated = saturation(c.state);
+  if (saturated) return { reason: 'saturated', why: saturated };
+  if (hasNoAddress(c)) return { reason: 'no_address', why: 'it gave no address to serve from' };
+  if (isExcluded(c)) return { reason: 'excluded', why: 'excluded: it served bad pieces of this content, or this download gave up on it' };
+  if (coverage().held === 0) return { reason: 'nothing_needed', why: 'it holds none of the pieces you still need' };
   return null;
 }
 
@@ -267,12 +305,20 @@ export function bandwidthFitScore(requester: RequesterProfile, c: HolderCandidat
   return { points: W_BANDWIDTH_FIT * fit, why: `spare upload ${formatRate(spare)} fills ${pct(fit)} of your download` };
 }
 
-/** S1.5 "load": the busier of its up link and its CPU. */
+/**
+ * S1.5 "load": the busiest of its up link, its upload slots and its CPU. CPU counts
+ * here only: a busy machine ranks lower, and is still a source (see saturation).
+ */
 export function spareCapacityScore(c: HolderCandidate): Component {
   if (!c.state) return none;
-  const load = Math.max(linkLoad(c.state) ?? 0, Math.min(1, Math.max(0, c.state.cpu)));
+  const parts: [string, number][] = [
+    ['upload', linkLoad(c.state) ?? 0],
+    ['slots', slotLoad(c.state) ?? 0],
+    ['CPU', Math.min(1, Math.max(0, c.state.cpu))],
+  ];
+  const [what, load] = parts.reduce((a, b) => (b[1] > a[1] ? b : a));
   const spare = 1 - load;
-  return spare > 0 ? { points: W_SPARE_CAPACITY * spare, why: `load ${pct(load)}` } : none;
+  return spare > 0 ? { points: W_SPARE_CAPACITY * spare, why: `load ${pct(load)}${load > 0 ? ` (${what})` : ''}` } : { points: 0, why: `load ${pct(load)} (${what}): ranked lower` };
 }
 
 export function uptimeScore(c: HolderCandidate): Component {
@@ -351,9 +397,9 @@ export function rankHolders(
   for (const c of candidates) {
     let cov: Coverage | null = null;
     const coverage = () => (cov ??= coverageOf(c, need));
-    const reason = rejectionOf(requester, c, coverage);
-    if (reason) {
-      rejected.push({ terminalId: c.terminalId, reason });
+    const rejection = rejectionOf(requester, c, coverage);
+    if (rejection) {
+      rejected.push({ terminalId: c.terminalId, ...rejection });
       continue;
     }
     const { score, why } = scoreHolder(requester, c, coverage());

@@ -65,6 +65,8 @@ describe('agent heartbeats', () => {
     // What it received since the first beat, over the 60 s of its clock (not the real time the fetch took).
     assert.equal(beat.recvLoadBps, Math.round((PIECES * PIECE * 8) / (BEAT_MS / 1000)));
     assert.equal(beat.downBps, 80_000_000);
+    // S1.5: its upload slots (the default 4), none in use over those 60 s.
+    assert.deepEqual([beat.slots, beat.slotsBusy], [4, 0]);
 
     await waitFor(() => origin.clock.isWaitingFor(start + 2 * BEAT_MS), 'the agent asleep until its next beat');
     origin.clock.advance(BEAT_MS);

@@ -7,6 +7,7 @@ import { Api } from '../../src/core/http-client.ts';
 import { deviceSession } from '../../src/terminals/device.ts';
 import type { Agent, AgentOptions } from '../../src/agent/agent.ts';
 import { decodeRanges } from '../../src/transfer/piece-ranges.ts';
+import { describeSources } from '../../src/transfer/source-report.ts';
 import { startAgentLab, type AgentLab, type TestAgents } from '../helpers/agents.ts';
 import type { TestOrigin } from '../helpers/origin.ts';
 
@@ -129,5 +130,31 @@ describe('peer-assisted distribution', () => {
     assert.ok(Date.now() - started < 15_000, 'the stall did not hold the transfer up for long (a piece from the snail takes a minute)');
     const rep = await origin.reputation.get([snail.terminalId]);
     assert.equal(rep.get(snail.terminalId)!.stalls, 1, 'one incident, reported once (not again in the final report)');
+  });
+
+  test('S1.5: a holder whose upload slots are all in use is skipped, and the receiver is told why in words', async () => {
+    const full = await agent('full');
+    await full.fetch(contentId);
+    // Its heartbeat says all 4 slots were busy since the previous one (a CPU at 0 changes nothing).
+    const session = await deviceSession(new Api(origin.url, 'unused'), path.join(work, 'full'));
+    const hb = await origin.call('POST', '/terminals/heartbeat', {
+      token: session.token,
+      json: { uptimeRatio: 1, upBps: 1e10, downBps: 1e10, sendLoadBps: 0, recvLoadBps: 0, cpu: 0, slots: 4, slotsBusy: 4 },
+    });
+    assert.equal(hb.status, 204, JSON.stringify(hb.body));
+    const r3 = await agent('r3');
+    const result = await r3.fetch(contentId, { exclude: allBut(full, r3) });
+    assert.ok(readFileSync(r3.store.paths(contentId).data).equals(file));
+    assert.deepEqual(Object.keys(result.bySource), ['origin']);
+    const why = 'saturated: all 4 of its upload slots were in use since its last heartbeat';
+    assert.deepEqual(
+      result.skipped.find((x) => x.sourceId === full.terminalId),
+      { sourceId: full.terminalId, reason: 'saturated', why },
+    );
+    assert.ok(!result.skipped.some((x) => x.sourceId === r3.terminalId), 'the receiver itself is not news to it');
+    const lines = describeSources(result);
+    assert.match(lines[0]!, /^Served by the origin: 2\.6 MB\.$/);
+    assert.equal(lines[1], 'Only the origin served. Other holders:');
+    assert.ok(lines.includes(`  terminal ${full.terminalId}: not offered: ${why}`), lines.join('\n'));
   });
 });

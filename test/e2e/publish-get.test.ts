@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { Api } from '../../src/core/http-client.ts';
+import { formatBytes } from '../../src/core/units.ts';
 import { CLI, runCli, spawnOrigin, type OriginProcess } from '../helpers/processes.ts';
 
 // The foundation flow with real processes on loopback: `cascade serve`, `cascade
@@ -86,6 +87,8 @@ test('get is killed mid-transfer, restarted, and resumes from its verified piece
   assert.equal(done.fetchedPieces + done.resumedPieces, done.totalPieces);
   assert.ok(readFileSync(dest).equals(file), 'byte-exact');
   assert.equal(existsSync(`${dest}.part`) || existsSync(`${dest}.part.journal`), false);
+  // S1.5, tell people why: who served, and why no peer did (nobody else holds it).
+  assert.deepEqual(done.sources, [`Served by the origin: ${formatBytes(done.bySource.origin)}.`, 'Only the origin served: no other terminal holds this content.']);
 });
 
 test('get refuses an unknown content ID with a clear code', async () => {

@@ -48,7 +48,7 @@ function startAgentProcess(name: string, token: string, args: string[]): AgentPr
   const home = path.join(work, name);
   mkdirSync(home, { recursive: true });
   writeFileSync(path.join(home, 'profile.json'), JSON.stringify({ origin: origin.url, token, originKey }));
-  // --cpu-load: thirteen processes on a two-core machine would otherwise all report themselves saturated.
+  // --cpu-load: a fixed figure, so that the holders' ranking does not follow thirteen processes' share of two cores (CPU never excludes a holder, S1.5).
   const proc = spawn(process.execPath, [CLI, '--json', 'agent', '--region', 'eu', '--network', 'lab', '--stall-ms', '1000', '--cpu-load', '0.2', ...args], {
     env: { ...process.env, CASCADE_HOME: home },
     stdio: ['ignore', 'pipe', 'pipe'],

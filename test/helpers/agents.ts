@@ -9,7 +9,9 @@ import { startTestOrigin, type TestOrigin } from './origin.ts';
 /**
  * An agent in this process, for a fresh member of `origin`, with its home under `work`:
  * real HTTP on loopback, silent, heartbeats only when the test sends them, and a fixed
- * CPU figure (the test machine's own load must not make agents look saturated).
+ * CPU figure: CPU never makes a holder saturated (S1.5), but it lowers its rank, and tests
+ * that compare holders must not depend on the machine's load at the moment of a beat.
+ * (test/e2e/busy-machine.test.ts runs agents on their real measurement.)
  */
 export async function startTestAgent(origin: TestOrigin, work: string, name: string, extra: Partial<AgentOptions> = {}): Promise<Agent> {
   const user = await origin.userWithRoles(['member']);

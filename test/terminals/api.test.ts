@@ -187,7 +187,7 @@ for (const engine of testEngines()) {
       const t = await registerAndLogin(owner.token);
       expectError(await o.call('POST', '/terminals/heartbeat', { token: owner.token, json: beat() }), 403, 'terminal_required');
       expectError(await o.call('POST', '/terminals/heartbeat', { json: beat() }), 401, 'unauthenticated');
-      const bad = [beat({ cpu: -0.1 }), beat({ uptimeRatio: 3 }), beat({ upBps: 1e13 }), beat({ upBps: 100, sendLoadBps: 200 }), beat({ cpu: 'busy' }), beat({ cpu: undefined }), { ...beat(), extra: 1 }];
+      const bad = [beat({ cpu: -0.1 }), beat({ uptimeRatio: 3 }), beat({ upBps: 1e13 }), beat({ upBps: 100, sendLoadBps: 200 }), beat({ cpu: 'busy' }), beat({ cpu: undefined }), { ...beat(), extra: 1 }, beat({ slots: 2, slotsBusy: 3 }), beat({ slots: 2 })];
       for (const json of bad) expectError(await o.call('POST', '/terminals/heartbeat', { token: t.session, json }), 400, 'invalid_heartbeat');
       expectError(
         await o.call('POST', '/terminals/heartbeat', { token: t.session, body: '{"cpu":', headers: { 'content-type': 'application/json' } }),

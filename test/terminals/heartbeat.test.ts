@@ -23,6 +23,15 @@ const absurd: [string, Record<string, unknown>][] = [
   ['send load above 110% of upstream capacity', beat({ upBps: 1000, sendLoadBps: 1101 })],
   ['receive load above 110% of downstream capacity', beat({ downBps: 1000, recvLoadBps: 1101 })],
   ['send load with no upstream at all', beat({ upBps: 0, sendLoadBps: 1 })],
+  // S1.5: upload slots come with their use, and the use cannot exceed them
+  ['slots without slotsBusy', beat({ slots: 4 })],
+  ['slotsBusy without slots', beat({ slotsBusy: 1 })],
+  ['slotsBusy above slots', beat({ slots: 4, slotsBusy: 4.01 })],
+  ['slots 0', beat({ slots: 0, slotsBusy: 0 })],
+  ['slots not an integer', beat({ slots: 2.5, slotsBusy: 1 })],
+  ['slots above 10,000', beat({ slots: 10_001, slotsBusy: 0 })],
+  ['slotsBusy negative', beat({ slots: 4, slotsBusy: -0.5 })],
+  ['slotsBusy NaN', beat({ slots: 4, slotsBusy: NaN })],
 ];
 
 async function latestState(f: Fixture, id: string) {
@@ -57,6 +66,13 @@ for (const engine of testEngines()) {
       await f.svc.heartbeat(t.id, beat({ uptimeRatio: 0, cpu: 1, upBps: 1000, sendLoadBps: 1100, downBps: 1e12, recvLoadBps: 1e12 }));
       await f.svc.heartbeat(t.id, beat({ uptimeRatio: 1, cpu: 0, upBps: 0, sendLoadBps: 0 }));
       assert.equal(await f.svc.flush(), 1);
+    });
+
+    test('keeps upload slots and their use (S1.5), all slots busy included', async () => {
+      const t = await f.newTerminal();
+      await f.svc.heartbeat(t.id, beat({ slots: 4, slotsBusy: 4 }));
+      await f.svc.flush();
+      assert.deepEqual((await latestState(f, t.id)).last_state, { ...beat({ slots: 4, slotsBusy: 4 }), at: f.clock.now() });
     });
 
     test('ignores unknown extra fields rather than storing them', async () => {

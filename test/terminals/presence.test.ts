@@ -40,6 +40,8 @@ test('newerState keeps the later beat, and either when the other is missing', ()
 test('validateHeartbeat returns only the known fields', () => {
   const v = validateHeartbeat({ uptimeRatio: 1, upBps: 5, downBps: 5, sendLoadBps: 5.5, recvLoadBps: 0, cpu: 0, extra: true });
   assert.deepEqual(Object.keys(v).sort(), ['cpu', 'downBps', 'recvLoadBps', 'sendLoadBps', 'upBps', 'uptimeRatio']);
+  const withSlots = validateHeartbeat({ uptimeRatio: 1, upBps: 5, downBps: 5, sendLoadBps: 0, recvLoadBps: 0, cpu: 0, slots: 4, slotsBusy: 1.5 });
+  assert.deepEqual([withSlots.slots, withSlots.slotsBusy], [4, 1.5]);
   assert.throws(() => validateHeartbeat(null), /invalid|refused/i);
   assert.throws(() => validateHeartbeat('x'), /refused/);
 });

@@ -56,6 +56,31 @@ for (const engine of testEngines()) {
       assert.match(res.body.transferId, /^tx_/);
     });
 
+    test('S1.5: a holder at 100 % CPU is offered; one whose slots are all in use is skipped, and the answer says why', async () => {
+      const busyCpu = await terminal({ holds: 'all' });
+      const full = await terminal({ holds: 'all' });
+      // A millisecond later than their first beats: of two beats at one time, a flushed one may win.
+      origin.clock.advance(1);
+      assert.equal((await busyCpu.call('POST', '/terminals/heartbeat', { ...beat, cpu: 1, slots: 4, slotsBusy: 0 })).status, 204);
+      assert.equal((await full.call('POST', '/terminals/heartbeat', { ...beat, cpu: 0, slots: 2, slotsBusy: 2 })).status, 204);
+      const r = await terminal({ holds: '0' }); // a partial holder of what it is fetching
+      const res = await r.call('POST', '/grants/auto', { contentId, maxPeers: 32 });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      const offered = res.body.sources.find((s: any) => s.sourceId === busyCpu.id);
+      assert.ok(offered, `the busy machine is offered: ${JSON.stringify(res.body.skipped)}`);
+      assert.ok(offered.why.includes('load 100% (CPU): ranked lower'), offered.why.join('|'));
+      assert.ok(!res.body.sources.some((s: any) => s.sourceId === full.id));
+      assert.deepEqual(
+        res.body.skipped.find((s: any) => s.sourceId === full.id),
+        { sourceId: full.id, reason: 'saturated', why: 'saturated: all 2 of its upload slots were in use since its last heartbeat' },
+      );
+      assert.ok(!res.body.skipped.some((s: any) => s.sourceId === r.id), 'the receiver itself is not listed');
+      // Done with them: other tests here count holders.
+      await busyCpu.call('PUT', '/terminals/holdings', { contentIds: [], mode: 'replace' });
+      await full.call('PUT', '/terminals/holdings', { contentIds: [], mode: 'replace' });
+      await r.call('PUT', '/terminals/holdings', { contentIds: [], mode: 'replace' });
+    });
+
     test('in a swarm, receivers get disjoint origin slices of pieces nobody holds', async () => {
       const partial = await terminal({ holds: '0-7' }); // a peer already has pieces 0–7
       const receivers = [await terminal(), await terminal(), await terminal()];

@@ -12,6 +12,7 @@ import { signGrantProof } from '../../src/transfer/grant-token.ts';
 import { chunkBytes } from '../../src/transfer/piece-server.ts';
 import { SERVED_HEADER } from '../../src/transfer/served-attestation.ts';
 import { UploadSlots } from '../../src/transfer/upload-slots.ts';
+import { ManualClock } from '../../src/core/clock.ts';
 import { startTestOrigin, type TestOrigin } from '../helpers/origin.ts';
 
 // #10.4/#10.7: a capped source answers at once and sends a piece as its tokens allow,
@@ -137,5 +138,36 @@ describe('upload slots (#10.7)', () => {
     held();
     assert.ok(await next);
     assert.deepEqual(slots.load, { serving: 1, waiting: 0 });
+  });
+
+  test('averageBusy: slots in use, weighted by time, since the previous call (S1.5, for heartbeats)', async () => {
+    const clock = new ManualClock(0);
+    const slots = new UploadSlots(4, 0, () => clock.now());
+    const stay = new AbortController().signal;
+    assert.equal(slots.averageBusy(), 0, 'no time gone by: the number in use now');
+    const a = (await slots.enter(stay))!;
+    clock.advance(1000); // 1 slot for 1 s
+    const b = (await slots.enter(stay))!;
+    const c = (await slots.enter(stay))!;
+    const d = (await slots.enter(stay))!;
+    clock.advance(3000); // 4 slots for 3 s
+    assert.equal(slots.averageBusy(), (1 * 1000 + 4 * 3000) / 4000);
+    clock.advance(2000); // all 4 still busy: a new window sees them full
+    assert.equal(slots.averageBusy(), 4);
+    for (const r of [a, b, c]) r();
+    clock.advance(1000);
+    d();
+    clock.advance(1000);
+    assert.equal(slots.averageBusy(), 0.5);
+    // a slot handed from a release to a waiting request stays busy throughout
+    const q = new UploadSlots(1, 1, () => clock.now());
+    const first = (await q.enter(stay))!;
+    const waiting = q.enter(stay);
+    clock.advance(500);
+    first();
+    const second = (await waiting)!;
+    clock.advance(500);
+    assert.equal(q.averageBusy(), 1);
+    second();
   });
 });

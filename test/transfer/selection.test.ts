@@ -8,6 +8,10 @@ import {
   formatRate,
   isSaturated,
   linkClass,
+  saturation,
+  SATURATED_LOAD,
+  spareCapacityScore,
+  W_SPARE_CAPACITY,
   needIndex,
   parseHeldRanges,
   rankHolders,
@@ -58,6 +62,9 @@ function rank(cands: HolderCandidate[], o: { max?: number; needed?: (i: number) 
   return rankHolders(o.requester ?? me, cands, { max: o.max ?? 10, needed: o.needed, pieceCount: o.pieceCount ?? 10 });
 }
 
+/** The rejections without their words (the words are checked where they are the point). */
+const reasons = (res: ReturnType<typeof rank>) => res.rejected.map(({ terminalId, reason }) => ({ terminalId, reason }));
+
 const order = (cands: HolderCandidate[], o?: Parameters<typeof rank>[1]) => rank(cands, o).ranked.map((r) => r.terminalId);
 
 /** The better holder ("z…") must come first although the tie-break favours "a…". */
@@ -85,24 +92,70 @@ describe('linkClass (S1.5 link speed)', () => {
 
 describe('rejection rules (S1.5)', () => {
   test('self: the requester never serves itself', () => {
-    assert.deepEqual(rank([holder(me.terminalId)]), { ranked: [], rejected: [{ terminalId: me.terminalId, reason: 'self' }] });
+    assert.deepEqual(rank([holder(me.terminalId)]), { ranked: [], rejected: [{ terminalId: me.terminalId, reason: 'self', why: 'it is you' }] });
   });
 
   test('offline: holders without a recent heartbeat are never returned', () => {
-    assert.deepEqual(rank([holder('h1', { online: false })]).rejected, [{ terminalId: 'h1', reason: 'offline' }]);
+    assert.deepEqual(reasons(rank([holder('h1', { online: false })])), [{ terminalId: 'h1', reason: 'offline' }]);
   });
 
-  test('saturated: send load at 90% of the up link', () => {
-    assert.deepEqual(rank([holder('h1', { state: state({ upBps: 10 * M, sendLoadBps: 9 * M }) })]).rejected, [{ terminalId: 'h1', reason: 'saturated' }]);
+  test('saturated: send load at 90% of the up link (its rate cap)', () => {
+    assert.deepEqual(rank([holder('h1', { state: state({ upBps: 10 * M, sendLoadBps: 9 * M }) })]).rejected, [
+      { terminalId: 'h1', reason: 'saturated', why: 'saturated: it was sending 9.0 Mbit/s (1.1 MB/s), 90% of its 10.0 Mbit/s (1.3 MB/s) upload' },
+    ]);
     // just below the line still serves
     assert.equal(rank([holder('h1', { state: state({ upBps: 10 * M, sendLoadBps: 8.99 * M }) })]).ranked.length, 1);
     // heartbeats may read up to 110% of capacity
     assert.equal(isSaturated(holder('h1', { state: state({ upBps: 10 * M, sendLoadBps: 11 * M }) })), true);
   });
 
-  test('saturated: CPU at 95%', () => {
-    assert.deepEqual(rank([holder('h1', { state: state({ cpu: 0.95 }) })]).rejected, [{ terminalId: 'h1', reason: 'saturated' }]);
-    assert.equal(rank([holder('h1', { state: state({ cpu: 0.94 }) })]).ranked.length, 1);
+  test('saturated: on average 90% of the upload slots in use since the last heartbeat', () => {
+    assert.deepEqual(rank([holder('h1', { state: state({ slots: 4, slotsBusy: 3.6 }) })]).rejected, [
+      { terminalId: 'h1', reason: 'saturated', why: 'saturated: on average 3.6 of its 4 upload slots were in use since its last heartbeat' },
+    ]);
+    assert.equal(saturation(state({ slots: 1, slotsBusy: 1 })), 'saturated: its one upload slot was in use since its last heartbeat');
+    // just below the line still serves
+    assert.equal(rank([holder('h1', { state: state({ slots: 4, slotsBusy: 3.59 }) })]).ranked.length, 1);
+    // a terminal that did not report its slots is not judged by them
+    assert.equal(isSaturated(holder('h1', { state: state({ slots: undefined, slotsBusy: undefined }) })), false);
+  });
+
+  test('CPU alone never saturates: a machine at 100% with free slots and link still serves, ranked lower', () => {
+    const busy = holder('h1', { state: state({ cpu: 1, slots: 4, slotsBusy: 0, sendLoadBps: 0 }) });
+    assert.equal(isSaturated(busy), false);
+    const res = rank([busy]);
+    assert.deepEqual(res.rejected, []);
+    assert.deepEqual(res.ranked.map((r) => r.terminalId), ['h1']);
+    assert.ok(res.ranked[0]!.why.includes('load 100% (CPU): ranked lower'), res.ranked[0]!.why.join('|'));
+    assert.equal(spareCapacityScore(busy).points, 0);
+    // …and for every CPU figure, with nothing else loaded
+    fc.assert(fc.property(fc.double({ min: 0, max: 1, noNaN: true }), (cpu) => !isSaturated(holder('h', { state: state({ cpu, sendLoadBps: 0, slots: 4, slotsBusy: 0 }) }))));
+  });
+
+  test('slots full or link full saturates whatever the CPU', () => {
+    for (const cpu of [0, 0.5, 1]) {
+      assert.equal(isSaturated(holder('h', { state: state({ cpu, slots: 2, slotsBusy: 2 }) })), true, `slots, cpu ${cpu}`);
+      assert.equal(isSaturated(holder('h', { state: state({ cpu, upBps: 10 * M, sendLoadBps: 10 * M }) })), true, `link, cpu ${cpu}`);
+    }
+    assert.equal(SATURATED_LOAD, 0.9);
+  });
+
+  test('rank order: an idle machine before a busy one before none of the saturated ones', () => {
+    const res = rank([
+      holder('a-slots-full', { state: state({ cpu: 0.1, slots: 4, slotsBusy: 4 }) }),
+      holder('b-link-full', { state: state({ cpu: 0.1, upBps: 20 * M, sendLoadBps: 19 * M }) }),
+      holder('c-cpu-100', { state: state({ cpu: 1 }) }),
+      holder('d-cpu-50', { state: state({ cpu: 0.5 }) }),
+      holder('e-idle', { state: state({ cpu: 0 }) }),
+    ]);
+    assert.deepEqual(res.ranked.map((r) => r.terminalId), ['e-idle', 'd-cpu-50', 'c-cpu-100']);
+    assert.deepEqual(reasons(res), [
+      { terminalId: 'a-slots-full', reason: 'saturated' },
+      { terminalId: 'b-link-full', reason: 'saturated' },
+    ]);
+    // CPU costs at most the spare-capacity points, no more
+    const [idle, , full] = res.ranked;
+    assert.ok(idle!.score - full!.score <= W_SPARE_CAPACITY + 1e-6);
   });
 
   test('saturated: an unmeasured up link (upBps 0) or no state at all is not judged saturated', () => {
@@ -112,31 +165,31 @@ describe('rejection rules (S1.5)', () => {
   });
 
   test('no_address: a holder without serveUrl cannot be reached', () => {
-    assert.deepEqual(rank([holder('h1', { serveUrl: null })]).rejected, [{ terminalId: 'h1', reason: 'no_address' }]);
-    assert.deepEqual(rank([holder('h1', { serveUrl: '' })]).rejected, [{ terminalId: 'h1', reason: 'no_address' }]);
+    assert.deepEqual(reasons(rank([holder('h1', { serveUrl: null })])), [{ terminalId: 'h1', reason: 'no_address' }]);
+    assert.deepEqual(reasons(rank([holder('h1', { serveUrl: '' })])), [{ terminalId: 'h1', reason: 'no_address' }]);
   });
 
   test('excluded: holders reported for bad pieces of this content', () => {
-    assert.deepEqual(rank([holder('h1', { excluded: true })]).rejected, [{ terminalId: 'h1', reason: 'excluded' }]);
+    assert.deepEqual(reasons(rank([holder('h1', { excluded: true })])), [{ terminalId: 'h1', reason: 'excluded' }]);
   });
 
   test('nothing_needed: holders with none of the pieces still needed', () => {
     const needed = (i: number) => i >= 5;
-    assert.deepEqual(rank([holder('h1', { pieces: '0-4' })], { needed }).rejected, [{ terminalId: 'h1', reason: 'nothing_needed' }]);
+    assert.deepEqual(reasons(rank([holder('h1', { pieces: '0-4' })], { needed })), [{ terminalId: 'h1', reason: 'nothing_needed' }]);
     assert.equal(rank([holder('h1', { pieces: '0-5' })], { needed }).ranked.length, 1);
-    assert.deepEqual(rank([holder('h1', { pieces: '' })]).rejected, [{ terminalId: 'h1', reason: 'nothing_needed' }]);
+    assert.deepEqual(reasons(rank([holder('h1', { pieces: '' })])), [{ terminalId: 'h1', reason: 'nothing_needed' }]);
     // nothing needed at all: nobody is useful, not even a full holder
-    assert.deepEqual(rank([holder('h1')], { needed: () => false }).rejected, [{ terminalId: 'h1', reason: 'nothing_needed' }]);
+    assert.deepEqual(reasons(rank([holder('h1')], { needed: () => false })), [{ terminalId: 'h1', reason: 'nothing_needed' }]);
   });
 
   test('nothing_needed: an unreadable or out-of-range piece claim counts as holding nothing', () => {
     for (const bad of ['x', '3-1', '0-10', '1,1', '5,2']) {
-      assert.deepEqual(rank([holder('h1', { pieces: bad })]).rejected, [{ terminalId: 'h1', reason: 'nothing_needed' }], bad);
+      assert.deepEqual(reasons(rank([holder('h1', { pieces: bad })])), [{ terminalId: 'h1', reason: 'nothing_needed' }], bad);
     }
   });
 
   test('a holder breaking several rules is rejected for the first one, in the documented order', () => {
-    const all = { online: false, state: state({ cpu: 1 }), serveUrl: null, excluded: true, pieces: '' };
+    const all = { online: false, state: state({ slots: 2, slotsBusy: 2 }), serveUrl: null, excluded: true, pieces: '' };
     const { rejected } = rank([
       holder(me.terminalId, all),
       holder('b', all),
@@ -201,7 +254,7 @@ describe('score components (S1.5): each changes the order when all else is equal
 
   test('spare capacity: a less busy CPU', () => {
     const res = assertPrefers({ state: state({ cpu: 0.1 }) }, { state: state({ cpu: 0.6 }) });
-    assert.ok(res.ranked[1]!.why.includes('load 60%'));
+    assert.ok(res.ranked[1]!.why.includes('load 60% (CPU)'), res.ranked[1]!.why.join('|'));
   });
 
   test('reliability: uptime', () => {
@@ -255,7 +308,7 @@ describe('ranking', () => {
       'same region (eu-west)',
       'same link class (cable)',
       'spare upload 48.8 Mbit/s (6.1 MB/s) fills 49% of your download',
-      'load 19%',
+      'load 19% (upload)',
       'uptime 97%',
       '12 completed uploads',
       '2 bad pieces reported',
@@ -317,8 +370,10 @@ describe('property (S1.5 invariants)', () => {
       loadFraction: fc.double({ min: 0, max: 1.1, noNaN: true }),
       recvLoadBps: fc.constant(0),
       cpu: fc.double({ min: 0, max: 1, noNaN: true }),
+      slots: fc.option(fc.integer({ min: 1, max: 8 }), { nil: undefined }),
+      slotShare: fc.double({ min: 0, max: 1, noNaN: true }),
       at: fc.constant(0),
-    }).map(({ loadFraction, ...s }) => ({ ...s, sendLoadBps: s.upBps * loadFraction })),
+    }).map(({ loadFraction, slotShare, ...s }) => ({ ...s, sendLoadBps: s.upBps * loadFraction, slotsBusy: s.slots === undefined ? undefined : s.slots * slotShare })),
     { nil: null },
   );
   const candArb = (id: string) =>
