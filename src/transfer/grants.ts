@@ -63,11 +63,4 @@ export class GrantService {
     if (!row) throw notFound('unknown_grant', `No grant ${id}.`);
     return row;
   }
-
-  /** Of these grant IDs, the ones naming `sourceId` as their source (a source reports only its own). */
-  async servedBy(sourceId: string, ids: string[]): Promise<string[]> {
-    if (ids.length === 0) return [];
-    const rows = await this.deps.db.selectFrom('grants').select('id').where('id', 'in', ids).where('source_id', '=', sourceId).execute();
-    return rows.map((r) => r.id);
-  }
 }
