@@ -39,7 +39,7 @@ export interface DueEvent {
   contentId: string;
   scheduleId: string | null;
   dueAt: number;
-  /** null: not known (a caller of `recordDue` may not say). */
+  /** null: not known. */
   windowEnd: number | null;
 }
 export interface EndEvent {

@@ -117,7 +117,7 @@ export const schedulesMigration: Migration = {
       .execute();
     await db.schema.createIndex('schedule_deliveries_terminal').on('schedule_deliveries').columns(['terminal_id', 'created_at', 'id']).execute();
     await db.schema.createIndex('schedule_deliveries_item').on('schedule_deliveries').columns(['terminal_id', 'content_id', 'created_at']).execute();
-    // At most one open attempt per (terminal, content): a dispatcher retrying `recordDue` gets the same row.
+    // At most one open attempt per (terminal, content): a dispatcher opening it again gets the same row.
     await sql`create unique index schedule_deliveries_open on schedule_deliveries (terminal_id, content_id) where outcome in ('due', 'running')`.execute(db);
   },
 };
