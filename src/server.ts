@@ -91,7 +91,7 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
   const services = { accounts: accounts.accounts, content: content.content, terminals: terminals.terminals };
   // The ledger hands receipts a terminal's journal brings to the transfer domain, built next (called only once serving).
   const ledger = ledgerDomain({ ...base, ...services, submitReceipts: (terminalId, items) => transfer.receipts.submit(terminalId, items) });
-  const transfer = transferDomain({ ...base, ...services, metrics: app.metrics, settlement: ledger.settlement, billing: ledger.billing });
+  const transfer = transferDomain({ ...base, ...services, metrics: app.metrics, settlement: ledger.settlement, billing: ledger.billing, charges: ledger.charges });
   const schedule = scheduleDomain({ ...base, terminals: terminals.terminals });
 
   // Operations routes, in a plugin so that they are registered after (and documented by) OpenAPI.

@@ -3,11 +3,11 @@ import { apiFromProfile } from './profile.ts';
 import { cascadeHome, readProfile } from './profile.ts';
 import { monotonicMs } from '../core/clock.ts';
 import { AppError } from '../core/errors.ts';
-import { createLogger } from '../core/logger.ts';
-import { startAgent } from '../agent/agent.ts';
-import { SCHEDULE_MODES, type ScheduleMode } from '../agent/scheduled.ts';
+import type { ScheduleMode } from '../agent/scheduled.ts';
 import { parseRate } from '../transfer/token-bucket.ts';
 import { describeSources } from '../transfer/source-report.ts';
+
+// The agent's modules (piece server, downloader, pino) load when `agent` runs, not for every command (#12 point 1).
 
 export function registerAgent(program: Command) {
   program
@@ -24,10 +24,12 @@ export function registerAgent(program: Command) {
     .option('--network <label>', 'network label (e.g. the building or ISP), used to pick nearby peers')
     .option('--get <contentId...>', 'content to fetch once started')
     .option('--stall-ms <ms>', 'give up on a source after this long without bytes', (v) => Number(v), 5000)
-    .option('--schedule <mode>', 'get scheduled deliveries (#5): pull (call in when a window opens), stream (hold a connection the origin pushes down) or address (the origin POSTs to this agent)', parseMode)
+    .option('--schedule <mode>', 'get scheduled deliveries (#5): pull (call in when a window opens), stream (hold a connection the origin pushes down) or address (the origin POSTs to this agent)')
     .option('--cpu-load <share>', 'report this CPU load (0..1) instead of measuring the machine (labs where many agents share one machine)', parseShare)
     .action(async (opts) => {
       const g = program.opts();
+      const [{ startAgent }, { SCHEDULE_MODES }, { createLogger }] = await Promise.all([import('../agent/agent.ts'), import('../agent/scheduled.ts'), import('../core/logger.ts')]);
+      const schedule = opts.schedule === undefined ? undefined : parseMode(opts.schedule, SCHEDULE_MODES);
       const profile = readProfile();
       if (!profile.token || !profile.originKey) throw new AppError('not_signed_in', 'Run `cascade login` first.', 401);
       const api = apiFromProfile({ origin: g.origin });
@@ -51,7 +53,7 @@ export function registerAgent(program: Command) {
         downRate: opts.downRate,
         downloads: { stallMs: opts.stallMs },
         cpuLoad: opts.cpuLoad === undefined ? undefined : () => opts.cpuLoad,
-        schedule: opts.schedule,
+        schedule,
         onScheduleEvent: (e) => say({ ...e, event: `schedule.${e.event}` }),
         logger: createLogger(process.env.LOG_LEVEL ?? 'warn', 'agent'),
       });
@@ -83,8 +85,8 @@ export function registerAgent(program: Command) {
     });
 }
 
-function parseMode(v: string): ScheduleMode {
-  if (!(SCHEDULE_MODES as readonly string[]).includes(v)) throw new AppError('invalid_argument', `--schedule is one of ${SCHEDULE_MODES.join(', ')}, got "${v}".`);
+function parseMode(v: string, modes: readonly ScheduleMode[]): ScheduleMode {
+  if (!(modes as readonly string[]).includes(v)) throw new AppError('invalid_argument', `--schedule is one of ${modes.join(', ')}, got "${v}".`);
   return v as ScheduleMode;
 }
 

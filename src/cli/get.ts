@@ -1,16 +1,15 @@
 import type { Command } from 'commander';
-import cliProgress from 'cli-progress';
 import path from 'node:path';
 import { Api } from '../core/http-client.ts';
-import { apiFromProfile } from './profile.ts';
-import { cascadeHome, readProfile } from './profile.ts';
+import { apiFromProfile, cascadeHome, readProfile } from './profile.ts';
 import { monotonicMs, systemClock } from '../core/clock.ts';
 import { AppError } from '../core/errors.ts';
-import { deviceSession } from '../terminals/device.ts';
-import { download, fileTarget, type Progress } from '../transfer/downloader.ts';
+import type { Progress } from '../transfer/downloader.ts';
 import type { Reservation } from '../ledger/reservations.ts';
 import { parseRate } from '../transfer/token-bucket.ts';
 import { describeSources } from '../transfer/source-report.ts';
+
+// The downloader loads when `get` runs, not for every command (#12 point 1).
 
 export function registerGet(program: Command) {
   program
@@ -25,6 +24,11 @@ export function registerGet(program: Command) {
       if (!/^[0-9a-f]{64}$/.test(contentId)) throw new AppError('invalid_content_id', 'A content ID is 64 hexadecimal characters.', 400);
       const profile = readProfile();
       if (!profile.token || !profile.originKey) throw new AppError('not_signed_in', 'Run `cascade login` first.', 401);
+      const [{ deviceSession }, { download, fileTarget }, { default: cliProgress }] = await Promise.all([
+        import('../terminals/device.ts'),
+        import('../transfer/downloader.ts'),
+        import('cli-progress'),
+      ]);
       const userApi = apiFromProfile({ origin: g.origin });
       const device = await deviceSession(userApi, cascadeHome());
       const api = new Api(userApi.origin, device.token);

@@ -10,6 +10,7 @@ import { registerAgent } from './agent.ts';
 import { registerVoucher } from './voucher.ts';
 import { registerWallet } from './wallet.ts';
 import { registerSchedule } from './schedule.ts';
+import { registerRecords } from './records.ts';
 
 // One `cascade` command for every role (ARCHITECTURE.md "Processes").
 const program = new Command('cascade')
@@ -28,6 +29,8 @@ registerVoucher(program);
 // `wallet` with its `history` and `topup` (from voucher.ts) subcommands.
 registerWallet(program);
 registerSchedule(program);
+// `statement`, `payout` (operators) and `receipts`.
+registerRecords(program);
 
 program.parseAsync(process.argv).catch((err) => {
   if (err instanceof CommanderError) process.exit(err.exitCode);

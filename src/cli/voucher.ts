@@ -1,12 +1,11 @@
 import type { Command } from 'commander';
 import { badRequest } from '../core/errors.ts';
-import type { Statement } from '../ledger/statements.ts';
 import type { IssuedVoucher, Redemption } from '../ledger/vouchers.ts';
 import { apiFromProfile } from './profile.ts';
 
 // Prepaid money on the command line (S1.11): `cascade voucher issue` (a store),
-// `cascade wallet topup CODE` (anyone signed in), `cascade statement` (a publisher,
-// or an operator with --publisher).
+// `cascade wallet topup CODE` (anyone signed in). Statements, payouts and receipts:
+// src/cli/records.ts.
 
 /** The root program: global options (--origin, --json) live there. */
 function root(cmd: Command): Command {
@@ -17,18 +16,18 @@ function root(cmd: Command): Command {
 
 const write = (line: string): void => void process.stdout.write(line + '\n');
 
-function wholeNumber(name: string, v: string): number {
+export function wholeNumber(name: string, v: string): number {
   if (!/^\d+$/.test(v) || !Number.isSafeInteger(Number(v))) throw badRequest('invalid_argument', `${name} is a whole number, got "${v}".`);
   return Number(v);
 }
 
-function isoTime(name: string, v: string): string {
+export function isoTime(name: string, v: string): string {
   const t = new Date(v);
   if (Number.isNaN(t.getTime())) throw badRequest('invalid_argument', `${name} is a date or time such as 2026-01-01 or 2026-01-01T12:00:00Z, got "${v}".`);
   return t.toISOString();
 }
 
-/** `cascade voucher issue` and `cascade statement`; `wallet topup` is added by src/cli/wallet.ts through addTopupCommand. */
+/** `cascade voucher issue`; `wallet topup` is added by src/cli/wallet.ts through addTopupCommand. */
 export function registerVoucher(program: Command) {
   const voucher = program.command('voucher').description('prepaid vouchers (S1.11)');
   voucher
@@ -48,32 +47,6 @@ export function registerVoucher(program: Command) {
       if (g.json) return write(JSON.stringify({ vouchers }));
       process.stderr.write(`issued ${vouchers.length} voucher(s) of ${body.amount} each; keep the codes now, they are not shown again:\n`);
       for (const v of vouchers) write(v.code);
-    });
-
-  program
-    .command('statement')
-    .description('a publisher’s payout statement for a period: opening balance, royalties by content, payouts, closing balance')
-    .option('--publisher <userId>', 'whose statement (operators; default: yours)')
-    .requiredOption('--from <time>', 'start of the period, included (e.g. 2026-01-01)')
-    .requiredOption('--to <time>', 'end of the period, excluded (e.g. 2026-02-01)')
-    .action(async (opts: { publisher?: string; from: string; to: string }, cmd: Command) => {
-      const g = root(cmd).opts();
-      const query = new URLSearchParams({ from: isoTime('--from', opts.from), to: isoTime('--to', opts.to) });
-      const api = apiFromProfile({ origin: g.origin });
-      const publisher = opts.publisher ?? (await api.get<{ id: string }>('/auth/me')).id;
-      const s = await api.get<Statement>(`/publishers/${encodeURIComponent(publisher)}/statement?${query}`);
-      if (g.json) return write(JSON.stringify(s));
-      write(`statement for ${s.publisherId}, ${s.from} to ${s.to}`);
-      write(`  opening balance  ${s.openingBalance}`);
-      write(`  royalties        +${s.royalties.total} (${s.royalties.transfers} transfers)`);
-      for (const r of s.royalties.byContent) write(`    ${r.title ?? r.contentId ?? '(no content)'}: +${r.amount} (${r.transfers})`);
-      write(`  payouts          -${s.payouts.total}`);
-      for (const p of s.payouts.items) write(`    ${p.at} ${p.ref ?? ''}: ${p.amount}`);
-      if (s.other.items.length) {
-        write(`  other            ${s.other.total}`);
-        for (const o of s.other.items) write(`    ${o.at} ${o.reason}: ${o.amount}`);
-      }
-      write(`  closing balance  ${s.closingBalance}`);
     });
 }
 

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { badRequest } from '../core/errors.ts';
-import type { Balance } from '../ledger/ledger.ts';
-import type { WalletHistory, WalletRecord } from '../ledger/wallet-routes.ts';
+import type { WalletHistory, WalletRecord } from '../ledger/records.ts';
+import type { Earnings, WalletView } from '../ledger/wallet-routes.ts';
 import { apiFromProfile } from './profile.ts';
 import { addTopupCommand } from './voucher.ts';
 
@@ -26,18 +26,10 @@ function limitOf(v: string): number {
 
 const signed = (n: number) => (n > 0 ? `+${n}` : String(n));
 
-/** The records as a text table, newest first. */
+/** The records as a text table, newest first: what happened in words, with the event ID last (S1.12). */
 export function formatRecords(entries: WalletRecord[]): string[] {
-  const rows = entries.map((e) => [
-    e.at.replace('T', ' ').replace(/\.\d+Z$/, 'Z'),
-    signed(e.amount),
-    String(e.balanceAfter),
-    e.reason,
-    e.counterpartName ? `${e.counterpartName} (${e.counterpart})` : e.counterpart,
-    e.contentTitle ?? (e.contentId ? e.contentId.slice(0, 12) : ''),
-    e.id,
-  ]);
-  const head = ['time', 'amount', 'balance', 'reason', 'counterpart', 'content', 'event'];
+  const rows = entries.map((e) => [e.at.replace('T', ' ').replace(/\.\d+Z$/, 'Z'), signed(e.amount), String(e.balanceAfter), e.reason, e.description, e.id]);
+  const head = ['time', 'amount', 'balance', 'reason', 'what', 'event'];
   const right = new Set([1, 2]);
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (r: string[]) =>
@@ -48,39 +40,67 @@ export function formatRecords(entries: WalletRecord[]): string[] {
   return [line(head), ...rows.map(line)];
 }
 
+/** The earnings lines under the balance: as a source, and as a publisher (its royalty account, not the wallet). */
+export function formatEarnings(e: Earnings): string[] {
+  const lines = [`earned serving others: ${e.uploads} (credited to this wallet as it was earned)`];
+  if (e.royalties) {
+    const r = e.royalties;
+    lines.push(`royalties: ${r.earned} earned, ${r.paidOut} paid out, ${r.balance} owed by the platform (kept in royalty account, paid out by an operator; see cascade statement)`);
+  }
+  return lines;
+}
+
+const historyQuery = (o: { limit: string; user?: string; before?: string; royalties?: boolean }) =>
+  new URLSearchParams({
+    limit: o.limit,
+    ...(o.user ? { user: o.user } : {}),
+    ...(o.before ? { before: o.before } : {}),
+    ...(o.royalties ? { account: 'royalties' } : {}),
+  });
+
 export function registerWallet(program: Command) {
   const wallet = program
     .command('wallet')
-    .description('your prepaid wallet: balance and the last 20 records; `wallet history` for more, `wallet topup CODE` to redeem a voucher')
+    .description('your prepaid wallet: balance, earnings (as a source and as a publisher) and the last 20 records; `wallet history` for more, `wallet topup CODE` to redeem a voucher')
     .option('--user <userId>', 'another user’s wallet (operators)')
     .action(async (opts: { user?: string }, cmd: Command) => {
       const g = root(cmd).opts();
       const api = apiFromProfile({ origin: g.origin });
       const query = opts.user ? `?user=${encodeURIComponent(opts.user)}` : '';
-      const w = await api.get<{ account: string; userId: string; balance: Balance }>(`/wallet${query}`);
-      const h = await api.get<WalletHistory>(`/wallet/history?${new URLSearchParams({ limit: '20', ...(opts.user ? { user: opts.user } : {}) })}`);
-      if (g.json) return write(JSON.stringify({ account: w.account, balance: w.balance, entries: h.entries, nextCursor: h.nextCursor }));
+      const w = await api.get<WalletView>(`/wallet${query}`);
+      const h = await api.get<WalletHistory>(`/wallet/history?${historyQuery({ limit: '20', user: opts.user })}`);
+      // A publisher's royalties are records of their own account (#12): shown below the wallet's.
+      const r = w.earnings.royalties ? await api.get<WalletHistory>(`/wallet/history?${historyQuery({ limit: '20', user: opts.user, royalties: true })}`) : null;
+      if (g.json) return write(JSON.stringify({ account: w.account, balance: w.balance, earnings: w.earnings, entries: h.entries, nextCursor: h.nextCursor, royalties: r }));
       const b = w.balance;
       write(`${w.account}: balance ${b.posted}, available ${b.available}${b.pending ? ` (${-b.pending} reserved)` : ''}`);
-      if (h.entries.length === 0) return write('no records yet');
-      for (const l of formatRecords(h.entries)) write(l);
+      for (const l of formatEarnings(w.earnings)) write(l);
+      if (h.entries.length === 0) write('no records yet');
+      else for (const l of formatRecords(h.entries)) write(l);
       if (h.nextCursor) write(`older records: cascade wallet history --before ${h.nextCursor}`);
+      if (r) {
+        write(`${r.account}: royalty records`);
+        if (r.entries.length === 0) write('no royalties yet');
+        else for (const l of formatRecords(r.entries)) write(l);
+        if (r.nextCursor) write(`older royalties: cascade wallet history --royalties --before ${r.nextCursor}`);
+      }
     });
 
   wallet
     .command('history')
-    .description('your wallet’s records, newest first (S1.12)')
+    .description('your wallet’s records (or with --royalties your royalty records), newest first (S1.12)')
     .option('--limit <n>', 'how many records (1–1000)', '20')
-    .option('--before <id>', 'start after this record (the cursor printed by the previous page)')
-    .action(async (opts: { limit: string; before?: string }, cmd: Command) => {
+    .option('--before <cursor>', 'start after the previous page (the cursor it printed)')
+    .option('--royalties', 'a publisher’s royalty records instead of the wallet’s')
+    .action(async (opts: { limit: string; before?: string; royalties?: boolean }, cmd: Command) => {
       const g = root(cmd).opts();
       const user = cmd.parent?.opts().user as string | undefined;
-      const query = new URLSearchParams({ limit: String(limitOf(opts.limit)), ...(opts.before ? { before: opts.before } : {}), ...(user ? { user } : {}) });
+      const query = historyQuery({ limit: String(limitOf(opts.limit)), before: opts.before, user, royalties: opts.royalties });
       const h = await apiFromProfile({ origin: g.origin }).get<WalletHistory>(`/wallet/history?${query}`);
       if (g.json) return write(JSON.stringify(h));
       if (h.entries.length === 0) return write('no records');
       for (const l of formatRecords(h.entries)) write(l);
-      if (h.nextCursor) write(`older records: cascade wallet history --before ${h.nextCursor}`);
+      if (h.nextCursor) write(`older records: cascade wallet history${opts.royalties ? ' --royalties' : ''} --before ${h.nextCursor}`);
     });
 
   addTopupCommand(wallet);

@@ -9,6 +9,7 @@ import { sql, type Db } from '../db/connection.ts';
 import type { PieceSource } from '../transfer/piece-source.ts';
 import { pieceLength, signManifest, type ManifestBody, type SignedManifest } from './manifest.ts';
 import type { PieceStore, PieceStaging } from './piece-store.ts';
+import { contentsByIds } from './queries.ts';
 
 // S1.1: publishing (stream → pieces → signed manifest → catalog row) and the catalog.
 // Manifests are immutable, so they are cached in memory once read: serving a piece
@@ -245,6 +246,11 @@ export class ContentService {
     const page = rows.slice(0, limit);
     const last = page[page.length - 1];
     return { items: page.map(toItem), nextCursor: rows.length > limit && last ? encodeCursor(last.created_at, last.id) : null };
+  }
+
+  /** Titles of the given contents (for other domains' records, e.g. the wallet's); unknown IDs are left out. */
+  async titles(ids: string[]): Promise<Map<string, string>> {
+    return new Map([...(await contentsByIds(this.deps.db, ids)).values()].map((c) => [c.id, c.title]));
   }
 
   /** The origin's piece source (S1.6): serves pieces through the cached manifest's hashes. */

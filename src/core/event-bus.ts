@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { connect, JSONCodec, type NatsConnection, type Subscription } from 'nats';
+import type { Codec, NatsConnection, Subscription } from 'nats';
 
 // Cross-process events (presence, live segment announcements, cancellations).
 // In one process an EventEmitter carries them; with NATS_URL set, NATS does, so
@@ -29,11 +29,16 @@ export class LocalEventBus implements EventBus {
 }
 
 export class NatsEventBus implements EventBus {
-  private readonly codec = JSONCodec();
-  private constructor(private readonly nc: NatsConnection, private readonly prefix: string) {}
+  private constructor(
+    private readonly nc: NatsConnection,
+    private readonly prefix: string,
+    private readonly codec: Codec<unknown>,
+  ) {}
 
   static async connect(url: string, prefix = 'cascade'): Promise<NatsEventBus> {
-    return new NatsEventBus(await connect({ servers: url, name: 'cascade-origin' }), prefix);
+    // Loaded only when NATS is configured: most origins never need it (#12 point 1, start-up).
+    const { connect, JSONCodec } = await import('nats');
+    return new NatsEventBus(await connect({ servers: url, name: 'cascade-origin' }), prefix, JSONCodec());
   }
   publish(subject: string, data: unknown) {
     this.nc.publish(`${this.prefix}.${subject}`, this.codec.encode(data));

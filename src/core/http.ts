@@ -1,5 +1,6 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import swagger from '@fastify/swagger';
+import { SerializerSelector } from '@fastify/fast-json-stringify-compiler';
 import type { Logger } from 'pino';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { AppError, errorBody } from './errors.ts';
@@ -67,6 +68,7 @@ export function createHttpApp(opts: HttpOptions): FastifyInstance {
       const appErr = toAppError(err);
       (reply as FastifyReply).code(appErr.status).send(errorBody(appErr));
     },
+    schemaController: { compilersFactory: { buildSerializer: lazySerializers } },
   });
   // Strict JSON bodies, explicitly parsed query strings and path parameters, no control
   // characters in text: src/core/validation.ts.
@@ -217,3 +219,16 @@ export const errorSchema = {
     },
   },
 } as const;
+
+/**
+ * Fastify's own response serializers (fast-json-stringify), each built on its route's first
+ * answer instead of when the route is added: building them all took a good part of the
+ * origin's start-up (#12 point 1). Validators are compiled lazily too (src/core/validation.ts).
+ */
+function lazySerializers(...factoryArgs: Parameters<ReturnType<typeof SerializerSelector>>) {
+  const compile = SerializerSelector()(...factoryArgs);
+  return (route: Parameters<typeof compile>[0]) => {
+    let serialize: ReturnType<typeof compile> | undefined;
+    return (doc: unknown) => (serialize ??= compile(route))(doc);
+  };
+}

@@ -1,6 +1,4 @@
-import { PGlite } from '@electric-sql/pglite';
 import { Kysely, PostgresDialect, sql } from 'kysely';
-import pg from 'pg';
 import path from 'node:path';
 import { mkdirSync } from 'node:fs';
 import { PGliteDialect } from './pglite-dialect.ts';
@@ -35,7 +33,9 @@ function parseInt8(v: string): number {
 
 export async function openDatabase(opts: OpenOptions): Promise<DbHandle> {
   let handle: DbHandle;
+  // Each engine's driver loads only when it is the one in use (#12 point 1, start-up).
   if (opts.databaseUrl) {
+    const { default: pg } = await import('pg');
     const types = { getTypeParser: (oid: number, format?: any) => (oid === INT8 ? parseInt8 : pg.types.getTypeParser(oid, format)) };
     if (opts.schema) await createSchema(opts.databaseUrl, opts.schema);
     const pool = new pg.Pool({
@@ -47,6 +47,7 @@ export async function openDatabase(opts: OpenOptions): Promise<DbHandle> {
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
     handle = { db, engine: 'postgres', close: () => db.destroy() };
   } else {
+    const { PGlite } = await import('@electric-sql/pglite');
     if (opts.pgliteDir) mkdirSync(path.dirname(opts.pgliteDir), { recursive: true });
     const client = await PGlite.create({ dataDir: opts.pgliteDir, parsers: { [INT8]: parseInt8 } });
     if (opts.schema) {
@@ -65,6 +66,7 @@ function quoteIdent(name: string): string {
 }
 
 async function createSchema(url: string, schema: string) {
+  const { default: pg } = await import('pg');
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {
@@ -75,6 +77,7 @@ async function createSchema(url: string, schema: string) {
 }
 
 export async function dropSchema(url: string, schema: string) {
+  const { default: pg } = await import('pg');
   const client = new pg.Client({ connectionString: url });
   await client.connect();
   try {

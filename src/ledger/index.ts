@@ -12,7 +12,7 @@ import type { ReceiptsAnswer, SignedReceipt } from '../transfer/receipt.ts';
 import { Ledger } from './ledger.ts';
 import { Reconciler, reconcileRoutes } from './reconcile.ts';
 import { Reservations } from './reservations.ts';
-import { Settlement } from './settlement.ts';
+import { receiptCharges, Settlement } from './settlement.ts';
 import { voucherRoutes } from './voucher-routes.ts';
 import { walletRoutes } from './wallet-routes.ts';
 import { Wallets } from './wallets.ts';
@@ -58,8 +58,8 @@ export function ledgerDomain(deps: {
   };
   const plugin: FastifyPluginAsync = async (app) => {
     await app.register(reconcileRoutes({ reconciler, terminalOwner: async (id) => (await terminals.get(id)).userId }));
-    await app.register(voucherRoutes({ db, ledger, clock, accounts }));
-    await app.register(walletRoutes({ db, ledger, wallets, accounts, clock, tariff: config.tariff }));
+    await app.register(voucherRoutes({ db, ledger, clock, accounts, content }));
+    await app.register(walletRoutes({ db, ledger, wallets, accounts, content, clock, tariff: config.tariff }));
   };
 
   // #4: receipts are settled as they are stored; unpaid ones are tried again, and reservations nobody released expire.
@@ -71,6 +71,8 @@ export function ledgerDomain(deps: {
     settlement,
     reservations,
     billing,
+    /** What each receipt was charged (settled) or why it is unpaid, for the transfer domain's receipt views. */
+    charges: (receiptIds: string[]) => receiptCharges(db, receiptIds),
     plugin,
     start() {
       settler = setInterval(() => {

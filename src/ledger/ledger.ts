@@ -45,6 +45,11 @@ interface TransferCommon {
   contentId?: string | null;
   /** A reference outside the ledger, e.g. the receipt ID. */
   ref?: string | null;
+  /**
+   * The record it belongs to in account histories (S1.12), e.g. `purchase:<user>:<content>:<round>`
+   * for everything one download moves. A post or void without one takes its pending's.
+   */
+  record?: string | null;
 }
 
 /** Moves `amount` now ('normal') or holds it until posted or voided ('pending'). */
@@ -125,6 +130,12 @@ export interface HistoryEntry {
   kind: TransferKind;
   contentId: string | null;
   ref: string | null;
+  /** Insertion order: the history's order. */
+  seq: number;
+  /** The record it belongs to (see TransferCommon.record); null: a record of its own. */
+  record: string | null;
+  /** post/void: the pending transfer it resolves. */
+  pendingId: string | null;
 }
 
 export interface Conservation {
@@ -135,6 +146,25 @@ export interface Conservation {
   creditsPending: number;
   /** Accounts whose totals differ from the sums over their transfers (first 20). */
   mismatched: string[];
+}
+
+/** A stored transfer as one account sees it. */
+function historyEntry(accountId: string, t: LedgerTransfersTable): HistoryEntry {
+  const debited = t.debit_account_id === accountId;
+  return {
+    id: t.id,
+    at: new Date(t.created_at).toISOString(),
+    amount: debited ? -t.amount : t.amount,
+    balanceAfter: debited ? t.debit_balance_after : t.credit_balance_after,
+    counterpart: debited ? t.credit_account_id : t.debit_account_id,
+    reason: t.reason,
+    kind: t.kind,
+    contentId: t.content_id,
+    ref: t.ref,
+    seq: Number(t.seq),
+    record: t.record_key,
+    pendingId: t.pending_id,
+  };
 }
 
 /** The ID of the void that expireHolds writes for an expired pending transfer. */
@@ -220,10 +250,10 @@ export class Ledger {
   }
 
   /** The account's transfers, newest first; `before` is the last ID of the previous page. */
-  async history(accountId: string, opts: { limit: number; before?: string }): Promise<HistoryEntry[]> {
+  async history(accountId: string, opts: { limit: number; before?: string; beforeSeq?: number }): Promise<HistoryEntry[]> {
     const { limit, before } = opts;
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw badRequest('invalid_limit', 'limit must be a whole number from 1 to 1000.');
-    let beforeSeq = Number.MAX_SAFE_INTEGER;
+    let beforeSeq = opts.beforeSeq ?? Number.MAX_SAFE_INTEGER;
     if (before !== undefined) {
       const row = await this.db.selectFrom('ledger_transfers').select('seq').where('id', '=', before).executeTakeFirst();
       if (!row) throw badRequest('invalid_cursor', `No transfer ${before} to page from.`);
@@ -235,20 +265,26 @@ export class Ledger {
     const { rows } = await sql<LedgerTransfersTable>`
       select * from (${side('debit_account_id')} union all ${side('credit_account_id')}) as t
       order by seq desc limit ${limit}`.execute(this.db);
-    return rows.map((t) => {
-      const debited = t.debit_account_id === accountId;
-      return {
-        id: t.id,
-        at: new Date(t.created_at).toISOString(),
-        amount: debited ? -t.amount : t.amount,
-        balanceAfter: debited ? t.debit_balance_after : t.credit_balance_after,
-        counterpart: debited ? t.credit_account_id : t.debit_account_id,
-        reason: t.reason,
-        kind: t.kind,
-        contentId: t.content_id,
-        ref: t.ref,
-      };
-    });
+    return rows.map((t) => historyEntry(accountId, t));
+  }
+
+  /** Every transfer of the account that belongs to one of these records, newest first. */
+  async recordTransfers(accountId: string, records: string[]): Promise<HistoryEntry[]> {
+    if (records.length === 0) return [];
+    const { rows } = await sql<LedgerTransfersTable>`
+      select * from ledger_transfers
+      where record_key = any(${arrayLiteral(records)}::text[]) and (debit_account_id = ${accountId} or credit_account_id = ${accountId})
+      order by seq desc`.execute(this.db);
+    return rows.map((t) => historyEntry(accountId, t));
+  }
+
+  /** Which of these records have a transfer of the account at or after `seq` (they belong to newer pages). */
+  async recordsSince(accountId: string, records: string[], seq: number): Promise<Set<string>> {
+    if (records.length === 0) return new Set();
+    const { rows } = await sql<{ record_key: string }>`
+      select distinct record_key from ledger_transfers
+      where record_key = any(${arrayLiteral(records)}::text[]) and seq >= ${seq} and (debit_account_id = ${accountId} or credit_account_id = ${accountId})`.execute(this.db);
+    return new Set(rows.map((r) => r.record_key));
   }
 
   /**
@@ -335,7 +371,7 @@ export class Ledger {
     // planner prefers a sequential scan for `id = any(…) or pending_id = any(…)`, and a hash
     // or merge join (reading the whole table or index) for a plain join with the list; a
     // lateral subquery with `limit` cannot be flattened into a join, so it stays a probe.
-    const columns = sql`id, kind, debit_account_id, credit_account_id, amount, pending_id, timeout_at, fingerprint`;
+    const columns = sql`id, kind, debit_account_id, credit_account_id, amount, pending_id, timeout_at, fingerprint, record_key`;
     const { rows: stored } = await sql<StoredTransfer>`
       select t.* from unnest(${arrayLiteral([...ids, ...pendingIds])}::text[]) as u(id)
       cross join lateral (select ${columns} from ledger_transfers where id = u.id limit 1) as t
@@ -347,7 +383,7 @@ export class Ledger {
     }
     for (const t of stored) {
       const timeoutAt = t.timeout_at ? new Date(t.timeout_at).getTime() : null;
-      batch.known.set(t.id, { kind: t.kind, debit: t.debit_account_id, credit: t.credit_account_id, amount: t.amount, timeoutAt, fingerprint: t.fingerprint });
+      batch.known.set(t.id, { kind: t.kind, debit: t.debit_account_id, credit: t.credit_account_id, amount: t.amount, timeoutAt, fingerprint: t.fingerprint, record: t.record_key });
       if (t.pending_id !== null) batch.resolved.set(t.pending_id, { expiry: t.id === expiryId(t.pending_id) });
     }
     const results = batch.run(inputs);
@@ -365,7 +401,7 @@ export class Ledger {
   }
 }
 
-type StoredTransfer = Pick<LedgerTransfersTable, 'id' | 'kind' | 'debit_account_id' | 'credit_account_id' | 'amount' | 'pending_id' | 'timeout_at' | 'fingerprint'>;
+type StoredTransfer = Pick<LedgerTransfersTable, 'id' | 'kind' | 'debit_account_id' | 'credit_account_id' | 'amount' | 'pending_id' | 'timeout_at' | 'fingerprint' | 'record_key'>;
 
 interface Account {
   id: string;
@@ -384,6 +420,7 @@ interface Known {
   amount: number;
   timeoutAt: number | null;
   fingerprint: string;
+  record: string | null;
 }
 
 type Outcome = { status: 'created' | 'exists' } | { status: 'failed'; code: LedgerCode };
@@ -466,6 +503,7 @@ class Batch {
     if (!validId(t.id) || !KINDS.includes(kind) || typeof t.reason !== 'string' || t.reason.length === 0) return fail('transfer_invalid');
     if (t.contentId != null && typeof t.contentId !== 'string') return fail('transfer_invalid');
     if (t.ref != null && typeof t.ref !== 'string') return fail('transfer_invalid');
+    if (t.record != null && !validId(t.record)) return fail('transfer_invalid');
     return isResolve(t) ? this.resolve(t, group) : this.move(t as MoveInput, group);
   }
 
@@ -494,7 +532,7 @@ class Batch {
       c.cp += t.amount;
     }
     const timeoutAt = t.timeoutMs === undefined ? null : this.now + t.timeoutMs;
-    this.record(t, { kind, debit: d.id, credit: c.id, amount: t.amount, timeoutAt, fingerprint }, group, null);
+    this.record(t, { kind, debit: d.id, credit: c.id, amount: t.amount, timeoutAt, fingerprint, record: t.record ?? null }, group, null);
     return CREATED;
   }
 
@@ -526,7 +564,8 @@ class Batch {
       c.cp += amount;
     }
     this.resolved.set(t.pendingId, { expiry: this.expiring });
-    this.record(t, { kind: t.kind, debit: d.id, credit: c.id, amount, timeoutAt: null, fingerprint }, group, t.pendingId);
+    // A release belongs to the record of what it releases (the download its hold was for).
+    this.record(t, { kind: t.kind, debit: d.id, credit: c.id, amount, timeoutAt: null, fingerprint, record: t.record ?? p.record }, group, t.pendingId);
     return CREATED;
   }
 
@@ -558,6 +597,7 @@ class Batch {
       reason: t.reason,
       content_id: t.contentId ?? null,
       ref: t.ref ?? null,
+      record_key: k.record,
       debit_balance_after: d.cp - d.dp,
       credit_balance_after: c.cp - c.dp,
       fingerprint: k.fingerprint,
@@ -579,13 +619,13 @@ async function insertTransfers(trx: Db, rows: Row[], now: number) {
   // `with ordinality … order by n`: seq (the history order) follows the batch order.
   await sql`
     insert into ledger_transfers (id, debit_account_id, credit_account_id, amount, kind, pending_id, timeout_at, linked_group,
-                                  reason, content_id, ref, debit_balance_after, credit_balance_after, fingerprint, created_at)
-    select id, d, c, a, k, p, t, g, r, cid, ref, dba, cba, f, ${new Date(now)}::timestamptz
+                                  reason, content_id, ref, record_key, debit_balance_after, credit_balance_after, fingerprint, created_at)
+    select id, d, c, a, k, p, t, g, r, cid, ref, rk, dba, cba, f, ${new Date(now)}::timestamptz
     from unnest(${col('id')}::text[], ${col('debit_account_id')}::text[], ${col('credit_account_id')}::text[], ${col('amount')}::int8[],
                 ${col('kind')}::text[], ${col('pending_id')}::text[], ${timeouts}::timestamptz[], ${col('linked_group')}::text[],
-                ${col('reason')}::text[], ${col('content_id')}::text[], ${col('ref')}::text[], ${col('debit_balance_after')}::int8[],
-                ${col('credit_balance_after')}::int8[], ${col('fingerprint')}::text[])
-         with ordinality as u(id, d, c, a, k, p, t, g, r, cid, ref, dba, cba, f, n)
+                ${col('reason')}::text[], ${col('content_id')}::text[], ${col('ref')}::text[], ${col('record_key')}::text[],
+                ${col('debit_balance_after')}::int8[], ${col('credit_balance_after')}::int8[], ${col('fingerprint')}::text[])
+         with ordinality as u(id, d, c, a, k, p, t, g, r, cid, ref, rk, dba, cba, f, n)
     order by n`.execute(trx);
 }
 
@@ -623,6 +663,8 @@ function fingerprintOf(t: TransferInput): string {
   const r = t as Loose;
   const fields: unknown[] = [t.id, t.kind ?? 'normal', r.debit ?? null, r.credit ?? null, r.amount ?? null, r.pendingId ?? null, r.timeoutMs ?? null];
   fields.push(t.linked === true, t.reason, t.contentId ?? null, t.ref ?? null);
+  // Only when given, so transfers written before records existed keep their fingerprints.
+  if (t.record != null) fields.push(t.record);
   return sha256(JSON.stringify(fields));
 }
 

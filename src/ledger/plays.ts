@@ -101,6 +101,7 @@ export class PlayService {
       reason: 'play',
       contentId: req.contentId,
       ref,
+      record: ref, // S1.12: one record per play
       linked: true,
     }));
     transfers[transfers.length - 1].linked = false;

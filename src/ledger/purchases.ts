@@ -25,6 +25,8 @@ export interface Purchase extends PurchaseKey {
 }
 
 export const purchaseKey = (k: PurchaseKey) => `${k.userId}|${k.contentId}`;
+/** The record (S1.12) every transfer of a purchase belongs to: its reservations, their releases, its receipts' legs. */
+export const purchaseRecord = (p: Pick<Purchase, 'userId' | 'contentId' | 'round'>) => `purchase:${p.userId}:${p.contentId}:${p.round}`;
 /** The pending ledger transfer of a purchase's n-th reservation. */
 export const holdId = (p: Pick<Purchase, 'userId' | 'contentId' | 'round'>, seq: number) => `hold:${p.userId}:${p.contentId}:${p.round}:${seq}`;
 

@@ -6,7 +6,7 @@ import type { Database } from '../db/schema.ts';
 import { HOLDS } from './accounts.ts';
 import { transferError, type Ledger, type TransferInput } from './ledger.ts';
 import { isFullyPaid, stillToPay } from './purchase.ts';
-import { holdId, lockPurchases, purchaseKey, savePurchases } from './purchases.ts';
+import { holdId, lockPurchases, purchaseKey, purchaseRecord, savePurchases } from './purchases.ts';
 import type { Wallets } from './wallets.ts';
 
 // S1 flow "balance check first" (#4.3) and two-phase holds (#4.1), per purchase (#10).
@@ -87,10 +87,11 @@ export class Reservations {
     if (need === 0) return { held: 0, heldUntil: null, paid: false, reused: false, why: 'Nothing left to pay for what this transfer still lacks.' };
 
     const transfers: TransferInput[] = [];
-    if (p.hold) transfers.push({ id: `${p.hold.id}:release`, kind: 'void', pendingId: p.hold.id, reason: 'reservation', linked: true });
+    const record = purchaseRecord(p);
+    if (p.hold) transfers.push({ id: `${p.hold.id}:release`, kind: 'void', pendingId: p.hold.id, reason: 'reservation', linked: true, record });
     const seq = p.holdSeq + 1;
     const id = holdId(p, seq);
-    transfers.push({ id, kind: 'pending', debit: wallet, credit: HOLDS.id, amount: need, timeoutMs: holdTimeoutMs, reason: 'reservation', contentId: req.contentId });
+    transfers.push({ id, kind: 'pending', debit: wallet, credit: HOLDS.id, amount: need, timeoutMs: holdTimeoutMs, reason: 'reservation', contentId: req.contentId, record });
     const results = await ledger.apply(transfers, { trx });
     const failed = results.find((r) => r.status === 'failed' && r.code !== 'linked_event_failed');
     if (failed?.code === 'insufficient_balance') {
@@ -116,7 +117,7 @@ export class Reservations {
       const p = (await lockPurchases(trx, [req], new Map(), now)).get(purchaseKey(req));
       if (!p?.hold) return;
       // Already expired or resolved meanwhile: the void fails harmlessly, nothing is held either way.
-      await ledger.apply([{ id: `${p.hold.id}:release`, kind: 'void', pendingId: p.hold.id, reason: 'reservation', contentId: req.contentId }], { trx });
+      await ledger.apply([{ id: `${p.hold.id}:release`, kind: 'void', pendingId: p.hold.id, reason: 'reservation', contentId: req.contentId, record: purchaseRecord(p) }], { trx });
       await savePurchases(trx, [{ ...p, hold: null }], now);
     });
   }

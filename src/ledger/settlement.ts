@@ -7,7 +7,7 @@ import { HOLDS, PLATFORM_REVENUE, PLATFORM_ROUNDING, royaltyAccount, walletAccou
 import { arrayLiteral } from '../db/array-literal.ts';
 import { type AccountSpec, type Ledger, type MoveInput, type TransferInput, type TransferResult } from './ledger.ts';
 import { isFullyPaid, stepPurchase } from './purchase.ts';
-import { holdId, lockPurchases, purchaseKey, savePurchases, type Purchase } from './purchases.ts';
+import { holdId, lockPurchases, purchaseKey, purchaseRecord, savePurchases, type Purchase } from './purchases.ts';
 import { rateRules, type Tariff } from './tariff.ts';
 import { contentsByIds } from '../content/queries.ts';
 import { terminalOwners, terminalsOfUsers } from '../terminals/queries.ts';
@@ -238,7 +238,7 @@ export class Settlement {
       } else {
         transfers.push(...moving);
       }
-      for (const t of transfers) Object.assign(t, { linked: true, contentId: r.content_id, ref: r.id });
+      for (const t of transfers) Object.assign(t, { linked: true, contentId: r.content_id, ref: r.id, record: purchaseRecord(before) });
       if (transfers.length) transfers[transfers.length - 1].linked = false;
       const after: Purchase = { ...before, totals, hold, holdSeq };
       purchases.set(key, after);
@@ -304,6 +304,24 @@ export class Settlement {
     for (const c of contentMap.values()) accounts.push(royaltyAccount(c.publisherId));
     return { contents: contentMap, owners, traffic, purchases, keyOf, accounts };
   }
+}
+
+/** What a receipt cost its receiver, as settled (for other domains showing receipts, #12). */
+export interface ReceiptCharge {
+  status: 'settled' | 'unpaid';
+  /** What the receiver was charged for it (0 while unpaid, or when the content was already paid for). */
+  charge: number;
+  /** The pricing rules that applied, in words (S1.9). */
+  why: string;
+  /** Why it is unpaid (a ledger code), else null. */
+  code: string | null;
+}
+
+/** The settlement of each of these receipts that has one (an exported query: ledger_settlements is the ledger's). */
+export async function receiptCharges(db: Db, receiptIds: string[]): Promise<Map<string, ReceiptCharge>> {
+  if (receiptIds.length === 0) return new Map();
+  const rows = await db.selectFrom('ledger_settlements').select(['receipt_id', 'status', 'charge', 'why', 'code']).where('receipt_id', '=', anyOf(receiptIds)).execute();
+  return new Map(rows.map((r) => [r.receipt_id, { status: r.status, charge: r.charge, why: r.why, code: r.code }]));
 }
 
 /** `= any($1::text[])`: a list as one parameter. */

@@ -41,6 +41,12 @@ export interface LedgerTransfersTable {
   reason: string;
   content_id: string | null;
   ref: string | null;
+  /**
+   * The record it belongs to in account histories (S1.12): everything one download
+   * moves shares `purchase:<user>:<content>:<round>` (holds, releases, every receipt's
+   * legs), a play's legs `play:<terminal>:<playId>`. Null: a record of its own.
+   */
+  record_key: string | null;
   /** Posted balances (credits − debits) of both accounts right after this transfer. */
   debit_balance_after: number;
   credit_balance_after: number;
@@ -104,5 +110,34 @@ export const ledgerMigration: Migration = {
     await db.schema.createIndex('ledger_transfers_resolves').on('ledger_transfers').column('pending_id').unique().where(sql.ref('pending_id'), 'is not', null).execute();
     // The expiry sweep looks for pending transfers whose timeout has passed.
     await db.schema.createIndex('ledger_transfers_timeout').on('ledger_transfers').column('timeout_at').where(sql.ref('kind'), '=', 'pending').execute();
+  },
+};
+
+/**
+ * S1.12 (#12): a download's transfers (its reservations, their releases, every receipt's
+ * legs) are one record, so each transfer names the record it belongs to. Filled in for
+ * transfers written before: holds from their ID, releases from their hold, receipt legs
+ * from the receiver's wallet and the purchase round open at that time, plays from their ref.
+ */
+export const ledgerRecordsMigration: Migration = {
+  async up(db: Kysely<any>) {
+    await db.schema.alterTable('ledger_transfers').addColumn('record_key', 'text').execute();
+    await sql`update ledger_transfers set record_key = regexp_replace(id, '^hold:(.+):[0-9]+$', 'purchase:\\1') where kind = 'pending' and id ~ '^hold:.+:[0-9]+:[0-9]+$'`.execute(db);
+    await sql`
+      with legs as (
+        select ref, min(substring(debit_account_id from 8)) as user_id, min(content_id) as content_id, min(created_at) as at
+        from ledger_transfers
+        where ref is not null and content_id is not null and kind = 'normal' and debit_account_id like 'wallet:%'
+          and reason in ('upload', 'royalty', 'fee', 'rounding')
+        group by ref
+      )
+      update ledger_transfers t set record_key = 'purchase:' || l.user_id || ':' || l.content_id || ':' ||
+        coalesce((select max(p.round) from ledger_purchases p where p.user_id = l.user_id and p.content_id = l.content_id and p.created_at <= l.at), 1)
+      from legs l
+      where t.ref = l.ref and t.record_key is null and t.kind = 'normal' and t.reason in ('upload', 'royalty', 'fee', 'rounding')`.execute(db);
+    await sql`update ledger_transfers t set record_key = p.record_key from ledger_transfers p where t.pending_id = p.id and p.record_key is not null and t.record_key is null`.execute(db);
+    await sql`update ledger_transfers set record_key = ref where reason = 'play' and ref is not null and record_key is null`.execute(db);
+    // A record's transfers, fetched for the page that shows it.
+    await db.schema.createIndex('ledger_transfers_record').on('ledger_transfers').column('record_key').where(sql.ref('record_key'), 'is not', null).execute();
   },
 };

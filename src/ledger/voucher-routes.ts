@@ -1,7 +1,8 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { AccountService } from '../accounts/service.ts';
+import type { ContentService } from '../content/service.ts';
 import type { Clock } from '../core/clock.ts';
-import { badRequest, forbidden } from '../core/errors.ts';
+import { forbidden } from '../core/errors.ts';
 import { errorSchema } from '../core/http.ts';
 import type { Db } from '../db/connection.ts';
 import { PLATFORM_PAYOUTS, VOUCHERS_OUTSTANDING } from './accounts.ts';
@@ -25,7 +26,7 @@ const lineSchema = {
   },
 } as const;
 
-export function voucherRoutes(deps: { db: Db; ledger: Ledger; clock: Clock; accounts: AccountService }): FastifyPluginAsync {
+export function voucherRoutes(deps: { db: Db; ledger: Ledger; clock: Clock; accounts: AccountService; content: Pick<ContentService, 'titles'> }): FastifyPluginAsync {
   const vouchers = new VoucherService(deps);
   const statements = new StatementService(deps);
   return async (app) => {
@@ -130,19 +131,64 @@ export function voucherRoutes(deps: { db: Db; ledger: Ledger; clock: Clock; acco
       },
     });
 
-    app.get<{ Params: { id: string }; Querystring: { from: string; to: string } }>('/publishers/:id/statement', {
+    const periodQuery = {
+      type: 'object',
+      additionalProperties: false,
+      properties: {
+        from: { type: 'string', format: 'date-time', description: 'start, included (default: the start of the current month, UTC, by the origin’s clock)' },
+        to: { type: 'string', format: 'date-time', description: 'end, excluded (default: the start of next month, UTC)' },
+      },
+    } as const;
+
+    app.get<{ Querystring: { from?: string; to?: string } }>('/payouts', {
+      config: { access: ['operator'] },
+      schema: {
+        summary: 'What the platform owes each publisher now, with royalties and payouts in a period (default: the current month, UTC) (S1.11)',
+        description: 'There is no automatic payout run: payouts are recorded one by one with POST /payouts. `note` says so in words.',
+        tags: ['ledger'],
+        querystring: periodQuery,
+        response: {
+          200: {
+            type: 'object',
+            properties: {
+              from: { type: 'string' },
+              to: { type: 'string' },
+              period: { type: 'string' },
+              publishers: {
+                type: 'array',
+                items: {
+                  type: 'object',
+                  properties: {
+                    publisherId: { type: 'string' },
+                    name: { type: ['string', 'null'] },
+                    royalties: { type: 'integer' },
+                    paidOut: { type: 'integer' },
+                    owed: { type: 'integer' },
+                  },
+                },
+              },
+              totals: { type: 'object', properties: { royalties: { type: 'integer' }, paidOut: { type: 'integer' }, owed: { type: 'integer' } } },
+              note: { type: 'string' },
+            },
+          },
+          400: errorSchema,
+          403: errorSchema,
+        },
+      },
+      handler: async (req) => {
+        const { from, to, period } = statements.period(req.query.from, req.query.to);
+        return statements.overview(from, to, period);
+      },
+    });
+
+    app.get<{ Params: { id: string }; Querystring: { from?: string; to?: string } }>('/publishers/:id/statement', {
       config: { access: 'user' },
       schema: {
-        summary: 'A publisher’s payout statement for [from, to): opening balance, royalties by content, payouts, closing balance (S1.11)',
-        description: 'The publisher itself or an operator. opening + royalties − payouts + other = closing.',
+        summary: 'A publisher’s payout statement for [from, to) (default: the current month, UTC): opening balance, royalties by content, payouts, closing balance (S1.11)',
+        description: 'The publisher itself or an operator. opening + royalties − payouts + other = closing. `period` says how the period was chosen.',
         tags: ['ledger'],
         params: { type: 'object', required: ['id'], properties: { id: { type: 'string', maxLength: 64 } } },
-        querystring: {
-          type: 'object',
-          required: ['from', 'to'],
-          additionalProperties: false,
-          properties: { from: { type: 'string', format: 'date-time' }, to: { type: 'string', format: 'date-time' } },
-        },
+        querystring: periodQuery,
         response: {
           200: {
             type: 'object',
@@ -150,6 +196,7 @@ export function voucherRoutes(deps: { db: Db; ledger: Ledger; clock: Clock; acco
               publisherId: { type: 'string' },
               from: { type: 'string' },
               to: { type: 'string' },
+              period: { type: 'string' },
               openingBalance: { type: 'integer' },
               royalties: {
                 type: 'object',
@@ -179,10 +226,8 @@ export function voucherRoutes(deps: { db: Db; ledger: Ledger; clock: Clock; acco
         const p = req.principal!;
         if (p.userId !== req.params.id && !p.roles.includes('operator')) throw forbidden('forbidden', 'Only the publisher itself or an operator may see its statement.');
         await deps.accounts.getUser(req.params.id);
-        const from = new Date(req.query.from);
-        const to = new Date(req.query.to);
-        if (Number.isNaN(from.getTime()) || Number.isNaN(to.getTime())) throw badRequest('invalid_period', '`from` and `to` are ISO 8601 times.');
-        return statements.statement(req.params.id, from, to);
+        const { from, to, period } = statements.period(req.query.from, req.query.to);
+        return statements.statement(req.params.id, from, to, period);
       },
     });
   };

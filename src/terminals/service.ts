@@ -228,6 +228,12 @@ export class TerminalService {
     return t;
   }
 
+  /** The IDs of a user's terminals (for its receipts, #12), at most `limit`. */
+  async idsOf(userId: string, limit = 1000): Promise<string[]> {
+    const rows = await this.db.selectFrom('terminals').select('id').where('user_id', '=', userId).orderBy('created_at').limit(limit).execute();
+    return rows.map((r) => r.id);
+  }
+
   private async find(terminalId: string): Promise<PublicTerminal | null> {
     const hit = this.cache.get(terminalId);
     if (hit) return hit;

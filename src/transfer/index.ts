@@ -18,6 +18,8 @@ import { pieceServerRoutes } from './piece-server.ts';
 import { ReceiptService } from './receipts.ts';
 import { ReputationService } from './reputation.ts';
 import { transferRoutes } from './routes.ts';
+
+type TransferRouteDeps = Parameters<typeof transferRoutes>[0];
 import { ServedLog } from './served-log.ts';
 import { TokenBucket } from './token-bucket.ts';
 import { TransferService } from './transfers.ts';
@@ -59,6 +61,8 @@ export function transferDomain(deps: {
   settlement: Settlement;
   /** The ledger reserves before a download and releases after it. */
   billing: TransferBilling;
+  /** The ledger's word on what receipts were charged. */
+  charges: TransferRouteDeps['charges'];
 }) {
   const { db, clock, config, keys, logger, content, terminals } = deps;
   const grants = new GrantService({ db, keys, clock, config, content, terminals });
@@ -78,7 +82,7 @@ export function transferDomain(deps: {
   const coordinator = new PeerCoordinator({ clock, content, terminals, grants, reputation, transfers, bus: deps.bus, grantTtlMs: config.grantTtlMs, billing: deps.billing, originKey: keys.publicKeyB64 });
   const originUpBucket = config.originUpRate ? new TokenBucket(config.originUpRate, Math.max(config.originUpRate / 4, 1), clock) : undefined;
   const plugin: FastifyPluginAsync = async (app) => {
-    await app.register(transferRoutes({ coordinator, transfers, reputation, grants, receipts, served, content, terminals, originSourceId: ORIGIN_SOURCE_ID }));
+    await app.register(transferRoutes({ coordinator, transfers, reputation, grants, receipts, served, content, terminals, originSourceId: ORIGIN_SOURCE_ID, charges: deps.charges }));
     await app.register(
       pieceServerRoutes({
         sourceId: ORIGIN_SOURCE_ID,

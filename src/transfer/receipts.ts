@@ -110,16 +110,28 @@ export class ReceiptService {
   }
 
   /** A receiver's receipts, oldest first (S1.12 records; the ledger settles them). */
-  async list(receiverId: string, limit = 1000) {
+  /** Receipts these terminals signed, oldest first, at most `limit`. */
+  async list(receiverIds: string | string[], limit = 1000) {
+    const ids = typeof receiverIds === 'string' ? [receiverIds] : receiverIds;
+    if (ids.length === 0) return [];
     const rows = await this.deps.db
       .selectFrom('receipts')
-      .select(['id', 'grant_id', 'content_id', 'source_id', 'pieces', 'bytes', 'received_at'])
-      .where('receiver_id', '=', receiverId)
+      .select(['id', 'grant_id', 'content_id', 'source_id', 'receiver_id', 'pieces', 'bytes', 'received_at'])
+      .where('receiver_id', 'in', ids)
       .orderBy('received_at')
       .orderBy('id')
       .limit(limit)
       .execute();
-    return rows.map((r) => ({ id: r.id, grantId: r.grant_id, contentId: r.content_id, sourceId: r.source_id, pieces: r.pieces, bytes: r.bytes, receivedAt: r.received_at.toISOString() }));
+    return rows.map((r) => ({
+      id: r.id,
+      grantId: r.grant_id,
+      contentId: r.content_id,
+      sourceId: r.source_id,
+      receiverId: r.receiver_id,
+      pieces: r.pieces,
+      bytes: r.bytes,
+      receivedAt: r.received_at.toISOString(),
+    }));
   }
 
   private async check(submitter: string, item: SignedReceipt): Promise<ReceiptBody> {

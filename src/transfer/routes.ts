@@ -11,6 +11,7 @@ import { signedReceiptSchema, type SignedReceipt } from './receipt.ts';
 import type { OfferRequest, PeerCoordinator } from './coordinator.ts';
 import { checkPiecesDone, type TransferService } from './transfers.ts';
 import { REPORT_KINDS, type ReputationService } from './reputation.ts';
+import type { ReceiptCharge } from '../ledger/settlement.ts';
 
 const sourceOfferSchema = {
   type: 'object',
@@ -36,6 +37,8 @@ export function transferRoutes(deps: {
   content: ContentService;
   terminals: TerminalService;
   originSourceId: string;
+  /** What each receipt cost, from the ledger (its exported query, receiptCharges). */
+  charges: (receiptIds: string[]) => Promise<Map<string, ReceiptCharge>>;
 }): FastifyPluginAsync {
   return async (app) => {
     app.post<{ Body: { contentId: string; source?: string; pieces?: string } }>('/grants', {
@@ -228,19 +231,71 @@ export function transferRoutes(deps: {
       },
     });
 
-    app.get<{ Querystring: { receiver: string } }>('/receipts', {
+    app.get<{ Querystring: { receiver?: string } }>('/receipts', {
       config: { access: 'user' },
       schema: {
-        summary: 'Receipts a terminal signed: which source delivered which pieces (its owner and operators only)',
+        summary: 'Receipts signed by a terminal, or by all your terminals: which source delivered which pieces of what, and what each cost (#12)',
+        description: 'Without ?receiver, the receipts of every terminal of yours (oldest first, at most 1000). A terminal’s receipts: its owner and operators only.',
         tags: ['transfer'],
-        querystring: { type: 'object', required: ['receiver'], additionalProperties: false, properties: { receiver: { type: 'string', maxLength: 64 } } },
-        response: { 403: errorSchema, 404: errorSchema },
+        querystring: { type: 'object', additionalProperties: false, properties: { receiver: { type: 'string', maxLength: 64 } } },
+        response: {
+          200: {
+            type: 'object',
+            properties: {
+              items: {
+                type: 'array',
+                items: {
+                  type: 'object',
+                  properties: {
+                    id: { type: 'string' },
+                    grantId: { type: 'string' },
+                    contentId: { type: 'string' },
+                    contentTitle: { type: ['string', 'null'] },
+                    sourceId: { type: 'string' },
+                    source: { type: 'string', description: '`origin`, or the source terminal’s name' },
+                    receiverId: { type: 'string' },
+                    pieces: { type: 'string' },
+                    bytes: { type: 'integer' },
+                    receivedAt: { type: 'string' },
+                    status: { type: 'string', enum: ['settled', 'unpaid', 'pending'], description: 'pending: not settled yet' },
+                    charge: { type: 'integer' },
+                    why: { type: 'string', description: 'the pricing rules that applied, in words; or why it is unpaid' },
+                  },
+                },
+              },
+            },
+          },
+          403: errorSchema,
+          404: errorSchema,
+        },
       },
       handler: async (req) => {
-        const terminal = await deps.terminals.get(req.query.receiver);
         const p = req.principal!;
-        if (terminal.userId !== p.userId && !p.roles.includes('operator')) throw forbidden('forbidden', 'Only the terminal’s owner or an operator may see its receipts.');
-        return { items: await deps.receipts.list(terminal.id) };
+        let receivers: string[];
+        if (req.query.receiver !== undefined) {
+          const terminal = await deps.terminals.get(req.query.receiver);
+          if (terminal.userId !== p.userId && !p.roles.includes('operator')) throw forbidden('forbidden', 'Only the terminal’s owner or an operator may see its receipts.');
+          receivers = [terminal.id];
+        } else receivers = await deps.terminals.idsOf(p.userId);
+        const items = await deps.receipts.list(receivers);
+        const [charges, titles] = await Promise.all([deps.charges(items.map((r) => r.id)), deps.content.titles(items.map((r) => r.contentId))]);
+        const names = new Map<string, string>();
+        for (const id of new Set(items.map((r) => r.sourceId))) {
+          names.set(id, id === deps.originSourceId ? 'origin' : await deps.terminals.get(id).then((t) => t.name, () => id));
+        }
+        return {
+          items: items.map((r) => {
+            const c = charges.get(r.id);
+            return {
+              ...r,
+              contentTitle: titles.get(r.contentId) ?? null,
+              source: names.get(r.sourceId) ?? r.sourceId,
+              status: c?.status ?? 'pending',
+              charge: c?.charge ?? 0,
+              why: c ? (c.status === 'unpaid' ? `unpaid: ${c.code}` : c.why || 'list price') : 'not settled yet',
+            };
+          }),
+        };
       },
     });
 

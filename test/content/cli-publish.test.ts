@@ -11,6 +11,7 @@ import { registerPublish } from '../../src/cli/publish.ts';
 import { writeProfile } from '../../src/cli/profile.ts';
 import { AppError } from '../../src/core/errors.ts';
 import { startTestOrigin, type TestOrigin } from '../helpers/origin.ts';
+import { CLI } from '../helpers/processes.ts';
 
 // `cascade publish` (S1.1) as a user runs it: a child process, signed in through its profile.
 
@@ -21,7 +22,7 @@ function cascade(args: string[], home: string): Promise<{ code: number; stdout: 
   delete env.CASCADE_TOKEN;
   delete env.CASCADE_ORIGIN;
   return new Promise((resolve) => {
-    execFile(process.execPath, [path.join(repo, 'bin/cascade.js'), ...args], { env, cwd: repo }, (err, stdout, stderr) => {
+    execFile(process.execPath, [CLI, ...args], { env, cwd: repo }, (err, stdout, stderr) => {
       resolve({ code: err ? ((err as any).code ?? 1) : 0, stdout, stderr });
     });
   });

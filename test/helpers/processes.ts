@@ -7,7 +7,10 @@ import { createInterface } from 'node:readline';
 // Real processes on loopback, for end-to-end tests and benchmarks.
 
 export const ROOT = path.resolve(import.meta.dirname, '..', '..');
-export const CLI = path.join(ROOT, 'bin', 'cascade.js');
+/** The CLI from the TypeScript source (through tsx): tests run the code as it is, not a dist/ built earlier. */
+export const CLI = path.join(ROOT, 'scripts', 'cascade-src.mjs');
+/** The compiled CLI users run (`npx cascade`; dist/ is built by `npm install`): see test/cli/built.test.ts. */
+export const BUILT_CLI = path.join(ROOT, 'bin', 'cascade.js');
 
 export interface OriginProcess {
   url: string;

@@ -128,9 +128,19 @@ for (const engine of testEngines()) {
       const h = await origin.call('GET', '/wallet/history', { token: p.token });
       const [rec] = h.body.entries;
       assert.deepEqual(
-        { reason: rec.reason, amount: rec.amount, balanceAfter: rec.balanceAfter, counterpart: rec.counterpart, contentId: rec.contentId, ref: rec.ref, parts: rec.parts, id: rec.id },
-        { reason: 'play', amount: -123, balanceAfter: 877, counterpart: royaltyAccount(publisherId).id, contentId, ref, parts: { royalty: 98, fee: 24, rounding: 1 }, id: `${ref}:royalty` },
+        { reason: rec.reason, amount: rec.amount, balanceAfter: rec.balanceAfter, counterpart: rec.counterpart, contentId: rec.contentId, id: rec.id },
+        { reason: 'play', amount: -123, balanceAfter: 877, counterpart: royaltyAccount(publisherId).id, contentId, id: ref },
       );
+      // S1.12: the split of the play, in the record and in words.
+      assert.deepEqual(
+        rec.split.map((x: any) => [x.part, x.amount]),
+        [
+          ['royalty', 98],
+          ['fee', 24],
+          ['rounding', 1],
+        ],
+      );
+      assert.match(rec.description, /^Played .+ on a terminal without a download record: 123 \(royalty to \S+ 98, platform fee 24, rounding 1\)$/);
       assert.equal(h.body.entries.length, 2); // the play and the funding
       assert.ok((await origin.ledger.checkConservation()).ok);
     });

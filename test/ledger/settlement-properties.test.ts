@@ -261,7 +261,7 @@ for (const engine of testEngines()) {
       wallets = new Wallets({ ledger, signupCredit: 0 });
       const reservationsWith = (refetch: RefetchPolicy) => new Reservations({ db: handle.db, ledger, wallets, clock, holdTimeoutMs: HOLD_MS, refetch });
       reservations = { free: reservationsWith('free'), charge: reservationsWith('charge') };
-      statements = new StatementService({ db: handle.db, ledger });
+      statements = new StatementService({ db: handle.db, ledger, clock, content: { titles: async () => new Map() }, accounts: { usernames: async () => new Map() } });
       await ledger.ensureAccount(PLATFORM_PROMOTIONS);
     });
     after(() => handle.close());
