@@ -93,7 +93,7 @@ async function main() {
 
     // Baseline: reading every terminal's plan, alone.
     t = performance.now();
-    for (const id of ids) await schedules.plan(id, { limit: 1000 });
+    for (const id of ids) await schedules.planner.plan(id, { limit: 1000 });
     const baselinePlanMs = performance.now() - t;
 
     clock.set(OPEN);

@@ -15,7 +15,7 @@ import { parseArgs } from 'node:util';
 import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import type { AgentOptions } from '../src/agent/agent.ts';
-import { Api } from '../src/cli/api.ts';
+import { Api } from '../src/core/http-client.ts';
 import { spawnOrigin, type OriginProcess } from '../test/helpers/processes.ts';
 
 const { values } = parseArgs({

@@ -15,7 +15,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
 import { request } from 'undici';
-import { Api } from '../src/cli/api.ts';
+import { Api } from '../src/core/http-client.ts';
 import { deviceSession } from '../src/terminals/device.ts';
 import { download, fileTarget } from '../src/transfer/downloader.ts';
 import { spawnOrigin } from '../test/helpers/processes.ts';

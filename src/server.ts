@@ -1,9 +1,9 @@
 import path from 'node:path';
 import { mkdirSync } from 'node:fs';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import type { Logger } from 'pino';
-import { AccountService } from './accounts/service.ts';
-import { accountRoutes } from './accounts/routes.ts';
+import { accountsDomain, type AccountService } from './accounts/index.ts';
+import { contentDomain, type ContentService } from './content/index.ts';
 import { AddressPolicy } from './core/address-policy.ts';
 import { systemClock, type WaitClock } from './core/clock.ts';
 import type { Config } from './core/config.ts';
@@ -11,40 +11,24 @@ import { loadOrCreateKeyPair, type KeyPair } from './core/crypto.ts';
 import { openEventBus, type EventBus } from './core/event-bus.ts';
 import { createHttpApp } from './core/http.ts';
 import { createLogger } from './core/logger.ts';
-import { openDatabase, type DbHandle } from './db/connection.ts';
-import { ContentService } from './content/service.ts';
-import { PieceStore } from './content/piece-store.ts';
-import { contentRoutes } from './content/routes.ts';
-import { TerminalService } from './terminals/service.ts';
-import { terminalRoutes } from './terminals/routes.ts';
-import { GrantService } from './transfer/grants.ts';
-import { ReceiptService } from './transfer/receipts.ts';
-import { ServedLog } from './transfer/served-log.ts';
-import { transferRoutes } from './transfer/routes.ts';
-import { pieceServerRoutes } from './transfer/piece-server.ts';
-import { ORIGIN_SOURCE_ID } from './transfer/grant-token.ts';
+import { openDatabase, sql, type DbHandle } from './db/connection.ts';
+import { ledgerDomain, type Ledger, type Reservations, type Settlement, type Wallets } from './ledger/index.ts';
+import { scheduleDomain, type ScheduleRunner, type ScheduleService } from './schedule/index.ts';
+import { terminalsDomain, type TerminalService } from './terminals/index.ts';
+import {
+  holdingsSpotCheck,
+  ORIGIN_SOURCE_ID,
+  transferDomain,
+  type GrantService,
+  type PeerCoordinator,
+  type ReceiptService,
+  type ReputationService,
+  type TransferService,
+} from './transfer/index.ts';
 import { webRoutes } from './web/routes.ts';
-import { HoldingProver } from './transfer/holding-prover.ts';
-import { TokenBucket } from './transfer/token-bucket.ts';
-import { UploadSlots } from './transfer/upload-slots.ts';
-import { IntroductionService } from './terminals/introductions.ts';
-import { introductionRoutes } from './terminals/introduction-routes.ts';
-import { ReputationService } from './transfer/reputation.ts';
-import { TransferService } from './transfer/transfers.ts';
-import { PeerCoordinator, type TransferBilling } from './transfer/coordinator.ts';
-import { receiptCharges, Settlement } from './ledger/settlement.ts';
-import { Reservations } from './ledger/reservations.ts';
-import { Wallets } from './ledger/wallets.ts';
-import { Reconciler, reconcileRoutes } from './ledger/reconcile.ts';
-import { Ledger } from './ledger/ledger.ts';
-import { voucherRoutes } from './ledger/voucher-routes.ts';
-import { walletRoutes } from './ledger/wallet-routes.ts';
-import { ScheduleService } from './schedule/service.ts';
-import { scheduleRoutes } from './schedule/routes.ts';
-import { ScheduleRunner } from './schedule/runner.ts';
 
-// The origin process (`cascade serve`): composes the domain plugins and nothing else.
-
+// The origin process (`cascade serve`): composes the domains (each builds its services,
+// routes and background jobs in its index.ts) and nothing else. ARCHITECTURE.md "Boundaries".
 
 export interface OriginOptions {
   config: Config;
@@ -96,77 +80,76 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
   const keys = loadOrCreateKeyPair(path.join(config.dataDir, 'keys', 'origin.key'));
   const db = opts.db ?? (await openDatabase({ databaseUrl: config.databaseUrl, pgliteDir: path.join(config.dataDir, 'db') }));
   const bus = await openEventBus(config.natsUrl);
-
-  const accounts = new AccountService(db.db, clock);
   const peers = new AddressPolicy({ mode: config.peerAddresses, resolve: opts.resolveHost });
-  const app = createHttpApp({ logger, resolveToken: accounts.resolveToken, title: 'Cascade origin' });
-  const pieces = new PieceStore(path.join(config.dataDir, 'pieces'));
-  const content = new ContentService({ db: db.db, pieces, keys, clock, config, bus });
-  const prover = new HoldingProver({ keys, clock, content, peers });
-  const terminals = new TerminalService({
-    db: db.db,
-    keys,
-    clock,
-    config,
-    logger,
-    accounts,
-    metrics: app.metrics,
-    peers,
-    contentExists: (ids) => content.exists(ids),
-    pieceCount: async (id) => (await content.getManifest(id)).body.pieces.length,
-    proveHolding: config.holdingsSpotCheck ? (...args) => prover.prove(...args) : undefined,
-  });
-  const grants = new GrantService({ db: db.db, keys, clock, config, content, terminals });
-  const ledger = new Ledger({ db: db.db, clock });
-  const wallets = new Wallets({ ledger, signupCredit: config.signupCredit });
-  const settlement = new Settlement({ db: db.db, ledger, clock, tariff: config.tariff, originSourceId: ORIGIN_SOURCE_ID });
-  const reservations = new Reservations({ db: db.db, ledger, wallets, clock, holdTimeoutMs: config.holdTimeoutMs, refetch: config.refetchPolicy });
-  const served = new ServedLog({ db: db.db, clock, logger });
-  const receipts = new ReceiptService({
-    db: db.db,
-    clock,
-    terminals,
-    grants,
-    content,
-    origin: { sourceId: ORIGIN_SOURCE_ID, publicKey: keys.publicKey },
-    served,
-    settle: (trx, stored) => settlement.settleIn(trx, stored),
-  });
-  const introductions = new IntroductionService({ db: db.db, keys, clock, terminals });
-  const reputation = new ReputationService({ db: db.db, clock });
-  const transfers = new TransferService({ db: db.db, clock, deadAfterMs: config.transferDeadMs });
-  const billing: TransferBilling = {
-    async prepare(req) {
-      const [receiver, manifest] = await Promise.all([terminals.get(req.receiverId), content.getManifest(req.contentId)]);
-      return reservations.prepare({ userId: receiver.userId, contentId: req.contentId, missingBytes: req.missingBytes, price: manifest.body.price, totalBytes: manifest.body.totalSize });
-    },
-    async release(req) {
-      const receiver = await terminals.get(req.receiverId);
-      await reservations.release({ userId: receiver.userId, contentId: req.contentId });
-    },
-  };
-  const coordinator = new PeerCoordinator({ clock, content, terminals, grants, reputation, transfers, bus, grantTtlMs: config.grantTtlMs, billing, originKey: keys.publicKeyB64 });
-  const schedules = new ScheduleService({ db: db.db, clock, bus });
-  const scheduler = config.scheduler
-    ? new ScheduleRunner({
-        db: db.db,
-        clock,
-        schedules,
-        latestStates: (ids) => terminals.latestStates(ids),
-        originKey: keys.privateKey,
-        peers,
-        logger: logger.child({ domain: 'scheduler' }),
-        bus,
-        egressBudgetBps: config.scheduleEgressBps,
-        maxDeliveryBps: config.scheduleMaxRate,
-        tickMs: config.scheduleTickMs,
-      })
-    : null;
+  const base = { db: db.db, clock, config, keys, logger, bus, peers };
+
+  const accounts = accountsDomain({ ...base, dataDir: config.dataDir });
+  const app = createHttpApp({ logger, resolveToken: accounts.accounts.resolveToken, title: 'Cascade origin' });
+  const content = contentDomain({ ...base, accounts: accounts.accounts });
+  const proveHolding = holdingsSpotCheck({ ...base, content: content.content });
+  const terminals = terminalsDomain({ ...base, metrics: app.metrics, accounts: accounts.accounts, content: content.content, proveHolding });
+  const services = { accounts: accounts.accounts, content: content.content, terminals: terminals.terminals };
+  // The ledger hands receipts a terminal's journal brings to the transfer domain, built next (called only once serving).
+  const ledger = ledgerDomain({ ...base, ...services, submitReceipts: (terminalId, items) => transfer.receipts.submit(terminalId, items) });
+  const transfer = transferDomain({ ...base, ...services, metrics: app.metrics, settlement: ledger.settlement, billing: ledger.billing, charges: ledger.charges });
+  const schedule = scheduleDomain({ ...base, terminals: terminals.terminals });
 
   // Operations routes, in a plugin so that they are registered after (and documented by) OpenAPI.
-  await app.register(async (ops) => {
+  await app.register(opsRoutes({ app, db, keys }));
+  await app.register(webRoutes);
+  for (const domain of [accounts, content, terminals, ledger, transfer, schedule]) await app.register(domain.plugin);
+
+  const operatorCredentialsFile = await accounts.start();
+  terminals.start();
+  ledger.start();
+  transfer.start();
+  await schedule.start();
+  await app.listen({ host: config.host, port: config.port });
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : config.port;
+  const url = `http://${config.host}:${port}`;
+  await peers.listeningAt(config.host, port);
+  logger.info({ url, engine: db.engine, dataDir: config.dataDir }, 'origin listening');
+
+  return {
+    app,
+    url,
+    config,
+    db,
+    keys,
+    bus,
+    peers,
+    operatorCredentialsFile,
+    ...services,
+    grants: transfer.grants,
+    receipts: transfer.receipts,
+    reputation: transfer.reputation,
+    transfers: transfer.transfers,
+    coordinator: transfer.coordinator,
+    ledger: ledger.ledger,
+    wallets: ledger.wallets,
+    settlement: ledger.settlement,
+    reservations: ledger.reservations,
+    schedules: schedule.schedules,
+    scheduler: schedule.scheduler,
+    async close() {
+      transfer.stop();
+      await schedule.stop();
+      await ledger.stop(); // never close the database under a running sweep
+      await app.close();
+      await transfer.close();
+      await terminals.stop();
+      await bus.close();
+      content.close();
+      if (!opts.db) await db.close();
+    },
+  };
+}
+
+function opsRoutes({ app, db, keys }: { app: FastifyInstance; db: DbHandle; keys: KeyPair }): FastifyPluginAsync {
+  return async (ops) => {
     ops.get('/health', { config: { access: 'public' }, schema: { summary: 'Liveness and database reachability', tags: ['ops'] } }, async () => {
-      await db.db.selectFrom('users').select('id').limit(1).execute();
+      await sql`select 1`.execute(db.db);
       return { status: 'ok', engine: db.engine, originKey: keys.publicKeyB64 };
     });
     ops.get('/metrics', { config: { access: 'public' }, schema: { summary: 'Prometheus metrics', tags: ['ops'] } }, async (_req, reply) => {
@@ -177,76 +160,5 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
       sourceId: ORIGIN_SOURCE_ID,
       publicKey: keys.publicKeyB64,
     }));
-  });
-  await app.register(webRoutes);
-  await app.register(accountRoutes(accounts));
-  await app.register(contentRoutes({ content, accounts, config }));
-  await app.register(terminalRoutes({ terminals, content }));
-  await app.register(introductionRoutes({ introductions }));
-  const reconciler = new Reconciler({ db: db.db, ledger, wallets, submitReceipts: (terminalId, items) => receipts.submit(terminalId, items) });
-  await app.register(reconcileRoutes({ reconciler, terminalOwner: async (id) => (await terminals.get(id)).userId }));
-  await app.register(voucherRoutes({ db: db.db, ledger, clock, accounts, content }));
-  await app.register(walletRoutes({ db: db.db, ledger, wallets, accounts, content, clock, tariff: config.tariff }));
-  await app.register(transferRoutes({ coordinator, transfers, reputation, grants, receipts, served, content, terminals, originSourceId: ORIGIN_SOURCE_ID, charges: (ids) => receiptCharges(db.db, ids) }));
-  await app.register(scheduleRoutes({ schedules, runner: scheduler ?? undefined }));
-  const originUpBucket = config.originUpRate ? new TokenBucket(config.originUpRate, Math.max(config.originUpRate / 4, 1), clock) : undefined;
-  await app.register(
-    pieceServerRoutes({
-      sourceId: ORIGIN_SOURCE_ID,
-      originPublicKey: keys.publicKey,
-      sourceKey: keys.privateKey,
-      pieces: content.pieceReader(),
-      clock,
-      metrics: app.metrics,
-      slots: new UploadSlots(config.originSlots, config.originQueue),
-      upRate: () => originUpBucket,
-      // #10 point 6: the origin records what it sent, as every source reports it.
-      onServed: (grant, index) => served.note(grant.id, index),
-    }),
-  );
-
-  const operatorCredentialsFile = await accounts.bootstrapOperator(config.dataDir);
-  if (operatorCredentialsFile) logger.info({ file: operatorCredentialsFile }, 'created the operator account; its one-time credentials are in this file');
-
-  terminals.start();
-  // S1.7: look for transfers nobody reported on, and reassign them.
-  const monitor = setInterval(() => {
-    coordinator.reassignStalled().catch((err) => logger.error({ err }, 'transfer monitor failed'));
-  }, Math.max(100, config.transferDeadMs / 3));
-  monitor.unref();
-  // #4: receipts are settled as they are stored; unpaid ones are tried again, and reservations nobody released expire.
-  let sweep: Promise<unknown> = Promise.resolve();
-  const settler = setInterval(() => {
-    sweep = Promise.all([settlement.retryUnpaid(), ledger.expireHolds()]).catch((err) => logger.error({ err }, 'settlement sweep failed'));
-  }, config.settleIntervalMs);
-  settler.unref();
-  // What the origin sent is written often: another origin process may be asked for its receipts.
-  const servedFlush = setInterval(() => void served.flush().catch((err) => logger.error({ err }, 'writing served pieces failed')), 200);
-  servedFlush.unref();
-  await scheduler?.start();
-  await app.listen({ host: config.host, port: config.port });
-  const address = app.server.address();
-  const port = typeof address === 'object' && address ? address.port : config.port;
-  const url = `http://${config.host}:${port}`;
-  await peers.listeningAt(config.host, port);
-  logger.info({ url, engine: db.engine, dataDir: config.dataDir }, 'origin listening');
-
-  return {
-    app, url, config, db, keys, bus, accounts, content, terminals, grants, receipts, reputation, transfers, coordinator, operatorCredentialsFile,
-    ledger, wallets, settlement, reservations, schedules, scheduler, peers,
-    async close() {
-      clearInterval(monitor);
-      await scheduler?.stop();
-      clearInterval(settler);
-      clearInterval(servedFlush);
-      await sweep; // never close the database under a running sweep
-      originUpBucket?.close(); // lets requests waiting for tokens finish, so closing does not wait on them
-      await app.close(); // no piece is sent after this, so the last flush sees them all
-      await served.flush().catch((err) => logger.error({ err }, 'writing served pieces failed'));
-      await terminals.stop();
-      await bus.close();
-      pieces.close();
-      if (!opts.db) await db.close();
-    },
   };
 }

@@ -1,7 +1,10 @@
 import { sql, type Kysely, type Migration } from 'kysely';
+import type { Role } from '../core/roles.ts';
 
-export const ROLES = ['member', 'premium', 'publisher', 'store', 'operator'] as const;
-export type Role = (typeof ROLES)[number];
+export { ROLES, type Role } from '../core/roles.ts';
+
+// Tables the accounts domain owns: other domains ask AccountService (boundaries.test.ts).
+export const OWNED_TABLES = ['users', 'api_tokens'] as const;
 
 export interface UsersTable {
   id: string;

@@ -2,7 +2,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
-import { Api } from '../cli/api.ts';
+import { Api } from '../core/http-client.ts';
 import { every, monotonicMs, systemClock, type WaitClock } from '../core/clock.ts';
 import { AppError } from '../core/errors.ts';
 import { createHttpApp } from '../core/http.ts';

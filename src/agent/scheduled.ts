@@ -2,12 +2,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createParser } from 'eventsource-parser';
 import type { Logger } from 'pino';
 import { request } from 'undici';
-import type { Api } from '../cli/api.ts';
+import type { Api } from '../core/http-client.ts';
 import { every, type WaitClock } from '../core/clock.ts';
 import { AppError } from '../core/errors.ts';
 import { decodeToken } from '../core/signed-token.ts';
 import type { CheckIn, DeliveryOrder, ReportState, StreamEvent } from '../schedule/runner.ts';
-import { ORDER_TOKEN_TYPE } from '../schedule/runner.ts';
+import { ORDER_TOKEN_TYPE } from '../schedule/push.ts';
 import type { DownloadOptions, DownloadResult } from '../transfer/downloader.ts';
 import { ORIGIN_SOURCE_ID } from '../transfer/grant-token.ts';
 

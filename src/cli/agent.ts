@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
-import { Api } from './api.ts';
-import { cascadeHome, signedInTo } from './profile.ts';
+import { apiFromProfile, cascadeHome, signedInTo } from './profile.ts';
 import { resolveContentId } from './content-id.ts';
 import { monotonicMs } from '../core/clock.ts';
 import { AppError } from '../core/errors.ts';
@@ -31,7 +30,7 @@ export function registerAgent(program: Command) {
       const g = program.opts();
       const [{ startAgent }, { SCHEDULE_MODES }, { createLogger }] = await Promise.all([import('../agent/agent.ts'), import('../agent/scheduled.ts'), import('../core/logger.ts')]);
       const schedule = opts.schedule === undefined ? undefined : parseMode(opts.schedule, SCHEDULE_MODES);
-      const api = Api.fromProfile({ origin: g.origin });
+      const api = apiFromProfile({ origin: g.origin });
       const profile = signedInTo(api.origin);
       // Resolved before the agent starts: a wrong ID is refused at once, not after start-up.
       const toGet: string[] = [];

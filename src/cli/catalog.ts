@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { Api } from './api.ts';
+import { apiFromProfile } from './profile.ts';
 import { AppError } from '../core/errors.ts';
 
 // `cascade catalog [QUERY]` (issue 12 #2): the catalog with full content IDs, the ones
@@ -33,7 +33,7 @@ export function registerCatalog(program: Command) {
       if (opts.genre) params.set('genre', opts.genre);
       if (opts.publisher) params.set('publisher', opts.publisher);
       if (opts.cursor) params.set('cursor', opts.cursor);
-      const page = await Api.fromProfile({ origin: g.origin }).get<{ items: Item[]; nextCursor: string | null }>(`/contents?${params}`);
+      const page = await apiFromProfile({ origin: g.origin }).get<{ items: Item[]; nextCursor: string | null }>(`/contents?${params}`);
       if (g.json) return void process.stdout.write(JSON.stringify(page) + '\n');
       if (page.items.length === 0) return void process.stderr.write(query ? `nothing matches "${query}"\n` : 'nothing published yet\n');
       for (const line of formatCatalog(page.items)) process.stdout.write(line + '\n');

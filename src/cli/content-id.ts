@@ -1,5 +1,5 @@
 import { AppError } from '../core/errors.ts';
-import type { Api } from './api.ts';
+import type { Api } from '../core/http-client.ts';
 
 // Issue 12 #2: wherever the CLI takes a content ID it also takes a unique prefix of at
 // least 8 hex characters, as git takes short commit IDs. The origin resolves it

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import path from 'node:path';
-import { Api } from './api.ts';
-import { cascadeHome, signedInTo } from './profile.ts';
+import { Api } from '../core/http-client.ts';
+import { apiFromProfile, cascadeHome, signedInTo } from './profile.ts';
 import { resolveContentId } from './content-id.ts';
 import { monotonicMs, systemClock } from '../core/clock.ts';
 import { AppError } from '../core/errors.ts';
@@ -27,7 +27,7 @@ export function registerGet(program: Command) {
         import('../transfer/downloader.ts'),
         import('cli-progress'),
       ]);
-      const userApi = Api.fromProfile({ origin: g.origin });
+      const userApi = apiFromProfile({ origin: g.origin });
       const profile = signedInTo(userApi.origin);
       const contentId = await resolveContentId(userApi, given);
       const device = await deviceSession(userApi, cascadeHome());

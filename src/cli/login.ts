@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { Api } from './api.ts';
+import { Api } from '../core/http-client.ts';
 import { ask, doneAsking } from './prompt.ts';
 import { chooseOrigin, writeProfile } from './profile.ts';
 import { AppError, badRequest } from '../core/errors.ts';

@@ -2,6 +2,7 @@ import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { AppError } from '../core/errors.ts';
+import { Api } from '../core/http-client.ts';
 
 // The CLI keeps its sign-in and its device identity in one directory:
 // $CASCADE_HOME, or ~/.config/cascade. Files are written mode 0600.
@@ -46,4 +47,12 @@ export function readProfile(): Profile {
 export function writeProfile(p: Profile) {
   mkdirSync(cascadeHome(), { recursive: true, mode: 0o700 });
   writeFileSync(profileFile(), JSON.stringify(p, null, 2) + '\n', { mode: 0o600 });
+}
+
+/** A client of the profile's origin, signed in with its token (or CASCADE_TOKEN); overrides from command options. */
+export function apiFromProfile(overrides: { origin?: string; token?: string } = {}): Api {
+  const p: Profile = readProfile();
+  const origin = chooseOrigin(overrides.origin);
+  const kept = p.origin.replace(/\/+$/, '') === origin ? p.token : undefined;
+  return new Api(origin, overrides.token ?? process.env.CASCADE_TOKEN ?? kept);
 }

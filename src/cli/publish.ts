@@ -5,7 +5,7 @@ import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { monotonicMs } from '../core/clock.ts';
 import { badRequest } from '../core/errors.ts';
-import { Api } from './api.ts';
+import { apiFromProfile } from './profile.ts';
 
 // `cascade publish FILE` (S1.1): streams a file to the origin as a new content, with
 // a progress bar on stderr; the content ID is the last line on stdout (or `--json`).
@@ -37,7 +37,7 @@ export function registerPublish(program: Command) {
       if (opts.summary !== undefined) query.set('summary', opts.summary);
       if (opts.author !== undefined) query.set('author', opts.author);
 
-      const api = Api.fromProfile({ origin: g.origin });
+      const api = apiFromProfile({ origin: g.origin });
       const bar = g.json ? null : progressBar(size);
       let result: { id: string; title: string; pieces: number; totalSize: number };
       try {

@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import type { PayoutOverview, PayoutResult, Statement } from '../ledger/statements.ts';
-import { Api } from './api.ts';
+import { apiFromProfile } from './profile.ts';
 import { isoTime, wholeNumber } from './voucher.ts';
 
 // Records on the command line (S1.11, S1.12, #12 point 2): `cascade statement` (a
@@ -61,7 +61,7 @@ export function registerRecords(program: Command) {
     .action(async (opts: { publisher?: string; from?: string; to?: string }, cmd: Command) => {
       const g = root(cmd).opts();
       const query = periodQuery(opts);
-      const api = Api.fromProfile({ origin: g.origin });
+      const api = apiFromProfile({ origin: g.origin });
       const publisher = opts.publisher ?? (await api.get<{ id: string }>('/auth/me')).id;
       const s = await api.get<Statement>(`/publishers/${encodeURIComponent(publisher)}/statement?${query}`);
       if (g.json) return write(JSON.stringify(s));
@@ -85,7 +85,7 @@ export function registerRecords(program: Command) {
     .option('--to <time>', 'end of the period, excluded')
     .action(async (opts: { from?: string; to?: string }, cmd: Command) => {
       const g = root(cmd).opts();
-      const o = await Api.fromProfile({ origin: g.origin }).get<PayoutOverview>(`/payouts?${periodQuery(opts)}`);
+      const o = await apiFromProfile({ origin: g.origin }).get<PayoutOverview>(`/payouts?${periodQuery(opts)}`);
       if (g.json) return write(JSON.stringify(o));
       write(`payouts, ${o.from} to ${o.to}: ${o.period}`);
       if (o.publishers.length === 0) write('no publisher has earned royalties yet');
@@ -109,7 +109,7 @@ export function registerRecords(program: Command) {
       // Derived from the reference by default, so that running the same command twice is a retry.
       const id = opts.id ?? `${opts.publisher}:${opts.reference}`.replace(/[^A-Za-z0-9._:-]/g, '-').slice(0, 100);
       const body = { id, publisherId: opts.publisher, amount: wholeNumber('--amount', opts.amount), reference: opts.reference };
-      const r = await Api.fromProfile({ origin: g.origin }).post<PayoutResult>('/payouts', body);
+      const r = await apiFromProfile({ origin: g.origin }).post<PayoutResult>('/payouts', body);
       if (g.json) return write(JSON.stringify(r));
       write(r.created ? `paid out ${r.amount} to ${r.publisherId} (${r.reference}); still owed: ${r.balance}` : `payout ${id} was already recorded: nothing more paid; still owed: ${r.balance}`);
     });
@@ -121,7 +121,7 @@ export function registerRecords(program: Command) {
     .action(async (opts: { terminal?: string }, cmd: Command) => {
       const g = root(cmd).opts();
       const query = opts.terminal ? `?receiver=${encodeURIComponent(opts.terminal)}` : '';
-      const { items } = await Api.fromProfile({ origin: g.origin }).get<{ items: ReceiptItem[] }>(`/receipts${query}`);
+      const { items } = await apiFromProfile({ origin: g.origin }).get<{ items: ReceiptItem[] }>(`/receipts${query}`);
       if (g.json) return write(JSON.stringify({ items }));
       if (items.length === 0) return write('no receipts');
       const rows = items.map((r) => [time(r.receivedAt), r.contentTitle ?? r.contentId, r.source, String(r.bytes), String(r.charge), r.status, r.why, r.id]);

@@ -1,12 +1,14 @@
 import type { Command } from 'commander';
-import { Api } from './api.ts';
+import { Api } from '../core/http-client.ts';
 import { resolveContentId } from './content-id.ts';
-import { cascadeHome } from './profile.ts';
+import { apiFromProfile, cascadeHome } from './profile.ts';
 import { badRequest } from '../core/errors.ts';
 import { deviceSession } from '../terminals/device.ts';
 import { parseRate } from '../transfer/token-bucket.ts';
 import { formatBytes } from '../schedule/ordering.ts';
-import type { DeliveryRecord, PlanView, PublicSchedule, SelectionView } from '../schedule/service.ts';
+import type { DeliveryRecord } from '../schedule/deliveries.ts';
+import type { PlanView } from '../schedule/planning.ts';
+import type { PublicSchedule, SelectionView } from '../schedule/requests.ts';
 import type { Window, WindowSpec } from '../schedule/windows.ts';
 
 // `cascade schedule add|list|rm|plan|history` (#5, S0.1, S0.2, S0.5, S0.7): this device's
@@ -23,7 +25,7 @@ function root(cmd: Command): Command {
 const write = (line: string): void => void process.stdout.write(line + '\n');
 
 async function terminalApi(cmd: Command): Promise<Api> {
-  const userApi = Api.fromProfile({ origin: root(cmd).opts().origin });
+  const userApi = apiFromProfile({ origin: root(cmd).opts().origin });
   const device = await deviceSession(userApi, cascadeHome());
   return new Api(userApi.origin, device.token);
 }
@@ -206,7 +208,7 @@ export function registerSchedule(program: Command) {
     .action(async (opts: Record<string, any>, cmd: Command) => {
       const g = root(cmd).opts();
       const select: SelectionView = {};
-      if (opts.content !== undefined) select.contentId = await resolveContentId(Api.fromProfile({ origin: g.origin }), opts.content);
+      if (opts.content !== undefined) select.contentId = await resolveContentId(apiFromProfile({ origin: g.origin }), opts.content);
       if (opts.publisher !== undefined) {
         if (/^usr_/.test(opts.publisher)) select.publisherId = opts.publisher;
         else select.publisher = opts.publisher;
@@ -273,7 +275,7 @@ export function registerSchedule(program: Command) {
     .option('--content <id>', 'only this content')
     .action(async (opts: { limit: string; before?: string; content?: string }, cmd: Command) => {
       const g = root(cmd).opts();
-      const contentId = opts.content ? await resolveContentId(Api.fromProfile({ origin: g.origin }), opts.content) : undefined;
+      const contentId = opts.content ? await resolveContentId(apiFromProfile({ origin: g.origin }), opts.content) : undefined;
       const query = new URLSearchParams({ limit: String(limitOf(opts.limit, 1000)), ...(opts.before ? { before: opts.before } : {}), ...(contentId ? { contentId } : {}) });
       const h = await (await terminalApi(cmd)).get<{ entries: DeliveryRecord[]; nextCursor: string | null }>(`/schedules/history?${query}`);
       if (g.json) return write(JSON.stringify(h));

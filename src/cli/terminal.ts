@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
 import os from 'node:os';
-import { Api } from './api.ts';
+import { Api } from '../core/http-client.ts';
 import { resolveContentId } from './content-id.ts';
-import { cascadeHome } from './profile.ts';
+import { apiFromProfile, cascadeHome } from './profile.ts';
 import { badRequest } from '../core/errors.ts';
 import { deviceSession } from '../terminals/device.ts';
 import type { Holder } from '../terminals/service.ts';
@@ -27,7 +27,7 @@ function bps(v: string): number {
 
 export function registerTerminal(program: Command) {
   const terminal = program.command('terminal').description('this device as a Cascade terminal: register, heartbeat, holder lists');
-  const api = () => Api.fromProfile({ origin: program.opts().origin });
+  const api = () => apiFromProfile({ origin: program.opts().origin });
 
   terminal
     .command('register')

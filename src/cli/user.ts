@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
-import { Api } from './api.ts';
+import { Api } from '../core/http-client.ts';
 import { checkReachable, signIn } from './login.ts';
 import { ask, askNewPassword, doneAsking } from './prompt.ts';
-import { chooseOrigin } from './profile.ts';
+import { apiFromProfile, chooseOrigin } from './profile.ts';
 import { AppError, badRequest } from '../core/errors.ts';
 import { ROLES, type Role } from '../accounts/tables.ts';
 
@@ -53,7 +53,7 @@ export function registerUser(program: Command) {
     });
 
   const user = program.command('user').description('accounts: operators add and list them and set their roles; anyone changes their own password');
-  const api = () => Api.fromProfile({ origin: program.opts().origin });
+  const api = () => apiFromProfile({ origin: program.opts().origin });
 
   user
     .command('add')

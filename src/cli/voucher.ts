@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { badRequest } from '../core/errors.ts';
 import type { IssuedVoucher, Redemption } from '../ledger/vouchers.ts';
-import { Api } from './api.ts';
+import { apiFromProfile } from './profile.ts';
 
 // Prepaid money on the command line (S1.11): `cascade voucher issue` (a store),
 // `cascade wallet topup CODE` (anyone signed in). Statements, payouts and receipts:
@@ -43,7 +43,7 @@ export function registerVoucher(program: Command) {
         count: wholeNumber('--count', opts.count),
         ...(opts.expires !== undefined ? { expiresAt: isoTime('--expires', opts.expires) } : {}),
       };
-      const { vouchers } = await Api.fromProfile({ origin: g.origin }).post<{ vouchers: IssuedVoucher[] }>('/vouchers', body);
+      const { vouchers } = await apiFromProfile({ origin: g.origin }).post<{ vouchers: IssuedVoucher[] }>('/vouchers', body);
       if (g.json) return write(JSON.stringify({ vouchers }));
       process.stderr.write(`issued ${vouchers.length} voucher(s) of ${body.amount} each; keep the codes now, they are not shown again:\n`);
       for (const v of vouchers) write(v.code);
@@ -58,7 +58,7 @@ export function addTopupCommand(wallet: Command) {
     .argument('<code>', 'the voucher code; case, dashes and spaces do not matter')
     .action(async (code: string, _opts: unknown, cmd: Command) => {
       const g = root(cmd).opts();
-      const r = await Api.fromProfile({ origin: g.origin }).post<Redemption>('/wallet/topup', { code });
+      const r = await apiFromProfile({ origin: g.origin }).post<Redemption>('/wallet/topup', { code });
       if (g.json) write(JSON.stringify({ amount: r.amount, balance: r.balance, voucherId: r.voucherId }));
       else write(`credited ${r.amount}; your balance is now ${r.balance}`);
     });

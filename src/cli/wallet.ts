@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { badRequest } from '../core/errors.ts';
 import type { WalletHistory, WalletRecord } from '../ledger/records.ts';
 import type { Earnings, WalletView } from '../ledger/wallet-routes.ts';
-import { Api } from './api.ts';
+import { apiFromProfile } from './profile.ts';
 import { addTopupCommand } from './voucher.ts';
 
 // `cascade wallet`: balance and the last records (S1.12); `cascade wallet history` to
@@ -65,7 +65,7 @@ export function registerWallet(program: Command) {
     .option('--user <userId>', 'another user’s wallet (operators)')
     .action(async (opts: { user?: string }, cmd: Command) => {
       const g = root(cmd).opts();
-      const api = Api.fromProfile({ origin: g.origin });
+      const api = apiFromProfile({ origin: g.origin });
       const query = opts.user ? `?user=${encodeURIComponent(opts.user)}` : '';
       const w = await api.get<WalletView>(`/wallet${query}`);
       const h = await api.get<WalletHistory>(`/wallet/history?${historyQuery({ limit: '20', user: opts.user })}`);
@@ -96,7 +96,7 @@ export function registerWallet(program: Command) {
       const g = root(cmd).opts();
       const user = cmd.parent?.opts().user as string | undefined;
       const query = historyQuery({ limit: String(limitOf(opts.limit)), before: opts.before, user, royalties: opts.royalties });
-      const h = await Api.fromProfile({ origin: g.origin }).get<WalletHistory>(`/wallet/history?${query}`);
+      const h = await apiFromProfile({ origin: g.origin }).get<WalletHistory>(`/wallet/history?${query}`);
       if (g.json) return write(JSON.stringify(h));
       if (h.entries.length === 0) return write('no records');
       for (const l of formatRecords(h.entries)) write(l);

@@ -9,6 +9,7 @@ import { sql, type Db } from '../db/connection.ts';
 import type { PieceSource } from '../transfer/piece-source.ts';
 import { pieceLength, signManifest, type ManifestBody, type SignedManifest } from './manifest.ts';
 import type { PieceStore, PieceStaging } from './piece-store.ts';
+import { contentsByIds } from './queries.ts';
 
 // S1.1: publishing (stream → pieces → signed manifest → catalog row) and the catalog.
 // Manifests are immutable, so they are cached in memory once read: serving a piece
@@ -256,26 +257,9 @@ export class ContentService {
     return { items: page.map(toItem), nextCursor: rows.length > limit && last ? encodeCursor(last.created_at, last.id) : null };
   }
 
-  /** Which of `ids` name published content (for other domains validating content IDs). */
-  async exists(ids: string[]): Promise<Set<string>> {
-    const wanted = [...new Set(ids.filter((id) => CONTENT_ID.test(id)))];
-    const found = new Set<string>();
-    for (let i = 0; i < wanted.length; i += 1000) {
-      const rows = await this.deps.db.selectFrom('contents').select('id').where('id', 'in', wanted.slice(i, i + 1000)).execute();
-      for (const r of rows) found.add(r.id);
-    }
-    return found;
-  }
-
   /** Titles of the given contents (for other domains' records, e.g. the wallet's); unknown IDs are left out. */
   async titles(ids: string[]): Promise<Map<string, string>> {
-    const wanted = [...new Set(ids.filter((id) => CONTENT_ID.test(id)))];
-    const titles = new Map<string, string>();
-    for (let i = 0; i < wanted.length; i += 1000) {
-      const rows = await this.deps.db.selectFrom('contents').select(['id', 'title']).where('id', 'in', wanted.slice(i, i + 1000)).execute();
-      for (const r of rows) titles.set(r.id, r.title);
-    }
-    return titles;
+    return new Map([...(await contentsByIds(this.deps.db, ids)).values()].map((c) => [c.id, c.title]));
   }
 
   /** The origin's piece source (S1.6): serves pieces through the cached manifest's hashes. */

@@ -1,6 +1,9 @@
 import type { Kysely, Migration } from 'kysely';
 import type { SignedManifest } from './manifest.ts';
 
+// Tables the content domain owns: other domains ask ContentService or its query functions (boundaries.test.ts).
+export const OWNED_TABLES = ['contents'] as const;
+
 export interface ContentsTable {
   /** Hex SHA-256 of the canonical manifest body. */
   id: string;

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { DEFAULT_TARIFF, checkTariff, type Tariff } from '../ledger/tariff.ts';
+import { DEFAULT_TARIFF, checkTariff, type Tariff } from './tariff-settings.ts';
 import { PEER_ADDRESS_MODES, type PeerAddressMode } from './address-policy.ts';
 import { badRequest } from './errors.ts';
 

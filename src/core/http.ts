@@ -5,7 +5,7 @@ import type { Logger } from 'pino';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { AppError, errorBody } from './errors.ts';
 import { validatorCompiler } from './validation.ts';
-import type { Role } from '../accounts/tables.ts';
+import type { Role } from './roles.ts';
 
 // The HTTP frame every Cascade server shares (origin, and later agents and edges):
 // one error shape, an access rule declared on every route, metrics and OpenAPI docs.

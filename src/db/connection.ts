@@ -87,9 +87,4 @@ export async function dropSchema(url: string, schema: string) {
   }
 }
 
-/** Runs `fn` in a transaction. */
-export function inTransaction<T>(db: Db, fn: (trx: Db) => Promise<T>): Promise<T> {
-  return db.transaction().execute(fn as any) as Promise<T>;
-}
-
 export { sql };

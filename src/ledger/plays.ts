@@ -6,6 +6,8 @@ import { transferError, type AccountSpec, type Ledger, type TransferInput } from
 import { playPrice, type Tariff } from './tariff.ts';
 import type { Wallets } from './wallets.ts';
 import { fullyPaid } from './purchases.ts';
+import { contentsByIds } from '../content/queries.ts';
+import { receivedBy } from '../transfer/queries.ts';
 
 // Pay per play (S1.13, docs/ledger.md "Pay per play"): playing a content with no
 // download record on this terminal is charged as a play.
@@ -80,7 +82,7 @@ export class PlayService {
     const earlier = await this.stored(ids);
     if (earlier) return this.answer(req, earlier, false);
 
-    const content = await db.selectFrom('contents').select(['id', 'price', 'publisher_id']).where('id', '=', req.contentId).executeTakeFirst();
+    const content = (await contentsByIds(db, [req.contentId])).get(req.contentId);
     if (!content) throw notFound('unknown_content', `No content ${req.contentId}.`);
     const none = { playId: req.playId, contentId: req.contentId, charged: 0, created: false, parts: null, balance: null, transfers: [] };
     if (await this.owned(caller, req.contentId)) return { ...none, reason: 'owned' };
@@ -89,7 +91,7 @@ export class PlayService {
 
     const wallet = await this.deps.wallets.open(caller.userId);
     const split = splitPlay(charge, tariff);
-    const royalty = royaltyAccount(content.publisher_id);
+    const royalty = royaltyAccount(content.publisherId);
     const credit: Record<(typeof LEGS)[number], string> = { royalty: royalty.id, fee: PLATFORM_REVENUE.id, rounding: PLATFORM_ROUNDING.id };
     const transfers: TransferInput[] = LEGS.filter((leg) => split[leg] > 0).map((leg) => ({
       id: `${ref}:${leg}`,
@@ -141,18 +143,7 @@ export class PlayService {
    */
   private async owned({ userId, terminalId }: { userId: string; terminalId: string }, contentId: string): Promise<boolean> {
     const { db } = this.deps;
-    if (!(await fullyPaid(db, userId, contentId))) return false;
-    const receipt = await db.selectFrom('receipts').select('id').where('receiver_id', '=', terminalId).where('content_id', '=', contentId).limit(1).executeTakeFirst();
-    if (receipt) return true;
-    const done = await db
-      .selectFrom('transfers')
-      .select('id')
-      .where('receiver_id', '=', terminalId)
-      .where('content_id', '=', contentId)
-      .where('state', '=', 'done')
-      .limit(1)
-      .executeTakeFirst();
-    return !!done;
+    return (await fullyPaid(db, userId, contentId)) && (await receivedBy(db, terminalId, contentId));
   }
 
   private async stored(ids: string[]) {

@@ -1,7 +1,7 @@
 import type { Transaction } from 'kysely';
 import { sql, type Db } from '../db/connection.ts';
 import type { Database } from '../db/schema.ts';
-import { arrayLiteral } from './ledger.ts';
+import { arrayLiteral } from '../db/array-literal.ts';
 import type { PurchaseTotals } from './purchase.ts';
 
 // Reading and writing purchases (ledger_purchases, ledger_purchase_shares) for settlement

@@ -3,6 +3,7 @@ import { errorSchema } from '../core/http.ts';
 import { safeInteger } from '../core/validation.ts';
 import type { Db } from '../db/connection.ts';
 import { signedReceiptSchema, type ReceiptsAnswer, type SignedReceipt } from '../transfer/receipt.ts';
+import { receiptsInvolving } from '../transfer/queries.ts';
 import type { Ledger } from './ledger.ts';
 import type { Wallets } from './wallets.ts';
 
@@ -54,14 +55,9 @@ export class Reconciler {
     }
     for (const c of req.charges ?? []) named.add(c.receiptId);
 
-    const rows = named.size
-      ? await this.deps.db
-          .selectFrom('ledger_settlements as s')
-          .innerJoin('receipts as r', 'r.id', 's.receipt_id')
-          .select(['s.receipt_id', 's.status', 's.charge'])
-          .where('s.receipt_id', 'in', [...named])
-          .where((eb) => eb.or([eb('r.receiver_id', '=', terminal.id), eb('r.source_id', '=', terminal.id)]))
-          .execute()
+    const theirs = await receiptsInvolving(this.deps.db, [...named], terminal.id);
+    const rows = theirs.size
+      ? await this.deps.db.selectFrom('ledger_settlements').select(['receipt_id', 'status', 'charge']).where('receipt_id', 'in', [...theirs]).execute()
       : [];
     const origin = new Map(rows.map((r) => [r.receipt_id, r]));
     for (const c of req.charges ?? []) {

@@ -2,7 +2,8 @@ import type { AccountService } from '../accounts/service.ts';
 import type { ContentService } from '../content/service.ts';
 import { badRequest } from '../core/errors.ts';
 import { sql, type Db } from '../db/connection.ts';
-import { arrayLiteral, type HistoryEntry, type Ledger } from './ledger.ts';
+import { arrayLiteral } from '../db/array-literal.ts';
+import { type HistoryEntry, type Ledger } from './ledger.ts';
 
 // Records people can read (S1.12, #12 point 4; docs/ledger.md "Records"). An account's
 // history is its ledger transfers grouped into the events a person thinks in: one record

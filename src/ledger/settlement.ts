@@ -4,10 +4,14 @@ import { AppError } from '../core/errors.ts';
 import { sql, type Db } from '../db/connection.ts';
 import type { Database } from '../db/schema.ts';
 import { HOLDS, PLATFORM_REVENUE, PLATFORM_ROUNDING, royaltyAccount, walletAccount } from './accounts.ts';
-import { arrayLiteral, type AccountSpec, type Ledger, type MoveInput, type TransferInput, type TransferResult } from './ledger.ts';
+import { arrayLiteral } from '../db/array-literal.ts';
+import { type AccountSpec, type Ledger, type MoveInput, type TransferInput, type TransferResult } from './ledger.ts';
 import { isFullyPaid, stepPurchase } from './purchase.ts';
 import { holdId, lockPurchases, purchaseKey, purchaseRecord, savePurchases, type Purchase } from './purchases.ts';
 import { rateRules, type Tariff } from './tariff.ts';
+import { contentsByIds } from '../content/queries.ts';
+import { terminalOwners, terminalsOfUsers } from '../terminals/queries.ts';
+import { receiptsByIds, trafficSince } from '../transfer/queries.ts';
 
 // Settlement of receipts (S1.8, #4.3, #10). A stored receipt says: receiver R verified
 // these bytes of content C from source S under grant G. It is charged against R's
@@ -171,17 +175,17 @@ export class Settlement {
   async retryUnpaid(limit = 1000): Promise<SettleResult> {
     const now = this.deps.clock.now();
     return this.deps.db.transaction().execute(async (trx) => {
-      const receipts = await trx
-        .selectFrom('ledger_settlements as s')
-        .innerJoin('receipts as r', 'r.id', 's.receipt_id')
-        .select(['r.id', 'r.grant_id', 'r.content_id', 'r.source_id', 'r.receiver_id', 'r.bytes', 'r.received_at'])
-        .where('s.status', '=', 'unpaid')
-        .where('s.updated_at', '<=', new Date(now - UNPAID_RETRY_MS))
-        .orderBy('s.updated_at')
+      // The settlement rows are locked (another origin process skips nothing and pays nothing twice); receipts never change.
+      const unpaid = await trx
+        .selectFrom('ledger_settlements')
+        .select('receipt_id')
+        .where('status', '=', 'unpaid')
+        .where('updated_at', '<=', new Date(now - UNPAID_RETRY_MS))
+        .orderBy('updated_at')
         .limit(limit)
         .forUpdate()
         .execute();
-      return this.settleIn(trx, receipts);
+      return this.settleIn(trx, await receiptsByIds(trx, unpaid.map((u) => u.receipt_id)));
     });
   }
 
@@ -273,31 +277,20 @@ export class Settlement {
     const contentIds = [...new Set(receipts.map((r) => r.content_id))];
     const terminalIds = [...new Set(receipts.flatMap((r) => [r.receiver_id, r.source_id]))];
     // Lists bound as one array parameter each (`= any($1)`), not as thousands of `in (…)` parameters.
-    const contents = await trx.selectFrom('contents').select(['id', 'price', 'total_size', 'publisher_id']).where('id', '=', anyOf(contentIds)).execute();
-    const terminals = await trx.selectFrom('terminals').select(['id', 'user_id']).where('id', '=', anyOf(terminalIds)).execute();
-    const owners = new Map(terminals.map((t) => [t.id, t.user_id]));
+    const contentMap = await contentsByIds(trx, contentIds);
+    const owners = await terminalOwners(trx, terminalIds);
     const receiverUsers = [...new Set(receipts.map((r) => owners.get(r.receiver_id)).filter((u): u is string => !!u))];
-    // S1.9: what each receiving user received and served in the 30 days before.
-    const since = new Date(now - 30 * DAY);
-    const traffic = new Map<string, { received: number; served: number }>();
-    if (receiverUsers.length) {
-      // Both sums in one statement, over the users' terminals looked up once.
-      const { rows } = await sql<{ user_id: string; received: number; served: number }>`
-        with mine as (select id, user_id from terminals where user_id = any(${arrayLiteral(receiverUsers)}::text[]))
-        select m.user_id, sum(r.bytes)::int8 as received, 0::int8 as served
-        from mine m join receipts r on r.receiver_id = m.id where r.received_at >= ${since} group by m.user_id
-        union all
-        select m.user_id, 0::int8, sum(r.bytes)::int8
-        from mine m join receipts r on r.source_id = m.id where r.received_at >= ${since} group by m.user_id`.execute(trx);
-      for (const u of receiverUsers) traffic.set(u, { received: 0, served: 0 });
-      for (const row of rows) {
-        const t = traffic.get(row.user_id)!;
-        t.received += row.received;
-        t.served += row.served;
-      }
+    // S1.9: what each receiving user received and served in the 30 days before, over all of the user's terminals.
+    const traffic = new Map<string, { received: number; served: number }>(receiverUsers.map((u) => [u, { received: 0, served: 0 }]));
+    const theirs = await terminalsOfUsers(trx, receiverUsers);
+    const byTerminal = await trafficSince(trx, theirs.map((t) => t.id), new Date(now - 30 * DAY));
+    for (const t of theirs) {
+      const sums = byTerminal.get(t.id);
+      if (!sums) continue;
+      traffic.get(t.userId)!.received += sums.received;
+      traffic.get(t.userId)!.served += sums.served;
     }
 
-    const contentMap = new Map(contents.map((c) => [c.id, { price: c.price, totalSize: c.total_size, publisherId: c.publisher_id }]));
     const keyOf = (r: StoredReceipt) => purchaseKey({ userId: owners.get(r.receiver_id) ?? '', contentId: r.content_id });
     const purchases = await lockPurchases(
       trx,
@@ -307,8 +300,8 @@ export class Settlement {
     );
 
     const accounts: AccountSpec[] = [PLATFORM_REVENUE, PLATFORM_ROUNDING, HOLDS];
-    for (const u of new Set(terminals.map((t) => t.user_id))) accounts.push(walletAccount(u));
-    for (const c of contents) accounts.push(royaltyAccount(c.publisher_id));
+    for (const u of new Set(owners.values())) accounts.push(walletAccount(u));
+    for (const c of contentMap.values()) accounts.push(royaltyAccount(c.publisherId));
     return { contents: contentMap, owners, traffic, purchases, keyOf, accounts };
   }
 }

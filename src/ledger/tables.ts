@@ -1,5 +1,8 @@
 import { sql, type Generated, type Kysely, type Migration } from 'kysely';
 
+// Tables the ledger domain owns, created here and in tables-vouchers.ts and tables-settlement.ts: other domains ask its services (boundaries.test.ts).
+export const OWNED_TABLES = ['ledger_accounts', 'ledger_transfers', 'vouchers', 'ledger_settlements', 'ledger_holds', 'ledger_purchases', 'ledger_purchase_shares'] as const;
+
 // The ledger's two tables (#4.1, docs/ledger.md). Amounts are integer minor units of
 // the one currency, stored as int8 and read back as JS safe integers.
 

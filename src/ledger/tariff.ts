@@ -1,59 +1,13 @@
 import { badRequest } from '../core/errors.ts';
+import type { Tariff } from '../core/tariff-settings.ts';
 
 // Pricing (S1.8, S1.9): what a receipt costs its receiver and how that amount is split.
 // Pure arithmetic on integers (minor units); every rule is its own function so it can
 // be tested and explained on its own (docs/ledger.md "Pricing"). How a charge is
 // split and rounded is decided on a purchase's totals (purchase.ts), never per receipt.
 
-export interface Tariff {
-  /** Uploader's share of a charge, percent. */
-  uploaderPercent: number;
-  /** Publisher's royalty, percent. The platform fee is what remains of 100. */
-  royaltyPercent: number;
-  /** Off-peak hours [startHour, endHour) in `offPeakTimeZone`, e.g. 22 → 6 wraps midnight. */
-  offPeakStartHour: number;
-  offPeakEndHour: number;
-  offPeakTimeZone: string;
-  /** Rate applied off-peak, percent of the list price. */
-  offPeakRatePercent: number;
-  /** A user who received at least this many bytes in the last 30 days pays `frequentRatePercent`. */
-  frequentReceiverBytes: number;
-  frequentRatePercent: number;
-  /** A user who served others at least this many bytes in the last 30 days pays `distributorRatePercent`. */
-  distributorBytes: number;
-  distributorRatePercent: number;
-  /** Price of playing a content without a download record on the terminal, percent of its price (S1.13). */
-  playPricePercent: number;
-}
-
-const GiB = 1024 ** 3;
-
-export const DEFAULT_TARIFF: Tariff = {
-  uploaderPercent: 50,
-  royaltyPercent: 40,
-  offPeakStartHour: 22,
-  offPeakEndHour: 6,
-  offPeakTimeZone: 'UTC',
-  offPeakRatePercent: 80,
-  frequentReceiverBytes: 10 * GiB,
-  frequentRatePercent: 90,
-  distributorBytes: 10 * GiB,
-  distributorRatePercent: 85,
-  playPricePercent: 10,
-};
-
-/** Refuses a tariff that could create or lose money (shares over 100 %, rates over 100 %). */
-export function checkTariff(t: Tariff): Tariff {
-  const pct = (name: keyof Tariff, max = 100) => {
-    const v = t[name] as number;
-    if (!Number.isInteger(v) || v < 0 || v > max) throw badRequest('bad_config', `tariff ${name} must be a whole percent from 0 to ${max}, got ${v}`);
-  };
-  (['uploaderPercent', 'royaltyPercent', 'offPeakRatePercent', 'frequentRatePercent', 'distributorRatePercent', 'playPricePercent'] as const).forEach((n) => pct(n));
-  if (t.uploaderPercent + t.royaltyPercent > 100) throw badRequest('bad_config', 'uploader share and royalty add up to more than 100 %');
-  for (const h of [t.offPeakStartHour, t.offPeakEndHour]) if (!Number.isInteger(h) || h < 0 || h > 23) throw badRequest('bad_config', 'off-peak hours must be 0–23');
-  hourIn(t.offPeakTimeZone, 0); // throws on an unknown zone
-  return t;
-}
+// The settings (Tariff, DEFAULT_TARIFF, checkTariff) live in core beside the configuration that parses them.
+export { DEFAULT_TARIFF, checkTariff, type Tariff } from '../core/tariff-settings.ts';
 
 /** What decides the rate of a receipt's bytes (S1.9): when they were delivered, and the receiving user's traffic. */
 export interface RateInput {

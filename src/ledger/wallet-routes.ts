@@ -10,6 +10,7 @@ import type { Balance, Ledger } from './ledger.ts';
 import { PlayService, type PlayResult } from './plays.ts';
 import { AccountRecords } from './records.ts';
 import type { Tariff } from './tariff.ts';
+import { contentsByIds } from '../content/queries.ts';
 import type { Wallets } from './wallets.ts';
 
 // A user's wallet and its records (S1.12, docs/ledger.md "Records"), and pay per play

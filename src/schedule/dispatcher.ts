@@ -1,6 +1,6 @@
 import { admit, type Admission, type Candidate, type LinkState, type Tier } from './ordering.ts';
 import { closedAt, openedAt, planWeek, toCandidate, WEEK_MS, type PlanItem, type WeekPlan } from './plan.ts';
-import type { RecordEvent } from './service.ts';
+import type { RecordEvent } from './deliveries.ts';
 import type { DeliverySource } from './tables.ts';
 import type { Window } from './windows.ts';
 
@@ -700,7 +700,7 @@ export class MemoryRecorder implements DeliveryRecorder {
   }
 }
 
-/** The part of ScheduleService the origin's recorder needs. */
+/** The part of the delivery records (deliveries.ts) the origin's recorder needs. */
 export interface RecordService {
   recordBatch(events: readonly RecordEvent[], known: ReadonlyMap<string, string>): Promise<Map<string, string>>;
 }

@@ -5,7 +5,7 @@ import { allOccurrences, nextOpening, occurrences, type Opening, type Window } f
 /*
  * # Planning (S0.5): what is due for a terminal, and when
  *
- * Pure: no clock, no database. The service (service.ts) reads a terminal's schedules
+ * Pure: no clock, no database. The planner (planning.ts) reads a terminal's schedules
  * and the matching contents it does not hold yet, and hands them here; the dispatcher
  * (dispatcher.ts, driven at the origin by runner.ts) uses the same functions, and `planWeek` for
  * the whole population at once.
@@ -40,7 +40,7 @@ import { allOccurrences, nextOpening, occurrences, type Opening, type Window } f
 
 // ---- one terminal ----
 
-/** What a schedule selects, as stored: the value is normalised (see service.ts `parseSelection`). */
+/** What a schedule selects, as stored: the value is normalised (see requests.ts `parseSelection`). */
 export interface Selection {
   kind: SelectKind;
   /** content ID; publisher user ID; genre lower-cased; series (title prefix) lower-cased. */
@@ -229,7 +229,7 @@ export function tierOf(roles: readonly string[]): Tier {
 
 /**
  * An admission candidate (ordering.ts `admit`) for a due plan item. `id` is the open
- * delivery record's id (recordDue), so admit's decisions map back to records.
+ * delivery record's id (deliveries.ts `recordBatch`), so admit's decisions map back to records.
  */
 export function toCandidate(
   item: PlanItem,

@@ -3,7 +3,9 @@ import { errorSchema } from '../core/http.ts';
 import { safeInteger } from '../core/validation.ts';
 import { AppError } from '../core/errors.ts';
 import type { ProgressReport, ScheduleRunner, StreamEvent } from './runner.ts';
-import { PLAN_MAX_LIMIT, type ScheduleInput, type ScheduleService } from './service.ts';
+import { PLAN_MAX_LIMIT } from './planning.ts';
+import type { ScheduleInput } from './requests.ts';
+import type { ScheduleService } from './service.ts';
 
 // Scheduled distribution over HTTP (#5): a terminal's distribution requests (S0.1,
 // S0.2), its plan (S0.5) and its delivery records (S0.7). All for a terminal session:
@@ -250,7 +252,7 @@ export function scheduleRoutes(deps: { schedules: ScheduleService; runner?: Sche
         response: { 201: scheduleSchema, 400: errorSchema, 403: errorSchema, 404: errorSchema, 409: errorSchema },
       },
       handler: async (req, reply) => {
-        const created = await schedules.create(req.principal!.terminalId!, req.body ?? {});
+        const created = await schedules.requests.create(req.principal!.terminalId!, req.body ?? {});
         reply.code(201);
         return created;
       },
@@ -263,7 +265,7 @@ export function scheduleRoutes(deps: { schedules: ScheduleService; runner?: Sche
         tags: ['schedules'],
         response: { 200: { type: 'object', properties: { schedules: { type: 'array', items: scheduleSchema } } } },
       },
-      handler: async (req) => ({ schedules: await schedules.list(req.principal!.terminalId!) }),
+      handler: async (req) => ({ schedules: await schedules.requests.list(req.principal!.terminalId!) }),
     });
 
     app.get<{ Querystring: { limit?: number } }>('/schedules/plan', {
@@ -299,7 +301,7 @@ export function scheduleRoutes(deps: { schedules: ScheduleService; runner?: Sche
           400: errorSchema,
         },
       },
-      handler: async (req) => schedules.plan(req.principal!.terminalId!, { limit: req.query.limit }),
+      handler: async (req) => schedules.planner.plan(req.principal!.terminalId!, { limit: req.query.limit }),
     });
 
     app.get<{ Querystring: { limit?: number; before?: string; contentId?: string } }>('/schedules/history', {
@@ -321,7 +323,7 @@ export function scheduleRoutes(deps: { schedules: ScheduleService; runner?: Sche
           400: errorSchema,
         },
       },
-      handler: async (req) => schedules.history(req.principal!.terminalId!, req.query),
+      handler: async (req) => schedules.deliveries.history(req.principal!.terminalId!, req.query),
     });
 
     app.delete<{ Params: { id: string } }>('/schedules/:id', {
@@ -332,7 +334,7 @@ export function scheduleRoutes(deps: { schedules: ScheduleService; runner?: Sche
         params: { type: 'object', required: ['id'], properties: { id: { type: 'string', maxLength: 64 } } },
         response: { 200: { type: 'object', properties: { id: { type: 'string' }, removed: { type: 'boolean' } } }, 403: errorSchema, 404: errorSchema },
       },
-      handler: async (req) => schedules.remove(req.principal!.terminalId!, req.params.id),
+      handler: async (req) => schedules.requests.remove(req.principal!.terminalId!, req.params.id),
     });
   };
 }

@@ -1,19 +1,20 @@
 import type { KeyObject } from 'node:crypto';
 import type { Logger } from 'pino';
-import { Agent, request } from 'undici';
-import { AddressRefused, type AddressPolicy } from '../core/address-policy.ts';
+import type { AddressPolicy } from '../core/address-policy.ts';
 import { monotonicMs, type Clock } from '../core/clock.ts';
 import { badRequest, conflict, notFound } from '../core/errors.ts';
 import type { EventBus } from '../core/event-bus.ts';
-import { peerConnector } from '../core/peer-connect.ts';
-import { encodeToken } from '../core/signed-token.ts';
 import type { Db } from '../db/connection.ts';
 import type { TerminalState } from '../terminals/tables.ts';
+import { terminalOwners, wholeHolders } from '../terminals/queries.ts';
+import { rolesOf } from '../accounts/queries.ts';
 import { Dispatcher, serviceRecorder, type Delivery, type DeliverySink, type DispatchTerminal } from './dispatcher.ts';
 import type { LinkState } from './ordering.ts';
 import type { DeliverySource } from './tables.ts';
 import { tierOf } from './plan.ts';
-import { PLAN_MAX_LIMIT, type ScheduleService } from './service.ts';
+import { PLAN_MAX_LIMIT } from './planning.ts';
+import { PushAddresses } from './push.ts';
+import type { ScheduleService } from './service.ts';
 import { nextOpening, parseWindow, type Window } from './windows.ts';
 
 /*
@@ -61,9 +62,6 @@ export interface DeliveryOrder {
   attempt: string;
   issuedAt: string;
 }
-
-/** Signed order for push to a registered address: `encodeToken({typ, ...order})` with the origin key. */
-export const ORDER_TOKEN_TYPE = 'cascade-delivery-order';
 
 export interface CheckIn {
   terminalId: string;
@@ -141,7 +139,6 @@ export class ScheduleRunner {
   /** Orders paused by their window's end, until the next window: the agent's final count may still come. */
   private readonly closedAtWindowEnd = new Map<string, DeliveryOrder>();
   private readonly streams = new Map<string, Set<(e: StreamEvent) => void>>();
-  private readonly pushUrls = new Map<string, string>();
   private readonly calledIn = new Map<string, number>();
   /** Failures found outside a tick (a push that could not be delivered); applied at the next. */
   private readonly failures: { key: string; reason: string }[] = [];
@@ -155,8 +152,8 @@ export class ScheduleRunner {
   private lastStepAt = -Infinity;
   private readonly unsubscribe: (() => void)[] = [];
   private readonly sink: DeliverySink;
-  /** Connections to push addresses: each resolved and checked by the address policy as it opens. */
-  private readonly pushDispatcher: Agent;
+  /** Push to registered addresses (S0.4). */
+  private readonly pushes: PushAddresses;
 
   constructor(private readonly deps: ScheduleRunnerDeps) {
     this.sink = {
@@ -164,14 +161,13 @@ export class ScheduleRunner {
       stop: (d, _at, why) => this.stopped(d, why),
       progress: (d) => this.claim(d),
     };
-    this.pushDispatcher = new Agent({ connect: peerConnector(deps.peers) });
+    this.pushes = new PushAddresses({ db: deps.db, peers: deps.peers, originKey: deps.originKey, now: () => this.now() });
   }
 
   // ---- life ----
 
   async start(): Promise<void> {
-    const rows = await this.deps.db.selectFrom('schedule_push_addresses').select(['terminal_id', 'url']).execute();
-    for (const r of rows) this.pushUrls.set(r.terminal_id, r.url);
+    await this.pushes.load();
     // Items are loaded per terminal as its windows open (step), not all at start: start-up
     // costs one query for the schedules, whatever the number of terminals.
     await this.serial(async () => {
@@ -194,7 +190,7 @@ export class ScheduleRunner {
     for (const u of this.unsubscribe.splice(0)) u();
     await this.pendingStep?.catch(() => {});
     await this.chain;
-    await this.pushDispatcher.close();
+    await this.pushes.close();
   }
 
   /** A step nobody waits for (connection, failed push); its errors are logged by `serial`. */
@@ -258,22 +254,7 @@ export class ScheduleRunner {
 
   /** Registers (or with null, removes) the address orders are POSTed to. */
   async setPushAddress(terminalId: string, url: string | null): Promise<{ terminalId: string; url: string | null }> {
-    if (url !== null) {
-      checkPushUrl(url);
-      await this.deps.peers.checkUrl(url, 'push address');
-    }
-    if (url === null) {
-      await this.deps.db.deleteFrom('schedule_push_addresses').where('terminal_id', '=', terminalId).execute();
-      this.pushUrls.delete(terminalId);
-    } else {
-      const updated_at = new Date(this.now());
-      await this.deps.db
-        .insertInto('schedule_push_addresses')
-        .values({ terminal_id: terminalId, url, updated_at })
-        .onConflict((oc) => oc.column('terminal_id').doUpdateSet({ url, updated_at }))
-        .execute();
-      this.pushUrls.set(terminalId, url);
-    }
+    await this.pushes.set(terminalId, url);
     this.dispatcher?.wake();
     this.kick();
     return { terminalId, url };
@@ -293,19 +274,13 @@ export class ScheduleRunner {
       const r = this.running.get(key);
       const closed = this.closedAtWindowEnd.get(key);
       if (!r && closed && input.state !== 'done') {
-        await this.deps.schedules.amendClosedBytes(terminalId, input.contentId, Date.parse(closed.windowEnd), input.bytes);
+        await this.deps.schedules.deliveries.amendClosedBytes(terminalId, input.contentId, Date.parse(closed.windowEnd), input.bytes);
         return false;
       }
       if (!r) throw notFound('unknown_order', 'Nothing scheduled is running for this terminal and content (it ended, or its window closed); call in again.');
       const now = this.now();
       if (input.state === 'done') {
-        const held = await this.deps.db
-          .selectFrom('holdings')
-          .select('pieces')
-          .where('terminal_id', '=', terminalId)
-          .where('content_id', '=', input.contentId)
-          .executeTakeFirst();
-        if (!held || held.pieces !== null) throw conflict('not_held', 'The origin does not list this content as held whole by the terminal: report the holdings first.');
+        if (!(await wholeHolders(this.deps.db, input.contentId, [terminalId])).has(terminalId)) throw conflict('not_held', 'The origin does not list this content as held whole by the terminal: report the holdings first.');
       }
       r.lastReportAt = now;
       if (input.bytes > r.reported) {
@@ -343,7 +318,7 @@ export class ScheduleRunner {
     this.running.set(d.key, { order, lastReportAt: at, reported: 0, unclaimed: 0 });
     this.closedAtWindowEnd.delete(d.key);
     const streams = this.streams.get(d.terminalId);
-    const url = this.pushUrls.get(d.terminalId);
+    const url = this.pushes.get(d.terminalId);
     if (streams) for (const send of streams) send({ event: 'order', data: order });
     else if (url) void this.pushTo(url, d.key, order);
     // Otherwise (pull) it waits for the terminal's check-in, which answers with it.
@@ -368,24 +343,11 @@ export class ScheduleRunner {
   }
 
   private async pushTo(url: string, key: string, order: DeliveryOrder): Promise<void> {
-    try {
-      const token = encodeToken({ typ: ORDER_TOKEN_TYPE, ...order }, this.deps.originKey);
-      const res = await request(url, {
-        dispatcher: this.pushDispatcher,
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ token }),
-        headersTimeout: 10_000,
-        bodyTimeout: 10_000,
-      });
-      await res.body.dump();
-      if (res.statusCode >= 300) throw new Error(`HTTP ${res.statusCode}`);
-    } catch (err) {
-      const refused = err instanceof AddressRefused && err.code === 'address_not_allowed';
-      this.deps.logger.warn({ url, key, err: (err as Error).message }, 'push to the terminal’s address failed');
-      this.failures.push({ key, reason: refused ? 'address_not_allowed' : 'terminal_unreachable' });
-      this.kick();
-    }
+    const failed = await this.pushes.send(url, order);
+    if (!failed) return;
+    this.deps.logger.warn({ url, key, err: failed.err.message }, 'push to the terminal’s address failed');
+    this.failures.push({ key, reason: failed.reason });
+    this.kick();
   }
 
   // ---- the loop ----
@@ -438,25 +400,22 @@ export class ScheduleRunner {
   }
 
   private reachable = (terminalId: string): boolean =>
-    this.streams.has(terminalId) || this.pushUrls.has(terminalId) || this.now() - (this.calledIn.get(terminalId) ?? -Infinity) <= (this.deps.presenceMs ?? 180_000);
+    this.streams.has(terminalId) || this.pushes.has(terminalId) || this.now() - (this.calledIn.get(terminalId) ?? -Infinity) <= (this.deps.presenceMs ?? 180_000);
 
   /** Every terminal with a schedule, its windows and its owner's tier. */
   private async loadTerminals(): Promise<void> {
-    const rows = await this.deps.db
-      .selectFrom('schedules as s')
-      .innerJoin('terminals as t', 't.id', 's.terminal_id')
-      .innerJoin('users as u', 'u.id', 't.user_id')
-      .select(['s.terminal_id', 's.windows', 'u.roles'])
-      .orderBy('s.terminal_id')
-      .orderBy('s.created_at')
-      .orderBy('s.id')
-      .execute();
+    const rows = await this.deps.db.selectFrom('schedules').select(['terminal_id', 'windows']).orderBy('terminal_id').orderBy('created_at').orderBy('id').execute();
+    const owners = await terminalOwners(this.deps.db, [...new Set(rows.map((r) => r.terminal_id))]);
+    const roles = await rolesOf(this.deps.db, [...new Set(owners.values())]);
     const next = new Map<string, DispatchTerminal>();
     for (const r of rows) {
+      const owner = owners.get(r.terminal_id);
+      const userRoles = owner === undefined ? undefined : roles.get(owner);
+      if (!userRoles) continue; // the terminal or its account is gone
       const windows: Window[] = r.windows.map((w) => parseWindow(w));
       const t = next.get(r.terminal_id);
       if (t) (t.windows as Window[]).push(...windows);
-      else next.set(r.terminal_id, { id: r.terminal_id, windows, tier: tierOf(r.roles), link: null });
+      else next.set(r.terminal_id, { id: r.terminal_id, windows, tier: tierOf(userRoles), link: null });
     }
     this.terminals.clear();
     for (const [id, t] of next) this.terminals.set(id, t);
@@ -472,7 +431,7 @@ export class ScheduleRunner {
         egressBudgetBps: this.deps.egressBudgetBps,
         maxDeliveryBps: this.deps.maxDeliveryBps,
         sink: this.sink,
-        recorder: serviceRecorder(this.deps.schedules),
+        recorder: serviceRecorder(this.deps.schedules.deliveries),
         reachable: this.reachable,
       });
     }
@@ -483,7 +442,7 @@ export class ScheduleRunner {
     const d = this.dispatcher;
     const ids = terminalIds.filter((id) => this.terminals.has(id));
     if (!d || !ids.length) return;
-    const plans = await this.deps.schedules.plans(ids, { limit: PLAN_MAX_LIMIT });
+    const plans = await this.deps.schedules.planner.plans(ids, { limit: PLAN_MAX_LIMIT });
     for (const terminalId of ids) {
       this.itemsLoadedFor.set(terminalId, d.windowEndOf(terminalId));
       const due = new Set<string>();
@@ -512,7 +471,7 @@ export class ScheduleRunner {
 
   private async onPublished(contentId: string): Promise<void> {
     await this.serial(async () => {
-      await this.loadItems((await this.deps.schedules.matchingTerminals(contentId)).map((m) => m.terminalId));
+      await this.loadItems((await this.deps.schedules.planner.matchingTerminals(contentId)).map((m) => m.terminalId));
       await this.step();
     }).catch(() => {});
   }
@@ -531,16 +490,6 @@ export class ScheduleRunner {
     }
     return { terminalId, at: new Date(now).toISOString(), open, orders: this.orders(terminalId), waiting, nextCheckInAt: next === null ? null : new Date(next).toISOString() };
   }
-}
-
-function checkPushUrl(url: string): void {
-  let u: URL;
-  try {
-    u = new URL(url);
-  } catch {
-    throw badRequest('invalid_push_address', 'The push address must be an absolute http(s) URL.', { field: 'url' });
-  }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw badRequest('invalid_push_address', 'The push address must be an http(s) URL.', { field: 'url' });
 }
 
 function checkReport(r: ProgressReport): void {

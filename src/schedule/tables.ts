@@ -1,6 +1,9 @@
 import { sql, type Kysely, type Migration } from 'kysely';
 import type { Window } from './windows.ts';
 
+// Tables the schedule domain owns: other domains ask ScheduleService (boundaries.test.ts).
+export const OWNED_TABLES = ['schedules', 'schedule_deliveries', 'schedule_push_addresses'] as const;
+
 // Scheduled distribution (#5, S0.1, S0.2, S0.7): the terminals' distribution requests
 // and the record of every scheduled delivery. Rules and shapes: docs/schedules.md.
 
@@ -114,7 +117,7 @@ export const schedulesMigration: Migration = {
       .execute();
     await db.schema.createIndex('schedule_deliveries_terminal').on('schedule_deliveries').columns(['terminal_id', 'created_at', 'id']).execute();
     await db.schema.createIndex('schedule_deliveries_item').on('schedule_deliveries').columns(['terminal_id', 'content_id', 'created_at']).execute();
-    // At most one open attempt per (terminal, content): a dispatcher retrying `recordDue` gets the same row.
+    // At most one open attempt per (terminal, content): a dispatcher opening it again gets the same row.
     await sql`create unique index schedule_deliveries_open on schedule_deliveries (terminal_id, content_id) where outcome in ('due', 'running')`.execute(db);
   },
 };

@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Api } from '../cli/api.ts';
+import { Api } from '../core/http-client.ts';
 import { systemClock, type Clock } from '../core/clock.ts';
 import { loadOrCreateKeyPair, signBytes, type KeyPair } from '../core/crypto.ts';
 import { AppError } from '../core/errors.ts';

@@ -14,6 +14,7 @@ import { ChallengeStore, loginMessage, registerMessage } from './challenges.ts';
 import { validateHeartbeat } from './heartbeat.ts';
 import { HeartbeatBuffer, newerState } from './presence.ts';
 import type { TerminalState, TerminalsTable } from './tables.ts';
+import { existingContents } from '../content/queries.ts';
 
 // The terminals domain: registration and device credentials (S1.2), login by
 // challenge, heartbeats (S1.2) and the holder registry (S1.3).
@@ -82,12 +83,6 @@ export interface TerminalServiceDeps {
   metrics: Registry;
   /** Issue 10 #8: which serve addresses the origin accepts (it calls them for spot checks). */
   peers: AddressPolicy;
-  /**
-   * Which of these content IDs exist. Defaults to a read-only look-up in `contents`
-   * (the one read of another domain's table; holdings reference it by foreign key
-   * anyway). The composition may pass ContentService's own check instead.
-   */
-  contentExists?: (ids: string[]) => Promise<Set<string>>;
   /** Number of pieces of a content (from its manifest); checks partial holdings. */
   pieceCount?: (contentId: string) => Promise<number>;
   /**
@@ -122,7 +117,6 @@ export class TerminalService {
   private readonly beats = new HeartbeatBuffer();
   /** Terminal rows never change after registration (state lives elsewhere), so caching them is safe. */
   private readonly cache = new Map<string, PublicTerminal>();
-  private readonly contentExists: (ids: string[]) => Promise<Set<string>>;
   readonly offlineAfterMs: number;
   private timer: NodeJS.Timeout | null = null;
   private flushChain: Promise<unknown> = Promise.resolve();
@@ -135,7 +129,6 @@ export class TerminalService {
     this.log = deps.logger.child({ domain: 'terminals' });
     this.challenges = new ChallengeStore(deps.db, deps.clock);
     this.offlineAfterMs = deps.offlineAfterMs ?? defaultOfflineAfterMs(deps.config);
-    this.contentExists = deps.contentExists ?? ((ids) => this.contentsInTable(ids));
     this.beatCounter = new Counter({
       name: 'cascade_terminal_heartbeats_total',
       help: 'Terminal heartbeats received, by outcome (accepted or refused)',
@@ -350,7 +343,7 @@ export class TerminalService {
   async reportPieces(terminalId: string, contentId: string, pieces: string): Promise<void> {
     if (!CONTENT_ID.test(contentId)) throw badRequest('invalid_content_id', `"${contentId}" is not a content ID (64 hex characters).`);
     await this.get(terminalId);
-    if (!(await this.contentExists([contentId])).has(contentId)) throw notFound('unknown_content', `No content ${contentId}.`);
+    if (!(await existingContents(this.db, [contentId])).has(contentId)) throw notFound('unknown_content', `No content ${contentId}.`);
     const count = this.deps.pieceCount ? await this.deps.pieceCount(contentId) : Number.MAX_SAFE_INTEGER;
     const list = decodeRanges(pieces, count);
     if (!list) throw badRequest('invalid_pieces', `Pieces must be ascending ranges within 0-${count - 1}, e.g. "0-9,12".`);
@@ -375,7 +368,7 @@ export class TerminalService {
     if (bad !== undefined) throw badRequest('invalid_content_id', `"${String(bad)}" is not a content ID (64 hex characters).`);
     const ids = [...new Set(contentIds)];
     await this.get(terminalId);
-    const known = ids.length ? await this.contentExists(ids) : new Set<string>();
+    const known = ids.length ? await existingContents(this.db, ids) : new Set<string>();
     const missing = ids.filter((id) => !known.has(id));
     if (missing.length) throw notFound('unknown_content', `No content ${missing[0]}${missing.length > 1 ? ` (and ${missing.length - 1} more)` : ''}.`);
     // #3: a serving terminal's new whole-content claims are spot-checked before anything is recorded.
@@ -412,7 +405,7 @@ export class TerminalService {
   /** S1.3: who holds this content, online first, with their freshest known state. */
   async holders(contentId: string, opts: { limit?: number } = {}): Promise<Holder[]> {
     if (!CONTENT_ID.test(contentId)) throw badRequest('invalid_content_id', `"${contentId}" is not a content ID (64 hex characters).`);
-    if (!(await this.contentExists([contentId])).has(contentId)) throw notFound('unknown_content', `No content ${contentId}.`);
+    if (!(await existingContents(this.db, [contentId])).has(contentId)) throw notFound('unknown_content', `No content ${contentId}.`);
     const rows = await this.db
       .selectFrom('holdings as h')
       .innerJoin('terminals as t', 't.id', 'h.terminal_id')
@@ -476,11 +469,6 @@ export class TerminalService {
     const url = serveUrlShape(v);
     if (url) await this.deps.peers.checkUrl(url, 'serveUrl');
     return url;
-  }
-
-  private async contentsInTable(ids: string[]): Promise<Set<string>> {
-    const rows = await this.db.selectFrom('contents').select('id').where('id', 'in', ids).execute();
-    return new Set(rows.map((r) => r.id));
   }
 }
 

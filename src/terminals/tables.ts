@@ -1,5 +1,8 @@
 import type { Generated, Kysely, Migration } from 'kysely';
 
+// Tables the terminals domain owns: other domains ask TerminalService or its query functions (boundaries.test.ts).
+export const OWNED_TABLES = ['terminals', 'holdings', 'terminal_challenges'] as const;
+
 /** What a terminal last said about itself in a heartbeat (S1.2). */
 export interface TerminalState {
   uptimeRatio: number;

@@ -3,7 +3,7 @@ import { open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { systemClock, type WaitClock } from '../core/clock.ts';
 import { AppError } from '../core/errors.ts';
 import type { KeyPair } from '../core/crypto.ts';
-import type { Api } from '../cli/api.ts';
+import type { Api } from '../core/http-client.ts';
 import { checkManifest, pieceLength, pieceOffset, type SignedManifest } from '../content/manifest.ts';
 import { DownloadJournal } from './download-journal.ts';
 import { ReceiptBook } from './receipt-book.ts';

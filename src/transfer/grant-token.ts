@@ -129,8 +129,3 @@ function isGrantShape(p: any): p is GrantPayload {
     Number.isFinite(p.exp)
   );
 }
-
-/** Reads a grant's payload without checking it (for the receiver's own bookkeeping). */
-export function peekGrant(token: string): GrantPayload {
-  return JSON.parse(Buffer.from(token.split('.')[0], 'base64url').toString('utf8'));
-}

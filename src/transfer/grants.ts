@@ -1,7 +1,7 @@
 import type { Clock } from '../core/clock.ts';
 import type { Config } from '../core/config.ts';
 import type { KeyPair } from '../core/crypto.ts';
-import { badRequest, forbidden, notFound } from '../core/errors.ts';
+import { badRequest, notFound } from '../core/errors.ts';
 import { newId } from '../core/ids.ts';
 import type { Db } from '../db/connection.ts';
 import type { ContentService } from '../content/service.ts';
@@ -62,17 +62,5 @@ export class GrantService {
     const row = await this.deps.db.selectFrom('grants').selectAll().where('id', '=', id).executeTakeFirst();
     if (!row) throw notFound('unknown_grant', `No grant ${id}.`);
     return row;
-  }
-
-  /** Of these grant IDs, the ones naming `sourceId` as their source (a source reports only its own). */
-  async servedBy(sourceId: string, ids: string[]): Promise<string[]> {
-    if (ids.length === 0) return [];
-    const rows = await this.deps.db.selectFrom('grants').select('id').where('id', 'in', ids).where('source_id', '=', sourceId).execute();
-    return rows.map((r) => r.id);
-  }
-
-  /** Only the receiver named in a grant may act on it. */
-  assertReceiver(grant: { receiver_id: string }, terminalId: string) {
-    if (grant.receiver_id !== terminalId) throw forbidden('grant_wrong_receiver', 'That grant names another receiver.');
   }
 }

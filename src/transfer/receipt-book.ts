@@ -1,4 +1,4 @@
-import type { Api } from '../cli/api.ts';
+import type { Api } from '../core/http-client.ts';
 import { pieceLength, type SignedManifest } from '../content/manifest.ts';
 import type { DeliveredGroup, DownloadJournal } from './download-journal.ts';
 import { encodeRanges } from './piece-ranges.ts';

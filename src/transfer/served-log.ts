@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { Clock } from '../core/clock.ts';
 import { sql, type Db } from '../db/connection.ts';
 import type { Database } from '../db/schema.ts';
-import { arrayLiteral } from '../ledger/ledger.ts';
+import { arrayLiteral } from '../db/array-literal.ts';
 import { decodeRanges, encodeRanges, parseRangeSpans, rangeSet } from './piece-ranges.ts';
 
 // Receipts only for what was served (#10 point 6). Every source tells the origin which

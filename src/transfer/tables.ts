@@ -1,5 +1,8 @@
 import type { Kysely, Migration } from 'kysely';
 
+// Tables the transfer domain owns: other domains ask its services or query functions (boundaries.test.ts).
+export const OWNED_TABLES = ['grants', 'receipts', 'peer_reputation', 'peer_reports', 'transfers', 'grant_served'] as const;
+
 /** Every grant the origin issued: who may fetch which pieces of what from whom, until when. */
 export interface GrantsTable {
   id: string;

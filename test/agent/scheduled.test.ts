@@ -3,11 +3,12 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import pino from 'pino';
 import { ScheduledDeliveries, mainSource, type ScheduledEvent, type ScheduleMode } from '../../src/agent/scheduled.ts';
-import { Api } from '../../src/cli/api.ts';
+import { Api } from '../../src/core/http-client.ts';
 import { generateKeyPair } from '../../src/core/crypto.ts';
 import { AppError } from '../../src/core/errors.ts';
 import { encodeToken } from '../../src/core/signed-token.ts';
-import { ORDER_TOKEN_TYPE, type DeliveryOrder } from '../../src/schedule/runner.ts';
+import { ORDER_TOKEN_TYPE } from '../../src/schedule/push.ts';
+import type { DeliveryOrder } from '../../src/schedule/runner.ts';
 import type { DownloadOptions, DownloadResult } from '../../src/transfer/downloader.ts';
 import { testEngines } from '../helpers/db.ts';
 import { startTestOrigin, type TestOrigin } from '../helpers/origin.ts';
@@ -60,7 +61,7 @@ for (const engine of testEngines()) {
       const reg = await o.registerTerminal(member.token, generateKeyPair(), { name: 'box' });
       const terminalId: string = reg.body.terminal.id;
       const token = await o.accounts.issueToken(member.userId, terminalId, 'test terminal session', null);
-      await o.schedules.create(terminalId, { select: { contentId }, windows: [WINDOW] });
+      await o.schedules.requests.create(terminalId, { select: { contentId }, windows: [WINDOW] });
 
       // The calls it made, each once answered: by then whatever it does next (sleep again) has begun.
       const calls: { route: string; json: any }[] = [];
@@ -102,7 +103,7 @@ for (const engine of testEngines()) {
         retryMs: 50,
         onEvent: (e) => events.push(e),
       });
-      const history = async () => (await o.schedules.history(terminalId, { contentId })).entries.reverse();
+      const history = async () => (await o.schedules.deliveries.history(terminalId, { contentId })).entries.reverse();
       return { o, sd, contentId, terminalId, token, fetches, events, reports, checkIns, history };
     }
 

@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { Command } from 'commander';
-import { Api } from '../../src/cli/api.ts';
+import { Api } from '../../src/core/http-client.ts';
 import { registerCatalog } from '../../src/cli/catalog.ts';
 import { resolveContentId } from '../../src/cli/content-id.ts';
 import { registerGet } from '../../src/cli/get.ts';

@@ -6,7 +6,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { Api } from '../../src/cli/api.ts';
+import { Api } from '../../src/core/http-client.ts';
 import { CLI, spawnOrigin, type OriginProcess } from '../helpers/processes.ts';
 import { waitFor, within } from '../helpers/wait.ts';
 

@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { Api } from '../../src/cli/api.ts';
+import { Api } from '../../src/core/http-client.ts';
 import { CLI, runCli, spawnOrigin, type OriginProcess } from '../helpers/processes.ts';
 
 // #10 point 2 with real processes: `cascade get` stopped twice with Ctrl-C (SIGINT) and

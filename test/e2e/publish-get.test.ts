@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'no
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { Api } from '../../src/cli/api.ts';
+import { Api } from '../../src/core/http-client.ts';
 import { formatBytes } from '../../src/core/units.ts';
 import { CLI, runCli, spawnOrigin, type OriginProcess } from '../helpers/processes.ts';
 

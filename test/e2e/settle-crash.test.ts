@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import pg from 'pg';
-import { Api } from '../../src/cli/api.ts';
+import { Api } from '../../src/core/http-client.ts';
 import { systemClock } from '../../src/core/clock.ts';
 import { openDatabase, type Db, type DbHandle } from '../../src/db/connection.ts';
 import { PLATFORM_REVENUE, PLATFORM_ROUNDING, royaltyAccount, walletAccount } from '../../src/ledger/accounts.ts';

@@ -6,7 +6,7 @@ import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writ
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { Api } from '../../src/cli/api.ts';
+import { Api } from '../../src/core/http-client.ts';
 import { decodeRanges } from '../../src/transfer/piece-ranges.ts';
 import { CLI, spawnOrigin, type OriginProcess } from '../helpers/processes.ts';
 import { waitFor, within } from '../helpers/wait.ts';

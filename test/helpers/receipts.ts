@@ -1,4 +1,4 @@
-import type { Api } from '../../src/cli/api.ts';
+import type { Api } from '../../src/core/http-client.ts';
 import type { ReceiptsAnswer, SignedReceipt } from '../../src/transfer/receipt.ts';
 
 /**

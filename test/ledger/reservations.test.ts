@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { sql } from 'kysely';
-import { Api } from '../../src/cli/api.ts';
+import { Api } from '../../src/core/http-client.ts';
 import { walletAccount } from '../../src/ledger/accounts.ts';
 import { DEFAULT_TARIFF } from '../../src/ledger/tariff.ts';
 import { deviceSession } from '../../src/terminals/device.ts';

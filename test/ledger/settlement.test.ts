@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
-import { Api } from '../../src/cli/api.ts';
+import { Api } from '../../src/core/http-client.ts';
 import { startAgent, type Agent } from '../../src/agent/agent.ts';
 import { deviceSession } from '../../src/terminals/device.ts';
 import { systemClock } from '../../src/core/clock.ts';

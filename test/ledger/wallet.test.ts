@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Api } from '../../src/cli/api.ts';
+import { Api } from '../../src/core/http-client.ts';
 import { PLATFORM_REVENUE, PLATFORM_ROUNDING, royaltyAccount, VOUCHERS_OUTSTANDING, walletAccount } from '../../src/ledger/accounts.ts';
 import { DEFAULT_TARIFF } from '../../src/ledger/tariff.ts';
 import { recordReason } from '../../src/ledger/records.ts';

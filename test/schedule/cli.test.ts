@@ -9,6 +9,7 @@ import { formatDays, formatWindow, localZone, parseCap, parseWindowArg } from '.
 import { writeProfile } from '../../src/cli/profile.ts';
 import { AppError } from '../../src/core/errors.ts';
 import { parseWindow } from '../../src/schedule/windows.ts';
+import { recorder } from '../helpers/deliveries.ts';
 import { startTestOrigin, type TestOrigin } from '../helpers/origin.ts';
 import { runCli } from '../helpers/processes.ts';
 
@@ -149,9 +150,10 @@ describe('cascade schedule (real process)', () => {
     assert.match(list.stdout, new RegExp(`${s.id}\\s+genre "${genre}"\\s+weekdays 01:00-05:00 Europe/Berlin cap 2.0 MB/s; daily 00:00-24:00 UTC cap 1.0 MB/s\\s+4\\s+open until`));
 
     // The dispatcher records a delivery; history shows it.
-    const d = await o.schedules.recordDue({ terminalId: s.terminalId, contentId: published.id, scheduleId: s.id, dueAt: o.clock.now() });
-    await o.schedules.recordStart(d.id, { source: 'origin' });
-    await o.schedules.recordDeferred(d.id, 'window_closed', { bytes: 1234 });
+    const rec = recorder(o.schedules.deliveries, () => o.clock.now());
+    const d = await rec.due({ terminalId: s.terminalId, contentId: published.id, scheduleId: s.id, dueAt: o.clock.now() });
+    await rec.start(d, 'origin');
+    await rec.end(d, 'deferred', { reason: 'window_closed', bytes: 1234 });
     const h = await json('schedule', 'history');
     assert.deepEqual(h.entries.map((e: any) => [e.id, e.outcome, e.reason, e.bytes, e.title]), [[d.id, 'deferred', 'window_closed', 1234, 'The Long Night']]);
     const htext = await cli('schedule', 'history');

@@ -10,7 +10,7 @@ import { startAgent, type Agent } from '../../src/agent/agent.ts';
 import type { ScheduledEvent, ScheduleMode } from '../../src/agent/scheduled.ts';
 import { encodeToken } from '../../src/core/signed-token.ts';
 import { generateKeyPair } from '../../src/core/crypto.ts';
-import { ORDER_TOKEN_TYPE } from '../../src/schedule/runner.ts';
+import { ORDER_TOKEN_TYPE } from '../../src/schedule/push.ts';
 import { testEngines } from '../helpers/db.ts';
 import { startTestOrigin, type TestOrigin } from '../helpers/origin.ts';
 import { waitFor as until } from '../helpers/wait.ts';
@@ -81,7 +81,7 @@ for (const engine of testEngines()) {
       return a;
     }
 
-    const history = async (terminalId: string, contentId: string) => (await o.schedules.history(terminalId, { contentId })).entries.reverse();
+    const history = async (terminalId: string, contentId: string) => (await o.schedules.deliveries.history(terminalId, { contentId })).entries.reverse();
 
     before(async () => {
       // The scheduler's own timer stays out of the way (1 h): the test ticks it, or agents' calls do.
@@ -109,10 +109,10 @@ for (const engine of testEngines()) {
       const addressee = await agent('addressee', 'address', ev.address);
       // 128 KiB/s: the 1 MiB content takes ~8 s, time enough to close the window part way.
       const cap = 128 * 1024;
-      await o.schedules.create(puller.terminalId, { select: { contentId: pullId }, windows: [win(W - MIN, W, cap), win(W + MIN, W + 2 * MIN, cap)] });
+      await o.schedules.requests.create(puller.terminalId, { select: { contentId: pullId }, windows: [win(W - MIN, W, cap), win(W + MIN, W + 2 * MIN, cap)] });
       // Capped too: an uncapped window would be given the whole egress budget (S0.6), and the others would wait for it.
-      await o.schedules.create(streamer.terminalId, { select: { contentId: streamId }, windows: [win(W - MIN, W, 8 * cap)] });
-      await o.schedules.create(addressee.terminalId, { select: { contentId: addressId }, windows: [win(W - MIN, W, 8 * cap)] });
+      await o.schedules.requests.create(streamer.terminalId, { select: { contentId: streamId }, windows: [win(W - MIN, W, 8 * cap)] });
+      await o.schedules.requests.create(addressee.terminalId, { select: { contentId: addressId }, windows: [win(W - MIN, W, 8 * cap)] });
       puller.scheduled!.wakeUp();
       await until(() => ev.pull.some((e) => e.event === 'check-in' && e.nextCheckInAt === new Date(W - MIN).toISOString()), 'a check-in that names window A as the next call');
       await until(async () => (await o.db.db.selectFrom('schedule_push_addresses').select('url').where('terminal_id', '=', addressee.terminalId).executeTakeFirst())?.url === `${addressee.url}/schedule/orders`, 'the registered address');
@@ -166,16 +166,16 @@ for (const engine of testEngines()) {
       assert.equal(records[0]!.bytes + records[1]!.bytes, SIZE, JSON.stringify(records.map((r) => r.bytes)));
       assert.ok(puller.store.list().find((c) => c.id === pullId)?.complete);
       // Delivered: the plans no longer list them.
-      for (const a of [puller, streamer, addressee]) assert.deepEqual((await o.schedules.plan(a.terminalId)).items, []);
+      for (const a of [puller, streamer, addressee]) assert.deepEqual((await o.schedules.planner.plan(a.terminalId)).items, []);
     });
 
     test('a content published while a window is open reaches the matching terminal at once (S0.5: added to its plan; S0.4: pushed)', async () => {
       // Window B is open (origin time W + 1 min, from the test above).
       const events: ScheduledEvent[] = [];
       const a = await agent('breaking-watcher', 'stream', events);
-      await o.schedules.create(a.terminalId, { select: { genre: 'Breaking' }, windows: [win(W + MIN, W + 2 * MIN, 1024 * 1024)] });
+      await o.schedules.requests.create(a.terminalId, { select: { genre: 'Breaking' }, windows: [win(W + MIN, W + 2 * MIN, 1024 * 1024)] });
       await until(() => o.scheduler!.orders(a.terminalId).length === 0 && a.scheduled!.running().length === 0, 'an idle stream');
-      assert.deepEqual((await o.schedules.plan(a.terminalId)).items, []);
+      assert.deepEqual((await o.schedules.planner.plan(a.terminalId)).items, []);
       const pub = await o.userWithRoles(['publisher']);
       const res = await o.call('POST', `/contents?title=Flash&genre=breaking&price=0`, { token: pub.token, body: randomBytes(SIZE), headers: { 'content-type': 'application/octet-stream' } });
       assert.equal(res.status, 201);
@@ -190,7 +190,7 @@ for (const engine of testEngines()) {
       const streamId = (await o.content.list({})).items.find((c) => c.title === 'Stream news')!.id;
       const events: ScheduledEvent[] = [];
       const a = await agent('second-receiver', 'stream', events);
-      await o.schedules.create(a.terminalId, { select: { contentId: streamId }, windows: [win(W + MIN, W + 2 * MIN, 1024 * 1024)] });
+      await o.schedules.requests.create(a.terminalId, { select: { contentId: streamId }, windows: [win(W + MIN, W + 2 * MIN, 1024 * 1024)] });
       await until(() => events.some((e) => e.event === 'delivered'), 'the second delivery');
       await o.scheduler!.tick();
       const delivered = events.find((e) => e.event === 'delivered')!;
@@ -245,7 +245,7 @@ for (const engine of testEngines()) {
 
       // "done" for a running order that the holder registry does not confirm.
       o.clock.set(Math.max(o.clock.now(), W + MIN));
-      await o.schedules.create(terminalId, { select: { contentId }, windows: [win(W + MIN, W + 2 * MIN)] });
+      await o.schedules.requests.create(terminalId, { select: { contentId }, windows: [win(W + MIN, W + 2 * MIN)] });
       res = await call('POST', '/schedules/check-in', {});
       assert.equal(res.status, 200, JSON.stringify(res.body));
       assert.equal(res.body.open, true);
@@ -269,7 +269,7 @@ for (const engine of testEngines()) {
 
       // A final count that arrives after the origin closed the window raises that attempt's bytes (never lowers them).
       const late = await publish('Late count');
-      await o.schedules.create(terminalId, { select: { contentId: late }, windows: [win(W + MIN, W + 2 * MIN)] });
+      await o.schedules.requests.create(terminalId, { select: { contentId: late }, windows: [win(W + MIN, W + 2 * MIN)] });
       res = await call('POST', '/schedules/check-in', {});
       assert.deepEqual(res.body.orders.map((x: any) => x.contentId), [late]);
       res = await call('POST', '/schedules/deliveries/report', { contentId: late, bytes: PIECE, state: 'running' });
@@ -292,7 +292,7 @@ for (const engine of testEngines()) {
       const { id: terminalId, call } = await bareTerminal(o, 'restart');
       const contentId = await publish('Restart news');
       o.clock.set(Math.max(o.clock.now(), W + 2 * MIN));
-      await o.schedules.create(terminalId, { select: { contentId }, windows: [win(W + 2 * MIN, W + 3 * MIN)] });
+      await o.schedules.requests.create(terminalId, { select: { contentId }, windows: [win(W + 2 * MIN, W + 3 * MIN)] });
       let res = await call('POST', '/schedules/check-in', {});
       assert.deepEqual(res.body.orders.map((x: any) => x.contentId), [contentId]);
       res = await call('POST', '/schedules/deliveries/report', { contentId, bytes: PIECE, state: 'running' });
@@ -357,7 +357,7 @@ for (const engine of testEngines()) {
           const { id, call } = await bareTerminal(o, name, roles);
           const beat = await call('POST', '/terminals/heartbeat', { uptimeRatio: 1, upBps: 100e6, downBps: 800e6, sendLoadBps: 0, recvLoadBps, cpu: 0.1 });
           assert.equal(beat.status, 204, JSON.stringify(beat.body));
-          await o.schedules.create(id, { select: { contentId }, windows: [window] });
+          await o.schedules.requests.create(id, { select: { contentId }, windows: [window] });
           return { id, call };
         }
         const congested = await terminal('congested-premium', ['premium'], 700e6); // receiving 87 % of its link
@@ -387,7 +387,7 @@ for (const engine of testEngines()) {
           o.clock.advance(1000);
         }
         assert.deepEqual(served, [premium.id, member.id, congested.id]);
-        for (const t of all) assert.deepEqual((await o.schedules.history(t.id)).entries.map((r) => r.outcome), ['done']);
+        for (const t of all) assert.deepEqual((await o.schedules.deliveries.history(t.id)).entries.map((r) => r.outcome), ['done']);
       } finally {
         await o.close();
       }

@@ -5,8 +5,9 @@ import { Readable } from 'node:stream';
 import { generateKeyPair, signBytes } from '../../src/core/crypto.ts';
 import { AppError } from '../../src/core/errors.ts';
 import { loginMessage } from '../../src/terminals/service.ts';
-import { MAX_SCHEDULES_PER_TERMINAL } from '../../src/schedule/service.ts';
+import { MAX_SCHEDULES_PER_TERMINAL } from '../../src/schedule/requests.ts';
 import { testEngines } from '../helpers/db.ts';
+import { recorder } from '../helpers/deliveries.ts';
 import { startTestOrigin, type TestOrigin } from '../helpers/origin.ts';
 
 // #5 points 1, 2 and 6 through the origin (S0.1, S0.2, S0.5, S0.7): distribution
@@ -178,7 +179,7 @@ for (const engine of testEngines()) {
 
     test(`at most ${MAX_SCHEDULES_PER_TERMINAL} schedules per terminal, also when requests race`, async () => {
       const t = await terminal();
-      for (let i = 0; i < MAX_SCHEDULES_PER_TERMINAL - 2; i++) await o.schedules.create(t.id, { select: { genre: `g${i}` }, windows: [always] });
+      for (let i = 0; i < MAX_SCHEDULES_PER_TERMINAL - 2; i++) await o.schedules.requests.create(t.id, { select: { genre: `g${i}` }, windows: [always] });
       const results = await Promise.all(Array.from({ length: 5 }, (_, i) => add(t, { select: { genre: `race${i}` }, windows: [always] })));
       assert.deepEqual(results.map((r) => r.status).sort(), [201, 201, 409, 409, 409]);
       for (const r of results.filter((r) => r.status === 409)) expectError(r, 409, 'too_many_schedules');
@@ -196,7 +197,7 @@ for (const engine of testEngines()) {
       expectError(await o.call('DELETE', `/schedules/${s.id}`, { token: b.token }), 403, 'schedule_not_yours');
       expectError(await o.call('DELETE', '/schedules/sch_doesnotexist', { token: b.token }), 404, 'unknown_schedule');
       assert.equal(await count(a.id), 1);
-      await rejectsWith(o.schedules.remove(b.id, s.id), 403, 'schedule_not_yours');
+      await rejectsWith(o.schedules.requests.remove(b.id, s.id), 403, 'schedule_not_yours');
     });
 
     test('plan: a content published later that matches appears in the plans of the matching terminals only', async () => {
@@ -231,7 +232,7 @@ for (const engine of testEngines()) {
       assert.equal(item.deferrals, 0);
       assert.equal(item.deliveryId, null);
       for (const t of [drama, byPublisher, none]) assert.deepEqual((await plan(t)).body.items, [], 'only the matching terminal');
-      assert.deepEqual(await o.schedules.matchingTerminals(id), [{ terminalId: nature.id, scheduleIds: [item.scheduleId] }]);
+      assert.deepEqual(await o.schedules.planner.matchingTerminals(id), [{ terminalId: nature.id, scheduleIds: [item.scheduleId] }]);
 
       // The other publisher's new content reaches only its follower.
       const theirs = await publish({ title: 'Other', genre: 'misc' }, otherPub);
@@ -251,7 +252,7 @@ for (const engine of testEngines()) {
       const held = await o.call('PUT', '/terminals/holdings', { token: nature.token, json: { contentIds: [id], mode: 'add' } });
       assert.equal(held.status, 200, JSON.stringify(held.body));
       assert.deepEqual((await plan(nature)).body.items, []);
-      assert.deepEqual(await o.schedules.matchingTerminals(id), []);
+      assert.deepEqual(await o.schedules.planner.matchingTerminals(id), []);
     });
 
     test('plans of many terminals read together (the scheduler) equal each terminal’s own plan', async () => {
@@ -267,12 +268,13 @@ for (const engine of testEngines()) {
       for (let i = 0; i < 4; i++) ids.push(await publish({ title: `Saga ${tag} ${i}`, genre: i % 2 ? `g-${tag}` : 'other' }, ownPub));
       await o.terminals.reportPieces(a.id, ids[1]!, '0'); // partly held: still due
       await o.call('PUT', '/terminals/holdings', { token: b.token, json: { contentIds: [ids[2]!], mode: 'add' } }); // held whole: not due
-      const d = await o.schedules.recordDue({ terminalId: a.id, contentId: ids[3]!, dueAt: T0 - 3_600_000 });
-      await o.schedules.recordDeferred(d.id, 'window_closed'); // aged once
-      const many = await o.schedules.plans([a.id, b.id, c.id, none.id, 'trm_unknown']);
+      const rec = recorder(o.schedules.deliveries, () => o.clock.now());
+      const d = await rec.due({ terminalId: a.id, contentId: ids[3]!, dueAt: T0 - 3_600_000 });
+      await rec.end(d, 'deferred', { reason: 'window_closed' }); // aged once
+      const many = await o.schedules.planner.plans([a.id, b.id, c.id, none.id, 'trm_unknown']);
       const iso = (ms: number) => new Date(ms).toISOString();
       for (const t of [a, b, c, none]) {
-        const own = (await o.schedules.plan(t.id, { limit: 1000 })).items;
+        const own = (await o.schedules.planner.plan(t.id, { limit: 1000 })).items;
         assert.deepEqual(many.get(t.id)!.map((i) => ({ ...i, dueAt: iso(i.dueAt), windowEnd: iso(i.windowEnd) })), own, t.id);
       }
       assert.equal(many.get(a.id)!.length, 4);
@@ -311,7 +313,7 @@ for (const engine of testEngines()) {
       assert.equal(limited.items.length, 2);
       assert.equal(limited.truncated, true);
       expectError(await plan(t, '?limit=0'), 400, 'invalid_request');
-      await rejectsWith(o.schedules.plan(t.id, { limit: 5000 }), 400, 'invalid_limit');
+      await rejectsWith(o.schedules.planner.plan(t.id, { limit: 5000 }), 400, 'invalid_limit');
 
       assert.equal((await o.call('DELETE', `/schedules/${now.id}`, { token: t.token })).status, 200);
       assert.deepEqual((await plan(t)).body.items.map((i: any) => [i.contentId, i.scheduleId]), [
@@ -328,17 +330,17 @@ for (const engine of testEngines()) {
       await publish({ title: 'Night film', genre: `dst-${tag}` });
       // Saturday 2026-03-28 23:30 UTC = Sunday 00:30 CET; clocks go 02:00 → 03:00 that night.
       o.clock.set(at('2026-03-28T23:30:00Z'));
-      let [item] = (await o.schedules.plan(t.id)).items;
+      let [item] = (await o.schedules.planner.plan(t.id)).items;
       assert.equal(item.dueAt, '2026-03-29T00:00:00.000Z'); // 01:00 CET
       assert.equal(item.windowEnd, '2026-03-29T03:00:00.000Z'); // 05:00 CEST: 3 real hours
       // 2026-10-24 22:30 UTC = Sunday 00:30 CEST; clocks go 03:00 → 02:00 that night.
       o.clock.set(at('2026-10-24T22:30:00Z'));
-      [item] = (await o.schedules.plan(t.id)).items;
+      [item] = (await o.schedules.planner.plan(t.id)).items;
       assert.equal(item.dueAt, '2026-10-24T23:00:00.000Z'); // 01:00 CEST
       assert.equal(item.windowEnd, '2026-10-25T04:00:00.000Z'); // 05:00 CET: 5 real hours
       // Inside the window it is open, due since its start.
       o.clock.set(at('2026-10-25T03:30:00Z'));
-      [item] = (await o.schedules.plan(t.id)).items;
+      [item] = (await o.schedules.planner.plan(t.id)).items;
       assert.equal(item.open, true);
       assert.equal(item.dueAt, '2026-10-24T23:00:00.000Z');
       o.clock.set(T0);
@@ -354,25 +356,27 @@ for (const engine of testEngines()) {
       const [first] = (await plan(t)).body.items.filter((i: any) => i.contentId === film);
 
       o.clock.set(at(first.dueAt));
-      const d1 = await o.schedules.recordDue({ terminalId: t.id, contentId: film, scheduleId: s.id, dueAt: at(first.dueAt), windowEnd: at(first.windowEnd) });
+      const rec = recorder(o.schedules.deliveries, () => o.clock.now());
+      const d1 = await rec.due({ terminalId: t.id, contentId: film, scheduleId: s.id, dueAt: at(first.dueAt), windowEnd: at(first.windowEnd) });
       assert.equal(d1.outcome, 'due');
       assert.equal(d1.deferrals, 0);
       // Idempotent while open.
-      assert.equal((await o.schedules.recordDue({ terminalId: t.id, contentId: film, scheduleId: s.id, dueAt: at(first.dueAt) })).id, d1.id);
+      assert.equal((await rec.due({ terminalId: t.id, contentId: film, scheduleId: s.id, dueAt: at(first.dueAt) })).id, d1.id);
       let item = (await plan(t)).body.items.find((i: any) => i.contentId === film);
       assert.equal(item.deliveryId, d1.id);
       assert.equal(item.lastOutcome, 'due');
 
       o.clock.advance(60_000);
-      const started = await o.schedules.recordStart(d1.id, { source: 'origin', sourceId: 'origin' });
+      const started = await rec.start(d1, 'origin');
       assert.equal(started.outcome, 'running');
       assert.equal(started.startedAt, new Date(at(first.dueAt) + 60_000).toISOString());
       o.clock.set(at(first.windowEnd));
-      const deferred = await o.schedules.recordDeferred(d1.id, 'window_closed', { bytes: 1500 });
+      const deferred = await rec.end(d1, 'deferred', { reason: 'window_closed', bytes: 1500 });
       assert.deepEqual([deferred.outcome, deferred.reason, deferred.bytes, deferred.endedAt], ['deferred', 'window_closed', 1500, first.windowEnd]);
       assert.equal(deferred.startedAt, started.startedAt);
-      await rejectsWith(o.schedules.recordDone(d1.id), 409, 'delivery_closed');
-      await rejectsWith(o.schedules.recordStart(d1.id, { source: 'origin' }), 409, 'delivery_closed');
+      // An ended record stays as it ended: later events for its attempt change nothing.
+      assert.deepEqual(await rec.end(d1, 'done'), deferred);
+      assert.deepEqual(await rec.start(d1, 'origin'), deferred);
 
       // Still planned, now for the next night, one deferral older.
       item = (await plan(t)).body.items.find((i: any) => i.contentId === film);
@@ -382,27 +386,27 @@ for (const engine of testEngines()) {
       assert.equal(item.dueAt, '2026-03-30T23:00:00.000Z');
 
       o.clock.set(at(item.dueAt));
-      const d2 = await o.schedules.recordDue({ terminalId: t.id, contentId: film, scheduleId: s.id, dueAt: at(item.dueAt), windowEnd: at(item.windowEnd) });
+      const d2 = await rec.due({ terminalId: t.id, contentId: film, scheduleId: s.id, dueAt: at(item.dueAt), windowEnd: at(item.windowEnd) });
       assert.notEqual(d2.id, d1.id);
       assert.equal(d2.deferrals, 1);
-      await o.schedules.recordStart(d2.id, { source: 'peer', sourceId: 'trm_somepeer' });
+      await rec.start(d2, 'peer');
       o.clock.advance(H);
-      const done = await o.schedules.recordDone(d2.id, { bytes: 500 });
+      const done = await rec.end(d2, 'done', { bytes: 500, source: 'peer', sourceId: 'trm_somepeer' });
       assert.deepEqual([done.outcome, done.source, done.sourceId, done.bytes, done.reason], ['done', 'peer', 'trm_somepeer', 500, null]);
       // Delivered: out of the plan, though the terminal has not reported the holding yet.
       assert.deepEqual((await plan(t)).body.items.map((i: any) => i.contentId), [other]);
 
       // A failure keeps the item, one deferral older; done without a start starts when it ends.
       o.clock.advance(1000);
-      const d3 = await o.schedules.recordDue({ terminalId: t.id, contentId: other, dueAt: o.clock.now() });
+      const d3 = await rec.due({ terminalId: t.id, contentId: other, dueAt: o.clock.now() });
       o.clock.advance(1000);
-      const failed = await o.schedules.recordFailed(d3.id, 'piece_corrupt', { source: 'edge' });
+      const failed = await rec.end(d3, 'failed', { reason: 'piece_corrupt', source: 'edge' });
       assert.equal(failed.outcome, 'failed');
       o.clock.advance(1000);
-      const d4 = await o.schedules.recordDue({ terminalId: t.id, contentId: other, dueAt: o.clock.now() });
+      const d4 = await rec.due({ terminalId: t.id, contentId: other, dueAt: o.clock.now() });
       assert.equal(d4.deferrals, 1);
       o.clock.advance(1000);
-      const d4done = await o.schedules.recordDone(d4.id);
+      const d4done = await rec.end(d4, 'done');
       assert.equal(d4done.startedAt, d4done.endedAt);
 
       // History, newest first, with titles; paging and a content filter.
@@ -430,27 +434,20 @@ for (const engine of testEngines()) {
       const stranger = await terminal('stranger');
       assert.deepEqual((await o.call('GET', '/schedules/history', { token: stranger.token })).body.entries, []);
       expectError(await o.call('GET', `/schedules/history?before=${d1.id}`, { token: stranger.token }), 400, 'invalid_cursor');
-      assert.deepEqual(await o.schedules.openDeliveries({ terminalId: t.id }), []);
+      assert.deepEqual(await o.schedules.deliveries.openDeliveries({ terminalId: t.id }), []);
     });
 
-    test('record refusals: nothing is written', async () => {
+    test('record events for attempts with no record are refused (unknown_delivery) after the others are written', async () => {
       const t = await terminal();
       const id = await publish({ title: 'X', genre: 'x' });
-      const rows = async () => Number((await o.db.db.selectFrom('schedule_deliveries').select((eb) => eb.fn.countAll<number>().as('n')).where('terminal_id', '=', t.id).executeTakeFirstOrThrow()).n);
-      await rejectsWith(o.schedules.recordDue({ terminalId: t.id, contentId: 'nope', dueAt: T0 }), 400, 'invalid_content_id');
-      await rejectsWith(o.schedules.recordDue({ terminalId: t.id, contentId: 'e'.repeat(64), dueAt: T0 }), 404, 'unknown_content');
-      await rejectsWith(o.schedules.recordDue({ terminalId: 'trm_nope', contentId: id, dueAt: T0 }), 404, 'unknown_terminal');
-      await rejectsWith(o.schedules.recordDue({ terminalId: t.id, contentId: id, dueAt: NaN }), 400, 'invalid_time');
-      await rejectsWith(o.schedules.recordDue({ terminalId: t.id, contentId: id, dueAt: T0, windowEnd: T0 }), 400, 'invalid_time');
-      assert.equal(await rows(), 0);
-      const d = await o.schedules.recordDue({ terminalId: t.id, contentId: id, dueAt: T0 });
-      await rejectsWith(o.schedules.recordStart(d.id, { source: 'cdn' as any }), 400, 'invalid_source');
-      await rejectsWith(o.schedules.recordDeferred(d.id, ''), 400, 'invalid_reason');
-      await rejectsWith(o.schedules.recordFailed(d.id, undefined as any), 400, 'invalid_reason');
-      await rejectsWith(o.schedules.recordDone(d.id, { bytes: -1 }), 400, 'invalid_bytes');
-      await rejectsWith(o.schedules.recordDone('sdl_nope'), 404, 'unknown_delivery');
-      const still = await o.schedules.openDeliveries({ terminalId: t.id });
-      assert.deepEqual(still.map((r) => [r.id, r.outcome, r.bytes]), [[d.id, 'due', 0]]);
+      const d = await o.schedules.deliveries.recordBatch([{ kind: 'due', attempt: 'a', terminalId: t.id, contentId: id, scheduleId: null, dueAt: T0, windowEnd: null }], new Map());
+      await rejectsWith(
+        o.schedules.deliveries.recordBatch([{ kind: 'end', attempt: 'nobody', outcome: 'done', reason: null, at: T0, bytes: 5 }], d),
+        404,
+        'unknown_delivery',
+      );
+      const still = await o.schedules.deliveries.openDeliveries({ terminalId: t.id });
+      assert.deepEqual(still.map((r) => [r.id, r.outcome, r.bytes]), [[d.get('a'), 'due', 0]]);
     });
 
     test('schedule changes are announced on the event bus', async () => {

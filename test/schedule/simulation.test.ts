@@ -393,7 +393,7 @@ for (const engine of testEngines()) {
         const clock = new ManualClock(from);
         const svc = new ScheduleService({ db, clock });
         const windows = [parseWindow({ days: 'daily', start: '01:00', end: '02:00', timeZone: 'UTC', capBytesPerSecond: 1_000_000 })];
-        const d = new Dispatcher({ terminals: [{ id: 't', windows, tier: 'member', link: null }], from, egressBudgetBps: 10_000_000, sink: new SimSink(), recorder: serviceRecorder(svc) });
+        const d = new Dispatcher({ terminals: [{ id: 't', windows, tier: 'member', link: null }], from, egressBudgetBps: 10_000_000, sink: new SimSink(), recorder: serviceRecorder(svc.deliveries) });
         d.addItem({ terminalId: 't', contentId: content, totalSize: 5_400_000_000 });
         for (let t = from; t < from + 2 * 86_400_000; t += STEP) {
           clock.set(t);
@@ -401,7 +401,7 @@ for (const engine of testEngines()) {
           if (flushEvery === 'step') await d.flush();
         }
         await d.flush();
-        const rows = (await svc.history('t', { limit: 10 })).entries.reverse();
+        const rows = (await svc.deliveries.history('t', { limit: 10 })).entries.reverse();
         const day1 = from + 3_600_000;
         const day2 = day1 + 86_400_000;
         assert.deepEqual(
@@ -412,7 +412,7 @@ for (const engine of testEngines()) {
           ],
         );
         assert.notEqual(rows[0]!.id, rows[1]!.id);
-        assert.deepEqual(await svc.openDeliveries(), []);
+        assert.deepEqual(await svc.deliveries.openDeliveries(), []);
       } finally {
         await handle.close();
       }

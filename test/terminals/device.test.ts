@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { Command } from 'commander';
-import { Api } from '../../src/cli/api.ts';
+import { Api } from '../../src/core/http-client.ts';
 import { registerTerminal } from '../../src/cli/terminal.ts';
 import { AppError } from '../../src/core/errors.ts';
 import { deviceSession, loadOrCreateDeviceKey } from '../../src/terminals/device.ts';

@@ -141,14 +141,14 @@ for (const engine of testEngines()) {
       const set = await o.call('PUT', '/schedules/push-address', { token: t.token, json: { url: `http://push.test:${local.port}/orders` } });
       assert.equal(set.status, 200, JSON.stringify(set.body));
       dns['push.test'] = ['127.0.0.1'];
-      await o.schedules.create(t.id, { select: { contentId }, windows: [win(W - MIN, W + MIN)] });
+      await o.schedules.requests.create(t.id, { select: { contentId }, windows: [win(W - MIN, W + MIN)] });
       o.clock.set(W - MIN);
       await o.scheduler!.tick(); // the window opens: the order is admitted and pushed
       let record;
       for (let i = 0; i < 100 && !record; i++) {
         await new Promise((r) => setTimeout(r, 20));
         await o.scheduler!.tick(); // the failed push is applied at the next step
-        record = (await o.schedules.history(t.id, { contentId })).entries.find((e) => e.outcome === 'failed');
+        record = (await o.schedules.deliveries.history(t.id, { contentId })).entries.find((e) => e.outcome === 'failed');
       }
       assert.equal(record?.reason, 'address_not_allowed');
       assert.equal(local.hits(), 0, 'no order reached it');

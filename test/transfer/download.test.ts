@@ -5,7 +5,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Client } from 'undici';
-import { Api } from '../../src/cli/api.ts';
+import { Api } from '../../src/core/http-client.ts';
 import { AppError } from '../../src/core/errors.ts';
 import { deviceSession } from '../../src/terminals/device.ts';
 import { download, fileTarget } from '../../src/transfer/downloader.ts';

@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Pool } from 'undici';
-import { Api } from '../../src/cli/api.ts';
+import { Api } from '../../src/core/http-client.ts';
 import type { ManualClock } from '../../src/core/clock.ts';
 import { generateKeyPair } from '../../src/core/crypto.ts';
 import { newId } from '../../src/core/ids.ts';

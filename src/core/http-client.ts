@@ -1,27 +1,16 @@
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { Readable } from 'node:stream';
-import { AppError } from '../core/errors.ts';
-import { chooseOrigin, readProfile, type Profile } from './profile.ts';
+import { AppError } from './errors.ts';
 
-// A small JSON client for the origin API; refusals become AppErrors with the server's code.
+// A small JSON client for the origin API, used by the CLI, agents and downloaders;
+// refusals become AppErrors with the server's code.
 
 export class Api {
   constructor(
     readonly origin: string,
     readonly token?: string,
   ) {}
-
-  /**
-   * The origin of chooseOrigin (--origin, $CASCADE_ORIGIN, the one signed in to), with
-   * $CASCADE_TOKEN or the kept token — the kept one only for the origin it was issued by.
-   */
-  static fromProfile(overrides: { origin?: string; token?: string } = {}): Api {
-    const p: Profile = readProfile();
-    const origin = chooseOrigin(overrides.origin);
-    const kept = p.origin.replace(/\/+$/, '') === origin ? p.token : undefined;
-    return new Api(origin, overrides.token ?? process.env.CASCADE_TOKEN ?? kept);
-  }
 
   async request<T = any>(method: string, route: string, opts: { json?: unknown; body?: any; headers?: Record<string, string>; auth?: boolean } = {}): Promise<T> {
     const headers: Record<string, string> = { ...(opts.headers ?? {}) };
