@@ -4,7 +4,7 @@ import { checkReachable, signIn } from './login.ts';
 import { ask, askNewPassword, doneAsking } from './prompt.ts';
 import { apiFromProfile, chooseOrigin } from './profile.ts';
 import { AppError, badRequest } from '../core/errors.ts';
-import { ROLES, type Role } from '../accounts/tables.ts';
+import { ROLES, type Role } from '../core/roles.ts';
 
 // Accounts from the CLI alone (issue 12 #2): `cascade signup` for oneself (a member, S3.1),
 // `cascade user …` for operators (accounts and roles: publisher, store, …) and for one's own

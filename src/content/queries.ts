@@ -14,11 +14,9 @@ export interface ContentFacts {
   publisherId: string;
 }
 
-const CONTENT_ID = /^[0-9a-f]{64}$/;
-
 /** The contents among `ids` that exist, by ID; unknown IDs are absent. One query. */
 export async function contentsByIds(db: Db, ids: readonly string[]): Promise<Map<string, ContentFacts>> {
-  const wanted = [...new Set(ids.filter((id) => CONTENT_ID.test(id)))];
+  const wanted = [...new Set(ids)];
   if (!wanted.length) return new Map();
   const rows = await db
     .selectFrom('contents')

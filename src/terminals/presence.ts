@@ -42,9 +42,13 @@ export class HeartbeatBuffer {
   }
 }
 
-/** Keeps whichever of two states is newer (a stored one may come from another origin process). */
+/**
+ * Keeps whichever of the stored state `a` (it may come from another origin process) and
+ * this process's unflushed beat `b` is newer. On a tie the unflushed beat wins: it arrived
+ * later, and the flush (`<=` on the time) will write it over the stored one too.
+ */
 export function newerState(a: TerminalState | null | undefined, b: TerminalState | null | undefined): TerminalState | null {
   if (!a) return b ?? null;
   if (!b) return a;
-  return b.at > a.at ? b : a;
+  return b.at >= a.at ? b : a;
 }

@@ -35,6 +35,10 @@ test('newerState keeps the later beat, and either when the other is missing', ()
   assert.equal(newerState(null, state(2))?.at, 2);
   assert.equal(newerState(state(1), undefined)?.at, 1);
   assert.equal(newerState(null, undefined), null);
+  // A tie goes to the unflushed beat (second): it came later, and the flush writes it over the stored one.
+  const stored = { ...state(5), cpu: 0.1 };
+  const fresh = { ...state(5), cpu: 0.9 };
+  assert.equal(newerState(stored, fresh), fresh);
 });
 
 test('validateHeartbeat returns only the known fields', () => {

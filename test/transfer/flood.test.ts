@@ -151,7 +151,9 @@ describe('500 piece requests at once (#10.7)', () => {
 
   test('an agent: 4 slots, no queue; the other 496 are refused; memory stays bounded; an honest download from it completes', async () => {
     // Everything runs on the origin's clock: grants, proofs, the agent's cap and its own download.
-    const seed = await agents.start('seed', { slots: 4, upRate: RATE, transferClock: origin.clock, downloads: { stallMs: 5000, refreshMs: 200 } });
+    // No heartbeat during the test: one sent while the flood holds its 4 slots would rightly have the
+    // origin call it saturated (S1.5) until the next, and the honest receiver could not be sent to it.
+    const seed = await agents.start('seed', { slots: 4, upRate: RATE, transferClock: origin.clock, heartbeatMs: 3_600_000, downloads: { stallMs: 5000, refreshMs: 200 } });
     const stop = run(origin.clock); // the seed fetches from the capped origin: let time pass
     try {
       await seed.fetch(contentId);
@@ -162,6 +164,11 @@ describe('500 piece requests at once (#10.7)', () => {
     // However long the seed's fetch took in real time, its clock is the origin's: grants and proofs
     // are judged on it, not on real time (CI once saw all 500 refused as stale proofs).
     origin.clock.advance(600_000);
+    // …and the origin, on that clock, hears from it now, idle: the first beat closes the window that
+    // holds the origin's spot check of its copy (a piece sent at its full rate, moments ago in real
+    // time), the second reports the idle moment since.
+    await seed.heartbeat();
+    await seed.heartbeat();
     const before = { external: external(), rss: rss() };
     const f = flood(seed.url, grantHeaders(seed.terminalId, origin.clock), contentId);
     try {
@@ -176,7 +183,7 @@ describe('500 piece requests at once (#10.7)', () => {
         const result = await honest.done;
         assert.equal(f.complete, 4);
         assert.ok(readFileSync(honest.out).equals(file));
-        assert.ok((result.bySource[seed.terminalId] ?? 0) > 0, `the agent served the honest receiver: ${JSON.stringify(result.bySource)}`);
+        assert.ok((result.bySource[seed.terminalId] ?? 0) > 0, `the agent served the honest receiver: ${JSON.stringify({ bySource: result.bySource, skipped: result.skipped, dropped: result.dropped })}`);
       } finally {
         stop();
       }
