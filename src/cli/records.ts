@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { PayoutOverview, PayoutResult, Statement } from '../ledger/statements.ts';
 import { apiFromProfile } from './profile.ts';
+import { table, timeToSecond } from './table.ts';
 import { isoTime, wholeNumber } from './voucher.ts';
 
 // Records on the command line (S1.11, S1.12, #12 point 2): `cascade statement` (a
@@ -25,18 +26,6 @@ function periodQuery(opts: { from?: string; to?: string }): URLSearchParams {
   });
 }
 
-/** Rows as aligned columns; `right` names the columns aligned right (numbers). */
-export function table(head: string[], rows: string[][], right: number[] = []): string[] {
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (r: string[]) =>
-    r
-      .map((c, i) => (right.includes(i) ? c.padStart(widths[i]) : c.padEnd(widths[i])))
-      .join('  ')
-      .trimEnd();
-  return [line(head), ...rows.map(line)];
-}
-
-const time = (iso: string) => iso.replace('T', ' ').replace(/\.\d+Z$/, 'Z');
 
 interface ReceiptItem {
   id: string;
@@ -124,7 +113,7 @@ export function registerRecords(program: Command) {
       const { items } = await apiFromProfile({ origin: g.origin }).get<{ items: ReceiptItem[] }>(`/receipts${query}`);
       if (g.json) return write(JSON.stringify({ items }));
       if (items.length === 0) return write('no receipts');
-      const rows = items.map((r) => [time(r.receivedAt), r.contentTitle ?? r.contentId, r.source, String(r.bytes), String(r.charge), r.status, r.why, r.id]);
+      const rows = items.map((r) => [timeToSecond(r.receivedAt), r.contentTitle ?? r.contentId, r.source, String(r.bytes), String(r.charge), r.status, r.why, r.id]);
       for (const l of table(['time', 'content', 'source', 'bytes', 'charge', 'status', 'why', 'receipt'], rows, [3, 4])) write(l);
     });
 }

@@ -5,6 +5,7 @@ import { apiFromProfile, cascadeHome } from './profile.ts';
 import { badRequest } from '../core/errors.ts';
 import { deviceSession } from '../terminals/device.ts';
 import { parseRate } from '../transfer/token-bucket.ts';
+import { table } from './table.ts';
 import { formatBytes } from '../schedule/ordering.ts';
 import type { DeliveryRecord } from '../schedule/deliveries.ts';
 import type { PlanView } from '../schedule/planning.ts';
@@ -132,15 +133,6 @@ export function formatSelection(s: SelectionView): string {
 /** "2026-01-05 00:00Z" */
 export const when = (iso: string | null) => (iso ? iso.replace('T', ' ').replace(/:\d{2}\.\d{3}Z$/, 'Z') : '-');
 
-function table(head: string[], rows: string[][], right: Set<number> = new Set()): string[] {
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (r: string[]) =>
-    r
-      .map((c, i) => (right.has(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)))
-      .join('  ')
-      .trimEnd();
-  return [line(head), ...rows.map(line)];
-}
 
 function nextText(s: PublicSchedule): string {
   if (!s.next) return 'no window opens again';

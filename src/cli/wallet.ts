@@ -3,6 +3,7 @@ import { badRequest } from '../core/errors.ts';
 import type { WalletHistory, WalletRecord } from '../ledger/records.ts';
 import type { Earnings, WalletView } from '../ledger/wallet-routes.ts';
 import { apiFromProfile } from './profile.ts';
+import { table, timeToSecond } from './table.ts';
 import { addTopupCommand } from './voucher.ts';
 
 // `cascade wallet`: balance and the last records (S1.12); `cascade wallet history` to
@@ -28,16 +29,8 @@ const signed = (n: number) => (n > 0 ? `+${n}` : String(n));
 
 /** The records as a text table, newest first: what happened in words, with the event ID last (S1.12). */
 export function formatRecords(entries: WalletRecord[]): string[] {
-  const rows = entries.map((e) => [e.at.replace('T', ' ').replace(/\.\d+Z$/, 'Z'), signed(e.amount), String(e.balanceAfter), e.reason, e.description, e.id]);
-  const head = ['time', 'amount', 'balance', 'reason', 'what', 'event'];
-  const right = new Set([1, 2]);
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (r: string[]) =>
-    r
-      .map((c, i) => (right.has(i) ? c.padStart(widths[i]) : c.padEnd(widths[i])))
-      .join('  ')
-      .trimEnd();
-  return [line(head), ...rows.map(line)];
+  const rows = entries.map((e) => [timeToSecond(e.at), signed(e.amount), String(e.balanceAfter), e.reason, e.description, e.id]);
+  return table(['time', 'amount', 'balance', 'reason', 'what', 'event'], rows, [1, 2]);
 }
 
 /** The earnings lines under the balance: as a source, and as a publisher (its royalty account, not the wallet). */
