@@ -4,6 +4,7 @@
 import { readdirSync, statSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
+import { ensureWebBuilt } from './web-build.mjs';
 
 function find(dir) {
   return readdirSync(dir).flatMap((name) => {
@@ -11,6 +12,9 @@ function find(dir) {
     return statSync(p).isDirectory() ? find(p) : p.endsWith('.test.ts') ? [p] : [];
   });
 }
+
+// The browser tests (test/web) drive the built app: build it first if web/ changed.
+ensureWebBuilt();
 
 const only = process.argv.slice(2);
 const files = only.length ? only : find('test').sort();

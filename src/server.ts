@@ -96,7 +96,7 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
 
   // Operations routes, in a plugin so that they are registered after (and documented by) OpenAPI.
   await app.register(opsRoutes({ app, db, keys }));
-  await app.register(webRoutes);
+  await app.register(webRoutes());
   for (const domain of [accounts, content, terminals, ledger, transfer, schedule]) await app.register(domain.plugin);
 
   const operatorCredentialsFile = await accounts.start();

@@ -1,0 +1,74 @@
+import { session, signOutExpired } from './session.ts';
+
+// The one way the web app talks to the origin: the same public API as the CLI (#13.1).
+// Errors come back as ApiError carrying the API's code and its sentence (`error.message`),
+// and the field it names where the API names one ("body/price must be …").
+
+export class ApiError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    readonly status: number,
+  ) {
+    super(message);
+  }
+  /** The request field the API's message names (`body/title must …` -> `title`), if any. */
+  get field(): string | null {
+    const m = /^(?:body|querystring|params)\/([A-Za-z0-9_]+)/.exec(this.message);
+    return m ? m[1] : null;
+  }
+}
+
+export interface RequestOptions {
+  /** Send no bearer token (sign-in, sign-up, public reads). */
+  anonymous?: boolean;
+  /** A token other than the account session (the browser's terminal session). */
+  token?: string;
+  signal?: AbortSignal;
+  headers?: Record<string, string>;
+  /** A body sent as is (a Blob for uploads) instead of JSON. */
+  rawBody?: BodyInit;
+}
+
+export async function api<T = any>(method: string, path: string, body?: unknown, opts: RequestOptions = {}): Promise<T> {
+  const headers: Record<string, string> = { ...opts.headers };
+  const token = opts.token ?? (opts.anonymous ? undefined : session.value?.token);
+  if (token) headers.authorization = `Bearer ${token}`;
+  let payload: BodyInit | undefined = opts.rawBody;
+  if (body !== undefined && payload === undefined) {
+    headers['content-type'] = 'application/json';
+    payload = JSON.stringify(body);
+  }
+  let res: Response;
+  try {
+    res = await fetch(path, { method, headers, body: payload, signal: opts.signal });
+  } catch (err) {
+    if ((err as Error).name === 'AbortError') throw err;
+    throw new ApiError('network_error', 'The origin cannot be reached; check your connection and try again.', 0);
+  }
+  const text = await res.text();
+  let data: any = null;
+  if (text) {
+    try {
+      data = JSON.parse(text);
+    } catch {
+      data = text;
+    }
+  }
+  if (!res.ok) {
+    const e = data?.error;
+    const err = new ApiError(e?.code ?? `http_${res.status}`, e?.message ?? `The origin answered ${res.status}.`, res.status);
+    // An account session that expired or was revoked: sign in again and come back (#13 "Bad input").
+    if (res.status === 401 && token && token === session.value?.token && (err.code === 'invalid_token' || err.code === 'unauthenticated')) signOutExpired();
+    throw err;
+  }
+  return data as T;
+}
+
+/** Query string from an object, leaving out empty values. */
+export function qs(params: Record<string, string | number | boolean | null | undefined>): string {
+  const p = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) if (v !== undefined && v !== null && v !== '') p.set(k, String(v));
+  const s = p.toString();
+  return s ? `?${s}` : '';
+}

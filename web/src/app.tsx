@@ -1,0 +1,132 @@
+import type { ComponentType } from 'preact';
+import { useEffect } from 'preact/hooks';
+import { api } from './api.ts';
+import { Link } from './components/common.tsx';
+import { match, navigate, route, type Match } from './router.ts';
+import { hasRole, session, setSession } from './session.ts';
+import { CatalogPage } from './pages/catalog.tsx';
+import { ContentPage } from './pages/content.tsx';
+import { DashboardPage } from './pages/dashboard.tsx';
+import { NotFoundPage } from './pages/not-found.tsx';
+import { PublishPage } from './pages/publish.tsx';
+import { SchedulesPage } from './pages/schedules.tsx';
+import { SignInPage, SignUpPage } from './pages/signin.tsx';
+import { StatementPage } from './pages/statement.tsx';
+import { StorePage } from './pages/store.tsx';
+import { UsersPage } from './pages/users.tsx';
+import { WalletPage } from './pages/wallet.tsx';
+
+// The app's pages (#13.3). `auth`: the page needs a signed-in account (sent to sign in and
+// back otherwise); `role`: only shown in the menu to accounts with it (the API decides anyway).
+interface PageDef {
+  path: string;
+  page: ComponentType<Match>;
+  auth?: boolean;
+  nav?: string;
+  role?: string;
+}
+
+export const pages: PageDef[] = [
+  { path: '/', page: CatalogPage, nav: 'Catalog' },
+  { path: '/content/:id', page: ContentPage },
+  { path: '/signin', page: SignInPage },
+  { path: '/signup', page: SignUpPage },
+  { path: '/wallet', page: WalletPage, auth: true, nav: 'Wallet' },
+  { path: '/schedules', page: SchedulesPage, auth: true, nav: 'Schedules' },
+  { path: '/publish', page: PublishPage, auth: true, nav: 'Publish', role: 'publisher' },
+  { path: '/statement', page: StatementPage, auth: true, nav: 'Royalties', role: 'publisher' },
+  { path: '/store', page: StorePage, auth: true, nav: 'Vouchers', role: 'store' },
+  { path: '/admin/users', page: UsersPage, auth: true, nav: 'Users', role: 'operator' },
+  { path: '/admin/dashboard', page: DashboardPage, auth: true, nav: 'Dashboard', role: 'operator' },
+];
+
+export function App() {
+  const path = route.value;
+  const s = session.value;
+
+  // The roles shown come from the origin, not from storage: refresh them once per start.
+  useEffect(() => {
+    if (!s) return;
+    api<{ id: string; username: string; roles: string[] }>('GET', '/auth/me')
+      .then((me) => {
+        const cur = session.value;
+        if (cur && cur.token === s.token) setSession({ ...cur, username: me.username, roles: me.roles, userId: me.id });
+      })
+      .catch(() => {});
+  }, [s?.token]);
+
+  let found: { def: PageDef; m: Match } | null = null;
+  for (const def of pages) {
+    const m = match(def.path, path);
+    if (m) {
+      found = { def, m };
+      break;
+    }
+  }
+  useEffect(() => {
+    if (found?.def.auth && !session.value) navigate(`/signin?next=${encodeURIComponent(path)}`, { replace: true });
+    // Move focus to the new page's heading, so keyboard and screen reader users start there.
+    (document.getElementById('page-title') as HTMLElement | null)?.focus({ preventScroll: true });
+  }, [path]);
+
+  const Body = found ? found.def.page : NotFoundPage;
+  const showBody = !(found?.def.auth && !s);
+  return (
+    <>
+      <a class="skip" href="#main" onClick={(e) => (e.preventDefault(), document.getElementById('main')?.focus())}>
+        Skip to content
+      </a>
+      <header class="top">
+        <Link to="/" class="brand">
+          Cascade
+        </Link>
+        <nav aria-label="Main">
+          <ul>
+            {pages
+              .filter((p) => p.nav && (!p.auth || s) && (!p.role || hasRole(p.role)))
+              .map((p) => (
+                <li key={p.path}>
+                  <Link to={p.path} class={found?.def === p ? 'current' : undefined}>
+                    {p.nav}
+                  </Link>
+                </li>
+              ))}
+          </ul>
+        </nav>
+        <div class="who">
+          {s ? (
+            <>
+              <span>
+                Signed in as <strong>{s.username}</strong>
+              </span>
+              <button type="button" class="link" onClick={signOut}>
+                Sign out
+              </button>
+            </>
+          ) : (
+            <>
+              <Link to="/signin">Sign in</Link>
+              <Link to="/signup">Sign up</Link>
+            </>
+          )}
+        </div>
+      </header>
+      <main id="main" tabIndex={-1}>
+        {showBody && <Body {...(found?.m ?? { params: {}, query: new URLSearchParams() })} />}
+      </main>
+      <footer>
+        <a href="/docs">API reference</a> · <a href="/health">Origin health</a>
+      </footer>
+    </>
+  );
+}
+
+async function signOut() {
+  try {
+    await api('POST', '/auth/logout');
+  } catch {
+    // Signed out here whatever the origin says: the token is dropped either way.
+  }
+  setSession(null);
+  navigate('/');
+}
