@@ -30,14 +30,18 @@ export function webRoutes(opts: { dir?: string } = {}): FastifyPluginAsync {
       return reply.sendFile('index.html', dir, { cacheControl: false });
     });
 
-    app.get<{ Params: { '*': string } }>('/assets/*', {
+    // Vite writes the assets flat (`assets/index-<hash>.js`): a file name, never a path.
+    app.get<{ Params: { file: string } }>('/assets/:file', {
       config: { access: 'public' },
-      schema: { summary: 'The web app’s scripts, styles and images (content-hashed names, cached for a year)', tags: ['web'], params: { type: 'object', properties: { '*': { type: 'string', maxLength: 200 } } } },
+      schema: {
+        summary: 'The web app’s scripts, styles and images (content-hashed names, cached for a year)',
+        tags: ['web'],
+        params: { type: 'object', required: ['file'], properties: { file: { type: 'string', pattern: '^[A-Za-z0-9_-][A-Za-z0-9._-]*$', maxLength: 100 } } },
+      },
       handler: async (req, reply) => {
-        const name = req.params['*'];
         reply.header('x-content-type-options', 'nosniff');
-        // sendFile refuses paths leaving `root`; a missing file is a 404 in the API's error shape.
-        return reply.sendFile(name, path.join(dir, 'assets'), { maxAge: 31536000 * 1000, immutable: true });
+        // A missing file is a 404 in the API's error shape (the not-found handler).
+        return reply.sendFile(req.params.file, path.join(dir, 'assets'), { maxAge: 31536000 * 1000, immutable: true });
       },
     });
   };
