@@ -201,6 +201,33 @@ for (const engine of testEngines()) {
       assert.equal(second.sha256, fileSha);
     });
 
+    test('receipts the origin calls receipt_not_served are sent again and accepted; refused for good they are reported', async () => {
+      const web = await member(CREDIT);
+      let answered = 0;
+      // The first two answers say the origin has not yet noted the pieces as served (its note is on its way).
+      const notYet: FetchLike = async (url, init) => {
+        if (!url.endsWith('/receipts') || answered++ >= 2) return fetch(url, init);
+        const { receipts } = JSON.parse(String(init!.body));
+        return Response.json({ accepted: [], duplicates: [], refused: receipts.map((_: unknown, index: number) => ({ index, receiptId: null, code: 'receipt_not_served', message: 'not yet' })) });
+      };
+      const result = await downloadContent(opts(web.token, { fetch: notYet }));
+      assert.ok(answered >= 3);
+      assert.equal(result.receipts.accepted.length, 1);
+      assert.deepEqual(result.receipts.refused, []);
+      assert.equal((await receiptsOf(result.terminalId)).length, 1);
+
+      const other = await member(CREDIT);
+      const never: FetchLike = async (url, init) => {
+        if (!url.endsWith('/receipts')) return fetch(url, init);
+        const { receipts } = JSON.parse(String(init!.body));
+        return Response.json({ accepted: [], duplicates: [], refused: receipts.map((r: { body: string }, index: number) => ({ index, receiptId: JSON.parse(r.body).id, code: 'receipt_served_invalid', message: 'no' })) });
+      };
+      const refused = await downloadContent(opts(other.token, { fetch: never }));
+      assert.equal(refused.sha256, fileSha);
+      assert.deepEqual(refused.receipts.accepted, []);
+      assert.deepEqual(refused.receipts.refused.map((r) => r.code), ['receipt_served_invalid']);
+    });
+
     test('a tampered piece is refused: piece_corrupt after three copies, never kept nor receipted', async () => {
       const web = await member(CREDIT);
       const keyStore = memoryKeyStore();
