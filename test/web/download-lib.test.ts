@@ -232,12 +232,12 @@ for (const engine of testEngines()) {
       const web = await member(CREDIT);
       const keyStore = memoryKeyStore();
       const { f, seen } = tamperPiece(3, (b) => void (b[100] ^= 0xff));
-      await rejectsWith(downloadContent(opts(web.token, { keyStore, fetch: f, concurrency: 1 })), 'piece_corrupt');
+      await rejectsWith(downloadContent(opts(web.token, { keyStore, fetch: f, concurrency: 1, receiptBatch: 2 })), 'piece_corrupt');
       assert.equal(seen.count, 3);
       const [record] = keyStore.records.values();
       const receipts = await receiptsOf(record.terminalId!);
-      // Pieces 0-2 arrived verified and were receipted (they were served); piece 3 in none.
-      assert.deepEqual(receipts.flatMap((r) => decodeRanges(r.pieces, 21)!).sort((a, b) => a - b), [0, 1, 2]);
+      // The block 0-1 arrived verified and was receipted; piece 3 is in none (nor 2, its unfinished block's other piece).
+      assert.deepEqual(receipts.flatMap((r) => decodeRanges(r.pieces, 21)!).sort((a, b) => a - b), [0, 1]);
     });
 
     test('one bad copy of a piece is dropped and fetched again; the content arrives exact', async () => {
@@ -328,17 +328,26 @@ for (const engine of testEngines()) {
       await rejectsWith(downloadContent(opts(web.token, { contentId: 'f'.repeat(64) })), 'unknown_content');
     });
 
-    test('stopping a download rejects with aborted and pays only for verified pieces', async () => {
+    test('stopping a download rejects with aborted; pieces of whole blocks are paid, and once only', async () => {
       const web = await member(CREDIT);
       const stop = new AbortController();
       const keyStore = memoryKeyStore();
       await rejectsWith(
-        downloadContent(opts(web.token, { keyStore, signal: stop.signal, concurrency: 1, onProgress: (p) => p.pieces >= 4 && stop.abort() })),
+        downloadContent(opts(web.token, { keyStore, signal: stop.signal, concurrency: 1, receiptBatch: 4, onProgress: (p) => p.pieces >= 6 && stop.abort() })),
         'aborted',
       );
       const [record] = keyStore.records.values();
       const covered = (await receiptsOf(record.terminalId!)).flatMap((r) => decodeRanges(r.pieces, 21)!);
-      assert.ok(covered.length >= 4 && covered.length < 21, `receipted ${covered.length}`);
+      // The whole block 0-3 was receipted; 4-5 (an unfinished block, dropped with the page's copy) not.
+      assert.deepEqual(covered, [0, 1, 2, 3]);
+      // Downloading it again in full costs what one whole download costs: the block's receipt comes again
+      // byte-identical (a duplicate), nothing overlaps, nothing is paid twice or left unpaid.
+      const again = await downloadContent(opts(web.token, { keyStore, receiptBatch: 4 }));
+      assert.deepEqual(again.receipts.refused, []);
+      assert.equal(again.receipts.accepted.length, 6);
+      const whole = await member(CREDIT);
+      await downloadContent(opts(whole.token));
+      assert.deepEqual(await wallet(web.token), await wallet(whole.token));
     });
   });
 }

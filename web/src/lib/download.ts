@@ -102,7 +102,7 @@ export interface DownloadOptions {
   terminalName?: string;
   /** Piece requests in flight at once (default 4). */
   concurrency?: number;
-  /** Pieces per receipt (default 32). */
+  /** Pieces per receipt: receipts cover aligned blocks of this many pieces (default 32). */
   receiptBatch?: number;
   /** Larger contents are refused (`content_too_large`) before anything is reserved (default 2 GiB: the Blob lives in the page). */
   maxBytes?: number;
@@ -251,8 +251,8 @@ class BrowserDownload {
   private readonly parts: Blob[] = [];
   private readonly waiting = new Map<number, Uint8Array<ArrayBuffer>>();
   private readonly hasher = new Sha256();
-  /** Verified pieces not yet in a receipt, per grant: index → served statement. */
-  private readonly unreceipted = new Map<string, Map<number, string>>();
+  /** Verified pieces not yet in a receipt, per grant and block (`<grant>|<block>`): index → served statement. */
+  private readonly unreceipted = new Map<string, { grantId: string; pieces: Map<number, string> }>();
   private readonly receipts = new Map<string, { receipt: { body: string; signature: string }; state: 'new' | 'accepted' | 'refused' }>();
   private readonly refused: ReceiptRefusal[] = [];
   private sending: Promise<void> = Promise.resolve();
@@ -294,8 +294,9 @@ class BrowserDownload {
       if (this.opts.signal?.aborted) throw abortedError();
       if (this.fatal) throw this.fatal;
     } catch (err) {
-      // The pieces that did arrive verified were served: receipts for them (best effort), as `cascade get` does.
-      this.receiptAll();
+      // Receipts made for whole blocks go to the origin (best effort). The pieces of unfinished
+      // blocks are dropped with the page's copy and not receipted: fetched again by the next
+      // download, they are receipted then — and whole blocks again byte-identical (duplicates).
       await this.sendReceipts(false).catch(() => {});
       this.stop.abort();
       throw this.opts.signal?.aborted ? abortedError() : err;
@@ -491,12 +492,20 @@ class BrowserDownload {
     this.progress.pieces++;
     this.progress.bytes += got.bytes.length;
     this.opts.onProgress?.({ ...this.progress });
-    let group = this.unreceipted.get(got.grantId);
-    if (!group) this.unreceipted.set(got.grantId, (group = new Map()));
-    group.set(i, got.served);
-    if (group.size >= (this.opts.receiptBatch ?? 32)) {
-      this.unreceipted.delete(got.grantId);
-      this.sending = this.sending.then(() => this.receipt(got.grantId, group));
+    // Receipts cover aligned blocks of pieces, made once a block is complete under one grant: a
+    // download stopped and started again under the same grant re-makes the same receipts byte for
+    // byte (the origin counts them as duplicates), never overlapping ones it would refuse.
+    const batch = Math.max(1, Math.min(this.opts.receiptBatch ?? 32, 100_000));
+    const block = Math.floor(i / batch);
+    const blockSize = Math.min(batch, this.total - block * batch);
+    const key = `${got.grantId}|${block}`;
+    let group = this.unreceipted.get(key);
+    if (!group) this.unreceipted.set(key, (group = { grantId: got.grantId, pieces: new Map() }));
+    group.pieces.set(i, got.served);
+    if (group.pieces.size === blockSize) {
+      this.unreceipted.delete(key);
+      const done = group;
+      this.sending = this.sending.then(() => this.receipt(done.grantId, done.pieces));
       void this.sendReceipts(false).catch(() => {}); // best effort now; the end sends what is left
     }
   }
@@ -518,8 +527,9 @@ class BrowserDownload {
     this.receipts.set(JSON.parse(receipt.body).id, { receipt, state: 'new' });
   }
 
+  /** At the end of a complete download: receipts for blocks whose pieces came under more than one grant. */
   private receiptAll() {
-    for (const [grantId, group] of this.unreceipted) this.sending = this.sending.then(() => this.receipt(grantId, group));
+    for (const { grantId, pieces } of this.unreceipted.values()) this.sending = this.sending.then(() => this.receipt(grantId, pieces));
     this.unreceipted.clear();
   }
 
