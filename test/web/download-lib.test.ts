@@ -12,7 +12,6 @@ import { makeReceipt as nodeMakeReceipt } from '../../src/transfer/receipt.ts';
 import { decodeRanges } from '../../src/transfer/piece-ranges.ts';
 import { downloadContent, makeReceipt, type DownloadOptions, type DownloadProgress } from '../../web/src/lib/download.ts';
 import { memoryKeyStore } from '../../web/src/lib/device.ts';
-import { Sha256 } from '../../web/src/lib/sha256.ts';
 import { CascadeError, signText, type FetchLike } from '../../web/src/lib/wire.ts';
 import { testEngines } from '../helpers/db.ts';
 import { startTestOrigin, type TestOrigin } from '../helpers/origin.ts';
@@ -25,15 +24,6 @@ import { startTestOrigin, type TestOrigin } from '../helpers/origin.ts';
 const PIECE = 64 * 1024;
 const PRICE = 300;
 const CREDIT = 1000;
-
-test('the incremental SHA-256 equals node:crypto for every split of the input', () => {
-  for (const n of [0, 1, 55, 56, 63, 64, 65, 119, 120, 128, 1000, 70_001]) {
-    const data = randomBytes(n);
-    const h = new Sha256();
-    for (let at = 0; at < n; at += 37) h.update(data.subarray(at, Math.min(n, at + 37)));
-    assert.equal(h.hex(), createHash('sha256').update(data).digest('hex'), `${n} bytes`);
-  }
-});
 
 test('receipts are byte for byte those of src/transfer/receipt.ts (same ID rule, same signed text)', async () => {
   const keys = generateKeyPair();

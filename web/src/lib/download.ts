@@ -1,6 +1,9 @@
 import canonicalizeModule from 'canonicalize';
 import { terminalSession, type KeyStore, type TerminalSession } from './device.ts';
-import { Sha256 } from './sha256.ts';
+// The whole-file hash is fed piece by piece (WebCrypto digests only whole buffers, which
+// would need a second copy of the content): @noble/hashes' audited incremental SHA-256.
+import { sha256 } from '@noble/hashes/sha2.js';
+import { bytesToHex } from '@noble/hashes/utils.js';
 import {
   abortedError,
   browserClock,
@@ -250,7 +253,7 @@ class BrowserDownload {
   /** Verified pieces in order, as Blobs; a piece waits as bytes only until those before it are hashed. */
   private readonly parts: Blob[] = [];
   private readonly waiting = new Map<number, Uint8Array<ArrayBuffer>>();
-  private readonly hasher = new Sha256();
+  private readonly hasher = sha256.create();
   /** Verified pieces not yet in a receipt, per grant and block (`<grant>|<block>`): index → served statement. */
   private readonly unreceipted = new Map<string, { grantId: string; pieces: Map<number, string> }>();
   private readonly receipts = new Map<string, { receipt: { body: string; signature: string }; state: 'new' | 'accepted' | 'refused' }>();
@@ -307,7 +310,7 @@ class BrowserDownload {
     const blob = new Blob(this.parts, { type: 'application/octet-stream' });
     return {
       blob,
-      sha256: this.hasher.hex(),
+      sha256: bytesToHex(this.hasher.digest()),
       bytes: blob.size,
       contentId: this.opts.contentId,
       title: this.body.title,
