@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import type { Agent } from '../../src/agent/agent.ts';
+import { systemClock } from '../../src/core/clock.ts';
 import { AppError } from '../../src/core/errors.ts';
 import { Api } from '../../src/core/http-client.ts';
 import { deviceSession } from '../../src/terminals/device.ts';
@@ -57,7 +58,7 @@ for (const engine of testEngines()) {
       (await o.db.db.selectFrom('receipts').select('bytes').where('receiver_id', '=', receiver).where('source_id', '=', 'origin').execute()).reduce((s, r) => s + Number(r.bytes), 0);
 
     before(async () => {
-      m0 = Math.floor(Date.now() / MIN) * MIN;
+      m0 = Math.floor(systemClock.now() / MIN) * MIN; // near real time: see above
       o = await startTestOrigin({ engine, now: m0 + 10_000, config: { pieceSize: PIECE, holdingsSpotCheck: false, scheduler: false } });
       work = mkdtempSync(path.join(os.tmpdir(), 'cascade-dash-'));
       operator = await o.userWithRoles(['operator']);
