@@ -4,7 +4,7 @@ import { contentMigration } from '../content/tables.ts';
 import { ledgerMigration, ledgerRecordsMigration } from '../ledger/tables.ts';
 import { vouchersMigration } from '../ledger/tables-vouchers.ts';
 import { holdingPiecesMigration, terminalChallengesMigration, terminalsMigration } from '../terminals/tables.ts';
-import { grantServedMigration, peersMigration, transferMigration } from '../transfer/tables.ts';
+import { grantServedMigration, peersMigration, receiptsBySourceTimeMigration, transferMigration } from '../transfer/tables.ts';
 import { purchasesMigration, settlementMigration } from '../ledger/tables-settlement.ts';
 import { schedulePushMigration, schedulesMigration } from '../schedule/tables.ts';
 
@@ -26,6 +26,7 @@ const migrations: Record<string, Migration> = {
   '0013_grant_served': grantServedMigration,
   '0014_trust_terminal_challenges': terminalChallengesMigration,
   '0015_ledger_records': ledgerRecordsMigration,
+  '0018_receipts_by_source_time': receiptsBySourceTimeMigration,
 };
 
 export async function migrateToLatest(db: Kysely<any>): Promise<void> {

@@ -167,3 +167,10 @@ export const grantServedMigration: Migration = {
       .execute();
   },
 };
+
+/** The dashboard's origin egress per minute (#13) reads receipts by source and time. */
+export const receiptsBySourceTimeMigration: Migration = {
+  async up(db: Kysely<any>) {
+    await db.schema.createIndex('receipts_source_received').on('receipts').columns(['source_id', 'received_at']).execute();
+  },
+};
