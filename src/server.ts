@@ -13,6 +13,7 @@ import { createHttpApp } from './core/http.ts';
 import { createLogger } from './core/logger.ts';
 import { openDatabase, sql, type DbHandle } from './db/connection.ts';
 import { ledgerDomain, type Ledger, type Reservations, type Settlement, type Wallets } from './ledger/index.ts';
+import { opsDashboard } from './ops/dashboard.ts';
 import { scheduleDomain, type ScheduleRunner, type ScheduleService } from './schedule/index.ts';
 import { terminalsDomain, type TerminalService } from './terminals/index.ts';
 import {
@@ -93,11 +94,13 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
   const ledger = ledgerDomain({ ...base, ...services, submitReceipts: (terminalId, items) => transfer.receipts.submit(terminalId, items) });
   const transfer = transferDomain({ ...base, ...services, metrics: app.metrics, settlement: ledger.settlement, billing: ledger.billing, charges: ledger.charges });
   const schedule = scheduleDomain({ ...base, terminals: terminals.terminals });
+  // #13: the operators' dashboard, composed from the domains' services (it owns no table).
+  const dashboard = opsDashboard({ db: db.db, clock, terminals: terminals.terminals, transfers: transfer.transfers, ledger: ledger.ledger, schedules: schedule.schedules });
 
   // Operations routes, in a plugin so that they are registered after (and documented by) OpenAPI.
   await app.register(opsRoutes({ app, db, keys }));
   await app.register(webRoutes());
-  for (const domain of [accounts, content, terminals, ledger, transfer, schedule]) await app.register(domain.plugin);
+  for (const domain of [accounts, content, terminals, ledger, transfer, schedule, dashboard]) await app.register(domain.plugin);
 
   const operatorCredentialsFile = await accounts.start();
   terminals.start();

@@ -190,6 +190,24 @@ export class DeliveryRecords {
   }
 
   /**
+   * #13 operations dashboard: the scheduler's backlog — open delivery records (outcome
+   * `due` or `running`: admitted or waiting, not ended) whose due time has come, and the
+   * oldest due time among them. One aggregate over the open records (the partial index
+   * `schedule_deliveries_open` covers exactly those).
+   */
+  async backlog(): Promise<{ backlog: number; oldestDueAt: string | null }> {
+    const row = await this.db
+      .selectFrom('schedule_deliveries')
+      .select((eb) => [eb.fn.countAll<number>().as('n'), eb.fn.min('due_at').as('oldest')])
+      // Literal values, so the planner matches the partial index's predicate.
+      .where(sql<boolean>`outcome in ('due', 'running')`)
+      .where('due_at', '<=', new Date(this.clock.now()))
+      .executeTakeFirst();
+    const oldest = row?.oldest ? new Date(row.oldest as Date | string) : null;
+    return { backlog: Number(row?.n ?? 0), oldestDueAt: oldest ? oldest.toISOString() : null };
+  }
+
+  /**
    * S0.7: the terminal's delivery records, newest first. `before` is the last id of the
    * previous page (`invalid_cursor` if it is not one of this terminal's records).
    */

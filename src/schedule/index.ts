@@ -7,6 +7,7 @@ import type { KeyPair } from '../core/crypto.ts';
 import type { EventBus } from '../core/event-bus.ts';
 import type { Db } from '../db/connection.ts';
 import type { TerminalService } from '../terminals/service.ts';
+import { memberScheduleRoutes } from './member-routes.ts';
 import { scheduleRoutes } from './routes.ts';
 import { ScheduleRunner } from './runner.ts';
 import { ScheduleService } from './service.ts';
@@ -49,7 +50,11 @@ export function scheduleDomain(deps: {
         tickMs: config.scheduleTickMs,
       })
     : null;
-  const plugin: FastifyPluginAsync = scheduleRoutes({ schedules, runner: scheduler ?? undefined });
+  const plugin: FastifyPluginAsync = async (app) => {
+    await app.register(scheduleRoutes({ schedules, runner: scheduler ?? undefined }));
+    // #13: the same routes for an account session, on a terminal the member owns.
+    await app.register(memberScheduleRoutes({ db, schedules }));
+  };
   return {
     schedules,
     scheduler,

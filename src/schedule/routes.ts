@@ -36,7 +36,7 @@ const nextSchema = {
   },
 } as const;
 
-const scheduleSchema = {
+export const scheduleSchema = {
   type: 'object',
   properties: {
     id: { type: 'string' },
@@ -103,6 +103,72 @@ const recordSchema = {
     createdAt: { type: 'string', format: 'date-time' },
   },
 } as const;
+
+/** The body of POST /schedules and POST /me/terminals/:tid/schedules: checked by the service, field by field; the schema still refuses control characters anywhere. */
+export const scheduleBodySchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    select: { description: 'exactly one of contentId, publisherId, publisher, genre, series', examples: [{ genre: 'news' }, { series: 'Evening' }] },
+    windows: {
+      description: 'array of 1–10 windows',
+      examples: [
+        [{ days: 'weekdays', start: '01:00', end: '05:00', timeZone: 'Europe/Berlin', capBytesPerSecond: 2_000_000 }],
+        [{ days: ['sat', 'sun'], start: '22:00', end: '06:00', timeZone: 'UTC' }],
+      ],
+    },
+    priority: { description: 'whole number 0–100, default 0', examples: [0, 7, 100] },
+  },
+} as const;
+
+export const SCHEDULE_CREATE_DESCRIPTION =
+  'select: exactly one of contentId, publisherId, publisher (username), genre, series (a title prefix). windows: 1–10 windows ' +
+  '{ days, start, end, timeZone, from?, until?, capBytesPerSecond? } (docs/schedules.md "Windows"). priority: 0–100, orders this terminal’s own items. ' +
+  'At most 50 schedules per terminal. Refusals: empty_selection, invalid_selection, invalid_content_id, invalid_window, unknown_time_zone, ' +
+  'invalid_cap, too_many_windows, invalid_priority (400); unknown_content, unknown_publisher (404); too_many_schedules (409).';
+
+export const scheduleListSchema = { type: 'object', properties: { schedules: { type: 'array', items: scheduleSchema } } } as const;
+
+export const planQuerySchema = { type: 'object', additionalProperties: false, properties: { limit: { type: 'integer', minimum: 1, maximum: PLAN_MAX_LIMIT, default: 100 } } } as const;
+
+export const planSchema = {
+  type: 'object',
+  properties: {
+    terminalId: { type: 'string' },
+    at: { type: 'string', format: 'date-time' },
+    items: { type: 'array', items: planItemSchema },
+    truncated: { type: 'boolean' },
+    openings: {
+      type: 'array',
+      items: {
+        type: 'object',
+        properties: {
+          scheduleId: { type: 'string' },
+          windowIndex: { type: 'integer' },
+          start: { type: 'string', format: 'date-time' },
+          end: { type: 'string', format: 'date-time' },
+          capBytesPerSecond: { type: ['integer', 'null'] },
+        },
+      },
+    },
+  },
+} as const;
+
+export const historyQuerySchema = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    limit: { type: 'integer', minimum: 1, maximum: 1000, default: 20 },
+    before: { type: 'string', maxLength: 64, description: 'the nextCursor of the previous page' },
+    contentId: { type: 'string', pattern: '^[0-9a-f]{64}$' },
+  },
+} as const;
+
+export const historySchema = { type: 'object', properties: { entries: { type: 'array', items: recordSchema }, nextCursor: { type: ['string', 'null'] } } } as const;
+
+export const scheduleIdParams = { type: 'object', required: ['id'], properties: { id: { type: 'string', maxLength: 64 } } } as const;
+
+export const removedSchema = { type: 'object', properties: { id: { type: 'string' }, removed: { type: 'boolean' } } } as const;
 
 const orderSchema = {
   type: 'object',
@@ -227,28 +293,9 @@ export function scheduleRoutes(deps: { schedules: ScheduleService; runner?: Sche
       config: { access: 'terminal' },
       schema: {
         summary: 'Send a distribution request (S0.1, S0.2): what this terminal wants and in which of its local time windows',
-        description:
-          'select: exactly one of contentId, publisherId, publisher (username), genre, series (a title prefix). windows: 1–10 windows ' +
-          '{ days, start, end, timeZone, from?, until?, capBytesPerSecond? } (docs/schedules.md "Windows"). priority: 0–100, orders this terminal’s own items. ' +
-          'At most 50 schedules per terminal. Refusals: empty_selection, invalid_selection, invalid_content_id, invalid_window, unknown_time_zone, ' +
-          'invalid_cap, too_many_windows, invalid_priority (400); unknown_content, unknown_publisher (404); too_many_schedules (409).',
+        description: SCHEDULE_CREATE_DESCRIPTION,
         tags: ['schedules'],
-        body: {
-          type: 'object',
-          additionalProperties: false,
-          // Checked by the service, field by field, with the codes above; the schema still refuses control characters anywhere.
-          properties: {
-            select: { description: 'exactly one of contentId, publisherId, publisher, genre, series', examples: [{ genre: 'news' }, { series: 'Evening' }] },
-            windows: {
-              description: 'array of 1–10 windows',
-              examples: [
-                [{ days: 'weekdays', start: '01:00', end: '05:00', timeZone: 'Europe/Berlin', capBytesPerSecond: 2_000_000 }],
-                [{ days: ['sat', 'sun'], start: '22:00', end: '06:00', timeZone: 'UTC' }],
-              ],
-            },
-            priority: { description: 'whole number 0–100, default 0', examples: [0, 7, 100] },
-          },
-        },
+        body: scheduleBodySchema,
         response: { 201: scheduleSchema, 400: errorSchema, 403: errorSchema, 404: errorSchema, 409: errorSchema },
       },
       handler: async (req, reply) => {
@@ -263,7 +310,7 @@ export function scheduleRoutes(deps: { schedules: ScheduleService; runner?: Sche
       schema: {
         summary: 'This terminal’s schedules, oldest first, each with its current or next window (S0.2)',
         tags: ['schedules'],
-        response: { 200: { type: 'object', properties: { schedules: { type: 'array', items: scheduleSchema } } } },
+        response: { 200: scheduleListSchema },
       },
       handler: async (req) => ({ schedules: await schedules.requests.list(req.principal!.terminalId!) }),
     });
@@ -274,32 +321,8 @@ export function scheduleRoutes(deps: { schedules: ScheduleService; runner?: Sche
         summary: 'This terminal’s plan (S0.5): every content its schedules select that it does not hold yet, with when it is due',
         description: 'Computed when asked: a content published a moment ago that a schedule selects is in it. `openings` lists the intervals of the coming 7 days.',
         tags: ['schedules'],
-        querystring: { type: 'object', additionalProperties: false, properties: { limit: { type: 'integer', minimum: 1, maximum: PLAN_MAX_LIMIT, default: 100 } } },
-        response: {
-          200: {
-            type: 'object',
-            properties: {
-              terminalId: { type: 'string' },
-              at: { type: 'string', format: 'date-time' },
-              items: { type: 'array', items: planItemSchema },
-              truncated: { type: 'boolean' },
-              openings: {
-                type: 'array',
-                items: {
-                  type: 'object',
-                  properties: {
-                    scheduleId: { type: 'string' },
-                    windowIndex: { type: 'integer' },
-                    start: { type: 'string', format: 'date-time' },
-                    end: { type: 'string', format: 'date-time' },
-                    capBytesPerSecond: { type: ['integer', 'null'] },
-                  },
-                },
-              },
-            },
-          },
-          400: errorSchema,
-        },
+        querystring: planQuerySchema,
+        response: { 200: planSchema, 400: errorSchema },
       },
       handler: async (req) => schedules.planner.plan(req.principal!.terminalId!, { limit: req.query.limit }),
     });
@@ -309,19 +332,8 @@ export function scheduleRoutes(deps: { schedules: ScheduleService; runner?: Sche
       schema: {
         summary: 'This terminal’s scheduled deliveries, newest first (S0.7): due time, start, end, bytes, source, outcome',
         tags: ['schedules'],
-        querystring: {
-          type: 'object',
-          additionalProperties: false,
-          properties: {
-            limit: { type: 'integer', minimum: 1, maximum: 1000, default: 20 },
-            before: { type: 'string', maxLength: 64, description: 'the nextCursor of the previous page' },
-            contentId: { type: 'string', pattern: '^[0-9a-f]{64}$' },
-          },
-        },
-        response: {
-          200: { type: 'object', properties: { entries: { type: 'array', items: recordSchema }, nextCursor: { type: ['string', 'null'] } } },
-          400: errorSchema,
-        },
+        querystring: historyQuerySchema,
+        response: { 200: historySchema, 400: errorSchema },
       },
       handler: async (req) => schedules.deliveries.history(req.principal!.terminalId!, req.query),
     });
@@ -331,8 +343,8 @@ export function scheduleRoutes(deps: { schedules: ScheduleService; runner?: Sche
       schema: {
         summary: 'Remove one of this terminal’s schedules (its delivery records stay)',
         tags: ['schedules'],
-        params: { type: 'object', required: ['id'], properties: { id: { type: 'string', maxLength: 64 } } },
-        response: { 200: { type: 'object', properties: { id: { type: 'string' }, removed: { type: 'boolean' } } }, 403: errorSchema, 404: errorSchema },
+        params: scheduleIdParams,
+        response: { 200: removedSchema, 403: errorSchema, 404: errorSchema },
       },
       handler: async (req) => schedules.requests.remove(req.principal!.terminalId!, req.params.id),
     });

@@ -17,9 +17,9 @@ import { TerminalService, type TerminalServiceDeps } from './service.ts';
 // batches), holdings (who holds what) and introductions between peers. Owns
 // `terminals`, `holdings` and `terminal_challenges`; others read through queries.ts.
 
-export { TerminalService, type Holder, type PublicTerminal } from './service.ts';
+export { TerminalService, type HeldCount, type Holder, type MemberTerminal, type PublicTerminal } from './service.ts';
 export { IntroductionService } from './introductions.ts';
-export { holdingsOf, terminalOwners, terminalsOfUsers, wholeHolders } from './queries.ts';
+export { holdingsOf, terminalOwners, terminalsByIds, terminalsOfUsers, wholeHolders } from './queries.ts';
 export { OWNED_TABLES, type TerminalState } from './tables.ts';
 
 export function terminalsDomain(deps: {

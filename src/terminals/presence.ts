@@ -19,6 +19,13 @@ export class HeartbeatBuffer {
     return this.pending.get(terminalId) ?? this.inFlight.get(terminalId);
   }
 
+  /** Terminals whose unflushed beat is at or after `cutoff` (ms): online even before the flush writes it. */
+  beatSince(cutoff: number): string[] {
+    const ids = new Set<string>();
+    for (const m of [this.pending, this.inFlight]) for (const [id, s] of m) if (s.at >= cutoff) ids.add(id);
+    return [...ids];
+  }
+
   get size(): number {
     return this.pending.size;
   }

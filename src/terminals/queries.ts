@@ -39,3 +39,11 @@ export async function wholeHolders(db: Db, contentId: string, terminalIds: reado
     .execute();
   return new Set(rows.map((r) => r.terminal_id));
 }
+
+/** Name and owner of each terminal among `ids` that exists (for labels: dashboards, listings); unknown IDs are absent. */
+export async function terminalsByIds(db: Db, ids: readonly string[]): Promise<Map<string, { id: string; name: string; userId: string }>> {
+  const wanted = [...new Set(ids)];
+  if (!wanted.length) return new Map();
+  const rows = await db.selectFrom('terminals').select(['id', 'name', 'user_id']).where('id', '=', anyOf(wanted)).execute();
+  return new Map(rows.map((r) => [r.id, { id: r.id, name: r.name, userId: r.user_id }]));
+}

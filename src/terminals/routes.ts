@@ -196,6 +196,30 @@ export function terminalRoutes(deps: { terminals: TerminalService; content: Cont
       },
     });
 
+    app.get('/me/terminals', {
+      config: { access: 'user' },
+      schema: {
+        summary: 'The signed-in member’s own terminals, oldest first, with whether each is online (#13)',
+        description: 'online: the terminal sent a heartbeat within the offline limit (max(30 s, 3 heartbeat flushes)), the rule the holder registry uses. lastSeenAt: its latest heartbeat, null if it never sent one. At most 1000.',
+        tags: ['terminals'],
+        response: {
+          200: {
+            type: 'object',
+            properties: {
+              items: {
+                type: 'array',
+                items: {
+                  type: 'object',
+                  properties: { id: { type: 'string' }, name: { type: 'string' }, region: { type: 'string' }, online: { type: 'boolean' }, lastSeenAt: { type: ['string', 'null'] } },
+                },
+              },
+            },
+          },
+        },
+      },
+      handler: async (req) => ({ items: await terminals.ofUser(req.principal!.userId) }),
+    });
+
     app.get<{ Params: { id: string } }>('/terminals/:id', {
       config: { access: 'user-or-terminal' },
       schema: {

@@ -9,6 +9,7 @@ import { importPublicKey, verifyBytes, type KeyPair } from '../core/crypto.ts';
 import { badRequest, conflict, notFound, unauthorized } from '../core/errors.ts';
 import { newId } from '../core/ids.ts';
 import { decodeToken, encodeToken } from '../core/signed-token.ts';
+import { arrayLiteral } from '../db/array-literal.ts';
 import { sql, type Db } from '../db/connection.ts';
 import { ChallengeStore, loginMessage, registerMessage } from './challenges.ts';
 import { validateHeartbeat } from './heartbeat.ts';
@@ -72,6 +73,23 @@ export interface Holder {
 }
 
 export type HoldingsMode = 'replace' | 'add';
+
+/** One of a member's own terminals, as `GET /me/terminals` lists it (#13). */
+export interface MemberTerminal {
+  id: string;
+  name: string;
+  region: string;
+  /** Beat within `offlineAfterMs` (unflushed beats of this process included), as in the holder registry. */
+  online: boolean;
+  lastSeenAt: string | null;
+}
+
+/** How many terminals hold a content (whole or in part, as the holder registry lists them), and how many of them are online. */
+export interface HeldCount {
+  contentId: string;
+  holders: number;
+  holdersOnline: number;
+}
 
 export interface TerminalServiceDeps {
   db: Db;
@@ -417,9 +435,7 @@ export class TerminalService {
       .execute();
     const now = this.clock.now();
     const list = rows.map((r): Holder => {
-      // Unflushed beats in this process are newer than (or equal to) what is stored.
-      const state = newerState(r.last_state, this.beats.latest(r.id));
-      const seenAt = state?.at ?? r.last_seen_at?.getTime() ?? null;
+      const { state, seenAt } = this.presenceOf(r);
       return {
         terminalId: r.id,
         name: r.name,
@@ -427,7 +443,7 @@ export class TerminalService {
         network: r.network,
         serveUrl: r.serve_url,
         publicKey: r.public_key,
-        online: seenAt !== null && now - seenAt <= this.offlineAfterMs,
+        online: this.isOnline(seenAt, now),
         lastSeenAt: seenAt === null ? null : new Date(seenAt).toISOString(),
         state,
         reportedAt: r.reported_at.toISOString(),
@@ -435,6 +451,60 @@ export class TerminalService {
       };
     });
     return list.sort((a, b) => Number(b.online) - Number(a.online) || (b.state?.at ?? 0) - (a.state?.at ?? 0));
+  }
+
+  // ---- presence: who is online (S1.2, S1.3; #13 member and operator views) ----
+
+  /** A terminal's freshest state and when it was last heard from: unflushed beats in this process are newer than (or equal to) what is stored. */
+  private presenceOf(r: { id: string; last_state: TerminalState | null; last_seen_at: Date | null }): { state: TerminalState | null; seenAt: number | null } {
+    const state = newerState(r.last_state, this.beats.latest(r.id));
+    return { state, seenAt: state?.at ?? r.last_seen_at?.getTime() ?? null };
+  }
+
+  /** Online: heard from within `offlineAfterMs` (the one rule the holder registry, the member's list and the dashboard share). */
+  private isOnline(seenAt: number | null, now: number): boolean {
+    return seenAt !== null && now - seenAt <= this.offlineAfterMs;
+  }
+
+  /** `online` as a SQL condition on `terminals` (alias `t`): stored beat recent enough, or an unflushed one here. */
+  private onlineSql() {
+    const cutoff = this.clock.now() - this.offlineAfterMs;
+    return sql<boolean>`(t.last_seen_at >= ${new Date(cutoff)} or t.id = any(${arrayLiteral(this.beats.beatSince(cutoff))}::text[]))`;
+  }
+
+  /** #13 `GET /me/terminals`: the member's own terminals, oldest first, with their online state. */
+  async ofUser(userId: string, limit = 1000): Promise<MemberTerminal[]> {
+    const rows = await this.db
+      .selectFrom('terminals')
+      .select(['id', 'name', 'region', 'last_state', 'last_seen_at'])
+      .where('user_id', '=', userId)
+      .orderBy('created_at')
+      .orderBy('id')
+      .limit(limit)
+      .execute();
+    const now = this.clock.now();
+    return rows.map((r) => {
+      const { seenAt } = this.presenceOf(r);
+      return { id: r.id, name: r.name, region: r.region, online: this.isOnline(seenAt, now), lastSeenAt: seenAt === null ? null : new Date(seenAt).toISOString() };
+    });
+  }
+
+  /** #13 operations dashboard: registered terminals, and how many are online. One aggregate statement. */
+  async presence(): Promise<{ online: number; total: number }> {
+    const { rows } = await sql<{ total: number; online: number }>`
+      select count(*)::int8 as total, count(*) filter (where ${this.onlineSql()})::int8 as online from terminals t`.execute(this.db);
+    return { online: Number(rows[0]?.online ?? 0), total: Number(rows[0]?.total ?? 0) };
+  }
+
+  /** #13 operations dashboard: the `limit` contents with the most holders (as the holder registry counts them), with how many are online. */
+  async mostHeld(limit = 20): Promise<HeldCount[]> {
+    const { rows } = await sql<{ content_id: string; holders: number; online: number }>`
+      select h.content_id, count(*)::int8 as holders, count(*) filter (where ${this.onlineSql()})::int8 as online
+        from holdings h join terminals t on t.id = h.terminal_id
+       group by h.content_id
+       order by holders desc, online desc, h.content_id
+       limit ${Math.min(Math.max(Math.trunc(limit), 1), 1000)}`.execute(this.db);
+    return rows.map((r) => ({ contentId: r.content_id, holders: Number(r.holders), holdersOnline: Number(r.online) }));
   }
 
   /**

@@ -34,9 +34,9 @@ export { ORIGIN_SOURCE_ID } from './grant-token.ts';
 export { GrantService } from './grants.ts';
 export { ReceiptService } from './receipts.ts';
 export { ReputationService } from './reputation.ts';
-export { TransferService } from './transfers.ts';
+export { TransferService, type RunningTransfer } from './transfers.ts';
 export { PeerCoordinator, type TransferBilling } from './coordinator.ts';
-export { receiptsByIds, receiptsInvolving, receivedBy, trafficSince } from './queries.ts';
+export { receiptBytesPerBucket, receiptsByIds, receiptsInvolving, receivedBy, trafficSince } from './queries.ts';
 export { OWNED_TABLES } from './tables.ts';
 
 /** #3: spot-checks a serving terminal's holdings claim by fetching a piece from it; undefined when HOLDINGS_SPOT_CHECK=0. */

@@ -72,3 +72,19 @@ export async function receivedBy(db: Db, terminalId: string, contentId: string):
     .executeTakeFirst();
   return !!done;
 }
+
+/**
+ * #13 operations dashboard: the bytes that stored receipts naming `sourceId` as their
+ * source acknowledge, per bucket of `bucketMs` of the time the origin stored them
+ * (`received_at`), from `since` (inclusive) to `until` (exclusive). Keys are bucket starts
+ * (ms since the epoch, multiples of `bucketMs`); buckets without receipts are absent.
+ * Read from the database: it survives a restart and counts every origin process.
+ */
+export async function receiptBytesPerBucket(db: Db, sourceId: string, since: Date, until: Date, bucketMs: number): Promise<Map<number, number>> {
+  const { rows } = await sql<{ bucket: number; bytes: number }>`
+    select floor(extract(epoch from received_at) * 1000 / ${bucketMs}::numeric)::int8 as bucket, sum(bytes)::int8 as bytes
+      from receipts
+     where source_id = ${sourceId} and received_at >= ${since} and received_at < ${until}
+     group by 1`.execute(db);
+  return new Map(rows.map((r) => [Number(r.bucket) * bucketMs, Number(r.bytes)]));
+}

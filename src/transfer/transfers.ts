@@ -4,6 +4,7 @@ import { newId } from '../core/ids.ts';
 import type { Transaction } from 'kysely';
 import type { Db } from '../db/connection.ts';
 import type { Database } from '../db/schema.ts';
+import { ORIGIN_SOURCE_ID } from './grant-token.ts';
 import type { TransfersTable } from './tables.ts';
 
 // S1.7: the origin monitors every peer-assisted transfer. Receivers report progress
@@ -12,6 +13,22 @@ import type { TransfersTable } from './tables.ts';
 // reassigns it to other holders on its own (see PeerCoordinator.reassignStalled).
 
 export type Transfer = TransfersTable;
+
+/** A transfer in progress, as the operations dashboard shows it (#13). */
+export interface RunningTransfer {
+  id: string;
+  contentId: string;
+  receiverId: string;
+  startedAt: string;
+  lastReportAt: string;
+  piecesDone: number;
+  pieces: number;
+  /** Sources it holds an unexpired grant for: `origin` or a terminal ID; the origin first. */
+  sources: string[];
+}
+
+/** The most running transfers `running()` lists. */
+export const RUNNING_MAX = 100;
 
 export class TransferService {
   constructor(private readonly deps: { db: Db; clock: Clock; deadAfterMs: number }) {}
@@ -98,6 +115,46 @@ export class TransferService {
       .where('id', 'in', (eb) => eb.selectFrom('grants').select('transfer_id').where('id', 'in', grantIds).where('transfer_id', 'is not', null) as any)
       .executeTakeFirst();
     return Number(res.numUpdatedRows);
+  }
+
+  /**
+   * #13 operations dashboard: the transfers in progress — not finished (`active`, or
+   * `stalled` and being reassigned) and reported on within `deadAfterMs` (a receiver's
+   * call or a source's served report), the monitor's own test of being alive — newest
+   * first, at most `limit`, with the sources each holds an unexpired grant for.
+   */
+  async running(limit = RUNNING_MAX): Promise<RunningTransfer[]> {
+    const now = this.deps.clock.now();
+    const rows = await this.deps.db
+      .selectFrom('transfers')
+      .selectAll()
+      .where('state', 'in', ['active', 'stalled'])
+      .where('last_report_at', '>=', new Date(now - this.deps.deadAfterMs))
+      .orderBy('created_at', 'desc')
+      .orderBy('id')
+      .limit(Math.min(Math.max(Math.trunc(limit), 1), RUNNING_MAX))
+      .execute();
+    if (!rows.length) return [];
+    const grants = await this.deps.db
+      .selectFrom('grants')
+      .select(['transfer_id', 'source_id'])
+      .distinct()
+      .where('transfer_id', 'in', rows.map((r) => r.id))
+      .where('expires_at', '>', new Date(now))
+      .execute();
+    const sources = new Map<string, string[]>();
+    for (const g of grants) if (g.transfer_id) sources.set(g.transfer_id, [...(sources.get(g.transfer_id) ?? []), g.source_id]);
+    const originFirst = (a: string, b: string) => Number(b === ORIGIN_SOURCE_ID) - Number(a === ORIGIN_SOURCE_ID) || a.localeCompare(b);
+    return rows.map((r) => ({
+      id: r.id,
+      contentId: r.content_id,
+      receiverId: r.receiver_id,
+      startedAt: r.created_at.toISOString(),
+      lastReportAt: r.last_report_at.toISOString(),
+      piecesDone: r.pieces_done,
+      pieces: r.pieces_total,
+      sources: (sources.get(r.id) ?? []).sort(originFirst),
+    }));
   }
 
   /** Active transfers nobody reported on for too long become stalled; returns them. */
