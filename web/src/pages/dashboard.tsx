@@ -5,6 +5,7 @@ import { api } from '../api.ts';
 import { ErrorNote, Loading, NeedsRole, Page } from '../components/common.tsx';
 import { bytes, shortId, when } from '../format.ts';
 import { hasRole } from '../session.ts';
+import { TableWrap } from './table-wrap.tsx';
 import './pages-operator.css';
 
 // The operations dashboard (operators, GET /ops/dashboard): refreshed every 5 s while the tab
@@ -150,7 +151,7 @@ function Figures({ d }: { d: Dashboard }) {
         {d.transfers.length === 0 ? (
           <p class="muted">No transfer is running.</p>
         ) : (
-          <div class="table-wrap">
+          <TableWrap label="Running transfers table">
             <table>
               <caption class="visually-hidden">Running transfers with their sources</caption>
               <thead>
@@ -190,7 +191,7 @@ function Figures({ d }: { d: Dashboard }) {
                 ))}
               </tbody>
             </table>
-          </div>
+          </TableWrap>
         )}
       </section>
 
@@ -199,7 +200,7 @@ function Figures({ d }: { d: Dashboard }) {
         {d.holders.length === 0 ? (
           <p class="muted">No terminal holds any content yet.</p>
         ) : (
-          <div class="table-wrap">
+          <TableWrap label="Holders table">
             <table>
               <caption class="visually-hidden">The contents with the most holders</caption>
               <thead>
@@ -225,7 +226,7 @@ function Figures({ d }: { d: Dashboard }) {
                 ))}
               </tbody>
             </table>
-          </div>
+          </TableWrap>
         )}
       </section>
     </>
@@ -286,7 +287,7 @@ function EgressChart({ egress }: { egress: Dashboard['egress'] }) {
       </p>
       <details>
         <summary>Egress {perMinute} as a table</summary>
-        <div class="table-wrap">
+        <TableWrap label="Egress table">
           <table class="egress">
             <caption>Origin bytes served {perMinute}, oldest first</caption>
             <thead>
@@ -306,7 +307,7 @@ function EgressChart({ egress }: { egress: Dashboard['egress'] }) {
               ))}
             </tbody>
           </table>
-        </div>
+        </TableWrap>
       </details>
     </>
   );

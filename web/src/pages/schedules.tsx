@@ -5,6 +5,7 @@ import { Field, FormError, Submit, useSubmit } from '../components/forms.tsx';
 import { bytes, shortId, when } from '../format.ts';
 import { navigate, type Match } from '../router.ts';
 import { placeRefusal } from './refusals.ts';
+import { TableWrap } from './table-wrap.tsx';
 import './pages-operator.css';
 
 // Schedules (S0.1, S0.5, S0.7) for one of the member's terminals, through the account-session
@@ -111,7 +112,7 @@ export function SchedulesPage({ query }: Match) {
             <select id="terminal" value={terminal.id} onChange={(e) => navigate(`/schedules${qs({ t: e.currentTarget.value })}`)}>
               {list.map((t) => (
                 <option key={t.id} value={t.id}>
-                  {t.name} ({t.region}, {t.online ? 'online' : 'offline'})
+                  {t.name} ({[t.region, t.online ? 'online' : 'offline'].filter(Boolean).join(', ')})
                 </option>
               ))}
             </select>
@@ -210,7 +211,7 @@ function ScheduleList({ items, error, loading, base, onRemoved }: { items: Sched
       {loading && <Loading what="schedules" />}
       {!loading && !error && items.length === 0 && <p class="muted">No schedule yet: add one below.</p>}
       {items.length > 0 && (
-        <div class="table-wrap">
+        <TableWrap label="Schedules table">
           <table class="schedules">
             <caption class="visually-hidden">Schedules of this terminal</caption>
             <thead>
@@ -261,7 +262,7 @@ function ScheduleList({ items, error, loading, base, onRemoved }: { items: Sched
               ))}
             </tbody>
           </table>
-        </div>
+        </TableWrap>
       )}
     </section>
   );
@@ -278,10 +279,10 @@ interface WinForm {
 }
 
 const SELECT_KINDS = [
-  { kind: 'genre', label: 'A genre', hint: 'Every content of this genre, now and later (e.g. Nature).' },
-  { kind: 'series', label: 'A series', hint: 'Every content whose title starts with this text.' },
-  { kind: 'publisher', label: 'A publisher', hint: 'Everything a publisher publishes: their username.' },
-  { kind: 'contentId', label: 'One content', hint: 'Its content ID: 64 hex characters, on the content’s page.' },
+  { kind: 'genre', label: 'A genre', field: 'Genre', hint: 'Every content of this genre, now and later (e.g. Nature).' },
+  { kind: 'series', label: 'A series', field: 'Title prefix', hint: 'Every content whose title starts with this text.' },
+  { kind: 'publisher', label: 'A publisher', field: 'Publisher’s username', hint: 'Everything a publisher publishes: their username.' },
+  { kind: 'contentId', label: 'One content', field: 'Content ID', hint: 'Its content ID: 64 hex characters, on the content’s page.' },
 ] as const;
 
 const newWindow = (): WinForm => ({ days: ['mon', 'tue', 'wed', 'thu', 'fri'], start: '01:00', end: '05:00', timeZone: browserZone(), cap: '', from: '', until: '' });
@@ -360,7 +361,7 @@ function AddSchedule({ base, onAdded }: { base: string; onAdded: () => void }) {
               </label>
             ))}
           </div>
-          <Field label={kindDef.label} name="select" hint={kindDef.hint} error={form.fieldErrors.select} value={value} maxLength={200} onInput={(e) => setValue(e.currentTarget.value)} />
+          <Field label={kindDef.field} name="select" hint={kindDef.hint} error={form.fieldErrors.select} value={value} maxLength={200} onInput={(e) => setValue(e.currentTarget.value)} />
         </fieldset>
         {form.fieldErrors.windows && (
           <p class="field-error" role="alert">
@@ -453,7 +454,7 @@ function WeekView({ plan, number }: { plan: Plan; number: Map<string, number> })
         In your time zone, <strong>{zone}</strong>, from today for 7 days. A cell lists the schedules (by number) whose window is open during
         that hour.
       </p>
-      <div class="table-wrap">
+      <TableWrap label="Week view table">
         <table class="week">
           <caption>Delivery windows by hour, next 7 days ({zone})</caption>
           <thead>
@@ -498,7 +499,7 @@ function WeekView({ plan, number }: { plan: Plan; number: Map<string, number> })
             ))}
           </tbody>
         </table>
-      </div>
+      </TableWrap>
       <details class="openings">
         <summary>The same as a list ({openings.length} openings)</summary>
         <ul>
@@ -518,7 +519,7 @@ function PlanTable({ plan, number }: { plan: Plan; number: Map<string, number> }
   if (plan.items.length === 0) return <p class="muted">Nothing is due: your schedules select nothing this terminal does not have yet.</p>;
   return (
     <>
-      <div class="table-wrap">
+      <TableWrap label="Plan table">
         <table>
           <caption class="visually-hidden">Plan: contents due, with their window</caption>
           <thead>
@@ -556,7 +557,7 @@ function PlanTable({ plan, number }: { plan: Plan; number: Map<string, number> }
             ))}
           </tbody>
         </table>
-      </div>
+      </TableWrap>
       {plan.truncated && <p class="muted">More is due than shown here.</p>}
     </>
   );
@@ -573,7 +574,7 @@ function History({ base, tick }: { base: string; tick: number }) {
       <ErrorNote message={page.error} />
       {page.data && rows.length === 0 && <p class="muted">No scheduled delivery yet.</p>}
       {rows.length > 0 && (
-        <div class="table-wrap">
+        <TableWrap label="Delivery history table">
           <table>
             <caption class="visually-hidden">Scheduled deliveries, newest first</caption>
             <thead>
@@ -607,7 +608,7 @@ function History({ base, tick }: { base: string; tick: number }) {
               ))}
             </tbody>
           </table>
-        </div>
+        </TableWrap>
       )}
       <div class="pager">
         {before.length > 0 && (

@@ -6,6 +6,7 @@ import { when } from '../format.ts';
 import { navigate, type Match } from '../router.ts';
 import { hasRole } from '../session.ts';
 import { placeRefusal } from './refusals.ts';
+import { TableWrap } from './table-wrap.tsx';
 import './pages-operator.css';
 
 // Users (operators): the accounts in username order, a page at a time (GET /users), found by
@@ -76,7 +77,7 @@ function Users({ query }: Match) {
       {list.loading && !list.data && <Loading what="accounts" />}
       {list.data && items.length === 0 && <p class="muted">{name ? `No account is named “${name}”.` : 'No accounts.'}</p>}
       {items.length > 0 && (
-        <div class="table-wrap">
+        <TableWrap label="Accounts table">
           <table class="users">
             <caption>{name ? `Accounts named “${name}”` : `Accounts in username order${trail.length ? `, page ${trail.length + 1}` : ''}`}</caption>
             <thead>
@@ -104,7 +105,7 @@ function Users({ query }: Match) {
               ))}
             </tbody>
           </table>
-        </div>
+        </TableWrap>
       )}
       <div class="pager">
         {trail.length > 0 && (
