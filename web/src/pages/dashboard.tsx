@@ -259,7 +259,7 @@ function EgressChart({ egress }: { egress: Dashboard['egress'] }) {
         height: 240,
         legend: { show: false },
         cursor: { drag: { x: false, y: false } },
-        scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, Math.max(max, 1)] } },
+        scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, Math.max(max * 1.1, 1000)] } },
         axes: [{ stroke: '#4f5a6b' }, { stroke: '#4f5a6b', size: 72, values: (_u, vals) => vals.map((v) => bytes(v)) }],
         series: [{}, { label: `Origin bytes ${perMinute}`, stroke: '#1f56c2', width: 2, fill: 'rgba(31, 86, 194, 0.15)' }],
       },

@@ -84,7 +84,9 @@ function Users({ query }: Match) {
               <tr>
                 <th scope="col">Username</th>
                 <th scope="col">Roles</th>
-                <th scope="col">Created</th>
+                <th scope="col" class="wide-only">
+                  Created
+                </th>
                 <th scope="col">
                   <span class="visually-hidden">Actions</span>
                 </th>
@@ -95,7 +97,7 @@ function Users({ query }: Match) {
                 <tr key={u.id}>
                   <th scope="row">{u.username}</th>
                   <td>{u.roles.join(', ')}</td>
-                  <td>{when(u.createdAt)}</td>
+                  <td class="wide-only">{when(u.createdAt)}</td>
                   <td>
                     <button type="button" class="secondary" aria-expanded={editing?.id === u.id} onClick={() => setEditing(editing?.id === u.id ? null : u)}>
                       Manage<span class="visually-hidden"> {u.username}</span>
