@@ -11,6 +11,7 @@ import { loadOrCreateKeyPair, type KeyPair } from './core/crypto.ts';
 import { openEventBus, type EventBus } from './core/event-bus.ts';
 import { createHttpApp } from './core/http.ts';
 import { createLogger } from './core/logger.ts';
+import { discoveryDomain, type DiscoveryService } from './discovery/index.ts';
 import { openDatabase, sql, type DbHandle } from './db/connection.ts';
 import { ledgerDomain, type Ledger, type Reservations, type Settlement, type Wallets } from './ledger/index.ts';
 import { scheduleDomain, type ScheduleRunner, type ScheduleService } from './schedule/index.ts';
@@ -64,6 +65,8 @@ export interface Origin {
   schedules: ScheduleService;
   /** The scheduler (pull, push, admission); null with SCHEDULER=off. */
   scheduler: ScheduleRunner | null;
+  /** S1.4: content lists, comments, ratings, notes, placements. */
+  discovery: DiscoveryService;
   /** Which addresses terminals register that the origin calls (issue 10 #8). */
   peers: AddressPolicy;
   /** Path of the one-time operator credentials file if this start created it. */
@@ -93,11 +96,12 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
   const ledger = ledgerDomain({ ...base, ...services, submitReceipts: (terminalId, items) => transfer.receipts.submit(terminalId, items) });
   const transfer = transferDomain({ ...base, ...services, metrics: app.metrics, settlement: ledger.settlement, billing: ledger.billing, charges: ledger.charges });
   const schedule = scheduleDomain({ ...base, terminals: terminals.terminals });
+  const discovery = discoveryDomain({ ...base, ...services, ledger: ledger.ledger, wallets: ledger.wallets });
 
   // Operations routes, in a plugin so that they are registered after (and documented by) OpenAPI.
   await app.register(opsRoutes({ app, db, keys }));
   await app.register(webRoutes());
-  for (const domain of [accounts, content, terminals, ledger, transfer, schedule]) await app.register(domain.plugin);
+  for (const domain of [accounts, content, terminals, ledger, transfer, schedule, discovery]) await app.register(domain.plugin);
 
   const operatorCredentialsFile = await accounts.start();
   terminals.start();
@@ -132,6 +136,7 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
     reservations: ledger.reservations,
     schedules: schedule.schedules,
     scheduler: schedule.scheduler,
+    discovery: discovery.discovery,
     async close() {
       transfer.stop();
       await schedule.stop();
