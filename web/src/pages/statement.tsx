@@ -32,8 +32,16 @@ interface Statement {
   closingBalance: number;
 }
 
+interface PerContent {
+  title: string | null;
+  downloads: number;
+  plays: number;
+  /** Royalties of the plays: a play's royalty leg is reason `play`, so the statement lists it under "other". */
+  playRoyalties: number;
+}
+
 interface Counts {
-  byContent: Map<string, { downloads: number; plays: number }>;
+  byContent: Map<string, PerContent>;
   /** True when the records were not all read (very many in or after the month). */
   partial: boolean;
 }
@@ -48,7 +56,7 @@ export function monthBounds(month: string): { from: string; to: string } {
 }
 
 async function countRecords(from: string, to: string): Promise<Counts> {
-  const byContent = new Map<string, { downloads: number; plays: number }>();
+  const byContent = new Map<string, PerContent>();
   const start = Date.parse(from);
   const end = Date.parse(to);
   let before: string | null = null;
@@ -57,9 +65,11 @@ async function countRecords(from: string, to: string): Promise<Counts> {
     for (const r of h.entries) {
       const at = Date.parse(r.at);
       if (r.reason !== 'royalty' || !r.contentId || at < start || at >= end) continue;
-      const c = byContent.get(r.contentId) ?? { downloads: 0, plays: 0 };
-      if (r.id.startsWith('play:')) c.plays++;
-      else c.downloads++;
+      const c = byContent.get(r.contentId) ?? { title: r.contentTitle, downloads: 0, plays: 0, playRoyalties: 0 };
+      if (r.id.startsWith('play:')) {
+        c.plays++;
+        c.playRoyalties += r.amount;
+      } else c.downloads++;
       byContent.set(r.contentId, c);
     }
     const oldest = h.entries[h.entries.length - 1];
@@ -103,6 +113,17 @@ function StatementView() {
     };
   }, [requested]);
 
+  // One row per content: the statement's royalties, with the downloads and plays counted from the records.
+  const rows: { contentId: string | null; title: string | null; amount: number; downloads: number; plays: number; playRoyalties: number }[] = [];
+  if (s) {
+    for (const r of s.royalties.byContent) {
+      const c = r.contentId ? counts?.byContent.get(r.contentId) : undefined;
+      rows.push({ contentId: r.contentId, title: r.title, amount: r.amount, downloads: c?.downloads ?? 0, plays: c?.plays ?? 0, playRoyalties: c?.playRoyalties ?? 0 });
+    }
+    for (const [contentId, c] of counts?.byContent ?? []) {
+      if (!rows.some((r) => r.contentId === contentId)) rows.push({ contentId, title: c.title, amount: 0, downloads: c.downloads, plays: c.plays, playRoyalties: c.playRoyalties });
+    }
+  }
   return (
     <Page title="Royalty statement">
       <form class="inline-form" onSubmit={(e) => e.preventDefault()}>
@@ -133,7 +154,7 @@ function StatementView() {
               <dd>{s.payouts.total ? `-${money(s.payouts.total)}` : money(0)}</dd>
               {s.other.items.length > 0 && (
                 <>
-                  <dt>Other</dt>
+                  <dt>Other (plays’ royalties, corrections)</dt>
                   <dd>{signed(s.other.total)}</dd>
                 </>
               )}
@@ -146,7 +167,7 @@ function StatementView() {
 
           <section aria-labelledby="by-content-h">
             <h2 id="by-content-h">By content</h2>
-            {s.royalties.byContent.length === 0 ? (
+            {rows.length === 0 ? (
               <p class="muted">No royalties in this period.</p>
             ) : (
               <div class="table-wrap" tabIndex={0} role="region" aria-labelledby="by-content-h">
@@ -162,34 +183,37 @@ function StatementView() {
                         Plays
                       </th>
                       <th scope="col" class="num">
-                        Royalties
+                        Royalties from downloads
+                      </th>
+                      <th scope="col" class="num">
+                        Royalties from plays
                       </th>
                     </tr>
                   </thead>
                   <tbody>
-                    {s.royalties.byContent.map((r) => {
-                      const c = r.contentId ? counts?.byContent.get(r.contentId) : undefined;
-                      return (
-                        <tr key={r.contentId ?? 'none'}>
-                          <td>{r.contentId ? <Link to={`/content/${r.contentId}`}>{r.title ?? r.contentId.slice(0, 12)}</Link> : '(no content)'}</td>
-                          <td class="num">{c?.downloads ?? 0}</td>
-                          <td class="num">{c?.plays ?? 0}</td>
-                          <td class="num">{signed(r.amount)}</td>
-                        </tr>
-                      );
-                    })}
+                    {rows.map((r) => (
+                      <tr key={r.contentId ?? 'none'}>
+                        <td>{r.contentId ? <Link to={`/content/${r.contentId}`}>{r.title ?? r.contentId.slice(0, 12)}</Link> : '(no content)'}</td>
+                        <td class="num">{r.downloads}</td>
+                        <td class="num">{r.plays}</td>
+                        <td class="num">{signed(r.amount)}</td>
+                        <td class="num">{signed(r.playRoyalties)}</td>
+                      </tr>
+                    ))}
                   </tbody>
                   <tfoot>
                     <tr>
                       <th scope="row">Total</th>
-                      <td class="num">{[...(counts?.byContent.values() ?? [])].reduce((a, c) => a + c.downloads, 0)}</td>
-                      <td class="num">{[...(counts?.byContent.values() ?? [])].reduce((a, c) => a + c.plays, 0)}</td>
+                      <td class="num">{rows.reduce((a, r) => a + r.downloads, 0)}</td>
+                      <td class="num">{rows.reduce((a, r) => a + r.plays, 0)}</td>
                       <td class="num">{signed(s.royalties.total)}</td>
+                      <td class="num">{signed(rows.reduce((a, r) => a + r.playRoyalties, 0))}</td>
                     </tr>
                   </tfoot>
                 </table>
               </div>
             )}
+            <p class="muted">Royalties from downloads are the statement’s; a play’s royalty is listed by the origin under “other”, and is shown here from your royalty records.</p>
             {counts?.partial && <p class="muted">Downloads and plays count the latest {MAX_PAGES * 1000} royalty records only; the amounts are complete.</p>}
           </section>
 
