@@ -11,6 +11,7 @@ import { loadOrCreateKeyPair, type KeyPair } from './core/crypto.ts';
 import { openEventBus, type EventBus } from './core/event-bus.ts';
 import { createHttpApp } from './core/http.ts';
 import { createLogger } from './core/logger.ts';
+import { discoveryDomain, type DiscoveryService } from './discovery/index.ts';
 import { openDatabase, sql, type DbHandle } from './db/connection.ts';
 import { ledgerDomain, type Ledger, type Reservations, type Settlement, type Wallets } from './ledger/index.ts';
 import { opsDashboard } from './ops/dashboard.ts';
@@ -65,6 +66,8 @@ export interface Origin {
   schedules: ScheduleService;
   /** The scheduler (pull, push, admission); null with SCHEDULER=off. */
   scheduler: ScheduleRunner | null;
+  /** S1.4: content lists, comments, ratings, notes, placements. */
+  discovery: DiscoveryService;
   /** Which addresses terminals register that the origin calls (issue 10 #8). */
   peers: AddressPolicy;
   /** Path of the one-time operator credentials file if this start created it. */
@@ -96,11 +99,12 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
   const schedule = scheduleDomain({ ...base, terminals: terminals.terminals });
   // #13: the operators' dashboard, composed from the domains' services (it owns no table).
   const dashboard = opsDashboard({ db: db.db, clock, terminals: terminals.terminals, transfers: transfer.transfers, ledger: ledger.ledger, schedules: schedule.schedules });
+  const discovery = discoveryDomain({ ...base, ...services, ledger: ledger.ledger, wallets: ledger.wallets });
 
   // Operations routes, in a plugin so that they are registered after (and documented by) OpenAPI.
   await app.register(opsRoutes({ app, db, keys }));
   await app.register(webRoutes());
-  for (const domain of [accounts, content, terminals, ledger, transfer, schedule, dashboard]) await app.register(domain.plugin);
+  for (const domain of [accounts, content, terminals, ledger, transfer, schedule, discovery, dashboard]) await app.register(domain.plugin);
 
   const operatorCredentialsFile = await accounts.start();
   terminals.start();
@@ -135,6 +139,7 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
     reservations: ledger.reservations,
     schedules: schedule.schedules,
     scheduler: schedule.scheduler,
+    discovery: discovery.discovery,
     async close() {
       transfer.stop();
       await schedule.stop();

@@ -14,7 +14,8 @@ import { ContentService } from './service.ts';
 // origin's piece store. Owns `contents`; other domains read it through queries.ts.
 
 export { ContentService, CONTENT_ID, type CatalogItem } from './service.ts';
-export { contentsByIds, existingContents, newestMatching, type ContentFacts, type ContentSelection } from './queries.ts';
+export { contentsByIds, existingContents, newestMatching, rankedContents, thumbnailUrl, type ContentFacts, type ContentSelection, type RankedContent } from './queries.ts';
+export { checkThumbnail, THUMBNAIL_MAX_BYTES, THUMBNAIL_MIMES } from './thumbnail-image.ts';
 export { checkManifest, type SignedManifest, type ManifestBody } from './manifest.ts';
 export { OWNED_TABLES } from './tables.ts';
 

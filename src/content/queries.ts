@@ -93,3 +93,89 @@ export async function newestMatching(
   }
   return out;
 }
+
+/** Where a content's thumbnail is served; the ETag in it makes a new image a new URL (it is cached for a day). */
+export function thumbnailUrl(contentId: string, etag: string): string {
+  return `/contents/${contentId}/thumbnail?v=${etag.replace(/"/g, '').slice(0, 16)}`;
+}
+
+/** A catalog entry with what a content list shows of it (S1.4), and the tier it fell in. */
+export interface RankedContent extends ContentFacts {
+  summary: string;
+  author: string;
+  /** The publisher's username as signed into the manifest. */
+  publisher: string;
+  pieces: number;
+  createdAt: Date;
+  thumbnailUrl: string | null;
+  /** Index of the first tier it matched; `tiers.length` for none. */
+  tier: number;
+}
+
+export interface RankedQuery {
+  /** Case-insensitive substring of the title, genre or publisher. */
+  q?: string;
+  /**
+   * In order: a content belongs to the first tier whose `ids` hold it or whose `genres`
+   * (lower-case) hold its genre, ignoring case; contents of no tier come after all tiers.
+   */
+  tiers: readonly { ids?: readonly string[]; genres?: readonly string[] }[];
+  limit: number;
+  /** Keyset: only what comes after this position (tier, then newest first). */
+  after?: { tier: number; createdAt: Date; id: string };
+  /** Only these contents. */
+  only?: readonly string[];
+}
+
+/**
+ * The catalog ordered by tier, then newest first (created_at, then ID), one page; for the
+ * content lists of the discovery domain (S1.4). One statement.
+ */
+export async function rankedContents(db: Db, query: RankedQuery): Promise<RankedContent[]> {
+  const tier = query.tiers.length
+    ? sql`case ${sql.join(
+        query.tiers.map(
+          (t, i) =>
+            sql`when c.id = any(${arrayLiteral([...(t.ids ?? [])])}::text[]) or lower(c.genre) = any(${arrayLiteral((t.genres ?? []).map((g) => g.toLowerCase()))}::text[]) then ${sql.lit(i)}`,
+        ),
+        sql` `,
+      )} else ${sql.lit(query.tiers.length)} end`
+    : sql`0`;
+  const filters = [sql`true`];
+  const q = query.q?.trim();
+  if (q) {
+    const pattern = `%${q.replace(/[\\%_]/g, (ch) => `\\${ch}`)}%`;
+    filters.push(sql`(c.title ilike ${pattern} or c.genre ilike ${pattern} or c.manifest->'body'->>'publisher' ilike ${pattern})`);
+  }
+  if (query.only) filters.push(sql`c.id = any(${arrayLiteral([...query.only])}::text[])`);
+  const after = query.after
+    ? sql`where r.tier > ${query.after.tier} or (r.tier = ${query.after.tier} and (r.created_at, r.id) < (${query.after.createdAt}::timestamptz, ${query.after.id}))`
+    : sql``;
+  const { rows } = await sql<{
+    id: string; title: string; summary: string; author: string; genre: string; price: number; publisher_id: string; total_size: number;
+    piece_count: number; created_at: Date; publisher: string | null; etag: string | null; tier: number;
+  }>`
+    select * from (
+      select c.id, c.title, c.summary, c.author, c.genre, c.price, c.publisher_id, c.total_size, c.piece_count, c.created_at,
+             c.manifest->'body'->>'publisher' as publisher, th.etag, ${tier} as tier
+        from contents c left join content_thumbnails th on th.content_id = c.id
+       where ${sql.join(filters, sql` and `)}) r
+    ${after}
+    order by r.tier, r.created_at desc, r.id desc
+    limit ${query.limit}`.execute(db);
+  return rows.map((r) => ({
+    id: r.id,
+    title: r.title,
+    summary: r.summary,
+    author: r.author,
+    genre: r.genre,
+    price: Number(r.price),
+    publisherId: r.publisher_id,
+    publisher: r.publisher ?? '',
+    totalSize: Number(r.total_size),
+    pieces: r.piece_count,
+    createdAt: new Date(r.created_at),
+    thumbnailUrl: r.etag ? thumbnailUrl(r.id, r.etag) : null,
+    tier: Number(r.tier),
+  }));
+}

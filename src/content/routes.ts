@@ -5,6 +5,7 @@ import type { AccountService } from '../accounts/service.ts';
 import type { Config } from '../core/config.ts';
 import { AppError, badRequest } from '../core/errors.ts';
 import { errorSchema, validationError } from '../core/http.ts';
+import { thumbnailRoutes } from './thumbnail-routes.ts';
 import { MAX_PRICE, uploadTooLarge, type ContentService, type ListQuery, type PublishMeta } from './service.ts';
 
 // S1.1 over HTTP: publishing (a streamed body; metadata in the query string) and the
@@ -23,6 +24,7 @@ const itemSchema = {
     totalSize: { type: 'integer' },
     pieces: { type: 'integer' },
     createdAt: { type: 'string', format: 'date-time' },
+    thumbnailUrl: { type: ['string', 'null'], description: 'where its thumbnail is served (S1.1); null without one' },
   },
 } as const;
 
@@ -68,6 +70,7 @@ export function contentRoutes(deps: { content: ContentService; accounts: Account
     // and enforces maxUploadBytes itself, so Fastify's JSON bodyLimit does not apply.
     // Registered inside this plugin, so no other route accepts octet-stream bodies.
     app.addContentTypeParser('application/octet-stream', (_req, payload, done) => done(null, payload));
+    await app.register(thumbnailRoutes({ content }));
 
     app.post<{ Querystring: PublishMeta }>('/contents', {
       config: { access: ['publisher'] },

@@ -4,12 +4,13 @@ import { Readable } from 'node:stream';
 import type { Clock } from '../core/clock.ts';
 import type { Config } from '../core/config.ts';
 import type { KeyPair } from '../core/crypto.ts';
-import { AppError, badRequest, notFound } from '../core/errors.ts';
+import { AppError, badRequest, forbidden, notFound } from '../core/errors.ts';
 import { sql, type Db } from '../db/connection.ts';
 import type { PieceSource } from '../transfer/piece-source.ts';
 import { pieceLength, signManifest, type ManifestBody, type SignedManifest } from './manifest.ts';
 import type { PieceStore, PieceStaging } from './piece-store.ts';
-import { contentsByIds } from './queries.ts';
+import { contentsByIds, thumbnailUrl } from './queries.ts';
+import { checkThumbnail } from './thumbnail-image.ts';
 
 // S1.1: publishing (stream → pieces → signed manifest → catalog row) and the catalog.
 // Manifests are immutable, so they are cached in memory once read: serving a piece
@@ -52,6 +53,16 @@ export interface CatalogItem {
   totalSize: number;
   pieces: number;
   createdAt: string;
+  /** Where its thumbnail is (S1.1), changing with the image; null without one. */
+  thumbnailUrl: string | null;
+}
+
+/** A stored thumbnail, as GET /contents/:id/thumbnail serves it. */
+export interface StoredThumbnail {
+  mime: string;
+  bytes: Buffer;
+  etag: string;
+  updatedAt: Date;
 }
 
 export interface ListQuery {
@@ -257,6 +268,34 @@ export class ContentService {
     return { items: page.map(toItem), nextCursor: rows.length > limit && last ? encodeCursor(last.created_at, last.id) : null };
   }
 
+  /**
+   * S1.1: sets (or replaces) a content's thumbnail. Only its publisher may; the bytes must be
+   * an accepted image of the declared type (thumbnail-image.ts). Refusals change nothing.
+   */
+  async putThumbnail(contentId: string, by: { userId: string }, bytes: Uint8Array, declaredType: string): Promise<{ thumbnailUrl: string }> {
+    checkId(contentId);
+    const [facts] = [...(await contentsByIds(this.deps.db, [contentId])).values()];
+    if (!facts) throw unknownContent(contentId);
+    if (facts.publisherId !== by.userId) throw forbidden('not_your_content', 'Only the publisher of this content may change its thumbnail.');
+    const image = checkThumbnail(bytes, declaredType);
+    const etag = `"${createHash('sha256').update(bytes).digest('base64url').slice(0, 27)}"`;
+    const row = { mime: image.mime, bytes: Buffer.from(bytes), etag, width: image.width, height: image.height, updated_at: new Date(this.deps.clock.now()) };
+    await this.deps.db
+      .insertInto('content_thumbnails')
+      .values({ content_id: contentId, ...row })
+      .onConflict((oc) => oc.column('content_id').doUpdateSet(row))
+      .execute();
+    return { thumbnailUrl: thumbnailUrl(contentId, etag) };
+  }
+
+  /** A content's thumbnail; 404 `thumbnail_not_found` if it has none (or does not exist). */
+  async thumbnail(contentId: string): Promise<StoredThumbnail> {
+    checkId(contentId);
+    const row = await this.deps.db.selectFrom('content_thumbnails').select(['mime', 'bytes', 'etag', 'updated_at']).where('content_id', '=', contentId).executeTakeFirst();
+    if (!row) throw notFound('thumbnail_not_found', `Content ${contentId} has no thumbnail.`);
+    return { mime: row.mime, bytes: Buffer.from(row.bytes), etag: row.etag, updatedAt: row.updated_at };
+  }
+
   /** Titles of the given contents (for other domains' records, e.g. the wallet's); unknown IDs are left out. */
   async titles(ids: string[]): Promise<Map<string, string>> {
     return new Map([...(await contentsByIds(this.deps.db, ids)).values()].map((c) => [c.id, c.title]));
@@ -305,7 +344,8 @@ export class ContentService {
   private catalogQuery() {
     return this.deps.db
       .selectFrom('contents')
-      .select(['id', 'title', 'summary', 'author', 'genre', 'price', 'total_size', 'piece_count', 'created_at', publisherName.as('publisher')]);
+      .leftJoin('content_thumbnails as th', 'th.content_id', 'contents.id')
+      .select(['id', 'title', 'summary', 'author', 'genre', 'price', 'total_size', 'piece_count', 'created_at', 'th.etag', publisherName.as('publisher')]);
   }
 }
 
@@ -323,6 +363,7 @@ function toItem(r: {
   total_size: number;
   piece_count: number;
   created_at: Date;
+  etag: string | null;
 }): CatalogItem {
   return {
     id: r.id,
@@ -335,6 +376,7 @@ function toItem(r: {
     totalSize: Number(r.total_size),
     pieces: r.piece_count,
     createdAt: r.created_at.toISOString(),
+    thumbnailUrl: r.etag ? thumbnailUrl(r.id, r.etag) : null,
   };
 }
 

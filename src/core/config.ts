@@ -36,6 +36,8 @@ export interface Config {
   settleIntervalMs: number;
   /** How long a reservation (hold) made before a download lasts, ms. */
   holdTimeoutMs: number;
+  /** S1.4: what a publisher pays per day of preferred placement in members' content lists, minor units. */
+  placementPricePerDay: number;
   /** #10: a content the user fully paid for is fetched again for free, or charged as a new purchase. */
   refetchPolicy: 'free' | 'charge';
   /** #5: whether this origin runs the scheduler (one per deployment; SCHEDULER=off on the others). */
@@ -136,6 +138,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     settleIntervalMs: intFrom(env, 'SETTLE_INTERVAL_MS', 1000, 10),
     holdTimeoutMs: intFrom(env, 'HOLD_TIMEOUT_MS', 3_600_000, 1000),
     refetchPolicy: refetchFrom(env),
+    placementPricePerDay: intFrom(env, 'PLACEMENT_PRICE_PER_DAY', 500, 0, 1_000_000_000),
     scheduler: env.SCHEDULER !== 'off',
     scheduleEgressBps,
     scheduleMaxRate: intFrom(env, 'SCHEDULE_MAX_RATE', Math.max(1, Math.floor(scheduleEgressBps / 4)), 1),

@@ -1,6 +1,7 @@
 import { Migrator, sql, type Kysely, type Migration } from 'kysely';
 import { accountsMigration } from '../accounts/tables.ts';
-import { contentMigration } from '../content/tables.ts';
+import { contentMigration, thumbnailsMigration } from '../content/tables.ts';
+import { discoveryMigration } from '../discovery/tables.ts';
 import { ledgerMigration, ledgerRecordsMigration } from '../ledger/tables.ts';
 import { vouchersMigration } from '../ledger/tables-vouchers.ts';
 import { holdingPiecesMigration, terminalChallengesMigration, terminalsMigration } from '../terminals/tables.ts';
@@ -26,6 +27,8 @@ const migrations: Record<string, Migration> = {
   '0013_grant_served': grantServedMigration,
   '0014_trust_terminal_challenges': terminalChallengesMigration,
   '0015_ledger_records': ledgerRecordsMigration,
+  '0016_discovery': discoveryMigration,
+  '0017_content_thumbnails': thumbnailsMigration,
   '0018_receipts_by_source_time': receiptsBySourceTimeMigration,
 };
 

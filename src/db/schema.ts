@@ -6,6 +6,7 @@ import type { SettlementTables } from '../ledger/tables-settlement.ts';
 import type { TerminalTables } from '../terminals/tables.ts';
 import type { TransferTables } from '../transfer/tables.ts';
 import type { ScheduleTables } from '../schedule/tables.ts';
+import type { DiscoveryTables } from '../discovery/tables.ts';
 
 // The whole database as Kysely sees it. Each domain owns (and alone queries) its tables.
-export type Database = AccountTables & ContentTables & TerminalTables & TransferTables & LedgerTables & VoucherTables & SettlementTables & ScheduleTables;
+export type Database = AccountTables & ContentTables & TerminalTables & TransferTables & LedgerTables & VoucherTables & SettlementTables & ScheduleTables & DiscoveryTables;

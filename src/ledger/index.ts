@@ -27,6 +27,7 @@ export { Settlement, type StoredReceipt } from './settlement.ts';
 export { Reservations, type Reservation } from './reservations.ts';
 export { Reconciler } from './reconcile.ts';
 export { OWNED_TABLES } from './tables.ts';
+export { purchaseStandings, receivedContents, transfersByIds, type PurchaseStanding } from './queries.ts';
 
 export function ledgerDomain(deps: {
   db: Db;

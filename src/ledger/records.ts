@@ -13,7 +13,7 @@ import { type HistoryEntry, type Ledger } from './ledger.ts';
 // Amounts are sums of the transfers actually moved, never recomputed from rates.
 
 /** A record's reason, in the spec's words (S1.12). */
-export type RecordReason = 'download' | 'upload' | 'royalty' | 'voucher' | 'top-up' | 'play' | 'reservation' | 'refund' | 'payout' | (string & {});
+export type RecordReason = 'download' | 'upload' | 'royalty' | 'voucher' | 'top-up' | 'play' | 'reservation' | 'refund' | 'payout' | 'placement' | (string & {});
 
 /** One part of where a download's or a play's money went. */
 export interface SplitPart {
@@ -294,6 +294,9 @@ function single(e: HistoryEntry, reason: RecordReason, title: string, l: Lookups
       return `Vouchers issued: ${-e.amount}`;
     case 'payout':
       return `Paid out ${-e.amount}${e.ref ? ` (reference ${e.ref})` : ''}`;
+    case 'placement':
+      // S1.4: a publisher's paid preferred placement in members' content lists (discovery domain).
+      return `Preferred placement of ${title} in content lists: paid ${-e.amount}${e.ref ? ` (placement ${e.ref})` : ''}`;
     case 'download':
       return `Download of ${title}: paid ${-e.amount} (${e.reason} to ${who})`;
     case 'upload':

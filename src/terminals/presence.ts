@@ -30,6 +30,11 @@ export class HeartbeatBuffer {
     return this.pending.size;
   }
 
+  /** Terminals with a beat not yet written (pending or being flushed). */
+  ids(): string[] {
+    return [...new Set([...this.pending.keys(), ...this.inFlight.keys()])];
+  }
+
   /**
    * Hands the pending beats to `write` and clears them. If the write fails, the beats
    * go back (unless a newer one arrived meanwhile) so the next flush retries them.

@@ -508,6 +508,32 @@ export class TerminalService {
   }
 
   /**
+   * S1.4: per content, how many terminals holding it whole are online (by the same rule as
+   * `holders`, unflushed beats included). Contents nobody online holds are absent. One query.
+   */
+  async onlineHolderCounts(contentIds: readonly string[]): Promise<Map<string, number>> {
+    const ids = [...new Set(contentIds)];
+    const counts = new Map<string, number>();
+    if (!ids.length) return counts;
+    const now = this.clock.now();
+    const cutoff = new Date(now - this.offlineAfterMs);
+    const rows = await this.db
+      .selectFrom('holdings as h')
+      .innerJoin('terminals as t', 't.id', 'h.terminal_id')
+      .select(['h.content_id', 't.id', 't.last_seen_at', 't.last_state'])
+      .where('h.content_id', '=', sql<string>`any(${arrayLiteral(ids)}::text[])`)
+      .where('h.pieces', 'is', null)
+      .where((eb) => eb.or([eb('t.last_seen_at', '>=', cutoff), eb('t.id', '=', sql<string>`any(${arrayLiteral(this.beats.ids())}::text[])`)]))
+      .execute();
+    for (const r of rows) {
+      const state = newerState(r.last_state, this.beats.latest(r.id));
+      const seenAt = state?.at ?? r.last_seen_at?.getTime() ?? null;
+      if (seenAt !== null && now - seenAt <= this.offlineAfterMs) counts.set(r.content_id, (counts.get(r.content_id) ?? 0) + 1);
+    }
+    return counts;
+  }
+
+  /**
    * S1.14: what the origin knows of a terminal when it vouches for it to a peer: its
    * registration, its freshest heartbeat (unflushed beats included) and the content it
    * holds, whole or in part, most recently reported first, at most `holdingsLimit`.
