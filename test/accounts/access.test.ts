@@ -25,7 +25,7 @@ describe('access rules on every route', () => {
     const publicRoutes = table.filter((r) => r.access === 'public').map((r) => `${r.method} ${r.url}`);
     // Public routes are a short, reviewed list; anything new here needs a reason.
     for (const r of publicRoutes) {
-      assert.match(r, /^(GET \/(|health|metrics|docs|origin|contents|contents\/:id|contents\/:id\/manifest)|POST \/(auth\/login|users\/signup|terminals\/challenge|terminals\/login))$/, r);
+      assert.match(r, /^(GET \/(|health|metrics|docs|origin|contents|contents\/:id|contents\/:id\/manifest|contents\/:id\/thumbnail|contents\/:id\/comments)|POST \/(auth\/login|users\/signup|terminals\/challenge|terminals\/login))$/, r);
     }
   });
 
