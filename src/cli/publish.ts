@@ -1,14 +1,17 @@
 import type { Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { monotonicMs } from '../core/clock.ts';
-import { badRequest } from '../core/errors.ts';
+import { AppError, badRequest } from '../core/errors.ts';
+import { checkThumbnail, imageTooLarge, THUMBNAIL_MAX_BYTES } from '../content/thumbnail-image.ts';
 import { apiFromProfile } from './profile.ts';
 
 // `cascade publish FILE` (S1.1): streams a file to the origin as a new content, with
 // a progress bar on stderr; the content ID is the last line on stdout (or `--json`).
+// `--thumbnail IMG` (S1.1) is checked here first (type from its bytes, size, dimensions: a
+// bad image is refused before anything is published) and uploaded once the content is.
 
 interface PublishOptions {
   title: string;
@@ -16,6 +19,7 @@ interface PublishOptions {
   price: string;
   summary?: string;
   author?: string;
+  thumbnail?: string;
 }
 
 export function registerPublish(program: Command) {
@@ -28,10 +32,12 @@ export function registerPublish(program: Command) {
     .requiredOption('--price <minor units>', 'price for the whole content, in minor units (e.g. cents)')
     .option('--summary <text>', 'summary')
     .option('--author <name>', 'author')
+    .option('--thumbnail <image>', 'thumbnail: a PNG, JPEG, WebP or GIF image of at most 256 KiB and 4096×4096')
     .action(async (file: string, opts: PublishOptions) => {
       const g = program.opts();
       const size = await fileSize(file);
       if (!/^\d+$/.test(opts.price)) throw badRequest('invalid_price', `--price is a whole number of minor units, got "${opts.price}".`);
+      const thumbnail = opts.thumbnail === undefined ? null : await readThumbnail(opts.thumbnail);
 
       const query = new URLSearchParams({ title: opts.title, genre: opts.genre, price: opts.price });
       if (opts.summary !== undefined) query.set('summary', opts.summary);
@@ -47,10 +53,19 @@ export function registerPublish(program: Command) {
       }
 
       const { id, title, pieces, totalSize } = result;
+      let thumbnailUrl: string | undefined;
+      if (thumbnail) {
+        try {
+          ({ thumbnailUrl } = await api.request<{ thumbnailUrl: string }>('PUT', `/contents/${id}/thumbnail`, { body: thumbnail.bytes, headers: { 'content-type': thumbnail.mime } }));
+        } catch (err) {
+          if (!(err instanceof AppError)) throw err;
+          throw new AppError(err.code, `Published "${title}" as ${id}, but its thumbnail was not stored: ${err.message}`, err.status);
+        }
+      }
       if (g.json) {
-        process.stdout.write(JSON.stringify({ id, title, pieces, totalSize }) + '\n');
+        process.stdout.write(JSON.stringify({ id, title, pieces, totalSize, ...(thumbnailUrl ? { thumbnailUrl } : {}) }) + '\n');
       } else {
-        process.stdout.write(`published "${title}": ${totalSize} bytes in ${pieces} pieces\n${id}\n`);
+        process.stdout.write(`published "${title}": ${totalSize} bytes in ${pieces} pieces${thumbnailUrl ? `, thumbnail ${thumbnailUrl}` : ''}\n${id}\n`);
       }
     });
 }
@@ -65,6 +80,19 @@ async function fileSize(file: string): Promise<number> {
   }
   if (!s.isFile()) throw badRequest('not_a_file', `${file} is not a regular file.`);
   return s.size;
+}
+
+/** The thumbnail's bytes and type, checked as the origin will check them (src/content/thumbnail-image.ts). */
+async function readThumbnail(file: string): Promise<{ bytes: Buffer; mime: string }> {
+  const size = await fileSize(file);
+  try {
+    if (size > THUMBNAIL_MAX_BYTES) throw imageTooLarge(); // not read at all
+    const bytes = await readFile(file);
+    return { bytes, mime: checkThumbnail(bytes).mime };
+  } catch (err) {
+    if (err instanceof AppError) throw new AppError(err.code, `--thumbnail ${file}: ${err.message} Nothing was published.`, err.status);
+    throw err;
+  }
 }
 
 /** Passes chunks through, reporting each chunk's length as it is handed to the upload. */

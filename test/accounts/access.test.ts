@@ -24,9 +24,10 @@ describe('access rules on every route', () => {
     assert.ok(table.length >= 20, `only ${table.length} routes`);
     const publicRoutes = table.filter((r) => r.access === 'public').map((r) => `${r.method} ${r.url}`);
     // Public routes are a short, reviewed list; anything new here needs a reason.
-    // assets/:file: the web app's scripts and styles (#13), the same for everyone.
+    // assets/:file: the web app's scripts and styles (#13), the same for everyone; a content's
+    // thumbnail and comments are catalog data like the content itself (S1.1, S1.4).
     for (const r of publicRoutes) {
-      assert.match(r, /^(GET \/(|health|metrics|docs|origin|contents|contents\/:id|contents\/:id\/manifest|assets\/:file)|POST \/(auth\/login|users\/signup|terminals\/challenge|terminals\/login))$/, r);
+      assert.match(r, /^(GET \/(|health|metrics|docs|origin|contents|contents\/:id|contents\/:id\/manifest|contents\/:id\/thumbnail|contents\/:id\/comments|assets\/:file)|POST \/(auth\/login|users\/signup|terminals\/challenge|terminals\/login))$/, r);
     }
   });
 

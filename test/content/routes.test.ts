@@ -82,6 +82,7 @@ for (const engine of testEngines()) {
         totalSize: file.length,
         pieces: expectedPieces,
         createdAt: manifest.body.body.createdAt,
+        thumbnailUrl: null,
       });
 
       // The origin's piece source serves the same bytes.

@@ -183,6 +183,7 @@ for (const engine of testEngines()) {
         totalSize: 100,
         pieces: 1,
         createdAt: new Date(clock.now()).toISOString(),
+        thumbnailUrl: null,
       });
       const ids = async (q: Parameters<ContentService['list']>[0]) => (await service.list({ limit: 100, ...q })).items.map((i) => i.id);
       assert.deepEqual(await ids({ q: 'orbit' }), [sci.id], 'title substring, any case');
