@@ -66,7 +66,7 @@ test('publish, top up, download in the browser, pay, rate and comment', async ()
   await signIn(olga.page, 'olga');
   await olga.page.getByRole('link', { name: 'Users' }).click();
   await olga.page.getByRole('button', { name: 'Manage pat' }).click();
-  await olga.page.getByRole('checkbox', { name: 'publisher' }).check();
+  await olga.page.getByRole('group', { name: 'Roles of pat' }).getByRole('checkbox', { name: /^publisher/ }).check();
   await olga.page.getByRole('button', { name: 'Save roles' }).click();
   await olga.page.getByText('Roles of pat: member, publisher.').waitFor();
   await checkPage(olga, 'users');
@@ -85,7 +85,7 @@ test('publish, top up, download in the browser, pay, rate and comment', async ()
   await pat.page.getByLabel('Price').fill(String(PRICE));
   await pat.page.getByLabel('Thumbnail').setInputFiles({ name: 'thumb.png', mimeType: 'image/png', buffer: thumb });
   await pat.page.getByRole('button', { name: 'Publish' }).last().click();
-  await pat.page.getByRole('link', { name: /Harbour Lights/ }).first().waitFor();
+  await pat.page.getByRole('link', { name: 'Open its page' }).waitFor().catch(async (e) => { await screenshot(pat.page, 'flow-publish-failed'); throw e; });
   await checkPage(pat, 'publish-done');
   const listed = await origin.call('GET', '/contents?q=Harbour');
   assert.equal(listed.body.items.length, 1);
@@ -160,6 +160,33 @@ test('publish, top up, download in the browser, pay, rate and comment', async ()
   const item = await origin.call('GET', `/me/content-list/${content.id}`, { token: await tokenOf(ann.page) });
   assert.deepEqual(item.body.rating, { average: 4, count: 1, mine: 4 });
   await checkPage(ann, 'content-rated-375');
+
+  // ann names her genres; pat pays for placement (refused first: an empty wallet), then it
+  // shows first in ann's list, labelled as paid for.
+  await ann.page.goto(`${origin.url}/#/`);
+  await ann.page.getByText('Choose your genres').click();
+  await ann.page.getByLabel('Preferred genres').fill('drama, news');
+  await ann.page.getByRole('button', { name: 'Save genres' }).click();
+  await ann.page.getByText('Your genres: drama, news.').waitFor();
+  await card.getByText('Your genre', { exact: true }).waitFor();
+
+  await pat.page.goto(`${origin.url}/#/content/${content.id}`);
+  await pat.page.getByLabel('Preferred placement, days').fill('3');
+  await pat.page.getByRole('button', { name: 'Pay for placement' }).dblclick();
+  const patId = (await me(pat.page)).id;
+  const broke = await origin.call('POST', `/contents/${content.id}/placements`, { token: await tokenOf(pat.page), json: { days: 3, requestId: 'probe-0000-0001' } });
+  assert.equal(broke.status, 409);
+  await pat.page.getByText(broke.body.error.message).waitFor();
+  await origin.fund(patId, 5000, 'flow-fund-pat');
+  const before = (await origin.call('GET', '/wallet', { token: await tokenOf(pat.page) })).body.balance.available;
+  await pat.page.getByRole('button', { name: 'Pay for placement' }).dblclick();
+  await pat.page.getByText(/^Placed until/).waitFor();
+  const after = (await origin.call('GET', '/wallet', { token: await tokenOf(pat.page) })).body.balance.available;
+  assert.equal(before - after, 3 * origin.config.placementPricePerDay, 'a double click pays once');
+  await checkPage(pat, 'content-publisher-tools');
+  await ann.page.reload();
+  await card.getByText('Sponsored placement').waitFor();
+  await checkPage(ann, 'catalog-placed-375');
 });
 
 async function tokenOf(page: Page): Promise<string> {

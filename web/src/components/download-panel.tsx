@@ -56,7 +56,7 @@ export function DownloadPanel({ content, onDone }: { content: CatalogItem; onDon
         This browser fetches the pieces from the origin under a grant, checks each against the manifest the origin signed, and hands in receipts: you are charged{' '}
         {money(content.price)} for the whole content, as with any terminal.
       </p>
-      <div class="tabs">
+      <div class="actions">
         <button type="button" onClick={start} disabled={busy} aria-busy={busy ? 'true' : undefined}>
           {busy ? 'Downloading…' : result ? 'Download again' : 'Download'}
         </button>

@@ -2,6 +2,7 @@ import { useEffect, useState } from 'preact/hooks';
 import { api, qs } from '../api.ts';
 import { ErrorNote, Link, Loading, Page } from '../components/common.tsx';
 import { ContentCard } from '../components/content-card.tsx';
+import { Field, FormError, Submit, useSubmit } from '../components/forms.tsx';
 import { money } from '../format.ts';
 import { navigate, type Match } from '../router.ts';
 import { session } from '../session.ts';
@@ -77,9 +78,12 @@ export function CatalogPage({ query }: Match) {
         <button type="submit">Search</button>
       </form>
       {view === 'mine' && balance !== null && (
-        <p class="muted">
-          Your balance: <strong>{money(balance)}</strong>. {genres.length ? `Your genres: ${genres.join(', ')}.` : 'Items in the genres you receive most come first.'}
-        </p>
+        <>
+          <p class="muted">
+            Your balance: <strong>{money(balance)}</strong>. {genres.length ? `Your genres: ${genres.join(', ')}.` : 'Items in the genres you receive most come first.'}
+          </p>
+          <GenresForm genres={genres} onSaved={() => load(true, null)} />
+        </>
       )}
       {!signedIn && (
         <p class="muted">
@@ -100,5 +104,31 @@ export function CatalogPage({ query }: Match) {
         </button>
       )}
     </Page>
+  );
+}
+
+/** The member's preferred genres (PUT /me/profile), which the list puts first (S1.4). */
+function GenresForm({ genres, onSaved }: { genres: string[]; onSaved: () => void }) {
+  const [text, setText] = useState(genres.join(', '));
+  const form = useSubmit(['preferredGenres']);
+  useEffect(() => setText(genres.join(', ')), [genres.join('|')]);
+  return (
+    <details class="genres">
+      <summary>Choose your genres</summary>
+      <form
+        onSubmit={(e) => {
+          e.preventDefault();
+          const preferredGenres = text.split(',').map((g) => g.trim()).filter(Boolean);
+          form.run(async () => {
+            await api('PUT', '/me/profile', { preferredGenres });
+            onSaved();
+          });
+        }}
+      >
+        <FormError message={form.error} />
+        <Field label="Preferred genres" name="preferredGenres" hint="Separated by commas, e.g. drama, news. Empty: the genres you receive most." value={text} maxLength={900} error={form.fieldErrors.preferredGenres} onInput={(e) => setText(e.currentTarget.value)} />
+        <Submit busy={form.busy}>Save genres</Submit>
+      </form>
+    </details>
   );
 }
