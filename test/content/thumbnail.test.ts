@@ -152,7 +152,7 @@ describe('S1.1 cascade publish --thumbnail', () => {
     rmSync(home, { recursive: true, force: true });
   });
 
-  test('publishes, then uploads the thumbnail; the catalog names it', async () => {
+  test('S1.1 publishes, then uploads the thumbnail; the catalog names it', async () => {
     const r = await runCli(['--json', 'publish', path.join(home, 'film.bin'), '--title', 'With cover', '--genre', 'film', '--price', '1', '--thumbnail', path.join(home, 'cover.png')], { home });
     assert.equal(r.code, 0, r.stderr);
     const out = JSON.parse(r.stdout.trim());
@@ -162,7 +162,7 @@ describe('S1.1 cascade publish --thumbnail', () => {
     assert.equal(img.headers.get('content-type'), 'image/png');
   });
 
-  test('a bad or too large image is refused before anything is published', async () => {
+  test('S1.1 a bad or too large image is refused before anything is published', async () => {
     const before = await snapshotTables(o.db.db);
     for (const [file, code] of [['cover.txt', 'invalid_image'], ['huge.png', 'image_too_large']]) {
       const r = await runCli(['publish', path.join(home, 'film.bin'), '--title', `Bad ${file}`, '--genre', 'film', '--price', '1', '--thumbnail', path.join(home, file)], { home });

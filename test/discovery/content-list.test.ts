@@ -325,8 +325,15 @@ for (const engine of testEngines()) {
 
       const listed = await call('GET', `/contents/${own}/placements`, seller.token);
       assert.deepEqual(listed.body.items, [{ ...res.body, active: true }]);
+
+      // Two requests with one requestId at once: one placement, charged once.
+      await o.fund(seller.userId, 1000, 'fund:seller:race');
+      const race = await Promise.all([1, 2].map(() => call('POST', `/contents/${own}/placements`, seller.token, { days: 1, requestId: 'race-0000001' })));
+      assert.deepEqual(race.map((r) => r.status).sort(), [200, 201], JSON.stringify(race.map((r) => r.body)));
+      assert.deepEqual(race[0].body, race[1].body);
+      assert.equal(await available(seller.userId), 1000, '1500 − 500 once');
       await refusedWithNothingChanged(() => call('GET', `/contents/${own}/placements`, pub.token), 403, 'not_your_content');
-      assert.equal((await call('GET', `/contents/${own}/placements`, op.token)).status, 200);
+      assert.equal((await call('GET', `/contents/${own}/placements`, op.token)).body.items.length, 2);
     });
 
     test('S1.4 placement ends on the clock; one bought while another runs starts where it ends', async () => {
