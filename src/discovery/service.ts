@@ -168,7 +168,7 @@ export class DiscoveryService {
     };
   }
 
-  /** One item of the member's list; 404 `content_not_found`. */
+  /** One item of the member's list; 404 `unknown_content`. */
   async contentItem(userId: string, contentId: string): Promise<Item> {
     if (!CONTENT_ID.test(contentId)) throw contentNotFound(contentId);
     const ctx = await this.context(userId);
@@ -355,7 +355,7 @@ export class DiscoveryService {
     return out;
   }
 
-  /** A content's comments, newest first; keyset paging. 404 `content_not_found`. */
+  /** A content's comments, newest first; keyset paging. 404 `unknown_content`. */
   async comments(contentId: string, query: { limit?: number; cursor?: string }): Promise<{ items: Comment[]; nextCursor: string | null }> {
     await this.content(contentId);
     const limit = query.limit ?? 20;
@@ -575,7 +575,7 @@ function toComment(r: { id: string; user_id: string; text: string; created_at: D
   return { id: r.id, author: names.get(r.user_id) ?? r.user_id, text: r.text, createdAt: new Date(r.created_at).toISOString() };
 }
 
-const contentNotFound = (id: string) => notFound('content_not_found', `No content ${id.slice(0, 80)}.`);
+const contentNotFound = (id: string) => notFound('unknown_content', `No content ${id.slice(0, 80)}.`);
 
 function encodeCursor(r: RankedContent): string {
   return Buffer.from(JSON.stringify([r.tier, r.createdAt.toISOString(), r.id])).toString('base64url');

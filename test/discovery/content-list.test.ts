@@ -208,7 +208,7 @@ for (const engine of testEngines()) {
       await receive(m2, id);
       await refusedWithNothingChanged(() => call('PUT', `/contents/${id}/rating`, stranger.token, { stars: 5 }), 403, 'not_received');
       await refusedWithNothingChanged(() => call('PUT', `/contents/${id}/rating`, pub.token, { stars: 5 }), 403, 'own_content');
-      await refusedWithNothingChanged(() => call('PUT', `/contents/${'f'.repeat(64)}/rating`, m1.token, { stars: 5 }), 404, 'content_not_found');
+      await refusedWithNothingChanged(() => call('PUT', `/contents/${'f'.repeat(64)}/rating`, m1.token, { stars: 5 }), 404, 'unknown_content');
       await refusedWithNothingChanged(() => call('PUT', `/contents/${id}/rating`, m1.token, { stars: 6 }), 400, 'invalid_request');
 
       let r = await call('PUT', `/contents/${id}/rating`, m1.token, { stars: 4 });
@@ -262,7 +262,7 @@ for (const engine of testEngines()) {
       const p2 = await call('GET', `/contents/${id}/comments?limit=3&cursor=${p1.body.nextCursor}`);
       assert.deepEqual(p2.body.items.map((c: any) => c.text), ['c2', 'Great\nshow']);
       assert.equal(p2.body.nextCursor, null);
-      assert.equal((await call('GET', `/contents/${'e'.repeat(64)}/comments`)).body.error.code, 'content_not_found');
+      assert.equal((await call('GET', `/contents/${'e'.repeat(64)}/comments`)).body.error.code, 'unknown_content');
     });
 
     test('S1.4 notes: the publisher of it or an operator; empty clears; anyone else refused with nothing changed', async () => {
@@ -278,7 +278,7 @@ for (const engine of testEngines()) {
       r = await call('PUT', `/contents/${id}/notes`, pub.token, { notes: '' });
       assert.deepEqual(r.body, { notes: null });
       assert.equal((await item(m, id)).body.notes, null);
-      assert.deepEqual(await refusedWithNothingChanged(() => item(m, 'f'.repeat(64)), 404, 'content_not_found'), undefined);
+      assert.deepEqual(await refusedWithNothingChanged(() => item(m, 'f'.repeat(64)), 404, 'unknown_content'), undefined);
     });
 
     test('S1.4 placement: one ledger transfer wallet → platform, shown in the wallet history; the same requestId charges once', async () => {
