@@ -126,6 +126,8 @@ test('publish, top up, download in the browser, pay, rate and comment', async ()
   // ann downloads in the browser: pieces verified, receipts handed in, the file saved.
   await ann.page.goto(`${origin.url}/#/content/${content.id}`);
   await ann.page.getByRole('heading', { name: 'Harbour Lights' }).waitFor();
+  // The full content ID, as `cascade get` takes it (issue 12 #2).
+  assert.equal((await ann.page.locator('code.id').innerText()).trim(), content.id);
   const saved = ann.page.waitForEvent('download');
   await ann.page.getByRole('button', { name: 'Download', exact: true }).click();
   const download = await saved;
