@@ -129,7 +129,7 @@ test('publish, top up, download in the browser, pay, rate and comment', async ()
   // The full content ID, as `cascade get` takes it (issue 12 #2).
   assert.equal((await ann.page.locator('code.id').innerText()).trim(), content.id);
   const saved = ann.page.waitForEvent('download');
-  await ann.page.getByRole('button', { name: 'Download', exact: true }).click();
+  await ann.page.getByRole('button', { name: 'Download', exact: true }).dblclick();
   const download = await saved;
   const path = await download.path();
   assert.equal(createHash('sha256').update(readFileSync(path)).digest('hex'), fileSha, 'the saved file is the published one');
@@ -138,7 +138,9 @@ test('publish, top up, download in the browser, pay, rate and comment', async ()
 
   // Charged like any terminal: the wallet shows the download, the statement the royalty.
   const wallet1 = await origin.call('GET', '/wallet', { token: await tokenOf(ann.page) });
-  assert.equal(wallet1.body.balance.available, VOUCHER - PRICE);
+  assert.equal(wallet1.body.balance.available, VOUCHER - PRICE, 'charged the price once, on a double click too');
+  const terminals = await origin.call('GET', '/me/terminals', { token: await tokenOf(ann.page) });
+  assert.equal(terminals.body.items.length, 1, 'this browser registered as one terminal of ann’s');
   await ann.page.goto(`${origin.url}/#/wallet`);
   await ann.page.getByRole('cell', { name: 'Harbour Lights' }).first().waitFor();
   await ann.page.getByText(`-${PRICE}`).first().waitFor();

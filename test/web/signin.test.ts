@@ -39,7 +39,10 @@ test('sign up refuses what the API refuses, with its sentence, then signs in and
   await page.getByRole('button', { name: 'Sign out' }).click();
   await page.getByRole('link', { name: 'Sign in' }).first().waitFor();
 
-  // A wrong password: the API's sentence, and still signed out.
+  // Signed out, the catalog is public; then a wrong password: the API's sentence, still signed out.
+  await page.getByRole('heading', { name: 'Catalog' }).waitFor();
+  assert.equal(describeViolations(await seriousViolations(page)), '');
+  await screenshot(page, 'catalog-signed-out-375');
   await page.goto(`${origin.url}/#/signin`);
   await page.getByLabel('Username').fill('newcomer');
   await page.getByLabel('Password').fill('wrong password');
@@ -47,6 +50,11 @@ test('sign up refuses what the API refuses, with its sentence, then signs in and
   const wrong = await origin.call('POST', '/auth/login', { json: { username: 'newcomer', password: 'wrong password' } });
   await page.getByText(wrong.body.error.message).waitFor();
   assert.equal(await page.evaluate('localStorage.getItem("cascade.session")'), null);
+  assert.equal(describeViolations(await seriousViolations(page)), '');
+  await screenshot(page, 'signin-refused-375');
+  await page.goto(`${origin.url}/#/no-such-page`);
+  await page.getByRole('heading', { name: 'Page not found' }).waitFor();
+  await screenshot(page, 'not-found-375');
   assert.deepEqual(app.problems, []);
   await app.close();
 });

@@ -18,6 +18,8 @@ export function DownloadPanel({ content, onDone }: { content: CatalogItem; onDon
   const [busy, setBusy] = useState(false);
   const [url, setUrl] = useState<string | null>(null);
   const abort = useRef<AbortController | null>(null);
+  // A second click before the page re-renders must not start a second download (#13 "Bad input").
+  const running = useRef(false);
   const saveLink = useRef<HTMLAnchorElement>(null);
 
   useEffect(() => () => {
@@ -26,7 +28,8 @@ export function DownloadPanel({ content, onDone }: { content: CatalogItem; onDon
   }, [url]);
 
   async function start() {
-    if (busy || !session.value) return;
+    if (running.current || !session.value) return;
+    running.current = true;
     setBusy(true);
     setError(null);
     setResult(null);
@@ -43,6 +46,7 @@ export function DownloadPanel({ content, onDone }: { content: CatalogItem; onDon
     } catch (e) {
       setError((e as Error).name === 'AbortError' ? 'Download cancelled; nothing more is fetched. Pieces already verified were paid for.' : (e as Error).message);
     } finally {
+      running.current = false;
       setBusy(false);
       abort.current = null;
     }
