@@ -57,7 +57,10 @@ export function registerRecords(program: Command) {
       write(`statement for ${s.publisherId}, ${s.from} to ${s.to}: ${s.period}`);
       write(`  opening balance  ${s.openingBalance}`);
       write(`  royalties        +${s.royalties.total} (${s.royalties.transfers} transfers)`);
-      for (const r of s.royalties.byContent) write(`    ${r.title ?? r.contentId ?? '(no content)'}: +${r.amount} (${r.transfers})`);
+      for (const r of s.royalties.byContent) {
+        const plays = r.plays.count ? `; ${r.plays.count} play${r.plays.count === 1 ? '' : 's'}: +${r.plays.amount}` : '';
+        write(`    ${r.title ?? r.contentId ?? '(no content)'}: +${r.amount} (${r.transfers}${plays})`);
+      }
       write(`  payouts          -${s.payouts.total}`);
       for (const p of s.payouts.items) write(`    ${p.at} ${p.ref ?? ''}: ${p.amount}`);
       if (s.other.items.length) {

@@ -54,7 +54,8 @@ export interface Statement {
   period: string;
   /** Posted balance of the royalty account just before `from`. */
   openingBalance: number;
-  royalties: { total: number; transfers: number; byContent: { contentId: string | null; title: string | null; transfers: number; amount: number }[] };
+  /** Royalties of downloads (reason `royalty`) and of plays (reason `play`, S1.13), by content; `plays` is the plays' part. */
+  royalties: { total: number; transfers: number; byContent: { contentId: string | null; title: string | null; transfers: number; amount: number; plays: { count: number; amount: number } }[] };
   payouts: { total: number; items: StatementLine[] };
   /** Any other posted movement in the period (corrections, refunds): empty as a rule. */
   other: { total: number; items: StatementLine[] };
@@ -177,11 +178,14 @@ export class StatementService {
       ) as t`.execute(this.db);
 
     // Royalties can be one transfer per receipt: aggregated in SQL, one line per content.
+    // A play's royalty leg (reason `play`, one transfer per play) is a royalty too.
     // Titles come from the content service, not a join onto its table (ARCHITECTURE.md "Boundaries").
-    const royalties = await sql<{ content_id: string | null; transfers: number; amount: number }>`
-      select t.content_id, count(*)::int8 as transfers, sum(t.amount)::int8 as amount
+    const royalties = await sql<{ content_id: string | null; transfers: number; amount: number; plays: number; play_amount: number }>`
+      select t.content_id, count(*)::int8 as transfers, sum(t.amount)::int8 as amount,
+             count(*) filter (where t.reason = 'play')::int8 as plays,
+             coalesce(sum(t.amount) filter (where t.reason = 'play'), 0)::int8 as play_amount
       from ledger_transfers t
-      where t.credit_account_id = ${account} and t.reason = 'royalty' and t.kind in ('normal', 'post')
+      where t.credit_account_id = ${account} and t.reason in ('royalty', 'play') and t.kind in ('normal', 'post')
         and t.created_at >= ${fromTs}::timestamptz and t.created_at < ${toTs}::timestamptz
       group by t.content_id
       order by amount desc, t.content_id`.execute(this.db);
@@ -191,7 +195,7 @@ export class StatementService {
     const moves = await sql<{ id: string; created_at: Date; amount: number; reason: string; debit_account_id: string; credit_account_id: string; ref: string | null; content_id: string | null }>`
       select id, created_at, amount, reason, debit_account_id, credit_account_id, ref, content_id
       from ledger_transfers
-      where (debit_account_id = ${account} or (credit_account_id = ${account} and reason <> 'royalty')) and ${POSTED}
+      where (debit_account_id = ${account} or (credit_account_id = ${account} and reason not in ('royalty', 'play'))) and ${POSTED}
         and created_at >= ${fromTs}::timestamptz and created_at < ${toTs}::timestamptz
       order by seq`.execute(this.db);
 
@@ -210,7 +214,13 @@ export class StatementService {
     const payouts = lines.filter((l) => l.reason === 'payout' && l.amount < 0);
     const other = lines.filter((l) => !payouts.includes(l));
     const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
-    const byContent = royalties.rows.map((r) => ({ contentId: r.content_id, title: r.content_id ? (titles.get(r.content_id) ?? null) : null, transfers: r.transfers, amount: r.amount }));
+    const byContent = royalties.rows.map((r) => ({
+      contentId: r.content_id,
+      title: r.content_id ? (titles.get(r.content_id) ?? null) : null,
+      transfers: Number(r.transfers),
+      amount: Number(r.amount),
+      plays: { count: Number(r.plays), amount: Number(r.play_amount) },
+    }));
     return {
       publisherId,
       from: fromTs,

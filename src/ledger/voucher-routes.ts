@@ -207,7 +207,13 @@ export function voucherRoutes(deps: { db: Db; ledger: Ledger; clock: Clock; acco
                     type: 'array',
                     items: {
                       type: 'object',
-                      properties: { contentId: { type: ['string', 'null'] }, title: { type: ['string', 'null'] }, transfers: { type: 'integer' }, amount: { type: 'integer' } },
+                      properties: {
+                        contentId: { type: ['string', 'null'] },
+                        title: { type: ['string', 'null'] },
+                        transfers: { type: 'integer' },
+                        amount: { type: 'integer', description: 'royalties of downloads and plays' },
+                        plays: { type: 'object', description: 'the plays among them (S1.13)', properties: { count: { type: 'integer' }, amount: { type: 'integer' } } },
+                      },
                     },
                   },
                 },

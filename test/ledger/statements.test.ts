@@ -97,8 +97,8 @@ for (const engine of testEngines()) {
         total: 100,
         transfers: 3,
         byContent: [
-          { contentId: song, title: 'Song', transfers: 2, amount: 50 },
-          { contentId: unlisted, title: null, transfers: 1, amount: 50 },
+          { contentId: song, title: 'Song', transfers: 2, amount: 50, plays: { count: 0, amount: 0 } },
+          { contentId: unlisted, title: null, transfers: 1, amount: 50, plays: { count: 0, amount: 0 } },
         ].sort((a, b) => b.amount - a.amount || a.contentId.localeCompare(b.contentId)),
       });
       assert.equal(s.payouts.total, 60);
@@ -120,6 +120,18 @@ for (const engine of testEngines()) {
 
       // An operator sees the same statement.
       assert.deepEqual((await statement(publisher.userId, FEB, MAR, operator.token)).body, s);
+    });
+
+    test('S1.13: a play’s royalty is a royalty of its content in the statement, not an "other" movement', async () => {
+      await royalty('2026-07-02T08:00:00Z', 40, song);
+      origin.clock.set(at('2026-07-03T08:00:00Z'));
+      // What the play service writes for the royalty leg of a play (src/ledger/plays.ts).
+      const [r] = await ledger.apply([{ id: 'play:test-1:royalty', debit: PLATFORM_REVENUE.id, credit: royaltyAccount(publisher.userId).id, amount: 7, reason: 'play', contentId: song, ref: 'play:test-1' }]);
+      assert.equal(r.status, 'created');
+      const s = (await statement(publisher.userId, '2026-07-01T00:00:00.000Z', '2026-08-01T00:00:00.000Z')).body;
+      assert.deepEqual(s.royalties, { total: 47, transfers: 2, byContent: [{ contentId: song, title: 'Song', transfers: 2, amount: 47, plays: { count: 1, amount: 7 } }] });
+      assert.deepEqual(s.other, { total: 0, items: [] });
+      assert.equal(s.openingBalance + s.royalties.total - s.payouts.total + s.other.total, s.closingBalance);
     });
 
     test('a payout is idempotent by its id; a different payout under the same id is refused', async () => {

@@ -219,6 +219,9 @@ test('S1.11 statement: this month by default, royalties by content with download
   const paid = await origin.call('POST', '/payouts', { token: operator.token, json: { id: 'p-1', publisherId: publisher.userId, amount: 100, reference: 'BANK-77' } });
   assert.equal(paid.status, 200);
   const expected = (await origin.call('GET', `/publishers/${publisher.userId}/statement`, { token: publisher.token })).body;
+  // The play's royalty is a royalty of its content, not an "other" movement (S1.13).
+  assert.deepEqual(expected.royalties.byContent.map((c: any) => c.plays), [{ count: 1, amount: playRoyalty }]);
+  assert.deepEqual(expected.other, { total: 0, items: [] });
 
   const app = await openAs(publisher, ['publisher'], '/statement');
   const { page } = app;

@@ -26,7 +26,7 @@ interface Statement {
   to: string;
   period: string;
   openingBalance: number;
-  royalties: { total: number; transfers: number; byContent: { contentId: string | null; title: string | null; transfers: number; amount: number }[] };
+  royalties: { total: number; transfers: number; byContent: { contentId: string | null; title: string | null; transfers: number; amount: number; plays: { count: number; amount: number } }[] };
   payouts: { total: number; items: Line[] };
   other: { total: number; items: Line[] };
   closingBalance: number;
@@ -35,9 +35,6 @@ interface Statement {
 interface PerContent {
   title: string | null;
   downloads: number;
-  plays: number;
-  /** Royalties of the plays: a play's royalty leg is reason `play`, so the statement lists it under "other". */
-  playRoyalties: number;
 }
 
 interface Counts {
@@ -46,7 +43,7 @@ interface Counts {
   partial: boolean;
 }
 
-/** Pages of royalty records read at most, newest first, to count a month's downloads and plays. */
+/** Pages of royalty records read at most, newest first, to count a month's downloads (the statement counts plays). */
 const MAX_PAGES = 10;
 
 /** [from, to) of a calendar month "YYYY-MM" in UTC. */
@@ -65,11 +62,9 @@ async function countRecords(from: string, to: string): Promise<Counts> {
     for (const r of h.entries) {
       const at = Date.parse(r.at);
       if (r.reason !== 'royalty' || !r.contentId || at < start || at >= end) continue;
-      const c = byContent.get(r.contentId) ?? { title: r.contentTitle, downloads: 0, plays: 0, playRoyalties: 0 };
-      if (r.id.startsWith('play:')) {
-        c.plays++;
-        c.playRoyalties += r.amount;
-      } else c.downloads++;
+      if (r.id.startsWith('play:')) continue;
+      const c = byContent.get(r.contentId) ?? { title: r.contentTitle, downloads: 0 };
+      c.downloads++;
       byContent.set(r.contentId, c);
     }
     const oldest = h.entries[h.entries.length - 1];
@@ -113,15 +108,15 @@ function StatementView() {
     };
   }, [requested]);
 
-  // One row per content: the statement's royalties, with the downloads and plays counted from the records.
+  // One row per content: the statement's royalties (downloads' and plays'), with the downloads counted from the records.
   const rows: { contentId: string | null; title: string | null; amount: number; downloads: number; plays: number; playRoyalties: number }[] = [];
   if (s) {
     for (const r of s.royalties.byContent) {
       const c = r.contentId ? counts?.byContent.get(r.contentId) : undefined;
-      rows.push({ contentId: r.contentId, title: r.title, amount: r.amount, downloads: c?.downloads ?? 0, plays: c?.plays ?? 0, playRoyalties: c?.playRoyalties ?? 0 });
+      rows.push({ contentId: r.contentId, title: r.title, amount: r.amount - r.plays.amount, downloads: c?.downloads ?? 0, plays: r.plays.count, playRoyalties: r.plays.amount });
     }
     for (const [contentId, c] of counts?.byContent ?? []) {
-      if (!rows.some((r) => r.contentId === contentId)) rows.push({ contentId, title: c.title, amount: 0, downloads: c.downloads, plays: c.plays, playRoyalties: c.playRoyalties });
+      if (!rows.some((r) => r.contentId === contentId)) rows.push({ contentId, title: c.title, amount: 0, downloads: c.downloads, plays: 0, playRoyalties: 0 });
     }
   }
   return (
@@ -154,7 +149,7 @@ function StatementView() {
               <dd>{s.payouts.total ? `-${money(s.payouts.total)}` : money(0)}</dd>
               {s.other.items.length > 0 && (
                 <>
-                  <dt>Other (plays’ royalties, corrections)</dt>
+                  <dt>Other (corrections)</dt>
                   <dd>{signed(s.other.total)}</dd>
                 </>
               )}
@@ -213,8 +208,7 @@ function StatementView() {
                 </table>
               </div>
             )}
-            <p class="muted">Royalties from downloads are the statement’s; a play’s royalty is listed by the origin under “other”, and is shown here from your royalty records.</p>
-            {counts?.partial && <p class="muted">Downloads and plays count the latest {MAX_PAGES * 1000} royalty records only; the amounts are complete.</p>}
+            {counts?.partial && <p class="muted">Downloads count the latest {MAX_PAGES * 1000} royalty records only; the amounts are complete.</p>}
           </section>
 
           <section aria-labelledby="payouts-h">
