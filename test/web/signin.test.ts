@@ -30,7 +30,11 @@ test('sign up refuses what the API refuses, with its sentence, then signs in and
   await page.getByRole('button', { name: 'Create account' }).click();
   const apiSays = await origin.call('POST', '/users/signup', { json: { username: 'no spaces allowed', password: 'correct horse battery' } });
   assert.equal(apiSays.status, 400);
-  await page.getByText(apiSays.body.error.message).waitFor();
+  // Beside the field it concerns (aria-describedby), in the API's words.
+  const nameError = page.locator('#f-username-error');
+  await nameError.waitFor();
+  assert.equal(await nameError.innerText(), apiSays.body.error.message);
+  assert.match((await page.getByLabel('Username').getAttribute('aria-describedby')) ?? '', /f-username-error/);
 
   await page.getByLabel('Username').fill('newcomer');
   await page.getByRole('button', { name: 'Create account' }).click();

@@ -12,8 +12,11 @@ export class ApiError extends Error {
   ) {
     super(message);
   }
-  /** The request field the API's message names (`body/title must …` -> `title`), if any. */
+  /** The form field a page tied this refusal to (placeRefusal in refusals.ts). */
+  placedField: string | null = null;
+  /** The request field the refusal concerns: as a page placed it, or as the API's message names it (`body/title must …` -> `title`). */
   get field(): string | null {
+    if (this.placedField) return this.placedField;
     const m = /^(?:body|querystring|params)\/([A-Za-z0-9_]+)/.exec(this.message);
     return m ? m[1] : null;
   }

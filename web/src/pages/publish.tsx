@@ -4,7 +4,7 @@ import { Link, NeedsRole, Page } from '../components/common.tsx';
 import { Field, FormError, Submit, useSubmit } from '../components/forms.tsx';
 import { bytes } from '../format.ts';
 import { hasRole, session, signOutExpired } from '../session.ts';
-import { byInvalidCode, tieToField } from './field-errors.ts';
+import { invalidCodeField, placeRefusal } from '../refusals.ts';
 
 // Publishing (S1.1, publisher role): the same request as `cascade publish` (src/cli/publish.ts):
 // POST /contents?title=&genre=&price=[&summary=][&author=] with the file's bytes as an
@@ -105,7 +105,7 @@ function PublishForm() {
       } catch (err) {
         setProgress(null);
         setStage(null);
-        tieToField(err, (x) => (x.code === 'empty_upload' || x.code === 'upload_too_large' ? 'file' : byInvalidCode(META)(x)));
+        placeRefusal(err, (x) => (x.code === 'empty_upload' || x.code === 'upload_too_large' ? 'file' : invalidCodeField(x, [...META])));
       } finally {
         cancel.current.abort = undefined;
       }

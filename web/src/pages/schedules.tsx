@@ -4,7 +4,7 @@ import { ErrorNote, Loading, Page, useLoad } from '../components/common.tsx';
 import { Field, FormError, Submit, useSubmit } from '../components/forms.tsx';
 import { bytes, shortId, when } from '../format.ts';
 import { navigate, type Match } from '../router.ts';
-import { placeRefusal } from './refusals.ts';
+import { placeRefusal } from '../refusals.ts';
 import { TableWrap } from './table-wrap.tsx';
 import './pages-operator.css';
 

@@ -3,6 +3,7 @@ import { api } from '../api.ts';
 import { Link, Page } from '../components/common.tsx';
 import { Field, FormError, Submit, useSubmit } from '../components/forms.tsx';
 import { navigate, type Match } from '../router.ts';
+import { placeRefusal } from '../refusals.ts';
 import { setSession, signInReason } from '../session.ts';
 
 interface LoginAnswer {
@@ -59,7 +60,9 @@ export function SignUpPage({ query }: Match) {
           e.preventDefault();
           if (mismatch) return;
           form.run(async () => {
-            await api('POST', '/users/signup', { username, password }, { anonymous: true });
+            await api('POST', '/users/signup', { username, password }, { anonymous: true }).catch((err) =>
+              placeRefusal(err, { invalid_username: 'username', username_taken: 'username', weak_password: 'password' }),
+            );
             await signIn(username, password, next);
           });
         }}

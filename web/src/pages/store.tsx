@@ -4,7 +4,7 @@ import { NeedsRole, Page } from '../components/common.tsx';
 import { Field, FormError, Submit, useSubmit } from '../components/forms.tsx';
 import { money, when } from '../format.ts';
 import { hasRole } from '../session.ts';
-import { byInvalidCode, tieToField } from './field-errors.ts';
+import { invalidCodeField, placeRefusal } from '../refusals.ts';
 
 // A store issues prepaid vouchers (S1.11, store role): POST /vouchers { amount, count,
 // expiresAt? }, the same as `cascade voucher issue`. The codes are in that answer only, so
@@ -52,7 +52,7 @@ function StoreView() {
                 const r = await api<{ vouchers: Voucher[] }>('POST', '/vouchers', body);
                 setIssued(r.vouchers);
               } catch (err) {
-                tieToField(err, (x) => (x.code === 'invalid_expiry' ? 'expiresAt' : byInvalidCode(['count', 'amount'])(x)));
+                placeRefusal(err, (x) => (x.code === 'invalid_expiry' ? 'expiresAt' : invalidCodeField(x, ['count', 'amount'])));
               }
             });
           }}

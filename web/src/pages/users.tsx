@@ -5,7 +5,7 @@ import { Field, FormError, Submit, useSubmit } from '../components/forms.tsx';
 import { when } from '../format.ts';
 import { navigate, type Match } from '../router.ts';
 import { hasRole } from '../session.ts';
-import { placeRefusal } from './refusals.ts';
+import { placeRefusal } from '../refusals.ts';
 import { TableWrap } from './table-wrap.tsx';
 import './pages-operator.css';
 

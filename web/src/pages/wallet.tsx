@@ -4,7 +4,7 @@ import { ErrorNote, Link, Loading, Page, useLoad } from '../components/common.ts
 import { Field, FormError, Submit, useSubmit } from '../components/forms.tsx';
 import { money, when } from '../format.ts';
 import { hasRole } from '../session.ts';
-import { tieToField } from './field-errors.ts';
+import { placeRefusal } from '../refusals.ts';
 
 // The member's wallet (S1.12, S1.11): balance (posted, held, available), earnings, the
 // accounting records in the spec's words, and a voucher top-up (POST /wallet/topup).
@@ -117,7 +117,7 @@ export function WalletPage() {
               try {
                 r = await api<{ voucherId: string; amount: number; balance: number }>('POST', '/wallet/topup', { code });
               } catch (err) {
-                tieToField(err, (x: ApiError) => (CODE_REFUSALS.has(x.code) ? 'code' : null));
+                placeRefusal(err, (x: ApiError) => (CODE_REFUSALS.has(x.code) ? 'code' : null));
               }
               setCode('');
               setDone(`Credited ${money(r.amount)}; your balance is now ${money(r.balance)}.`);
