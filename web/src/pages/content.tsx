@@ -3,6 +3,7 @@ import { api, qs } from '../api.ts';
 import { ErrorNote, Loading, Page, useLoad } from '../components/common.tsx';
 import { Stars, Thumbnail } from '../components/content-card.tsx';
 import { DownloadPanel } from '../components/download-panel.tsx';
+import { TableWrap } from '../components/table-wrap.tsx';
 import { Field, FormError, Submit, useSubmit } from '../components/forms.tsx';
 import { bytes, money, when } from '../format.ts';
 import type { Match } from '../router.ts';
@@ -181,6 +182,7 @@ function Holders({ id }: { id: string }) {
       <ErrorNote message={h.error} />
       {h.data && h.data.holders.length === 0 && <p class="muted">No terminal holds it yet: downloads come from the origin.</p>}
       {h.data && h.data.holders.length > 0 && (
+        <TableWrap labelledBy="holders-h">
         <table>
           <caption class="visually-hidden">Terminals holding this content</caption>
           <thead>
@@ -202,6 +204,7 @@ function Holders({ id }: { id: string }) {
             ))}
           </tbody>
         </table>
+        </TableWrap>
       )}
     </section>
   );

@@ -5,8 +5,7 @@ import { api } from '../api.ts';
 import { ErrorNote, Loading, NeedsRole, Page } from '../components/common.tsx';
 import { bytes, shortId, when } from '../format.ts';
 import { hasRole } from '../session.ts';
-import { TableWrap } from './table-wrap.tsx';
-import './pages-operator.css';
+import { TableWrap } from '../components/table-wrap.tsx';
 
 // The operations dashboard (operators, GET /ops/dashboard): refreshed every 5 s while the tab
 // is visible (paused while hidden, at once when shown again), with the origin's time of the

@@ -5,8 +5,7 @@ import { Field, FormError, Submit, useSubmit } from '../components/forms.tsx';
 import { bytes, shortId, when } from '../format.ts';
 import { navigate, type Match } from '../router.ts';
 import { placeRefusal } from '../refusals.ts';
-import { TableWrap } from './table-wrap.tsx';
-import './pages-operator.css';
+import { TableWrap } from '../components/table-wrap.tsx';
 
 // Schedules (S0.1, S0.5, S0.7) for one of the member's terminals, through the account-session
 // routes /me/terminals/:tid/schedules… (same bodies and answers as the terminal's own routes,

@@ -1,3 +1,4 @@
+import { TableWrap } from '../components/table-wrap.tsx';
 import { useEffect, useState } from 'preact/hooks';
 import { api, qs } from '../api.ts';
 import { ErrorNote, Link, Loading, NeedsRole, Page } from '../components/common.tsx';
@@ -165,7 +166,7 @@ function StatementView() {
             {rows.length === 0 ? (
               <p class="muted">No royalties in this period.</p>
             ) : (
-              <div class="table-wrap" tabIndex={0} role="region" aria-labelledby="by-content-h">
+              <TableWrap labelledBy="by-content-h">
                 <table>
                   <caption class="visually-hidden">Royalties by content</caption>
                   <thead>
@@ -206,7 +207,7 @@ function StatementView() {
                     </tr>
                   </tfoot>
                 </table>
-              </div>
+              </TableWrap>
             )}
             {counts?.partial && <p class="muted">Downloads count the latest {MAX_PAGES * 1000} royalty records only; the amounts are complete.</p>}
           </section>
@@ -216,7 +217,7 @@ function StatementView() {
             {s.payouts.items.length === 0 ? (
               <p class="muted">No payout in this period. The platform pays publishers outside the system (a bank transfer) and records each payout here.</p>
             ) : (
-              <div class="table-wrap" tabIndex={0} role="region" aria-labelledby="payouts-h">
+              <TableWrap labelledBy="payouts-h">
                 <table>
                   <caption class="visually-hidden">Payouts in this period</caption>
                   <thead>
@@ -238,7 +239,7 @@ function StatementView() {
                     ))}
                   </tbody>
                 </table>
-              </div>
+              </TableWrap>
             )}
             {s.other.items.length > 0 && (
               <>

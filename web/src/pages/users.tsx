@@ -6,8 +6,7 @@ import { when } from '../format.ts';
 import { navigate, type Match } from '../router.ts';
 import { hasRole } from '../session.ts';
 import { placeRefusal } from '../refusals.ts';
-import { TableWrap } from './table-wrap.tsx';
-import './pages-operator.css';
+import { TableWrap } from '../components/table-wrap.tsx';
 
 // Users (operators): the accounts in username order, a page at a time (GET /users), found by
 // exact username; an account's roles (PUT /users/:id/roles) and a password reset

@@ -1,3 +1,4 @@
+import { TableWrap } from '../components/table-wrap.tsx';
 import { useEffect, useState } from 'preact/hooks';
 import { api, ApiError, qs } from '../api.ts';
 import { ErrorNote, Link, Loading, Page, useLoad } from '../components/common.tsx';
@@ -193,7 +194,7 @@ function RecordsTable({ account, tick }: { account: 'wallet' | 'royalties'; tick
       <ErrorNote message={error} />
       {!loading && !error && entries.length === 0 && <p class="muted">No records yet.</p>}
       {entries.length > 0 && (
-        <div class="table-wrap" tabIndex={0} role="region" aria-label={label}>
+        <TableWrap label={label}>
           <table class="records">
             <caption class="visually-hidden">{label}</caption>
             <thead>
@@ -233,7 +234,7 @@ function RecordsTable({ account, tick }: { account: 'wallet' | 'royalties'; tick
               ))}
             </tbody>
           </table>
-        </div>
+        </TableWrap>
       )}
       {loading && <Loading what="records" />}
       {cursor && !loading && (
