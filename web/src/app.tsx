@@ -1,12 +1,11 @@
 import type { ComponentType } from 'preact';
-import { useEffect } from 'preact/hooks';
+import { useEffect, useState } from 'preact/hooks';
 import { api } from './api.ts';
-import { Link } from './components/common.tsx';
+import { Link, Loading } from './components/common.tsx';
 import { match, navigate, route, type Match } from './router.ts';
 import { hasRole, session, setSession } from './session.ts';
 import { CatalogPage } from './pages/catalog.tsx';
 import { ContentPage } from './pages/content.tsx';
-import { DashboardPage } from './pages/dashboard.tsx';
 import { NotFoundPage } from './pages/not-found.tsx';
 import { PublishPage } from './pages/publish.tsx';
 import { SchedulesPage } from './pages/schedules.tsx';
@@ -15,6 +14,22 @@ import { StatementPage } from './pages/statement.tsx';
 import { StorePage } from './pages/store.tsx';
 import { UsersPage } from './pages/users.tsx';
 import { WalletPage } from './pages/wallet.tsx';
+
+/** A page loaded when first opened: the dashboard's chart library is for operators only. */
+function lazyPage(load: () => Promise<ComponentType<Match>>): ComponentType<Match> {
+  let loaded: ComponentType<Match> | null = null;
+  return function LazyPage(props: Match) {
+    const [Page, setPage] = useState<ComponentType<Match> | null>(() => loaded);
+    const [failed, setFailed] = useState<string | null>(null);
+    useEffect(() => {
+      if (!Page) load().then((c) => ((loaded = c), setPage(() => c)), (e) => setFailed(`The page could not be loaded (${(e as Error).message}); reload to try again.`));
+    }, []);
+    if (failed) return <p class="error" role="alert">{failed}</p>;
+    return Page ? <Page {...props} /> : <Loading what="the page" />;
+  };
+}
+
+const DashboardPage = lazyPage(() => import('./pages/dashboard.tsx').then((m) => m.DashboardPage));
 
 // The app's pages (#13.3). `auth`: the page needs a signed-in account (sent to sign in and
 // back otherwise); `role`: only shown in the menu to accounts with it (the API decides anyway).
