@@ -236,7 +236,7 @@ export function discoveryRoutes(deps: { discovery: DiscoveryService }): FastifyP
         summary: 'A content’s placements, newest first, with whether each runs now (S1.4): its publisher, or an operator',
         tags: ['discovery'],
         params: idParams,
-        response: { 200: { type: 'object', properties: { items: { type: 'array', items: placementSchema } } }, 401: errorSchema, 403: errorSchema, 404: errorSchema },
+        response: { 200: { type: 'object', properties: { pricePerDay: { type: 'integer', description: 'PLACEMENT_PRICE_PER_DAY now' }, items: { type: 'array', items: placementSchema } } }, 401: errorSchema, 403: errorSchema, 404: errorSchema },
       },
       handler: async (req) => discovery.placements(req.principal!, req.params.id),
     });

@@ -529,14 +529,15 @@ export class DiscoveryService {
   }
 
   /** A content's placements, newest first (its publisher or an operator). */
-  async placements(p: Principal, contentId: string): Promise<{ items: (Placement & { active: boolean })[] }> {
+  /** A content's placements, newest first, and what a day costs now (told before a publisher pays). */
+  async placements(p: Principal, contentId: string): Promise<{ pricePerDay: number; items: (Placement & { active: boolean })[] }> {
     const content = await this.content(contentId);
     if (content.publisherId !== p.userId && !p.roles.includes('operator')) {
       throw forbidden('not_your_content', 'Only the publisher of this content (or an operator) may see its placements.');
     }
     const rows = await this.deps.db.selectFrom('discovery_placements').selectAll().where('content_id', '=', contentId).orderBy('from_at', 'desc').orderBy('id', 'desc').limit(500).execute();
     const now = this.deps.clock.now();
-    return { items: rows.map((r) => ({ ...toPlacement(r), active: r.from_at.getTime() <= now && now < r.until_at.getTime() })) };
+    return { pricePerDay: this.deps.config.placementPricePerDay, items: rows.map((r) => ({ ...toPlacement(r), active: r.from_at.getTime() <= now && now < r.until_at.getTime() })) };
   }
 
   // ---- shared ----

@@ -325,6 +325,7 @@ for (const engine of testEngines()) {
 
       const listed = await call('GET', `/contents/${own}/placements`, seller.token);
       assert.deepEqual(listed.body.items, [{ ...res.body, active: true }]);
+      assert.equal(listed.body.pricePerDay, o.config.placementPricePerDay, 'what a day costs, told before paying');
 
       // Two requests with one requestId at once: one placement, charged once.
       await o.fund(seller.userId, 1000, 'fund:seller:race');

@@ -176,6 +176,7 @@ test('publish, top up, download in the browser, pay, rate and comment', async ()
 
   await pat.page.goto(`${origin.url}/#/content/${content.id}`);
   await pat.page.getByLabel('Preferred placement, days').fill('3');
+  await pat.page.getByText(`${origin.config.placementPricePerDay} per day from your wallet: ${3 * origin.config.placementPricePerDay} for 3 days.`).waitFor();
   await pat.page.getByRole('button', { name: 'Pay for placement' }).dblclick();
   const patId = (await me(pat.page)).id;
   const broke = await origin.call('POST', `/contents/${content.id}/placements`, { token: await tokenOf(pat.page), json: { days: 3, requestId: 'probe-0000-0001' } });

@@ -216,6 +216,9 @@ function PublisherTools({ item, onChange }: { item: ListItem; onChange: () => vo
   const [placeId, setPlaceId] = useState(newRequestId);
   const [saved, setSaved] = useState<string | null>(null);
   const notesForm = useSubmit(['notes']);
+  const placements = useLoad(() => api<{ pricePerDay: number; items: { until: string; active: boolean }[] }>('GET', `/contents/${item.id}/placements`), [item.id]);
+  const perDay = placements.data?.pricePerDay;
+  const dayCount = Number(days);
   const placeForm = useSubmit(['days']);
   const thumbForm = useSubmit();
   return (
@@ -252,7 +255,7 @@ function PublisherTools({ item, onChange }: { item: ListItem; onChange: () => vo
         }}
       >
         <FormError message={placeForm.error} />
-        <Field label="Preferred placement, days" name="days" type="number" min={1} max={90} required value={days} error={placeForm.fieldErrors.days} hint="Listed first in members’ content lists, labelled as sponsored; charged from your wallet per day." onInput={(e) => setDays(e.currentTarget.value)} />
+        <Field label="Preferred placement, days" name="days" type="number" min={1} max={90} required value={days} error={placeForm.fieldErrors.days} hint={`Listed first in members’ content lists, labelled as sponsored. ${perDay === undefined ? 'Charged from your wallet per day.' : `${money(perDay)} per day from your wallet${Number.isInteger(dayCount) && dayCount > 0 ? `: ${money(perDay * dayCount)} for ${dayCount} day${dayCount === 1 ? '' : 's'}` : ''}.`}`} onInput={(e) => setDays(e.currentTarget.value)} />
         <Submit busy={placeForm.busy}>Pay for placement</Submit>
       </form>
       <form
