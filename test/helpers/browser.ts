@@ -28,9 +28,30 @@ export interface AppPage {
   close(): Promise<void>;
 }
 
-/** A new browser context (its own storage) on `url`, `width` px wide. */
-export async function openApp(browser: Browser, url: string, opts: { width?: number; height?: number; acceptDownloads?: boolean } = {}): Promise<AppPage> {
-  const context = await browser.newContext({ viewport: { width: opts.width ?? 1280, height: opts.height ?? 900 }, acceptDownloads: opts.acceptDownloads ?? true });
+/** The account session the app keeps in localStorage (web/src/session.ts). */
+export interface SignedIn {
+  token: string;
+  userId: string;
+  username: string;
+  roles: string[];
+}
+
+/**
+ * A new browser context (its own storage) on `url`, `width` px wide; `signedIn`: the app
+ * starts with that session, as after a sign-in; `timezoneId`/`locale`: the browser's own.
+ */
+export async function openApp(
+  browser: Browser,
+  url: string,
+  opts: { width?: number; height?: number; acceptDownloads?: boolean; signedIn?: SignedIn; timezoneId?: string; locale?: string } = {},
+): Promise<AppPage> {
+  const context = await browser.newContext({
+    viewport: { width: opts.width ?? 1280, height: opts.height ?? 900 },
+    acceptDownloads: opts.acceptDownloads ?? true,
+    timezoneId: opts.timezoneId,
+    locale: opts.locale,
+  });
+  if (opts.signedIn) await context.addInitScript(`localStorage.setItem('cascade.session', ${JSON.stringify(JSON.stringify(opts.signedIn))})`);
   const page = await context.newPage();
   const problems: string[] = [];
   page.on('console', (m) => {

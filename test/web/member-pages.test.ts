@@ -34,11 +34,7 @@ type User = { token: string; userId: string; username: string };
 
 /** The app signed in as `user` (its session put where the sign-in page puts it), on `route`. */
 async function openAs(user: User, roles: string[], route: string, width = 1280): Promise<AppPage> {
-  // Any page of the origin (the app's storage is per origin), then the app itself.
-  const app = await openApp(browser, `${origin.url}/health`, { width });
-  await app.page.evaluate((s) => localStorage.setItem('cascade.session', JSON.stringify(s)), { token: user.token, userId: user.userId, username: user.username, roles });
-  await app.page.goto(`${origin.url}/#${route}`);
-  return app;
+  return openApp(browser, `${origin.url}/#${route}`, { width, signedIn: { token: user.token, userId: user.userId, username: user.username, roles } });
 }
 
 /** axe at the current width and at 375 px, with a screenshot of each: test-results/page-<name>[-375].png. */

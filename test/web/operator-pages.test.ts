@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { Browser, Page } from 'playwright-core';
 import { generateKeyPair } from '../../src/core/crypto.ts';
-import { describeViolations, launchBrowser, screenshot, seriousViolations } from '../helpers/browser.ts';
+import { describeViolations, launchBrowser, openApp, screenshot, seriousViolations } from '../helpers/browser.ts';
 import { startTestOrigin, type TestOrigin } from '../helpers/origin.ts';
 import { beat } from '../terminals/fixture.ts';
 
@@ -26,19 +26,8 @@ after(async () => {
   await origin?.close();
 });
 
-async function openAs(user: { token: string; userId: string; username: string }, roles: string[], path: string, width = 1280) {
-  const context = await browser.newContext({ viewport: { width, height: 900 }, locale: 'en-GB' });
-  const session = JSON.stringify({ token: user.token, userId: user.userId, username: user.username, roles });
-  await context.addInitScript(`localStorage.setItem('cascade.session', ${JSON.stringify(session)})`);
-  const page = await context.newPage();
-  const problems: string[] = [];
-  page.on('console', (m) => {
-    // The 4xx answers the pages show (refusals) log "Failed to load resource"; anything else is a problem (a CSP refusal too).
-    if (m.type() === 'error' && !/Failed to load resource: the server responded with a status of 4\d\d/.test(m.text())) problems.push(`console: ${m.text()}`);
-  });
-  page.on('pageerror', (e) => problems.push(`exception: ${e.message}`));
-  await page.goto(`${origin.url}/#${path}`);
-  return { page, problems, close: () => context.close() };
+function openAs(user: { token: string; userId: string; username: string }, roles: string[], path: string, width = 1280) {
+  return openApp(browser, `${origin.url}/#${path}`, { width, locale: 'en-GB', signedIn: { token: user.token, userId: user.userId, username: user.username, roles } });
 }
 
 async function axeClean(page: Page) {

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { Browser, Page } from 'playwright-core';
 import { generateKeyPair } from '../../src/core/crypto.ts';
-import { describeViolations, launchBrowser, screenshot, seriousViolations } from '../helpers/browser.ts';
+import { describeViolations, launchBrowser, openApp, screenshot, seriousViolations } from '../helpers/browser.ts';
 import { recorder } from '../helpers/deliveries.ts';
 import { startTestOrigin, type TestOrigin } from '../helpers/origin.ts';
 
@@ -26,18 +26,8 @@ after(async () => {
 });
 
 /** A signed-in page (the session the app keeps in localStorage) in a browser set to `timezoneId`. */
-async function openAs(user: { token: string; userId: string; username: string }, roles: string[], path: string, opts: { timezoneId?: string; width?: number } = {}) {
-  const context = await browser.newContext({ viewport: { width: opts.width ?? 1280, height: 900 }, timezoneId: opts.timezoneId, locale: 'en-GB' });
-  const session = JSON.stringify({ token: user.token, userId: user.userId, username: user.username, roles });
-  await context.addInitScript(`localStorage.setItem('cascade.session', ${JSON.stringify(session)})`);
-  const page = await context.newPage();
-  const problems: string[] = [];
-  page.on('console', (m) => {
-    if (m.type() === 'error' && !/Failed to load resource: the server responded with a status of 4\d\d/.test(m.text())) problems.push(`console: ${m.text()}`);
-  });
-  page.on('pageerror', (e) => problems.push(`exception: ${e.message}`));
-  await page.goto(`${origin.url}/#${path}`);
-  return { page, problems, close: () => context.close() };
+function openAs(user: { token: string; userId: string; username: string }, roles: string[], path: string, opts: { timezoneId?: string; width?: number } = {}) {
+  return openApp(browser, `${origin.url}/#${path}`, { ...opts, locale: 'en-GB', signedIn: { token: user.token, userId: user.userId, username: user.username, roles } });
 }
 
 async function axeClean(page: Page) {
