@@ -12,6 +12,8 @@ import { openEventBus, type EventBus } from './core/event-bus.ts';
 import { createHttpApp } from './core/http.ts';
 import { createLogger } from './core/logger.ts';
 import { discoveryDomain, type DiscoveryService } from './discovery/index.ts';
+import { liveDomain, type BookingService, type Channels, type Guide } from './live/index.ts';
+import { mailDomain, type MailService } from './mail/index.ts';
 import { openDatabase, sql, type DbHandle } from './db/connection.ts';
 import { ledgerDomain, type Ledger, type Reservations, type Settlement, type Wallets } from './ledger/index.ts';
 import { opsDashboard } from './ops/dashboard.ts';
@@ -68,6 +70,10 @@ export interface Origin {
   scheduler: ScheduleRunner | null;
   /** S1.4: content lists, comments, ratings, notes, placements. */
   discovery: DiscoveryService;
+  /** S3.8: the outbox and its sender. */
+  mail: MailService;
+  /** S3.1–S3.8: channels, bookings and the guide. */
+  live: { channels: Channels; bookings: BookingService; guide: Guide; deadlines: { nextSweep(): Promise<void> } };
   /** Which addresses terminals register that the origin calls (issue 10 #8). */
   peers: AddressPolicy;
   /** Path of the one-time operator credentials file if this start created it. */
@@ -100,11 +106,15 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
   // #13: the operators' dashboard, composed from the domains' services (it owns no table).
   const dashboard = opsDashboard({ db: db.db, clock, terminals: terminals.terminals, transfers: transfer.transfers, ledger: ledger.ledger, schedules: schedule.schedules });
   const discovery = discoveryDomain({ ...base, ...services, ledger: ledger.ledger, wallets: ledger.wallets });
+  const mail = mailDomain({ ...base, metrics: app.metrics });
+  // Links in e-mails and settings use PUBLIC_URL, else the address the origin listens on (known once listening).
+  let listeningUrl = config.publicUrl;
+  const live = liveDomain({ ...base, accounts: accounts.accounts, ledger: ledger.ledger, wallets: ledger.wallets, mail: mail.mail, baseUrl: () => config.publicUrl || listeningUrl });
 
   // Operations routes, in a plugin so that they are registered after (and documented by) OpenAPI.
   await app.register(opsRoutes({ app, db, keys }));
   await app.register(webRoutes());
-  for (const domain of [accounts, content, terminals, ledger, transfer, schedule, discovery, dashboard]) await app.register(domain.plugin);
+  for (const domain of [accounts, content, terminals, ledger, transfer, schedule, discovery, dashboard, mail, live]) await app.register(domain.plugin);
 
   const operatorCredentialsFile = await accounts.start();
   terminals.start();
@@ -115,7 +125,10 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   const url = `http://${config.host}:${port}`;
+  listeningUrl = url;
   await peers.listeningAt(config.host, port);
+  mail.start();
+  live.start();
   logger.info({ url, engine: db.engine, dataDir: config.dataDir }, 'origin listening');
 
   return {
@@ -140,7 +153,11 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
     schedules: schedule.schedules,
     scheduler: schedule.scheduler,
     discovery: discovery.discovery,
+    mail: mail.mail,
+    live: { channels: live.channels, bookings: live.bookings, guide: live.guide, deadlines: live.deadlines },
     async close() {
+      await live.stop();
+      await mail.stop();
       transfer.stop();
       await schedule.stop();
       await ledger.stop(); // never close the database under a running sweep

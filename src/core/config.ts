@@ -48,6 +48,18 @@ export interface Config {
   scheduleMaxRate: number;
   /** How often the scheduler steps, ms. */
   scheduleTickMs: number;
+  /** The address people reach this origin at, for links in e-mails and settings (PUBLIC_URL; default http://HOST:PORT). */
+  publicUrl: string;
+  /** S3.9: the port live ingest listens on (RTMP_PORT). */
+  rtmpPort: number;
+  /** S3.6: a booking must be reconfirmed this many hours before its start (LIVE_RECONFIRM_HOURS). */
+  liveReconfirmHours: number;
+  /** S3.5: a new channel's monthly slot quota per member unless the operator sets one (LIVE_MONTHLY_QUOTA_SLOTS). */
+  liveMonthlyQuotaSlots: number;
+  /** The longest one booking may be, minutes (LIVE_MAX_BOOKING_MINUTES). */
+  liveMaxBookingMinutes: number;
+  /** How far ahead a booking may start, days (LIVE_BOOK_AHEAD_DAYS). */
+  liveBookAheadDays: number;
   logLevel: string;
 }
 
@@ -115,6 +127,20 @@ function tariffFrom(env: NodeJS.ProcessEnv): Tariff {
   return checkTariff(t);
 }
 
+/** PUBLIC_URL, without a trailing slash; default the listening address (a port of 0 is filled in once listening). */
+function publicUrlFrom(env: NodeJS.ProcessEnv): string {
+  const raw = env.PUBLIC_URL;
+  if (!raw) return '';
+  let u: URL;
+  try {
+    u = new URL(raw);
+  } catch {
+    throw badRequest('bad_config', `PUBLIC_URL must be an http(s) URL such as "https://cascade.example.org", got "${raw}"`);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') throw badRequest('bad_config', `PUBLIC_URL must be an http(s) URL, got "${raw}"`);
+  return u.toString().replace(/\/+$/, '');
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const scheduleEgressBps = intFrom(env, 'SCHEDULE_EGRESS', intFrom(env, 'ORIGIN_UP_RATE', 0, 0) || 125_000_000, 1);
   return {
@@ -143,6 +169,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     scheduleEgressBps,
     scheduleMaxRate: intFrom(env, 'SCHEDULE_MAX_RATE', Math.max(1, Math.floor(scheduleEgressBps / 4)), 1),
     scheduleTickMs: intFrom(env, 'SCHEDULE_TICK_MS', 5000, 10),
+    publicUrl: publicUrlFrom(env),
+    rtmpPort: intFrom(env, 'RTMP_PORT', 1935, 0, 65535),
+    liveReconfirmHours: intFrom(env, 'LIVE_RECONFIRM_HOURS', 6, 0, 24 * 30),
+    liveMonthlyQuotaSlots: intFrom(env, 'LIVE_MONTHLY_QUOTA_SLOTS', 60, 0, 1_000_000),
+    liveMaxBookingMinutes: intFrom(env, 'LIVE_MAX_BOOKING_MINUTES', 240, 1, 7 * 1440),
+    liveBookAheadDays: intFrom(env, 'LIVE_BOOK_AHEAD_DAYS', 90, 1, 3660),
     logLevel: env.LOG_LEVEL || 'info',
   };
 }

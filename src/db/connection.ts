@@ -47,9 +47,10 @@ export async function openDatabase(opts: OpenOptions): Promise<DbHandle> {
     const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
     handle = { db, engine: 'postgres', close: () => db.destroy() };
   } else {
-    const { PGlite } = await import('@electric-sql/pglite');
+    const [{ PGlite }, { btree_gist }] = await Promise.all([import('@electric-sql/pglite'), import('@electric-sql/pglite/contrib/btree_gist')]);
     if (opts.pgliteDir) mkdirSync(path.dirname(opts.pgliteDir), { recursive: true });
-    const client = await PGlite.create({ dataDir: opts.pgliteDir, parsers: { [INT8]: parseInt8 } });
+    // btree_gist: the live bookings' exclusion constraint (S3.5) needs it on both engines.
+    const client = await PGlite.create({ dataDir: opts.pgliteDir, parsers: { [INT8]: parseInt8 }, extensions: { btree_gist } });
     if (opts.schema) {
       await client.exec(`create schema if not exists ${quoteIdent(opts.schema)}; set search_path to ${quoteIdent(opts.schema)}`);
     }

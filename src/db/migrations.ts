@@ -2,6 +2,7 @@ import { Migrator, sql, type Kysely, type Migration } from 'kysely';
 import { accountsMigration } from '../accounts/tables.ts';
 import { contentMigration, thumbnailsMigration } from '../content/tables.ts';
 import { discoveryMigration } from '../discovery/tables.ts';
+import { liveMigration } from '../live/tables.ts';
 import { ledgerMigration, ledgerRecordsMigration } from '../ledger/tables.ts';
 import { vouchersMigration } from '../ledger/tables-vouchers.ts';
 import { holdingPiecesMigration, terminalChallengesMigration, terminalsMigration } from '../terminals/tables.ts';
@@ -30,6 +31,7 @@ const migrations: Record<string, Migration> = {
   '0016_discovery': discoveryMigration,
   '0017_content_thumbnails': thumbnailsMigration,
   '0018_receipts_by_source_time': receiptsBySourceTimeMigration,
+  '0021_live': liveMigration,
 };
 
 export async function migrateToLatest(db: Kysely<any>): Promise<void> {

@@ -1,0 +1,129 @@
+import type { Clock } from '../core/clock.ts';
+import { badRequest, conflict, notFound } from '../core/errors.ts';
+import { newId } from '../core/ids.ts';
+import type { Db } from '../db/connection.ts';
+import type { LiveChannelsTable } from './tables.ts';
+
+// S3.2: the streaming server's channels, configured by operators.
+
+export interface Channel {
+  id: string;
+  name: string;
+  capacity: number;
+  bitrateKbps: number;
+  tariffPerSlot: number;
+  slotMinutes: number;
+  monthlyQuotaSlots: number;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface ChannelFields {
+  name: string;
+  capacity: number;
+  bitrateKbps: number;
+  tariffPerSlot: number;
+  slotMinutes?: number;
+  monthlyQuotaSlots?: number;
+}
+
+export const DEFAULT_SLOT_MINUTES = 10;
+const NAME = /^[\p{L}\p{N}][\p{L}\p{N} ._-]{0,39}$/u;
+
+export function toChannel(r: LiveChannelsTable): Channel {
+  return {
+    id: r.id,
+    name: r.name,
+    capacity: r.capacity,
+    bitrateKbps: r.bitrate_kbps,
+    tariffPerSlot: r.tariff_per_slot,
+    slotMinutes: r.slot_minutes,
+    monthlyQuotaSlots: r.monthly_quota_slots,
+    createdAt: r.created_at.toISOString(),
+    updatedAt: r.updated_at.toISOString(),
+  };
+}
+
+function check(f: Partial<ChannelFields>) {
+  if (f.name !== undefined && !NAME.test(f.name)) {
+    throw badRequest('invalid_channel_name', 'A channel name is 1–40 letters, digits, spaces, ".", "_" or "-", starting with a letter or digit.', { field: 'name' });
+  }
+  if (f.slotMinutes !== undefined && (f.slotMinutes < 1 || 1440 % f.slotMinutes !== 0)) {
+    throw badRequest('invalid_slot_length', 'The slot length must divide a day evenly: 5, 10, 15, 20, 30, 60 minutes…', { field: 'slotMinutes' });
+  }
+}
+
+export class Channels {
+  constructor(private readonly deps: { db: Db; clock: Clock; defaultQuota: number }) {}
+
+  async add(f: ChannelFields): Promise<Channel> {
+    check(f);
+    const now = new Date(this.deps.clock.now());
+    const row = await this.deps.db
+      .insertInto('live_channels')
+      .values({
+        id: newId('chn'),
+        name: f.name,
+        capacity: f.capacity,
+        bitrate_kbps: f.bitrateKbps,
+        tariff_per_slot: f.tariffPerSlot,
+        slot_minutes: f.slotMinutes ?? DEFAULT_SLOT_MINUTES,
+        monthly_quota_slots: f.monthlyQuotaSlots ?? this.deps.defaultQuota,
+        created_at: now,
+        updated_at: now,
+      })
+      .onConflict((oc) => oc.column('name').doNothing())
+      .returningAll()
+      .executeTakeFirst();
+    if (!row) throw conflict('channel_name_taken', `A channel is already named "${f.name}".`);
+    return toChannel(row);
+  }
+
+  async list(): Promise<Channel[]> {
+    return (await this.deps.db.selectFrom('live_channels').selectAll().orderBy('name').execute()).map(toChannel);
+  }
+
+  async get(id: string): Promise<Channel> {
+    const row = await this.deps.db.selectFrom('live_channels').selectAll().where('id', '=', id).executeTakeFirst();
+    if (!row) throw notFound('unknown_channel', `No channel ${id} (\`cascade channel list\` lists them).`);
+    return toChannel(row);
+  }
+
+  /**
+   * Changes a channel's settings. Bookings keep the tariff they were made at. The slot length
+   * cannot change while bookings that have not ended would stop falling on slot boundaries.
+   */
+  async set(id: string, f: Partial<ChannelFields>): Promise<Channel> {
+    check(f);
+    const current = await this.get(id);
+    const { db, clock } = this.deps;
+    if (f.slotMinutes !== undefined && f.slotMinutes !== current.slotMinutes) {
+      const len = f.slotMinutes * 60_000;
+      const open = await db
+        .selectFrom('live_bookings')
+        .select(['start_at', 'end_at'])
+        .where('channel_id', '=', id)
+        .where('status', '<>', 'cancelled')
+        .where('end_at', '>', new Date(clock.now()))
+        .execute();
+      const misfit = open.filter((b) => b.start_at.getTime() % len !== 0 || b.end_at.getTime() % len !== 0).length;
+      if (misfit > 0) {
+        throw conflict('slot_length_in_use', `${misfit} booking${misfit === 1 ? '' : 's'} still to come would not fall on ${f.slotMinutes}-minute slots; change the slot length after they end.`);
+      }
+    }
+    const values: Partial<LiveChannelsTable> = { updated_at: new Date(clock.now()) };
+    if (f.name !== undefined) values.name = f.name;
+    if (f.capacity !== undefined) values.capacity = f.capacity;
+    if (f.bitrateKbps !== undefined) values.bitrate_kbps = f.bitrateKbps;
+    if (f.tariffPerSlot !== undefined) values.tariff_per_slot = f.tariffPerSlot;
+    if (f.slotMinutes !== undefined) values.slot_minutes = f.slotMinutes;
+    if (f.monthlyQuotaSlots !== undefined) values.monthly_quota_slots = f.monthlyQuotaSlots;
+    try {
+      const row = await db.updateTable('live_channels').set(values).where('id', '=', id).returningAll().executeTakeFirstOrThrow();
+      return toChannel(row);
+    } catch (err) {
+      if ((err as { code?: string }).code === '23505') throw conflict('channel_name_taken', `A channel is already named "${f.name}".`);
+      throw err;
+    }
+  }
+}

@@ -1,0 +1,171 @@
+import { sql, type Kysely, type Migration } from 'kysely';
+
+// Tables the live domain owns (S3, docs/live.md): channels, bookings (a reservation of a
+// channel's slots), each booking's timestamped history, and members' private calendar feeds.
+// Other domains ask LiveService (boundaries.test.ts).
+export const OWNED_TABLES = ['live_channels', 'live_bookings', 'live_booking_events', 'live_calendar_feeds'] as const;
+
+/** S3.2: a channel of the streaming server. */
+export interface LiveChannelsTable {
+  id: string;
+  name: string;
+  /** S3.12: viewers admitted at once. */
+  capacity: number;
+  bitrate_kbps: number;
+  /** Minor units per slot (S3.6: the charge is slots × tariff). */
+  tariff_per_slot: number;
+  /** Slots are aligned to multiples of this from the Unix epoch (UTC); divides a day. */
+  slot_minutes: number;
+  /** S3.5: slots one member may book on this channel per calendar month (UTC). */
+  monthly_quota_slots: number;
+  created_at: Date;
+  updated_at: Date;
+}
+
+export type BookingStatus = 'awaiting_reconfirmation' | 'confirmed' | 'live' | 'done' | 'cancelled';
+export type OpenLevel = 'public' | 'password' | 'secret';
+
+/** S3.4: one booking. `during` is generated from start_at/end_at and guarded by the exclusion constraint. */
+export interface LiveBookingsTable {
+  id: string;
+  channel_id: string;
+  member_id: string;
+  start_at: Date;
+  end_at: Date;
+  slots: number;
+  open_level: OpenLevel;
+  title: string;
+  genre: string;
+  outline: string;
+  detail: string;
+  disclose_email: boolean;
+  disclose_web_page: boolean;
+  /** scrypt hash (accounts' password format) for viewers' admission; null for public programs. */
+  password_hash: string | null;
+  /** The password sealed under a key derived from the origin's private key (sealed-password.ts); null for public. */
+  password_sealed: string | null;
+  friends: string[];
+  /** The zone the member booked in: e-mails state times in it. */
+  time_zone: string;
+  /** SHA-256 of the reservation ID (the stream key, S3.9); the ID itself is only in the member's hands. */
+  reservation_key_hash: string;
+  status: BookingStatus;
+  /** The channel's tariff when booked: later tariff changes do not reprice a booking. */
+  tariff_per_slot: number;
+  charge: number;
+  /** S3.6: reconfirm before this or the booking is cancelled. */
+  deadline_at: Date;
+  /** The ledger transfer that charged it (at reconfirmation); null before, and on a free channel. */
+  charge_transfer_id: string | null;
+  /** When it was reconfirmed; null before. */
+  confirmed_at: Date | null;
+  cancel_reason: string | null;
+  /** Filled by the live issue (S3.17 past viewer counts). */
+  viewer_peak: number | null;
+  created_at: Date;
+  updated_at: Date;
+}
+
+/** S3.7: every state change and edit of a booking, timestamped. */
+export interface LiveBookingEventsTable {
+  id: string;
+  booking_id: string;
+  at: Date;
+  /** booked, reconfirmed, changed, cancelled, live, done. */
+  event: string;
+  /** The status after the event. */
+  status: BookingStatus;
+  /** Why, or which fields changed. */
+  detail: string;
+}
+
+/** A member's private iCalendar feed of its bookings: only the token's hash is kept. */
+export interface LiveCalendarFeedsTable {
+  user_id: string;
+  token_hash: string;
+  created_at: Date;
+}
+
+export interface LiveTables {
+  live_channels: LiveChannelsTable;
+  live_bookings: LiveBookingsTable;
+  live_booking_events: LiveBookingEventsTable;
+  live_calendar_feeds: LiveCalendarFeedsTable;
+}
+
+export const liveMigration: Migration = {
+  async up(db: Kysely<any>) {
+    // S3.5: double booking is refused by the database itself. btree_gist lets one GiST index hold
+    // the channel (=) with the time range (&&). It goes in `public`, never in a test run's own
+    // schema (dropping that schema would drop the extension under everyone else's constraints);
+    // the lock keeps parallel first migrations from racing to create it.
+    await sql`select pg_advisory_xact_lock(hashtext('cascade:create extension btree_gist'))`.execute(db);
+    await sql`create extension if not exists btree_gist with schema public`.execute(db);
+    await db.schema
+      .createTable('live_channels')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('name', 'text', (c) => c.notNull().unique())
+      .addColumn('capacity', 'integer', (c) => c.notNull().check(sql`capacity > 0`))
+      .addColumn('bitrate_kbps', 'integer', (c) => c.notNull().check(sql`bitrate_kbps > 0`))
+      .addColumn('tariff_per_slot', 'bigint', (c) => c.notNull().check(sql`tariff_per_slot >= 0`))
+      .addColumn('slot_minutes', 'integer', (c) => c.notNull().check(sql`slot_minutes > 0 and 1440 % slot_minutes = 0`))
+      .addColumn('monthly_quota_slots', 'integer', (c) => c.notNull().check(sql`monthly_quota_slots >= 0`))
+      .addColumn('created_at', 'timestamptz', (c) => c.notNull())
+      .addColumn('updated_at', 'timestamptz', (c) => c.notNull())
+      .execute();
+    await sql`
+      create table live_bookings (
+        id text primary key,
+        channel_id text not null references live_channels(id),
+        member_id text not null references users(id),
+        start_at timestamptz not null,
+        end_at timestamptz not null,
+        during tstzrange not null generated always as (tstzrange(start_at, end_at, '[)')) stored,
+        slots integer not null check (slots > 0),
+        open_level text not null check (open_level in ('public', 'password', 'secret')),
+        title text not null,
+        genre text not null,
+        outline text not null,
+        detail text not null,
+        disclose_email boolean not null,
+        disclose_web_page boolean not null,
+        password_hash text,
+        password_sealed text,
+        friends text[] not null,
+        time_zone text not null,
+        reservation_key_hash text not null unique,
+        status text not null check (status in ('awaiting_reconfirmation', 'confirmed', 'live', 'done', 'cancelled')),
+        tariff_per_slot bigint not null,
+        charge bigint not null,
+        deadline_at timestamptz not null,
+        charge_transfer_id text,
+        confirmed_at timestamptz,
+        cancel_reason text,
+        viewer_peak integer,
+        created_at timestamptz not null,
+        updated_at timestamptz not null,
+        check (end_at > start_at),
+        check ((open_level = 'public') = (password_hash is null)),
+        constraint live_bookings_no_overlap exclude using gist (channel_id with =, during with &&) where (status <> 'cancelled')
+      )`.execute(db);
+    await db.schema.createIndex('live_bookings_member').on('live_bookings').columns(['member_id', 'start_at']).execute();
+    await db.schema.createIndex('live_bookings_start').on('live_bookings').columns(['start_at', 'channel_id']).execute();
+    await sql`create index live_bookings_deadline on live_bookings (deadline_at) where status = 'awaiting_reconfirmation'`.execute(db);
+    await db.schema
+      .createTable('live_booking_events')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('booking_id', 'text', (c) => c.notNull().references('live_bookings.id'))
+      .addColumn('at', 'timestamptz', (c) => c.notNull())
+      .addColumn('event', 'text', (c) => c.notNull())
+      .addColumn('status', 'text', (c) => c.notNull())
+      .addColumn('detail', 'text', (c) => c.notNull())
+      .execute();
+    await db.schema.createIndex('live_booking_events_booking').on('live_booking_events').columns(['booking_id', 'at']).execute();
+    await db.schema
+      .createTable('live_calendar_feeds')
+      .addColumn('user_id', 'text', (c) => c.primaryKey().references('users.id'))
+      .addColumn('token_hash', 'text', (c) => c.notNull().unique())
+      .addColumn('created_at', 'timestamptz', (c) => c.notNull())
+      .execute();
+  },
+};
