@@ -12,7 +12,7 @@ import { openEventBus, type EventBus } from './core/event-bus.ts';
 import { createHttpApp } from './core/http.ts';
 import { createLogger } from './core/logger.ts';
 import { discoveryDomain, type DiscoveryService } from './discovery/index.ts';
-import { liveDomain, type BookingService, type Channels, type Guide } from './live/index.ts';
+import { liveDomain, type BookingService, type Channels, type DeadlineJob, type Guide } from './live/index.ts';
 import { mailDomain, type MailService } from './mail/index.ts';
 import { openDatabase, sql, type DbHandle } from './db/connection.ts';
 import { ledgerDomain, type Ledger, type Reservations, type Settlement, type Wallets } from './ledger/index.ts';
@@ -73,7 +73,7 @@ export interface Origin {
   /** S3.8: the outbox and its sender. */
   mail: MailService;
   /** S3.1–S3.8: channels, bookings and the guide. */
-  live: { channels: Channels; bookings: BookingService; guide: Guide; deadlines: { nextSweep(): Promise<void> } };
+  live: { channels: Channels; bookings: BookingService; guide: Guide; deadlines: DeadlineJob };
   /** Which addresses terminals register that the origin calls (issue 10 #8). */
   peers: AddressPolicy;
   /** Path of the one-time operator credentials file if this start created it. */
