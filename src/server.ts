@@ -13,6 +13,7 @@ import { createHttpApp } from './core/http.ts';
 import { createLogger } from './core/logger.ts';
 import { discoveryDomain, type DiscoveryService } from './discovery/index.ts';
 import { openDatabase, sql, type DbHandle } from './db/connection.ts';
+import { mailDomain, type MailService } from './mail/index.ts';
 import { ledgerDomain, type Ledger, type Reservations, type Settlement, type Wallets } from './ledger/index.ts';
 import { opsDashboard } from './ops/dashboard.ts';
 import { scheduleDomain, type ScheduleRunner, type ScheduleService } from './schedule/index.ts';
@@ -68,6 +69,8 @@ export interface Origin {
   scheduler: ScheduleRunner | null;
   /** S1.4: content lists, comments, ratings, notes, placements. */
   discovery: DiscoveryService;
+  /** S3.8: the mail outbox (other domains queue in their transaction; `mail.wake()` after the commit sends promptly). */
+  mail: MailService;
   /** Which addresses terminals register that the origin calls (issue 10 #8). */
   peers: AddressPolicy;
   /** Path of the one-time operator credentials file if this start created it. */
@@ -100,15 +103,17 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
   // #13: the operators' dashboard, composed from the domains' services (it owns no table).
   const dashboard = opsDashboard({ db: db.db, clock, terminals: terminals.terminals, transfers: transfer.transfers, ledger: ledger.ledger, schedules: schedule.schedules });
   const discovery = discoveryDomain({ ...base, ...services, ledger: ledger.ledger, wallets: ledger.wallets });
+  const mail = mailDomain({ ...base, metrics: app.metrics });
 
   // Operations routes, in a plugin so that they are registered after (and documented by) OpenAPI.
   await app.register(opsRoutes({ app, db, keys }));
   await app.register(webRoutes());
-  for (const domain of [accounts, content, terminals, ledger, transfer, schedule, discovery, dashboard]) await app.register(domain.plugin);
+  for (const domain of [accounts, content, terminals, ledger, transfer, schedule, discovery, mail, dashboard]) await app.register(domain.plugin);
 
   const operatorCredentialsFile = await accounts.start();
   terminals.start();
   ledger.start();
+  mail.start();
   transfer.start();
   await schedule.start();
   await app.listen({ host: config.host, port: config.port });
@@ -140,10 +145,12 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
     schedules: schedule.schedules,
     scheduler: schedule.scheduler,
     discovery: discovery.discovery,
+    mail: mail.mail,
     async close() {
       transfer.stop();
       await schedule.stop();
       await ledger.stop(); // never close the database under a running sweep
+      await mail.stop(); // nor under a sending round
       await app.close();
       await transfer.close();
       await terminals.stop();

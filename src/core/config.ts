@@ -48,6 +48,12 @@ export interface Config {
   scheduleMaxRate: number;
   /** How often the scheduler steps, ms. */
   scheduleTickMs: number;
+  /** S3.8: where mail goes out (`smtp://user:pass@host:587`, `smtps://…`); unset: mail is kept as 'held', never sent. */
+  smtpUrl?: string;
+  /** S3.8: the From of every message. */
+  mailFrom: string;
+  /** S3.8: attempts to send one message before it is marked 'failed'. */
+  mailMaxAttempts: number;
   logLevel: string;
 }
 
@@ -78,6 +84,22 @@ function refetchFrom(env: NodeJS.ProcessEnv): 'free' | 'charge' {
   const v = env.REFETCH_POLICY || 'free';
   if (v !== 'free' && v !== 'charge') throw badRequest('bad_config', `REFETCH_POLICY must be "free" or "charge", got "${v}"`);
   return v;
+}
+
+/** S3.8: SMTP_URL is an smtp: or smtps: URL with a host. */
+function smtpUrlFrom(env: NodeJS.ProcessEnv): string | undefined {
+  const raw = env.SMTP_URL;
+  if (raw === undefined || raw === '') return undefined;
+  let url: URL | null = null;
+  try {
+    url = new URL(raw);
+  } catch {
+    // refused below
+  }
+  if (!url || (url.protocol !== 'smtp:' && url.protocol !== 'smtps:') || !url.hostname) {
+    throw badRequest('bad_config', 'SMTP_URL must be an smtp:// or smtps:// URL such as smtp://user:password@mail.example.org:587');
+  }
+  return raw;
 }
 
 function peerAddressesFrom(env: NodeJS.ProcessEnv): PeerAddressMode {
@@ -143,6 +165,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     scheduleEgressBps,
     scheduleMaxRate: intFrom(env, 'SCHEDULE_MAX_RATE', Math.max(1, Math.floor(scheduleEgressBps / 4)), 1),
     scheduleTickMs: intFrom(env, 'SCHEDULE_TICK_MS', 5000, 10),
+    smtpUrl: smtpUrlFrom(env),
+    mailFrom: env.MAIL_FROM || 'Cascade <cascade@localhost>',
+    mailMaxAttempts: intFrom(env, 'MAIL_MAX_ATTEMPTS', 8, 1, 100),
     logLevel: env.LOG_LEVEL || 'info',
   };
 }

@@ -7,6 +7,7 @@ import type { TerminalTables } from '../terminals/tables.ts';
 import type { TransferTables } from '../transfer/tables.ts';
 import type { ScheduleTables } from '../schedule/tables.ts';
 import type { DiscoveryTables } from '../discovery/tables.ts';
+import type { MailTables } from '../mail/tables.ts';
 
 // The whole database as Kysely sees it. Each domain owns (and alone queries) its tables.
-export type Database = AccountTables & ContentTables & TerminalTables & TransferTables & LedgerTables & VoucherTables & SettlementTables & ScheduleTables & DiscoveryTables;
+export type Database = AccountTables & ContentTables & TerminalTables & TransferTables & LedgerTables & VoucherTables & SettlementTables & ScheduleTables & DiscoveryTables & MailTables;
