@@ -13,6 +13,8 @@ import { registerSchedule } from './schedule.ts';
 import { registerRecords } from './records.ts';
 import { registerCatalog } from './catalog.ts';
 import { registerUser } from './user.ts';
+import { registerChannel } from './channel.ts';
+import { registerReserve, registerTime } from './reserve.ts';
 import { endQuietlyOnClosedPipe } from './output.ts';
 
 endQuietlyOnClosedPipe();
@@ -38,6 +40,10 @@ registerSchedule(program);
 registerRecords(program);
 registerCatalog(program);
 registerUser(program);
+// Live channels (S3): `channel` (operators), `reserve` (premium members) and `time` (S3.10).
+registerChannel(program);
+registerReserve(program);
+registerTime(program);
 
 program.parseAsync(process.argv).catch((err) => {
   if (err instanceof CommanderError) process.exit(err.exitCode);
