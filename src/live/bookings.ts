@@ -206,7 +206,8 @@ export class BookingService {
   private async assess(p: Principal, req: BookingRequest, db: Kysely<Database> = this.deps.db) {
     this.requirePremium(p);
     const fields = this.checkFields(req);
-    const channel = await this.deps.channels.get(req.channelId);
+    // In the booking's transaction too: on PGlite (one session) a query outside it would wait for it forever.
+    const channel = await this.deps.channels.get(req.channelId, db);
     const start = Date.parse(req.start);
     const end = Date.parse(req.end);
     const now = this.deps.clock.now();
@@ -533,18 +534,19 @@ export class BookingService {
     for (;;) {
       const due = await db
         .selectFrom('live_bookings')
-        .select('id')
+        .select(['id', 'member_id'])
         .where('status', '=', 'awaiting_reconfirmation')
         .where('deadline_at', '<=', new Date(now))
         .orderBy('deadline_at')
         .limit(100)
         .execute();
       if (due.length === 0) break;
-      for (const { id } of due) {
+      for (const { id, member_id } of due) {
+        // Read before the transaction: on PGlite (one session) a read outside it would wait for it forever.
+        const c = await this.deps.contact(member_id);
         const did = await db.transaction().execute(async (trx) => {
           const row = await this.rowById(trx, id, true);
           if (!row || row.status !== 'awaiting_reconfirmation' || row.deadline_at.getTime() > now) return false;
-          const c = await this.deps.contact(row.member_id);
           await this.cancelIn(trx, row, 'not reconfirmed before the deadline', c.email, c.username);
           return true;
         });
