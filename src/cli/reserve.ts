@@ -113,7 +113,8 @@ export async function measureOffset(api: Api, samples = 3): Promise<ClockOffset>
 /** "your clock is 2.4 s behind the origin's (round trip 3 ms)" */
 export function offsetText(o: ClockOffset): string {
   const abs = Math.abs(o.offsetMs);
-  const amount = abs >= 1000 ? `${(abs / 1000).toFixed(abs >= 60_000 ? 0 : 1)} s` : `${abs} ms`;
+  const about = abs >= 3_600_000 ? `${(abs / 3_600_000).toFixed(1)} h` : `${(abs / 60_000).toFixed(1)} min`;
+  const amount = abs < 1000 ? `${abs} ms` : abs < 60_000 ? `${(abs / 1000).toFixed(1)} s` : `${Math.round(abs / 1000)} s (about ${about})`;
   const side = Math.abs(o.offsetMs) <= o.roundTripMs / 2 + 1 ? `your clock agrees with the origin's (within ${Math.ceil(o.roundTripMs / 2) + 1} ms)` : `your clock is ${amount} ${o.offsetMs > 0 ? 'behind' : 'ahead of'} the origin's`;
   return `${side}; round trip ${o.roundTripMs} ms`;
 }

@@ -31,7 +31,7 @@ for (const engine of testEngines()) {
       writeFileSync(path.join(h, 'profile.json'), JSON.stringify({ origin: origin.url, token, username, originKey: origin.keys.publicKeyB64 }), { mode: 0o600 });
       return h;
     }
-    const cli = (h: string, args: string[]) => runCli(args, { home: h, env: { TZ: 'UTC', CASCADE_TOKEN: '', CASCADE_ORIGIN: '', CASCADE_PROGRAM_PASSWORD: '' } });
+    const cli = (h: string, args: string[]) => runCli(args, { home: h, env: { TZ: 'UTC', CASCADE_ORIGIN: '', CASCADE_PROGRAM_PASSWORD: '' } });
     async function json(h: string, args: string[]) {
       const r = await cli(h, ['--json', ...args]);
       assert.equal(r.code, 0, `${args.join(' ')}: ${r.stdout}${r.stderr}`);
