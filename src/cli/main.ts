@@ -15,6 +15,7 @@ import { registerCatalog } from './catalog.ts';
 import { registerUser } from './user.ts';
 import { registerChannel } from './channel.ts';
 import { registerReserve, registerTime } from './reserve.ts';
+import { registerOutbox } from './outbox.ts';
 import { endQuietlyOnClosedPipe } from './output.ts';
 
 endQuietlyOnClosedPipe();
@@ -44,6 +45,8 @@ registerUser(program);
 registerChannel(program);
 registerReserve(program);
 registerTime(program);
+// `outbox` (operators: the mail outbox, S3.8).
+registerOutbox(program);
 
 program.parseAsync(process.argv).catch((err) => {
   if (err instanceof CommanderError) process.exit(err.exitCode);

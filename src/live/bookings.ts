@@ -203,10 +203,12 @@ export class BookingService {
   }
 
   /** Everything a booking is checked against, without writing: the quote (S3.4) and the booking's pre-checks. */
-  private async assess(p: Principal, req: BookingRequest, db: Kysely<Database> = this.deps.db) {
+  private async assess(p: Principal, req: BookingRequest, db: Kysely<Database> = this.deps.db, knownEmail?: string) {
     this.requirePremium(p);
     const fields = this.checkFields(req);
-    // In the booking's transaction too: on PGlite (one session) a query outside it would wait for it forever.
+    // Inside the booking's transaction the address is known already, and the channel is read in
+    // it: on PGlite (one session) a read outside the transaction would wait for it forever.
+    const email = knownEmail ?? (await this.requireEmail(p));
     const channel = await this.deps.channels.get(req.channelId, db);
     const start = Date.parse(req.start);
     const end = Date.parse(req.end);
@@ -222,7 +224,16 @@ export class BookingService {
         { month: month.label, used, limit: channel.monthlyQuotaSlots, requested: price.slots },
       );
     }
-    return { fields, channel, start, end, now, price, month, used };
+    return { fields, channel, start, end, now, price, month, used, email };
+  }
+
+  /** The member's e-mail address: the reservation ID goes there (S3.5). */
+  private async requireEmail(p: Principal): Promise<string> {
+    const contact = await this.deps.contact(p.userId);
+    if (!contact.email) {
+      throw badRequest('email_required', 'The reservation ID is sent by e-mail: set your address first (cascade user contact --email you@example.org, or your account page).');
+    }
+    return contact.email;
   }
 
   private async quotaUsed(db: Kysely<Database>, memberId: string, channelId: string, month: { from: number; to: number }): Promise<number> {
@@ -297,10 +308,6 @@ export class BookingService {
   async book(p: Principal, req: BookingRequest): Promise<{ booking: Booking; reservationId: string }> {
     // Checked before the transaction too: most refusals need no lock (and no scrypt hash).
     const pre = await this.assess(p, req);
-    const contact = await this.deps.contact(p.userId);
-    if (!contact.email) {
-      throw badRequest('email_required', 'The reservation ID is sent by e-mail: set your address first (cascade user contact --email you@example.org, or your account page).');
-    }
     const id = newId('bkg');
     const reservationId = `rsv_${newSecret(20)}`; // 160 random bits: the stream key (S3.9)
     const passwordHash = req.openLevel === 'public' ? null : await hashPassword(req.password!);
@@ -309,7 +316,7 @@ export class BookingService {
       await this.deps.db.transaction().execute(async (trx) => {
         // One booking at a time per member and channel, so two at once cannot both fit the quota.
         await sql`select pg_advisory_xact_lock(hashtext(${`live-quota:${p.userId}:${pre.channel.id}`}))`.execute(trx);
-        const a = await this.assess(p, req, trx);
+        const a = await this.assess(p, req, trx, pre.email);
         const now = new Date(a.now);
         const row: LiveBookingsTable = {
           id,
@@ -344,7 +351,7 @@ export class BookingService {
         await trx.insertInto('live_bookings').values(row).execute();
         await this.event(trx, id, 'booked', 'awaiting_reconfirmation', `${a.price.slots} slots, ${a.price.charge} to pay on reconfirmation`);
         const facts = this.facts({ ...row, channel_name: a.channel.name }, p.username);
-        await this.deps.mail.enqueue(trx, bookedMail(contact.email!, facts, reservationId, a.price.charge, a.price.deadline));
+        await this.deps.mail.enqueue(trx, bookedMail(a.email, facts, reservationId, a.price.charge, a.price.deadline));
       });
     } catch (err) {
       if ((err as { code?: string }).code === '23P01') throw this.slotTaken(p, await this.overlapping(this.deps.db, pre.channel.id, pre.start, pre.end));
