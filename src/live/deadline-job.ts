@@ -14,8 +14,12 @@ export class DeadlineJob {
   private stopping = new AbortController();
   private nap: AbortController | null = null;
   private loop: Promise<void> | null = null;
-  /** Set by wake(): look again before sleeping. */
+  /** Set by wake() without a time: look again before sleeping. */
   private dirty = false;
+  /** The earliest deadline told by wake(dueAt) since the current sweep began. */
+  private told = Infinity;
+  /** Until when the job sleeps; null while it sweeps. */
+  private sleepsUntil: number | null = null;
   /** Resolves after the next completed sweep (tests wait on it). */
   private swept: (() => void)[] = [];
 
@@ -25,9 +29,16 @@ export class DeadlineJob {
     this.loop ??= this.run();
   }
 
-  /** Look again now (a new booking may be due sooner than what the job sleeps for). */
-  wake() {
-    this.dirty = true;
+  /**
+   * Look again now; with `dueAt` (a new booking's deadline), only if that is sooner than the job
+   * would look anyway: bookings made many at a time do not each start a sweep.
+   */
+  wake(dueAt?: number) {
+    if (dueAt === undefined) this.dirty = true;
+    else {
+      this.told = Math.min(this.told, dueAt);
+      if (this.sleepsUntil === null || dueAt >= this.sleepsUntil) return;
+    }
     this.nap?.abort();
   }
 
@@ -51,6 +62,8 @@ export class DeadlineJob {
     while (!this.stopping.signal.aborted) {
       let next = clock.now() + MAX_SLEEP_MS;
       this.dirty = false;
+      this.sleepsUntil = null;
+      this.told = Infinity;
       const waiting = this.swept.splice(0); // only waits that began before this sweep
       try {
         const r = await bookings.sweep();
@@ -63,6 +76,9 @@ export class DeadlineJob {
       }
       for (const done of waiting) done();
       if (this.dirty) continue;
+      // A booking committed during the sweep may not have been seen by nextDue().
+      next = Math.min(next, this.told);
+      this.sleepsUntil = next;
       this.nap = new AbortController();
       const both = AbortSignal.any([this.nap.signal, this.stopping.signal]);
       await clock.sleepUntil(next, both);
