@@ -4,7 +4,7 @@ import { DateTime } from 'luxon';
 import { systemClock } from '../core/clock.ts';
 import { AppError, badRequest } from '../core/errors.ts';
 import type { Api } from '../core/http-client.ts';
-import type { Booking, BookingRequest, Quote } from '../live/bookings.ts';
+import type { Booking, BookingChange, BookingRequest, Quote } from '../live/bookings.ts';
 import type { Channel } from '../live/channels.ts';
 import type { Calendar, CalendarSlot, Program } from '../live/guide.ts';
 import { verifySettings, type SignedSettings } from '../live/settings.ts';
@@ -121,19 +121,13 @@ export function offsetText(o: ClockOffset): string {
 
 // ---- the booking's fields ----
 
-interface BookingOpts {
+/** The booking's options: the texts, disclosure and password as the API names them, the rest as flags. */
+interface BookingOpts extends Omit<BookingChange, 'channelId' | 'start' | 'end' | 'openLevel'> {
   channel?: string;
   start?: string;
   end?: string;
   slots?: string;
   level?: string;
-  title?: string;
-  genre?: string;
-  outline?: string;
-  detail?: string;
-  discloseEmail?: boolean;
-  discloseWebPage?: boolean;
-  password?: string;
   friend?: string[];
   tz?: string;
   yes?: boolean;
