@@ -203,20 +203,20 @@ export class BookingService {
   }
 
   /** Everything a booking is checked against, without writing: the quote (S3.4) and the booking's pre-checks. */
-  private async assess(p: Principal, req: BookingRequest) {
+  private async assess(p: Principal, req: BookingRequest, opts: { quota: boolean } = { quota: true }) {
     this.requirePremium(p);
     const fields = this.checkFields(req);
-    const contact = await this.deps.contact(p.userId);
+    const [contact, channel] = await Promise.all([this.deps.contact(p.userId), this.deps.channels.get(req.channelId)]);
     if (!contact.email) {
       throw badRequest('email_required', 'The reservation ID is sent by e-mail: set your address first (cascade user contact --email you@example.org, or your account page).');
     }
-    const channel = await this.deps.channels.get(req.channelId);
     const start = Date.parse(req.start);
     const end = Date.parse(req.end);
     const now = this.deps.clock.now();
     const price = priceRange(start, end, channel, this.deps.limits, now);
     const month = quotaMonth(start);
-    const used = await this.quotaUsed(this.deps.db, p.userId, channel.id, month);
+    // A booking counts its quota only under its lock, in its transaction (book()).
+    const used = opts.quota ? await this.quotaUsed(this.deps.db, p.userId, channel.id, month) : 0;
     if (used + price.slots > channel.monthlyQuotaSlots) throw this.overQuota(channel, month.label, used, price.slots);
     return { fields, channel, start, end, now, price, month, used, email: contact.email };
   }
@@ -301,7 +301,7 @@ export class BookingService {
   /** Books the slots; the reservation ID is in this answer and the broadcaster's e-mail, nowhere else. */
   async book(p: Principal, req: BookingRequest): Promise<{ booking: Booking; reservationId: string }> {
     // Every check but the quota's final count runs before the transaction: most refusals need no lock (nor a scrypt hash).
-    const pre = await this.assess(p, req);
+    const pre = await this.assess(p, req, { quota: false });
     const id = newId('bkg');
     const reservationId = `rsv_${newSecret(20)}`; // 160 random bits: the stream key (S3.9)
     const passwordHash = req.openLevel === 'public' ? null : await hashPassword(req.password!);
@@ -346,8 +346,13 @@ export class BookingService {
           created_at: now,
           updated_at: now,
         };
-        await trx.insertInto('live_bookings').values(row).execute();
-        const booked = await this.event(trx, id, 'booked', 'awaiting_reconfirmation', `${a.price.slots} slots, ${a.price.charge} to pay on reconfirmation`);
+        // The row and its first event in one statement (one round trip fewer while the lock is held).
+        const booked: BookingEvent = { at: now.toISOString(), event: 'booked', status: 'awaiting_reconfirmation', detail: `${a.price.slots} slots, ${a.price.charge} to pay on reconfirmation` };
+        await trx
+          .with('b', (db) => db.insertInto('live_bookings').values(row).returning('id'))
+          .insertInto('live_booking_events')
+          .values({ booking_id: id, at: now, event: booked.event, status: booked.status, detail: booked.detail })
+          .execute();
         const written = { ...row, channel_name: a.channel.name };
         await this.deps.mail.enqueue(trx, bookedMail(a.email, this.facts(written, p.username), reservationId, a.price.charge, a.price.deadline));
         return { row: written, history: [booked] };
