@@ -29,12 +29,13 @@ export interface Selection {
   end: string;
 }
 
-interface Booked {
+export interface Booked {
   booking: Booking;
   reservationId: string;
 }
 
-export function BookForm({ channels, selection, onBooked }: { channels: Channel[]; selection: Selection; onBooked: () => void }) {
+/** The form for `selection`; `onBooked` gets the booking and its reservation ID (shown by BookedNote). */
+export function BookForm({ channels, selection, onBooked }: { channels: Channel[]; selection: Selection; onBooked: (b: Booked) => void }) {
   const [channelId, setChannelId] = useState(selection.channelId);
   const [start, setStart] = useState(toLocalInput(Date.parse(selection.start)));
   const [end, setEnd] = useState(toLocalInput(Date.parse(selection.end)));
@@ -49,10 +50,8 @@ export function BookForm({ channels, selection, onBooked }: { channels: Channel[
   const [friends, setFriends] = useState('');
   const [timeZone, setTimeZone] = useState(browserZone());
   const [quote, setQuote] = useState<{ quote: Quote; body: string } | null>(null);
-  const [booked, setBooked] = useState<Booked | null>(null);
   const [needsEmail, setNeedsEmail] = useState<string | null>(null);
   const form = useSubmit(FIELDS);
-  const result = useRef<HTMLDivElement>(null);
 
   // A new selection on the calendar moves the times, keeping what was written.
   useEffect(() => {
@@ -97,10 +96,7 @@ export function BookForm({ channels, selection, onBooked }: { channels: Channel[
           const q = await api<Quote>('POST', path, b);
           setQuote({ quote: q, body: JSON.stringify(b) });
         } else {
-          const r = await api<Booked>('POST', path, b);
-          setBooked(r);
-          onBooked();
-          queueMicrotask(() => result.current?.focus());
+          onBooked(await api<Booked>('POST', path, b));
         }
       } catch (err) {
         if (err instanceof ApiError && err.code === 'email_required') {
@@ -111,7 +107,6 @@ export function BookForm({ channels, selection, onBooked }: { channels: Channel[
       }
     });
 
-  if (booked) return <BookedNote booked={booked} focusRef={result} />;
   return (
     <form
       class="book-form"
@@ -258,9 +253,12 @@ function QuoteView({ quote: q }: { quote: Quote }) {
   );
 }
 
-function BookedNote({ booked, focusRef }: { booked: Booked; focusRef: { current: HTMLDivElement | null } }) {
+/** A booking just made: its reservation ID, prominent, and what to do with it. */
+export function BookedNote({ booked }: { booked: Booked }) {
   const [copied, setCopied] = useState('');
   const code = useRef<HTMLElement>(null);
+  const box = useRef<HTMLDivElement>(null);
+  useEffect(() => box.current?.focus(), [booked.reservationId]);
   const b = booked.booking;
   const copy = async () => {
     try {
@@ -276,7 +274,7 @@ function BookedNote({ booked, focusRef }: { booked: Booked; focusRef: { current:
     }
   };
   return (
-    <div class="panel booked" tabIndex={-1} ref={focusRef} aria-labelledby="booked-h">
+    <div class="panel booked" tabIndex={-1} ref={box} role="region" aria-labelledby="booked-h">
       <h2 id="booked-h">Booked: {b.title}</h2>
       <p>Your reservation ID:</p>
       <p class="reservation">

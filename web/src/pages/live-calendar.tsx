@@ -9,7 +9,7 @@ import { addDays, browserZone, dateInZone, dayName, hm } from '../lib/time.ts';
 import { navigate, type Match } from '../router.ts';
 import { hasRole } from '../session.ts';
 import type { CalendarSlot, Channel, LiveCalendar } from '../types.ts';
-import { BookForm, type Selection } from './live-book.tsx';
+import { BookedNote, BookForm, type Booked, type Selection } from './live-book.tsx';
 
 // The slot calendar (S3.3; GET /live/calendar?date&tz): a day in the browser's time zone (the
 // default day is today by the origin's clock, GET /time), one grid per channel with its capacity,
@@ -44,6 +44,7 @@ function Calendar({ date, zone }: { date: string; zone: string }) {
   const [tick, setTick] = useState(0);
   const cal = useLoad(() => api<LiveCalendar>('GET', `/live/calendar${qs({ date, tz: zone })}`), [date, zone, tick]);
   const [picked, setPicked] = useState<Picked | null>(null);
+  const [booked, setBooked] = useState<Booked | null>(null);
   const [text, setText] = useState(date);
   const premium = hasRole('premium');
   useEffect(() => setText(date), [date]);
@@ -99,6 +100,7 @@ function Calendar({ date, zone }: { date: string; zone: string }) {
           Next day <span aria-hidden="true">→</span>
         </button>
       </form>
+      {booked && <BookedNote key={booked.reservationId} booked={booked} />}
       <h2 class="day-title">{dayName(date)}</h2>
       <ErrorNote message={cal.error} />
       {cal.loading && !cal.data && <Loading what="the calendar" />}
@@ -117,7 +119,8 @@ function Calendar({ date, zone }: { date: string; zone: string }) {
             <BookForm
               channels={channels.map((c) => c.channel)}
               selection={selection}
-              onBooked={() => {
+              onBooked={(b) => {
+                setBooked(b);
                 setPicked(null);
                 setTick((t) => t + 1);
               }}

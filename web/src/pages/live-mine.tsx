@@ -162,7 +162,7 @@ function BookingCard({ booking: b, onChanged }: { booking: Booking; onChanged: (
             Program page
           </a>
         </div>
-        {open === 'reconfirm' && <Reconfirm booking={b} onDone={onChanged} />}
+        {open === 'reconfirm' && <Reconfirm booking={b} onReconfirmed={onChanged} onClose={() => setOpen(null)} />}
         {open === 'change' && <Change booking={b} onDone={() => (setOpen(null), onChanged())} />}
         <details class="history">
           <summary>
@@ -188,7 +188,7 @@ interface Reconfirmed {
   already: boolean;
 }
 
-function Reconfirm({ booking, onDone }: { booking: Booking; onDone: () => void }) {
+function Reconfirm({ booking, onReconfirmed, onClose }: { booking: Booking; onReconfirmed: () => void; onClose: () => void }) {
   const [id, setId] = useState('');
   const [done, setDone] = useState<Reconfirmed | null>(null);
   const [url, setUrl] = useState<string | null>(null);
@@ -224,7 +224,7 @@ function Reconfirm({ booking, onDone }: { booking: Booking; onDone: () => void }
           <dt>Connect</dt>
           <dd>{timeRange(done.settings.document.connectableWindow.from, done.settings.document.connectableWindow.to)}</dd>
         </dl>
-        <button type="button" class="secondary" onClick={onDone}>
+        <button type="button" class="secondary" onClick={onClose}>
           Done
         </button>
       </div>
@@ -245,6 +245,7 @@ function Reconfirm({ booking, onDone }: { booking: Booking; onDone: () => void }
           }
           setUrl(URL.createObjectURL(new Blob([JSON.stringify(r.settings, null, 2)], { type: 'application/json' })));
           setDone(r);
+          onReconfirmed();
         });
       }}
     >
