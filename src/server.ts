@@ -12,9 +12,9 @@ import { openEventBus, type EventBus } from './core/event-bus.ts';
 import { createHttpApp } from './core/http.ts';
 import { createLogger } from './core/logger.ts';
 import { discoveryDomain, type DiscoveryService } from './discovery/index.ts';
-import { liveDomain, type BookingService, type Channels, type Guide } from './live/index.ts';
-import { mailDomain, type MailService } from './mail/index.ts';
+import { liveDomain, type BookingService, type Channels, type DeadlineJob, type Guide } from './live/index.ts';
 import { openDatabase, sql, type DbHandle } from './db/connection.ts';
+import { mailDomain, type MailService } from './mail/index.ts';
 import { ledgerDomain, type Ledger, type Reservations, type Settlement, type Wallets } from './ledger/index.ts';
 import { opsDashboard } from './ops/dashboard.ts';
 import { scheduleDomain, type ScheduleRunner, type ScheduleService } from './schedule/index.ts';
@@ -70,10 +70,10 @@ export interface Origin {
   scheduler: ScheduleRunner | null;
   /** S1.4: content lists, comments, ratings, notes, placements. */
   discovery: DiscoveryService;
-  /** S3.8: the outbox and its sender. */
+  /** S3.8: the mail outbox (other domains queue in their transaction; `mail.wake()` after the commit sends promptly). */
   mail: MailService;
   /** S3.1–S3.8: channels, bookings and the guide. */
-  live: { channels: Channels; bookings: BookingService; guide: Guide; deadlines: { nextSweep(): Promise<void> } };
+  live: { channels: Channels; bookings: BookingService; guide: Guide; deadlines: DeadlineJob };
   /** Which addresses terminals register that the origin calls (issue 10 #8). */
   peers: AddressPolicy;
   /** Path of the one-time operator credentials file if this start created it. */
@@ -119,6 +119,7 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
   const operatorCredentialsFile = await accounts.start();
   terminals.start();
   ledger.start();
+  mail.start();
   transfer.start();
   await schedule.start();
   await app.listen({ host: config.host, port: config.port });
@@ -127,7 +128,6 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
   const url = `http://${config.host}:${port}`;
   listeningUrl = url;
   await peers.listeningAt(config.host, port);
-  mail.start();
   live.start();
   logger.info({ url, engine: db.engine, dataDir: config.dataDir }, 'origin listening');
 
@@ -157,10 +157,10 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
     live: { channels: live.channels, bookings: live.bookings, guide: live.guide, deadlines: live.deadlines },
     async close() {
       await live.stop();
-      await mail.stop();
       transfer.stop();
       await schedule.stop();
       await ledger.stop(); // never close the database under a running sweep
+      await mail.stop(); // nor under a sending round
       await app.close();
       await transfer.close();
       await terminals.stop();

@@ -7,7 +7,7 @@ import { AccountService } from './service.ts';
 // Accounts: users, roles, passwords and API tokens. Owns `users` and `api_tokens`.
 // Other domains ask AccountService, or read through queries.ts.
 
-export { AccountService, type PublicUser } from './service.ts';
+export { AccountService, type Contact, type PublicUser } from './service.ts';
 export { findUser, rolesOf } from './queries.ts';
 export { OWNED_TABLES, ROLES, type Role } from './tables.ts';
 

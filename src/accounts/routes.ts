@@ -1,11 +1,19 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { errorSchema } from '../core/http.ts';
-import type { AccountService } from './service.ts';
+import { MAX_EMAIL_LENGTH } from '../core/email-address.ts';
+import { MAX_WEB_PAGE_LENGTH, type AccountService } from './service.ts';
 import { ROLES, type Role } from './tables.ts';
 
 const userSchema = {
   type: 'object',
-  properties: { id: { type: 'string' }, username: { type: 'string' }, roles: { type: 'array', items: { type: 'string' } }, createdAt: { type: 'string' } },
+  properties: {
+    id: { type: 'string' },
+    username: { type: 'string' },
+    roles: { type: 'array', items: { type: 'string' } },
+    createdAt: { type: 'string' },
+    email: { type: ['string', 'null'], description: 'S3.8: the member’s contact address (null: none given)' },
+    webPage: { type: ['string', 'null'], description: 'S3.8: the member’s web page (null: none given)' },
+  },
 } as const;
 const credentials = {
   type: 'object',
@@ -44,6 +52,26 @@ export function accountRoutes(accounts: AccountService): FastifyPluginAsync {
       config: { access: 'user-or-terminal' },
       schema: { summary: 'Who this token belongs to', tags: ['accounts'] },
       handler: async (req) => ({ ...(await accounts.getUser(req.principal!.userId)), terminalId: req.principal!.terminalId }),
+    });
+
+    // S3.8: the member's contact details. The schema's bounds are loose so that the service's
+    // checks answer with their own codes (`invalid_email`, `invalid_web_page`).
+    app.put<{ Body: { email?: string | null; webPage?: string | null } }>('/me/contact', {
+      config: { access: 'user' },
+      schema: {
+        summary: 'Set or clear (null) your e-mail address and web page (S3.8); a field left out stays as it is',
+        tags: ['accounts'],
+        body: {
+          type: 'object',
+          additionalProperties: false,
+          properties: {
+            email: { type: ['string', 'null'], maxLength: 1000, description: `an address such as name@example.org, at most ${MAX_EMAIL_LENGTH} characters; null clears it` },
+            webPage: { type: ['string', 'null'], maxLength: 1000, description: `an http(s) URL, at most ${MAX_WEB_PAGE_LENGTH} characters; null clears it` },
+          },
+        },
+        response: { 200: userSchema, 400: errorSchema, 401: errorSchema, 403: errorSchema },
+      },
+      handler: async (req) => accounts.setContact(req.principal!.userId, req.body),
     });
 
     app.post<{ Body: { label: string; expiresInDays?: number } }>('/auth/tokens', {

@@ -6,6 +6,7 @@ import { AppError, badRequest, conflict, notFound, unauthorized } from '../core/
 import type { Principal } from '../core/http.ts';
 import { newId, newSecret } from '../core/ids.ts';
 import type { Db } from '../db/connection.ts';
+import { MAX_EMAIL_LENGTH, normalizeEmail } from '../core/email-address.ts';
 import { hashPassword, verifyPassword } from './passwords.ts';
 import { ROLES, type Role } from './tables.ts';
 
@@ -14,7 +15,21 @@ export interface PublicUser {
   username: string;
   roles: Role[];
   createdAt: string;
+  /** S3.8: the member's contact address; null: none given. */
+  email: string | null;
+  /** S3.8: the member's web page; null: none given. */
+  webPage: string | null;
 }
+
+/** S3.8: what other domains need to write to a member (the live domain's booking mails). */
+export interface Contact {
+  username: string;
+  email: string | null;
+  webPage: string | null;
+}
+
+/** The longest web page URL a member may give. */
+export const MAX_WEB_PAGE_LENGTH = 300;
 
 const USERNAME = /^[a-z0-9][a-z0-9._-]{2,39}$/;
 
@@ -85,6 +100,29 @@ export class AccountService {
     const row = await this.db.updateTable('users').set({ roles: [...new Set(roles)] }).where('id', '=', id).returningAll().executeTakeFirst();
     if (!row) throw notFound('unknown_user', `No user ${id}.`);
     return toPublic(row);
+  }
+
+  /**
+   * S3.8: sets or clears (null) the member's e-mail address and web page; a field left out
+   * stays as it is. Refuses `invalid_email`, `invalid_web_page` and changes nothing then.
+   */
+  async setContact(userId: string, change: { email?: string | null; webPage?: string | null }): Promise<PublicUser> {
+    const set: { email?: string | null; web_page?: string | null } = {};
+    if (change.email !== undefined) set.email = change.email === null ? null : checkEmail(change.email);
+    if (change.webPage !== undefined) set.web_page = change.webPage === null ? null : checkWebPage(change.webPage);
+    const q = Object.keys(set).length ? this.db.updateTable('users').set(set) : null;
+    const row = q
+      ? await q.where('id', '=', userId).returningAll().executeTakeFirst()
+      : await this.db.selectFrom('users').selectAll().where('id', '=', userId).executeTakeFirst();
+    if (!row) throw notFound('unknown_user', `No user ${userId}.`);
+    return toPublic(row);
+  }
+
+  /** S3.8: a member's contact details, for other domains (who to write to). 404 `unknown_user`. */
+  async contact(userId: string): Promise<Contact> {
+    const row = await this.db.selectFrom('users').select(['username', 'email', 'web_page']).where('id', '=', userId).executeTakeFirst();
+    if (!row) throw notFound('unknown_user', `No user ${userId}.`);
+    return { username: row.username, email: row.email, webPage: row.web_page };
   }
 
   /** Checks a password and issues a new API token. */
@@ -159,6 +197,26 @@ function checkStrength(password: string) {
   if (password.length < 10) throw badRequest('weak_password', 'A password needs at least 10 characters.');
 }
 
-function toPublic(row: { id: string; username: string; roles: Role[]; created_at: Date }): PublicUser {
-  return { id: row.id, username: row.username, roles: row.roles, createdAt: row.created_at.toISOString() };
+function checkEmail(email: string): string {
+  const normal = normalizeEmail(email);
+  if (!normal) throw badRequest('invalid_email', `An e-mail address looks like name@example.org, at most ${MAX_EMAIL_LENGTH} characters; nothing changed.`);
+  return normal;
+}
+
+function checkWebPage(webPage: string): string {
+  const text = webPage.trim();
+  let url: URL | null = null;
+  try {
+    url = new URL(text);
+  } catch {
+    // not a URL
+  }
+  if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:') || !url.hostname || url.username || url.password || text.length > MAX_WEB_PAGE_LENGTH) {
+    throw badRequest('invalid_web_page', `A web page is an http:// or https:// address without a user name or password, at most ${MAX_WEB_PAGE_LENGTH} characters; nothing changed.`);
+  }
+  return text;
+}
+
+function toPublic(row: { id: string; username: string; roles: Role[]; created_at: Date; email: string | null; web_page: string | null }): PublicUser {
+  return { id: row.id, username: row.username, roles: row.roles, createdAt: row.created_at.toISOString(), email: row.email, webPage: row.web_page };
 }

@@ -12,6 +12,10 @@ export interface UsersTable {
   password_hash: string;
   roles: Role[];
   created_at: Date;
+  /** S3.8: where the member is written to (their own, unverified); null: none given. */
+  email: string | null;
+  /** S3.8: the member's web page, an http(s) URL; null: none given. */
+  web_page: string | null;
 }
 
 /** Bearer tokens, stored as SHA-256 of the secret. A terminal session token names its terminal. */
@@ -49,5 +53,12 @@ export const accountsMigration: Migration = {
       .addColumn('expires_at', 'timestamptz')
       .execute();
     await db.schema.createIndex('api_tokens_user').on('api_tokens').column('user_id').execute();
+  },
+};
+
+/** S3.8: members' contact details, given by each member (`PUT /me/contact`). */
+export const accountContactMigration: Migration = {
+  async up(db: Kysely<any>) {
+    await db.schema.alterTable('users').addColumn('email', 'text').addColumn('web_page', 'text').execute();
   },
 };

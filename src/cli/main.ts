@@ -13,6 +13,7 @@ import { registerSchedule } from './schedule.ts';
 import { registerRecords } from './records.ts';
 import { registerCatalog } from './catalog.ts';
 import { registerUser } from './user.ts';
+import { registerOutbox } from './outbox.ts';
 import { endQuietlyOnClosedPipe } from './output.ts';
 
 endQuietlyOnClosedPipe();
@@ -38,6 +39,8 @@ registerSchedule(program);
 registerRecords(program);
 registerCatalog(program);
 registerUser(program);
+// `outbox` (operators: the mail outbox, S3.8).
+registerOutbox(program);
 
 program.parseAsync(process.argv).catch((err) => {
   if (err instanceof CommanderError) process.exit(err.exitCode);

@@ -8,13 +8,16 @@ import { ROLES, type Role } from '../core/roles.ts';
 
 // Accounts from the CLI alone (issue 12 #2): `cascade signup` for oneself (a member, S3.1),
 // `cascade user …` for operators (accounts and roles: publisher, store, …) and for one's own
-// password. Passwords come from $CASCADE_PASSWORD, or are asked without echo.
+// password and contact details (S3.8). Passwords come from $CASCADE_PASSWORD, or are asked
+// without echo.
 
 interface User {
   id: string;
   username: string;
   roles: Role[];
   createdAt: string;
+  email: string | null;
+  webPage: string | null;
 }
 
 const out = (json: boolean, data: unknown, text: string): void => void process.stdout.write((json ? JSON.stringify(data) : text) + '\n');
@@ -96,6 +99,27 @@ export function registerUser(program: Command) {
       if (roles.length === 0) throw badRequest('invalid_role', 'An account keeps at least one role; nothing changed.');
       const updated = await a.request<User>('PUT', `/users/${found.id}/roles`, { json: { roles } });
       out(program.opts().json, updated, `${updated.username}: ${updated.roles.join(', ')}`);
+    });
+
+  user
+    .command('contact')
+    .description('your e-mail address and web page (S3.8): shown without options; set or cleared with them')
+    .option('--email <address>', 'your e-mail address')
+    .option('--web-page <url>', 'your web page, an http(s) URL')
+    .option('--clear-email', 'remove your e-mail address')
+    .option('--clear-web-page', 'remove your web page')
+    .action(async (opts: { email?: string; webPage?: string; clearEmail?: boolean; clearWebPage?: boolean }) => {
+      if ((opts.email !== undefined && opts.clearEmail) || (opts.webPage !== undefined && opts.clearWebPage)) {
+        throw new AppError('invalid_argument', 'Give a value or clear it, not both; nothing changed.');
+      }
+      const change = {
+        ...(opts.email !== undefined ? { email: opts.email } : opts.clearEmail ? { email: null } : {}),
+        ...(opts.webPage !== undefined ? { webPage: opts.webPage } : opts.clearWebPage ? { webPage: null } : {}),
+      };
+      const a = api();
+      const me = Object.keys(change).length ? await a.request<User>('PUT', '/me/contact', { json: change }) : await a.get<User>('/auth/me');
+      const contact = { username: me.username, email: me.email, webPage: me.webPage };
+      out(program.opts().json, contact, `${me.username}\n  e-mail    ${me.email ?? '(none)'}\n  web page  ${me.webPage ?? '(none)'}`);
     });
 
   user

@@ -4,6 +4,7 @@ import { Readable } from 'node:stream';
 import type { Clock } from '../core/clock.ts';
 import type { Config } from '../core/config.ts';
 import type { KeyPair } from '../core/crypto.ts';
+import { decodeTimeCursor, encodeTimeCursor } from '../core/cursor.ts';
 import { AppError, badRequest, forbidden, notFound } from '../core/errors.ts';
 import { sql, type Db } from '../db/connection.ts';
 import type { PieceSource } from '../transfer/piece-source.ts';
@@ -259,13 +260,13 @@ export class ContentService {
       qb = qb.where('id', 'like', `${query.idPrefix}%`);
     }
     if (query.cursor) {
-      const [at, id] = decodeCursor(query.cursor);
+      const [at, id] = decodeTimeCursor(query.cursor, (id) => CONTENT_ID.test(id));
       qb = qb.where((eb) => eb(eb.refTuple('created_at', 'id'), '<', eb.tuple(at, id)));
     }
     const rows = await qb.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(limit + 1).execute();
     const page = rows.slice(0, limit);
     const last = page[page.length - 1];
-    return { items: page.map(toItem), nextCursor: rows.length > limit && last ? encodeCursor(last.created_at, last.id) : null };
+    return { items: page.map(toItem), nextCursor: rows.length > limit && last ? encodeTimeCursor(last.created_at, last.id) : null };
   }
 
   /**
@@ -417,17 +418,3 @@ function escapeLike(s: string): string {
   return s.replace(/[\\%_]/g, (c) => `\\${c}`);
 }
 
-function encodeCursor(at: Date, id: string): string {
-  return Buffer.from(JSON.stringify([at.toISOString(), id])).toString('base64url');
-}
-
-function decodeCursor(cursor: string): [Date, string] {
-  try {
-    const [at, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-    const d = new Date(at);
-    if (typeof at === 'string' && !Number.isNaN(d.getTime()) && typeof id === 'string' && CONTENT_ID.test(id)) return [d, id];
-  } catch {
-    // fall through
-  }
-  throw badRequest('invalid_cursor', 'The cursor is not one this server handed out; start again without it.');
-}

@@ -60,6 +60,12 @@ export interface Config {
   liveMaxBookingMinutes: number;
   /** How far ahead a booking may start, days (LIVE_BOOK_AHEAD_DAYS). */
   liveBookAheadDays: number;
+  /** S3.8: where mail goes out (`smtp://user:pass@host:587`, `smtps://…`); unset: mail is kept as 'held', never sent. */
+  smtpUrl?: string;
+  /** S3.8: the From of every message. */
+  mailFrom: string;
+  /** S3.8: attempts to send one message before it is marked 'failed'. */
+  mailMaxAttempts: number;
   logLevel: string;
 }
 
@@ -90,6 +96,22 @@ function refetchFrom(env: NodeJS.ProcessEnv): 'free' | 'charge' {
   const v = env.REFETCH_POLICY || 'free';
   if (v !== 'free' && v !== 'charge') throw badRequest('bad_config', `REFETCH_POLICY must be "free" or "charge", got "${v}"`);
   return v;
+}
+
+/** S3.8: SMTP_URL is an smtp: or smtps: URL with a host. */
+function smtpUrlFrom(env: NodeJS.ProcessEnv): string | undefined {
+  const raw = env.SMTP_URL;
+  if (raw === undefined || raw === '') return undefined;
+  let url: URL | null = null;
+  try {
+    url = new URL(raw);
+  } catch {
+    // refused below
+  }
+  if (!url || (url.protocol !== 'smtp:' && url.protocol !== 'smtps:') || !url.hostname) {
+    throw badRequest('bad_config', 'SMTP_URL must be an smtp:// or smtps:// URL such as smtp://user:password@mail.example.org:587');
+  }
+  return raw;
 }
 
 function peerAddressesFrom(env: NodeJS.ProcessEnv): PeerAddressMode {
@@ -175,6 +197,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     liveMonthlyQuotaSlots: intFrom(env, 'LIVE_MONTHLY_QUOTA_SLOTS', 60, 0, 1_000_000),
     liveMaxBookingMinutes: intFrom(env, 'LIVE_MAX_BOOKING_MINUTES', 240, 1, 7 * 1440),
     liveBookAheadDays: intFrom(env, 'LIVE_BOOK_AHEAD_DAYS', 90, 1, 3660),
+    smtpUrl: smtpUrlFrom(env),
+    mailFrom: env.MAIL_FROM || 'Cascade <cascade@localhost>',
+    mailMaxAttempts: intFrom(env, 'MAIL_MAX_ATTEMPTS', 8, 1, 100),
     logLevel: env.LOG_LEVEL || 'info',
   };
 }

@@ -27,9 +27,9 @@ export const safeInteger = (minimum = 0, description?: string) =>
   ({ type: 'integer', minimum, maximum: Number.MAX_SAFE_INTEGER, ...(description ? { description } : {}) }) as const;
 
 /** C0 controls (NUL…US), DEL and C1 controls: never part of a name, a title or an ID. */
-const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f]/;
+export const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f]/;
 /** The same, but tab, line feed and carriage return are allowed (free text such as a summary). */
-const CONTROL_CHARACTERS_BUT_LINE_BREAKS = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]/;
+export const CONTROL_CHARACTERS_BUT_LINE_BREAKS = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]/;
 
 export type ControlChars = 'refuse' | 'allowLineBreaks';
 

@@ -1,5 +1,5 @@
 import { Migrator, sql, type Kysely, type Migration } from 'kysely';
-import { accountsMigration } from '../accounts/tables.ts';
+import { accountContactMigration, accountsMigration } from '../accounts/tables.ts';
 import { contentMigration, thumbnailsMigration } from '../content/tables.ts';
 import { discoveryMigration } from '../discovery/tables.ts';
 import { liveMigration } from '../live/tables.ts';
@@ -9,6 +9,7 @@ import { holdingPiecesMigration, terminalChallengesMigration, terminalsMigration
 import { grantServedMigration, peersMigration, receiptsBySourceTimeMigration, transferMigration } from '../transfer/tables.ts';
 import { purchasesMigration, settlementMigration } from '../ledger/tables-settlement.ts';
 import { schedulePushMigration, schedulesMigration } from '../schedule/tables.ts';
+import { mailOutboxMigration } from '../mail/tables.ts';
 
 // One ordered list of migrations; the same SQL runs on PGlite and on PostgreSQL.
 // Names sort in the order they must run. Never edit a landed migration: add one.
@@ -31,6 +32,8 @@ const migrations: Record<string, Migration> = {
   '0016_discovery': discoveryMigration,
   '0017_content_thumbnails': thumbnailsMigration,
   '0018_receipts_by_source_time': receiptsBySourceTimeMigration,
+  '0019_account_contact': accountContactMigration,
+  '0020_mail_outbox': mailOutboxMigration,
   '0021_live': liveMigration,
 };
 

@@ -8,6 +8,7 @@ import type { TransferTables } from '../transfer/tables.ts';
 import type { ScheduleTables } from '../schedule/tables.ts';
 import type { DiscoveryTables } from '../discovery/tables.ts';
 import type { LiveTables } from '../live/tables.ts';
+import type { MailTables } from '../mail/tables.ts';
 
 // The whole database as Kysely sees it. Each domain owns (and alone queries) its tables.
-export type Database = AccountTables & ContentTables & TerminalTables & TransferTables & LedgerTables & VoucherTables & SettlementTables & ScheduleTables & DiscoveryTables & LiveTables;
+export type Database = AccountTables & ContentTables & TerminalTables & TransferTables & LedgerTables & VoucherTables & SettlementTables & ScheduleTables & DiscoveryTables & MailTables & LiveTables;

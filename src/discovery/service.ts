@@ -2,6 +2,7 @@ import type { AccountService } from '../accounts/service.ts';
 import { contentsByIds, rankedContents, type ContentFacts, type RankedContent } from '../content/queries.ts';
 import type { Clock } from '../core/clock.ts';
 import type { Config } from '../core/config.ts';
+import { decodeTimeCursor, encodeTimeCursor } from '../core/cursor.ts';
 import { AppError, badRequest, conflict, forbidden, notFound } from '../core/errors.ts';
 import type { Principal } from '../core/http.ts';
 import { newId } from '../core/ids.ts';
@@ -361,7 +362,7 @@ export class DiscoveryService {
     const limit = query.limit ?? 20;
     let q = this.deps.db.selectFrom('discovery_comments').select(['id', 'content_id', 'user_id', 'text', 'created_at']).where('content_id', '=', contentId);
     if (query.cursor !== undefined) {
-      const [at, id] = decodeCommentCursor(query.cursor);
+      const [at, id] = decodeTimeCursor(query.cursor);
       q = q.where((eb) => eb(eb.refTuple('created_at', 'id'), '<', eb.tuple(at, id)));
     }
     const rows = await q.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(limit + 1).execute();
@@ -370,7 +371,7 @@ export class DiscoveryService {
     const last = page[page.length - 1];
     return {
       items: page.map((r) => toComment(r, names)),
-      nextCursor: rows.length > limit && last ? Buffer.from(JSON.stringify([last.created_at.toISOString(), last.id])).toString('base64url') : null,
+      nextCursor: rows.length > limit && last ? encodeTimeCursor(last.created_at, last.id) : null,
     };
   }
 
@@ -589,17 +590,6 @@ function decodeCursor(cursor: string): { tier: number; createdAt: Date; id: stri
     if (Number.isInteger(tier) && tier >= 0 && tier <= TIER.rest && typeof at === 'string' && !Number.isNaN(d.getTime()) && typeof id === 'string' && CONTENT_ID.test(id)) {
       return { tier, createdAt: d, id };
     }
-  } catch {
-    // fall through
-  }
-  throw badRequest('invalid_cursor', 'The cursor is not one this server handed out; start again without it.');
-}
-
-function decodeCommentCursor(cursor: string): [Date, string] {
-  try {
-    const [at, id] = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-    const d = new Date(at);
-    if (typeof at === 'string' && !Number.isNaN(d.getTime()) && typeof id === 'string' && id.length <= 100) return [d, id];
   } catch {
     // fall through
   }

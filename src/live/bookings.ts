@@ -206,6 +206,10 @@ export class BookingService {
   private async assess(p: Principal, req: BookingRequest, db: Kysely<Database> = this.deps.db) {
     this.requirePremium(p);
     const fields = this.checkFields(req);
+    const contact = await this.deps.contact(p.userId);
+    if (!contact.email) {
+      throw badRequest('email_required', 'The reservation ID is sent by e-mail: set your address first (cascade user contact --email you@example.org, or your account page).');
+    }
     const channel = await this.deps.channels.get(req.channelId);
     const start = Date.parse(req.start);
     const end = Date.parse(req.end);
@@ -221,7 +225,7 @@ export class BookingService {
         { month: month.label, used, limit: channel.monthlyQuotaSlots, requested: price.slots },
       );
     }
-    return { fields, channel, start, end, now, price, month, used };
+    return { fields, channel, start, end, now, price, month, used, email: contact.email };
   }
 
   private async quotaUsed(db: Kysely<Database>, memberId: string, channelId: string, month: { from: number; to: number }): Promise<number> {
@@ -296,10 +300,6 @@ export class BookingService {
   async book(p: Principal, req: BookingRequest): Promise<{ booking: Booking; reservationId: string }> {
     // Checked before the transaction too: most refusals need no lock (and no scrypt hash).
     const pre = await this.assess(p, req);
-    const contact = await this.deps.contact(p.userId);
-    if (!contact.email) {
-      throw badRequest('email_required', 'The reservation ID is sent by e-mail: set your address first (cascade user contact --email you@example.org, or your account page).');
-    }
     const id = newId('bkg');
     const reservationId = `rsv_${newSecret(20)}`; // 160 random bits: the stream key (S3.9)
     const passwordHash = req.openLevel === 'public' ? null : await hashPassword(req.password!);
@@ -343,7 +343,7 @@ export class BookingService {
         await trx.insertInto('live_bookings').values(row).execute();
         await this.event(trx, id, 'booked', 'awaiting_reconfirmation', `${a.price.slots} slots, ${a.price.charge} to pay on reconfirmation`);
         const facts = this.facts({ ...row, channel_name: a.channel.name }, p.username);
-        await this.deps.mail.enqueue(trx, bookedMail(contact.email!, facts, reservationId, a.price.charge, a.price.deadline));
+        await this.deps.mail.enqueue(trx, bookedMail(a.email, facts, reservationId, a.price.charge, a.price.deadline));
       });
     } catch (err) {
       if ((err as { code?: string }).code === '23P01') throw this.slotTaken(p, await this.overlapping(this.deps.db, pre.channel.id, pre.start, pre.end));

@@ -24,6 +24,7 @@ import { MINUTE_MS } from './slots.ts';
 
 export { BookingService, reservationKeyHash, type Booking, type BookingRequest, type Quote } from './bookings.ts';
 export { Channels, type Channel } from './channels.ts';
+export { DeadlineJob } from './deadline-job.ts';
 export { Guide, type Calendar, type Program } from './guide.ts';
 export { verifySettings, type SignedSettings, type SettingsDocument } from './settings.ts';
 export { OWNED_TABLES } from './tables.ts';
