@@ -203,17 +203,14 @@ export class BookingService {
   }
 
   /** Everything a booking is checked against, without writing: the quote (S3.4) and the booking's pre-checks. */
-  // In a transaction (`db` a Transaction), every read goes through it: on PGlite, one session,
-  // a read on the pool would wait for the transaction that waits for it. `email`: the address
-  // already read before the transaction.
-  private async assess(p: Principal, req: BookingRequest, db: Kysely<Database> = this.deps.db, email?: string) {
+  private async assess(p: Principal, req: BookingRequest, db: Kysely<Database> = this.deps.db) {
     this.requirePremium(p);
     const fields = this.checkFields(req);
-    const contact = email !== undefined ? { email } : await this.deps.contact(p.userId);
+    const contact = await this.deps.contact(p.userId);
     if (!contact.email) {
       throw badRequest('email_required', 'The reservation ID is sent by e-mail: set your address first (cascade user contact --email you@example.org, or your account page).');
     }
-    const channel = await this.deps.channels.get(req.channelId, db);
+    const channel = await this.deps.channels.get(req.channelId);
     const start = Date.parse(req.start);
     const end = Date.parse(req.end);
     const now = this.deps.clock.now();
@@ -311,7 +308,7 @@ export class BookingService {
       await this.deps.db.transaction().execute(async (trx) => {
         // One booking at a time per member and channel, so two at once cannot both fit the quota.
         await sql`select pg_advisory_xact_lock(hashtext(${`live-quota:${p.userId}:${pre.channel.id}`}))`.execute(trx);
-        const a = await this.assess(p, req, trx, pre.email);
+        const a = await this.assess(p, req, trx);
         const now = new Date(a.now);
         const row: LiveBookingsTable = {
           id,
@@ -536,19 +533,18 @@ export class BookingService {
     for (;;) {
       const due = await db
         .selectFrom('live_bookings')
-        .select(['id', 'member_id'])
+        .select('id')
         .where('status', '=', 'awaiting_reconfirmation')
         .where('deadline_at', '<=', new Date(now))
         .orderBy('deadline_at')
         .limit(100)
         .execute();
       if (due.length === 0) break;
-      for (const { id, member_id } of due) {
-        // Read before the transaction: on PGlite (one session) a read outside it would wait for it.
-        const c = await this.deps.contact(member_id);
+      for (const { id } of due) {
         const did = await db.transaction().execute(async (trx) => {
           const row = await this.rowById(trx, id, true);
           if (!row || row.status !== 'awaiting_reconfirmation' || row.deadline_at.getTime() > now) return false;
+          const c = await this.deps.contact(row.member_id);
           await this.cancelIn(trx, row, 'not reconfirmed before the deadline', c.email, c.username);
           return true;
         });

@@ -1,9 +1,7 @@
 import type { Clock } from '../core/clock.ts';
 import { badRequest, conflict, notFound } from '../core/errors.ts';
 import { newId } from '../core/ids.ts';
-import type { Kysely } from 'kysely';
 import type { Db } from '../db/connection.ts';
-import type { Database } from '../db/schema.ts';
 import type { LiveChannelsTable } from './tables.ts';
 
 // S3.2: the streaming server's channels, configured by operators.
@@ -85,9 +83,8 @@ export class Channels {
     return (await this.deps.db.selectFrom('live_channels').selectAll().orderBy('name').execute()).map(toChannel);
   }
 
-  /** `db`: a transaction to read it in (default the pool). */
-  async get(id: string, db: Kysely<Database> = this.deps.db): Promise<Channel> {
-    const row = await db.selectFrom('live_channels').selectAll().where('id', '=', id).executeTakeFirst();
+  async get(id: string): Promise<Channel> {
+    const row = await this.deps.db.selectFrom('live_channels').selectAll().where('id', '=', id).executeTakeFirst();
     if (!row) throw notFound('unknown_channel', `No channel ${id} (\`cascade channel list\` lists them).`);
     return toChannel(row);
   }
