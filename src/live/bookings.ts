@@ -203,7 +203,7 @@ export class BookingService {
   }
 
   /** Everything a booking is checked against, without writing: the quote (S3.4) and the booking's pre-checks. */
-  private async assess(p: Principal, req: BookingRequest, db: Kysely<Database> = this.deps.db) {
+  private async assess(p: Principal, req: BookingRequest) {
     this.requirePremium(p);
     const fields = this.checkFields(req);
     const contact = await this.deps.contact(p.userId);
@@ -216,16 +216,18 @@ export class BookingService {
     const now = this.deps.clock.now();
     const price = priceRange(start, end, channel, this.deps.limits, now);
     const month = quotaMonth(start);
-    const used = await this.quotaUsed(db, p.userId, channel.id, month);
-    if (used + price.slots > channel.monthlyQuotaSlots) {
-      throw new AppError(
-        'quota_exceeded',
-        `This would make ${used + price.slots} slots on ${channel.name} in ${month.label}; your monthly quota there is ${channel.monthlyQuotaSlots} (${used} used).`,
-        409,
-        { month: month.label, used, limit: channel.monthlyQuotaSlots, requested: price.slots },
-      );
-    }
+    const used = await this.quotaUsed(this.deps.db, p.userId, channel.id, month);
+    if (used + price.slots > channel.monthlyQuotaSlots) throw this.overQuota(channel, month.label, used, price.slots);
     return { fields, channel, start, end, now, price, month, used, email: contact.email };
+  }
+
+  private overQuota(channel: Channel, month: string, used: number, requested: number): AppError {
+    return new AppError(
+      'quota_exceeded',
+      `This would make ${used + requested} slots on ${channel.name} in ${month}; your monthly quota there is ${channel.monthlyQuotaSlots} (${used} used).`,
+      409,
+      { month, used, limit: channel.monthlyQuotaSlots, requested },
+    );
   }
 
   private async quotaUsed(db: Kysely<Database>, memberId: string, channelId: string, month: { from: number; to: number }): Promise<number> {
@@ -298,7 +300,7 @@ export class BookingService {
 
   /** Books the slots; the reservation ID is in this answer and the broadcaster's e-mail, nowhere else. */
   async book(p: Principal, req: BookingRequest): Promise<{ booking: Booking; reservationId: string }> {
-    // Checked before the transaction too: most refusals need no lock (and no scrypt hash).
+    // Every check but the quota's final count runs before the transaction: most refusals need no lock (nor a scrypt hash).
     const pre = await this.assess(p, req);
     const id = newId('bkg');
     const reservationId = `rsv_${newSecret(20)}`; // 160 random bits: the stream key (S3.9)
@@ -307,8 +309,12 @@ export class BookingService {
     try {
       await this.deps.db.transaction().execute(async (trx) => {
         // One booking at a time per member and channel, so two at once cannot both fit the quota.
+        // Only `trx` is used in here: PGlite has one connection, and a query outside the
+        // transaction would wait for it to end.
         await sql`select pg_advisory_xact_lock(hashtext(${`live-quota:${p.userId}:${pre.channel.id}`}))`.execute(trx);
-        const a = await this.assess(p, req, trx);
+        const used = await this.quotaUsed(trx, p.userId, pre.channel.id, pre.month);
+        if (used + pre.price.slots > pre.channel.monthlyQuotaSlots) throw this.overQuota(pre.channel, pre.month.label, used, pre.price.slots);
+        const a = pre;
         const now = new Date(a.now);
         const row: LiveBookingsTable = {
           id,
@@ -533,18 +539,18 @@ export class BookingService {
     for (;;) {
       const due = await db
         .selectFrom('live_bookings')
-        .select('id')
+        .select(['id', 'member_id'])
         .where('status', '=', 'awaiting_reconfirmation')
         .where('deadline_at', '<=', new Date(now))
         .orderBy('deadline_at')
         .limit(100)
         .execute();
       if (due.length === 0) break;
-      for (const { id } of due) {
+      for (const { id, member_id } of due) {
+        const c = await this.deps.contact(member_id); // read before the transaction (PGlite: one connection)
         const did = await db.transaction().execute(async (trx) => {
           const row = await this.rowById(trx, id, true);
           if (!row || row.status !== 'awaiting_reconfirmation' || row.deadline_at.getTime() > now) return false;
-          const c = await this.deps.contact(row.member_id);
           await this.cancelIn(trx, row, 'not reconfirmed before the deadline', c.email, c.username);
           return true;
         });
@@ -716,7 +722,7 @@ export class BookingService {
   }
 
   private async event(db: Kysely<Database>, bookingId: string, event: string, status: BookingStatus, detail: string) {
-    await db.insertInto('live_booking_events').values({ id: newId('bev'), booking_id: bookingId, at: new Date(this.deps.clock.now()), event, status, detail }).execute();
+    await db.insertInto('live_booking_events').values({ booking_id: bookingId, at: new Date(this.deps.clock.now()), event, status, detail }).execute();
   }
 
   /** The iCalendar SEQUENCE for the next message about a booking: its number of events so far. */
@@ -736,8 +742,7 @@ export class BookingService {
         'in',
         rows.map((r) => r.id),
       )
-      .orderBy('at')
-      .orderBy('id')
+      .orderBy('seq')
       .execute();
     const byBooking = new Map<string, BookingEvent[]>();
     for (const e of events) {

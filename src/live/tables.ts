@@ -1,4 +1,4 @@
-import { sql, type Kysely, type Migration } from 'kysely';
+import { sql, type Generated, type Kysely, type Migration } from 'kysely';
 
 // Tables the live domain owns (S3, docs/live.md): channels, bookings (a reservation of a
 // channel's slots), each booking's timestamped history, and members' private calendar feeds.
@@ -68,7 +68,8 @@ export interface LiveBookingsTable {
 
 /** S3.7: every state change and edit of a booking, timestamped. */
 export interface LiveBookingEventsTable {
-  id: string;
+  /** Insertion order: events of one instant keep the order they happened in. */
+  seq: Generated<number>;
   booking_id: string;
   at: Date;
   /** booked, reconfirmed, changed, cancelled, live, done. */
@@ -153,14 +154,14 @@ export const liveMigration: Migration = {
     await sql`create index live_bookings_deadline on live_bookings (deadline_at) where status = 'awaiting_reconfirmation'`.execute(db);
     await db.schema
       .createTable('live_booking_events')
-      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('seq', 'bigint', (c) => c.primaryKey().generatedAlwaysAsIdentity())
       .addColumn('booking_id', 'text', (c) => c.notNull().references('live_bookings.id'))
       .addColumn('at', 'timestamptz', (c) => c.notNull())
       .addColumn('event', 'text', (c) => c.notNull())
       .addColumn('status', 'text', (c) => c.notNull())
       .addColumn('detail', 'text', (c) => c.notNull())
       .execute();
-    await db.schema.createIndex('live_booking_events_booking').on('live_booking_events').columns(['booking_id', 'at']).execute();
+    await db.schema.createIndex('live_booking_events_booking').on('live_booking_events').columns(['booking_id', 'seq']).execute();
     await db.schema
       .createTable('live_calendar_feeds')
       .addColumn('user_id', 'text', (c) => c.primaryKey().references('users.id'))

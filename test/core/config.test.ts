@@ -99,3 +99,15 @@ test('PEER_ADDRESSES: private by default; public, private or any; anything else 
   for (const v of ['public', 'private', 'any'] as const) assert.equal(loadConfig({ PEER_ADDRESSES: v }).peerAddresses, v);
   for (const v of ['none', 'ANY', 'loopback']) refuses({ PEER_ADDRESSES: v }, 'PEER_ADDRESSES');
 });
+
+test('mail (S3.8): no SMTP_URL by default (mail is held), MAIL_FROM and MAIL_MAX_ATTEMPTS; a URL that is not smtp(s) stops the origin', () => {
+  const d = loadConfig({});
+  assert.equal(d.smtpUrl, undefined);
+  assert.equal(d.mailFrom, 'Cascade <cascade@localhost>');
+  assert.equal(d.mailMaxAttempts, 8);
+  const c = loadConfig({ SMTP_URL: 'smtps://cascade:secret@mail.example.org:465', MAIL_FROM: 'Live <live@example.org>', MAIL_MAX_ATTEMPTS: '3' });
+  assert.deepEqual([c.smtpUrl, c.mailFrom, c.mailMaxAttempts], ['smtps://cascade:secret@mail.example.org:465', 'Live <live@example.org>', 3]);
+  refuses({ SMTP_URL: 'http://mail.example.org' }, 'SMTP_URL');
+  refuses({ SMTP_URL: 'mail.example.org:25' }, 'SMTP_URL');
+  refuses({ MAIL_MAX_ATTEMPTS: '0' }, 'MAIL_MAX_ATTEMPTS');
+});

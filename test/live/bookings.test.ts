@@ -6,6 +6,10 @@ import { snapshotTables, testEngines } from '../helpers/db.ts';
 import { startTestOrigin, type TestOrigin } from '../helpers/origin.ts';
 import { waitFor } from '../helpers/wait.ts';
 
+/** The tables whose rows differ between two snapshots (a readable failure). */
+const changedTables = (a: Record<string, string[]>, b: Record<string, string[]>) =>
+  Object.keys({ ...a, ...b }).filter((t) => JSON.stringify(a[t]) !== JSON.stringify(b[t]));
+
 // S3.1–S3.8, S3.11, S3.17 through the API on both engines: the database refuses double
 // booking under concurrency, each refusal leaves nothing behind, reconfirmation charges once and
 // signs the settings, the deadline cancels once across a restart, Secret programs are never listed.
@@ -100,7 +104,7 @@ for (const engine of testEngines()) {
       assert.equal(q.body.deadline, new Date(DAY1 + 14 * H).toISOString(), 'S3.6: 6 h before the start');
       assert.deepEqual(q.body.quota, { month: '2026-06', used: 0, limit: 60, afterBooking: 3 });
       assert.equal(q.body.wallet.enough, true);
-      assert.deepEqual(await snapshotTables(o.db.db), snap, 'a quote writes nothing');
+      assert.deepEqual(changedTables(await snapshotTables(o.db.db), snap), [], 'a quote writes nothing');
     });
 
     test('S3.6: reconfirmation charges once, signs the settings, tells the broadcaster and the friends (with the password)', async () => {
@@ -165,7 +169,7 @@ for (const engine of testEngines()) {
       }
       const pw = await o.call('PATCH', `/live/bookings/${b.booking.id}`, { token: m.token, json: { password: 'secret!' } });
       assert.equal(pw.body.error.code, 'password_not_used');
-      assert.deepEqual(await snapshotTables(o.db.db), snap, 'refused changes change nothing');
+      assert.deepEqual(changedTables(await snapshotTables(o.db.db), snap), [], 'refused changes change nothing');
 
       const before1 = await balance(m.userId);
       const c = await o.call('POST', `/live/bookings/${b.booking.id}/cancel`, { token: m.token });
@@ -220,6 +224,7 @@ for (const engine of testEngines()) {
       const fits = await o.call('POST', '/live/quote', { token: m.token, json: req(s + 2 * H, 1, { outline: '😀'.repeat(20), detail: 'é'.repeat(200) }) });
       assert.equal(fits.status, 200, JSON.stringify(fits.body));
 
+      const other = await premium();
       const snap = await snapshotTables(o.db.db);
       for (const [code, token, body, status] of cases) {
         for (const path of ['/live/quote', '/live/bookings']) {
@@ -231,10 +236,9 @@ for (const engine of testEngines()) {
       const wrong = await o.call('POST', '/live/reconfirm', { token: m.token, json: { reservationId: 'rsv_' + 'A'.repeat(27) } });
       assert.equal(wrong.body.error.code, 'unknown_reservation');
       // Someone else's reservation ID is as unknown as a wrong one.
-      const other = await premium();
       const theirs = await o.call('POST', '/live/reconfirm', { token: other.token, json: { reservationId: held.body.reservationId } });
       assert.equal(theirs.body.error.code, 'unknown_reservation');
-      assert.deepEqual(await snapshotTables(o.db.db), snap, 'nothing changed');
+      assert.deepEqual(changedTables(await snapshotTables(o.db.db), snap), [], 'nothing changed');
     });
 
     test('S3.6: reconfirming after the deadline is refused; the deadline job cancels once, across a restart', async () => {
