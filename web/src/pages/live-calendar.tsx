@@ -242,8 +242,10 @@ function SlotCell({ slot, selected, premium, onPick }: { slot: CalendarSlot; sel
         <span class="visually-hidden">
           {span} {slot.mine ? 'yours' : 'taken'}:{' '}
         </span>
-        <span aria-hidden="true">{time} </span>
-        {slot.program ? <Link to={`/live/${slot.program.id}`}>{slot.program.title}</Link> : slot.mine ? 'yours' : 'taken'}
+        <span class="slot-text">
+          <span aria-hidden="true">{time} </span>
+          {slot.program ? <Link to={`/live/${slot.program.id}`}>{slot.program.title}</Link> : slot.mine ? 'yours' : 'taken'}
+        </span>
       </td>
     );
   }
