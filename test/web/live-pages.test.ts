@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import type { Browser, Page } from 'playwright-core';
 import { verifySettings } from '../../src/live/settings.ts';
-import { describeViolations, launchBrowser, openApp, screenshot, seriousViolations, type AppPage } from '../helpers/browser.ts';
+import { checkPage, launchBrowser, openApp, screenshot, type AppPage } from '../helpers/browser.ts';
 import { startTestOrigin, type TestOrigin } from '../helpers/origin.ts';
 
 // #14 live pages in headless Chromium (docs/live.md, docs/web.md "Live"): an operator adds and
@@ -43,21 +43,6 @@ function openAs(user: User | null, roles: string[], route: string, width = 1280)
   });
 }
 
-/** axe at 1280 and 375 px, nothing wider than the screen but scrolling tables, a screenshot of each: test-results/page-<name>[-375].png. */
-async function checkPage(page: Page, name: string) {
-  for (const width of [1280, 375]) {
-    await page.setViewportSize({ width, height: 900 });
-    assert.equal(describeViolations(await seriousViolations(page)), '', `${name} at ${width} px`);
-    const overflow = await page.evaluate(() => {
-      const w = document.documentElement.clientWidth;
-      const wide = [...document.querySelectorAll('main *')].filter((e) => e.getBoundingClientRect().right > w + 1 && !e.closest('.table-wrap'));
-      return { by: document.documentElement.scrollWidth - w, wide: wide.slice(0, 3).map((e) => `${e.tagName}.${e.className}: ${(e.textContent ?? '').slice(0, 40)}`) };
-    });
-    assert.ok(overflow.by <= 0, `${name} at ${width} px scrolls sideways by ${overflow.by} px: ${overflow.wide.join('; ')}`);
-    await screenshot(page, width === 1280 ? `page-${name}` : `page-${name}-375`);
-  }
-  await page.setViewportSize({ width: 1280, height: 900 });
-}
 
 const premiumMember = async (name: string, email: string | null) => {
   const u = await origin.userWithRoles(['member', 'premium'], name);
