@@ -13,6 +13,8 @@ import { registerSchedule } from './schedule.ts';
 import { registerRecords } from './records.ts';
 import { registerCatalog } from './catalog.ts';
 import { registerUser } from './user.ts';
+import { registerChannel } from './channel.ts';
+import { registerReserve, registerTime } from './reserve.ts';
 import { registerOutbox } from './outbox.ts';
 import { endQuietlyOnClosedPipe } from './output.ts';
 
@@ -39,6 +41,10 @@ registerSchedule(program);
 registerRecords(program);
 registerCatalog(program);
 registerUser(program);
+// Live channels (S3): `channel` (operators), `reserve` (premium members) and `time` (S3.10).
+registerChannel(program);
+registerReserve(program);
+registerTime(program);
 // `outbox` (operators: the mail outbox, S3.8).
 registerOutbox(program);
 

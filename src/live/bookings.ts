@@ -132,8 +132,8 @@ export interface BookingDeps {
   /** The origin's address for viewers (PUBLIC_URL or where it listens). */
   baseUrl: () => string;
   rtmpPort: number;
-  /** Called after a booking commits, so the deadline job looks again. */
-  onBooked: () => void;
+  /** Called after a booking commits with its deadline, so the deadline job looks again if that is sooner. */
+  onBooked: (deadline: number) => void;
 }
 
 type Row = LiveBookingsTable & { channel_name: string };
@@ -307,7 +307,7 @@ export class BookingService {
     const passwordHash = req.openLevel === 'public' ? null : await hashPassword(req.password!);
     const passwordSealed = req.openLevel === 'public' ? null : sealPassword(req.password!, sealKey(this.sealSecret, id));
     try {
-      await this.deps.db.transaction().execute(async (trx) => {
+      const made = await this.deps.db.transaction().execute(async (trx) => {
         // One booking at a time per member and channel, so two at once cannot both fit the quota.
         // Only `trx` is used in here: PGlite has one connection, and a query outside the
         // transaction would wait for it to end.
@@ -347,17 +347,19 @@ export class BookingService {
           updated_at: now,
         };
         await trx.insertInto('live_bookings').values(row).execute();
-        await this.event(trx, id, 'booked', 'awaiting_reconfirmation', `${a.price.slots} slots, ${a.price.charge} to pay on reconfirmation`);
-        const facts = this.facts({ ...row, channel_name: a.channel.name }, p.username);
-        await this.deps.mail.enqueue(trx, bookedMail(a.email, facts, reservationId, a.price.charge, a.price.deadline));
+        const booked = await this.event(trx, id, 'booked', 'awaiting_reconfirmation', `${a.price.slots} slots, ${a.price.charge} to pay on reconfirmation`);
+        const written = { ...row, channel_name: a.channel.name };
+        await this.deps.mail.enqueue(trx, bookedMail(a.email, this.facts(written, p.username), reservationId, a.price.charge, a.price.deadline));
+        return { row: written, history: [booked] };
       });
+      this.deps.mail.wake();
+      this.deps.onBooked(made.row.deadline_at.getTime());
+      // The answer is what was just written: no need to read it back.
+      return { booking: this.toBooking(made.row, made.history), reservationId };
     } catch (err) {
       if ((err as { code?: string }).code === '23P01') throw this.slotTaken(p, await this.overlapping(this.deps.db, pre.channel.id, pre.start, pre.end));
       throw err;
     }
-    this.deps.mail.wake();
-    this.deps.onBooked();
-    return { booking: await this.get(p, id), reservationId };
   }
 
   // ---- S3.6 reconfirm ----
@@ -721,8 +723,10 @@ export class BookingService {
     return row;
   }
 
-  private async event(db: Kysely<Database>, bookingId: string, event: string, status: BookingStatus, detail: string) {
-    await db.insertInto('live_booking_events').values({ booking_id: bookingId, at: new Date(this.deps.clock.now()), event, status, detail }).execute();
+  private async event(db: Kysely<Database>, bookingId: string, event: string, status: BookingStatus, detail: string): Promise<BookingEvent> {
+    const at = new Date(this.deps.clock.now());
+    await db.insertInto('live_booking_events').values({ booking_id: bookingId, at, event, status, detail }).execute();
+    return { at: at.toISOString(), event, status, detail };
   }
 
   /** The iCalendar SEQUENCE for the next message about a booking: its number of events so far. */

@@ -16,6 +16,8 @@ export class DeadlineJob {
   private loop: Promise<void> | null = null;
   /** Set by wake(): look again before sleeping. */
   private dirty = false;
+  /** When the job next looks by itself (clock ms). */
+  private sleepingUntil = -Infinity;
   /** Resolves after the next completed sweep (tests wait on it). */
   private swept: (() => void)[] = [];
 
@@ -29,6 +31,15 @@ export class DeadlineJob {
   wake() {
     this.dirty = true;
     this.nap?.abort();
+  }
+
+  /**
+   * A booking with this deadline was made: look again only if it is due before the job would look
+   * anyway. While a sweep runs nothing is needed: the job looks again within a minute, and every
+   * deadline is at least five minutes after its booking (slots.ts).
+   */
+  wakeFor(deadline: number) {
+    if (deadline < this.sleepingUntil) this.wake();
   }
 
   /** Resolves once a sweep has run after this call. */
@@ -64,8 +75,10 @@ export class DeadlineJob {
       for (const done of waiting) done();
       if (this.dirty) continue;
       this.nap = new AbortController();
+      this.sleepingUntil = next;
       const both = AbortSignal.any([this.nap.signal, this.stopping.signal]);
       await clock.sleepUntil(next, both);
+      this.sleepingUntil = -Infinity; // awake: anything new is seen by the next sweep
     }
     for (const done of this.swept.splice(0)) done();
   }

@@ -63,7 +63,7 @@ export function liveDomain(deps: {
     },
     baseUrl: deps.baseUrl,
     rtmpPort: config.rtmpPort,
-    onBooked: () => job?.wake(),
+    onBooked: (deadline) => job?.wakeFor(deadline),
   });
   job = new DeadlineJob({ clock, bookings, logger: logger.child({ domain: 'live' }) });
   const guide = new Guide({ db, clock, channels, bookings, contact, usernames: (ids) => deps.accounts.usernames(ids) });

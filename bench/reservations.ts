@@ -1,0 +1,204 @@
+// npm run bench -- reservations [--clients 32] [--seconds 10] [--warmup 1] [--channels 8] [--days 30]
+//                              [--health-seconds 3] [--pool N] [--keep]
+//
+// #14: live channel bookings under concurrent load, end to end. A real origin runs in this
+// process (startOrigin, the real clock, port 0 on loopback, a temporary data directory) on
+// PostgreSQL (DATABASE_URL, default postgres://postgres@127.0.0.1:5432/test; a fresh schema,
+// dropped after unless --keep). Setup (not timed): `--channels` channels (10-minute slots,
+// tariff 1, a monthly quota large enough never to refuse) and `--clients` premium members,
+// each with an e-mail address and a token.
+//
+// Timed: `--clients` concurrent HTTP clients (undici, one keep-alive connection each), each as
+// its own member, each POSTing /live/bookings one after another: a random channel, a random
+// 10-minute-aligned start between 1 hour and `--days` days ahead, 1–3 slots. After `--warmup`
+// seconds the counts start; they run `--seconds` more. Answers: 201 (booked), 409 slot_taken
+// (a conflict: the slots were held already, by the database's exclusion constraint), anything
+// else an error (printed; there should be none). p50/p99 are over every timed request.
+//
+// Checked after (not timed): no two bookings on a channel that are not cancelled overlap (a
+// self-join on live_bookings) → double_bookings, and the table holds exactly the 201s.
+// Same-run baseline: GET /health with the same clients for `--health-seconds` → health_per_s.
+// Last line: {"bench":"reservations","bookings_per_s":…,"conflicts":…,"double_bookings":0,…}
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { Pool } from 'undici';
+import { monotonicMs, systemClock } from '../src/core/clock.ts';
+import { loadConfig } from '../src/core/config.ts';
+import { dropSchema, openDatabase, sql } from '../src/db/connection.ts';
+import { startOrigin } from '../src/server.ts';
+
+const { values } = parseArgs({
+  options: {
+    clients: { type: 'string', default: '32' },
+    seconds: { type: 'string', default: '10' },
+    warmup: { type: 'string', default: '1' },
+    channels: { type: 'string', default: '8' },
+    days: { type: 'string', default: '30' },
+    'health-seconds': { type: 'string', default: '3' },
+    keep: { type: 'boolean', default: false },
+  },
+});
+const CLIENTS = Number(values.clients);
+const SECONDS = Number(values.seconds);
+const WARMUP = Number(values.warmup);
+const CHANNELS = Number(values.channels);
+const DAYS = Number(values.days);
+const HEALTH_SECONDS = Number(values['health-seconds']);
+const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+const SLOT = 10 * 60_000;
+const log = (msg: string) => process.stderr.write(`[bench reservations] ${msg}\n`);
+
+const schema = `bench_rsv_${process.pid}_${randomBytes(3).toString('hex')}`;
+const dataDir = mkdtempSync(path.join(os.tmpdir(), 'cascade-bench-rsv-'));
+const handle = await openDatabase({ databaseUrl: DATABASE_URL, schema });
+const config = {
+  ...loadConfig({}),
+  port: 0,
+  dataDir,
+  logLevel: 'silent',
+  databaseUrl: DATABASE_URL,
+  signupCredit: 1_000_000_000,
+  liveMonthlyQuotaSlots: 1_000_000,
+  liveBookAheadDays: Math.max(90, DAYS + 1),
+};
+const origin = await startOrigin({ config, db: handle });
+const pool = new Pool(origin.url, { connections: CLIENTS, pipelining: 1, keepAliveTimeout: 60_000 });
+
+try {
+  // ---- setup ----
+  const channels: string[] = [];
+  for (let i = 0; i < CHANNELS; i++) {
+    const c = await origin.live.channels.add({ name: `bench ${i}`, capacity: 100, bitrateKbps: 2500, tariffPerSlot: 1, slotMinutes: 10, monthlyQuotaSlots: 1_000_000 });
+    channels.push(c.id);
+  }
+  const tokens: string[] = [];
+  for (let i = 0; i < CLIENTS; i++) {
+    const user = await origin.accounts.createUser(`bench${i}`, 'bench password long enough', ['member', 'premium'] as any);
+    const token = await origin.accounts.issueToken(user.id, null, 'bench', null);
+    const r = await call('PUT', '/me/contact', token, { email: `bench${i}@example.org` });
+    if (r.status !== 200) throw new Error(`PUT /me/contact answered ${r.status}: ${r.text}`);
+    tokens.push(token);
+  }
+  log(`${CHANNELS} channels, ${CLIENTS} premium members on ${origin.url} (schema ${schema})`);
+
+  // ---- the timed run ----
+  let seed = 1;
+  const rand = () => {
+    seed = (seed + 0x6d2b79f5) >>> 0;
+    let t = seed;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const base = Math.ceil((systemClock.now() + 3_600_000) / SLOT) * SLOT;
+  const span = Math.floor((DAYS * 86_400_000 - 3_600_000) / SLOT);
+  const booking = () => {
+    const start = base + Math.floor(rand() * span) * SLOT;
+    return {
+      channelId: channels[Math.floor(rand() * channels.length)]!,
+      start: new Date(start).toISOString(),
+      end: new Date(start + (1 + Math.floor(rand() * 3)) * SLOT).toISOString(),
+      openLevel: 'public',
+      title: 'Bench program',
+      genre: 'bench',
+    };
+  };
+
+  const counts = { booked: 0, conflicts: 0, errors: 0 };
+  const errors = new Map<string, number>();
+  const latencies: number[] = [];
+  const t0 = monotonicMs();
+  const measureFrom = t0 + WARMUP * 1000;
+  const stopAt = measureFrom + SECONDS * 1000;
+  let warm = { booked: 0, conflicts: 0 };
+  await Promise.all(
+    tokens.map(async (token) => {
+      for (;;) {
+        const sent = monotonicMs();
+        if (sent >= stopAt) return;
+        const r = await call('POST', '/live/bookings', token, booking());
+        const done = monotonicMs();
+        const timed = sent >= measureFrom;
+        if (timed) latencies.push(done - sent);
+        const code = r.status === 409 ? JSON.parse(r.text)?.error?.code : undefined;
+        const bucket = r.status === 201 ? 'booked' : code === 'slot_taken' ? 'conflicts' : 'errors';
+        if (bucket === 'errors') {
+          const key = `${r.status} ${r.text.slice(0, 200)}`;
+          errors.set(key, (errors.get(key) ?? 0) + 1);
+        }
+        if (timed) counts[bucket]++;
+        else if (bucket !== 'errors') warm[bucket]++;
+      }
+    }),
+  );
+  const elapsed = (monotonicMs() - measureFrom) / 1000;
+  latencies.sort((a, b) => a - b);
+  const pct = (p: number) => Math.round((latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))] ?? 0) * 10) / 10;
+  log(`timed ${elapsed.toFixed(1)} s: ${counts.booked} booked, ${counts.conflicts} conflicts, ${counts.errors} errors (warm-up: ${warm.booked} booked, ${warm.conflicts} conflicts)`);
+  for (const [e, n] of errors) log(`error ×${n}: ${e}`);
+
+  // ---- checks ----
+  const overlaps = await sql<{ n: number }>`
+    select count(*)::int as n from live_bookings a join live_bookings b
+      on a.channel_id = b.channel_id and a.id < b.id
+     and a.status <> 'cancelled' and b.status <> 'cancelled'
+     and a.start_at < b.end_at and b.start_at < a.end_at`.execute(handle.db);
+  const doubleBookings = overlaps.rows[0]!.n;
+  const stored = (await sql<{ n: number }>`select count(*)::int as n from live_bookings`.execute(handle.db)).rows[0]!.n;
+  const answered201 = counts.booked + warm.booked;
+  log(`live_bookings holds ${stored} rows; ${answered201} answered 201; ${doubleBookings} overlapping pairs`);
+  if (stored !== answered201) log(`MISMATCH: ${stored} rows stored, ${answered201} bookings answered 201`);
+
+  // ---- baseline: GET /health with the same clients ----
+  let healthy = 0;
+  const h0 = monotonicMs();
+  const hStop = h0 + HEALTH_SECONDS * 1000;
+  await Promise.all(
+    tokens.map(async () => {
+      while (monotonicMs() < hStop) {
+        const r = await call('GET', '/health');
+        if (r.status === 200) healthy++;
+      }
+    }),
+  );
+  const healthPerS = Math.round(healthy / ((monotonicMs() - h0) / 1000));
+  log(`baseline GET /health: ${healthPerS}/s`);
+
+  const result = {
+    bench: 'reservations',
+    bookings_per_s: Math.round(counts.booked / elapsed),
+    attempts_per_s: Math.round((counts.booked + counts.conflicts + counts.errors) / elapsed),
+    booked: counts.booked,
+    conflicts: counts.conflicts,
+    double_bookings: doubleBookings,
+    p99_ms: pct(99),
+    p50_ms: pct(50),
+    errors: counts.errors,
+    clients: CLIENTS,
+    channels: CHANNELS,
+    seconds: SECONDS,
+    health_per_s: healthPerS,
+    ratio: Math.round((counts.booked / elapsed / healthPerS) * 1000) / 1000,
+    engine: 'postgres',
+  };
+  console.log(JSON.stringify(result));
+  if (doubleBookings > 0) process.exitCode = 1;
+} finally {
+  await pool.close();
+  await origin.close();
+  await handle.close();
+  if (!values.keep) await dropSchema(DATABASE_URL, schema);
+  else log(`kept schema ${schema}`);
+  rmSync(dataDir, { recursive: true, force: true });
+}
+
+async function call(method: string, route: string, token?: string, json?: unknown): Promise<{ status: number; text: string }> {
+  const headers: Record<string, string> = {};
+  if (token) headers.authorization = `Bearer ${token}`;
+  if (json !== undefined) headers['content-type'] = 'application/json';
+  const res = await pool.request({ method: method as 'GET', path: route, headers, body: json === undefined ? undefined : JSON.stringify(json) });
+  return { status: res.statusCode, text: await res.body.text() };
+}
