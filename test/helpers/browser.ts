@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -90,4 +91,23 @@ export async function screenshot(page: Page, name: string): Promise<string> {
   const file = path.join(SCREENSHOTS, `${name}.png`);
   await page.screenshot({ path: file, fullPage: true });
   return file;
+}
+
+/**
+ * The page at 1280 and 375 px: no serious axe violation, nothing wider than the screen but the
+ * scrolling table wrappers, and a screenshot of each (test-results/page-<name>[-375].png).
+ */
+export async function checkPage(page: Page, name: string): Promise<void> {
+  for (const width of [1280, 375]) {
+    await page.setViewportSize({ width, height: 900 });
+    assert.equal(describeViolations(await seriousViolations(page)), '', `${name} at ${width} px`);
+    const overflow = await page.evaluate(() => {
+      const w = document.documentElement.clientWidth;
+      const wide = [...document.querySelectorAll('main *')].filter((e) => e.getBoundingClientRect().right > w + 1 && !e.closest('.table-wrap'));
+      return { by: document.documentElement.scrollWidth - w, wide: wide.slice(0, 3).map((e) => `${e.tagName}.${e.className}: ${(e.textContent ?? '').slice(0, 40)}`) };
+    });
+    assert.ok(overflow.by <= 0, `${name} at ${width} px scrolls sideways by ${overflow.by} px: ${overflow.wide.join('; ')}`);
+    await screenshot(page, width === 1280 ? `page-${name}` : `page-${name}-375`);
+  }
+  await page.setViewportSize({ width: 1280, height: 900 });
 }

@@ -8,7 +8,7 @@ import type { Browser, Page } from 'playwright-core';
 import { Api } from '../../src/core/http-client.ts';
 import { PLATFORM_REVENUE, royaltyAccount, walletAccount } from '../../src/ledger/accounts.ts';
 import { deviceSession } from '../../src/terminals/device.ts';
-import { describeViolations, launchBrowser, openApp, screenshot, seriousViolations, type AppPage } from '../helpers/browser.ts';
+import { checkPage, launchBrowser, openApp, screenshot, type AppPage } from '../helpers/browser.ts';
 import { startTestOrigin, type TestOrigin } from '../helpers/origin.ts';
 
 // #13 member pages in headless Chromium: wallet and voucher top-up (S1.12, S1.11), publish
@@ -37,22 +37,6 @@ async function openAs(user: User, roles: string[], route: string, width = 1280):
   return openApp(browser, `${origin.url}/#${route}`, { width, signedIn: { token: user.token, userId: user.userId, username: user.username, roles } });
 }
 
-/** axe at the current width and at 375 px, with a screenshot of each: test-results/page-<name>[-375].png. */
-async function checkPage(page: Page, name: string) {
-  for (const width of [1280, 375]) {
-    await page.setViewportSize({ width, height: 900 });
-    assert.equal(describeViolations(await seriousViolations(page)), '', `${name} at ${width} px`);
-    // Nothing wider than the screen but the scrolling table wrappers.
-    const overflow = await page.evaluate(() => {
-      const w = document.documentElement.clientWidth;
-      const wide = [...document.querySelectorAll('main *')].filter((e) => e.getBoundingClientRect().right > w + 1 && !e.closest('.table-wrap'));
-      return { by: document.documentElement.scrollWidth - w, wide: wide.slice(0, 3).map((e) => `${e.tagName}.${e.className}: ${(e.textContent ?? '').slice(0, 40)}`) };
-    });
-    assert.ok(overflow.by <= 0, `${name} at ${width} px scrolls sideways by ${overflow.by} px: ${overflow.wide.join('; ')}`);
-    await screenshot(page, width === 1280 ? `page-${name}` : `page-${name}-375`);
-  }
-  await page.setViewportSize({ width: 1280, height: 900 });
-}
 
 const wallet = async (u: User) => (await origin.call('GET', '/wallet', { token: u.token })).body;
 const history = async (u: User) => (await origin.call('GET', '/wallet/history?limit=100', { token: u.token })).body.entries as { reason: string; amount: number; ref: string | null }[];

@@ -9,6 +9,8 @@ export class ApiError extends Error {
     readonly code: string,
     message: string,
     readonly status: number,
+    /** The API's `error.details` (e.g. `field`, `slotMinutes`, `used`), when it gives any. */
+    readonly details: Record<string, unknown> = {},
   ) {
     super(message);
   }
@@ -60,7 +62,7 @@ export async function api<T = any>(method: string, path: string, body?: unknown,
   }
   if (!res.ok) {
     const e = data?.error;
-    const err = new ApiError(e?.code ?? `http_${res.status}`, e?.message ?? `The origin answered ${res.status}.`, res.status);
+    const err = new ApiError(e?.code ?? `http_${res.status}`, e?.message ?? `The origin answered ${res.status}.`, res.status, e?.details && typeof e.details === 'object' ? e.details : {});
     // An account session that expired or was revoked: sign in again and come back (#13 "Bad input").
     if (res.status === 401 && token && token === session.value?.token && (err.code === 'invalid_token' || err.code === 'unauthenticated')) signOutExpired();
     throw err;

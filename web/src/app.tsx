@@ -4,8 +4,13 @@ import { api } from './api.ts';
 import { Link, Loading } from './components/common.tsx';
 import { match, navigate, route, type Match } from './router.ts';
 import { hasRole, session, setSession } from './session.ts';
+import { AccountPage } from './pages/account.tsx';
 import { CatalogPage } from './pages/catalog.tsx';
+import { ChannelsPage } from './pages/channels.tsx';
 import { ContentPage } from './pages/content.tsx';
+import { CalendarPage } from './pages/live-calendar.tsx';
+import { GuidePage, ProgramPage } from './pages/live-guide.tsx';
+import { MyChannelPage } from './pages/live-mine.tsx';
 import { NotFoundPage } from './pages/not-found.tsx';
 import { PublishPage } from './pages/publish.tsx';
 import { SchedulesPage } from './pages/schedules.tsx';
@@ -44,15 +49,22 @@ interface PageDef {
 export const pages: PageDef[] = [
   { path: '/', page: CatalogPage, nav: 'Catalog' },
   { path: '/content/:id', page: ContentPage },
+  // Live channels (#14, docs/live.md): the guide is public; booking is for premium members.
+  { path: '/live', page: GuidePage, nav: 'Live' },
+  { path: '/live/calendar', page: CalendarPage, auth: true, nav: 'Live calendar' },
+  { path: '/live/mine', page: MyChannelPage, auth: true, nav: 'My channel', role: 'premium' },
+  { path: '/live/:id', page: ProgramPage },
   { path: '/signin', page: SignInPage },
   { path: '/signup', page: SignUpPage },
   { path: '/wallet', page: WalletPage, auth: true, nav: 'Wallet' },
   { path: '/schedules', page: SchedulesPage, auth: true, nav: 'Schedules' },
+  { path: '/account', page: AccountPage, auth: true, nav: 'Account' },
   { path: '/publish', page: PublishPage, auth: true, nav: 'Publish', role: 'publisher' },
   { path: '/statement', page: StatementPage, auth: true, nav: 'Royalties', role: 'publisher' },
   { path: '/store', page: StorePage, auth: true, nav: 'Vouchers', role: 'store' },
   { path: '/admin/users', page: UsersPage, auth: true, nav: 'Users', role: 'operator' },
   { path: '/admin/dashboard', page: DashboardPage, auth: true, nav: 'Dashboard', role: 'operator' },
+  { path: '/admin/channels', page: ChannelsPage, auth: true, nav: 'Channels', role: 'operator' },
 ];
 
 export function App() {

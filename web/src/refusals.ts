@@ -9,14 +9,22 @@ import { ApiError } from './api.ts';
 type ToField = string | ((e: ApiError) => string | null);
 type Placement = Record<string, ToField> | ((e: ApiError) => string | null);
 
-/** Rethrows `err`, tied to the field `byCode` names for its code (unchanged when none). */
-export function placeRefusal(err: unknown, byCode: Placement): never {
+/**
+ * Rethrows `err`, tied to the field `byCode` names for its code; a code it does not name goes
+ * to the field the API names in `error.details.field` (docs/live.md), else stays unplaced.
+ */
+export function placeRefusal(err: unknown, byCode: Placement = {}): never {
   if (err instanceof ApiError && !err.field) {
     const to = typeof byCode === 'function' ? byCode : byCode[err.code];
-    const field = typeof to === 'function' ? to(err) : (to ?? null);
+    const field = typeof to === 'function' ? to(err) : (to ?? detailsField(err));
     if (field) err.placedField = field;
   }
   throw err;
+}
+
+/** The request field the API names in `error.details.field`, if any. */
+export function detailsField(e: ApiError): string | null {
+  return typeof e.details.field === 'string' ? e.details.field : null;
 }
 
 /** `invalid_<field>` -> `<field>` when the form has that field. */

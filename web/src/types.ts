@@ -39,3 +39,159 @@ export interface Page<T> {
   items: T[];
   nextCursor: string | null;
 }
+
+// ---- live channels (docs/live.md; src/live/*.ts) ----
+
+/** GET /time (S3.10). */
+export interface OriginTime {
+  now: string;
+  epochMs: number;
+}
+
+/** A streaming channel (S3.2). */
+export interface Channel {
+  id: string;
+  name: string;
+  capacity: number;
+  bitrateKbps: number;
+  tariffPerSlot: number;
+  slotMinutes: number;
+  monthlyQuotaSlots: number;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export interface CalendarSlot {
+  start: string;
+  end: string;
+  state: 'free' | 'taken' | 'past';
+  /** The program holding a taken slot, when listed (never a Secret one). */
+  program: { id: string; title: string } | null;
+  mine: boolean;
+}
+
+/** GET /live/calendar (S3.3). */
+export interface LiveCalendar {
+  date: string;
+  timeZone: string;
+  from: string;
+  to: string;
+  channels: { channel: Channel; slots: CalendarSlot[] }[];
+}
+
+export type OpenLevel = 'public' | 'password' | 'secret';
+export type BookingStatus = 'awaiting_reconfirmation' | 'confirmed' | 'live' | 'done' | 'cancelled';
+
+/** The body of POST /live/quote and POST /live/bookings. */
+export interface BookingRequest {
+  channelId: string;
+  start: string;
+  end: string;
+  openLevel: OpenLevel;
+  title: string;
+  genre: string;
+  outline?: string;
+  detail?: string;
+  discloseEmail?: boolean;
+  discloseWebPage?: boolean;
+  password?: string;
+  friends?: string[];
+  timeZone?: string;
+}
+
+/** POST /live/quote (S3.4). */
+export interface Quote {
+  channel: Channel;
+  start: string;
+  end: string;
+  slots: number;
+  tariffPerSlot: number;
+  charge: number;
+  deadline: string;
+  deadlineReason: string;
+  connectableWindow: { from: string; to: string };
+  quota: { month: string; used: number; limit: number; afterBooking: number };
+  wallet: { available: number; enough: boolean };
+}
+
+export interface BookingEvent {
+  at: string;
+  event: string;
+  status: BookingStatus;
+  detail: string;
+}
+
+/** A booking as GET /live/bookings answers it (S3.17). */
+export interface Booking {
+  id: string;
+  channelId: string;
+  channelName: string;
+  start: string;
+  end: string;
+  slots: number;
+  openLevel: OpenLevel;
+  title: string;
+  genre: string;
+  outline: string;
+  detail: string;
+  discloseEmail: boolean;
+  discloseWebPage: boolean;
+  friends: string[];
+  timeZone: string;
+  status: BookingStatus;
+  tariffPerSlot: number;
+  charge: number;
+  charged: boolean;
+  deadline: string;
+  connectableWindow: { from: string; to: string };
+  viewerUrl: string;
+  cancelReason: string | null;
+  viewerPeak: number | null;
+  createdAt: string;
+  updatedAt: string;
+  history: BookingEvent[];
+}
+
+/** The origin-signed settings document of POST /live/reconfirm (S3.6); read fields only. */
+export interface SignedSettings {
+  document: {
+    reservationId: string;
+    bookingId: string;
+    title: string;
+    ingest: { rtmp: { url: string; server: string; streamKey: string } };
+    connectableWindow: { from: string; to: string };
+    [k: string]: unknown;
+  };
+  signature: string;
+  originKey: string;
+}
+
+/** A program of the guide (S3.11). */
+export interface Program {
+  id: string;
+  channelId: string;
+  channelName: string;
+  start: string;
+  end: string;
+  title: string;
+  genre: string;
+  outline: string;
+  detail: string;
+  openLevel: OpenLevel;
+  needsPassword: boolean;
+  status: BookingStatus;
+  when: 'upcoming' | 'on_air' | 'ended';
+  broadcaster: { username: string; email: string | null; webPage: string | null };
+  viewerUrl: string;
+  viewerPeak: number | null;
+}
+
+/** GET /auth/me, with the contact details of PUT /me/contact (S3.8). */
+export interface Me {
+  id: string;
+  username: string;
+  roles: string[];
+  createdAt: string;
+  email?: string | null;
+  webPage?: string | null;
+}
