@@ -63,6 +63,7 @@ export class Guide {
       bookings: BookingService;
       contact: (userId: string) => Promise<Contact>;
       usernames: (ids: string[]) => Promise<Map<string, string>>;
+      baseUrl: () => string;
     },
   ) {}
 
@@ -109,7 +110,7 @@ export class Guide {
     const zone = this.zone(tz);
     const date = dateIn(this.deps.clock.now(), zone);
     const { from, to } = dayBounds(date, zone);
-    return { date, timeZone: zone, items: await this.programs(from, to) };
+    return { date, timeZone: zone, items: await this.programs(from, to, 'overlapping') };
   }
 
   /** S3.11: the month's listed programs in `tz`, grouped by day. */
@@ -117,7 +118,7 @@ export class Guide {
     const zone = this.zone(tz);
     const m = month ?? dateIn(this.deps.clock.now(), zone).slice(0, 7);
     const { from, to } = monthBounds(m, zone);
-    const items = await this.programs(from, to);
+    const items = await this.programs(from, to, 'starting');
     const days = new Map<string, Program[]>();
     for (const p of items) {
       const d = dateIn(Date.parse(p.start), zone);
@@ -134,8 +135,9 @@ export class Guide {
     return this.toProgram(row, contact.username, contact);
   }
 
-  private async programs(from: number, to: number): Promise<Program[]> {
-    const rows = (await this.deps.bookings.between(from, to)).filter(listed).filter((r) => r.start_at.getTime() >= from);
+  /** Listed programs in [from, to): those on the air in it (today's live: last night's late show too), or those starting in it (the month). */
+  private async programs(from: number, to: number, which: 'overlapping' | 'starting'): Promise<Program[]> {
+    const rows = (await this.deps.bookings.between(from, to)).filter(listed).filter((r) => which === 'overlapping' || r.start_at.getTime() >= from);
     const names = await this.deps.usernames([...new Set(rows.map((r) => r.member_id))]);
     const contacts = new Map<string, Contact>();
     for (const r of rows) if ((r.disclose_email || r.disclose_web_page) && !contacts.has(r.member_id)) contacts.set(r.member_id, await this.deps.contact(r.member_id));
@@ -175,7 +177,7 @@ export class Guide {
       .values({ user_id: userId, token_hash: sha256Hex(token), created_at: new Date(this.deps.clock.now()) })
       .onConflict((oc) => oc.column('user_id').doUpdateSet({ token_hash: sha256Hex(token), created_at: new Date(this.deps.clock.now()) }))
       .execute();
-    return { url: `${this.deps.bookings.viewerUrl('').replace(/\/#\/live\/$/, '')}/live/feeds/${token}.ics` };
+    return { url: `${this.deps.baseUrl()}/live/feeds/${token}.ics` };
   }
 
   /** The feed's iCalendar text: the member's bookings from a month ago on, cancelled ones marked so. */

@@ -66,7 +66,7 @@ export function liveDomain(deps: {
     onBooked: (deadline) => job?.wakeFor(deadline),
   });
   job = new DeadlineJob({ clock, bookings, logger: logger.child({ domain: 'live' }) });
-  const guide = new Guide({ db, clock, channels, bookings, contact, usernames: (ids) => deps.accounts.usernames(ids) });
+  const guide = new Guide({ db, clock, channels, bookings, contact, usernames: (ids) => deps.accounts.usernames(ids), baseUrl: deps.baseUrl });
   const plugin: FastifyPluginAsync = liveRoutes({ clock, channels, bookings, guide });
   const deadlines = job;
   return { channels, bookings, guide, deadlines, plugin, start: () => deadlines.start(), stop: () => deadlines.stop() };

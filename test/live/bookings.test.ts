@@ -285,7 +285,10 @@ for (const engine of testEngines()) {
       const secret = await o.call('POST', '/live/bookings', { token: m.token, json: req(s, 1, { openLevel: 'secret', password: 'hush hush', title: 'ZZSECRETZZ party' }) });
       const pass = await o.call('POST', '/live/bookings', { token: m.token, json: req(s + 10 * M, 1, { openLevel: 'password', password: 'letmein', title: 'Members evening' }) });
       const pub = await o.call('POST', '/live/bookings', { token: m.token, json: req(s + 20 * M, 1, { title: 'Open stage' }) });
-      assert.ok([secret, pass, pub].every((r) => r.status === 201));
+      const late = await o.call('POST', '/live/bookings', { token: m.token, json: req(DAY1 - 10 * M, 2, { title: 'Midnight show' }) });
+      assert.ok([secret, pass, pub, late].every((r) => r.status === 201));
+      // Reconfirmed, or the deadline job would cancel it when the clock moves to the next morning.
+      assert.equal((await o.call('POST', '/live/reconfirm', { token: m.token, json: { reservationId: late.body.reservationId } })).status, 200);
       o.clock.set(DAY1 + 9 * H); // "today" is now the programs' day
       try {
         const listings = [
@@ -304,6 +307,9 @@ for (const engine of testEngines()) {
         }
         const today = listings[0].body.items.map((p: { title: string }) => p.title);
         assert.ok(today.includes('Members evening') && today.includes('Open stage'), today.join(', '));
+        assert.ok(today.includes('Midnight show'), 'on the air after midnight: in today’s live');
+        const june16 = listings[2].body.days.find((d: { date: string }) => d.date === '2026-06-16').items.map((p: { title: string }) => p.title);
+        assert.ok(!june16.includes('Midnight show'), 'the month lists it on the day it starts');
         assert.equal(listings[0].body.items.find((p: { title: string }) => p.title === 'Members evening').needsPassword, true);
         // The Secret program's own page (reached by the link its broadcaster shares) shows it.
         const page = await o.call('GET', `/live/programs/${secret.body.booking.id}`);
