@@ -1,8 +1,10 @@
 // npm run bench -- reservations [--clients 32] [--seconds 10] [--warmup 1] [--channels 8] [--days 30]
 //                              [--health-seconds 3] [--pool N] [--keep]
 //
-// #14: live channel bookings under concurrent load, end to end. A real origin runs in this
-// process (startOrigin, the real clock, port 0 on loopback, a temporary data directory) on
+// #14: live channel bookings under concurrent load, end to end. A real origin runs in a child
+// process (this file with --serve: startOrigin, the real clock, port 0 on loopback, a temporary
+// data directory), so the clients' own work does not take the origin's thread; --in-process
+// runs it in this process instead. It runs on
 // PostgreSQL (DATABASE_URL, default postgres://postgres@127.0.0.1:5432/test; a fresh schema,
 // dropped after unless --keep). Setup (not timed): `--channels` channels (10-minute slots,
 // tariff 1, a monthly quota large enough never to refuse) and `--clients` premium members,
@@ -19,7 +21,9 @@
 // self-join on live_bookings) → double_bookings, and the table holds exactly the 201s.
 // Same-run baseline: GET /health with the same clients for `--health-seconds` → health_per_s.
 // Last line: {"bench":"reservations","bookings_per_s":…,"conflicts":…,"double_bookings":0,…}
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { createInterface } from 'node:readline';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -39,6 +43,9 @@ const { values } = parseArgs({
     days: { type: 'string', default: '30' },
     'health-seconds': { type: 'string', default: '3' },
     keep: { type: 'boolean', default: false },
+    serve: { type: 'boolean', default: false },
+    'in-process': { type: 'boolean', default: false },
+    schema: { type: 'string' },
   },
 });
 const CLIENTS = Number(values.clients);
@@ -51,24 +58,23 @@ const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:
 const SLOT = 10 * 60_000;
 const log = (msg: string) => process.stderr.write(`[bench reservations] ${msg}\n`);
 
-const schema = `bench_rsv_${process.pid}_${randomBytes(3).toString('hex')}`;
-const dataDir = mkdtempSync(path.join(os.tmpdir(), 'cascade-bench-rsv-'));
-const handle = await openDatabase({ databaseUrl: DATABASE_URL, schema });
-const config = {
-  ...loadConfig({}),
-  port: 0,
-  dataDir,
-  logLevel: 'silent',
-  databaseUrl: DATABASE_URL,
-  signupCredit: 1_000_000_000,
-  liveMonthlyQuotaSlots: 1_000_000,
-  liveBookAheadDays: Math.max(90, DAYS + 1),
-};
-const origin = await startOrigin({ config, db: handle });
-const pool = new Pool(origin.url, { connections: CLIENTS, pipelining: 1, keepAliveTimeout: 60_000 });
+const schema = values.schema ?? `bench_rsv_${process.pid}_${randomBytes(3).toString('hex')}`;
 
-try {
-  // ---- setup ----
+/** Starts the origin on `schema` and sets up channels and members; answers where and who. */
+async function serveOrigin() {
+  const dataDir = mkdtempSync(path.join(os.tmpdir(), 'cascade-bench-rsv-'));
+  const handle = await openDatabase({ databaseUrl: DATABASE_URL, schema });
+  const config = {
+    ...loadConfig({}),
+    port: 0,
+    dataDir,
+    logLevel: 'silent',
+    databaseUrl: DATABASE_URL,
+    signupCredit: 1_000_000_000,
+    liveMonthlyQuotaSlots: 1_000_000,
+    liveBookAheadDays: Math.max(90, DAYS + 1),
+  };
+  const origin = await startOrigin({ config, db: handle });
   const channels: string[] = [];
   for (let i = 0; i < CHANNELS; i++) {
     const c = await origin.live.channels.add({ name: `bench ${i}`, capacity: 100, bitrateKbps: 2500, tariffPerSlot: 1, slotMinutes: 10, monthlyQuotaSlots: 1_000_000 });
@@ -77,12 +83,54 @@ try {
   const tokens: string[] = [];
   for (let i = 0; i < CLIENTS; i++) {
     const user = await origin.accounts.createUser(`bench${i}`, 'bench password long enough', ['member', 'premium'] as any);
-    const token = await origin.accounts.issueToken(user.id, null, 'bench', null);
-    const r = await call('PUT', '/me/contact', token, { email: `bench${i}@example.org` });
-    if (r.status !== 200) throw new Error(`PUT /me/contact answered ${r.status}: ${r.text}`);
-    tokens.push(token);
+    await origin.accounts.setContact(user.id, { email: `bench${i}@example.org` });
+    tokens.push(await origin.accounts.issueToken(user.id, null, 'bench', null));
   }
-  log(`${CHANNELS} channels, ${CLIENTS} premium members on ${origin.url} (schema ${schema})`);
+  return {
+    setup: { url: origin.url, channels, tokens },
+    async close() {
+      await origin.close();
+      await handle.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+if (values.serve) {
+  // The child: serve until the parent closes our stdin.
+  const served = await serveOrigin();
+  process.stdout.write(JSON.stringify(served.setup) + '\n');
+  process.stdin.resume();
+  await new Promise((resolve) => process.stdin.on('end', resolve));
+  await served.close();
+  process.exit(0);
+}
+
+/** The origin in a child process (default) or in this one. */
+async function startServed(): Promise<{ setup: { url: string; channels: string[]; tokens: string[] }; close(): Promise<void> }> {
+  if (values['in-process']) return serveOrigin();
+  const args = [...process.execArgv, process.argv[1]!, '--serve', '--schema', schema, '--clients', String(CLIENTS), '--channels', String(CHANNELS), '--days', String(DAYS)];
+  const child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'inherit'] });
+  const line = await new Promise<string>((resolve, reject) => {
+    createInterface({ input: child.stdout! }).once('line', resolve);
+    child.once('exit', (code) => reject(new Error(`the origin process exited (${code}) before it was ready`)));
+  });
+  return {
+    setup: JSON.parse(line),
+    async close() {
+      child.stdin!.end();
+      await new Promise((resolve) => child.once('exit', resolve));
+    },
+  };
+}
+
+const served = await startServed();
+const handle = await openDatabase({ databaseUrl: DATABASE_URL, schema, migrate: false });
+const pool = new Pool(served.setup.url, { connections: CLIENTS, pipelining: 1, keepAliveTimeout: 60_000 });
+
+try {
+  const { channels, tokens } = served.setup;
+  log(`${CHANNELS} channels, ${CLIENTS} premium members on ${served.setup.url} (schema ${schema}; origin ${values['in-process'] ? 'in this process' : 'in its own process'})`);
 
   // ---- the timed run ----
   let seed = 1;
@@ -183,16 +231,16 @@ try {
     health_per_s: healthPerS,
     ratio: Math.round((counts.booked / elapsed / healthPerS) * 1000) / 1000,
     engine: 'postgres',
+    origin_process: values['in-process'] ? 'same' : 'own',
   };
   console.log(JSON.stringify(result));
   if (doubleBookings > 0) process.exitCode = 1;
 } finally {
   await pool.close();
-  await origin.close();
+  await served.close();
   await handle.close();
   if (!values.keep) await dropSchema(DATABASE_URL, schema);
   else log(`kept schema ${schema}`);
-  rmSync(dataDir, { recursive: true, force: true });
 }
 
 async function call(method: string, route: string, token?: string, json?: unknown): Promise<{ status: number; text: string }> {
