@@ -25,8 +25,8 @@ export const INSTANTS = [
 ];
 
 // Tests of what depends on time: schedules and windows, off-peak tariffs and settlement,
-// expiries (sessions, grants, vouchers, holds), heartbeats and presence, and the agent's
-// scheduled deliveries and journal. A few minutes per instant at most.
+// expiries (sessions, grants, vouchers, holds), heartbeats and presence, the agent's
+// scheduled deliveries and journal, and live bookings' slots, deadlines and guide (S3). A few minutes per instant at most.
 export const FILES = [
   'test/schedule/service.test.ts',
   'test/schedule/delivery.test.ts',
@@ -41,6 +41,8 @@ export const FILES = [
   'test/terminals/heartbeat.test.ts',
   'test/terminals/presence.test.ts',
   'test/transfer/grant-token.test.ts',
+  'test/live/slots.test.ts',
+  'test/live/bookings.test.ts',
 ];
 
 function findLibfaketime() {
