@@ -3,6 +3,7 @@ import { sql, type Kysely, type Transaction } from 'kysely';
 import type { Logger } from 'pino';
 import { hashPassword } from '../accounts/passwords.ts';
 import type { Clock } from '../core/clock.ts';
+import { normalizeEmail } from '../core/email-address.ts';
 import type { KeyPair } from '../core/crypto.ts';
 import { AppError, badRequest, conflict, forbidden, notFound } from '../core/errors.ts';
 import type { Principal } from '../core/http.ts';
@@ -12,12 +13,12 @@ import type { Database } from '../db/schema.ts';
 import { PLATFORM_REVENUE } from '../ledger/accounts.ts';
 import { transferError, type Ledger } from '../ledger/ledger.ts';
 import type { Wallets } from '../ledger/wallets.ts';
-import type { MailQueue, OutgoingMail } from '../mail/types.ts';
-import { toChannel, type Channel, type Channels } from './channels.ts';
+import type { MailQueue } from '../mail/types.ts';
+import type { Channel, Channels } from './channels.ts';
 import { bookedMail, cancelledMail, changedMail, confirmedMail, friendsMail, type ProgramFacts } from './messages.ts';
 import { openPassword, sealKey, sealPassword } from './sealed-password.ts';
 import { signSettings, type SignedSettings } from './settings.ts';
-import { connectableWindow, MINUTE_MS, priceRange, quotaMonth, validTimeZone, type BookingLimits } from './slots.ts';
+import { CONNECT_AFTER_MS, connectableWindow, priceRange, quotaMonth, validTimeZone, type BookingLimits } from './slots.ts';
 import type { BookingStatus, LiveBookingsTable, OpenLevel } from './tables.ts';
 
 // S3.4–S3.8: quote, book, reconfirm, change and cancel a booking of a channel's slots.
@@ -136,16 +137,17 @@ export interface BookingDeps {
   onBooked: (deadline: number) => void;
 }
 
-type Row = LiveBookingsTable & { channel_name: string };
+/** A booking with what the settings document needs of its channel (joined in selectRows). */
+type Row = LiveBookingsTable & { channel_name: string; channel_capacity: number; channel_bitrate_kbps: number; channel_slot_minutes: number };
 
-const EMAIL = /^[^\s@<>(),;:"[\]]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)+$/;
 export const LIMITS = { title: 100, genre: 40, outline: 20, detail: 200, friends: 50, password: [4, 100] } as const;
 const chars = (s: string) => [...s].length;
 export const reservationKeyHash = (reservationId: string) => createHash('sha256').update(reservationId).digest('hex');
-const LIVE_STATES: BookingStatus[] = ['awaiting_reconfirmation', 'confirmed', 'live'];
 
 /** The row's slots count against the quota: it holds its slots, or was charged for them. */
 const countsForQuota = sql<boolean>`(status <> 'cancelled' or confirmed_at is not null)`;
+
+const channelColumns = (c: Channel) => ({ channel_name: c.name, channel_capacity: c.capacity, channel_bitrate_kbps: c.bitrateKbps, channel_slot_minutes: c.slotMinutes });
 
 export class BookingService {
   private readonly sealSecret: Buffer;
@@ -175,7 +177,8 @@ export class BookingService {
     this.checkPassword(req.openLevel, req.password);
     const friends = [...new Set((req.friends ?? []).map((f) => f.trim().toLowerCase()).filter(Boolean))];
     if (friends.length > LIMITS.friends) throw badRequest('too_many_friends', `A friend list holds at most ${LIMITS.friends} addresses.`, { field: 'friends' });
-    const bad = friends.find((f) => f.length > 254 || !EMAIL.test(f));
+    // The mail queue's own test of an address: a friend accepted here is one it will take at reconfirmation.
+    const bad = friends.find((f) => normalizeEmail(f) === null);
     if (bad) throw badRequest('invalid_friend', `"${bad}" is not an e-mail address.`, { field: 'friends', email: bad });
     const timeZone = req.timeZone ?? 'UTC';
     if (!validTimeZone(timeZone)) throw badRequest('invalid_time_zone', `"${timeZone}" is not a time zone; use an IANA name such as Europe/Berlin.`, { field: 'timeZone' });
@@ -353,7 +356,7 @@ export class BookingService {
           .insertInto('live_booking_events')
           .values({ booking_id: id, at: now, event: booked.event, status: booked.status, detail: booked.detail })
           .execute();
-        const written = { ...row, channel_name: a.channel.name };
+        const written: Row = { ...row, ...channelColumns(a.channel) };
         await this.deps.mail.enqueue(trx, bookedMail(a.email, this.facts(written, p.username), reservationId, a.price.charge, a.price.deadline));
         return { row: written, history: [booked] };
       });
@@ -411,7 +414,7 @@ export class BookingService {
           .returningAll()
           .executeTakeFirstOrThrow();
         await this.event(trx, row.id, 'reconfirmed', 'confirmed', row.charge > 0 ? `charged ${row.charge}` : 'free channel: nothing charged');
-        const next = { ...updated, channel_name: row.channel_name };
+        const next: Row = { ...row, ...updated };
         const facts = this.facts(next, p.username);
         const settings = this.settings(next, reservationId);
         if (contact.email) await this.deps.mail.enqueue(trx, confirmedMail(contact.email, facts, row.charge, JSON.stringify(settings, null, 2)));
@@ -456,7 +459,7 @@ export class BookingService {
     const passwordHash = patch.password !== undefined && patch.password !== '' && before.open_level !== 'public' ? await hashPassword(patch.password) : undefined;
     await db.transaction().execute(async (trx) => {
       const row = await this.ownRow(p, id, trx, true);
-      if (!LIVE_STATES.includes(row.status) || row.status === 'live') {
+      if (row.status !== 'awaiting_reconfirmation' && row.status !== 'confirmed') {
         throw conflict('booking_closed', `This booking is ${row.status.replace('_', ' ')}; only bookings still to come can change.`);
       }
       const merged = this.checkFields({
@@ -495,7 +498,7 @@ export class BookingService {
       const now = new Date(clock.now());
       const updated = await trx.updateTable('live_bookings').set({ ...set, updated_at: now }).where('id', '=', id).returningAll().executeTakeFirstOrThrow();
       await this.event(trx, id, 'changed', row.status, changed.join(', '));
-      const next = { ...updated, channel_name: row.channel_name };
+      const next: Row = { ...row, ...updated };
       const facts = this.facts(next, p.username);
       const sequence = await this.sequence(trx, id);
       if (contact.email) await this.deps.mail.enqueue(trx, changedMail(contact.email, facts, changed, sequence));
@@ -568,7 +571,7 @@ export class BookingService {
       .updateTable('live_bookings')
       .set({ status: 'done', updated_at: new Date(now) })
       .where('status', 'in', ['confirmed', 'live'])
-      .where('end_at', '<=', new Date(now - connectableWindow(0, 0).to))
+      .where('end_at', '<=', new Date(now - CONNECT_AFTER_MS))
       .returning('id')
       .execute();
     for (const { id } of ended) await this.event(db, id, 'done', 'done', 'the connectable window closed');
@@ -585,7 +588,7 @@ export class BookingService {
         eb.fn.min(sql<Date>`case when status in ('confirmed', 'live') then end_at end`).as('ends'),
       ])
       .executeTakeFirst();
-    const times = [r?.deadline ? new Date(r.deadline).getTime() : null, r?.ends ? new Date(r.ends).getTime() + connectableWindow(0, 0).to : null].filter((t): t is number => t !== null);
+    const times = [r?.deadline ? new Date(r.deadline).getTime() : null, r?.ends ? new Date(r.ends).getTime() + CONNECT_AFTER_MS : null].filter((t): t is number => t !== null);
     return times.length ? Math.min(...times) : null;
   }
 
@@ -649,9 +652,7 @@ export class BookingService {
     const host = new URL(base).hostname;
     const server = `rtmp://${host}:${this.deps.rtmpPort}/live`;
     const w = connectableWindow(row.start_at.getTime(), row.end_at.getTime());
-    const channel = { id: row.channel_id, name: row.channel_name, capacity: 0, bitrateKbps: 0, slotMinutes: 0 };
-    const ch = this.channelCache.get(row.channel_id);
-    if (ch) Object.assign(channel, { capacity: ch.capacity, bitrateKbps: ch.bitrateKbps, slotMinutes: ch.slotMinutes });
+    const channel = { id: row.channel_id, name: row.channel_name, capacity: row.channel_capacity, bitrateKbps: row.channel_bitrate_kbps, slotMinutes: row.channel_slot_minutes };
     return signSettings(
       {
         type: 'cascade.live.settings',
@@ -676,50 +677,26 @@ export class BookingService {
     );
   }
 
-  /** Channel details for settings documents, refreshed by every row read (selectRows joins them). */
-  private channelCache = new Map<string, Channel>();
-
   private selectRows(db: Kysely<Database>) {
     return db
       .selectFrom('live_bookings as b')
       .innerJoin('live_channels as c', 'c.id', 'b.channel_id')
       .selectAll('b')
-      .select(['c.name as channel_name', 'c.capacity as c_capacity', 'c.bitrate_kbps as c_bitrate', 'c.slot_minutes as c_slot', 'c.tariff_per_slot as c_tariff', 'c.monthly_quota_slots as c_quota', 'c.created_at as c_created', 'c.updated_at as c_updated'])
+      .select(['c.name as channel_name', 'c.capacity as channel_capacity', 'c.bitrate_kbps as channel_bitrate_kbps', 'c.slot_minutes as channel_slot_minutes'])
       .$castTo<Row>();
   }
 
   private async rowById(db: Kysely<Database>, id: string, lock = false): Promise<Row | undefined> {
     let q = this.selectRows(db).where('b.id', '=', id);
     if (lock) q = q.forUpdate();
-    return this.remember(await q.executeTakeFirst());
+    return q.executeTakeFirst();
   }
 
   private async rowByKey(db: Kysely<Database>, reservationId: string, lock = false): Promise<Row | undefined> {
     if (!/^rsv_[A-Za-z0-9_-]{20,60}$/.test(reservationId)) return undefined;
     let q = this.selectRows(db).where('b.reservation_key_hash', '=', reservationKeyHash(reservationId));
     if (lock) q = q.forUpdate();
-    return this.remember(await q.executeTakeFirst());
-  }
-
-  private remember(row: Row | undefined): Row | undefined {
-    const r = row as (Row & Record<string, any>) | undefined;
-    if (r) {
-      this.channelCache.set(
-        r.channel_id,
-        toChannel({
-          id: r.channel_id,
-          name: r.channel_name,
-          capacity: r.c_capacity,
-          bitrate_kbps: r.c_bitrate,
-          slot_minutes: r.c_slot,
-          tariff_per_slot: r.c_tariff,
-          monthly_quota_slots: r.c_quota,
-          created_at: r.c_created,
-          updated_at: r.c_updated,
-        }),
-      );
-    }
-    return row;
+    return q.executeTakeFirst();
   }
 
   private async ownRow(p: Principal, id: string, db: Kysely<Database> = this.deps.db, lock = false): Promise<Row> {
@@ -742,7 +719,6 @@ export class BookingService {
 
   private async withHistory(rows: Row[]): Promise<Booking[]> {
     if (rows.length === 0) return [];
-    rows.forEach((r) => this.remember(r));
     const events = await this.deps.db
       .selectFrom('live_booking_events')
       .selectAll()
@@ -797,5 +773,3 @@ export class BookingService {
 }
 
 export type { Row as BookingRow };
-export const SLOT_MS = (slotMinutes: number) => slotMinutes * MINUTE_MS;
-export type MailOut = OutgoingMail;

@@ -219,6 +219,8 @@ for (const engine of testEngines()) {
         ['password_required', m.token, req(s + 2 * H, 1, { openLevel: 'secret' }), 400],
         ['unknown_channel', m.token, req(s + 2 * H, 1, { channelId: 'chn_nope' }), 404],
         ['invalid_friend', m.token, req(s + 2 * H, 1, { friends: ['not an address'] }), 400],
+        // An address the mail queue would refuse at reconfirmation is refused at booking.
+        ['invalid_friend', m.token, req(s + 2 * H, 1, { friends: ['josé@example.org'] }), 400],
       ];
       // Exactly at the limits is fine: 20 and 200 characters (code points).
       const fits = await o.call('POST', '/live/quote', { token: m.token, json: req(s + 2 * H, 1, { outline: '😀'.repeat(20), detail: 'é'.repeat(200) }) });
