@@ -1,4 +1,4 @@
-import ical from 'ical-generator';
+import ical, { ICalEventStatus } from 'ical-generator';
 import type { Clock } from '../core/clock.ts';
 import { sha256Hex } from '../core/crypto.ts';
 import { badRequest, notFound } from '../core/errors.ts';
@@ -197,7 +197,7 @@ export class Guide {
         summary: `${r.status === 'awaiting_reconfirmation' ? '[reconfirm by ' + r.deadline_at.toISOString().slice(0, 16).replace('T', ' ') + ' UTC] ' : ''}${r.title}`,
         description: `${r.outline}\nChannel ${r.channel_name}; status ${r.status.replace('_', ' ')}`,
         url: this.deps.bookings.viewerUrl(r.id),
-        status: r.status === 'cancelled' ? ('CANCELLED' as never) : ('CONFIRMED' as never),
+        status: r.status === 'cancelled' ? ICalEventStatus.CANCELLED : ICalEventStatus.CONFIRMED,
       });
     }
     return cal.toString();

@@ -20,6 +20,16 @@ const idParams = { type: 'object', required: ['id'], properties: { id: { type: '
 const tz = { type: 'string', maxLength: 64 } as const;
 // Lengths here are generous bounds on what is read; the rules with their own codes
 // (outline ≤ 20, detail ≤ 200 characters…) are checked in bookings.ts.
+/** What a booking describes, and what a change may change (S3.4, S3.7). */
+const programFields = {
+  title: { type: 'string', maxLength: 1000 },
+  genre: { type: 'string', maxLength: 1000 },
+  outline: { type: 'string', maxLength: 1000 },
+  detail: { type: 'string', maxLength: 4000 },
+  discloseEmail: { type: 'boolean' },
+  discloseWebPage: { type: 'boolean' },
+  password: { type: 'string', maxLength: 1000 },
+} as const;
 const bookingBody = {
   type: 'object',
   required: ['channelId', 'start', 'end', 'openLevel', 'title', 'genre'],
@@ -29,13 +39,7 @@ const bookingBody = {
     start: { type: 'string', maxLength: 40 },
     end: { type: 'string', maxLength: 40 },
     openLevel: { type: 'string', enum: ['public', 'password', 'secret'] },
-    title: { type: 'string', maxLength: 1000 },
-    genre: { type: 'string', maxLength: 1000 },
-    outline: { type: 'string', maxLength: 1000 },
-    detail: { type: 'string', maxLength: 4000 },
-    discloseEmail: { type: 'boolean' },
-    discloseWebPage: { type: 'boolean' },
-    password: { type: 'string', maxLength: 1000 },
+    ...programFields,
     friends: { type: 'array', maxItems: 200, items: { type: 'string', maxLength: 320 } },
     timeZone: tz,
   },
@@ -44,13 +48,7 @@ const changeBody = {
   type: 'object',
   additionalProperties: false,
   properties: {
-    title: { type: 'string', maxLength: 1000 },
-    genre: { type: 'string', maxLength: 1000 },
-    outline: { type: 'string', maxLength: 1000 },
-    detail: { type: 'string', maxLength: 4000 },
-    discloseEmail: { type: 'boolean' },
-    discloseWebPage: { type: 'boolean' },
-    password: { type: 'string', maxLength: 1000 },
+    ...programFields,
     // Accepted only to be refused with a reason (S3.7: cancel and rebook).
     channelId: {},
     start: {},
