@@ -1,4 +1,5 @@
 import type { JSX } from 'preact';
+import { Field } from './forms.tsx';
 
 // A labelled text input or text area with a character counter ("12/20") and its error. The
 // counter does not stop typing: a text over the limit is sent, and the API's refusal is shown here.
@@ -27,25 +28,15 @@ export function CountedField(props: {
     'aria-describedby': described,
     onInput: (e: JSX.TargetedEvent<HTMLInputElement | HTMLTextAreaElement>) => onInput(e.currentTarget.value),
   };
+  // Field lays out label, hint and error; the control and its counter go where its input would.
   return (
-    <div class="field">
-      <label for={id}>{label}</label>
+    <Field label={label} name={name} hint={hint} error={error}>
       {multiline ? <textarea rows={4} {...(common as JSX.HTMLAttributes<HTMLTextAreaElement>)} /> : <input {...(common as JSX.HTMLAttributes<HTMLInputElement>)} />}
       <small id={`${id}-count`} class={`counter${n > limit ? ' over' : ''}`}>
         {n}/{limit}
         <span class="visually-hidden"> characters</span>
         {n > limit ? ` — ${n - limit} over` : ''}
       </small>
-      {hint && (
-        <small id={`${id}-hint`} class="hint">
-          {hint}
-        </small>
-      )}
-      {error && (
-        <small id={`${id}-error`} class="field-error" role="alert">
-          {error}
-        </small>
-      )}
-    </div>
+    </Field>
   );
 }
