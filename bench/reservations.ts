@@ -24,7 +24,7 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -56,6 +56,8 @@ const DAYS = Number(values.days);
 const HEALTH_SECONDS = Number(values['health-seconds']);
 const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const SLOT = 10 * 60_000;
+/** Linux's USER_HZ: /proc reports CPU times in these ticks. */
+const CLOCK_TICKS = 100;
 const log = (msg: string) => process.stderr.write(`[bench reservations] ${msg}\n`);
 
 const schema = values.schema ?? `bench_rsv_${process.pid}_${randomBytes(3).toString('hex')}`;
@@ -107,8 +109,8 @@ if (values.serve) {
 }
 
 /** The origin in a child process (default) or in this one. */
-async function startServed(): Promise<{ setup: { url: string; channels: string[]; tokens: string[] }; close(): Promise<void> }> {
-  if (values['in-process']) return serveOrigin();
+async function startServed(): Promise<{ setup: { url: string; channels: string[]; tokens: string[] }; pid: number; close(): Promise<void> }> {
+  if (values['in-process']) return { ...(await serveOrigin()), pid: process.pid };
   const args = [...process.execArgv, process.argv[1]!, '--serve', '--schema', schema, '--clients', String(CLIENTS), '--channels', String(CHANNELS), '--days', String(DAYS)];
   const child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'inherit'] });
   const line = await new Promise<string>((resolve, reject) => {
@@ -117,6 +119,7 @@ async function startServed(): Promise<{ setup: { url: string; channels: string[]
   });
   return {
     setup: JSON.parse(line),
+    pid: child.pid!,
     async close() {
       child.stdin!.end();
       await new Promise((resolve) => child.once('exit', resolve));
@@ -161,6 +164,14 @@ try {
   const t0 = monotonicMs();
   const measureFrom = t0 + WARMUP * 1000;
   const stopAt = measureFrom + SECONDS * 1000;
+  // The origin's CPU over the timed part: what one booking costs it, less sensitive to a busy machine than the rate.
+  // The database's backends too, when it runs here (backends that end meanwhile are not counted).
+  let cpuFrom: number | null = null;
+  let dbCpuFrom: number | null = null;
+  const cpuTimer = setTimeout(() => {
+    cpuFrom = cpuMs(served.pid);
+    dbCpuFrom = postgresCpuMs();
+  }, Math.max(0, measureFrom - monotonicMs()));
   let warm = { booked: 0, conflicts: 0 };
   await Promise.all(
     tokens.map(async (token) => {
@@ -183,6 +194,14 @@ try {
     }),
   );
   const elapsed = (monotonicMs() - measureFrom) / 1000;
+  clearTimeout(cpuTimer);
+  const cpuTo = cpuMs(served.pid);
+  const dbCpuTo = postgresCpuMs();
+  const attempts = counts.booked + counts.conflicts + counts.errors;
+  const originCpuMsPerAttempt = cpuFrom !== null && cpuTo !== null && attempts > 0 ? Math.round(((cpuTo - cpuFrom) / attempts) * 100) / 100 : null;
+  const dbCpuMsPerAttempt = dbCpuFrom !== null && dbCpuTo !== null && attempts > 0 ? Math.round(((dbCpuTo - dbCpuFrom) / attempts) * 100) / 100 : null;
+  if (dbCpuMsPerAttempt) log(`local postgres processes' CPU: ${dbCpuMsPerAttempt} ms a request`);
+  if (originCpuMsPerAttempt !== null) log(`origin CPU: ${originCpuMsPerAttempt} ms a request (${(((cpuTo! - cpuFrom!) / 1000 / elapsed) * 100).toFixed(0)} % of a core)`);
   latencies.sort((a, b) => a - b);
   const pct = (p: number) => Math.round((latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))] ?? 0) * 10) / 10;
   log(`timed ${elapsed.toFixed(1)} s: ${counts.booked} booked, ${counts.conflicts} conflicts, ${counts.errors} errors (warm-up: ${warm.booked} booked, ${warm.conflicts} conflicts)`);
@@ -218,7 +237,9 @@ try {
   const result = {
     bench: 'reservations',
     bookings_per_s: Math.round(counts.booked / elapsed),
-    attempts_per_s: Math.round((counts.booked + counts.conflicts + counts.errors) / elapsed),
+    attempts_per_s: Math.round(attempts / elapsed),
+    origin_cpu_ms_per_request: originCpuMsPerAttempt,
+    db_cpu_ms_per_request: dbCpuMsPerAttempt,
     booked: counts.booked,
     conflicts: counts.conflicts,
     double_bookings: doubleBookings,
@@ -241,6 +262,36 @@ try {
   await handle.close();
   if (!values.keep) await dropSchema(DATABASE_URL, schema);
   else log(`kept schema ${schema}`);
+}
+
+/** CPU time (user + system) process `pid` has used, in ms, from /proc (Linux); null elsewhere. */
+function cpuMs(pid: number): number | null {
+  try {
+    // Fields 14 and 15 (utime, stime) in clock ticks; the command name (field 2) may hold spaces, so count from its ')'.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(f[11]) + Number(f[12])) * 1000) / CLOCK_TICKS;
+  } catch {
+    return null;
+  }
+}
+
+/** CPU time of every process named `postgres` on this machine (a local database's backends), in ms; null without /proc. */
+function postgresCpuMs(): number | null {
+  try {
+    let total = 0;
+    for (const pid of readdirSync('/proc')) {
+      if (!/^\d+$/.test(pid)) continue;
+      try {
+        if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === 'postgres') total += cpuMs(Number(pid)) ?? 0;
+      } catch {
+        // gone meanwhile
+      }
+    }
+    return total;
+  } catch {
+    return null;
+  }
 }
 
 async function call(method: string, route: string, token?: string, json?: unknown): Promise<{ status: number; text: string }> {

@@ -159,12 +159,12 @@ export class AccountService {
     const row = await this.db
       .selectFrom('api_tokens')
       .innerJoin('users', 'users.id', 'api_tokens.user_id')
-      .select(['users.id', 'users.username', 'users.roles', 'api_tokens.terminal_id', 'api_tokens.expires_at'])
+      .select(['users.id', 'users.username', 'users.roles', 'users.email', 'api_tokens.terminal_id', 'api_tokens.expires_at'])
       .where('api_tokens.token_hash', '=', sha256Hex(token))
       .executeTakeFirst();
     if (!row) return null;
     if (row.expires_at && row.expires_at.getTime() <= this.clock.now()) return null;
-    return { userId: row.id, username: row.username, roles: row.roles, terminalId: row.terminal_id };
+    return { userId: row.id, username: row.username, roles: row.roles, terminalId: row.terminal_id, email: row.email };
   };
 
   /**

@@ -28,6 +28,8 @@ export interface Principal {
   roles: Role[];
   /** Set when the token is a terminal's session token. */
   terminalId: string | null;
+  /** The account's e-mail address (S3.8), read with the token: one query fewer where mail is queued. */
+  email: string | null;
 }
 
 /** Resolves a bearer token to whoever holds it, or null if unknown/expired. */

@@ -209,19 +209,19 @@ export class BookingService {
   private async assess(p: Principal, req: BookingRequest, opts: { quota: boolean } = { quota: true }) {
     this.requirePremium(p);
     const fields = this.checkFields(req);
-    const [contact, channel] = await Promise.all([this.deps.contact(p.userId), this.deps.channels.get(req.channelId)]);
-    if (!contact.email) {
+    if (!p.email) {
       throw badRequest('email_required', 'The reservation ID is sent by e-mail: set your address first (cascade user contact --email you@example.org, or your account page).');
     }
+    const channel = await this.deps.channels.get(req.channelId);
     const start = Date.parse(req.start);
     const end = Date.parse(req.end);
     const now = this.deps.clock.now();
     const price = priceRange(start, end, channel, this.deps.limits, now);
     const month = quotaMonth(start);
-    // A booking counts its quota only under its lock, in its transaction (book()).
+    // A booking counts its quota only under its lock, in the statement that books it (book(), live_book).
     const used = opts.quota ? await this.quotaUsed(this.deps.db, p.userId, channel.id, month) : 0;
     if (used + price.slots > channel.monthlyQuotaSlots) throw this.overQuota(channel, month.label, used, price.slots);
-    return { fields, channel, start, end, now, price, month, used, email: contact.email };
+    return { fields, channel, start, end, now, price, month, used, email: p.email };
   }
 
   private overQuota(channel: Channel, month: string, used: number, requested: number): AppError {
@@ -309,65 +309,63 @@ export class BookingService {
     const reservationId = `rsv_${newSecret(20)}`; // 160 random bits: the stream key (S3.9)
     const passwordHash = req.openLevel === 'public' ? null : await hashPassword(req.password!);
     const passwordSealed = req.openLevel === 'public' ? null : sealPassword(req.password!, sealKey(this.sealSecret, id));
+    const a = pre;
+    const now = new Date(a.now);
+    const row: LiveBookingsTable = {
+      id,
+      channel_id: a.channel.id,
+      member_id: p.userId,
+      start_at: new Date(a.start),
+      end_at: new Date(a.end),
+      slots: a.price.slots,
+      open_level: req.openLevel,
+      title: a.fields.title,
+      genre: a.fields.genre,
+      outline: a.fields.outline,
+      detail: a.fields.detail,
+      disclose_email: req.discloseEmail ?? false,
+      disclose_web_page: req.discloseWebPage ?? false,
+      password_hash: passwordHash,
+      password_sealed: passwordSealed,
+      friends: a.fields.friends,
+      time_zone: a.fields.timeZone,
+      reservation_key_hash: reservationKeyHash(reservationId),
+      status: 'awaiting_reconfirmation',
+      tariff_per_slot: a.channel.tariffPerSlot,
+      charge: a.price.charge,
+      deadline_at: new Date(a.price.deadline),
+      charge_transfer_id: null,
+      confirmed_at: null,
+      cancel_reason: null,
+      viewer_peak: null,
+      created_at: now,
+      updated_at: now,
+    };
+    const written: Row = { ...row, ...channelColumns(a.channel) };
+    const booked: BookingEvent = { at: now.toISOString(), event: 'booked', status: 'awaiting_reconfirmation', detail: `${a.price.slots} slots, ${a.price.charge} to pay on reconfirmation` };
+    const { db } = this.deps;
+    const mail = this.deps.mail.enqueueing(db, bookedMail(a.email, this.facts(written, p.username), reservationId, a.price.charge, a.price.deadline));
     try {
-      const made = await this.deps.db.transaction().execute(async (trx) => {
-        // One booking at a time per member and channel, so two at once cannot both fit the quota.
-        // Only `trx` is used in here: PGlite has one connection, and a query outside the
-        // transaction would wait for it to end.
-        await sql`select pg_advisory_xact_lock(hashtext(${`live-quota:${p.userId}:${pre.channel.id}`}))`.execute(trx);
-        const used = await this.quotaUsed(trx, p.userId, pre.channel.id, pre.month);
-        if (used + pre.price.slots > pre.channel.monthlyQuotaSlots) throw this.overQuota(pre.channel, pre.month.label, used, pre.price.slots);
-        const a = pre;
-        const now = new Date(a.now);
-        const row: LiveBookingsTable = {
-          id,
-          channel_id: a.channel.id,
-          member_id: p.userId,
-          start_at: new Date(a.start),
-          end_at: new Date(a.end),
-          slots: a.price.slots,
-          open_level: req.openLevel,
-          title: a.fields.title,
-          genre: a.fields.genre,
-          outline: a.fields.outline,
-          detail: a.fields.detail,
-          disclose_email: req.discloseEmail ?? false,
-          disclose_web_page: req.discloseWebPage ?? false,
-          password_hash: passwordHash,
-          password_sealed: passwordSealed,
-          friends: a.fields.friends,
-          time_zone: a.fields.timeZone,
-          reservation_key_hash: reservationKeyHash(reservationId),
-          status: 'awaiting_reconfirmation',
-          tariff_per_slot: a.channel.tariffPerSlot,
-          charge: a.price.charge,
-          deadline_at: new Date(a.price.deadline),
-          charge_transfer_id: null,
-          confirmed_at: null,
-          cancel_reason: null,
-          viewer_peak: null,
-          created_at: now,
-          updated_at: now,
-        };
-        // The row and its first event in one statement (one round trip fewer while the lock is held).
-        const booked: BookingEvent = { at: now.toISOString(), event: 'booked', status: 'awaiting_reconfirmation', detail: `${a.price.slots} slots, ${a.price.charge} to pay on reconfirmation` };
-        await trx
-          .with('b', (db) => db.insertInto('live_bookings').values(row).returning('id'))
-          .insertInto('live_booking_events')
-          .values({ booking_id: id, at: now, event: booked.event, status: booked.status, detail: booked.detail })
-          .execute();
-        const written: Row = { ...row, ...channelColumns(a.channel) };
-        await this.deps.mail.enqueue(trx, bookedMail(a.email, this.facts(written, p.username), reservationId, a.price.charge, a.price.deadline));
-        return { row: written, history: [booked] };
-      });
-      this.deps.mail.wake();
-      this.deps.onBooked(made.row.deadline_at.getTime());
-      // The answer is what was just written: no need to read it back.
-      return { booking: this.toBooking(made.row, made.history), reservationId };
+      // One statement, so one round trip and its own transaction: the booked e-mail is queued by
+      // it, and live_book (tables.ts) takes the member's quota lock for this channel, counts the
+      // quota, and writes the booking and its first event — or refuses, and nothing is written.
+      // One booking at a time per member and channel, so two at once cannot both fit the quota.
+      await db
+        .with('queued', () => mail.insert)
+        .selectNoFrom(
+          sql<number>`live_book(${`live-quota:${p.userId}:${a.channel.id}`}, ${new Date(a.month.from)}, ${new Date(a.month.to)}, ${a.channel.monthlyQuotaSlots}, ${JSON.stringify(row)}::jsonb, ${booked.detail})`.as('used'),
+        )
+        .execute();
     } catch (err) {
-      if ((err as { code?: string }).code === '23P01') throw this.slotTaken(p, await this.overlapping(this.deps.db, pre.channel.id, pre.start, pre.end));
+      const e = err as { code?: string; message?: string; detail?: string };
+      if (e.code === '23P01') throw this.slotTaken(p, await this.overlapping(db, a.channel.id, a.start, a.end));
+      if (e.code === 'P0001' && e.message === 'live_quota_exceeded') throw this.overQuota(a.channel, a.month.label, Number(e.detail), a.price.slots);
       throw err;
     }
+    this.deps.mail.wake();
+    this.deps.onBooked(row.deadline_at.getTime());
+    // The answer is what was just written: no need to read it back.
+    return { booking: this.toBooking(written, [booked]), reservationId };
   }
 
   // ---- S3.6 reconfirm ----
@@ -389,7 +387,6 @@ export class BookingService {
     }
     const wallet = await wallets.open(p.userId);
     await ledger.ensureAccount(PLATFORM_REVENUE);
-    const contact = await this.deps.contact(p.userId);
     const UNAFFORDABLE = new Error('unaffordable');
     try {
       const outcome = await db.transaction().execute(async (trx) => {
@@ -417,7 +414,7 @@ export class BookingService {
         const next: Row = { ...row, ...updated };
         const facts = this.facts(next, p.username);
         const settings = this.settings(next, reservationId);
-        if (contact.email) await this.deps.mail.enqueue(trx, confirmedMail(contact.email, facts, row.charge, JSON.stringify(settings, null, 2)));
+        if (p.email) await this.deps.mail.enqueue(trx, confirmedMail(p.email, facts, row.charge, JSON.stringify(settings, null, 2)));
         if (next.friends.length > 0) await this.deps.mail.enqueue(trx, friendsMail(next.friends, facts, 'confirmed', this.password(next), 1));
         return { row: next, already: false };
       });
@@ -454,7 +451,6 @@ export class BookingService {
       }
     }
     const { db, clock } = this.deps;
-    const contact = await this.deps.contact(p.userId);
     const before = await this.ownRow(p, id);
     const passwordHash = patch.password !== undefined && patch.password !== '' && before.open_level !== 'public' ? await hashPassword(patch.password) : undefined;
     await db.transaction().execute(async (trx) => {
@@ -501,7 +497,7 @@ export class BookingService {
       const next: Row = { ...row, ...updated };
       const facts = this.facts(next, p.username);
       const sequence = await this.sequence(trx, id);
-      if (contact.email) await this.deps.mail.enqueue(trx, changedMail(contact.email, facts, changed, sequence));
+      if (p.email) await this.deps.mail.enqueue(trx, changedMail(p.email, facts, changed, sequence));
       // Friends hear of programs once confirmed (S3.8); the password only if it changed.
       if (row.status === 'confirmed' && next.friends.length > 0) {
         await this.deps.mail.enqueue(trx, friendsMail(next.friends, facts, 'changed', changed.includes('password') ? patch.password! : null, sequence));
@@ -513,12 +509,11 @@ export class BookingService {
 
   /** S3.7: free before reconfirmation; after it, the charge stands. */
   async cancel(p: Principal, id: string): Promise<{ booking: Booking; refunded: 0; charged: number }> {
-    const contact = await this.deps.contact(p.userId);
     await this.deps.db.transaction().execute(async (trx) => {
       const row = await this.ownRow(p, id, trx, true);
       if (row.status === 'cancelled') return; // cancelling twice is the same cancel
       if (row.status === 'live' || row.status === 'done') throw conflict('booking_closed', `This booking is ${row.status}; it can no longer be cancelled.`);
-      await this.cancelIn(trx, row, 'cancelled by the member', contact.email, p.username);
+      await this.cancelIn(trx, row, 'cancelled by the member', p.email, p.username);
     });
     this.deps.mail.wake();
     const booking = await this.get(p, id);

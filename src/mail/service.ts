@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import type { InsertQueryBuilder, Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import type { WaitClock } from '../core/clock.ts';
@@ -125,28 +125,36 @@ export class MailService implements MailQueue {
    * `invalid_mail`. Nothing is sent here: call `wake()` after the commit for a prompt send.
    */
   async enqueue(trx: Kysely<any>, mail: OutgoingMail): Promise<{ id: string }> {
+    const { id, insert } = this.enqueueing(trx, mail);
+    await insert.execute();
+    return { id };
+  }
+
+  /**
+   * `enqueue` as a statement not yet run, for a caller that runs it inside one of its own
+   * statements (a data-modifying WITH): the message is queued exactly when that statement
+   * commits. Same refusals as `enqueue`, thrown here.
+   */
+  enqueueing(db: Kysely<any>, mail: OutgoingMail): { id: string; insert: InsertQueryBuilder<any, any, any> } {
     const m = checkMail(mail);
     const now = new Date(this.deps.clock.now());
     const id = newId('mail');
-    await (trx as Kysely<Database>)
-      .insertInto('mail_outbox')
-      .values({
-        id,
-        kind: m.kind,
-        ref: m.ref ?? null,
-        to: m.to,
-        subject: m.subject,
-        text: m.text,
-        attachments: sql`${JSON.stringify(m.attachments)}::jsonb` as unknown as MailAttachment[],
-        status: this.sender ? 'queued' : 'held',
-        attempts: 0,
-        next_attempt_at: now,
-        last_error: null,
-        created_at: now,
-        sent_at: null,
-      })
-      .execute();
-    return { id };
+    const insert = (db as Kysely<Database>).insertInto('mail_outbox').values({
+      id,
+      kind: m.kind,
+      ref: m.ref ?? null,
+      to: m.to,
+      subject: m.subject,
+      text: m.text,
+      attachments: sql`${JSON.stringify(m.attachments)}::jsonb` as unknown as MailAttachment[],
+      status: this.sender ? 'queued' : 'held',
+      attempts: 0,
+      next_attempt_at: now,
+      last_error: null,
+      created_at: now,
+      sent_at: null,
+    });
+    return { id, insert };
   }
 
   /** Sends what is due soon instead of at the loop's next look; for callers, after their commit. */

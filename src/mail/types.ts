@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import type { InsertQueryBuilder, Kysely } from 'kysely';
 
 // What other domains hand the mail domain (S3.8): a message to queue. Queuing happens inside
 // the caller's transaction, so a refused or rolled-back change leaves no message behind, and a
@@ -25,4 +25,6 @@ export interface OutgoingMail {
 export interface MailQueue {
   /** Queues `mail` in the transaction `trx` (or the database); returns the outbox ID. */
   enqueue(trx: Kysely<any>, mail: OutgoingMail): Promise<{ id: string }>;
+  /** The same, as a statement to run inside one of the caller's own (a data-modifying WITH). */
+  enqueueing(db: Kysely<any>, mail: OutgoingMail): { id: string; insert: InsertQueryBuilder<any, any, any> };
 }
