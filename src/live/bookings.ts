@@ -147,6 +147,12 @@ export const reservationKeyHash = (reservationId: string) => createHash('sha256'
 /** The row's slots count against the quota: it holds its slots, or was charged for them. */
 const countsForQuota = sql<boolean>`(status <> 'cancelled' or confirmed_at is not null)`;
 
+/** What a booking is priced and checked with, compared by live_book with the channel's row. */
+const channelVersion = (c: Channel) => ({ name: c.name, tariff_per_slot: c.tariffPerSlot, slot_minutes: c.slotMinutes, monthly_quota_slots: c.monthlyQuotaSlots });
+
+/** live_book found the channel's copy out of date. */
+class ChannelChanged extends Error {}
+
 const channelColumns = (c: Channel) => ({ channel_name: c.name, channel_capacity: c.capacity, channel_bitrate_kbps: c.bitrateKbps, channel_slot_minutes: c.slotMinutes });
 
 export class BookingService {
@@ -206,13 +212,14 @@ export class BookingService {
   }
 
   /** Everything a booking is checked against, without writing: the quote (S3.4) and the booking's pre-checks. */
-  private async assess(p: Principal, req: BookingRequest, opts: { quota: boolean } = { quota: true }) {
+  private async assess(p: Principal, req: BookingRequest, opts: { quota: boolean; recentChannel?: boolean } = { quota: true }) {
     this.requirePremium(p);
     const fields = this.checkFields(req);
     if (!p.email) {
       throw badRequest('email_required', 'The reservation ID is sent by e-mail: set your address first (cascade user contact --email you@example.org, or your account page).');
     }
-    const channel = await this.deps.channels.get(req.channelId);
+    // A booking may use the copy this process read before: live_book checks it against the row.
+    const channel = await (opts.recentChannel ? this.deps.channels.recent(req.channelId) : this.deps.channels.get(req.channelId));
     const start = Date.parse(req.start);
     const end = Date.parse(req.end);
     const now = this.deps.clock.now();
@@ -303,8 +310,24 @@ export class BookingService {
 
   /** Books the slots; the reservation ID is in this answer and the broadcaster's e-mail, nowhere else. */
   async book(p: Principal, req: BookingRequest): Promise<{ booking: Booking; reservationId: string }> {
-    // Every check but the quota's final count runs before the transaction: most refusals need no lock (nor a scrypt hash).
-    const pre = await this.assess(p, req, { quota: false });
+    try {
+      return await this.bookWith(p, req, true);
+    } catch (err) {
+      if (!(err instanceof ChannelChanged)) throw err;
+      // The channel changed since this process read it: once more with the row as it is now.
+      this.deps.channels.forget(req.channelId);
+      try {
+        return await this.bookWith(p, req, false);
+      } catch (again) {
+        if (!(again instanceof ChannelChanged)) throw again;
+        throw conflict('channel_changed', "The channel's settings changed while you were booking; ask for a quote again.");
+      }
+    }
+  }
+
+  private async bookWith(p: Principal, req: BookingRequest, recentChannel: boolean): Promise<{ booking: Booking; reservationId: string }> {
+    // Every check but the quota's final count runs before the write: most refusals need no lock (nor a scrypt hash).
+    const pre = await this.assess(p, req, { quota: false, recentChannel });
     const id = newId('bkg');
     const reservationId = `rsv_${newSecret(20)}`; // 160 random bits: the stream key (S3.9)
     const passwordHash = req.openLevel === 'public' ? null : await hashPassword(req.password!);
@@ -347,19 +370,21 @@ export class BookingService {
     const mail = this.deps.mail.enqueueing(db, bookedMail(a.email, this.facts(written, p.username), reservationId, a.price.charge, a.price.deadline));
     try {
       // One statement, so one round trip and its own transaction: the booked e-mail is queued by
-      // it, and live_book (tables.ts) takes the member's quota lock for this channel, counts the
-      // quota, and writes the booking and its first event — or refuses, and nothing is written.
+      // it, and live_book (tables.ts) checks the channel is as priced, takes the member's quota
+      // lock for this channel, counts the quota, and writes the booking and its first event — or
+      // refuses, and nothing is written.
       // One booking at a time per member and channel, so two at once cannot both fit the quota.
       await db
         .with('queued', () => mail.insert)
         .selectNoFrom(
-          sql<number>`live_book(${`live-quota:${p.userId}:${a.channel.id}`}, ${new Date(a.month.from)}, ${new Date(a.month.to)}, ${a.channel.monthlyQuotaSlots}, ${JSON.stringify(row)}::jsonb, ${booked.detail})`.as('used'),
+          sql<number>`live_book(${`live-quota:${p.userId}:${a.channel.id}`}, ${new Date(a.month.from)}, ${new Date(a.month.to)}, ${JSON.stringify(channelVersion(a.channel))}::jsonb, ${JSON.stringify(row)}::jsonb, ${booked.detail})`.as('used'),
         )
         .execute();
     } catch (err) {
       const e = err as { code?: string; message?: string; detail?: string };
       if (e.code === '23P01') throw this.slotTaken(p, await this.overlapping(db, a.channel.id, a.start, a.end));
       if (e.code === 'P0001' && e.message === 'live_quota_exceeded') throw this.overQuota(a.channel, a.month.label, Number(e.detail), a.price.slots);
+      if (e.code === 'P0001' && e.message === 'live_channel_changed') throw new ChannelChanged();
       throw err;
     }
     this.deps.mail.wake();

@@ -53,7 +53,13 @@ function check(f: Partial<ChannelFields>) {
   }
 }
 
+/** Channels kept by `recent` at most: operators configure a handful; a bound all the same. */
+const RECENT_MAX = 1000;
+
 export class Channels {
+  /** Channels as last read, by ID, for `recent`. */
+  private readonly seen = new Map<string, Channel>();
+
   constructor(private readonly deps: { db: Db; clock: Clock; defaultQuota: number }) {}
 
   async add(f: ChannelFields): Promise<Channel> {
@@ -86,7 +92,23 @@ export class Channels {
   async get(id: string): Promise<Channel> {
     const row = await this.deps.db.selectFrom('live_channels').selectAll().where('id', '=', id).executeTakeFirst();
     if (!row) throw notFound('unknown_channel', `No channel ${id} (\`cascade channel list\` lists them).`);
-    return toChannel(row);
+    const channel = toChannel(row);
+    if (this.seen.size >= RECENT_MAX) this.seen.clear();
+    this.seen.set(id, channel);
+    return channel;
+  }
+
+  /**
+   * The channel as this process last read it, without a query; read once when unknown. It may
+   * be out of date (another origin may have changed it): a caller that writes on its strength
+   * must compare what it relies on in the same statement (live_book does) and `forget` it when stale.
+   */
+  async recent(id: string): Promise<Channel> {
+    return this.seen.get(id) ?? this.get(id);
+  }
+
+  forget(id: string): void {
+    this.seen.delete(id);
   }
 
   /**
@@ -95,31 +117,37 @@ export class Channels {
    */
   async set(id: string, f: Partial<ChannelFields>): Promise<Channel> {
     check(f);
-    const current = await this.get(id);
     const { db, clock } = this.deps;
-    if (f.slotMinutes !== undefined && f.slotMinutes !== current.slotMinutes) {
-      const len = f.slotMinutes * 60_000;
-      const open = await db
-        .selectFrom('live_bookings')
-        .select(['start_at', 'end_at'])
-        .where('channel_id', '=', id)
-        .where('status', '<>', 'cancelled')
-        .where('end_at', '>', new Date(clock.now()))
-        .execute();
-      const misfit = open.filter((b) => b.start_at.getTime() % len !== 0 || b.end_at.getTime() % len !== 0).length;
-      if (misfit > 0) {
-        throw conflict('slot_length_in_use', `${misfit} booking${misfit === 1 ? '' : 's'} still to come would not fall on ${f.slotMinutes}-minute slots; change the slot length after they end.`);
-      }
-    }
-    const values: Partial<LiveChannelsTable> = { updated_at: new Date(clock.now()) };
-    if (f.name !== undefined) values.name = f.name;
-    if (f.capacity !== undefined) values.capacity = f.capacity;
-    if (f.bitrateKbps !== undefined) values.bitrate_kbps = f.bitrateKbps;
-    if (f.tariffPerSlot !== undefined) values.tariff_per_slot = f.tariffPerSlot;
-    if (f.slotMinutes !== undefined) values.slot_minutes = f.slotMinutes;
-    if (f.monthlyQuotaSlots !== undefined) values.monthly_quota_slots = f.monthlyQuotaSlots;
+    this.forget(id);
     try {
-      const row = await db.updateTable('live_channels').set(values).where('id', '=', id).returningAll().executeTakeFirstOrThrow();
+      // The row is locked for the check and the update: a booking holds it FOR KEY SHARE while it
+      // is written (live_book), so none can fall between them on the old slot length or tariff.
+      const row = await db.transaction().execute(async (trx) => {
+        const current = await trx.selectFrom('live_channels').selectAll().where('id', '=', id).forUpdate().executeTakeFirst();
+        if (!current) throw notFound('unknown_channel', `No channel ${id} (\`cascade channel list\` lists them).`);
+        if (f.slotMinutes !== undefined && f.slotMinutes !== current.slot_minutes) {
+          const len = f.slotMinutes * 60_000;
+          const open = await trx
+            .selectFrom('live_bookings')
+            .select(['start_at', 'end_at'])
+            .where('channel_id', '=', id)
+            .where('status', '<>', 'cancelled')
+            .where('end_at', '>', new Date(clock.now()))
+            .execute();
+          const misfit = open.filter((b) => b.start_at.getTime() % len !== 0 || b.end_at.getTime() % len !== 0).length;
+          if (misfit > 0) {
+            throw conflict('slot_length_in_use', `${misfit} booking${misfit === 1 ? '' : 's'} still to come would not fall on ${f.slotMinutes}-minute slots; change the slot length after they end.`);
+          }
+        }
+        const values: Partial<LiveChannelsTable> = { updated_at: new Date(clock.now()) };
+        if (f.name !== undefined) values.name = f.name;
+        if (f.capacity !== undefined) values.capacity = f.capacity;
+        if (f.bitrateKbps !== undefined) values.bitrate_kbps = f.bitrateKbps;
+        if (f.tariffPerSlot !== undefined) values.tariff_per_slot = f.tariffPerSlot;
+        if (f.slotMinutes !== undefined) values.slot_minutes = f.slotMinutes;
+        if (f.monthlyQuotaSlots !== undefined) values.monthly_quota_slots = f.monthlyQuotaSlots;
+        return trx.updateTable('live_channels').set(values).where('id', '=', id).returningAll().executeTakeFirstOrThrow();
+      });
       return toChannel(row);
     } catch (err) {
       if ((err as { code?: string }).code === '23505') throw conflict('channel_name_taken', `A channel is already named "${f.name}".`);

@@ -172,29 +172,38 @@ export const liveMigration: Migration = {
 };
 
 /**
- * S3.5, #14 point 9: a booking's locked part as one statement — one round trip instead of four
- * (lock, quota count, booking with its first event). PL/pgSQL runs each statement with a fresh
- * snapshot, so the count after the lock sees every booking committed by whoever held it before;
- * called outside an explicit transaction, the statement is the transaction and the lock ends with
- * it. The exclusion constraint still refuses overlaps (23P01). Refuses an over-quota booking with
- * message `live_quota_exceeded` and the slots already used as the detail.
+ * S3.5, #14 point 9: a booking's write as one statement — one round trip instead of five
+ * (channel, lock, quota count, booking with its first event). PL/pgSQL runs each statement with a
+ * fresh snapshot, so the count after the lock sees every booking committed by whoever held it
+ * before; called outside an explicit transaction, the statement is the transaction and the lock
+ * ends with it. `channel` is what the caller priced and checked the booking with (its cached
+ * copy): name, tariff_per_slot, slot_minutes, monthly_quota_slots; the row is read FOR KEY SHARE
+ * (a channel change waits for the booking, and the other way round) and compared. Refusals:
+ * message `live_channel_changed` (the copy is stale: read it again and retry), `live_quota_exceeded`
+ * (detail: the slots already used), and the exclusion constraint's 23P01 for an overlap.
  */
 export const liveBookFunctionMigration: Migration = {
   async up(db: Kysely<any>) {
     await sql`
-      create function live_book(lock_key text, quota_from timestamptz, quota_to timestamptz, quota_limit integer, booking jsonb, event_detail text)
+      create function live_book(lock_key text, quota_from timestamptz, quota_to timestamptz, channel jsonb, booking jsonb, event_detail text)
       returns integer language plpgsql volatile as $$
       declare
         b live_bookings;
+        c live_channels;
         used integer;
       begin
         b := jsonb_populate_record(null::live_bookings, booking);
+        select * into c from live_channels where id = b.channel_id for key share;
+        if not found or c.name <> channel->>'name' or c.tariff_per_slot <> (channel->>'tariff_per_slot')::bigint
+            or c.slot_minutes <> (channel->>'slot_minutes')::integer or c.monthly_quota_slots <> (channel->>'monthly_quota_slots')::integer then
+          raise exception 'live_channel_changed';
+        end if;
         perform pg_advisory_xact_lock(hashtext(lock_key));
         -- Counts as BookingService.quotaUsed does: what is not cancelled, or was cancelled after reconfirmation (paid).
         select coalesce(sum(slots), 0) into used from live_bookings
           where member_id = b.member_id and channel_id = b.channel_id and start_at >= quota_from and start_at < quota_to
             and (status <> 'cancelled' or confirmed_at is not null);
-        if used + b.slots > quota_limit then
+        if used + b.slots > c.monthly_quota_slots then
           raise exception 'live_quota_exceeded' using detail = used::text;
         end if;
         insert into live_bookings (id, channel_id, member_id, start_at, end_at, slots, open_level, title, genre, outline, detail,

@@ -112,6 +112,20 @@ for (const engine of testEngines()) {
       assert.equal(rows.length, 4);
     });
 
+    test('S3.5: a booking priced with a channel copy that another origin has changed since is priced again, not at the old tariff', async () => {
+      const m = await premium();
+      const ch = await o.call('POST', '/live/channels', { token: op, json: { name: 'Repriced', capacity: 5, bitrateKbps: 800, tariffPerSlot: 100, monthlyQuotaSlots: 10 } });
+      const first = await o.call('POST', '/live/bookings', { token: m.token, json: { ...req(DAY1 + 3 * H, 1), channelId: ch.body.id } });
+      assert.equal(first.body.booking.charge, 100);
+      // As another origin would: the row changes, this process's copy does not hear of it.
+      await o.db.db.updateTable('live_channels').set({ tariff_per_slot: 250, monthly_quota_slots: 2 }).where('id', '=', ch.body.id).execute();
+      const second = await o.call('POST', '/live/bookings', { token: m.token, json: { ...req(DAY1 + 4 * H, 1), channelId: ch.body.id } });
+      assert.equal(second.status, 201, JSON.stringify(second.body));
+      assert.equal(second.body.booking.charge, 250, 'the tariff as it is now');
+      const third = await o.call('POST', '/live/bookings', { token: m.token, json: { ...req(DAY1 + 5 * H, 1), channelId: ch.body.id } });
+      assert.equal(third.body.error?.code, 'quota_exceeded', 'and the quota as it is now');
+    });
+
     test('S3.4: the quote shows slots × tariff and the deadline, and books nothing', async () => {
       const m = await premium();
       const snap = await snapshotTables(o.db.db);
