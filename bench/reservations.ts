@@ -168,7 +168,9 @@ try {
   // The database's backends too, when it runs here (backends that end meanwhile are not counted).
   let cpuFrom: number | null = null;
   let dbCpuFrom: number | null = null;
+  let clientCpuFrom = process.cpuUsage();
   const cpuTimer = setTimeout(() => {
+    clientCpuFrom = process.cpuUsage();
     cpuFrom = cpuMs(served.pid);
     dbCpuFrom = postgresCpuMs();
   }, Math.max(0, measureFrom - monotonicMs()));
@@ -196,11 +198,13 @@ try {
   const elapsed = (monotonicMs() - measureFrom) / 1000;
   clearTimeout(cpuTimer);
   const cpuTo = cpuMs(served.pid);
+  const clientCpu = process.cpuUsage(clientCpuFrom);
   const dbCpuTo = postgresCpuMs();
   const attempts = counts.booked + counts.conflicts + counts.errors;
   const originCpuMsPerAttempt = cpuFrom !== null && cpuTo !== null && attempts > 0 ? Math.round(((cpuTo - cpuFrom) / attempts) * 100) / 100 : null;
   const dbCpuMsPerAttempt = dbCpuFrom !== null && dbCpuTo !== null && attempts > 0 ? Math.round(((dbCpuTo - dbCpuFrom) / attempts) * 100) / 100 : null;
   if (dbCpuMsPerAttempt) log(`local postgres processes' CPU: ${dbCpuMsPerAttempt} ms a request`);
+  log(`clients' CPU (this process): ${((clientCpu.user + clientCpu.system) / 1000 / Math.max(1, attempts)).toFixed(2)} ms a request`);
   if (originCpuMsPerAttempt !== null) log(`origin CPU: ${originCpuMsPerAttempt} ms a request (${(((cpuTo! - cpuFrom!) / 1000 / elapsed) * 100).toFixed(0)} % of a core)`);
   latencies.sort((a, b) => a - b);
   const pct = (p: number) => Math.round((latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))] ?? 0) * 10) / 10;
