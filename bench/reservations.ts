@@ -1,11 +1,12 @@
-// npm run bench -- reservations [--clients 32] [--seconds 10] [--warmup 1] [--channels 8] [--days 30]
+// npm run bench -- reservations [--clients 16] [--seconds 10] [--warmup 1] [--channels 8] [--days 90]
 //                              [--health-seconds 3] [--pool N] [--keep]
 //
 // #14: live channel bookings under concurrent load, end to end. A real origin runs in a child
 // process (this file with --serve: startOrigin, the real clock, port 0 on loopback, a temporary
 // data directory), so the clients' own work does not take the origin's thread; --in-process
 // runs it in this process instead. It runs on
-// PostgreSQL (DATABASE_URL, default postgres://postgres@127.0.0.1:5432/test; a fresh schema,
+// PostgreSQL (DATABASE_URL; without it the local server's Unix socket when there is one, as an
+// operator would connect an origin on the database's machine, else postgres://postgres@127.0.0.1:5432/test; a fresh schema,
 // dropped after unless --keep). Setup (not timed): `--channels` channels (10-minute slots,
 // tariff 1, a monthly quota large enough never to refuse) and `--clients` premium members,
 // each with an e-mail address and a token.
@@ -20,11 +21,14 @@
 // Checked after (not timed): no two bookings on a channel that are not cancelled overlap (a
 // self-join on live_bookings) → double_bookings, and the table holds exactly the 201s.
 // Same-run baseline: GET /health with the same clients for `--health-seconds` → health_per_s.
+// CPU over the timed part, per request (Linux /proc): the origin process, every local process
+// named postgres (a local server's backends), and this process (the clients) — what a booking
+// costs each, steadier than the rates on a shared machine.
 // Last line: {"bench":"reservations","bookings_per_s":…,"conflicts":…,"double_bookings":0,…}
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -36,11 +40,11 @@ import { startOrigin } from '../src/server.ts';
 
 const { values } = parseArgs({
   options: {
-    clients: { type: 'string', default: '32' },
+    clients: { type: 'string', default: '16' },
     seconds: { type: 'string', default: '10' },
     warmup: { type: 'string', default: '1' },
     channels: { type: 'string', default: '8' },
-    days: { type: 'string', default: '30' },
+    days: { type: 'string', default: '90' },
     'health-seconds': { type: 'string', default: '3' },
     keep: { type: 'boolean', default: false },
     serve: { type: 'boolean', default: false },
@@ -54,7 +58,12 @@ const WARMUP = Number(values.warmup);
 const CHANNELS = Number(values.channels);
 const DAYS = Number(values.days);
 const HEALTH_SECONDS = Number(values['health-seconds']);
-const DATABASE_URL = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
+const LOCAL_SOCKET_DIR = '/var/run/postgresql';
+const DATABASE_URL =
+  process.env.DATABASE_URL ??
+  (existsSync(`${LOCAL_SOCKET_DIR}/.s.PGSQL.5432`) ? `postgresql://postgres@localhost/test?host=${LOCAL_SOCKET_DIR}` : 'postgres://postgres@127.0.0.1:5432/test');
+/** How the origin reaches PostgreSQL, for the result line: a Unix socket or TCP. */
+const DB_CONNECTION = /[?&]host=\//.test(DATABASE_URL) ? 'socket' : 'tcp';
 const SLOT = 10 * 60_000;
 /** Linux's USER_HZ: /proc reports CPU times in these ticks. */
 const CLOCK_TICKS = 100;
@@ -256,6 +265,7 @@ try {
     health_per_s: healthPerS,
     ratio: Math.round((counts.booked / elapsed / healthPerS) * 1000) / 1000,
     engine: 'postgres',
+    db_connection: DB_CONNECTION,
     origin_process: values['in-process'] ? 'same' : 'own',
   };
   console.log(JSON.stringify(result));

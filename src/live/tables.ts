@@ -184,6 +184,8 @@ export const liveMigration: Migration = {
  */
 export const liveBookFunctionMigration: Migration = {
   async up(db: Kysely<any>) {
+    // The quota count's index: a member's bookings on one channel in a month, whatever they hold elsewhere.
+    await db.schema.createIndex('live_bookings_member_channel').on('live_bookings').columns(['member_id', 'channel_id', 'start_at']).execute();
     await sql`
       create function live_book(lock_key text, quota_from timestamptz, quota_to timestamptz, channel jsonb, booking jsonb, event_detail text)
       returns integer language plpgsql volatile as $$
