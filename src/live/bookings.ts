@@ -327,12 +327,11 @@ export class BookingService {
 
   private async bookWith(p: Principal, req: BookingRequest, recentChannel: boolean): Promise<{ booking: Booking; reservationId: string }> {
     // Every check but the quota's final count runs before the write: most refusals need no lock (nor a scrypt hash).
-    const pre = await this.assess(p, req, { quota: false, recentChannel });
+    const a = await this.assess(p, req, { quota: false, recentChannel });
     const id = newId('bkg');
     const reservationId = `rsv_${newSecret(20)}`; // 160 random bits: the stream key (S3.9)
     const passwordHash = req.openLevel === 'public' ? null : await hashPassword(req.password!);
     const passwordSealed = req.openLevel === 'public' ? null : sealPassword(req.password!, sealKey(this.sealSecret, id));
-    const a = pre;
     const now = new Date(a.now);
     const row: LiveBookingsTable = {
       id,
