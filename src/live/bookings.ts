@@ -371,8 +371,8 @@ export class BookingService {
       // One statement, so one round trip and its own transaction: the booked e-mail is queued by
       // it, and live_book (tables.ts) checks the channel is as priced, takes the member's quota
       // lock for this channel, counts the quota, and writes the booking and its first event — or
-      // refuses, and nothing is written.
-      // One booking at a time per member and channel, so two at once cannot both fit the quota.
+      // refuses, and nothing is written. The lock lets one booking at a time per member and
+      // channel count, so two at once cannot both fit the quota.
       await db
         .with('queued', () => mail.insert)
         .selectNoFrom(

@@ -56,6 +56,8 @@ function check(f: Partial<ChannelFields>) {
 /** Channels kept by `recent` at most: operators configure a handful; a bound all the same. */
 const RECENT_MAX = 1000;
 
+const unknownChannel = (id: string) => notFound('unknown_channel', `No channel ${id} (\`cascade channel list\` lists them).`);
+
 export class Channels {
   /** Channels as last read, by ID, for `recent`. */
   private readonly seen = new Map<string, Channel>();
@@ -91,7 +93,7 @@ export class Channels {
 
   async get(id: string): Promise<Channel> {
     const row = await this.deps.db.selectFrom('live_channels').selectAll().where('id', '=', id).executeTakeFirst();
-    if (!row) throw notFound('unknown_channel', `No channel ${id} (\`cascade channel list\` lists them).`);
+    if (!row) throw unknownChannel(id);
     const channel = toChannel(row);
     if (this.seen.size >= RECENT_MAX) this.seen.clear();
     this.seen.set(id, channel);
@@ -118,13 +120,12 @@ export class Channels {
   async set(id: string, f: Partial<ChannelFields>): Promise<Channel> {
     check(f);
     const { db, clock } = this.deps;
-    this.forget(id);
     try {
       // The row is locked for the check and the update: a booking holds it FOR KEY SHARE while it
       // is written (live_book), so none can fall between them on the old slot length or tariff.
       const row = await db.transaction().execute(async (trx) => {
         const current = await trx.selectFrom('live_channels').selectAll().where('id', '=', id).forUpdate().executeTakeFirst();
-        if (!current) throw notFound('unknown_channel', `No channel ${id} (\`cascade channel list\` lists them).`);
+        if (!current) throw unknownChannel(id);
         if (f.slotMinutes !== undefined && f.slotMinutes !== current.slot_minutes) {
           const len = f.slotMinutes * 60_000;
           const open = await trx
@@ -148,6 +149,8 @@ export class Channels {
         if (f.monthlyQuotaSlots !== undefined) values.monthly_quota_slots = f.monthlyQuotaSlots;
         return trx.updateTable('live_channels').set(values).where('id', '=', id).returningAll().executeTakeFirstOrThrow();
       });
+      // After the commit: a read before it could have kept the old row.
+      this.forget(id);
       return toChannel(row);
     } catch (err) {
       if ((err as { code?: string }).code === '23505') throw conflict('channel_name_taken', `A channel is already named "${f.name}".`);
