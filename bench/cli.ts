@@ -55,7 +55,7 @@ function timed(args: string[]): Promise<number> {
 /** Starts the origin; resolves once /health answers 200, with the time that took and a stop function. */
 async function startOrigin(o: { port: number; dataDir: string }): Promise<{ ms: number; stop: () => Promise<void> }> {
   const started = monotonicMs();
-  const p = spawn(process.execPath, [BUILT_CLI, 'serve'], { env: { ...env, PORT: String(o.port), DATA_DIR: o.dataDir }, stdio: ['ignore', 'ignore', 'pipe'] });
+  const p = spawn(process.execPath, [BUILT_CLI, 'serve'], { env: { ...env, PORT: String(o.port), RTMP_PORT: '0', DATA_DIR: o.dataDir }, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   p.stderr.on('data', (d) => (stderr += d));
   const exited = new Promise<void>((r) => p.once('exit', () => r()));

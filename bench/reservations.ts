@@ -78,6 +78,7 @@ async function serveOrigin() {
   const config = {
     ...loadConfig({}),
     port: 0,
+    rtmpPort: 0,
     dataDir,
     logLevel: 'silent',
     databaseUrl: DATABASE_URL,

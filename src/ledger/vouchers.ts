@@ -1,3 +1,4 @@
+import { AttemptLimiter } from '../core/attempts.ts';
 import { createHash, randomBytes } from 'node:crypto';
 import type { Clock } from '../core/clock.ts';
 import { AppError, badRequest, conflict, notFound } from '../core/errors.ts';
@@ -89,7 +90,7 @@ export class VoucherService {
     this.db = deps.db;
     this.ledger = deps.ledger;
     this.clock = deps.clock;
-    this.attempts = new AttemptLimiter(deps.clock, MAX_FAILED_REDEMPTIONS, FAILED_REDEMPTION_WINDOW_MS);
+    this.attempts = new AttemptLimiter(deps.clock, MAX_FAILED_REDEMPTIONS, FAILED_REDEMPTION_WINDOW_MS, 'failed voucher redemptions');
   }
 
   /**
@@ -187,40 +188,3 @@ function expectCreated(results: TransferResult[]) {
   if (existing) throw new Error(`voucher transfer ${existing.id} already exists`);
 }
 
-/**
- * Failed attempts per key within a sliding window, in memory: enough to make guessing
- * codes by one account pointless (codes have 120 bits anyway); it resets on restart.
- */
-export class AttemptLimiter {
-  private readonly failures = new Map<string, number[]>();
-
-  constructor(
-    private readonly clock: Clock,
-    private readonly max: number,
-    private readonly windowMs: number,
-  ) {}
-
-  check(key: string) {
-    const recent = this.recent(key);
-    if (recent.length >= this.max) {
-      const retryAfterSeconds = Math.ceil((recent[0] + this.windowMs - this.clock.now()) / 1000);
-      throw new AppError('too_many_attempts', `Too many failed voucher redemptions; try again in ${retryAfterSeconds} s.`, 429, { retryAfterSeconds });
-    }
-  }
-
-  fail(key: string) {
-    const recent = this.recent(key);
-    recent.push(this.clock.now());
-    this.failures.set(key, recent);
-    // Keys that stopped failing are dropped now and then, so the map stays small.
-    if (this.failures.size > 10_000) for (const k of [...this.failures.keys()]) this.recent(k);
-  }
-
-  private recent(key: string): number[] {
-    const since = this.clock.now() - this.windowMs;
-    const recent = (this.failures.get(key) ?? []).filter((t) => t > since);
-    if (recent.length) this.failures.set(key, recent);
-    else this.failures.delete(key);
-    return recent;
-  }
-}

@@ -108,6 +108,7 @@ export interface Booking {
   viewerUrl: string;
   cancelReason: string | null;
   viewerPeak: number | null;
+  viewerTotal: number | null;
   createdAt: string;
   updatedAt: string;
   history: BookingEvent[];
@@ -132,7 +133,8 @@ export interface BookingDeps {
   limits: BookingLimits;
   /** The origin's address for viewers (PUBLIC_URL or where it listens). */
   baseUrl: () => string;
-  rtmpPort: number;
+  /** The port RTMP ingest listens on (known once listening). */
+  rtmpPort: () => number;
   /** Called after a booking commits with its deadline, so the deadline job looks again if that is sooner. */
   onBooked: (deadline: number) => void;
 }
@@ -360,6 +362,7 @@ export class BookingService {
       confirmed_at: null,
       cancel_reason: null,
       viewer_peak: null,
+      viewer_total: null,
       created_at: now,
       updated_at: now,
     };
@@ -611,6 +614,41 @@ export class BookingService {
     return times.length ? Math.min(...times) : null;
   }
 
+  // ---- S3.9 ingest ----
+
+  /** The booking holding `reservationId` (the stream key), for the ingest's decision. */
+  async forIngest(reservationId: string): Promise<Row | undefined> {
+    return this.rowByKey(this.deps.db, reservationId);
+  }
+
+  /** A publish was accepted: the program is on air. False if the booking can no longer go live (cancelled or done meanwhile). */
+  async markLive(id: string, detail: string): Promise<boolean> {
+    const { db } = this.deps;
+    const r = await db
+      .updateTable('live_bookings')
+      .set({ status: 'live', updated_at: new Date(this.deps.clock.now()) })
+      .where('id', '=', id)
+      .where('status', 'in', ['confirmed', 'live'])
+      .returning('id')
+      .executeTakeFirst();
+    if (!r) return false;
+    await this.event(db, id, 'live', 'live', detail);
+    return true;
+  }
+
+  /** The publisher stopped: back to confirmed, so it may reconnect inside its window; the sweep marks it done once the window closes. */
+  async markOffAir(id: string, detail: string): Promise<void> {
+    const { db } = this.deps;
+    const r = await db
+      .updateTable('live_bookings')
+      .set({ status: 'confirmed', updated_at: new Date(this.deps.clock.now()) })
+      .where('id', '=', id)
+      .where('status', '=', 'live')
+      .returning('id')
+      .executeTakeFirst();
+    if (r) await this.event(db, id, 'off_air', 'confirmed', detail);
+  }
+
   // ---- reading ----
 
   async mine(p: Principal, opts: { limit: number; status?: BookingStatus }): Promise<Booking[]> {
@@ -669,7 +707,7 @@ export class BookingService {
   private settings(row: Row, reservationId: string): SignedSettings {
     const base = this.deps.baseUrl();
     const host = new URL(base).hostname;
-    const server = `rtmp://${host}:${this.deps.rtmpPort}/live`;
+    const server = `rtmp://${host}:${this.deps.rtmpPort()}/live`;
     const w = connectableWindow(row.start_at.getTime(), row.end_at.getTime());
     const channel = { id: row.channel_id, name: row.channel_name, capacity: row.channel_capacity, bitrateKbps: row.channel_bitrate_kbps, slotMinutes: row.channel_slot_minutes };
     return signSettings(
@@ -784,6 +822,7 @@ export class BookingService {
       viewerUrl: this.viewerUrl(r.id),
       cancelReason: r.cancel_reason,
       viewerPeak: r.viewer_peak,
+      viewerTotal: r.viewer_total,
       createdAt: r.created_at.toISOString(),
       updatedAt: r.updated_at.toISOString(),
       history,

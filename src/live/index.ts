@@ -1,7 +1,10 @@
+import { hkdfSync } from 'node:crypto';
+import path from 'node:path';
 import type { FastifyPluginAsync } from 'fastify';
+import type { Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import type { AccountService } from '../accounts/service.ts';
-import type { WaitClock } from '../core/clock.ts';
+import { every, type WaitClock } from '../core/clock.ts';
 import type { Config } from '../core/config.ts';
 import type { KeyPair } from '../core/crypto.ts';
 import type { Db } from '../db/connection.ts';
@@ -13,14 +16,17 @@ import { Channels } from './channels.ts';
 import { DeadlineJob } from './deadline-job.ts';
 import { Guide } from './guide.ts';
 import { liveRoutes } from './routes.ts';
+import { SegmentLog } from './segment-log.ts';
+import { LiveStreams } from './streams.ts';
+import { ViewerSessions } from './viewers.ts';
 import { MINUTE_MS } from './slots.ts';
 
 // Live channels, the booking half (S3.1–S3.8, S3.11, S3.17; docs/live.md): channels, the slot
 // calendar, quotes and bookings (double booking refused by the database), reconfirmation with
 // the charge and a signed settings document, automatic cancellation at the deadline, e-mails
 // through the mail queue, the program guide and each member's calendar feed. Owns the
-// `live_*` tables. The streaming half (ingest keyed by the reservation ID, admission) builds on
-// BookingService.
+// `live_*` tables. The streaming half (#15; docs/live.md, docs/rtmp.md): RTMP ingest keyed by
+// the reservation ID, HLS packaging by ffmpeg into a signed segment log, viewer admission.
 
 export { BookingService, reservationKeyHash, type Booking, type BookingRequest, type Quote } from './bookings.ts';
 export { Channels, type Channel } from './channels.ts';
@@ -28,6 +34,8 @@ export { DeadlineJob } from './deadline-job.ts';
 export { Guide, type Calendar, type Program } from './guide.ts';
 export { verifySettings, type SignedSettings, type SettingsDocument } from './settings.ts';
 export { OWNED_TABLES } from './tables.ts';
+export { LiveStreams, type BroadcastStatus } from './streams.ts';
+export { verifySegmentLog, type SegmentEntry, type SignedSegmentEntry } from './segment-log.ts';
 
 export function liveDomain(deps: {
   db: Db;
@@ -41,6 +49,7 @@ export function liveDomain(deps: {
   mail: MailQueue & { wake(): void };
   /** Where the origin is reached (PUBLIC_URL, else its listening address once known). */
   baseUrl: () => string;
+  metrics: Registry;
 }) {
   const { db, clock, config, logger } = deps;
   const contact = (userId: string) => deps.accounts.contact(userId);
@@ -62,12 +71,55 @@ export function liveDomain(deps: {
       bookAheadMs: config.liveBookAheadDays * 1440 * MINUTE_MS,
     },
     baseUrl: deps.baseUrl,
-    rtmpPort: config.rtmpPort,
+    rtmpPort: (): number => streams.rtmp.address()?.port ?? config.rtmpPort,
     onBooked: (deadline) => job?.wakeFor(deadline),
   });
   job = new DeadlineJob({ clock, bookings, logger: logger.child({ domain: 'live' }) });
   const guide = new Guide({ db, clock, channels, bookings, contact, usernames: (ids) => deps.accounts.usernames(ids), baseUrl: deps.baseUrl });
-  const plugin: FastifyPluginAsync = liveRoutes({ clock, channels, bookings, guide });
+  // The streaming half (#15): ingest, packaging, the signed segment log, viewer sessions.
+  const originSecret = deps.keys.privateKey.export({ format: 'der', type: 'pkcs8' }) as Buffer;
+  const viewers = new ViewerSessions({
+    db,
+    clock,
+    secret: Buffer.from(hkdfSync('sha256', originSecret, 'live viewer sessions', 'cascade live viewer session v1', 32)),
+    idleMs: config.liveViewerIdleSeconds * 1000,
+  });
+  const streams: LiveStreams = new LiveStreams({
+    clock,
+    keys: deps.keys,
+    logger,
+    metrics: deps.metrics,
+    bookings,
+    segments: new SegmentLog({ db, key: deps.keys.privateKey }),
+    viewers,
+    dir: path.join(config.dataDir, 'live'),
+    segmentSeconds: config.liveSegmentSeconds,
+    playlistSegments: 6,
+  });
+  const plugin: FastifyPluginAsync = liveRoutes({ clock, channels, bookings, guide, streams });
   const deadlines = job;
-  return { channels, bookings, guide, deadlines, plugin, start: () => deadlines.start(), stop: () => deadlines.stop() };
+  const flushing = new AbortController();
+  return {
+    channels,
+    bookings,
+    guide,
+    deadlines,
+    streams,
+    plugin,
+    /** Starts the deadline job, the viewer-session writer and the RTMP ingest on RTMP_PORT. */
+    async start() {
+      deadlines.start();
+      // Fetch times reach the table well inside the idle time, so a watching viewer always counts.
+      void every(clock, Math.min(5000, config.liveViewerIdleSeconds * 333), flushing.signal, () =>
+        viewers.flush().catch((e: unknown) => logger.warn({ err: String(e) }, 'viewer sessions not written')),
+      );
+      const a = await streams.listen(config.rtmpPort, config.host);
+      logger.info({ rtmp: `rtmp://${config.host}:${a.port}/live` }, 'live ingest listening');
+    },
+    async stop() {
+      deadlines.stop();
+      flushing.abort();
+      await streams.close();
+    },
+  };
 }

@@ -1,9 +1,11 @@
 import type { FastifyPluginAsync } from 'fastify';
-import type { Clock } from '../core/clock.ts';
+import type { WaitClock } from '../core/clock.ts';
 import { errorSchema } from '../core/http.ts';
 import type { BookingChange, BookingRequest, BookingService } from './bookings.ts';
 import type { ChannelFields, Channels } from './channels.ts';
 import type { Guide } from './guide.ts';
+import { streamRoutes } from './stream-routes.ts';
+import type { LiveStreams } from './streams.ts';
 import type { BookingStatus } from './tables.ts';
 
 // The live booking API (S3.1–S3.8, S3.10 clock, S3.11, S3.17; docs/live.md).
@@ -58,9 +60,11 @@ const changeBody = {
 } as const;
 const STATUSES = ['awaiting_reconfirmation', 'confirmed', 'live', 'done', 'cancelled'];
 
-export function liveRoutes(deps: { clock: Clock; channels: Channels; bookings: BookingService; guide: Guide }): FastifyPluginAsync {
-  const { clock, channels, bookings, guide } = deps;
+export function liveRoutes(deps: { clock: WaitClock; channels: Channels; bookings: BookingService; guide: Guide; streams: LiveStreams }): FastifyPluginAsync {
+  const { clock, channels, bookings, guide, streams } = deps;
   return async (app) => {
+    streamRoutes(app, { clock, streams });
+
     // S3.10: the origin's clock, so a broadcaster sees its own offset from it.
     app.get('/time', {
       config: { access: 'public' },

@@ -3,7 +3,7 @@ import { sql, type Generated, type Kysely, type Migration } from 'kysely';
 // Tables the live domain owns (S3, docs/live.md): channels, bookings (a reservation of a
 // channel's slots), each booking's timestamped history, and members' private calendar feeds.
 // Other domains ask LiveService (boundaries.test.ts).
-export const OWNED_TABLES = ['live_channels', 'live_bookings', 'live_booking_events', 'live_calendar_feeds'] as const;
+export const OWNED_TABLES = ['live_channels', 'live_bookings', 'live_booking_events', 'live_calendar_feeds', 'live_segments', 'live_viewer_sessions'] as const;
 
 /** S3.2: a channel of the streaming server. */
 export interface LiveChannelsTable {
@@ -60,8 +60,10 @@ export interface LiveBookingsTable {
   /** When it was reconfirmed; null before. */
   confirmed_at: Date | null;
   cancel_reason: string | null;
-  /** Filled by the live issue (S3.17 past viewer counts). */
+  /** S3.10, S3.17: most viewers admitted at once while live; null before it went live. */
   viewer_peak: number | null;
+  /** S3.17: distinct viewers admitted over the program; null before it went live. */
+  viewer_total: number | null;
   created_at: Date;
   updated_at: Date;
 }
@@ -87,11 +89,43 @@ export interface LiveCalendarFeedsTable {
   created_at: Date;
 }
 
+/**
+ * #15 point 2: a program's live manifest, an append-only log of origin-signed entries, one per
+ * HLS segment (seq 0 is the fMP4 initialisation segment). Each entry names the previous
+ * entry's hash, so a relay holding the log can check that nothing was dropped or reordered.
+ */
+export interface LiveSegmentsTable {
+  program_id: string;
+  seq: number;
+  /** The canonical JSON of the entry, as signed. */
+  entry: string;
+  signature: string;
+  name: string;
+  sha256: string;
+  bytes: number;
+  duration_ms: number;
+  at: Date;
+}
+
+/** S3.12: one admitted viewer of one program; counts against the channel's capacity while fresh. */
+export interface LiveViewerSessionsTable {
+  id: string;
+  program_id: string;
+  viewer_id: string;
+  admitted_at: Date;
+  /** Last playlist or segment fetch (flushed from memory every few seconds). */
+  last_seen_at: Date;
+  /** Set when the viewer left, was replaced by its own new session, or the program ended. */
+  ended_at: Date | null;
+}
+
 export interface LiveTables {
   live_channels: LiveChannelsTable;
   live_bookings: LiveBookingsTable;
   live_booking_events: LiveBookingEventsTable;
   live_calendar_feeds: LiveCalendarFeedsTable;
+  live_segments: LiveSegmentsTable;
+  live_viewer_sessions: LiveViewerSessionsTable;
 }
 
 export const liveMigration: Migration = {
@@ -218,5 +252,37 @@ export const liveBookFunctionMigration: Migration = {
         return used;
       end
       $$`.execute(db);
+  },
+};
+
+/** #15: the streaming half — each program's signed segment log, viewer sessions, total viewers. */
+export const liveStreamingMigration: Migration = {
+  async up(db: Kysely<any>) {
+    await db.schema.alterTable('live_bookings').addColumn('viewer_total', 'integer').execute();
+    await db.schema
+      .createTable('live_segments')
+      .addColumn('program_id', 'text', (c) => c.notNull().references('live_bookings.id'))
+      .addColumn('seq', 'integer', (c) => c.notNull().check(sql`seq >= 0`))
+      .addColumn('entry', 'text', (c) => c.notNull())
+      .addColumn('signature', 'text', (c) => c.notNull())
+      .addColumn('name', 'text', (c) => c.notNull())
+      .addColumn('sha256', 'text', (c) => c.notNull())
+      .addColumn('bytes', 'integer', (c) => c.notNull())
+      .addColumn('duration_ms', 'integer', (c) => c.notNull())
+      .addColumn('at', 'timestamptz', (c) => c.notNull())
+      .addPrimaryKeyConstraint('live_segments_pk', ['program_id', 'seq'])
+      .execute();
+    await db.schema
+      .createTable('live_viewer_sessions')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('program_id', 'text', (c) => c.notNull().references('live_bookings.id'))
+      .addColumn('viewer_id', 'text', (c) => c.notNull())
+      .addColumn('admitted_at', 'timestamptz', (c) => c.notNull())
+      .addColumn('last_seen_at', 'timestamptz', (c) => c.notNull())
+      .addColumn('ended_at', 'timestamptz')
+      .execute();
+    // The admission count: a program's sessions still open.
+    await sql`create index live_viewer_sessions_open on live_viewer_sessions (program_id, last_seen_at) where ended_at is null`.execute(db);
+    await db.schema.createIndex('live_viewer_sessions_viewer').on('live_viewer_sessions').columns(['program_id', 'viewer_id']).execute();
   },
 };

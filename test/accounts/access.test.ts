@@ -27,9 +27,11 @@ describe('access rules on every route', () => {
     // assets/:file: the web app's scripts and styles (#13), the same for everyone; a content's
     // thumbnail and comments are catalog data like the content itself (S1.1, S1.4). The origin's
     // clock (S3.10), the channels and the viewers' guide (S3.11) are for everyone; a calendar
-    // feed's address is its own secret.
+    // feed's address is its own secret. A program's audience figures and signed segment log are
+    // public like its page; its playlist and segments check a viewer session (?s=) themselves,
+    // and leaving needs only that session (#15).
     for (const r of publicRoutes) {
-      assert.match(r, /^(GET \/(|health|metrics|docs|origin|time|contents|contents\/:id|contents\/:id\/manifest|contents\/:id\/thumbnail|contents\/:id\/comments|assets\/:file|live\/channels|live\/channels\/:id|live\/today|live\/guide|live\/programs\/:id|live\/feeds\/:file)|POST \/(auth\/login|users\/signup|terminals\/challenge|terminals\/login))$/, r);
+      assert.match(r, /^(GET \/(|health|metrics|docs|origin|time|contents|contents\/:id|contents\/:id\/manifest|contents\/:id\/thumbnail|contents\/:id\/comments|assets\/:file|live\/channels|live\/channels\/:id|live\/today|live\/guide|live\/programs\/:id|live\/programs\/:id\/(audience|manifest|index.m3u8|segments\/:name)|live\/feeds\/:file)|POST \/(auth\/login|users\/signup|terminals\/challenge|terminals\/login|live\/programs\/:id\/leave))$/, r);
     }
   });
 

@@ -45,7 +45,7 @@ export async function startTestOrigin(
   // content; ledger tests set signupCredit: 0 and pay their own way.
   // Agents in tests serve on loopback, which the default PEER_ADDRESSES (private) refuses: tests
   // that check the address policy itself set `peerAddresses` explicitly.
-  const config = { ...loadConfig({}), port: 0, dataDir, logLevel: 'silent', signupCredit: 1_000_000_000, peerAddresses: 'any' as const, ...opts.config };
+  const config = { ...loadConfig({}), port: 0, rtmpPort: 0, dataDir, logLevel: 'silent', signupCredit: 1_000_000_000, peerAddresses: 'any' as const, ...opts.config };
   const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
   const origin = await startOrigin({ config, clock, db, logger, resolveHost: opts.resolveHost });
   let live: Origin | null = origin;

@@ -19,7 +19,8 @@ import type { RtmpLimits } from './limits.ts';
 // has said yes and the key is not live elsewhere. A refusal is answered with
 // NetStream.Publish.BadName and the connection closed; every close is logged with its reason.
 
-export type AuthorizeResult<S> = { ok: true; session: S } | { ok: false; reason: string; tell?: string };
+/** `code`: a short stable name of the refusal for metrics (onRefused); default `refused`. */
+export type AuthorizeResult<S> = { ok: true; session: S } | { ok: false; reason: string; tell?: string; code?: string };
 
 export interface PublishStart<S> {
   /** The stream key: the publish name up to any "?" (the reservation ID). */
@@ -53,6 +54,8 @@ export interface ConnectionDeps<S> {
   limits: RtmpLimits;
   authorize(key: string, app: string, remote: string): Promise<AuthorizeResult<S>>;
   onPublish(p: PublishStart<S>): void | Promise<void>;
+  /** Called once per refused publish with the refusal's code (metrics). */
+  onRefused?(code: string): void;
   log: RtmpLog;
   live: LiveKeys;
   random: (n: number) => Buffer;
@@ -274,7 +277,7 @@ export class RtmpConnection<S = unknown> {
     this.keyHash = keyHash(key);
     if (key.length === 0 || key.length > this.deps.limits.maxKeyLength || !KEY_CHARS.test(key)) {
       // Not worth asking the application: refused as a wrong key.
-      return this.refuse(`malformed stream key (${typeof name === 'string' ? `${name.length} characters` : typeof name})`);
+      return this.refuse(`malformed stream key (${typeof name === 'string' ? `${name.length} characters` : typeof name})`, undefined, 'malformed_key');
     }
     // From here until the answer, nothing is read or sent: the publish is neither acknowledged
     // nor refused, and the peer's next bytes wait in the socket.
@@ -288,22 +291,22 @@ export class RtmpConnection<S = unknown> {
       this.clearTimer('authorize');
       this.decided(key, r);
     };
-    this.timer('authorize', l.authorizeTimeoutMs, () => decide({ ok: false, reason: `authorize gave no answer in ${l.authorizeTimeoutMs} ms` }));
+    this.timer('authorize', l.authorizeTimeoutMs, () => decide({ ok: false, reason: `authorize gave no answer in ${l.authorizeTimeoutMs} ms`, code: 'authorize_timeout' }));
     let pending: Promise<AuthorizeResult<S>>;
     try {
       pending = Promise.resolve(this.deps.authorize(key, this.app, this.remote));
     } catch (e) {
       pending = Promise.reject(e);
     }
-    pending.then(decide, (e: unknown) => decide({ ok: false, reason: `authorize failed: ${e instanceof Error ? e.message : String(e)}` }));
+    pending.then(decide, (e: unknown) => decide({ ok: false, reason: `authorize failed: ${e instanceof Error ? e.message : String(e)}`, code: 'authorize_failed' }));
   }
 
   private decided(key: string, r: AuthorizeResult<S>) {
     if (this.state !== 'authorizing') return; // closed meanwhile
     try {
-      if (!r.ok) return this.refuse(r.reason, r.tell);
+      if (!r.ok) return this.refuse(r.reason, r.tell, r.code);
       // The check and the claim are one synchronous step: two publishers of one key cannot both pass.
-      if (!this.deps.live.claim(key, this)) return this.refuse('the key is already publishing on another connection', 'Stream already publishing.');
+      if (!this.deps.live.claim(key, this)) return this.refuse('the key is already publishing on another connection', 'Stream already publishing.', 'already_live');
       this.state = 'publishing';
       this.clearTimer('publish');
       this.sendMessage(streamBegin(this.publishStream));
@@ -320,7 +323,8 @@ export class RtmpConnection<S = unknown> {
   }
 
   /** Refuses the publish: NetStream.Publish.BadName, the reason logged, the connection closed. */
-  private refuse(reason: string, tell = 'Publish refused.') {
+  private refuse(reason: string, tell = 'Publish refused.', code = 'refused') {
+    this.deps.onRefused?.(code);
     this.status(this.publishStream, 'error', 'NetStream.Publish.BadName', tell);
     this.close('refused', reason, true);
   }

@@ -17,6 +17,8 @@ export interface RtmpServerOptions<S> {
   authorize(key: string, app: string, remote: string): Promise<AuthorizeResult<S>>;
   /** Called once a publish is accepted, with the media as FLV. Must read `flv` (backpressure pauses the publisher). */
   onPublish(p: PublishStart<S>): void | Promise<void>;
+  /** Called once per refused publish with its code: authorize's `code`, or malformed_key, already_live, authorize_failed, authorize_timeout. */
+  onRefused?(code: string): void;
   log: RtmpLog;
   limits?: Partial<RtmpLimits>;
   /** S1's random bytes; crypto.randomBytes unless a test gives its own. */
@@ -65,6 +67,7 @@ export function createRtmpServer<S>(opts: RtmpServerOptions<S>): RtmpServer {
       limits,
       authorize: opts.authorize,
       onPublish: opts.onPublish,
+      onRefused: opts.onRefused,
       log: opts.log,
       live,
       random,

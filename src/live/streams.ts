@@ -1,0 +1,305 @@
+import { mkdirSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import type { Logger } from 'pino';
+import { verifyPassword } from '../accounts/passwords.ts';
+import { AttemptLimiter } from '../core/attempts.ts';
+import { monotonicMs, type WaitClock } from '../core/clock.ts';
+import { sha256Hex, type KeyPair } from '../core/crypto.ts';
+import { AppError, conflict, notFound } from '../core/errors.ts';
+import type { Principal } from '../core/http.ts';
+import type { BookingRow, BookingService } from './bookings.ts';
+import { ingestDecision, type IngestRefusal } from './ingest-rules.ts';
+import { startPackager } from './packager.ts';
+import { createRtmpServer, type PublishStart, type RtmpServer } from './rtmp/index.ts';
+import { renderPlaylist, SegmentLog, type SegmentEntry, type SignedSegmentEntry } from './segment-log.ts';
+import { connectableWindow } from './slots.ts';
+import { ViewerSessions } from './viewers.ts';
+
+// The streaming half of live channels (S3.9–S3.12, #15): RTMP ingest keyed by the reservation ID,
+// each program packaged to HLS by ffmpeg and logged segment by segment as signed entries, viewers
+// admitted by capacity and password with sessions, and the broadcaster's live figures.
+
+export interface StreamsDeps {
+  clock: WaitClock;
+  keys: KeyPair;
+  logger: Logger;
+  metrics: Registry;
+  bookings: BookingService;
+  segments: SegmentLog;
+  viewers: ViewerSessions;
+  /** Where programs' segments are written (DATA_DIR/live). */
+  dir: string;
+  segmentSeconds: number;
+  /** Media segments a live playlist lists. */
+  playlistSegments: number;
+}
+
+/** One program being published on this origin now. */
+interface OnAir {
+  programId: string;
+  key: string;
+  take: number;
+  since: number;
+  last: SegmentEntry | null;
+  /** Bytes received, by second on the monotonic clock: the current bitrate. */
+  meter: { t: number; bytes: number }[];
+  stop: AbortController;
+}
+
+export interface BroadcastStatus {
+  programId: string;
+  title: string;
+  status: string;
+  /** S3.10: the origin's clock; the client compares with its own for the offset. */
+  now: string;
+  epochMs: number;
+  start: string;
+  end: string;
+  windowEnd: string;
+  elapsedSeconds: number;
+  remainingSeconds: number;
+  channel: { id: string; name: string; capacity: number; bitrateKbps: number };
+  ingest: { live: boolean; since: string | null; take: number | null; bitrateKbps: number; segments: number };
+  viewers: { now: number; peak: number; total: number; capacity: number };
+}
+
+const METER_SECONDS = 5;
+
+export class LiveStreams {
+  readonly rtmp: RtmpServer;
+  private readonly closer = new AbortController();
+  /** Aborts when the origin stops: held connections (the status stream) end. */
+  readonly closing = this.closer.signal;
+  private readonly onAir = new Map<string, OnAir>();
+  private readonly refused: Counter<'reason'>;
+  private readonly accepted: Counter;
+  private readonly segmentsLogged: Counter;
+  private readonly passwordAttempts: AttemptLimiter;
+  /** Publishes being handled: closing waits for them to write their last segment and status. */
+  private readonly running = new Set<Promise<void>>();
+
+  constructor(private readonly deps: StreamsDeps) {
+    const log = deps.logger.child({ domain: 'live', part: 'ingest' });
+    this.refused = new Counter({ name: 'cascade_live_ingest_refused_total', help: 'Publishes refused before acknowledgement, by reason (S3.9)', labelNames: ['reason'], registers: [deps.metrics] });
+    this.accepted = new Counter({ name: 'cascade_live_ingest_accepted_total', help: 'Publishes accepted (S3.9)', registers: [deps.metrics] });
+    this.segmentsLogged = new Counter({ name: 'cascade_live_segments_total', help: 'HLS segments signed into programs’ live manifests', registers: [deps.metrics] });
+    const onAir = this.onAir;
+    new Gauge({
+      name: 'cascade_live_programs_on_air',
+      help: 'Programs being published on this origin',
+      registers: [deps.metrics],
+      collect() {
+        this.set(onAir.size);
+      },
+    });
+    this.passwordAttempts = new AttemptLimiter(deps.clock, 5, 60_000, 'wrong passwords for this program');
+    this.rtmp = createRtmpServer<BookingRow>({
+      log,
+      authorize: (key, app) => this.authorize(key, app),
+      onPublish: (p) => this.track(this.publish(p, log)),
+      onRefused: (code) => this.refused.inc({ reason: code }),
+    });
+  }
+
+  private track(p: Promise<void>): Promise<void> {
+    this.running.add(p);
+    return p.finally(() => this.running.delete(p));
+  }
+
+  // ---- S3.9 ingest ----
+
+  private async authorize(key: string, app: string) {
+    const row = await this.deps.bookings.forIngest(key);
+    const d = ingestDecision(app, row && { status: row.status, startAt: row.start_at.getTime(), endAt: row.end_at.getTime() }, this.deps.clock.now());
+    if (!d.ok) return { ok: false as const, reason: d.reason, tell: d.tell, code: d.code };
+    return { ok: true as const, session: row! };
+  }
+
+  private async publish(p: PublishStart<BookingRow>, log: Logger) {
+    const row = p.session;
+    this.accepted.inc();
+    const last = await this.deps.segments.last(row.id);
+    const take = (await this.takesSoFar(row.id)) + 1;
+    const w = connectableWindow(row.start_at.getTime(), row.end_at.getTime());
+    if (!(await this.deps.bookings.markLive(row.id, `on air (take ${take}) from ${p.remote}`))) {
+      this.rtmp.end(p.key, 'the booking can no longer go live');
+      return;
+    }
+    const air: OnAir = { programId: row.id, key: p.key, take, since: this.deps.clock.now(), last, meter: [], stop: new AbortController() };
+    this.onAir.set(row.id, air);
+    p.flv.on('data', (chunk: Buffer) => this.meter(air, chunk.length));
+    const dir = path.join(this.deps.dir, row.id);
+    mkdirSync(dir, { recursive: true });
+    const prefix = `t${take}_`;
+    const packager = startPackager({
+      dir,
+      prefix,
+      flv: p.flv,
+      bitrateKbps: row.channel_bitrate_kbps,
+      segmentSeconds: this.deps.segmentSeconds,
+      log,
+      onSegment: async (seg) => {
+        const bytes = await readFile(seg.file);
+        const signed = await this.deps.segments.append(row.id, air.last, { name: seg.name, init: `${prefix}init.mp4`, sha256: sha256Hex(bytes), bytes: bytes.length, durationMs: seg.durationMs }, this.deps.clock.now());
+        air.last = signed.entry;
+        this.segmentsLogged.inc();
+      },
+    });
+    // S3.13 (the part this issue needs): the connection is cut when the connectable window closes.
+    void this.deps.clock.sleepUntil(w.to, air.stop.signal).then(() => {
+      if (!air.stop.signal.aborted) this.rtmp.end(p.key, 'the connectable window closed');
+    });
+    const ended = await p.ended;
+    air.stop.abort();
+    const packaged = await packager.done;
+    if (packaged.error) log.warn({ program: row.id, err: packaged.error }, 'live packaging stopped with an error');
+    this.onAir.delete(row.id);
+    await this.deps.bookings.markOffAir(row.id, `off air (take ${take}): ${ended.detail}`);
+    if (this.deps.clock.now() >= w.to) await this.deps.viewers.endProgram(row.id);
+  }
+
+  private async takesSoFar(programId: string): Promise<number> {
+    const inits = await this.deps.segments.list(programId);
+    return inits.filter((e) => e.entry.durationMs === 0).length;
+  }
+
+  private meter(air: OnAir, bytes: number) {
+    const t = Math.floor(monotonicMs() / 1000);
+    const lastBucket = air.meter[air.meter.length - 1];
+    if (lastBucket && lastBucket.t === t) lastBucket.bytes += bytes;
+    else air.meter.push({ t, bytes });
+    while (air.meter.length > METER_SECONDS + 1) air.meter.shift();
+  }
+
+  /** Incoming bitrate over the last full seconds (kbit/s). */
+  private bitrate(air: OnAir | undefined): number {
+    if (!air) return 0;
+    const now = Math.floor(monotonicMs() / 1000);
+    const full = air.meter.filter((b) => b.t < now && b.t >= now - METER_SECONDS);
+    if (full.length === 0) return 0;
+    const span = Math.min(METER_SECONDS, now - full[0].t);
+    return Math.round((full.reduce((s, b) => s + b.bytes, 0) * 8) / 1000 / Math.max(1, span));
+  }
+
+  isOnAir(programId: string): boolean {
+    return this.onAir.has(programId);
+  }
+
+  // ---- S3.11, S3.12 admission ----
+
+  /** Admits the caller to a program that is on air: its password where it has one, then a place in the channel. */
+  async admit(p: Principal, programId: string, password: string | undefined) {
+    const row = await this.deps.bookings.rowForProgram(programId);
+    // A Secret program is not found by anyone who does not have its ID; a cancelled one is gone.
+    if (!row || row.status === 'cancelled') throw notFound('unknown_program', `No program ${programId}.`);
+    if (row.status === 'done') throw conflict('program_over', `This program ended at ${row.end_at.toISOString()}.`);
+    if (!this.onAir.has(programId)) {
+      throw new AppError('not_live', `The program is not on air${this.deps.clock.now() < row.start_at.getTime() ? `: it starts at ${row.start_at.toISOString()}` : ' right now (the broadcaster is not sending)'}. Try again then.`, 409, { start: row.start_at.toISOString() });
+    }
+    if (row.password_hash) {
+      const attemptKey = `${programId}:${p.userId}`;
+      this.passwordAttempts.check(attemptKey);
+      if (!password) throw new AppError('viewer_password_required', 'This program needs its password.', 401);
+      if (!(await verifyPassword(password, row.password_hash))) {
+        this.passwordAttempts.fail(attemptKey);
+        throw new AppError('wrong_password', 'That is not the program’s password.', 403);
+      }
+    }
+    const admitted = await this.deps.viewers.admit({ programId, channelId: row.channel_id, capacity: row.channel_capacity, viewerId: p.userId });
+    return {
+      session: admitted.session.token,
+      playlist: `/live/programs/${programId}/index.m3u8?s=${encodeURIComponent(admitted.session.token)}`,
+      viewers: admitted.viewers,
+      capacity: row.channel_capacity,
+      idleSeconds: Math.round(this.deps.viewers.idleMs / 1000),
+    };
+  }
+
+  /** The program's playlist for a viewer holding `token`. */
+  async playlist(programId: string, token: string | undefined): Promise<string> {
+    await this.deps.viewers.use(token, programId);
+    const row = await this.deps.bookings.rowForProgram(programId);
+    if (!row) throw notFound('unknown_program', `No program ${programId}.`);
+    const onAir = this.onAir.has(programId);
+    const ended = !onAir && (row.status === 'done' || this.deps.clock.now() >= connectableWindow(row.start_at.getTime(), row.end_at.getTime()).to);
+    const media = await this.deps.segments.tail(programId, ended ? 100_000 : this.deps.playlistSegments);
+    if (media.length === 0) throw new AppError('no_segments_yet', 'The first segment is being made; ask again in a second.', 503, { retryAfterSeconds: 1 });
+    const s = encodeURIComponent(token!);
+    return renderPlaylist({ media, ended, targetSeconds: this.deps.segmentSeconds, uri: (name) => `segments/${name}?s=${s}` });
+  }
+
+  /** A segment file of the program for a viewer holding `token`, checked against the program's log. */
+  async segment(programId: string, name: string, token: string | undefined): Promise<Buffer> {
+    await this.deps.viewers.use(token, programId);
+    if (!/^t\d{1,6}_(init\.mp4|seg_\d{6,9}\.m4s)$/.test(name)) throw notFound('unknown_segment', `No segment ${name}.`);
+    const logged = await this.deps.segments.has(programId, name);
+    if (!logged) throw notFound('unknown_segment', `No segment ${name} in this program.`);
+    const bytes = await readFile(path.join(this.deps.dir, programId, name));
+    // What is served is what was signed: a file changed on disk is not sent.
+    if (sha256Hex(bytes) !== logged.sha256) throw new AppError('segment_corrupt', `Segment ${name} does not match the program's signed log.`, 500);
+    return bytes;
+  }
+
+  async leave(programId: string, token: string) {
+    await this.deps.viewers.leave(token, programId);
+  }
+
+  /** The signed live manifest (entries after `after`), for relays and checkers. */
+  async manifest(programId: string, after: number): Promise<{ programId: string; originKey: string; entries: SignedSegmentEntry[] }> {
+    const row = await this.deps.bookings.rowForProgram(programId);
+    if (!row || row.status === 'cancelled') throw notFound('unknown_program', `No program ${programId}.`);
+    return { programId, originKey: this.deps.keys.publicKeyB64, entries: await this.deps.segments.list(programId, after, 1000) };
+  }
+
+  /** Viewers now, peak and total: public figures of a program. */
+  async audience(programId: string) {
+    const row = await this.deps.bookings.rowForProgram(programId);
+    if (!row || row.status === 'cancelled') throw notFound('unknown_program', `No program ${programId}.`);
+    return { programId, onAir: this.onAir.has(programId), viewers: await this.deps.viewers.watching(programId), capacity: row.channel_capacity, peak: row.viewer_peak ?? 0, total: row.viewer_total ?? 0 };
+  }
+
+  // ---- S3.10 the broadcaster's view ----
+
+  async status(p: Principal, programId: string): Promise<BroadcastStatus> {
+    const booking = await this.deps.bookings.get(p, programId); // the broadcaster's own (or an operator)
+    const row = (await this.deps.bookings.rowForProgram(programId))!;
+    const now = this.deps.clock.now();
+    const air = this.onAir.get(programId);
+    const start = row.start_at.getTime();
+    const end = row.end_at.getTime();
+    const segments = air?.last ? air.last.media - (air.last.durationMs > 0 ? 0 : 1) : 0;
+    return {
+      programId,
+      title: booking.title,
+      status: booking.status,
+      now: new Date(now).toISOString(),
+      epochMs: now,
+      start: booking.start,
+      end: booking.end,
+      windowEnd: booking.connectableWindow.to,
+      elapsedSeconds: Math.max(0, Math.floor((now - start) / 1000)),
+      remainingSeconds: Math.max(0, Math.ceil((end - now) / 1000)),
+      channel: { id: row.channel_id, name: row.channel_name, capacity: row.channel_capacity, bitrateKbps: row.channel_bitrate_kbps },
+      ingest: { live: !!air, since: air ? new Date(air.since).toISOString() : null, take: air?.take ?? null, bitrateKbps: this.bitrate(air), segments },
+      viewers: { now: await this.deps.viewers.watching(programId), peak: row.viewer_peak ?? 0, total: row.viewer_total ?? 0, capacity: row.channel_capacity },
+    };
+  }
+
+  // ---- running ----
+
+  async listen(port: number, host: string) {
+    return this.rtmp.listen(port, host);
+  }
+
+  async close() {
+    this.closer.abort();
+    for (const air of this.onAir.values()) air.stop.abort();
+    await this.rtmp.close();
+    await Promise.allSettled([...this.running]);
+    await this.deps.viewers.flush().catch(() => {});
+  }
+}
+
+export type { IngestRefusal };
