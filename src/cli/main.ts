@@ -15,6 +15,7 @@ import { registerCatalog } from './catalog.ts';
 import { registerUser } from './user.ts';
 import { registerChannel } from './channel.ts';
 import { registerReserve, registerTime } from './reserve.ts';
+import { registerLive } from './live.ts';
 import { registerOutbox } from './outbox.ts';
 import { endQuietlyOnClosedPipe } from './output.ts';
 
@@ -45,6 +46,7 @@ registerUser(program);
 registerChannel(program);
 registerReserve(program);
 registerTime(program);
+registerLive(program);
 // `outbox` (operators: the mail outbox, S3.8).
 registerOutbox(program);
 

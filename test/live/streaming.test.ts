@@ -1,11 +1,15 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { verifySegmentLog, type SignedSegmentEntry } from '../../src/live/segment-log.ts';
 import { snapshotTables, testEngines } from '../helpers/db.ts';
 import { broadcast, FFPROBE, requireFfmpeg, type Broadcast } from '../helpers/ffmpeg.ts';
 import { startTestOrigin, type TestOrigin } from '../helpers/origin.ts';
+import { CLI, runCli } from '../helpers/processes.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 // #15 through real processes: Debian's ffmpeg publishes over RTMP into a reservation; ingest
@@ -247,6 +251,34 @@ describe(`live streaming with ffmpeg (${engine.name})`, () => {
     assert.equal(second.epochMs - first.epochMs, 1000, 'one event a second of the origin clock');
     assert.equal(second.remainingSeconds, first.remainingSeconds - 1);
     ac.abort();
+
+    // The same from the command line: `cascade live status`, once and --follow.
+    const home = mkdtempSync(path.join(os.tmpdir(), 'cascade-live-'));
+    writeFileSync(path.join(home, 'profile.json'), JSON.stringify({ origin: o.url, token: caster.token, username: 'caster', originKey: o.keys.publicKeyB64 }), { mode: 0o600 });
+    const env = { TZ: 'UTC', CASCADE_ORIGIN: '' };
+    const once = await runCli(['live', 'status', program.id], { home, env });
+    assert.equal(once.code, 0, once.stderr);
+    assert.match(once.stdout, /ON AIR since \d\d:\d\d:\d\d \(take 1\)/);
+    assert.match(once.stdout, /channel {3}Stage {2}\(capacity 3 viewers, 600 kbit\/s\)/);
+    assert.match(once.stdout, /clock {5}origin 2026-06-15 08:5\d:\d\d UTC; your clock is \d+ s \(about [\d.]+ h\) ahead of the origin's/, 'the offset from the origin clock');
+    assert.match(once.stdout, /time {6}starts in 0:0\d:\d\d · slot ends 09:30:00/);
+    assert.match(once.stdout, /bitrate {3}\d+ kbit\/s received; the channel carries 600/);
+    assert.match(once.stdout, /viewers {3}1 now of 3 · peak 3 · total \d+/);
+    const strangerHome = mkdtempSync(path.join(os.tmpdir(), 'cascade-live-'));
+    writeFileSync(path.join(strangerHome, 'profile.json'), JSON.stringify({ origin: o.url, token: stranger.token, username: 'x', originKey: o.keys.publicKeyB64 }), { mode: 0o600 });
+    const refused = await runCli(['--json', 'live', 'status', program.id], { home: strangerHome, env });
+    assert.equal(refused.code, 1);
+    assert.equal(JSON.parse(refused.stdout).error.code, 'unknown_booking');
+    const follow = spawn(process.execPath, [CLI, '--json', 'live', 'status', program.id, '--follow'], { env: { ...process.env, CASCADE_HOME: home, ...env } });
+    let out = '';
+    follow.stdout.on('data', (d) => (out += d));
+    await waitFor(() => out.split('\n').length > 1, 'a first status line from --follow');
+    o.clock.advance(1000);
+    await waitFor(() => out.split('\n').length > 2, 'a second status line a second of origin time later');
+    follow.kill();
+    const [a, b] = out.trim().split('\n').map((l) => JSON.parse(l));
+    assert.equal(b.epochMs - a.epochMs, 1000);
+    assert.ok(a.offsetMs < -3_600_000, 'the offset is carried with each line');
   });
 
   test('S3.13 (part): the window’s end cuts the publisher; the playlist ends; the program is done once swept', LIMIT, async () => {
