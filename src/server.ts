@@ -122,13 +122,14 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
   mail.start();
   transfer.start();
   await schedule.start();
+  await live.listen();
   await app.listen({ host: config.host, port: config.port });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   const url = `http://${config.host}:${port}`;
   listeningUrl = url;
   await peers.listeningAt(config.host, port);
-  await live.start();
+  live.start();
   logger.info({ url, engine: db.engine, dataDir: config.dataDir }, 'origin listening');
 
   return {

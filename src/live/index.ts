@@ -7,6 +7,7 @@ import type { AccountService } from '../accounts/service.ts';
 import { every, type WaitClock } from '../core/clock.ts';
 import type { Config } from '../core/config.ts';
 import type { KeyPair } from '../core/crypto.ts';
+import { AppError } from '../core/errors.ts';
 import type { Db } from '../db/connection.ts';
 import type { Ledger } from '../ledger/ledger.ts';
 import type { Wallets } from '../ledger/wallets.ts';
@@ -106,15 +107,23 @@ export function liveDomain(deps: {
     deadlines,
     streams,
     plugin,
-    /** Starts the deadline job, the viewer-session writer and the RTMP ingest on RTMP_PORT. */
-    async start() {
+    /** RTMP ingest on RTMP_PORT (before the HTTP server, so a port in use stops the start with a clear reason). */
+    async listen() {
+      try {
+        const a = await streams.listen(config.rtmpPort, config.host);
+        logger.info({ rtmp: `rtmp://${config.host}:${a.port}/live` }, 'live ingest listening');
+      } catch (e) {
+        if ((e as { code?: string }).code !== 'EADDRINUSE') throw e;
+        throw new AppError('rtmp_port_in_use', `RTMP_PORT ${config.rtmpPort} is in use on ${config.host} (another origin or RTMP server?): stop it, or set RTMP_PORT to a free port (0 picks one).`, 500);
+      }
+    },
+    /** Starts the deadline job and the viewer-session writer. */
+    start() {
       deadlines.start();
       // Fetch times reach the table well inside the idle time, so a watching viewer always counts.
       void every(clock, Math.min(5000, config.liveViewerIdleSeconds * 333), flushing.signal, () =>
         viewers.flush().catch((e: unknown) => logger.warn({ err: String(e) }, 'viewer sessions not written')),
       );
-      const a = await streams.listen(config.rtmpPort, config.host);
-      logger.info({ rtmp: `rtmp://${config.host}:${a.port}/live` }, 'live ingest listening');
     },
     async stop() {
       deadlines.stop();

@@ -118,6 +118,17 @@ export class SegmentLog {
     return rows.map((r) => JSON.parse(r.entry) as SegmentEntry).reverse();
   }
 
+  /** How many takes (initialisation entries) `program` has had. */
+  async takes(program: string): Promise<number> {
+    const r = await this.deps.db
+      .selectFrom('live_segments')
+      .select((eb) => eb.fn.countAll<number>().as('n'))
+      .where('program_id', '=', program)
+      .where('duration_ms', '=', 0)
+      .executeTakeFirstOrThrow();
+    return Number(r.n);
+  }
+
   /** The last entry of `program`, to append after. */
   async last(program: string): Promise<SegmentEntry | null> {
     const r = await this.deps.db.selectFrom('live_segments').select('entry').where('program_id', '=', program).orderBy('seq', 'desc').limit(1).executeTakeFirst();

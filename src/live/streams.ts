@@ -121,7 +121,7 @@ export class LiveStreams {
     const row = p.session;
     this.accepted.inc();
     const last = await this.deps.segments.last(row.id);
-    const take = (await this.takesSoFar(row.id)) + 1;
+    const take = (await this.deps.segments.takes(row.id)) + 1;
     const w = connectableWindow(row.start_at.getTime(), row.end_at.getTime());
     if (!(await this.deps.bookings.markLive(row.id, `on air (take ${take}) from ${p.remote}`))) {
       this.rtmp.end(p.key, 'the booking can no longer go live');
@@ -158,11 +158,6 @@ export class LiveStreams {
     this.onAir.delete(row.id);
     await this.deps.bookings.markOffAir(row.id, `off air (take ${take}): ${ended.detail}`);
     if (this.deps.clock.now() >= w.to) await this.deps.viewers.endProgram(row.id);
-  }
-
-  private async takesSoFar(programId: string): Promise<number> {
-    const inits = await this.deps.segments.list(programId);
-    return inits.filter((e) => e.entry.durationMs === 0).length;
   }
 
   private meter(air: OnAir, bytes: number) {
