@@ -1,6 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { LRUCache } from 'lru-cache';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import { verifyPassword } from '../accounts/passwords.ts';
@@ -43,6 +44,8 @@ interface OnAir {
   take: number;
   since: number;
   last: SegmentEntry | null;
+  /** The media entries a live playlist lists, newest last: playlists of a program on air are made from memory. */
+  recent: SegmentEntry[];
   /** Bytes received, by second on the monotonic clock: the current bitrate. */
   meter: { t: number; bytes: number }[];
   stop: AbortController;
@@ -77,6 +80,8 @@ export class LiveStreams {
   private readonly accepted: Counter;
   private readonly segmentsLogged: Counter;
   private readonly passwordAttempts: AttemptLimiter;
+  /** Segments as logged, by program/name: the live edge is asked for by every viewer at once. Bounded by bytes. */
+  private readonly served = new LRUCache<string, Buffer>({ maxSize: 64 * 1024 * 1024, sizeCalculation: (b) => Math.max(1, b.length) });
   /** Publishes being handled: closing waits for them to write their last segment and status. */
   private readonly running = new Set<Promise<void>>();
 
@@ -127,7 +132,8 @@ export class LiveStreams {
       this.rtmp.end(p.key, 'the booking can no longer go live');
       return;
     }
-    const air: OnAir = { programId: row.id, key: p.key, take, since: this.deps.clock.now(), last, meter: [], stop: new AbortController() };
+    const recent = await this.deps.segments.tail(row.id, this.deps.playlistSegments);
+    const air: OnAir = { programId: row.id, key: p.key, take, since: this.deps.clock.now(), last, recent, meter: [], stop: new AbortController() };
     this.onAir.set(row.id, air);
     p.flv.on('data', (chunk: Buffer) => this.meter(air, chunk.length));
     const dir = path.join(this.deps.dir, row.id);
@@ -144,6 +150,8 @@ export class LiveStreams {
         const bytes = await readFile(seg.file);
         const signed = await this.deps.segments.append(row.id, air.last, { name: seg.name, init: `${prefix}init.mp4`, sha256: sha256Hex(bytes), bytes: bytes.length, durationMs: seg.durationMs }, this.deps.clock.now());
         air.last = signed.entry;
+        if (signed.entry.durationMs > 0) air.recent = [...air.recent, signed.entry].slice(-this.deps.playlistSegments);
+        this.served.set(`${row.id}/${seg.name}`, bytes);
         this.segmentsLogged.inc();
       },
     });
@@ -212,28 +220,40 @@ export class LiveStreams {
     };
   }
 
-  /** The program's playlist for a viewer holding `token`. */
+  /** The program's playlist for a viewer holding `token`: from memory while on air, else from the log. */
   async playlist(programId: string, token: string | undefined): Promise<string> {
     await this.deps.viewers.use(token, programId);
-    const row = await this.deps.bookings.rowForProgram(programId);
-    if (!row) throw notFound('unknown_program', `No program ${programId}.`);
-    const onAir = this.onAir.has(programId);
-    const ended = !onAir && (row.status === 'done' || this.deps.clock.now() >= connectableWindow(row.start_at.getTime(), row.end_at.getTime()).to);
-    const media = await this.deps.segments.tail(programId, ended ? 100_000 : this.deps.playlistSegments);
+    const air = this.onAir.get(programId);
+    let media: SegmentEntry[];
+    let ended = false;
+    if (air) media = air.recent;
+    else {
+      const row = await this.deps.bookings.rowForProgram(programId);
+      if (!row) throw notFound('unknown_program', `No program ${programId}.`);
+      ended = row.status === 'done' || this.deps.clock.now() >= connectableWindow(row.start_at.getTime(), row.end_at.getTime()).to;
+      media = await this.deps.segments.tail(programId, ended ? 100_000 : this.deps.playlistSegments);
+    }
     if (media.length === 0) throw new AppError('no_segments_yet', 'The first segment is being made; ask again in a second.', 503, { retryAfterSeconds: 1 });
     const s = encodeURIComponent(token!);
     return renderPlaylist({ media, ended, targetSeconds: this.deps.segmentSeconds, uri: (name) => `segments/${name}?s=${s}` });
   }
 
-  /** A segment file of the program for a viewer holding `token`, checked against the program's log. */
+  /**
+   * A segment of the program for a viewer holding `token`: one the program's log holds, with the
+   * bytes it signed. Recent segments come from memory (every viewer asks for the same few);
+   * others are read from disk and checked against their logged SHA-256 first.
+   */
   async segment(programId: string, name: string, token: string | undefined): Promise<Buffer> {
     await this.deps.viewers.use(token, programId);
+    const cached = this.served.get(`${programId}/${name}`);
+    if (cached) return cached;
     if (!/^t\d{1,6}_(init\.mp4|seg_\d{6,9}\.m4s)$/.test(name)) throw notFound('unknown_segment', `No segment ${name}.`);
     const logged = await this.deps.segments.has(programId, name);
     if (!logged) throw notFound('unknown_segment', `No segment ${name} in this program.`);
     const bytes = await readFile(path.join(this.deps.dir, programId, name));
     // What is served is what was signed: a file changed on disk is not sent.
     if (sha256Hex(bytes) !== logged.sha256) throw new AppError('segment_corrupt', `Segment ${name} does not match the program's signed log.`, 500);
+    this.served.set(`${programId}/${name}`, bytes);
     return bytes;
   }
 
