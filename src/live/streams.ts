@@ -79,6 +79,7 @@ export class LiveStreams {
   private readonly refused: Counter<'reason'>;
   private readonly accepted: Counter;
   private readonly segmentsLogged: Counter;
+  private readonly admissions: Counter<'result'>;
   private readonly passwordAttempts: AttemptLimiter;
   /** Segments as logged, by program/name: the live edge is asked for by every viewer at once. Bounded by bytes. */
   private readonly served = new LRUCache<string, Buffer>({ maxSize: 64 * 1024 * 1024, sizeCalculation: (b) => Math.max(1, b.length) });
@@ -89,6 +90,7 @@ export class LiveStreams {
     const log = deps.logger.child({ domain: 'live', part: 'ingest' });
     this.refused = new Counter({ name: 'cascade_live_ingest_refused_total', help: 'Publishes refused before acknowledgement, by reason (S3.9)', labelNames: ['reason'], registers: [deps.metrics] });
     this.accepted = new Counter({ name: 'cascade_live_ingest_accepted_total', help: 'Publishes accepted (S3.9)', registers: [deps.metrics] });
+    this.admissions = new Counter({ name: 'cascade_live_admissions_total', help: 'Viewers joining programs, by result: admitted or the refusal code (S3.11, S3.12)', labelNames: ['result'], registers: [deps.metrics] });
     this.segmentsLogged = new Counter({ name: 'cascade_live_segments_total', help: 'HLS segments signed into programs’ live manifests', registers: [deps.metrics] });
     const onAir = this.onAir;
     new Gauge({
@@ -194,6 +196,17 @@ export class LiveStreams {
 
   /** Admits the caller to a program that is on air: its password where it has one, then a place in the channel. */
   async admit(p: Principal, programId: string, password: string | undefined) {
+    try {
+      const r = await this.admitOnce(p, programId, password);
+      this.admissions.inc({ result: 'admitted' });
+      return r;
+    } catch (e) {
+      this.admissions.inc({ result: e instanceof AppError ? e.code : 'error' });
+      throw e;
+    }
+  }
+
+  private async admitOnce(p: Principal, programId: string, password: string | undefined) {
     const row = await this.deps.bookings.rowForProgram(programId);
     // A Secret program is not found by anyone who does not have its ID; a cancelled one is gone.
     if (!row || row.status === 'cancelled') throw notFound('unknown_program', `No program ${programId}.`);

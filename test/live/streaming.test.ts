@@ -195,6 +195,8 @@ describe(`live streaming with ffmpeg (${engine.name})`, () => {
       assert.match(r.body.error.message, /full: 3 of 3 viewers/);
       assert.equal(r.body.error.details.capacity, CAPACITY);
     }
+    const metrics = String((await o.call('GET', '/metrics')).body);
+    assert.match(metrics, new RegExp(`cascade_live_admissions_total\\{result="channel_full"\\} ${CAPACITY}\\b`), 'refusals are counted by code');
     const audience = await o.call('GET', `/live/programs/${program.id}/audience`);
     assert.deepEqual([audience.body.viewers, audience.body.capacity, audience.body.onAir], [CAPACITY, CAPACITY, true]);
     // Joining again replaces one's own session: it does not take a second place.
