@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify';
-import { errorSchema } from '../core/http.ts';
+import { errorSchema, bearerToken } from '../core/http.ts';
 import { MAX_EMAIL_LENGTH } from '../core/email-address.ts';
 import { MAX_WEB_PAGE_LENGTH, type AccountService } from './service.ts';
 import { ROLES, type Role } from './tables.ts';
@@ -128,13 +128,13 @@ export function accountRoutes(accounts: AccountService): FastifyPluginAsync {
     app.put<{ Body: { currentPassword: string; newPassword: string } }>('/auth/password', {
       config: { access: 'user' },
       schema: {
-        summary: 'Change this account’s own password (the current one is required); tokens already issued stay valid',
+        summary: 'Change this account’s own password (the current one is required); the account’s other sessions are signed out (this one stays; terminals stay)',
         tags: ['accounts'],
         body: { type: 'object', required: ['currentPassword', 'newPassword'], additionalProperties: false, properties: { currentPassword: password, newPassword: password } },
         response: { 400: errorSchema, 401: errorSchema },
       },
       handler: async (req, reply) => {
-        await accounts.changePassword(req.principal!.userId, req.body.currentPassword, req.body.newPassword);
+        await accounts.changePassword(req.principal!.userId, req.body.currentPassword, req.body.newPassword, bearerToken(req.headers.authorization));
         reply.code(204).send();
       },
     });
@@ -142,7 +142,7 @@ export function accountRoutes(accounts: AccountService): FastifyPluginAsync {
     app.put<{ Params: { id: string }; Body: { password: string } }>('/users/:id/password', {
       config: { access: ['operator'] },
       schema: {
-        summary: 'Set another account’s password (an operator’s reset); tokens already issued stay valid',
+        summary: 'Set another account’s password (an operator’s reset); that account’s sessions are signed out (its terminals stay)',
         tags: ['accounts'],
         params: idParams,
         body: { type: 'object', required: ['password'], additionalProperties: false, properties: { password } },

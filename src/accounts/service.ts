@@ -75,18 +75,33 @@ export class AccountService {
     return { items, nextCursor: rows.length > opts.limit ? items.at(-1)!.username : null };
   }
 
-  /** Changes one's own password: the current one must be right (a stolen session alone cannot lock the owner out). */
-  async changePassword(userId: string, currentPassword: string, newPassword: string): Promise<void> {
+  /**
+   * Changes one's own password: the current one must be right (a stolen session alone cannot
+   * lock the owner out). Every other session of the account is signed out; `currentToken`, the
+   * one asking, stays.
+   */
+  async changePassword(userId: string, currentPassword: string, newPassword: string, currentToken?: string): Promise<{ signedOut: number }> {
     const row = await this.db.selectFrom('users').select('password_hash').where('id', '=', userId).executeTakeFirst();
     if (!row || !(await verifyPassword(currentPassword, row.password_hash))) throw unauthorized('bad_credentials', 'The current password is wrong; nothing changed.');
-    await this.setPassword(userId, newPassword);
+    return this.setPassword(userId, newPassword, currentToken);
   }
 
-  /** Sets an account's password (an operator's reset, or after changePassword's check). */
-  async setPassword(userId: string, password: string): Promise<void> {
+  /**
+   * Sets an account's password (an operator's reset, or after changePassword's check) and signs
+   * out the account's sessions but `keepToken`: whoever knew the old password (or held a session
+   * got with it) is out. Terminals' session tokens stay: devices sign in with their own keys.
+   */
+  async setPassword(userId: string, password: string, keepToken?: string): Promise<{ signedOut: number }> {
     checkStrength(password);
-    const updated = await this.db.updateTable('users').set({ password_hash: await hashPassword(password) }).where('id', '=', userId).executeTakeFirst();
-    if (!updated.numUpdatedRows) throw notFound('unknown_user', `No user ${userId}.`);
+    const hash = await hashPassword(password);
+    return this.db.transaction().execute(async (trx) => {
+      const updated = await trx.updateTable('users').set({ password_hash: hash }).where('id', '=', userId).executeTakeFirst();
+      if (!updated.numUpdatedRows) throw notFound('unknown_user', `No user ${userId}.`);
+      let q = trx.deleteFrom('api_tokens').where('user_id', '=', userId).where('terminal_id', 'is', null);
+      if (keepToken) q = q.where('token_hash', '<>', sha256Hex(keepToken));
+      const deleted = await q.executeTakeFirst();
+      return { signedOut: Number(deleted.numDeletedRows) };
+    });
   }
 
   async usernames(ids: string[]): Promise<Map<string, string>> {

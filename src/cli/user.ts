@@ -133,12 +133,12 @@ export function registerUser(program: Command) {
         const password = await newPassword();
         doneAsking();
         await a.request('PUT', `/users/${found.id}/password`, { json: { password } });
-        return out(program.opts().json, { username: found.username, changed: true }, `password of ${found.username} reset; tokens already issued stay valid`);
+        return out(program.opts().json, { username: found.username, changed: true }, `password of ${found.username} reset; its sessions are signed out (its terminals stay signed in)`);
       }
       const currentPassword = await ask('current password: ', { secret: true });
       const password = await askNewPassword();
       doneAsking();
       await a.request('PUT', '/auth/password', { json: { currentPassword, newPassword: password } });
-      out(program.opts().json, { changed: true }, 'password changed; tokens already issued stay valid');
+      out(program.opts().json, { changed: true }, 'password changed; your other sessions are signed out (this one and your terminals stay)');
     });
 }

@@ -156,11 +156,16 @@ function describeAccess(access: Access): string {
   }[access];
 }
 
-async function authenticate(req: FastifyRequest, resolve: TokenResolver): Promise<Principal> {
-  const header = req.headers.authorization;
+/** The token of an `Authorization: Bearer …` header, or undefined. */
+export function bearerToken(header: string | undefined): string | undefined {
   const m = header && /^Bearer\s+(\S+)$/i.exec(header);
-  if (!m) throw new AppError('unauthenticated', 'Sign in first: send "Authorization: Bearer <token>".', 401);
-  const principal = await resolve(m[1]);
+  return m ? m[1] : undefined;
+}
+
+async function authenticate(req: FastifyRequest, resolve: TokenResolver): Promise<Principal> {
+  const token = bearerToken(req.headers.authorization);
+  if (!token) throw new AppError('unauthenticated', 'Sign in first: send "Authorization: Bearer <token>".', 401);
+  const principal = await resolve(token);
   if (!principal) throw new AppError('invalid_token', 'The token is unknown or has expired; sign in again.', 401);
   return principal;
 }

@@ -129,6 +129,7 @@ for (const engine of testEngines()) {
     test('PUT /auth/password changes one\'s own password; refusals change nothing (issue 12 #2)', async () => {
       const made = await origin.accounts.createUser('pw-owner', 'old-long-password', ['member']);
       const { token } = await origin.accounts.login('pw-owner', 'old-long-password');
+      const other = (await origin.accounts.login('pw-owner', 'old-long-password')).token; // another browser, or a thief's
       const before = await snapshotTables(origin.db.db);
       const cases: [unknown, number, string][] = [
         [{ currentPassword: 'not-the-password', newPassword: 'new-long-password' }, 401, 'bad_credentials'],
@@ -145,12 +146,14 @@ for (const engine of testEngines()) {
       assert.equal(ok.status, 204);
       assert.equal((await origin.call('POST', '/auth/login', { json: { username: 'pw-owner', password: 'old-long-password' } })).status, 401);
       assert.equal((await origin.call('POST', '/auth/login', { json: { username: 'pw-owner', password: 'new-long-password' } })).status, 200);
-      assert.equal((await origin.call('GET', '/auth/me', { token })).body.id, made.id, 'tokens already issued stay valid');
+      assert.equal((await origin.call('GET', '/auth/me', { token })).body.id, made.id, 'the session that changed it stays');
+      assert.equal((await origin.call('GET', '/auth/me', { token: other })).body.error.code, 'invalid_token', 'every other session is signed out');
     });
 
     test('PUT /users/:id/password: an operator resets another account\'s password; refusals change nothing (issue 12 #2)', async () => {
       const op = await origin.userWithRoles(['operator']);
       const victim = await origin.accounts.createUser('pw-victim', 'victim-long-password', ['member']);
+      const victimSession = (await origin.accounts.login('pw-victim', 'victim-long-password')).token;
       const stranger = await origin.userWithRoles(['publisher', 'store', 'premium', 'member']);
       const before = await snapshotTables(origin.db.db);
       const cases: [string | undefined, string, unknown, number, string][] = [
@@ -168,6 +171,7 @@ for (const engine of testEngines()) {
       const ok = await origin.call('PUT', `/users/${victim.id}/password`, { token: op.token, json: { password: 'reset-long-password' } });
       assert.equal(ok.status, 204);
       assert.equal((await origin.call('POST', '/auth/login', { json: { username: 'pw-victim', password: 'reset-long-password' } })).status, 200);
+      assert.equal((await origin.call('GET', '/auth/me', { token: victimSession })).body.error.code, 'invalid_token', "the account's sessions are signed out");
     });
 
     test('expired tokens are refused (injected clock)', async () => {

@@ -206,7 +206,7 @@ function UserEditor({ user, onChanged, onClose }: { user: User; onChanged: (u: U
               placeRefusal(err, { weak_password: 'password' });
             }
             setPassword('');
-            setSaved(`New password set for ${user.username}; sessions already open stay valid.`);
+            setSaved(`New password set for ${user.username}; their sessions are signed out.`);
           });
         }}
       >
