@@ -56,6 +56,8 @@ export interface Config {
   liveSegmentSeconds: number;
   /** S3.12: a viewer who fetches nothing this long stops counting against capacity (LIVE_VIEWER_IDLE_SECONDS). */
   liveViewerIdleSeconds: number;
+  /** #15: the ffmpeg that packages live programs (FFMPEG; default `ffmpeg` on PATH). */
+  ffmpeg: string;
   /** S3.6: a booking must be reconfirmed this many hours before its start (LIVE_RECONFIRM_HOURS). */
   liveReconfirmHours: number;
   /** S3.5: a new channel's monthly slot quota per member unless the operator sets one (LIVE_MONTHLY_QUOTA_SLOTS). */
@@ -199,6 +201,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     rtmpPort: intFrom(env, 'RTMP_PORT', 1935, 0, 65535),
     liveSegmentSeconds: intFrom(env, 'LIVE_SEGMENT_SECONDS', 1, 1, 6),
     liveViewerIdleSeconds: intFrom(env, 'LIVE_VIEWER_IDLE_SECONDS', 15, 3, 600),
+    ffmpeg: env.FFMPEG || 'ffmpeg',
     liveReconfirmHours: intFrom(env, 'LIVE_RECONFIRM_HOURS', 6, 0, 24 * 30),
     liveMonthlyQuotaSlots: intFrom(env, 'LIVE_MONTHLY_QUOTA_SLOTS', 60, 0, 1_000_000),
     liveMaxBookingMinutes: intFrom(env, 'LIVE_MAX_BOOKING_MINUTES', 240, 1, 7 * 1440),

@@ -96,6 +96,7 @@ export function liveDomain(deps: {
     dir: path.join(config.dataDir, 'live'),
     segmentSeconds: config.liveSegmentSeconds,
     playlistSegments: 6,
+    ffmpeg: config.ffmpeg,
   });
   const plugin: FastifyPluginAsync = liveRoutes({ clock, channels, bookings, guide, streams });
   const deadlines = job;

@@ -1,3 +1,4 @@
+import { execFile } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -35,6 +36,15 @@ export interface StreamsDeps {
   segmentSeconds: number;
   /** Media segments a live playlist lists. */
   playlistSegments: number;
+  /** The ffmpeg program (default: `ffmpeg` on PATH). */
+  ffmpeg?: string;
+}
+
+/** Whether `ffmpeg -version` runs: null if so, else the reason. */
+function ffmpegProblem(ffmpeg: string): Promise<string | null> {
+  return new Promise((resolve) =>
+    execFile(ffmpeg, ['-hide_banner', '-version'], { timeout: 10_000 }, (err) => resolve(err ? `${ffmpeg} does not run: ${err.message}` : null)),
+  );
 }
 
 /** One program being published on this origin now. */
@@ -86,7 +96,11 @@ export class LiveStreams {
   /** Publishes being handled: closing waits for them to write their last segment and status. */
   private readonly running = new Set<Promise<void>>();
 
+  /** null when ffmpeg answers; else why not (checked once, at start). */
+  private readonly ffmpegReady: Promise<string | null>;
+
   constructor(private readonly deps: StreamsDeps) {
+    this.ffmpegReady = ffmpegProblem(deps.ffmpeg ?? 'ffmpeg');
     const log = deps.logger.child({ domain: 'live', part: 'ingest' });
     this.refused = new Counter({ name: 'cascade_live_ingest_refused_total', help: 'Publishes refused before acknowledgement, by reason (S3.9)', labelNames: ['reason'], registers: [deps.metrics] });
     this.accepted = new Counter({ name: 'cascade_live_ingest_accepted_total', help: 'Publishes accepted (S3.9)', registers: [deps.metrics] });
@@ -121,6 +135,9 @@ export class LiveStreams {
     const row = await this.deps.bookings.forIngest(key);
     const d = ingestDecision(app, row && { status: row.status, startAt: row.start_at.getTime(), endAt: row.end_at.getTime() }, this.deps.clock.now());
     if (!d.ok) return { ok: false as const, reason: d.reason, tell: d.tell, code: d.code };
+    // Accepting a publish nobody can package would show the broadcaster a live stream no one sees.
+    const ffmpeg = await this.ffmpegReady;
+    if (ffmpeg !== null) return { ok: false as const, reason: ffmpeg, tell: 'The server cannot package live video right now; tell its operator.', code: 'packager_unavailable' };
     return { ok: true as const, session: row! };
   }
 
@@ -147,6 +164,7 @@ export class LiveStreams {
       flv: p.flv,
       bitrateKbps: row.channel_bitrate_kbps,
       segmentSeconds: this.deps.segmentSeconds,
+      ffmpeg: this.deps.ffmpeg,
       log,
       onSegment: async (seg) => {
         const bytes = await readFile(seg.file);
@@ -160,6 +178,10 @@ export class LiveStreams {
     // S3.13 (the part this issue needs): the connection is cut when the connectable window closes.
     void this.deps.clock.sleepUntil(w.to, air.stop.signal).then(() => {
       if (!air.stop.signal.aborted) this.rtmp.end(p.key, 'the connectable window closed');
+    });
+    // ffmpeg stopping on its own (a stream it cannot read) ends the publish: nothing would reach viewers.
+    void packager.done.then((r) => {
+      if (!air.stop.signal.aborted) this.rtmp.end(p.key, `packaging stopped: ${r.error ?? `ffmpeg exited with ${r.exitCode}`}`);
     });
     const ended = await p.ended;
     air.stop.abort();
@@ -318,7 +340,10 @@ export class LiveStreams {
   // ---- running ----
 
   async listen(port: number, host: string) {
-    return this.rtmp.listen(port, host);
+    const a = await this.rtmp.listen(port, host);
+    const problem = await this.ffmpegReady;
+    if (problem) this.deps.logger.warn({ err: problem }, 'live ingest will refuse publishes: install ffmpeg (Debian: apt-get install ffmpeg)');
+    return a;
   }
 
   async close() {

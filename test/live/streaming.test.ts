@@ -330,3 +330,28 @@ for (const e of testEngines()) {
     });
   });
 }
+
+describe(`live ingest without ffmpeg (${engine.name})`, () => {
+  test('an origin whose FFMPEG does not run refuses publishes (packager_unavailable) instead of accepting a stream no one would see', LIMIT, async () => {
+    const o = await startTestOrigin({ engine, now: T0, config: { signupCredit: 0, ffmpeg: '/nonexistent/ffmpeg' } });
+    try {
+      const op = (await o.userWithRoles(['operator'])).token;
+      const ch = await o.call('POST', '/live/channels', { token: op, json: { name: 'Dark', capacity: 1, bitrateKbps: 600, tariffPerSlot: 0 } });
+      const caster = await o.userWithRoles(['member', 'premium']);
+      await o.call('PUT', '/me/contact', { token: caster.token, json: { email: 'dark@example.org' } });
+      const b = await o.call('POST', '/live/bookings', {
+        token: caster.token,
+        json: { channelId: ch.body.id, start: new Date(START).toISOString(), end: new Date(START + 10 * M).toISOString(), openLevel: 'public', title: 'Dark', genre: 'talk' },
+      });
+      assert.equal((await o.call('POST', '/live/reconfirm', { token: caster.token, json: { reservationId: b.body.reservationId } })).status, 200);
+      o.clock.set(START);
+      const r = await broadcast(`rtmp://127.0.0.1:${o.live.streams.rtmp.address()!.port}/live/${b.body.reservationId}`, { seconds: 2 }).done;
+      assert.notEqual(r.code, 0);
+      assert.match(r.stderr, /cannot package live video right now; tell its operator/);
+      assert.match(String((await o.call('GET', '/metrics')).body), /cascade_live_ingest_refused_total\{reason="packager_unavailable"\} 1/);
+      assert.equal((await o.call('GET', `/live/bookings/${b.body.booking.id}`, { token: caster.token })).body.status, 'confirmed');
+    } finally {
+      await o.close();
+    }
+  });
+});
