@@ -327,6 +327,13 @@ for (const e of testEngines()) {
       assert.equal(ok.length, 7);
       for (const r of results) if (r.status === 'rejected') assert.equal((r.reason as { code: string }).code, 'channel_full');
       assert.equal(await viewers.watching(b.body.booking.id), 7);
+      // Fetches are written in one statement (unnest): the one who keeps fetching still counts after the idle time.
+      const keeper = (ok[0] as PromiseFulfilledResult<{ session: { token: string } }>).value.session.token;
+      o.clock.advance(10_000);
+      await viewers.use(keeper, b.body.booking.id);
+      await viewers.flush();
+      o.clock.advance(10_000);
+      assert.equal(await viewers.watching(b.body.booking.id), 1);
     });
   });
 }
