@@ -16,8 +16,9 @@ const NOT_BUILT = `<!doctype html><html lang="en"><head><meta charset="utf-8"><t
 The API answers as usual; its reference is at <a href="/docs">/docs</a>.</p></main></body></html>`;
 
 // Only the origin's own scripts, styles and API; thumbnails are same-origin images and
-// downloads are saved from blob: URLs.
-const CSP = "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
+// downloads are saved from blob: URLs; the live player (hls.js) feeds the video a MediaSource
+// through a blob: URL.
+const CSP = "default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; style-src 'self'; script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
 
 export function webRoutes(opts: { dir?: string } = {}): FastifyPluginAsync {
   const dir = opts.dir ?? WEB_APP_DIR;

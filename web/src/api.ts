@@ -36,6 +36,22 @@ export interface RequestOptions {
 }
 
 export async function api<T = any>(method: string, path: string, body?: unknown, opts: RequestOptions = {}): Promise<T> {
+  const { res, token } = await send(method, path, body, opts);
+  if (!res.ok) throw await refusal(res, token);
+  return parse(await res.text()) as T;
+}
+
+/**
+ * GET `path` as api() does (token, refusals thrown as ApiError), answering the Response with its
+ * body unread: a stream of server-sent events read as it comes (the broadcaster's live status).
+ */
+export async function apiStream(path: string, opts: RequestOptions = {}): Promise<Response> {
+  const { res, token } = await send('GET', path, undefined, { ...opts, headers: { accept: 'text/event-stream', ...opts.headers } });
+  if (!res.ok) throw await refusal(res, token);
+  return res;
+}
+
+async function send(method: string, path: string, body: unknown, opts: RequestOptions): Promise<{ res: Response; token: string | undefined }> {
   const headers: Record<string, string> = { ...opts.headers };
   const token = opts.token ?? (opts.anonymous ? undefined : session.value?.token);
   if (token) headers.authorization = `Bearer ${token}`;
@@ -44,30 +60,30 @@ export async function api<T = any>(method: string, path: string, body?: unknown,
     headers['content-type'] = 'application/json';
     payload = JSON.stringify(body);
   }
-  let res: Response;
   try {
-    res = await fetch(path, { method, headers, body: payload, signal: opts.signal });
+    return { res: await fetch(path, { method, headers, body: payload, signal: opts.signal }), token };
   } catch (err) {
     if ((err as Error).name === 'AbortError') throw err;
     throw new ApiError('network_error', 'The origin cannot be reached; check your connection and try again.', 0);
   }
-  const text = await res.text();
-  let data: any = null;
-  if (text) {
-    try {
-      data = JSON.parse(text);
-    } catch {
-      data = text;
-    }
+}
+
+function parse(text: string): any {
+  if (!text) return null;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
   }
-  if (!res.ok) {
-    const e = data?.error;
-    const err = new ApiError(e?.code ?? `http_${res.status}`, e?.message ?? `The origin answered ${res.status}.`, res.status, e?.details && typeof e.details === 'object' ? e.details : {});
-    // An account session that expired or was revoked: sign in again and come back (#13 "Bad input").
-    if (res.status === 401 && token && token === session.value?.token && (err.code === 'invalid_token' || err.code === 'unauthenticated')) signOutExpired();
-    throw err;
-  }
-  return data as T;
+}
+
+/** The API's refusal in `res` as an ApiError. */
+async function refusal(res: Response, token: string | undefined): Promise<ApiError> {
+  const e = parse(await res.text())?.error;
+  const err = new ApiError(e?.code ?? `http_${res.status}`, e?.message ?? `The origin answered ${res.status}.`, res.status, e?.details && typeof e.details === 'object' ? e.details : {});
+  // An account session that expired or was revoked: sign in again and come back (#13 "Bad input").
+  if (res.status === 401 && token && token === session.value?.token && (err.code === 'invalid_token' || err.code === 'unauthenticated')) signOutExpired();
+  return err;
 }
 
 /** Query string from an object, leaving out empty values. */

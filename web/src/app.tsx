@@ -8,6 +8,7 @@ import { AccountPage } from './pages/account.tsx';
 import { CatalogPage } from './pages/catalog.tsx';
 import { ChannelsPage } from './pages/channels.tsx';
 import { ContentPage } from './pages/content.tsx';
+import { BroadcastPage } from './pages/live-broadcast.tsx';
 import { CalendarPage } from './pages/live-calendar.tsx';
 import { GuidePage, ProgramPage } from './pages/live-guide.tsx';
 import { MyChannelPage } from './pages/live-mine.tsx';
@@ -54,6 +55,7 @@ export const pages: PageDef[] = [
   { path: '/live/calendar', page: CalendarPage, auth: true, nav: 'Live calendar' },
   { path: '/live/mine', page: MyChannelPage, auth: true, nav: 'My channel', role: 'premium' },
   { path: '/live/:id', page: ProgramPage },
+  { path: '/live/:id/broadcast', page: BroadcastPage, auth: true },
   { path: '/signin', page: SignInPage },
   { path: '/signup', page: SignUpPage },
   { path: '/wallet', page: WalletPage, auth: true, nav: 'Wallet' },

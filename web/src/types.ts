@@ -195,3 +195,45 @@ export interface Me {
   email?: string | null;
   webPage?: string | null;
 }
+
+// ---- live streaming (#15; docs/live.md "Watching", "Broadcasting"; src/live/streams.ts) ----
+
+/** POST /live/programs/:id/viewers (S3.11, S3.12): a viewer session and its playlist. */
+export interface ViewerJoin {
+  session: string;
+  /** `/live/programs/:id/index.m3u8?s=…`, stable for the program. */
+  playlist: string;
+  viewers: number;
+  capacity: number;
+  /** A session stops counting after this long without a fetch. */
+  idleSeconds: number;
+}
+
+/** GET /live/programs/:id/audience (public). */
+export interface Audience {
+  programId: string;
+  onAir: boolean;
+  viewers: number;
+  capacity: number;
+  peak: number;
+  total: number;
+}
+
+/** GET /live/bookings/:id/status and each `status` event of …/status/events (S3.10). */
+export interface BroadcastStatus {
+  programId: string;
+  title: string;
+  status: BookingStatus;
+  /** The origin's clock. */
+  now: string;
+  epochMs: number;
+  start: string;
+  end: string;
+  /** When the connection is cut (the connectable window's end). */
+  windowEnd: string;
+  elapsedSeconds: number;
+  remainingSeconds: number;
+  channel: { id: string; name: string; capacity: number; bitrateKbps: number };
+  ingest: { live: boolean; since: string | null; take: number | null; bitrateKbps: number; segments: number };
+  viewers: { now: number; peak: number; total: number; capacity: number };
+}

@@ -88,3 +88,23 @@ export function fromLocalInput(value: string): string {
   const t = new Date(value).getTime();
   return Number.isFinite(t) ? new Date(t).toISOString() : value;
 }
+
+/** A local date and time to the second: "Mon 4 May 2026, 20:00:05" (clocks). */
+export function dayTimeSeconds(t: string | number): string {
+  return `${dayTime(t).replace(/, [\d:]+$/, '')}, ${hms(t)}`;
+}
+
+/** Seconds as "H:MM:SS", as the CLI prints elapsed and remaining times. */
+export function clockTime(seconds: number): string {
+  const s = Math.max(0, Math.floor(seconds));
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${Math.floor(s / 3600)}:${p(Math.floor((s % 3600) / 60))}:${p(s % 60)}`;
+}
+
+/** How far this browser's clock is from the origin's, `aheadMs` = browser − origin: "1.2 s ahead of", "2 d 3 h behind". */
+export function offsetWords(aheadMs: number): string {
+  const abs = Math.abs(aheadMs);
+  if (abs < 50) return 'in step with';
+  const size = abs < 60_000 ? `${(abs / 1000).toFixed(1)} s` : duration(abs);
+  return `${size} ${aheadMs > 0 ? 'ahead of' : 'behind'}`;
+}

@@ -4,11 +4,13 @@ import { addMonths, browserZone, dayName, dayTime, hm, monthName, timeRange } fr
 import { navigate, type Match } from '../router.ts';
 import type { Program } from '../types.ts';
 import { STATUS_WORDS } from './live-mine.tsx';
+import { WatchPanel } from './live-watch.tsx';
 
 // The viewers' guide (S3.11; docs/live.md "Guide"): today's live (GET /live/today?tz) and a
 // month's programs by day (GET /live/guide?month&tz), in the browser's time zone; each links to
-// the program's page (GET /live/programs/:id). Public: no sign-in needed. Secret programs are
-// never listed (the API leaves them out); their page is reached only by the link shared.
+// the program's page (GET /live/programs/:id), where signed-in members watch (live-watch.tsx).
+// Public: no sign-in needed. Secret programs are never listed (the API leaves them out); their
+// page is reached only by the link shared.
 
 const WHEN_WORDS: Record<Program['when'], string> = { upcoming: 'upcoming', on_air: 'on air now', ended: 'ended' };
 
@@ -89,6 +91,7 @@ export function ProgramPage({ params }: Match) {
       {p.loading && !prog && <Loading what="the program" />}
       {prog && (
         <>
+          <WatchPanel key={prog.id} program={prog} />
           <dl class="facts program-facts">
             <dt>When</dt>
             <dd>

@@ -5,7 +5,7 @@ import { CountedField } from '../components/counted.tsx';
 import { Field, FormError, Submit, useSubmit } from '../components/forms.tsx';
 import { money } from '../format.ts';
 import { measureOrigin, useOriginNow } from '../lib/origin-clock.ts';
-import { dayTime, duration, hms, timeRange } from '../lib/time.ts';
+import { dayTime, dayTimeSeconds, duration, timeRange } from '../lib/time.ts';
 import { placeRefusal } from '../refusals.ts';
 import type { Booking, BookingStatus, SignedSettings } from '../types.ts';
 
@@ -13,8 +13,9 @@ import type { Booking, BookingStatus, SignedSettings } from '../types.ts';
 // their status, local times, charge, a countdown to the reconfirmation deadline by the origin's
 // clock, the past viewer peak; Reconfirm with the reservation ID (POST /live/reconfirm: the signed
 // settings as settings.json and the ingest address), Change (PATCH), Cancel (POST …/cancel),
-// History. A private calendar feed (POST /me/calendar-feed). S3.10: the origin's clock and this
-// browser's offset from it (GET /time).
+// History; a link to the live dashboard (live-broadcast.tsx) of a confirmed or live booking. A
+// private calendar feed (POST /me/calendar-feed). S3.10: the origin's clock and this browser's
+// offset from it (GET /time).
 
 export const STATUS_WORDS: Record<BookingStatus, string> = {
   awaiting_reconfirmation: 'awaiting reconfirmation',
@@ -63,7 +64,7 @@ function OriginClock() {
       <h2 id="clock-h">Origin clock</h2>
       <p>
         <strong class="clock-now" data-testid="origin-clock">
-          {dayTime(now).replace(/, [\d:]+$/, '')}, {hms(now)}
+          {dayTimeSeconds(now)}
         </strong>{' '}
         <span class="muted">(your time zone)</span>
       </p>
@@ -161,6 +162,11 @@ function BookingCard({ booking: b, onChanged }: { booking: Booking; onChanged: (
           <a class="small" href={`#/live/${b.id}`}>
             Program page
           </a>
+          {(b.status === 'confirmed' || b.status === 'live') && (
+            <Link to={`/live/${b.id}/broadcast`} class="small">
+              Live dashboard<span class="visually-hidden"> of {b.title}</span>
+            </Link>
+          )}
         </div>
         {open === 'reconfirm' && <Reconfirm booking={b} onReconfirmed={onChanged} onClose={() => setOpen(null)} />}
         {open === 'change' && <Change booking={b} onDone={() => (setOpen(null), onChanged())} />}
