@@ -28,6 +28,7 @@ let browser: Browser;
 let live: Broadcast | null = null;
 let ticking: NodeJS.Timeout | null = null;
 let program: string;
+let quietProgram: string;
 let caster: User;
 
 type User = { token: string; userId: string; username: string };
@@ -47,6 +48,15 @@ before(async () => {
   assert.equal(b.status, 201, JSON.stringify(b.body));
   program = b.body.booking.id;
   assert.equal((await o.call('POST', '/live/reconfirm', { token: caster.token, json: { reservationId: b.body.reservationId } })).status, 200);
+  // A Password program at the same time on another channel, reconfirmed, that nobody broadcasts.
+  const studio = await o.call('POST', '/live/channels', { token: op, json: { name: 'Studio', capacity: 5, bitrateKbps: 600, tariffPerSlot: 0 } });
+  const quiet = await o.call('POST', '/live/bookings', {
+    token: caster.token,
+    json: { channelId: studio.body.id, start: new Date(START).toISOString(), end: new Date(START + 10 * M).toISOString(), openLevel: 'password', password: 'open sesame', title: 'Quiet Hour', genre: 'talk' },
+  });
+  assert.equal(quiet.status, 201, JSON.stringify(quiet.body));
+  quietProgram = quiet.body.booking.id;
+  assert.equal((await o.call('POST', '/live/reconfirm', { token: caster.token, json: { reservationId: quiet.body.reservationId } })).status, 200);
   o.clock.set(START - 4 * M); // the connectable window opened a minute ago
   live = broadcast(`rtmp://127.0.0.1:${o.live.streams.rtmp.address()!.port}/live/${b.body.reservationId}`, { seconds: 80 });
   await waitFor(async () => (await o.call('GET', `/live/programs/${program}/manifest`)).body.entries?.length >= 4, 'four entries in the live manifest', 30_000, 100);
@@ -108,7 +118,7 @@ test('S3.11 S3.12 S3.10 a member watches with hls.js, joins again when the sessi
   const waltJoins = joins(sp);
   const watch2 = sp.getByRole('region', { name: 'Watch' });
   await watch2.getByRole('button', { name: 'Watch', exact: true }).click();
-  await watch2.getByRole('alert').getByText('This channel is full (1 of 1 watching) — try again in a little while.').waitFor();
+  await watch2.getByRole('alert').getByText('This channel is full (1 of 1 watching) — try again in a little while.').waitFor({ timeout: 10_000 });
   assert.deepEqual(waltJoins.map((j) => [j.status, j.body?.error?.code]), [[503, 'channel_full']]);
   assert.equal(await sp.locator('video').isVisible(), false);
 
@@ -132,8 +142,9 @@ test('S3.11 S3.12 S3.10 a member watches with hls.js, joins again when the sessi
   await checkPage(bp, 'live-broadcast');
 
   // The first viewer leaves the page: the place is free at once, and the second gets in.
+  // (Within seconds: not by idling out, which takes 15 s of the origin's clock.)
   await vp.goto(`${o.url}/#/live`);
-  await bp.getByTestId('viewers').getByText(/^0 now of 1 · peak 1 · total 1$/).waitFor();
+  await bp.getByTestId('viewers').getByText(/^0 now of 1 · peak 1 · total 1$/).waitFor({ timeout: 5_000 });
   await watch2.getByRole('button', { name: 'Watch', exact: true }).click();
   await watch2.getByRole('status').getByText('Playing live.').waitFor({ timeout: 20_000 });
   await bp.getByTestId('viewers').getByText(/^1 now of 1 · peak 1 · total 2$/).waitFor();
@@ -143,4 +154,28 @@ test('S3.11 S3.12 S3.10 a member watches with hls.js, joins again when the sessi
   assert.deepEqual(second.problems, ['console: Failed to load resource: the server responded with a status of 503 (Service Unavailable)']);
   assert.deepEqual(board.problems, []);
   await Promise.all([viewer.close(), second.close(), board.close()]);
+});
+
+test('S3.11 a Password program asks for its password; one not on air says when it starts, in the viewer’s time; signed out, the page says to sign in', LIMIT, async () => {
+  const nina = await o.userWithRoles(['member'], 'nina');
+  const app = await openAs(nina, ['member'], `/live/${quietProgram}`);
+  const { page } = app;
+  const watch = page.getByRole('region', { name: 'Watch' });
+  await watch.getByTestId('audience').getByText(/not on air 0 watching now of 5/).waitFor();
+  await watch.getByLabel('Program password').fill('open sesame');
+  await watch.getByRole('button', { name: 'Watch', exact: true }).click();
+  const refused = await o.call('POST', `/live/programs/${quietProgram}/viewers`, { token: nina.token, json: { password: 'open sesame' } });
+  assert.equal(refused.body.error.code, 'not_live');
+  await watch.getByRole('alert').getByText('The program is not on air: it starts at Mon, 15 Jun 2026, 09:00 (your time). Try again then.').waitFor({ timeout: 10_000 });
+  assert.equal(await page.locator('video').isVisible(), false);
+  assert.deepEqual(app.problems, []);
+  await app.close();
+
+  const anon = await openApp(browser, `${o.url}/#/live/${program}`, { timezoneId: 'UTC', locale: 'en-GB' });
+  const w = anon.page.getByRole('region', { name: 'Watch' });
+  await w.getByRole('link', { name: 'Sign in' }).waitFor();
+  assert.equal(await w.getByRole('button', { name: 'Watch', exact: true }).count(), 0);
+  assert.equal(await w.getByRole('link', { name: 'Sign in' }).getAttribute('href'), `#/signin?next=${encodeURIComponent(`/live/${program}`)}`);
+  assert.deepEqual(anon.problems, []);
+  await anon.close();
 });
