@@ -91,7 +91,8 @@ export function WatchPanel({ program }: { program: Program }) {
     playLive(video.current, playlist, {
       expired: () => {
         const j = joined.current;
-        if (!j || (j.again && Date.now() - j.at < REJOIN_AFTER_MS)) return stop('The stream refuses this viewer session. Press Watch to join again.');
+        // (None after pagehide: the page, back from the back-forward cache, joins again.)
+        if (j?.again && Date.now() - j.at < REJOIN_AFTER_MS) return stop('The stream refuses this viewer session. Press Watch to join again.');
         setStatus('Your viewer session ended; joining again…');
         join(true).catch((err) => stop(refusalText(err)));
       },
