@@ -25,9 +25,7 @@
 // named postgres (a local server's backends), and this process (the clients) — what a booking
 // costs each, steadier than the rates on a shared machine.
 // Last line: {"bench":"reservations","bookings_per_s":…,"conflicts":…,"double_bookings":0,…}
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createInterface } from 'node:readline';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -37,6 +35,7 @@ import { monotonicMs, systemClock } from '../src/core/clock.ts';
 import { loadConfig } from '../src/core/config.ts';
 import { dropSchema, openDatabase, sql } from '../src/db/connection.ts';
 import { startOrigin } from '../src/server.ts';
+import { cpuMs, startServeChild } from './_process.ts';
 
 const { values } = parseArgs({
   options: {
@@ -65,8 +64,6 @@ const DATABASE_URL =
 /** How the origin reaches PostgreSQL, for the result line: a Unix socket or TCP. */
 const DB_CONNECTION = /[?&]host=\//.test(DATABASE_URL) ? 'socket' : 'tcp';
 const SLOT = 10 * 60_000;
-/** Linux's USER_HZ: /proc reports CPU times in these ticks. */
-const CLOCK_TICKS = 100;
 const log = (msg: string) => process.stderr.write(`[bench reservations] ${msg}\n`);
 
 const schema = values.schema ?? `bench_rsv_${process.pid}_${randomBytes(3).toString('hex')}`;
@@ -121,20 +118,7 @@ if (values.serve) {
 /** The origin in a child process (default) or in this one. */
 async function startServed(): Promise<{ setup: { url: string; channels: string[]; tokens: string[] }; pid: number; close(): Promise<void> }> {
   if (values['in-process']) return { ...(await serveOrigin()), pid: process.pid };
-  const args = [...process.execArgv, process.argv[1]!, '--serve', '--schema', schema, '--clients', String(CLIENTS), '--channels', String(CHANNELS), '--days', String(DAYS)];
-  const child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'inherit'] });
-  const line = await new Promise<string>((resolve, reject) => {
-    createInterface({ input: child.stdout! }).once('line', resolve);
-    child.once('exit', (code) => reject(new Error(`the origin process exited (${code}) before it was ready`)));
-  });
-  return {
-    setup: JSON.parse(line),
-    pid: child.pid!,
-    async close() {
-      child.stdin!.end();
-      await new Promise((resolve) => child.once('exit', resolve));
-    },
-  };
+  return startServeChild(['--schema', schema, '--clients', String(CLIENTS), '--channels', String(CHANNELS), '--days', String(DAYS)]);
 }
 
 const served = await startServed();
@@ -277,18 +261,6 @@ try {
   await handle.close();
   if (!values.keep) await dropSchema(DATABASE_URL, schema);
   else log(`kept schema ${schema}`);
-}
-
-/** CPU time (user + system) process `pid` has used, in ms, from /proc (Linux); null elsewhere. */
-function cpuMs(pid: number): number | null {
-  try {
-    // Fields 14 and 15 (utime, stime) in clock ticks; the command name (field 2) may hold spaces, so count from its ')'.
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return ((Number(f[11]) + Number(f[12])) * 1000) / CLOCK_TICKS;
-  } catch {
-    return null;
-  }
 }
 
 /** CPU time of every process named `postgres` on this machine (a local database's backends), in ms; null without /proc. */
