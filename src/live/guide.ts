@@ -159,7 +159,8 @@ export class Guide {
       openLevel: r.open_level,
       needsPassword: r.open_level !== 'public',
       status: r.status,
-      when: now < r.start_at.getTime() ? 'upcoming' : now < r.end_at.getTime() ? 'on_air' : 'ended',
+      // A broadcast sending in the minutes before its start is on air already.
+      when: r.status === 'live' || (now >= r.start_at.getTime() && now < r.end_at.getTime()) ? 'on_air' : now < r.start_at.getTime() ? 'upcoming' : 'ended',
       // S3.4: the broadcaster chose whether to disclose these.
       broadcaster: { username, email: r.disclose_email ? (contact?.email ?? null) : null, webPage: r.disclose_web_page ? (contact?.webPage ?? null) : null },
       viewerUrl: this.deps.bookings.viewerUrl(r.id),

@@ -161,7 +161,7 @@ for (const engine of testEngines()) {
       const doc = r1.body.settings.document;
       assert.equal(doc.reservationId, reservationId);
       assert.equal(doc.password, 'open sesame');
-      assert.equal(doc.ingest.rtmp.url, `rtmp://127.0.0.1:1935/live/${reservationId}`);
+      assert.equal(doc.ingest.rtmp.url, `rtmp://127.0.0.1:${o.live.streams.rtmp.address()!.port}/live/${reservationId}`, "the port ingest listens on");
       assert.deepEqual(doc.connectableWindow, { from: new Date(DAY1 + 12 * H - 5 * M).toISOString(), to: new Date(DAY1 + 12 * H + 23 * M).toISOString() });
       assert.equal(doc.channel.capacity, 50);
       assert.equal(doc.bitrateKbps, 2500);

@@ -79,7 +79,7 @@ describe('live e-mail through a real SMTP server', () => {
     const settings = JSON.parse(confirmed.attachments.find((a) => a.filename === 'settings.json')!.content.toString('utf8'));
     assert.equal(settings.document.reservationId, reservationId);
     assert.equal(settings.document.viewerUrl, `https://tv.example.org/#/live/${booking.id}`);
-    assert.equal(settings.document.ingest.rtmp.url, `rtmp://tv.example.org:1935/live/${reservationId}`);
+    assert.equal(settings.document.ingest.rtmp.url, `rtmp://tv.example.org:${o.live.streams.rtmp.address()!.port}/live/${reservationId}`);
     const invite = smtp.messages.find((m) => m.subject === 'Live: Garden concert')!;
     assert.deepEqual(invite.envelopeTo.sort(), ['ann@example.org', 'bob@example.org']);
     assert.ok(!invite.envelopeTo.includes('host@example.org'));
