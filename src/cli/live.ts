@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
 import { createParser } from 'eventsource-parser';
-import { request } from 'undici';
 import { systemClock } from '../core/clock.ts';
 import { AppError } from '../core/errors.ts';
 import type { BroadcastStatus } from '../live/streams.ts';
@@ -56,14 +55,15 @@ export function registerLive(program: Command) {
       };
       const path = `/live/bookings/${encodeURIComponent(id)}/status`;
       if (!opts.follow) return show(await api.get<BroadcastStatus>(path));
-      const res = await request(`${api.origin}${path}/events`, { headers: { authorization: `Bearer ${api.token}`, accept: 'text/event-stream' }, bodyTimeout: 0 });
-      if (res.statusCode !== 200) {
-        const body = (await res.body.json().catch(() => null)) as { error?: { code: string; message: string } } | null;
-        throw new AppError(body?.error?.code ?? 'stream_refused', body?.error?.message ?? `the origin answered ${res.statusCode}`, res.statusCode);
+      // Node's fetch: `cascade --help` must not load an HTTP client package (test/cli/built.test.ts).
+      const res = await fetch(`${api.origin}${path}/events`, { headers: { authorization: `Bearer ${api.token}`, accept: 'text/event-stream' } });
+      if (res.status !== 200 || !res.body) {
+        const body = (await res.json().catch(() => null)) as { error?: { code: string; message: string } } | null;
+        throw new AppError(body?.error?.code ?? 'stream_refused', body?.error?.message ?? `the origin answered ${res.status}`, res.status);
       }
       const parser = createParser({ onEvent: (m) => m.event === 'status' && show(JSON.parse(m.data) as BroadcastStatus) });
       const text = new TextDecoder();
-      for await (const chunk of res.body) parser.feed(text.decode(chunk as Buffer, { stream: true }));
+      for await (const chunk of res.body) parser.feed(text.decode(chunk, { stream: true }));
       write(`the origin closed the stream at ${localTime(systemClock.now(), zone, 'HH:mm:ss')} (local time)`);
     });
 }

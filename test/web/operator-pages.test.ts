@@ -87,7 +87,9 @@ test('#13 users: pages, find by name, grant a role, refusals beside the field wi
   await page.getByLabel('New password for alice').fill('a much better secret');
   await page.getByRole('button', { name: 'Reset password' }).click();
   await page.getByText('New password set for alice').waitFor();
-  assert.equal((await origin.call('POST', '/auth/login', { json: { username: 'alice', password: 'a much better secret' } })).status, 200);
+  const relogin = await origin.call('POST', '/auth/login', { json: { username: 'alice', password: 'a much better secret' } });
+  assert.equal(relogin.status, 200);
+  assert.equal((await origin.call('GET', '/auth/me', { token: alice.token })).status, 401, "the reset signed alice's sessions out");
   await page.getByRole('button', { name: 'Close' }).click();
 
   // Create: a name the API refuses (its sentence beside the username, nobody created), then a store account.
@@ -117,7 +119,7 @@ test('#13 users: pages, find by name, grant a role, refusals beside the field wi
   await app.close();
 
   // A member is told the page is not for them.
-  const m = await openAs(alice, ['member'], '/admin/users');
+  const m = await openAs({ ...alice, token: relogin.body.token }, ['member'], '/admin/users');
   await m.page.getByRole('heading', { name: 'Not available' }).waitFor();
   await m.close();
 });
