@@ -89,7 +89,7 @@ export function streamRoutes(app: FastifyInstance, deps: { clock: WaitClock; str
       description: 'Verify with the origin key (GET /origin) and `verifySegmentLog` (docs/live.md). `after`: entries with a greater seq (at most 1000 per answer).',
       tags: ['live'],
       params: idParams,
-      querystring: { type: 'object', additionalProperties: false, properties: { after: { type: 'integer', minimum: -1, default: -1 } } },
+      querystring: { type: 'object', additionalProperties: false, properties: { after: { type: 'integer', minimum: -1, maximum: 2_147_483_647, default: -1 } } },
       response: { 404: errorSchema },
     },
     handler: async (req) => streams.manifest(req.params.id, req.query.after ?? -1),
