@@ -1,7 +1,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Browser, Page, Response } from 'playwright-core';
-import { checkPage, launchBrowser, openApp, type AppPage } from '../helpers/browser.ts';
+import { checkPage, launchBrowser, openApp, screenshot, type AppPage } from '../helpers/browser.ts';
 import { testEngines } from '../helpers/db.ts';
 import { broadcast, requireFfmpeg, type Broadcast } from '../helpers/ffmpeg.ts';
 import { startTestOrigin, type TestOrigin } from '../helpers/origin.ts';
@@ -80,6 +80,7 @@ async function advances(page: Page, what: string) {
   await waitFor(async () => (await videoTime(page)) > 0, `${what}: the video starts`, 20_000, 200);
   const t1 = await videoTime(page);
   await waitFor(async () => (await videoTime(page)) > t1 + 1, `${what}: the video's time advances`, 10_000, 200);
+  await screenshot(page, `page-live-watching-${what.replace(/\W+/g, '-')}`);
 }
 /** The join answers (POST …/viewers) the page received: status and body. */
 function joins(page: Page): { status: number; body: any }[] {
@@ -121,6 +122,7 @@ test('S3.11 S3.12 S3.10 a member watches with hls.js, joins again when the sessi
   await watch2.getByRole('alert').getByText('This channel is full (1 of 1 watching) — try again in a little while.').waitFor({ timeout: 10_000 });
   assert.deepEqual(waltJoins.map((j) => [j.status, j.body?.error?.code]), [[503, 'channel_full']]);
   assert.equal(await sp.locator('video').isVisible(), false);
+  await screenshot(sp, 'page-live-full');
 
   // The broadcaster's dashboard, from My channel: the origin's figures as events arrive.
   const board = await openAs(caster, ['member', 'premium'], '/live/mine');
@@ -131,6 +133,7 @@ test('S3.11 S3.12 S3.10 a member watches with hls.js, joins again when the sessi
   assert.match(await bp.getByTestId('channel').innerText(), /^Stage \(capacity 1 viewers, 600 kbit\/s\)$/);
   await bp.locator('.on-air-line').getByText(/on air since \d\d:\d\d:\d\d \(take 1\)/).waitFor();
   await waitFor(async () => Number(/^(\d+) kbit\/s received; the channel carries 600 kbit\/s$/.exec(await bp.getByTestId('bitrate').innerText())?.[1] ?? 0) > 0, 'a bitrate received', 10_000, 200);
+  await screenshot(bp, 'page-live-dashboard');
   // The origin's clock, not the browser's: 15 June, the browser being months ahead of it.
   assert.match(await bp.getByTestId('origin-clock').innerText(), /^Mon,? 15 Jun 2026, 08:5\d:\d\d$/);
   assert.ok(Date.now() - o.clock.now() > 86_400_000, 'the browser’s clock is days ahead of the origin’s');
