@@ -9,9 +9,10 @@
 // The fake time starts at the instant and then runs on (FAKETIME "+offset"), the same in
 // every process the tests start; timers stay on the real monotonic clock. PGlite only
 // (the engines differ in storage, not in time; FAKETIME_POSTGRES=1 keeps DATABASE_URL).
-// One line per instant; logs in FAKETIME_LOG_DIR (default: a temporary directory).
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+// Each (instant, file) is a job of its own, two at a time from one queue (FAKETIME_JOBS);
+// one line per instant, then the total; logs in FAKETIME_LOG_DIR (default: a temporary directory).
+import { spawn, spawnSync } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { summaryLines, totals } from './test-summary.mjs';
@@ -28,21 +29,22 @@ export const INSTANTS = [
 // expiries (sessions, grants, vouchers, holds), heartbeats and presence, the agent's
 // scheduled deliveries and journal, and live bookings' slot rules (S3; test/live/bookings.test.ts passes under faketime too,
 // 41 s an instant, left out to keep CI under 30 minutes). A few minutes per instant at most.
+// Longest first (rough seconds per instant on the two-core machine): the queue below starts them early.
 export const FILES = [
-  'test/schedule/service.test.ts',
-  'test/schedule/delivery.test.ts',
-  'test/schedule/windows.test.ts',
-  'test/schedule/plan.test.ts',
-  'test/schedule/dispatcher-live.test.ts',
-  'test/e2e/scheduled-agent.test.ts',
-  'test/agent/scheduled.test.ts',
-  'test/agent/heartbeats.test.ts',
+  'test/schedule/delivery.test.ts', // 30–45
+  'test/e2e/scheduled-agent.test.ts', // 17–30
+  'test/agent/scheduled.test.ts', // 10–25
+  'test/schedule/service.test.ts', // 8–20
+  'test/agent/heartbeats.test.ts', // 8–20
+  'test/terminals/heartbeat.test.ts', // 5–13
+  'test/terminals/login.test.ts', // 6–13
+  'test/schedule/windows.test.ts', // the rest: about a second each
   'test/ledger/tariff.test.ts',
-  'test/terminals/login.test.ts',
-  'test/terminals/heartbeat.test.ts',
-  'test/terminals/presence.test.ts',
-  'test/transfer/grant-token.test.ts',
   'test/live/slots.test.ts',
+  'test/schedule/plan.test.ts',
+  'test/transfer/grant-token.test.ts',
+  'test/terminals/presence.test.ts',
+  'test/schedule/dispatcher-live.test.ts',
 ];
 
 function findLibfaketime() {
@@ -69,7 +71,19 @@ function nodeSees(env) {
   return JSON.parse(r.stdout);
 }
 
-function main() {
+/** One test file at one instant: its own run-tests.mjs, whose fake time starts at the instant when the job starts. */
+function runJob(job, lib, templateDir) {
+  const env = { ...environment(lib, job.at, job.tz), TEST_SUMMARY: job.summaryFile, CASCADE_TEST_TEMPLATE_DIR: templateDir };
+  const fd = openSync(job.logFile, 'w');
+  const started = Date.now();
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['scripts/run-tests.mjs', job.file], { env, stdio: ['ignore', fd, fd] });
+    child.on('error', (err) => (closeSync(fd), resolve({ status: 1, error: err.message, ms: Date.now() - started })));
+    child.on('exit', (status) => (closeSync(fd), resolve({ status, ms: Date.now() - started })));
+  });
+}
+
+async function main() {
   const args = process.argv.slice(2);
   if (args.includes('--list')) {
     console.log(FILES.join('\n'));
@@ -81,40 +95,65 @@ function main() {
   const lib = findLibfaketime();
   const logs = process.env.FAKETIME_LOG_DIR ?? mkdtempSync(path.join(os.tmpdir(), 'cascade-faketime-'));
   mkdirSync(logs, { recursive: true });
-  let failed = 0;
-  for (const { at, tz, why } of instants) {
+  // One migrated PGlite template for every job (test/helpers/db.ts): it holds no time.
+  const templateDir = mkdtempSync(path.join(os.tmpdir(), 'cascade-test-template-'));
+  const parallel = Math.max(1, Number(process.env.FAKETIME_JOBS ?? 2));
+  const runs = instants.map(({ at, tz, why }) => {
     const env = environment(lib, at, tz);
     const seen = nodeSees(env);
     if (Math.abs(Date.parse(seen.iso) - Date.parse(at)) > 60_000) throw new Error(`under libfaketime node sees ${seen.iso}, not ${at}`);
-    const name = at.replace(/[:]/g, '');
-    const summaryFile = path.join(logs, `${name}.json`);
-    const logFile = path.join(logs, `${name}.log`);
-    const started = Date.now();
-    const r = spawnSync(`${process.execPath} scripts/run-tests.mjs ${(files.length ? files : FILES).join(' ')} > ${logFile} 2>&1`, {
-      shell: true,
-      env: { ...env, TEST_SUMMARY: summaryFile },
-      stdio: 'inherit',
-    });
-    const seconds = Math.round((Date.now() - started) / 1000);
-    let t = { passed: 0, failed: 0 };
-    let lines = [];
-    if (existsSync(summaryFile) && readFileSync(summaryFile, 'utf8').trim()) {
-      const s = JSON.parse(readFileSync(summaryFile, 'utf8'));
-      t = totals(s);
-      lines = summaryLines(s, 5).filter((l) => /^ {2}(failed|…)/.test(l));
+    return { at, tz, why, seen, jobs: [], first: Infinity, last: 0 };
+  });
+  // One queue of (instant, file) jobs, `parallel` at a time (FAKETIME_JOBS, default 2: the machines have two cores).
+  // The files' order first, so that the long files of every instant start early.
+  const queue = [];
+  for (const file of files.length ? files : FILES) {
+    for (const run of runs) {
+      const name = `${run.at.replace(/[:]/g, '')}-${file.replace(/^test\//, '').replace(/[/.]/g, '_')}`;
+      const job = { at: run.at, tz: run.tz, file, run, summaryFile: path.join(logs, `${name}.json`), logFile: path.join(logs, `${name}.log`) };
+      run.jobs.push(job);
+      queue.push(job);
     }
-    const ok = r.status === 0 && t.failed === 0;
-    if (!ok) failed++;
-    console.log(`faketime ${at} (${why}; TZ=${tz}; node saw ${seen.local}): ${ok ? 'pass' : 'FAIL'}, ${t.passed} passed, ${t.failed} failed, ${seconds} s`);
-    for (const l of lines) console.log(l);
-    if (!ok) console.log(`  log: ${logFile}`);
   }
+  const started = Date.now();
+  const worker = async () => {
+    for (let job = queue.shift(); job; job = queue.shift()) {
+      job.run.first = Math.min(job.run.first, Date.now());
+      job.result = await runJob(job, lib, templateDir);
+      job.run.last = Math.max(job.run.last, Date.now());
+    }
+  };
+  await Promise.all(Array.from({ length: parallel }, worker));
+  rmSync(templateDir, { recursive: true, force: true });
+  let failed = 0;
+  for (const { at, tz, why, seen, jobs, first, last } of runs) {
+    const merged = { engines: {}, files: {}, fuzz: {}, failed: [] };
+    const broken = [];
+    for (const job of jobs) {
+      const s = existsSync(job.summaryFile) && readFileSync(job.summaryFile, 'utf8').trim() ? JSON.parse(readFileSync(job.summaryFile, 'utf8')) : null;
+      if (s) {
+        Object.assign(merged.files, s.files);
+        merged.failed.push(...s.failed);
+      }
+      if (!s || job.result.status !== 0 || totals(s).failed) broken.push(job);
+    }
+    const t = totals(merged);
+    const ok = broken.length === 0;
+    if (!ok) failed++;
+    const seconds = Math.round((last - first) / 1000);
+    const busy = Math.round(jobs.reduce((sum, j) => sum + j.result.ms, 0) / 1000);
+    console.log(`faketime ${at} (${why}; TZ=${tz}; node saw ${seen.local}): ${ok ? 'pass' : 'FAIL'}, ${t.passed} passed, ${t.failed} failed, ${busy} s of test files (${seconds} s from first to last)`);
+    for (const l of summaryLines(merged, 5).filter((l) => /^ {2}(failed|…)/.test(l))) console.log(l);
+    for (const job of broken) console.log(`  log: ${job.logFile}${job.result.error ? ` (${job.result.error})` : ''}`);
+  }
+  console.log(`faketime: ${runs.length} instants × ${runs[0]?.jobs.length ?? 0} files, ${parallel} at a time, ${Math.round((Date.now() - started) / 1000)} s`);
   return failed ? 1 : 0;
 }
 
-try {
-  process.exit(main());
-} catch (err) {
-  console.log(`faketime: ${err.message}`);
-  process.exit(1);
-}
+main().then(
+  (code) => process.exit(code),
+  (err) => {
+    console.log(`faketime: ${err.message}`);
+    process.exit(1);
+  },
+);

@@ -1,7 +1,10 @@
 // Runs every test/**/*.test.ts with node's test runner through tsx.
 // Two files at a time: the machines have two cores.
+// The PGlite test databases are copies of one migrated template made once per run (test/helpers/db.ts):
+// a new directory for it each run, unless the caller (scripts/faketime-tests.mjs) gives one.
 // TEST_SUMMARY=<file>: also write counts by engine, file and fuzz test there (scripts/test-summary.mjs; CI prints them).
-import { readdirSync, statSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import os from 'node:os';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { ensureWebBuilt } from './web-build.mjs';
@@ -25,7 +28,10 @@ const reporters = process.env.TEST_SUMMARY
       `--test-reporter=${path.join(import.meta.dirname, 'test-summary.mjs')}`, `--test-reporter-destination=${process.env.TEST_SUMMARY}`,
     ]
   : [];
+const templateDir = process.env.CASCADE_TEST_TEMPLATE_DIR ? null : mkdtempSync(path.join(os.tmpdir(), 'cascade-test-template-'));
 const res = spawnSync(process.execPath, ['--import', 'tsx', '--test', `--test-concurrency=${process.env.TEST_CONCURRENCY ?? 2}`, ...reporters, ...files], {
   stdio: 'inherit',
+  env: templateDir ? { ...process.env, CASCADE_TEST_TEMPLATE_DIR: templateDir } : process.env,
 });
+if (templateDir) rmSync(templateDir, { recursive: true, force: true });
 process.exit(res.status ?? 1);

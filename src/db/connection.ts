@@ -11,6 +11,8 @@ export interface DbHandle {
   db: Db;
   engine: 'pglite' | 'postgres';
   close(): Promise<void>;
+  /** PGlite only: its whole data directory as an uncompressed tarball, to open copies of it with `pgliteTemplate`. */
+  dumpDataDir?(): Promise<Blob>;
 }
 
 export interface OpenOptions {
@@ -21,6 +23,12 @@ export interface OpenOptions {
   /** PostgreSQL schema to work in (created if missing); tests use one per run. */
   schema?: string;
   migrate?: boolean;
+  /**
+   * PGlite only: start from this data directory (a `dumpDataDir()` tarball, e.g. of a migrated
+   * database) instead of creating an empty one; migrations still run as usual from there.
+   * Tests open their databases from one migrated template this way.
+   */
+  pgliteTemplate?: Blob;
 }
 
 const INT8 = 20;
@@ -50,12 +58,12 @@ export async function openDatabase(opts: OpenOptions): Promise<DbHandle> {
     const [{ PGlite }, { btree_gist }] = await Promise.all([import('@electric-sql/pglite'), import('@electric-sql/pglite/contrib/btree_gist')]);
     if (opts.pgliteDir) mkdirSync(path.dirname(opts.pgliteDir), { recursive: true });
     // btree_gist: the live bookings' exclusion constraint (S3.5) needs it on both engines.
-    const client = await PGlite.create({ dataDir: opts.pgliteDir, parsers: { [INT8]: parseInt8 }, extensions: { btree_gist } });
+    const client = await PGlite.create({ dataDir: opts.pgliteDir, parsers: { [INT8]: parseInt8 }, extensions: { btree_gist }, loadDataDir: opts.pgliteTemplate });
     if (opts.schema) {
       await client.exec(`create schema if not exists ${quoteIdent(opts.schema)}; set search_path to ${quoteIdent(opts.schema)}`);
     }
     const db = new Kysely<Database>({ dialect: new PGliteDialect(client) });
-    handle = { db, engine: 'pglite', close: () => db.destroy() };
+    handle = { db, engine: 'pglite', close: () => db.destroy(), dumpDataDir: () => client.dumpDataDir('none') };
   }
   if (opts.migrate !== false) await migrateToLatest(handle.db);
   return handle;

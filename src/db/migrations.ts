@@ -1,4 +1,4 @@
-import { Migrator, sql, type Kysely, type Migration } from 'kysely';
+import { Migrator, sql, type DatabaseIntrospector, type Kysely, type Migration } from 'kysely';
 import { accountContactMigration, accountsMigration } from '../accounts/tables.ts';
 import { contentMigration, thumbnailsMigration } from '../content/tables.ts';
 import { discoveryMigration } from '../discovery/tables.ts';
@@ -45,7 +45,7 @@ export async function migrateToLatest(db: Kysely<any>): Promise<void> {
   // creating ours, so migrating fails with `relation "kysely_migration_lock" does not exist`.
   const { rows } = await sql<{ schema: string }>`select current_schema() as schema`.execute(db);
   if (await upToDate(db, rows[0].schema)) return;
-  const migrator = new Migrator({ db, provider: { getMigrations: async () => migrations }, migrationTableSchema: rows[0].schema });
+  const migrator = new Migrator({ db: inSchemaOnly(db, rows[0].schema), provider: { getMigrations: async () => migrations }, migrationTableSchema: rows[0].schema });
   const { error, results } = await migrator.migrateToLatest();
   const failed = results?.find((r) => r.status === 'Error');
   if (error || failed) {
@@ -66,4 +66,32 @@ async function upToDate(db: Kysely<any>, schema: string): Promise<boolean> {
   );
   const names = Object.keys(migrations);
   return applied !== null && applied.length === names.length && names.every((n) => applied.includes(n));
+}
+
+/**
+ * `db` for the migrator, whose "does the bookkeeping table exist?" check then looks at our schema
+ * only. Kysely's own check lists the tables of every schema and asks `has_schema_privilege` of
+ * each by name: a schema another connection drops meanwhile (a parallel test file's) makes
+ * that fail with `schema "…" does not exist`, and the migration with it.
+ */
+function inSchemaOnly(db: Kysely<any>, schema: string): Kysely<any> {
+  const introspection: DatabaseIntrospector = {
+    getSchemas: () => db.introspection.getSchemas(),
+    async getTables() {
+      const { rows } = await sql<{ name: string; kind: string }>`
+        select c.relname as name, c.relkind as kind from pg_catalog.pg_class c join pg_catalog.pg_namespace n on n.oid = c.relnamespace
+        where n.nspname = ${schema} and c.relkind in ('r', 'v', 'p')`.execute(db);
+      return rows.map((r) => ({ name: r.name, schema, isView: r.kind === 'v', columns: [] }));
+    },
+    async getMetadata() {
+      return { tables: await this.getTables() };
+    },
+  };
+  return new Proxy(db, {
+    get(target, prop) {
+      if (prop === 'introspection') return introspection;
+      const value = Reflect.get(target, prop, target);
+      return typeof value === 'function' ? value.bind(target) : value;
+    },
+  });
 }

@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { startAgent, type Agent } from '../../src/agent/agent.ts';
+import type { WaitClock } from '../../src/core/clock.ts';
 import { startTestOrigin, type TestOrigin } from '../helpers/origin.ts';
 import { waitFor } from '../helpers/wait.ts';
 
@@ -40,6 +41,16 @@ describe('agent heartbeats', () => {
   test('one at start, then one every heartbeatMs of the agent’s clock and not before; loads are bytes over the clock’s time', async () => {
     const user = await origin.userWithRoles(['member']);
     const start = origin.clock.now();
+    // The agent's own view of the origin's clock, to see what the agent itself waits for: other
+    // waiters on the shared clock (the origin's) may wait for the same instant.
+    const agentWaits: number[] = [];
+    const agentClock: WaitClock = {
+      now: () => origin.clock.now(),
+      sleepUntil(t, signal) {
+        agentWaits.push(t);
+        return origin.clock.sleepUntil(t, signal).finally(() => agentWaits.splice(agentWaits.indexOf(t), 1));
+      },
+    };
     agent = await startAgent({
       origin: origin.url,
       token: user.token,
@@ -48,7 +59,7 @@ describe('agent heartbeats', () => {
       heartbeatMs: BEAT_MS,
       downRate: 10_000_000,
       cpuLoad: () => 0.1,
-      clock: origin.clock,
+      clock: agentClock,
       logger: pino({ level: 'silent' }),
     });
     const latest = async () => (await origin.terminals.latestStates([agent.terminalId])).get(agent.terminalId);
@@ -68,7 +79,8 @@ describe('agent heartbeats', () => {
     // S1.5: its upload slots (the default 4), none in use over those 60 s.
     assert.deepEqual([beat.slots, beat.slotsBusy], [4, 0]);
 
-    await waitFor(() => origin.clock.isWaitingFor(start + 2 * BEAT_MS), 'the agent asleep until its next beat');
+    // Asleep again only once that beat's work is done: moving the clock before would make it sleep a period from then.
+    await waitFor(() => agentWaits.includes(start + 2 * BEAT_MS), 'the agent asleep until its next beat');
     origin.clock.advance(BEAT_MS);
     await waitFor(async () => (await latest())?.at === start + 2 * BEAT_MS, 'the next beat');
     assert.equal((await latest())!.recvLoadBps, 0, 'nothing received since');

@@ -1,10 +1,13 @@
 import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { sql, type Kysely } from 'kysely';
 import { dropSchema, openDatabase, type DbHandle } from '../../src/db/connection.ts';
 
 // Storage tests run on both engines: embedded PGlite always, real PostgreSQL when
 // DATABASE_URL is set. Each PostgreSQL test database lives in its own schema, so
-// parallel runs (and parallel files) never collide; the schema is dropped after.
+// parallel runs (and parallel files) never collide; the schema is dropped after. Each PGlite
+// test database is a copy of one migrated template (pgliteTemplate below).
 
 export interface TestEngine {
   name: 'pglite' | 'postgres';
@@ -12,7 +15,7 @@ export interface TestEngine {
 }
 
 export function testEngines(): TestEngine[] {
-  const engines: TestEngine[] = [{ name: 'pglite', open: () => openDatabase({}) }];
+  const engines: TestEngine[] = [{ name: 'pglite', open: async () => openDatabase({ pgliteTemplate: await pgliteTemplate() }) }];
   const url = process.env.DATABASE_URL;
   if (url) {
     engines.push({
@@ -31,6 +34,39 @@ export function testEngines(): TestEngine[] {
     });
   }
   return engines;
+}
+
+let template: Promise<Blob> | undefined;
+
+/**
+ * An empty PGlite database with every migration applied, as a data directory tarball: opening a
+ * copy of it takes about a second, creating a database and migrating it about three. Made once
+ * per test process, or once per test run when CASCADE_TEST_TEMPLATE_DIR names a directory that
+ * lives for that run only (scripts/run-tests.mjs makes a new one each run, so a changed migration
+ * is always in it). A copy still goes through migrateToLatest, which applies any migration the
+ * template lacks.
+ */
+export function pgliteTemplate(): Promise<Blob> {
+  return (template ??= makePgliteTemplate());
+}
+
+async function makePgliteTemplate(): Promise<Blob> {
+  const dir = process.env.CASCADE_TEST_TEMPLATE_DIR;
+  const file = dir ? path.join(dir, 'pglite-migrated.tar') : undefined;
+  if (file && existsSync(file)) return new Blob([readFileSync(file)], { type: 'application/x-tar' });
+  const handle = await openDatabase({});
+  try {
+    const blob = await handle.dumpDataDir!();
+    if (file) {
+      // Whole or not at all: parallel test files may make it at the same time, and read it.
+      const partial = `${file}.${process.pid}`;
+      writeFileSync(partial, new Uint8Array(await blob.arrayBuffer()));
+      renameSync(partial, file);
+    }
+    return blob;
+  } finally {
+    await handle.close();
+  }
 }
 
 /**

@@ -165,7 +165,7 @@ for (const engine of testEngines().slice(0, 1)) {
     test('cascade time shows the offset from the origin’s clock', async () => {
       const t = await json(member, ['time']);
       // The origin's clock stands two hours ahead of the real one when it started, and stays put.
-      assert.ok(t.offsetMs > AHEAD_MS - 120_000 && t.offsetMs <= AHEAD_MS, `offset ${t.offsetMs}`);
+      assert.ok(t.offsetMs > AHEAD_MS - 600_000 && t.offsetMs <= AHEAD_MS, `offset ${t.offsetMs}`);
       assert.equal(t.origin.epochMs, origin.clock.now());
       assert.ok(t.roundTripMs >= 0 && t.roundTripMs < 5000);
       const text = await cli(member, ['time']);
