@@ -114,7 +114,11 @@ describe('live e-mail through a real SMTP server', () => {
       assert.equal(b.status, 201, JSON.stringify(b.body));
       await o.mail.sendDue();
       const op = (await o.userWithRoles(['operator'])).token;
-      const box = await o.call('GET', `/mail/outbox?ref=${b.body.booking.id}`, { token: op });
+      // The origin's own sender, woken by the booking, may hold the message (its lease) while its
+      // attempt is under way; sendDue above then had nothing to claim. Wait for the attempt's outcome.
+      const outbox = () => o.call('GET', `/mail/outbox?ref=${b.body.booking.id}`, { token: op });
+      await waitFor(async () => (await outbox()).body.items[0]?.attempts === 1, 'the first attempt recorded');
+      const box = await outbox();
       assert.equal(box.body.items.length, 1);
       assert.equal(box.body.items[0].status, 'queued');
       assert.equal(box.body.items[0].attempts, 1);
