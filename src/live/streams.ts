@@ -86,6 +86,8 @@ export class LiveStreams {
   /** Aborts when the origin stops: held connections (the status stream) end. */
   readonly closing = this.closer.signal;
   private readonly onAir = new Map<string, OnAir>();
+  /** Per program, the take being handled (settles when its last segment is logged). */
+  private readonly takes = new Map<string, Promise<void>>();
   private readonly refused: Counter<'reason'>;
   private readonly accepted: Counter;
   private readonly segmentsLogged: Counter;
@@ -144,6 +146,30 @@ export class LiveStreams {
   private async publish(p: PublishStart<BookingRow>, log: Logger) {
     const row = p.session;
     this.accepted.inc();
+    // A quick reconnect: the previous take may still be logging its last segment; the new take's
+    // entries go after it (two appenders at one position would collide on the log's key).
+    const previous = this.takes.get(row.id);
+    const finished = this.startTake(row.id);
+    try {
+      await previous;
+      await this.onAirTake(p, row, log);
+    } finally {
+      finished();
+    }
+  }
+
+  /** Marks the program's current take as running; the returned function marks it over. */
+  private startTake(programId: string): () => void {
+    let done!: () => void;
+    const running = new Promise<void>((resolve) => (done = resolve));
+    this.takes.set(programId, running);
+    return () => {
+      if (this.takes.get(programId) === running) this.takes.delete(programId);
+      done();
+    };
+  }
+
+  private async onAirTake(p: PublishStart<BookingRow>, row: BookingRow, log: Logger) {
     const last = await this.deps.segments.last(row.id);
     const take = (await this.deps.segments.takes(row.id)) + 1;
     const w = connectableWindow(row.start_at.getTime(), row.end_at.getTime());

@@ -283,6 +283,26 @@ describe(`live streaming with ffmpeg (${engine.name})`, () => {
     assert.ok(a.offsetMs < -3_600_000, 'the offset is carried with each line');
   });
 
+  // (The guard that makes a new take wait for the old one's last append — LiveStreams.takes — is
+  // not forced here: ffmpeg's own restart takes longer than that append. This checks the outcome.)
+  test('a broadcaster whose encoder crashes and reconnects gets a second take after the first, in one verifiable log', LIMIT, async () => {
+    live!.proc.kill('SIGKILL'); // the encoder crashes…
+    live = broadcast(url(program.reservationId), { seconds: 90 }); // …and its restart connects straight away
+    const manifest = async () => (await o.call('GET', `/live/programs/${program.id}/manifest`)).body;
+    await waitFor(async () => (await manifest()).entries.some((e: SignedSegmentEntry) => e.entry.name === 't2_seg_000001.m4s'), 'take 2 segments in the log', 30_000, 100);
+    const m = await manifest();
+    assert.equal(verifySegmentLog(m.entries, m.originKey), null);
+    const names = (m.entries as SignedSegmentEntry[]).map((e) => e.entry.name);
+    const lastOfTake1 = names.length - 1 - [...names].reverse().findIndex((n) => n.startsWith('t1_'));
+    assert.ok(names.indexOf('t2_init.mp4') > lastOfTake1, 'take 2 starts after take 1 ends');
+    const b = await bookingOf(program.id);
+    assert.equal(b.status, 'live');
+    assert.deepEqual(
+      b.history.filter((e: { event: string }) => e.event === 'live' || e.event === 'off_air').map((e: { event: string }) => e.event),
+      ['live', 'off_air', 'live'],
+    );
+  });
+
   test('S3.13 (part): the window’s end cuts the publisher; the playlist ends; the program is done once swept', LIMIT, async () => {
     const keeper = (await join((await viewer()).token, 'open sesame')).body;
     o.clock.set(START + 33 * M); // end + 3 min
