@@ -67,6 +67,8 @@ export class ViewerSessions {
     const id = newId('lvs', 16);
     const result = await this.deps.db.transaction().execute(async (trx) => {
       await sql`select pg_advisory_xact_lock(hashtext(${`live-admit:${a.channelId}`}))`.execute(trx);
+      // Has this person watched the program before (the total counts people once)?
+      const before = await trx.selectFrom('live_viewer_sessions').select('id').where('program_id', '=', a.programId).where('viewer_id', '=', a.viewerId).limit(1).executeTakeFirst();
       const earlier = await trx
         .updateTable('live_viewer_sessions')
         .set({ ended_at: new Date(now) })
@@ -86,29 +88,29 @@ export class ViewerSessions {
         .where('s.last_seen_at', '>', this.freshSince(now))
         .executeTakeFirstOrThrow();
       const watching = Number(r.n);
-      if (watching >= a.capacity) return { full: true as const, watching, earlier: earlier.map((e) => e.id) };
+      // Thrown inside: the transaction rolls back, so a refused viewer keeps any session it had.
+      if (watching >= a.capacity) {
+        throw new AppError(
+          'channel_full',
+          `This channel is full: ${watching} of ${a.capacity} viewers are watching. Try again in a little while — a place frees up when someone stops watching.`,
+          503,
+          { capacity: a.capacity, viewers: watching, retryAfterSeconds: Math.ceil(this.deps.idleMs / 1000) },
+        );
+      }
       await trx.insertInto('live_viewer_sessions').values({ id, program_id: a.programId, viewer_id: a.viewerId, admitted_at: new Date(now), last_seen_at: new Date(now), ended_at: null }).execute();
-      // S3.10, S3.17: the program's peak and its distinct viewers so far.
+      // S3.10, S3.17: the program's peak, and its distinct viewers (one more if this one is new).
       const counted = await trx
         .updateTable('live_bookings')
         .set({
           viewer_peak: sql<number>`greatest(coalesce(viewer_peak, 0), ${watching + 1})`,
-          viewer_total: sql<number>`(select count(distinct viewer_id) from live_viewer_sessions where program_id = ${a.programId})`,
+          viewer_total: sql<number>`coalesce(viewer_total, 0) + ${before ? 0 : 1}`,
         })
         .where('id', '=', a.programId)
         .returning(['viewer_peak'])
         .executeTakeFirstOrThrow();
-      return { full: false as const, watching: watching + 1, peak: counted.viewer_peak ?? watching + 1, earlier: earlier.map((e) => e.id) };
+      return { watching: watching + 1, peak: counted.viewer_peak ?? watching + 1, earlier: earlier.map((e) => e.id) };
     });
     for (const e of result.earlier) this.markEnded(e);
-    if (result.full) {
-      throw new AppError(
-        'channel_full',
-        `This channel is full: ${result.watching} of ${a.capacity} viewers are watching. Try again in a little while — a place frees up when someone stops watching.`,
-        503,
-        { capacity: a.capacity, viewers: result.watching, retryAfterSeconds: Math.ceil(this.deps.idleMs / 1000) },
-      );
-    }
     this.track(id, { programId: a.programId, viewerId: a.viewerId, lastSeen: now, written: now, ended: false });
     return { session: { id, token: `${id}.${this.mac(id, a.programId, a.viewerId)}`, programId: a.programId, viewerId: a.viewerId }, viewers: result.watching, peak: result.peak };
   }
