@@ -21,7 +21,8 @@ const opened: AppPage[] = [];
 
 before(async () => {
   // No sign-up credit: the member pays with the voucher, as people do.
-  origin = await startTestOrigin({ config: { signupCredit: 0, pieceSize: 64 * 1024 } });
+  // A fixed weekday noon: the off-peak tariff (evenings, nights) would charge less than the price (S1.7).
+  origin = await startTestOrigin({ now: Date.UTC(2026, 5, 15, 12, 0), config: { signupCredit: 0, pieceSize: 64 * 1024 } });
   browser = await launchBrowser();
 });
 after(async () => {
