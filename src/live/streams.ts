@@ -339,8 +339,9 @@ export class LiveStreams {
   // ---- S3.10 the broadcaster's view ----
 
   async status(p: Principal, programId: string): Promise<BroadcastStatus> {
-    const booking = await this.deps.bookings.get(p, programId); // the broadcaster's own (or an operator)
-    const row = (await this.deps.bookings.rowForProgram(programId))!;
+    // One read a second per watching broadcaster: the row, with the same refusal as GET /live/bookings/{id}.
+    const row = await this.deps.bookings.rowForProgram(programId);
+    if (!row || (row.member_id !== p.userId && !p.roles.includes('operator'))) throw notFound('unknown_booking', `No booking ${programId} of yours.`);
     const now = this.deps.clock.now();
     const air = this.onAir.get(programId);
     const start = row.start_at.getTime();
@@ -348,13 +349,13 @@ export class LiveStreams {
     const segments = air?.last ? air.last.media - (air.last.durationMs > 0 ? 0 : 1) : 0;
     return {
       programId,
-      title: booking.title,
-      status: booking.status,
+      title: row.title,
+      status: row.status,
       now: new Date(now).toISOString(),
       epochMs: now,
-      start: booking.start,
-      end: booking.end,
-      windowEnd: booking.connectableWindow.to,
+      start: row.start_at.toISOString(),
+      end: row.end_at.toISOString(),
+      windowEnd: new Date(connectableWindow(start, end).to).toISOString(),
       elapsedSeconds: Math.max(0, Math.floor((now - start) / 1000)),
       remainingSeconds: Math.max(0, Math.ceil((end - now) / 1000)),
       channel: { id: row.channel_id, name: row.channel_name, capacity: row.channel_capacity, bitrateKbps: row.channel_bitrate_kbps },
