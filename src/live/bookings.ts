@@ -18,7 +18,8 @@ import type { Channel, Channels } from './channels.ts';
 import { bookedMail, cancelledMail, changedMail, confirmedMail, friendsMail, type ProgramFacts } from './messages.ts';
 import { openPassword, sealKey, sealPassword } from './sealed-password.ts';
 import { signSettings, type SignedSettings } from './settings.ts';
-import { CONNECT_AFTER_MS, connectableWindow, priceRange, quotaMonth, validTimeZone, type BookingLimits } from './slots.ts';
+import { extensionOffer, type ExtensionOffer } from './extension-rules.ts';
+import { CONNECT_AFTER_MS, connectableWindow, MINUTE_MS, priceRange, quotaMonth, validTimeZone, type BookingLimits } from './slots.ts';
 import type { BookingStatus, LiveBookingsTable, OpenLevel } from './tables.ts';
 
 // S3.4–S3.8: quote, book, reconfirm, change and cancel a booking of a channel's slots.
@@ -137,6 +138,8 @@ export interface BookingDeps {
   rtmpPort: () => number;
   /** Called after a booking commits with its deadline, so the deadline job looks again if that is sooner. */
   onBooked: (deadline: number) => void;
+  /** Called after an extension commits (S3.13): the stream's end moves. */
+  onExtended?: (bookingId: string, end: number) => void;
 }
 
 /** A booking with what the settings document needs of its channel (joined in selectRows). */
@@ -647,6 +650,108 @@ export class BookingService {
       .returning('id')
       .executeTakeFirst();
     if (r) await this.event(db, id, 'off_air', 'confirmed', detail);
+  }
+
+  // ---- S3.13 extension ----
+
+  /** What the channel's next slots allow the booking now: the offer, or why there is none. */
+  async extensionFor(row: Row, db: Kysely<Database> = this.deps.db, known?: Channel): Promise<ExtensionOffer> {
+    const now = this.deps.clock.now();
+    // Inside a transaction the caller passes the channel (PGlite has one connection).
+    const channel = known ?? (await this.deps.channels.get(row.channel_id));
+    const end = row.end_at.getTime();
+    const input = { status: row.status, end, now, slotMinutes: channel.slotMinutes, tariffPerSlot: channel.tariffPerSlot, nextTakenFrom: null, quotaLeft: 1, maxSlots: 1 };
+    // Outside the last ten minutes the answer needs no query (the status asks every second).
+    const early = extensionOffer(input);
+    if (early.code !== 'offered') return early;
+    const len = channel.slotMinutes * MINUTE_MS;
+    const next = await db
+      .selectFrom('live_bookings')
+      .select('start_at')
+      .where('channel_id', '=', row.channel_id)
+      .where('status', '<>', 'cancelled')
+      .where('id', '<>', row.id)
+      .where('end_at', '>', new Date(end))
+      .orderBy('start_at')
+      .limit(1)
+      .executeTakeFirst();
+    const used = await this.quotaUsed(db, row.member_id, row.channel_id, quotaMonth(row.start_at.getTime()));
+    return extensionOffer({
+      ...input,
+      nextTakenFrom: next ? Math.max(end, next.start_at.getTime()) : null,
+      quotaLeft: channel.monthlyQuotaSlots - used,
+      maxSlots: Math.max(1, Math.floor(this.deps.limits.maxBookingMs / len)),
+    });
+  }
+
+  /** The caller's booking's extension offer (S3.13). */
+  async extensionOffer(p: Principal, id: string): Promise<ExtensionOffer> {
+    return this.extensionFor(await this.ownRow(p, id));
+  }
+
+  /**
+   * S3.13: adds `slots` slots after the booking's end, or extends it to `until` (a retry with the
+   * same `until` changes and charges nothing more). Checked again under the row's lock and the
+   * member's quota lock; charged at the channel's tariff now as one ledger transfer named by the
+   * booking and its new end; the exclusion constraint refuses an overlap as for any booking.
+   */
+  async extend(p: Principal, id: string, ask: { slots?: number; until?: string }): Promise<{ booking: Booking; charged: number; already: boolean; end: string }> {
+    const { db, ledger, wallets } = this.deps;
+    const found = await this.ownRow(p, id);
+    const channel = await this.deps.channels.get(found.channel_id);
+    const len = channel.slotMinutes * MINUTE_MS;
+    const wallet = await wallets.open(p.userId);
+    await ledger.ensureAccount(PLATFORM_REVENUE);
+    let target: number;
+    if (ask.until !== undefined) {
+      target = Date.parse(ask.until);
+      if (!Number.isFinite(target)) throw badRequest('invalid_time', 'until must be an ISO 8601 time, e.g. 2026-12-01T19:10:00Z.', { field: 'until' });
+      if (target <= found.end_at.getTime()) {
+        // Already as long as asked: a retry of an extension that went through.
+        return { booking: await this.get(p, id), charged: 0, already: true, end: found.end_at.toISOString() };
+      }
+    } else target = found.end_at.getTime() + (ask.slots ?? 1) * len;
+    const slots = (target - found.end_at.getTime()) / len;
+    if (!Number.isInteger(slots) || slots < 1) {
+      throw badRequest('misaligned', `An extension adds whole slots of ${channel.slotMinutes} minutes after ${found.end_at.toISOString()}.`, { field: 'until', slotMinutes: channel.slotMinutes });
+    }
+    const UNAFFORDABLE = new Error('unaffordable');
+    const amount = slots * channel.tariffPerSlot;
+    try {
+      const outcome = await db.transaction().execute(async (trx) => {
+        const row = await this.rowById(trx, id, true);
+        if (!row) throw notFound('unknown_booking', `No booking ${id} of yours.`);
+        const end = row.end_at.getTime();
+        if (end >= target) return { already: true, end };
+        if (end !== found.end_at.getTime()) throw new AppError('extension_not_offered', 'The booking changed meanwhile; look at the offer again.', 409, { code: 'changed' });
+        await sql`select pg_advisory_xact_lock(hashtext(${`live-quota:${row.member_id}:${row.channel_id}`}))`.execute(trx);
+        const offer = await this.extensionFor(row, trx, channel);
+        if (!offer.offered) throw new AppError('extension_not_offered', offer.reason, 409, { code: offer.code, opensAt: offer.opensAt });
+        if (slots > offer.slots) {
+          throw new AppError('extension_too_long', `At most ${offer.slots} slot${offer.slots > 1 ? 's' : ''} can be added now (to ${new Date(end + offer.slots * len).toISOString()}).`, 409, { slots: offer.slots });
+        }
+        if (amount > 0) {
+          const [r] = await ledger.apply([{ id: `live-ext:${row.id}:${target}`, debit: wallet, credit: PLATFORM_REVENUE.id, amount, reason: 'live_slots', ref: row.id }], { trx });
+          if (r.status === 'failed') throw r.code === 'insufficient_balance' ? UNAFFORDABLE : transferError(r);
+        }
+        await trx
+          .updateTable('live_bookings')
+          .set({ end_at: new Date(target), slots: row.slots + slots, charge: row.charge + amount, updated_at: new Date(this.deps.clock.now()) })
+          .where('id', '=', row.id)
+          .execute();
+        await this.event(trx, row.id, 'extended', row.status, `extended by ${slots} slot${slots > 1 ? 's' : ''} to ${new Date(target).toISOString()}; charged ${amount}`);
+        return { already: false, end: target };
+      });
+      if (!outcome.already) this.deps.onExtended?.(id, outcome.end);
+      return { booking: await this.get(p, id), charged: outcome.already ? 0 : amount, already: outcome.already, end: new Date(outcome.end).toISOString() };
+    } catch (err) {
+      if (err === UNAFFORDABLE) {
+        const available = (await ledger.balance(wallet)).available;
+        throw new AppError('insufficient_balance', `Extending by ${slots} slot${slots > 1 ? 's' : ''} charges ${amount}; your wallet has ${available} available.`, 409, { needed: amount, available });
+      }
+      if ((err as { code?: string }).code === '23P01') throw this.slotTaken(p, await this.overlapping(db, found.channel_id, found.end_at.getTime(), target));
+      throw err;
+    }
   }
 
   // ---- reading ----

@@ -74,6 +74,10 @@ export function liveDomain(deps: {
     baseUrl: deps.baseUrl,
     rtmpPort: (): number => streams.rtmp.address()?.port ?? config.rtmpPort,
     onBooked: (deadline) => job?.wakeFor(deadline),
+    onExtended: (id, end) => {
+      streams.extended(id, end);
+      job?.wakeFor(end);
+    },
   });
   job = new DeadlineJob({ clock, bookings, logger: logger.child({ domain: 'live' }) });
   const guide = new Guide({ db, clock, channels, bookings, contact, usernames: (ids) => deps.accounts.usernames(ids), baseUrl: deps.baseUrl });

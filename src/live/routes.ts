@@ -182,6 +182,23 @@ export function liveRoutes(deps: { clock: WaitClock; channels: Channels; booking
       schema: { summary: 'Cancel a booking (S3.7): free before reconfirmation; after it the charge stands', tags: ['live'], params: idParams, response: { 404: errorSchema, 409: errorSchema } },
       handler: async (req) => bookings.cancel(req.principal!, req.params.id),
     });
+    // ---- S3.13 extension ----
+    app.get<{ Params: { id: string } }>('/live/bookings/:id/extension', {
+      config: { access: 'user' },
+      schema: { summary: 'The extension offer (S3.13): in the last ten minutes, the free slots that can be added, or why none', tags: ['live'], params: idParams, response: { 404: errorSchema } },
+      handler: async (req) => bookings.extensionOffer(req.principal!, req.params.id),
+    });
+    app.post<{ Params: { id: string }; Body: { slots?: number; until?: string } | undefined }>('/live/bookings/:id/extend', {
+      config: { access: 'user' },
+      schema: {
+        summary: 'Accept the extension (S3.13): adds slots after the end, charged at the channel’s tariff; `until` (the offer’s) makes a retry harmless',
+        tags: ['live'],
+        params: idParams,
+        body: { type: 'object', additionalProperties: false, properties: { slots: { type: 'integer', minimum: 1, maximum: 1440 }, until: { type: 'string', maxLength: 40 } } },
+        response: { 400: errorSchema, 404: errorSchema, 409: errorSchema },
+      },
+      handler: async (req) => bookings.extend(req.principal!, req.params.id, req.body ?? {}),
+    });
     app.post('/me/calendar-feed', {
       config: { access: 'user' },
       schema: { summary: 'A private iCalendar feed URL of my bookings; a new one replaces the old', tags: ['live'] },

@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { LRUCache } from 'lru-cache';
 import { Counter, Gauge, type Registry } from 'prom-client';
@@ -12,6 +12,7 @@ import { sha256Hex, type KeyPair } from '../core/crypto.ts';
 import { AppError, conflict, notFound } from '../core/errors.ts';
 import type { Principal } from '../core/http.ts';
 import type { BookingRow, BookingService } from './bookings.ts';
+import type { ExtensionOffer } from './extension-rules.ts';
 import { ingestDecision, type IngestRefusal } from './ingest-rules.ts';
 import { startPackager } from './packager.ts';
 import { createRtmpServer, type PublishStart, type RtmpServer } from './rtmp/index.ts';
@@ -59,6 +60,10 @@ interface OnAir {
   /** Bytes received, by second on the monotonic clock: the current bitrate. */
   meter: { t: number; bytes: number }[];
   stop: AbortController;
+  /** The slot's end (moved by an extension, S3.13): distribution stops here. */
+  endAt: number;
+  /** Wakes the end timers when the end moves. */
+  moved: AbortController;
 }
 
 export interface BroadcastStatus {
@@ -75,7 +80,11 @@ export interface BroadcastStatus {
   remainingSeconds: number;
   channel: { id: string; name: string; capacity: number; bitrateKbps: number };
   ingest: { live: boolean; since: string | null; take: number | null; bitrateKbps: number; segments: number };
+  /** S3.13: whether what is received reaches viewers — stopped once the slot has ended. */
+  distribution: 'before_start' | 'on' | 'stopped';
   viewers: { now: number; peak: number; total: number; capacity: number };
+  /** S3.13: the extension offer in the slot's last ten minutes, or why there is none. */
+  extension: ExtensionOffer;
 }
 
 const METER_SECONDS = 5;
@@ -172,13 +181,12 @@ export class LiveStreams {
   private async onAirTake(p: PublishStart<BookingRow>, row: BookingRow, log: Logger) {
     const last = await this.deps.segments.last(row.id);
     const take = (await this.deps.segments.takes(row.id)) + 1;
-    const w = connectableWindow(row.start_at.getTime(), row.end_at.getTime());
     if (!(await this.deps.bookings.markLive(row.id, `on air (take ${take}) from ${p.remote}`))) {
       this.rtmp.end(p.key, 'the booking can no longer go live');
       return;
     }
     const recent = await this.deps.segments.tail(row.id, this.deps.playlistSegments);
-    const air: OnAir = { programId: row.id, key: p.key, take, since: this.deps.clock.now(), last, recent, meter: [], stop: new AbortController() };
+    const air: OnAir = { programId: row.id, key: p.key, take, since: this.deps.clock.now(), last, recent, meter: [], stop: new AbortController(), endAt: row.end_at.getTime(), moved: new AbortController() };
     this.onAir.set(row.id, air);
     p.flv.on('data', (chunk: Buffer) => this.meter(air, chunk.length));
     const dir = path.join(this.deps.dir, row.id);
@@ -193,6 +201,11 @@ export class LiveStreams {
       ffmpeg: this.deps.ffmpeg,
       log,
       onSegment: async (seg) => {
+        // S3.13: distribution stops at the slot's end; what arrives after it reaches no one.
+        if (this.deps.clock.now() >= air.endAt) {
+          await rm(seg.file, { force: true });
+          return;
+        }
         const bytes = await readFile(seg.file);
         const signed = await this.deps.segments.append(row.id, air.last, { name: seg.name, init: `${prefix}init.mp4`, sha256: sha256Hex(bytes), bytes: bytes.length, durationMs: seg.durationMs }, this.deps.clock.now());
         air.last = signed.entry;
@@ -201,9 +214,13 @@ export class LiveStreams {
         this.segmentsLogged.inc();
       },
     });
-    // S3.13 (the part this issue needs): the connection is cut when the connectable window closes.
-    void this.deps.clock.sleepUntil(w.to, air.stop.signal).then(() => {
-      if (!air.stop.signal.aborted) this.rtmp.end(p.key, 'the connectable window closed');
+    // S3.13: at the slot's end the program's viewers are let go (their playlist ends); at the
+    // window's end the connection is cut. An extension moves both (`extended`).
+    void this.untilEnd(air, () => air.endAt).then(async (reached) => {
+      if (reached) await this.deps.viewers.endProgram(row.id).catch((e: unknown) => log.warn({ program: row.id, err: String(e) }, 'viewer sessions not ended'));
+    });
+    void this.untilEnd(air, () => connectableWindow(row.start_at.getTime(), air.endAt).to).then((reached) => {
+      if (reached) this.rtmp.end(p.key, 'the connectable window closed');
     });
     // ffmpeg stopping on its own (a stream it cannot read) ends the publish: nothing would reach viewers.
     void packager.done.then((r) => {
@@ -215,7 +232,35 @@ export class LiveStreams {
     if (packaged.error) log.warn({ program: row.id, err: packaged.error }, 'live packaging stopped with an error');
     this.onAir.delete(row.id);
     await this.deps.bookings.markOffAir(row.id, `off air (take ${take}): ${ended.detail}`);
-    if (this.deps.clock.now() >= w.to) await this.deps.viewers.endProgram(row.id);
+    if (this.deps.clock.now() >= air.endAt) await this.deps.viewers.endProgram(row.id);
+  }
+
+  /** Sleeps until `at()` on the clock, again each time the end moves; false if the take ended first. */
+  private async untilEnd(air: OnAir, at: () => number): Promise<boolean> {
+    for (;;) {
+      const moved = air.moved.signal;
+      const stop = AbortSignal.any([air.stop.signal, moved]);
+      await this.deps.clock.sleepUntil(at(), stop).catch(() => {});
+      if (air.stop.signal.aborted) return false;
+      if (moved.aborted) continue;
+      // Another origin may have extended the booking: the row has the last word.
+      const row = await this.deps.bookings.rowForProgram(air.programId);
+      if (row && row.end_at.getTime() > air.endAt) {
+        air.endAt = row.end_at.getTime();
+        continue;
+      }
+      if (this.deps.clock.now() >= at()) return true;
+    }
+  }
+
+  /** S3.13: the booking was extended to `end`; the program on air runs on. */
+  extended(programId: string, end: number) {
+    const air = this.onAir.get(programId);
+    if (!air || end <= air.endAt) return;
+    air.endAt = end;
+    const moved = air.moved;
+    air.moved = new AbortController();
+    moved.abort();
   }
 
   private meter(air: OnAir, bytes: number) {
@@ -258,7 +303,8 @@ export class LiveStreams {
     const row = await this.deps.bookings.rowForProgram(programId);
     // A Secret program is not found by anyone who does not have its ID; a cancelled one is gone.
     if (!row || row.status === 'cancelled') throw notFound('unknown_program', `No program ${programId}.`);
-    if (row.status === 'done') throw conflict('program_over', `This program ended at ${row.end_at.toISOString()}.`);
+    // S3.13: distribution stops at the slot's end, even while the broadcaster is still connected.
+    if (row.status === 'done' || this.deps.clock.now() >= row.end_at.getTime()) throw conflict('program_over', `This program ended at ${row.end_at.toISOString()}.`);
     if (!this.onAir.has(programId)) {
       throw new AppError('not_live', `The program is not on air${this.deps.clock.now() < row.start_at.getTime() ? `: it starts at ${row.start_at.toISOString()}` : ' right now (the broadcaster is not sending)'}. Try again then.`, 409, { start: row.start_at.toISOString() });
     }
@@ -287,11 +333,12 @@ export class LiveStreams {
     const air = this.onAir.get(programId);
     let media: SegmentEntry[];
     let ended = false;
-    if (air) media = air.recent;
+    if (air && this.deps.clock.now() < air.endAt) media = air.recent;
     else {
       const row = await this.deps.bookings.rowForProgram(programId);
       if (!row) throw notFound('unknown_program', `No program ${programId}.`);
-      ended = row.status === 'done' || this.deps.clock.now() >= connectableWindow(row.start_at.getTime(), row.end_at.getTime()).to;
+      // S3.13: the playlist ends with the slot (ENDLIST), whether or not the broadcaster still sends.
+      ended = row.status === 'done' || this.deps.clock.now() >= row.end_at.getTime();
       media = await this.deps.segments.tail(programId, ended ? 100_000 : this.deps.playlistSegments);
     }
     if (media.length === 0) throw new AppError('no_segments_yet', 'The first segment is being made; ask again in a second.', 503, { retryAfterSeconds: 1 });
@@ -347,6 +394,7 @@ export class LiveStreams {
     const start = row.start_at.getTime();
     const end = row.end_at.getTime();
     const segments = air?.last ? air.last.media - (air.last.durationMs > 0 ? 0 : 1) : 0;
+    const extension = await this.deps.bookings.extensionFor(row);
     return {
       programId,
       title: row.title,
@@ -360,7 +408,9 @@ export class LiveStreams {
       remainingSeconds: Math.max(0, Math.ceil((end - now) / 1000)),
       channel: { id: row.channel_id, name: row.channel_name, capacity: row.channel_capacity, bitrateKbps: row.channel_bitrate_kbps },
       ingest: { live: !!air, since: air ? new Date(air.since).toISOString() : null, take: air?.take ?? null, bitrateKbps: this.bitrate(air), segments },
+      distribution: now < start ? 'before_start' : now < end ? 'on' : 'stopped',
       viewers: { now: await this.deps.viewers.watching(programId), peak: row.viewer_peak ?? 0, total: row.viewer_total ?? 0, capacity: row.channel_capacity },
+      extension,
     };
   }
 
