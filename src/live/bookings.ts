@@ -780,6 +780,18 @@ export class BookingService {
       .execute();
   }
 
+  /** One channel's bookings overlapping [from, to), reconfirmed and not cancelled, in order (S3.14: what the channel carries). */
+  async onChannel(channelId: string, from: number, to: number): Promise<Row[]> {
+    return this.selectRows(this.deps.db)
+      .where('b.channel_id', '=', channelId)
+      .where('b.status', 'in', ['confirmed', 'live', 'done'])
+      .where('b.start_at', '<', new Date(to))
+      .where('b.end_at', '>', new Date(from))
+      .orderBy('b.start_at')
+      .limit(200)
+      .execute();
+  }
+
   async rowForProgram(id: string): Promise<Row | undefined> {
     return this.rowById(this.deps.db, id);
   }

@@ -15,6 +15,7 @@ import type { MailQueue } from '../mail/types.ts';
 import { BookingService } from './bookings.ts';
 import { Channels } from './channels.ts';
 import { DeadlineJob } from './deadline-job.ts';
+import { Fillers } from './fillers.ts';
 import { Guide } from './guide.ts';
 import { liveRoutes } from './routes.ts';
 import { SegmentLog } from './segment-log.ts';
@@ -102,7 +103,8 @@ export function liveDomain(deps: {
     playlistSegments: 6,
     ffmpeg: config.ffmpeg,
   });
-  const plugin: FastifyPluginAsync = liveRoutes({ clock, channels, bookings, guide, streams });
+  const fillers = new Fillers({ db, clock, channels, dir: path.join(config.dataDir, 'live', 'filler'), ffmpeg: config.ffmpeg, logger: logger.child({ domain: 'live', part: 'filler' }) });
+  const plugin: FastifyPluginAsync = liveRoutes({ clock, channels, bookings, guide, streams, fillers });
   const deadlines = job;
   const flushing = new AbortController();
   return {
@@ -111,6 +113,7 @@ export function liveDomain(deps: {
     guide,
     deadlines,
     streams,
+    fillers,
     plugin,
     /** RTMP ingest on RTMP_PORT (before the HTTP server, so a port in use stops the start with a clear reason). */
     async listen() {

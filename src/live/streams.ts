@@ -383,6 +383,24 @@ export class LiveStreams {
     return { programId, onAir: this.onAir.has(programId), viewers: await this.deps.viewers.watching(programId), capacity: row.channel_capacity, peak: row.viewer_peak ?? 0, total: row.viewer_total ?? 0 };
   }
 
+  // ---- S3.14 the channel's URL ----
+
+  /**
+   * What the channel carries now: the program whose slot holds `now` (null between programs,
+   * or when it is Secret: that one is watched from its own page), whether it is on air, and the
+   * next one. Players of the channel's page show the filler whenever `program` is null or not
+   * on air, and switch at the slot's start and end.
+   */
+  async channelNow(channelId: string) {
+    const now = this.deps.clock.now();
+    const rows = (await this.deps.bookings.onChannel(channelId, now, now + 86_400_000)).filter((r) => r.open_level !== 'secret');
+    const program = (r: BookingRow | undefined) =>
+      r && { id: r.id, title: r.title, start: r.start_at.toISOString(), end: r.end_at.toISOString(), openLevel: r.open_level, onAir: this.onAir.has(r.id) && now >= r.start_at.getTime() };
+    const current = rows.find((r) => r.start_at.getTime() <= now && now < r.end_at.getTime());
+    const next = rows.find((r) => r.start_at.getTime() > now);
+    return { channelId, now: new Date(now).toISOString(), program: program(current) ?? null, next: program(next) ?? null, filler: `/live/channels/${channelId}/filler.m3u8` };
+  }
+
   // ---- S3.10 the broadcaster's view ----
 
   async status(p: Principal, programId: string): Promise<BroadcastStatus> {

@@ -3,7 +3,7 @@ import { sql, type Generated, type Kysely, type Migration } from 'kysely';
 // Tables the live domain owns (S3, docs/live.md): channels, bookings (a reservation of a
 // channel's slots), each booking's timestamped history, and members' private calendar feeds.
 // Other domains ask LiveService (boundaries.test.ts).
-export const OWNED_TABLES = ['live_channels', 'live_bookings', 'live_booking_events', 'live_calendar_feeds', 'live_segments', 'live_viewer_sessions'] as const;
+export const OWNED_TABLES = ['live_channels', 'live_bookings', 'live_booking_events', 'live_calendar_feeds', 'live_segments', 'live_viewer_sessions', 'live_fillers'] as const;
 
 /** S3.2: a channel of the streaming server. */
 export interface LiveChannelsTable {
@@ -119,7 +119,23 @@ export interface LiveViewerSessionsTable {
   ended_at: Date | null;
 }
 
+/** S3.14: a channel's filler, packaged to HLS segments that loop while nothing is on air. */
+export interface LiveFillersTable {
+  channel_id: string;
+  kind: 'slate' | 'clip' | 'default';
+  /** The slate's text (null for a clip). */
+  text: string | null;
+  /** Names the packaged files' directory: a new filler never reuses a URL a player cached. */
+  version: string;
+  /** JSON: [{ name, durationMs, sha256, bytes }] in playing order. */
+  segments: string;
+  total_ms: number;
+  updated_at: Date;
+  updated_by: string | null;
+}
+
 export interface LiveTables {
+  live_fillers: LiveFillersTable;
   live_channels: LiveChannelsTable;
   live_bookings: LiveBookingsTable;
   live_booking_events: LiveBookingEventsTable;
@@ -284,5 +300,22 @@ export const liveStreamingMigration: Migration = {
     // The admission count: a program's sessions still open.
     await sql`create index live_viewer_sessions_open on live_viewer_sessions (program_id, last_seen_at) where ended_at is null`.execute(db);
     await db.schema.createIndex('live_viewer_sessions_viewer').on('live_viewer_sessions').columns(['program_id', 'viewer_id']).execute();
+  },
+};
+
+/** #16: each channel's filler (S3.14). */
+export const liveFillersMigration: Migration = {
+  async up(db: Kysely<any>) {
+    await db.schema
+      .createTable('live_fillers')
+      .addColumn('channel_id', 'text', (c) => c.primaryKey().references('live_channels.id'))
+      .addColumn('kind', 'text', (c) => c.notNull().check(sql`kind in ('slate', 'clip', 'default')`))
+      .addColumn('text', 'text')
+      .addColumn('version', 'text', (c) => c.notNull())
+      .addColumn('segments', 'text', (c) => c.notNull())
+      .addColumn('total_ms', 'integer', (c) => c.notNull().check(sql`total_ms > 0`))
+      .addColumn('updated_at', 'timestamptz', (c) => c.notNull())
+      .addColumn('updated_by', 'text')
+      .execute();
   },
 };
