@@ -1,7 +1,10 @@
 import type { Command } from 'commander';
+import { createReadStream, statSync } from 'node:fs';
+import { Readable } from 'node:stream';
 import { AppError, badRequest } from '../core/errors.ts';
 import type { Api } from '../core/http-client.ts';
 import type { Channel } from '../live/channels.ts';
+import type { Filler } from '../live/fillers.ts';
 import { apiFromProfile } from './profile.ts';
 import { table } from './table.ts';
 
@@ -120,5 +123,33 @@ export function registerChannel(program: Command) {
       if (root(cmd).opts().json) return write(JSON.stringify(updated));
       write(`updated ${describeChannel(updated)}`);
       if (f.tariffPerSlot !== undefined && f.tariffPerSlot !== found.tariffPerSlot) write('bookings already made keep the tariff they were made at');
+    });
+  channel
+    .command('filler')
+    .description('show or set what the channel carries when no program is on it (S3.14, operator): a slate or a looping clip')
+    .argument('<channel>', 'its name or ID')
+    .option('--slate <text>', 'a slate with this text (up to 200 characters; "\\n" breaks a line)')
+    .option('--clip <file>', 'a video file (at most 200 MiB), re-encoded within the channel’s bitrate and looped')
+    .action(async (nameOrId: string, opts: { slate?: string; clip?: string }, cmd: Command) => {
+      if (opts.slate !== undefined && opts.clip !== undefined) throw badRequest('invalid_argument', 'Give --slate or --clip, not both.');
+      const a = api(cmd);
+      const found = await resolveChannel(a, nameOrId);
+      const route = `/live/channels/${encodeURIComponent(found.id)}/filler`;
+      let f: Filler;
+      if (opts.slate !== undefined) f = await a.request<Filler>('PUT', route, { json: { slate: opts.slate.replace(/\\n/g, '\n') } });
+      else if (opts.clip !== undefined) {
+        let size: number;
+        try {
+          size = statSync(opts.clip).size;
+        } catch {
+          throw badRequest('file_not_found', `No file ${opts.clip}.`);
+        }
+        if (!root(cmd).opts().json) write(`sending ${opts.clip} (${(size / 1024 / 1024).toFixed(1)} MiB); the origin packages it with ffmpeg…`);
+        f = await a.request<Filler>('PUT', route, { body: Readable.toWeb(createReadStream(opts.clip)), headers: { 'content-type': 'video/mp4' } });
+      } else f = await a.get<Filler>(route);
+      if (root(cmd).opts().json) return write(JSON.stringify(f));
+      const what = f.kind === 'clip' ? 'a clip' : f.kind === 'slate' ? `a slate: "${f.text}"` : `the default slate ("${f.text?.replace('\n', ' — ')}")`;
+      write(`${found.name} carries ${what}, ${(f.totalMs / 1000).toFixed(1)} s looped, when no program is on air`);
+      write(`play it: ${a.origin}${f.playlist}`);
     });
 }

@@ -6,6 +6,7 @@ import { AppError, badRequest } from '../core/errors.ts';
 import type { Api } from '../core/http-client.ts';
 import type { Booking, BookingChange, BookingRequest, Quote } from '../live/bookings.ts';
 import type { Channel } from '../live/channels.ts';
+import type { ExtensionOffer } from '../live/extension-rules.ts';
 import type { Calendar, CalendarSlot, Program } from '../live/guide.ts';
 import { verifySettings, type SignedSettings } from '../live/settings.ts';
 import { validTimeZone } from '../live/slots.ts';
@@ -496,6 +497,29 @@ export function registerReserve(program: Command) {
       if (!event) return write(`nothing changed: ${after.id} already had those values`);
       write(`changed ${event.detail} of ${after.id} ("${after.title}")`);
       write(after.status === 'confirmed' && after.friends.length ? 'you and your friends are told by e-mail' : 'you are told by e-mail');
+    });
+
+  reserve
+    .command('extend')
+    .description('extend a booking into the next free slots (S3.13): offered in its last ten minutes; without --yes it shows the offer')
+    .argument('<booking-id>', 'bkg_…')
+    .option('--slots <n>', 'how many slots to add (default 1)')
+    .option('--yes', 'accept: book and charge the slots')
+    .action(async (id: string, opts: { slots?: string; yes?: boolean }, cmd: Command) => {
+      const a = api(cmd);
+      const json = root(cmd).opts().json;
+      const offer = await a.get<ExtensionOffer>(`/live/bookings/${encodeURIComponent(id)}/extension`);
+      if (!opts.yes || !offer.offered) {
+        if (json) return write(JSON.stringify(offer));
+        write(offer.reason);
+        if (offer.offered) write(`accept with: cascade reserve extend ${id} --yes${offer.slots > 1 ? ' [--slots N]' : ''}`);
+        return;
+      }
+      const slots = opts.slots === undefined ? 1 : wholeNumber('--slots', opts.slots, 1, offer.slots);
+      const until = new Date(Date.parse(offer.until!) + (slots - 1) * offer.slotMinutes * 60_000).toISOString();
+      const res = await a.post<{ booking: Booking; charged: number; already: boolean; end: string }>(`/live/bookings/${encodeURIComponent(id)}/extend`, { until });
+      if (json) return write(JSON.stringify(res));
+      write(res.already ? `already extended to ${res.end}; nothing more charged` : `extended "${res.booking.title}" to ${res.end}; charged ${res.charged}; the connection may stay until ${res.booking.connectableWindow.to}`);
     });
 
   reserve

@@ -29,9 +29,10 @@ describe('access rules on every route', () => {
     // clock (S3.10), the channels and the viewers' guide (S3.11) are for everyone; a calendar
     // feed's address is its own secret. A program's audience figures and signed segment log are
     // public like its page; its playlist and segments check a viewer session (?s=) themselves,
-    // and leaving needs only that session (#15).
+    // and leaving needs only that session (#15). A channel's filler (its shop window between
+    // programs) and what it carries now are public like the channel (S3.14).
     for (const r of publicRoutes) {
-      assert.match(r, /^(GET \/(|health|metrics|docs|origin|time|contents|contents\/:id|contents\/:id\/manifest|contents\/:id\/thumbnail|contents\/:id\/comments|assets\/:file|live\/channels|live\/channels\/:id|live\/today|live\/guide|live\/programs\/:id|live\/programs\/:id\/(audience|manifest|index.m3u8|segments\/:name)|live\/feeds\/:file)|POST \/(auth\/login|users\/signup|terminals\/challenge|terminals\/login|live\/programs\/:id\/leave))$/, r);
+      assert.match(r, /^(GET \/(|health|metrics|docs|origin|time|contents|contents\/:id|contents\/:id\/manifest|contents\/:id\/thumbnail|contents\/:id\/comments|assets\/:file|live\/channels|live\/channels\/:id|live\/channels\/:id\/(filler|filler.m3u8|filler\/:version\/:name|now)|live\/today|live\/guide|live\/programs\/:id|live\/programs\/:id\/(audience|manifest|index.m3u8|segments\/:name)|live\/feeds\/:file)|POST \/(auth\/login|users\/signup|terminals\/challenge|terminals\/login|live\/programs\/:id\/leave))$/, r);
     }
   });
 
