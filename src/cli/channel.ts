@@ -148,7 +148,7 @@ export function registerChannel(program: Command) {
         f = await a.request<Filler>('PUT', route, { body: Readable.toWeb(createReadStream(opts.clip)), headers: { 'content-type': 'video/mp4' } });
       } else f = await a.get<Filler>(route);
       if (root(cmd).opts().json) return write(JSON.stringify(f));
-      const what = f.kind === 'clip' ? 'a clip' : f.kind === 'slate' ? `a slate: "${f.text}"` : `the default slate ("${f.text?.replace('\n', ' — ')}")`;
+      const what = f.kind === 'clip' ? 'a clip' : f.kind === 'slate' ? `a slate: "${f.text?.replace(/\n/g, ' / ')}"` : `the default slate ("${f.text?.replace(/\n/g, ' / ')}")`;
       write(`${found.name} carries ${what}, ${(f.totalMs / 1000).toFixed(1)} s looped, when no program is on air`);
       write(`play it: ${a.origin}${f.playlist}`);
     });

@@ -200,7 +200,7 @@ export class Fillers {
     const textFile = path.join(dir, 'slate.txt');
     await writeFile(textFile, text);
     const font = (await stat(FONT).then(() => true, () => false)) ? `fontfile=${FONT}:` : '';
-    const draw = `drawtext=${font}textfile=${textFile}:fontcolor=white:fontsize=30:line_spacing=12:x=(w-text_w)/2:y=(h-text_h)/2`;
+    const draw = `drawtext=${font}textfile=${textFile}:expansion=none:fontcolor=white:fontsize=30:line_spacing=12:x=(w-text_w)/2:y=(h-text_h)/2`;
     const r = await run(this.ffmpeg, [
       '-hide_banner', '-loglevel', 'error', '-nostdin',
       '-f', 'lavfi', '-i', `color=c=0x1d2b3a:s=640x360:r=25:d=${SLATE_SECONDS}`,

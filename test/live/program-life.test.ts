@@ -90,6 +90,10 @@ describe(`program life with ffmpeg (${engine.name})`, () => {
     assert.notEqual(slate.body.version, first.body.version);
     const old = await o.call('GET', `/live/channels/${channelId}/filler/${first.body.version}/init.mp4`);
     assert.equal(old.status, 404);
+    // The text is drawn (white on the dark slate), '%' and quotes included.
+    const frame = await run(FFMPEG, ['-hide_banner', '-i', `${o.url}/live/channels/${channelId}/filler.m3u8`, '-frames:v', '1', '-vf', 'signalstats,metadata=print:key=lavfi.signalstats.YMAX', '-f', 'null', '-']);
+    const ymax = Number(/YMAX=(\d+)/.exec(frame.stderr)?.[1]);
+    assert.ok(ymax > 200, `the slate shows its text: YMAX ${ymax}`);
     const list = (await o.call('GET', `/live/channels/${channelId}/filler.m3u8`)).body as string;
     assert.match(list, new RegExp(`filler/${slate.body.version}/seg_0000\\.m4s`));
 
