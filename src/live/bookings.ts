@@ -658,7 +658,7 @@ export class BookingService {
   async extensionFor(row: Row, db: Kysely<Database> = this.deps.db, known?: Channel): Promise<ExtensionOffer> {
     const now = this.deps.clock.now();
     // Inside a transaction the caller passes the channel (PGlite has one connection).
-    const channel = known ?? (await this.deps.channels.get(row.channel_id));
+    const channel = known ?? (await this.deps.channels.recent(row.channel_id));
     const end = row.end_at.getTime();
     const input = { status: row.status, end, now, slotMinutes: channel.slotMinutes, tariffPerSlot: channel.tariffPerSlot, nextTakenFrom: null, quotaLeft: 1, maxSlots: 1 };
     // Outside the last ten minutes the answer needs no query (the status asks every second).
