@@ -359,11 +359,15 @@ export async function runBroadcast(opts: BroadcastOpts, deps: RunDeps): Promise<
       }
     });
   }
+  // The clock's waits do not keep the process alive (systemClock unrefs them), nor does a stdin
+  // that has ended: the broadcast does, until it is over.
+  const keepAlive = setInterval(() => {}, 60_000);
   const onSignal = () => stop('quit');
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   const cleanup = () => {
     if (applauseTimer) clearTimeout(applauseTimer);
+    clearInterval(keepAlive);
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     lines?.close();

@@ -102,6 +102,16 @@ describe(`cascade broadcast (S3.16, ${engine.name})`, () => {
     assert.match(r3.stderr, /error \(ingest_refused\): The origin refused the publish: Too early: you can connect from 2026-06-15T08:55:00\.000Z/);
     assert.deepEqual(await refusals(), ['too_early=1']);
     assert.equal(await status(), 'confirmed');
+
+    // Waiting with nothing on stdin (ended): still waiting a few seconds later, not gone.
+    const waiting = spawn(process.execPath, [CLI, 'broadcast', '--settings', settingsFile], { env: { ...process.env, CASCADE_HOME: home, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let told = '';
+    waiting.stdout.on('data', (d) => (told += d));
+    await waitFor(() => told.includes('connecting in'), () => `the countdown: ${told}`, 20_000);
+    await new Promise((r) => setTimeout(r, 2500));
+    assert.equal(waiting.exitCode, null, `still waiting for the window: ${told}`);
+    waiting.kill('SIGINT');
+    assert.equal(await new Promise((r) => waiting.on('close', r)), 0, 'Ctrl-C while waiting: a clean stop');
   });
 
   /** The newest segment of the live playlist, with its init segment, as one playable file. */
