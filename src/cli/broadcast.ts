@@ -52,7 +52,7 @@ interface ExtensionOffer {
   until: string;
   chargePerSlot: number;
 }
-type Status = BroadcastStatus & { extension?: ExtensionOffer | null };
+export type Status = BroadcastStatus & { extension?: ExtensionOffer | null };
 
 interface BroadcastOpts {
   settings: string;
@@ -71,6 +71,13 @@ interface BroadcastOpts {
 
 const DEJAVU = '/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf';
 const RECONNECT_MS = 2000;
+
+/** The S3.13 offer line, when the status carries an offer (origins without the field: none). */
+export function extensionLine(status: Status | null, zone: string, tty: boolean): string | null {
+  const ext = status?.extension;
+  if (!ext?.offered) return null;
+  return `extension offered: up to ${ext.slots} slot${ext.slots === 1 ? '' : 's'} until ${localTime(ext.until, zone, 'HH:mm')} at ${ext.chargePerSlot} per slot (${ext.reason}) — ${tty ? 'press e' : 'type "extend N"'}`;
+}
 
 export const defaultPresetsFile = () => path.join(cascadeHome(), 'broadcast-presets.json');
 
@@ -411,8 +418,8 @@ export async function runBroadcast(opts: BroadcastOpts, deps: RunDeps): Promise<
             `time      slot ends ${localTime(d.end, zone, 'HH:mm:ss')} · connection cut at ${localTime(windowTo, zone, 'HH:mm:ss')}`,
           ];
       if (statusNote) out.push(`note      ${statusNote}`);
-      const ext = (status as Status | null)?.extension;
-      if (ext?.offered) out.push(`extension offered: up to ${ext.slots} slot${ext.slots === 1 ? '' : 's'} until ${localTime(ext.until, zone, 'HH:mm')} at ${ext.chargePerSlot} per slot (${ext.reason}) — ${tty ? 'press e' : 'type "extend N"'}`);
+      const offer = extensionLine(status, zone, tty);
+      if (offer) out.push(offer);
       out.push(`sending   ${sendingKbps} kbit/s from this machine (take ${take}) · effects: ${describeEffects(effects)}`);
       out.push(tty ? KEYS_HELP : COMMANDS_HELP);
       if (tty && drawn) process.stdout.write(`\x1b[${drawn}A\x1b[J`);
@@ -460,15 +467,13 @@ export async function runBroadcast(opts: BroadcastOpts, deps: RunDeps): Promise<
           event('on_air', `on air: sending (take ${take})`, { take });
         }
       });
-      const exit = await new Promise<{ code: number | null; signal: string | null }>((resolve) => {
-        proc.on('error', (err) => {
-          refusal ??= null;
-          stderr += `${err.message}\n`;
-        });
+      const exit = await new Promise<{ code: number | null; signal: string | null; missing?: boolean }>((resolve) => {
+        // A binary that does not start emits 'error' (and maybe no 'close'): settle on either.
+        proc.on('error', (err) => resolve({ code: null, signal: null, missing: (err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'EACCES' }));
         proc.on('close', (code, signal) => resolve({ code, signal }));
       });
       ff = null;
-      if ((exit as { code: number | null }).code === null && /ENOENT/.test(stderr)) {
+      if (exit.missing) {
         throw new AppError('ffmpeg_missing', `ffmpeg does not run (${ffmpegBinary()}): install Debian's ffmpeg (apt-get install ffmpeg) or set FFMPEG.`, 500);
       }
       if (refusal) {

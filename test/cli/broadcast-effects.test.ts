@@ -166,3 +166,16 @@ describe('broadcast effects (S3.16)', () => {
     assert.ok(mean(late) > mean(early) + 10, `the applause is louder: ${mean(early).toFixed(1)} dB before, ${mean(late).toFixed(1)} dB during`);
   });
 });
+
+describe('broadcast status extras', () => {
+  test('the extension offer (S3.13) is shown when offered, and nothing when the field is absent, null or not offered', async () => {
+    const { extensionLine } = await import('../../src/cli/broadcast.ts');
+    const status = { epochMs: 0 } as unknown as Parameters<typeof extensionLine>[0];
+    assert.equal(extensionLine(status, 'UTC', false), null, 'an origin without the field');
+    assert.equal(extensionLine({ ...status!, extension: null }, 'UTC', false), null);
+    const offer = { offered: true, reason: 'the next slot is free', slots: 2, until: '2026-06-15T09:50:00Z', chargePerSlot: 100 };
+    assert.equal(extensionLine({ ...status!, extension: { ...offer, offered: false } }, 'UTC', false), null);
+    assert.equal(extensionLine({ ...status!, extension: offer }, 'UTC', false), 'extension offered: up to 2 slots until 09:50 at 100 per slot (the next slot is free) — type "extend N"');
+    assert.match(extensionLine({ ...status!, extension: offer }, 'UTC', true)!, /— press e$/);
+  });
+});
