@@ -16,6 +16,7 @@ import { registerUser } from './user.ts';
 import { registerChannel } from './channel.ts';
 import { registerReserve, registerTime } from './reserve.ts';
 import { registerLive } from './live.ts';
+import { registerBroadcast } from './broadcast.ts';
 import { registerOutbox } from './outbox.ts';
 import { endQuietlyOnClosedPipe } from './output.ts';
 
@@ -47,6 +48,8 @@ registerChannel(program);
 registerReserve(program);
 registerTime(program);
 registerLive(program);
+// `broadcast` (S3.16): the broadcaster's sending tool, ffmpeg with effects.
+registerBroadcast(program);
 // `outbox` (operators: the mail outbox, S3.8).
 registerOutbox(program);
 
