@@ -8,7 +8,7 @@ import { systemClock, type WaitClock } from '../core/clock.ts';
 import { AppError, badRequest } from '../core/errors.ts';
 import type { Api } from '../core/http-client.ts';
 import { verifySettings, type SignedSettings } from '../live/settings.ts';
-import type { BroadcastStatus } from '../live/streams.ts';
+import type { ExtensionOffer } from '../live/extension-rules.ts';
 import {
   APPLAUSE_SECONDS,
   applauseCommand,
@@ -33,7 +33,7 @@ import {
   type Source,
 } from './broadcast-effects.ts';
 import { root } from './channel.ts';
-import { formatStatus } from './live.ts';
+import { formatStatus, type StatusView } from './live.ts';
 import { apiFromProfile, cascadeHome } from './profile.ts';
 import { localTime, measureOffset, zoneOf, type ClockOffset } from './reserve.ts';
 
@@ -44,15 +44,7 @@ import { localTime, measureOffset, zoneOf, type ClockOffset } from './reserve.ts
 // commands, without reconnecting. Shows the S3.10 figures once a second; reconnects when the
 // connection drops inside the window; stops at the window's end.
 
-/** An extension offer (S3.13) as the status may carry it; absent on origins without it. */
-interface ExtensionOffer {
-  offered: boolean;
-  reason: string;
-  slots: number;
-  until: string;
-  chargePerSlot: number;
-}
-export type Status = BroadcastStatus & { extension?: ExtensionOffer | null };
+export type Status = StatusView;
 
 interface BroadcastOpts {
   settings: string;
@@ -73,12 +65,6 @@ const DEJAVU = '/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf';
 const RECONNECT_MS = 2000;
 
 /** The S3.13 offer line, when the status carries an offer (origins without the field: none). */
-export function extensionLine(status: Status | null, zone: string, tty: boolean): string | null {
-  const ext = status?.extension;
-  if (!ext?.offered) return null;
-  return `extension offered: up to ${ext.slots} slot${ext.slots === 1 ? '' : 's'} until ${localTime(ext.until, zone, 'HH:mm')} at ${ext.chargePerSlot} per slot (${ext.reason}) — ${tty ? 'press e' : 'type "extend N"'}`;
-}
-
 export const defaultPresetsFile = () => path.join(cascadeHome(), 'broadcast-presets.json');
 
 /** The settings document saved by `cascade reserve confirm … -o FILE`, as it stands in the file (not yet verified). */
@@ -309,7 +295,11 @@ export async function runBroadcast(opts: BroadcastOpts, deps: RunDeps): Promise<
         return change(presetOf(loadPresets(presetsFile), c.name));
       case 'extend': {
         const id = encodeURIComponent(d.bookingId);
-        const r = await api.post<Record<string, unknown>>(`/live/bookings/${id}/extend`, { slots: c.slots });
+        // The end asked for, not a number of slots: a retry (a lost answer) extends once.
+        const offer = await api.get<ExtensionOffer>(`/live/bookings/${id}/extension`);
+        if (!offer.offered || !offer.until) throw new AppError('extension_not_offered', offer.reason, 409);
+        const until = new Date(Date.parse(offer.until) + (c.slots - 1) * offer.slotMinutes * 60_000).toISOString();
+        const r = await api.post<Record<string, unknown>>(`/live/bookings/${id}/extend`, { until });
         event('extended', `extension of ${c.slots} slot${c.slots === 1 ? '' : 's'} accepted`, { answer: r });
         return readStatus();
       }
@@ -411,15 +401,13 @@ export async function runBroadcast(opts: BroadcastOpts, deps: RunDeps): Promise<
         return;
       }
       const out: string[] = status
-        ? formatStatus(status, offset, zone)
+        ? formatStatus(status, offset, zone, tty ? 'press e' : 'type "extend" (or "extend N")')
         : [
             `program   ${d.title} (${d.bookingId})`,
             `clock     origin ${localTime(originNow(), zone, 'yyyy-MM-dd HH:mm:ss')} ${zone} (measured from /time; offset ${offset.offsetMs} ms)`,
             `time      slot ends ${localTime(d.end, zone, 'HH:mm:ss')} · connection cut at ${localTime(windowTo, zone, 'HH:mm:ss')}`,
           ];
       if (statusNote) out.push(`note      ${statusNote}`);
-      const offer = extensionLine(status, zone, tty);
-      if (offer) out.push(offer);
       out.push(`sending   ${sendingKbps} kbit/s from this machine (take ${take}) · effects: ${describeEffects(effects)}`);
       out.push(tty ? KEYS_HELP : COMMANDS_HELP);
       if (tty && drawn) process.stdout.write(`\x1b[${drawn}A\x1b[J`);

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { createParser } from 'eventsource-parser';
 import { systemClock } from '../core/clock.ts';
 import { AppError } from '../core/errors.ts';
+import type { ExtensionOffer } from '../live/extension-rules.ts';
 import type { BroadcastStatus } from '../live/streams.ts';
 import { root } from './channel.ts';
 import { apiFromProfile } from './profile.ts';
@@ -21,8 +22,14 @@ const clockText = (s: number) => {
   return `${h}:${String(m).padStart(2, '0')}:${String(sec).padStart(2, '0')}`;
 };
 
-/** The S3.10 figures as lines; `offset` is this machine's clock against the origin's. */
-export function formatStatus(s: BroadcastStatus, offset: ClockOffset, zone: string): string[] {
+/** The status as an origin sends it; one from before S3.13 has no distribution state nor extension offer. */
+export type StatusView = Omit<BroadcastStatus, 'extension' | 'distribution'> & Partial<Pick<BroadcastStatus, 'distribution'>> & { extension?: ExtensionOffer | null };
+
+/**
+ * The S3.10 figures as lines; `offset` is this machine's clock against the origin's. In the
+ * slot's last ten minutes the extension offer (S3.13) and how to accept it (`accept`).
+ */
+export function formatStatus(s: StatusView, offset: ClockOffset, zone: string, accept = `cascade reserve extend ${s.programId} --yes`): string[] {
   const air = s.ingest.live ? `ON AIR since ${localTime(s.ingest.since!, zone, 'HH:mm:ss')} (take ${s.ingest.take})` : s.status === 'done' ? 'ended' : 'not on air';
   const startsIn = Math.max(0, Math.ceil((Date.parse(s.start) - s.epochMs) / 1000));
   return [
@@ -32,6 +39,8 @@ export function formatStatus(s: BroadcastStatus, offset: ClockOffset, zone: stri
     `time      ${startsIn > 0 ? `starts in ${clockText(startsIn)}` : `elapsed ${clockText(s.elapsedSeconds)}`} · slot ends ${localTime(s.end, zone, 'HH:mm:ss')} (in ${clockText(s.remainingSeconds)}) · connection cut at ${localTime(s.windowEnd, zone, 'HH:mm:ss')}`,
     `bitrate   ${s.ingest.bitrateKbps} kbit/s received; the channel carries ${s.channel.bitrateKbps}`,
     `viewers   ${s.viewers.now} now of ${s.viewers.capacity} · peak ${s.viewers.peak} · total ${s.viewers.total}`,
+    ...(s.distribution === 'stopped' && s.ingest.live ? [`end       the slot has ended: viewers no longer receive what you send (connection cut at ${localTime(s.windowEnd, zone, 'HH:mm:ss')})`] : []),
+    ...(s.extension?.offered ? [`extension ${s.extension.reason} Accept: ${accept}`] : s.extension && ['next_slot_taken', 'quota_exceeded'].includes(s.extension.code) ? [`extension ${s.extension.reason}`] : []),
   ];
 }
 

@@ -168,14 +168,22 @@ describe('broadcast effects (S3.16)', () => {
 });
 
 describe('broadcast status extras', () => {
-  test('the extension offer (S3.13) is shown when offered, and nothing when the field is absent, null or not offered', async () => {
-    const { extensionLine } = await import('../../src/cli/broadcast.ts');
-    const status = { epochMs: 0 } as unknown as Parameters<typeof extensionLine>[0];
-    assert.equal(extensionLine(status, 'UTC', false), null, 'an origin without the field');
-    assert.equal(extensionLine({ ...status!, extension: null }, 'UTC', false), null);
-    const offer = { offered: true, reason: 'the next slot is free', slots: 2, until: '2026-06-15T09:50:00Z', chargePerSlot: 100 };
-    assert.equal(extensionLine({ ...status!, extension: { ...offer, offered: false } }, 'UTC', false), null);
-    assert.equal(extensionLine({ ...status!, extension: offer }, 'UTC', false), 'extension offered: up to 2 slots until 09:50 at 100 per slot (the next slot is free) — type "extend N"');
-    assert.match(extensionLine({ ...status!, extension: offer }, 'UTC', true)!, /— press e$/);
+  test('S3.13: the extension offer is shown with how to accept it; nothing when the origin sends none or it is not offered yet', async () => {
+    const { formatStatus } = await import('../../src/cli/live.ts');
+    const status = {
+      programId: 'bkg_x', title: 'Show', status: 'live', now: '2026-06-15T09:35:00.000Z', epochMs: Date.UTC(2026, 5, 15, 9, 35), start: '2026-06-15T09:00:00.000Z',
+      end: '2026-06-15T09:40:00.000Z', windowEnd: '2026-06-15T09:43:00.000Z', elapsedSeconds: 2100, remainingSeconds: 300,
+      channel: { id: 'chn_x', name: 'Stage', capacity: 5, bitrateKbps: 600 }, ingest: { live: true, since: '2026-06-15T08:58:00.000Z', take: 1, bitrateKbps: 500, segments: 10 },
+      viewers: { now: 1, peak: 2, total: 3, capacity: 5 },
+    };
+    const offset = { offsetMs: 0, roundTripMs: 1 } as unknown as Parameters<typeof formatStatus>[1];
+    const lines = (extension: unknown, accept?: string) => formatStatus({ ...status, extension } as Parameters<typeof formatStatus>[0], offset, 'UTC', accept).filter((l) => l.startsWith('extension'));
+    assert.deepEqual(lines(undefined), [], 'an origin without the field');
+    assert.deepEqual(lines(null), []);
+    const offer = { offered: true, code: 'offered', reason: 'The next slot is free: extend to 09:50 UTC for 100.', opensAt: '2026-06-15T09:30:00Z', slots: 2, slotMinutes: 10, until: '2026-06-15T09:50:00Z', chargePerSlot: 100 };
+    assert.deepEqual(lines({ ...offer, offered: false, code: 'not_yet' }), []);
+    assert.deepEqual(lines(offer, 'press e'), ['extension The next slot is free: extend to 09:50 UTC for 100. Accept: press e']);
+    assert.match(lines(offer)[0], /Accept: cascade reserve extend bkg_x --yes$/);
+    assert.deepEqual(lines({ ...offer, offered: false, code: 'next_slot_taken', reason: 'The next slot is booked.' }), ['extension The next slot is booked.']);
   });
 });
