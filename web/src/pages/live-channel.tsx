@@ -295,7 +295,11 @@ export function ChannelPage({ params }: Match) {
 
 function nowLine(n: ChannelNow, playing: Playing | null): string {
   const next = n.next ? `next: ${n.next.title} at ${hm(n.next.start)}` : 'no program in the next 24 hours';
-  if (playing?.kind === 'program') return `Now: ${playing.program.title}, until ${hm(playing.program.end)} — ${next}`;
+  if (playing?.kind === 'program') {
+    // The slot's end as the origin says now (an extension moves it).
+    const p = n.program?.id === playing.program.id ? n.program : playing.program;
+    return `Now: ${p.title}, until ${hm(p.end)} — ${next}`;
+  }
   if (n.program) return `Now: filler — “${n.program.title}” has the slot until ${hm(n.program.end)}${n.program.onAir ? '' : ' (not on air)'} — ${next}`;
   return `Now: filler — ${next}`;
 }
