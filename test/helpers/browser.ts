@@ -4,6 +4,7 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { ROOT } from './processes.ts';
+import { waitFor } from './wait.ts';
 
 // Debian's Chromium driven by playwright-core, for the web app's tests (#13.6). Each page
 // records console errors and uncaught exceptions (a test asserts there are none), runs
@@ -110,4 +111,15 @@ export async function checkPage(page: Page, name: string): Promise<void> {
     await screenshot(page, width === 1280 ? `page-${name}` : `page-${name}-375`);
   }
   await page.setViewportSize({ width: 1280, height: 900 });
+}
+
+/** The page's video element's current time (s). */
+export const videoTime = (page: Page): Promise<number> => page.locator('video').evaluate((v: HTMLVideoElement) => v.currentTime);
+
+/** The page's video plays: it has started, is not paused, and its time advances by more than a second. */
+export async function videoAdvances(page: Page, what: string): Promise<void> {
+  await waitFor(async () => (await videoTime(page)) > 0, `${what}: the video starts`, 20_000, 200);
+  const t1 = await videoTime(page);
+  await waitFor(async () => (await videoTime(page)) > t1 + 1, `${what}: the video's time advances`, 20_000, 200);
+  assert.equal(await page.locator('video').evaluate((v: HTMLVideoElement) => v.paused), false, `${what}: playing`);
 }

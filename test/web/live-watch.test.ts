@@ -1,7 +1,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Browser, Page, Response } from 'playwright-core';
-import { checkPage, launchBrowser, openApp, screenshot, type AppPage } from '../helpers/browser.ts';
+import { checkPage, launchBrowser, openApp, screenshot, videoAdvances, type AppPage } from '../helpers/browser.ts';
 import { testEngines } from '../helpers/db.ts';
 import { broadcast, requireFfmpeg, type Broadcast } from '../helpers/ffmpeg.ts';
 import { startTestOrigin, type TestOrigin } from '../helpers/origin.ts';
@@ -74,12 +74,9 @@ function openAs(user: User, roles: string[], route: string): Promise<AppPage> {
   return openApp(browser, `${o.url}/#${route}`, { timezoneId: 'UTC', locale: 'en-GB', signedIn: { ...user, roles } });
 }
 
-const videoTime = (page: Page) => page.locator('video').evaluate((v: HTMLVideoElement) => v.currentTime);
-/** The video plays: its time advances by more than a second. */
+/** The video plays (its time advances by more than a second); a screenshot. */
 async function advances(page: Page, what: string) {
-  await waitFor(async () => (await videoTime(page)) > 0, `${what}: the video starts`, 20_000, 200);
-  const t1 = await videoTime(page);
-  await waitFor(async () => (await videoTime(page)) > t1 + 1, `${what}: the video's time advances`, 10_000, 200);
+  await videoAdvances(page, what);
   await screenshot(page, `page-live-watching-${what.replace(/\W+/g, '-')}`);
 }
 /** The join answers (POST …/viewers) the page received: status and body. */

@@ -9,6 +9,7 @@ import { CatalogPage } from './pages/catalog.tsx';
 import { ChannelsPage } from './pages/channels.tsx';
 import { ContentPage } from './pages/content.tsx';
 import { BroadcastPage } from './pages/live-broadcast.tsx';
+import { ChannelPage } from './pages/live-channel.tsx';
 import { CalendarPage } from './pages/live-calendar.tsx';
 import { GuidePage, ProgramPage } from './pages/live-guide.tsx';
 import { MyChannelPage } from './pages/live-mine.tsx';
@@ -56,6 +57,7 @@ export const pages: PageDef[] = [
   { path: '/live/mine', page: MyChannelPage, auth: true, nav: 'My channel', role: 'premium' },
   { path: '/live/:id', page: ProgramPage },
   { path: '/live/:id/broadcast', page: BroadcastPage, auth: true },
+  { path: '/channels/:id', page: ChannelPage },
   { path: '/signin', page: SignInPage },
   { path: '/signup', page: SignUpPage },
   { path: '/wallet', page: WalletPage, auth: true, nav: 'Wallet' },

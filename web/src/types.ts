@@ -235,5 +235,58 @@ export interface BroadcastStatus {
   remainingSeconds: number;
   channel: { id: string; name: string; capacity: number; bitrateKbps: number };
   ingest: { live: boolean; since: string | null; take: number | null; bitrateKbps: number; segments: number };
+  /** S3.13: whether what is received reaches viewers — stopped once the slot has ended. */
+  distribution: 'before_start' | 'on' | 'stopped';
   viewers: { now: number; peak: number; total: number; capacity: number };
+  /** S3.13: the extension offer in the slot's last ten minutes, or why there is none. */
+  extension: ExtensionOffer;
+}
+
+/** S3.13 (src/live/extension-rules.ts): GET /live/bookings/:id/extension, and `extension` of the status. */
+export interface ExtensionOffer {
+  offered: boolean;
+  /** Why (not): a stable code, and a sentence for the broadcaster. */
+  code: 'offered' | 'not_yet' | 'over' | 'not_reconfirmed' | 'next_slot_taken' | 'quota_exceeded';
+  reason: string;
+  /** When the offer opens (end − 10 minutes). */
+  opensAt: string;
+  /** How many slots may be added now (0 when not offered). */
+  slots: number;
+  slotMinutes: number;
+  /** The end after adding one slot (null when not offered). */
+  until: string | null;
+  /** What each added slot costs: the channel's tariff now. */
+  chargePerSlot: number;
+}
+
+/** POST /live/bookings/:id/extend {until}: the booking as extended, what was charged (0 for a retry). */
+export interface ExtendResult {
+  booking: Booking;
+  charged: number;
+  already: boolean;
+  end: string;
+}
+
+// ---- the channel's air (S3.14; src/live/filler-routes.ts) ----
+
+/** A program of GET /live/channels/:id/now. */
+export interface ChannelProgram {
+  id: string;
+  title: string;
+  start: string;
+  end: string;
+  openLevel: OpenLevel;
+  /** The broadcaster sends and the slot has started. */
+  onAir: boolean;
+}
+
+/** GET /live/channels/:id/now (public): the program whose slot it is (null: filler), the next. */
+export interface ChannelNow {
+  channelId: string;
+  /** The origin's clock. */
+  now: string;
+  program: ChannelProgram | null;
+  next: ChannelProgram | null;
+  /** The channel's filler playlist (public, no session). */
+  filler: string;
 }

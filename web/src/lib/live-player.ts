@@ -1,13 +1,17 @@
 // The live viewer's player (S3.11; docs/live.md "Watching"): hls.js (its light build, loaded
 // when a viewer first presses Watch) on Media Source Extensions; Safari's own HLS only where
 // hls.js cannot run. A 401 on the playlist or a segment means the viewer session is over
-// (`viewer_session_expired`): the page joins again and loads the new playlist. Framework-free.
+// (`viewer_session_expired`): the page joins again and loads the new playlist. A playlist that
+// ends (#EXT-X-ENDLIST: the slot is over) is played to its last segment, then `ended`. The channel
+// page plays the channel's filler (public, no session) in the same player. Framework-free.
 
 export interface PlayerEvents {
   /** The session was refused (401): join again, then `load` the new playlist. */
   expired(): void;
   /** Playback stopped for good; a sentence for the viewer. */
   fatal(message: string): void;
+  /** The playlist ended (#EXT-X-ENDLIST) and its last segment has played. */
+  ended?(): void;
 }
 
 export interface LivePlayer {
@@ -22,11 +26,20 @@ export async function playLive(video: HTMLVideoElement, url: string, on: PlayerE
   video.muted = true;
   if (!Hls.isSupported()) return nativeHls(video, url, on);
   let hls: InstanceType<typeof Hls> | null = null;
+  let finite = false; // the playing playlist has ended (ENDLIST)
+  const onEnded = () => {
+    if (finite) on.ended?.();
+  };
+  video.addEventListener('ended', onEnded);
   const start = (src: string) => {
+    finite = false;
     hls?.destroy();
     const h = new Hls({ enableWorker: false, liveSyncDurationCount: 2 });
     let recovered = false;
     h.on(Hls.Events.MANIFEST_PARSED, () => void video.play().catch(() => {}));
+    h.on(Hls.Events.LEVEL_UPDATED, (_e, data) => {
+      if (hls === h && !data.details.live) finite = true;
+    });
     h.on(Hls.Events.ERROR, (_e, data) => {
       if (!data.fatal || hls !== h) return;
       if (data.response?.code === 401) return on.expired();
@@ -45,6 +58,7 @@ export async function playLive(video: HTMLVideoElement, url: string, on: PlayerE
   return {
     load: start,
     destroy() {
+      video.removeEventListener('ended', onEnded);
       hls?.destroy();
       hls = null;
     },
@@ -61,6 +75,8 @@ function nativeHls(video: HTMLVideoElement, url: string, on: PlayerEvents): Live
   // (joining again tells the viewer the real reason if there is one).
   const onError = () => (video.error?.code === MediaError.MEDIA_ERR_NETWORK ? on.expired() : on.fatal('Playback stopped. Press Watch to try again.'));
   video.addEventListener('error', onError);
+  const onEnded = () => on.ended?.();
+  video.addEventListener('ended', onEnded);
   const load = (src: string) => {
     video.src = src;
     void video.play().catch(() => {});
@@ -70,6 +86,7 @@ function nativeHls(video: HTMLVideoElement, url: string, on: PlayerEvents): Live
     load,
     destroy() {
       video.removeEventListener('error', onError);
+      video.removeEventListener('ended', onEnded);
       video.removeAttribute('src');
       video.load();
     },

@@ -8,7 +8,8 @@ import { WatchPanel } from './live-watch.tsx';
 
 // The viewers' guide (S3.11; docs/live.md "Guide"): today's live (GET /live/today?tz) and a
 // month's programs by day (GET /live/guide?month&tz), in the browser's time zone; each links to
-// the program's page (GET /live/programs/:id), where signed-in members watch (live-watch.tsx).
+// the program's page (GET /live/programs/:id), where signed-in members watch (live-watch.tsx), and
+// its channel's name to the channel's page (live-channel.tsx).
 // Public: no sign-in needed. Secret programs are never listed (the API leaves them out); their
 // page is reached only by the link shared.
 
@@ -71,7 +72,7 @@ function ProgramList({ items, label, labelledBy, withDay }: { items: Program[]; 
           </span>{' '}
           <Link to={`/live/${p.id}`}>{p.title}</Link>{' '}
           <span class="muted">
-            {p.channelName} · {p.genre}
+            <Link to={`/channels/${p.channelId}`}>{p.channelName}</Link> · {p.genre}
             {p.outline ? ` · ${p.outline}` : ''}
           </span>{' '}
           {p.needsPassword && <span class="tag warn">needs a password</span>}
@@ -98,7 +99,9 @@ export function ProgramPage({ params }: Match) {
               {timeRange(prog.start, prog.end)} <span class="muted">({browserZone()})</span> · {WHEN_WORDS[prog.when]}
             </dd>
             <dt>Channel</dt>
-            <dd>{prog.channelName}</dd>
+            <dd>
+              <Link to={`/channels/${prog.channelId}`}>{prog.channelName}</Link> <span class="muted">(the channel’s page: what it carries now, filler between programs)</span>
+            </dd>
             <dt>Genre</dt>
             <dd>{prog.genre}</dd>
             {prog.outline && (

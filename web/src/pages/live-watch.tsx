@@ -14,14 +14,16 @@ import type { Audience, Program, ViewerJoin } from '../types.ts';
 // how many watch. When the session ends under the player (viewer_session_expired) the page joins
 // again by itself with the password typed, kept in memory only. Leaving the page (or Stop) leaves
 // the program (POST …/leave), so the place is free at once. The audience (GET …/audience, public)
-// is polled every few seconds.
+// is polled every few seconds. When the program ends under the player (its slot is over: the
+// session is let go and joining again answers program_over, or the playlist ends), the channel's
+// filler plays in its place (S3.13 "viewers see the filler"), with a sentence saying so.
 
 const AUDIENCE_EVERY_MS = 5000;
 /** A session joined again by itself and refused sooner than this is refused for another reason: stop. */
 const REJOIN_AFTER_MS = 5000;
 
 /** The sentence for a refused join: the API's, with the figures of a full channel. */
-function refusalText(err: unknown): string {
+export function refusalText(err: unknown): string {
   if (!(err instanceof ApiError)) return err instanceof Error ? err.message : String(err);
   const d = err.details;
   if (err.code === 'channel_full' && typeof d.capacity === 'number') {
@@ -32,6 +34,12 @@ function refusalText(err: unknown): string {
   return err.message;
 }
 
+/** Leaves program `id` (the session `session`): a beacon, so it goes out even as the page closes. */
+export function leaveProgram(id: string, session: string): void {
+  const url = `/live/programs/${encodeURIComponent(id)}/leave?s=${encodeURIComponent(session)}`;
+  if (!navigator.sendBeacon?.(url)) void fetch(url, { method: 'POST', keepalive: true }).catch(() => {});
+}
+
 export function WatchPanel({ program }: { program: Program }) {
   const id = program.id;
   const signedIn = !!session.value;
@@ -40,6 +48,8 @@ export function WatchPanel({ program }: { program: Program }) {
   const [playlist, setPlaylist] = useState<string | null>(null);
   const [status, setStatus] = useState('');
   const [stopped, setStopped] = useState<string | null>(null);
+  /** The program has ended: the channel's filler plays in its place. */
+  const [filler, setFiller] = useState(false);
   const [seen, setSeen] = useState(0); // bumps the audience after a join or a leave
   const joined = useRef<{ session: string; at: number; again: boolean } | null>(null);
   const video = useRef<HTMLVideoElement>(null);
@@ -48,9 +58,7 @@ export function WatchPanel({ program }: { program: Program }) {
   const leave = () => {
     const s = joined.current;
     joined.current = null;
-    if (!s) return;
-    const url = `/live/programs/${encodeURIComponent(id)}/leave?s=${encodeURIComponent(s.session)}`;
-    if (!navigator.sendBeacon?.(url)) void fetch(url, { method: 'POST', keepalive: true }).catch(() => {});
+    if (s) leaveProgram(id, s.session);
   };
   /** `again`: by itself, the session having ended under the player. */
   const join = async (again = false) => {
@@ -76,9 +84,20 @@ export function WatchPanel({ program }: { program: Program }) {
     });
   const stop = (why: string | null) => {
     leave();
+    setFiller(false);
     setPlaylist(null);
     setStatus(why ? '' : 'Stopped.');
     setStopped(why);
+    setSeen((n) => n + 1);
+  };
+
+  /** The slot is over: the channel's filler (public, no session) in the program's place. */
+  const toFiller = () => {
+    leave();
+    setFiller(true);
+    setStopped(null);
+    setStatus(`The program has ended; ${program.channelName}’s filler is on.`);
+    setPlaylist(`/live/channels/${encodeURIComponent(program.channelId)}/filler.m3u8`);
     setSeen((n) => n + 1);
   };
 
@@ -94,7 +113,10 @@ export function WatchPanel({ program }: { program: Program }) {
         // (None after pagehide: the page, back from the back-forward cache, joins again.)
         if (j?.again && Date.now() - j.at < REJOIN_AFTER_MS) return stop('The stream refuses this viewer session. Press Watch to join again.');
         setStatus('Your viewer session ended; joining again…');
-        join(true).catch((err) => stop(refusalText(err)));
+        join(true).catch((err) => (err instanceof ApiError && err.code === 'program_over' ? toFiller() : stop(refusalText(err))));
+      },
+      ended: () => {
+        if (joined.current) toFiller();
       },
       fatal: (message) => {
         console.error(`live player: ${message}`);
@@ -154,9 +176,17 @@ export function WatchPanel({ program }: { program: Program }) {
         {status}
       </p>
       <div class="player" hidden={!playlist}>
-        <video ref={video} controls muted autoplay playsInline aria-label={`Live: ${program.title}`} onPlaying={() => setStatus('Playing live.')} />
+        <video
+          ref={video}
+          controls
+          muted
+          autoplay
+          playsInline
+          aria-label={filler ? `${program.channelName}: filler` : `Live: ${program.title}`}
+          onPlaying={() => !filler && setStatus('Playing live.')}
+        />
         <button type="button" class="secondary" onClick={() => stop(null)}>
-          Stop watching
+          {filler ? 'Stop the filler' : 'Stop watching'}
         </button>
       </div>
     </section>
