@@ -17,7 +17,7 @@ import { BookingService } from './bookings.ts';
 import { Channels } from './channels.ts';
 import { DeadlineJob } from './deadline-job.ts';
 import { Guide } from './guide.ts';
-import { RecordingJob, RecordingService } from './recordings.ts';
+import { recordingJob as makeRecordingJob, RecordingService } from './recordings.ts';
 import { liveRoutes } from './routes.ts';
 import { SegmentLog } from './segment-log.ts';
 import { LiveStreams } from './streams.ts';
@@ -38,7 +38,7 @@ export { Guide, type Calendar, type Program } from './guide.ts';
 export { verifySettings, type SignedSettings, type SettingsDocument } from './settings.ts';
 export { OWNED_TABLES } from './tables.ts';
 export { LiveStreams, type BroadcastStatus } from './streams.ts';
-export { RecordingService, RecordingJob, type Recording, type Rebroadcast } from './recordings.ts';
+export { RecordingService, type Recording, type Rebroadcast } from './recordings.ts';
 export { verifySegmentLog, type SegmentEntry, type SignedSegmentEntry } from './segment-log.ts';
 
 export function liveDomain(deps: {
@@ -105,7 +105,7 @@ export function liveDomain(deps: {
     dir: path.join(config.dataDir, 'live'),
     ffmpeg: config.ffmpeg ?? 'ffmpeg',
   });
-  const recordingJob = new RecordingJob({ clock, recordings, logger: logger.child({ domain: 'live' }) });
+  const recordingJob = makeRecordingJob({ clock, recordings, logger: logger.child({ domain: 'live' }) });
   recordings.onRequested = () => recordingJob.wake();
   const streams: LiveStreams = new LiveStreams({
     clock,

@@ -10,11 +10,12 @@ import { AppError, badRequest, conflict, forbidden, notFound } from '../core/err
 import type { Principal } from '../core/http.ts';
 import type { Db } from '../db/connection.ts';
 import type { BookingRow, BookingService } from './bookings.ts';
+import { ClockJob } from './clock-job.ts';
 import { assembleContent, assembleRecording, ffprobeOf, playAsFlv, probeMedia, RecordingProblem } from './recording-media.ts';
 import type { SegmentLog, SignedSegmentEntry } from './segment-log.ts';
 import { connectableWindow } from './slots.ts';
 import type { LiveStreams } from './streams.ts';
-import type { RecordingStatus } from './tables.ts';
+import type { LiveRecordingsTable, RecordingStatus } from './tables.ts';
 
 // S3.15 (#16 point 3; docs/live.md "Recording and rebroadcast"). A broadcaster asks for its
 // program to be recorded (with the price of what it becomes); once the program is over the
@@ -73,19 +74,6 @@ export interface RecordingDeps {
   ffmpeg: string;
 }
 
-type RecordingRow = {
-  program_id: string;
-  requested_by: string;
-  price: number | string;
-  title: string | null;
-  status: RecordingStatus;
-  content_id: string | null;
-  error: string | null;
-  attempts: number;
-  retry_at: Date | null;
-  created_at: Date;
-  updated_at: Date;
-};
 
 export class RecordingService {
   private readonly log: Logger;
@@ -180,7 +168,7 @@ export class RecordingService {
     }));
   }
 
-  private rowOf(programId: string): Promise<RecordingRow | undefined> {
+  private rowOf(programId: string): Promise<LiveRecordingsTable | undefined> {
     return this.deps.db.selectFrom('live_recordings').selectAll().where('program_id', '=', programId).executeTakeFirst();
   }
 
@@ -426,48 +414,18 @@ export class RecordingService {
  * clock: it sleeps until the next thing due (at most a minute) and wakes when a take ends or a
  * request arrives.
  */
-export class RecordingJob {
-  private readonly stopping = new AbortController();
-  private nap: AbortController | null = null;
-  private loop: Promise<void> | null = null;
-  private dirty = false;
-
-  constructor(private readonly deps: { clock: WaitClock; recordings: RecordingService; logger: Logger }) {}
-
-  start() {
-    this.loop ??= this.run();
-  }
-
-  wake() {
-    this.dirty = true;
-    this.nap?.abort();
-  }
-
-  async stop() {
-    this.stopping.abort();
-    this.nap?.abort();
-    await this.loop;
-    this.loop = null;
-  }
-
-  private async run() {
-    const { clock, recordings, logger } = this.deps;
-    while (!this.stopping.signal.aborted) {
-      this.dirty = false;
-      let next = clock.now() + 60_000;
-      try {
-        await recordings.startDueRebroadcasts();
-        await recordings.makeDue();
-        const due = await recordings.nextDue();
-        // Something due now but not ready (a take still logging) waits for a wake or a minute.
-        if (due !== null && due > clock.now()) next = Math.min(next, due);
-      } catch (err) {
-        if (this.stopping.signal.aborted) break;
-        logger.error({ err }, 'live recordings: round failed; trying again');
-      }
-      if (this.dirty) continue;
-      this.nap = new AbortController();
-      await clock.sleepUntil(next, AbortSignal.any([this.nap.signal, this.stopping.signal]));
-    }
-  }
+export function recordingJob(deps: { clock: WaitClock; recordings: RecordingService; logger: Logger }): ClockJob {
+  const { clock, recordings, logger } = deps;
+  return new ClockJob({
+    clock,
+    maxSleepMs: 60_000,
+    round: async () => {
+      await recordings.startDueRebroadcasts();
+      await recordings.makeDue();
+      const due = await recordings.nextDue();
+      // Something due now but not ready (a take still logging) waits for a wake or a minute.
+      return due !== null && due > clock.now() ? due : null;
+    },
+    failed: (err) => logger.error({ err }, 'live recordings: round failed; trying again'),
+  });
 }
