@@ -12,7 +12,7 @@ import { openEventBus, type EventBus } from './core/event-bus.ts';
 import { createHttpApp } from './core/http.ts';
 import { createLogger } from './core/logger.ts';
 import { discoveryDomain, type DiscoveryService } from './discovery/index.ts';
-import { liveDomain, type BookingService, type Channels, type DeadlineJob, type Guide, type LiveStreams } from './live/index.ts';
+import { liveDomain, type BookingService, type Channels, type DeadlineJob, type Guide, type LiveStreams, type RecordingService } from './live/index.ts';
 import { openDatabase, sql, type DbHandle } from './db/connection.ts';
 import { mailDomain, type MailService } from './mail/index.ts';
 import { ledgerDomain, type Ledger, type Reservations, type Settlement, type Wallets } from './ledger/index.ts';
@@ -73,7 +73,7 @@ export interface Origin {
   /** S3.8: the mail outbox (other domains queue in their transaction; `mail.wake()` after the commit sends promptly). */
   mail: MailService;
   /** S3.1–S3.8: channels, bookings and the guide. */
-  live: { channels: Channels; bookings: BookingService; guide: Guide; deadlines: DeadlineJob; streams: LiveStreams };
+  live: { channels: Channels; bookings: BookingService; guide: Guide; deadlines: DeadlineJob; streams: LiveStreams; recordings: RecordingService };
   /** Which addresses terminals register that the origin calls (issue 10 #8). */
   peers: AddressPolicy;
   /** Path of the one-time operator credentials file if this start created it. */
@@ -109,7 +109,7 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
   const mail = mailDomain({ ...base, metrics: app.metrics });
   // Links in e-mails and settings use PUBLIC_URL, else the address the origin listens on (known once listening).
   let listeningUrl = config.publicUrl;
-  const live = liveDomain({ ...base, accounts: accounts.accounts, ledger: ledger.ledger, wallets: ledger.wallets, mail: mail.mail, metrics: app.metrics, baseUrl: () => config.publicUrl || listeningUrl });
+  const live = liveDomain({ ...base, accounts: accounts.accounts, ledger: ledger.ledger, wallets: ledger.wallets, mail: mail.mail, metrics: app.metrics, content: content.content, baseUrl: () => config.publicUrl || listeningUrl });
 
   // Operations routes, in a plugin so that they are registered after (and documented by) OpenAPI.
   await app.register(opsRoutes({ app, db, keys }));
@@ -155,7 +155,7 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
     scheduler: schedule.scheduler,
     discovery: discovery.discovery,
     mail: mail.mail,
-    live: { channels: live.channels, bookings: live.bookings, guide: live.guide, deadlines: live.deadlines, streams: live.streams },
+    live: { channels: live.channels, bookings: live.bookings, guide: live.guide, deadlines: live.deadlines, streams: live.streams, recordings: live.recordings },
     async close() {
       await live.stop();
       transfer.stop();

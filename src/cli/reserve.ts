@@ -13,6 +13,7 @@ import { validTimeZone } from '../live/slots.ts';
 import type { BookingStatus } from '../live/tables.ts';
 import { resolveChannel, root, wholeNumber } from './channel.ts';
 import { ask, askNewPassword, doneAsking } from './prompt.ts';
+import { registerRecordingCommands } from './reserve-recordings.ts';
 import { apiFromProfile, chooseOrigin, readProfile } from './profile.ts';
 import { localZone } from './schedule.ts';
 import { table } from './table.ts';
@@ -579,4 +580,6 @@ export function registerReserve(program: Command) {
       write(res.url);
       note('subscribe to it in your calendar app; anyone with the address sees your bookings, and `cascade reserve feed` again replaces it');
     });
+
+  registerRecordingCommands(reserve);
 }

@@ -2,7 +2,7 @@ import { Migrator, sql, type DatabaseIntrospector, type Kysely, type Migration }
 import { accountContactMigration, accountsMigration } from '../accounts/tables.ts';
 import { contentMigration, thumbnailsMigration } from '../content/tables.ts';
 import { discoveryMigration } from '../discovery/tables.ts';
-import { liveBookFunctionMigration, liveFillersMigration, liveMigration, liveStreamingMigration } from '../live/tables.ts';
+import { liveBookFunctionMigration, liveFillersMigration, liveMigration, liveRecordingsMigration, liveStreamingMigration } from '../live/tables.ts';
 import { ledgerMigration, ledgerRecordsMigration } from '../ledger/tables.ts';
 import { vouchersMigration } from '../ledger/tables-vouchers.ts';
 import { holdingPiecesMigration, terminalChallengesMigration, terminalsMigration } from '../terminals/tables.ts';
@@ -38,6 +38,7 @@ const migrations: Record<string, Migration> = {
   '0022_live_book_function': liveBookFunctionMigration,
   '0023_live_streaming': liveStreamingMigration,
   '0024_live_fillers': liveFillersMigration,
+  '0025_live_recordings': liveRecordingsMigration,
 };
 
 export async function migrateToLatest(db: Kysely<any>): Promise<void> {

@@ -4,6 +4,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import type { AccountService } from '../accounts/service.ts';
+import type { ContentService } from '../content/service.ts';
 import { every, type WaitClock } from '../core/clock.ts';
 import type { Config } from '../core/config.ts';
 import type { KeyPair } from '../core/crypto.ts';
@@ -17,6 +18,7 @@ import { Channels } from './channels.ts';
 import { DeadlineJob } from './deadline-job.ts';
 import { Fillers } from './fillers.ts';
 import { Guide } from './guide.ts';
+import { recordingJob as makeRecordingJob, RecordingService } from './recordings.ts';
 import { liveRoutes } from './routes.ts';
 import { SegmentLog } from './segment-log.ts';
 import { LiveStreams } from './streams.ts';
@@ -37,6 +39,7 @@ export { Guide, type Calendar, type Program } from './guide.ts';
 export { verifySettings, type SignedSettings, type SettingsDocument } from './settings.ts';
 export { OWNED_TABLES } from './tables.ts';
 export { LiveStreams, type BroadcastStatus } from './streams.ts';
+export { RecordingService, type Recording, type Rebroadcast } from './recordings.ts';
 export { verifySegmentLog, type SegmentEntry, type SignedSegmentEntry } from './segment-log.ts';
 
 export function liveDomain(deps: {
@@ -52,6 +55,8 @@ export function liveDomain(deps: {
   /** Where the origin is reached (PUBLIC_URL, else its listening address once known). */
   baseUrl: () => string;
   metrics: Registry;
+  /** S3.15: recordings are published as content, and contents are rebroadcast. */
+  content: ContentService;
 }) {
   const { db, clock, config, logger } = deps;
   const contact = (userId: string) => deps.accounts.contact(userId);
@@ -90,21 +95,40 @@ export function liveDomain(deps: {
     secret: Buffer.from(hkdfSync('sha256', originSecret, 'live viewer sessions', 'cascade live viewer session v1', 32)),
     idleMs: config.liveViewerIdleSeconds * 1000,
   });
+  const segments = new SegmentLog({ db, key: deps.keys.privateKey });
+  // S3.15: recordings of programs and rebroadcasts of contents (recordings.ts).
+  const recordings: RecordingService = new RecordingService({
+    db,
+    clock,
+    logger,
+    bookings,
+    segments,
+    streams: () => streams,
+    content: deps.content,
+    usernames: (ids) => deps.accounts.usernames(ids),
+    originKey: deps.keys.publicKeyB64,
+    dir: path.join(config.dataDir, 'live'),
+    ffmpeg: config.ffmpeg ?? 'ffmpeg',
+  });
+  const recordingJob = makeRecordingJob({ clock, recordings, logger: logger.child({ domain: 'live' }) });
+  recordings.onRequested = () => recordingJob.wake();
   const streams: LiveStreams = new LiveStreams({
     clock,
     keys: deps.keys,
     logger,
     metrics: deps.metrics,
     bookings,
-    segments: new SegmentLog({ db, key: deps.keys.privateKey }),
+    segments,
     viewers,
     dir: path.join(config.dataDir, 'live'),
     segmentSeconds: config.liveSegmentSeconds,
     playlistSegments: 6,
     ffmpeg: config.ffmpeg,
+    rebroadcasts: (id) => recordings.isRebroadcast(id),
+    onTakeEnded: () => recordingJob.wake(),
   });
   const fillers = new Fillers({ db, clock, channels, dir: path.join(config.dataDir, 'live', 'filler'), ffmpeg: config.ffmpeg, logger: logger.child({ domain: 'live', part: 'filler' }) });
-  const plugin: FastifyPluginAsync = liveRoutes({ clock, channels, bookings, guide, streams, fillers });
+  const plugin: FastifyPluginAsync = liveRoutes({ clock, channels, bookings, guide, streams, fillers, recordings });
   const deadlines = job;
   const flushing = new AbortController();
   return {
@@ -114,6 +138,7 @@ export function liveDomain(deps: {
     deadlines,
     streams,
     fillers,
+    recordings,
     plugin,
     /** RTMP ingest on RTMP_PORT (before the HTTP server, so a port in use stops the start with a clear reason). */
     async listen() {
@@ -128,6 +153,7 @@ export function liveDomain(deps: {
     /** Starts the deadline job and the viewer-session writer. */
     start() {
       deadlines.start();
+      recordingJob.start();
       // Fetch times reach the table well inside the idle time, so a watching viewer always counts.
       void every(clock, Math.min(5000, config.liveViewerIdleSeconds * 333), flushing.signal, () =>
         viewers.flush().catch((e: unknown) => logger.warn({ err: String(e) }, 'viewer sessions not written')),
@@ -135,8 +161,10 @@ export function liveDomain(deps: {
     },
     async stop() {
       deadlines.stop();
+      await recordingJob.stop();
       flushing.abort();
       await streams.close();
+      await recordings.close();
     },
   };
 }

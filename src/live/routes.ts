@@ -6,6 +6,8 @@ import type { ChannelFields, Channels } from './channels.ts';
 import type { Guide } from './guide.ts';
 import { fillerRoutes } from './filler-routes.ts';
 import type { Fillers } from './fillers.ts';
+import { recordingRoutes } from './recording-routes.ts';
+import type { RecordingService } from './recordings.ts';
 import { streamRoutes } from './stream-routes.ts';
 import type { LiveStreams } from './streams.ts';
 import type { BookingStatus } from './tables.ts';
@@ -62,11 +64,12 @@ const changeBody = {
 } as const;
 const STATUSES = ['awaiting_reconfirmation', 'confirmed', 'live', 'done', 'cancelled'];
 
-export function liveRoutes(deps: { clock: WaitClock; channels: Channels; bookings: BookingService; guide: Guide; streams: LiveStreams; fillers: Fillers }): FastifyPluginAsync {
-  const { clock, channels, bookings, guide, streams } = deps;
+export function liveRoutes(deps: { clock: WaitClock; channels: Channels; bookings: BookingService; guide: Guide; streams: LiveStreams; fillers: Fillers; recordings: RecordingService }): FastifyPluginAsync {
+  const { clock, channels, bookings, guide, streams, recordings } = deps;
   return async (app) => {
     streamRoutes(app, { clock, streams });
     fillerRoutes(app, { channels, fillers: deps.fillers, streams });
+    recordingRoutes(app, { recordings });
 
     // S3.10: the origin's clock, so a broadcaster sees its own offset from it.
     app.get('/time', {

@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
+import type { Readable } from 'node:stream';
 import { LRUCache } from 'lru-cache';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Logger } from 'pino';
@@ -39,6 +40,10 @@ export interface StreamsDeps {
   playlistSegments: number;
   /** The ffmpeg program (default: `ffmpeg` on PATH). */
   ffmpeg?: string;
+  /** S3.15: whether the booking's program is a rebroadcast (then RTMP publishes are refused). */
+  rebroadcasts?: (programId: string) => Promise<boolean>;
+  /** Called when a take is over and its last segment logged (recordings wait for it, S3.15). */
+  onTakeEnded?: (programId: string) => void;
 }
 
 /** Whether `ffmpeg -version` runs: null if so, else the reason. */
@@ -48,11 +53,25 @@ function ffmpegProblem(ffmpeg: string): Promise<string | null> {
   );
 }
 
+/** Where a take's media comes from: an RTMP publish, or the origin itself (a rebroadcast, S3.15). */
+export interface TakeSource {
+  /** The media as FLV. */
+  flv: Readable;
+  /** Who sends it, for the booking's history ("on air (take 2) from …"). */
+  from: string;
+  /** Settles when the source has stopped sending. */
+  ended: Promise<{ detail: string }>;
+  /** Stops the source, with the reason. */
+  end(reason: string): void;
+  /** Set for a take the origin feeds (S3.15): it stops at the slot's end, moved by an extension; unset: a broadcaster, cut at the window's end. */
+  cutAt?: number;
+}
+
 /** One program being published on this origin now. */
 interface OnAir {
   programId: string;
-  key: string;
   take: number;
+  source: TakeSource;
   since: number;
   last: SegmentEntry | null;
   /** The media entries a live playlist lists, newest last: playlists of a program on air are made from memory. */
@@ -146,6 +165,10 @@ export class LiveStreams {
     const row = await this.deps.bookings.forIngest(key);
     const d = ingestDecision(app, row && { status: row.status, startAt: row.start_at.getTime(), endAt: row.end_at.getTime() }, this.deps.clock.now());
     if (!d.ok) return { ok: false as const, reason: d.reason, tell: d.tell, code: d.code };
+    // S3.15: a booking that rebroadcasts a content is fed by the origin; it takes no publish.
+    if (await this.deps.rebroadcasts?.(row!.id)) {
+      return { ok: false as const, reason: 'the booking rebroadcasts a content', tell: 'This booking rebroadcasts a recording: the origin feeds it, so it takes no live publish.', code: 'rebroadcast_booking' };
+    }
     // Accepting a publish nobody can package would show the broadcaster a live stream no one sees.
     const ffmpeg = await this.ffmpegReady;
     if (ffmpeg !== null) return { ok: false as const, reason: ffmpeg, tell: 'The server cannot package live video right now; tell its operator.', code: 'packager_unavailable' };
@@ -153,18 +176,40 @@ export class LiveStreams {
   }
 
   private async publish(p: PublishStart<BookingRow>, log: Logger) {
-    const row = p.session;
     this.accepted.inc();
-    // A quick reconnect: the previous take may still be logging its last segment; the new take's
-    // entries go after it (two appenders at one position would collide on the log's key).
+    await this.take(p.session, { flv: p.flv, from: p.remote, ended: p.ended, end: (reason) => this.rtmp.end(p.key, reason) }, log);
+  }
+
+  /**
+   * One take of a program from any source (an RTMP publish, or the origin feeding a content for a
+   * rebroadcast, S3.15): the same packaging, signed log, playlist and live/off_air marks.
+   * A quick reconnect: the previous take may still be logging its last segment; the new take's
+   * entries go after it (two appenders at one position would collide on the log's key).
+   */
+  private async take(row: BookingRow, source: TakeSource, log: Logger) {
     const previous = this.takes.get(row.id);
     const finished = this.startTake(row.id);
     try {
       await previous;
-      await this.onAirTake(p, row, log);
+      await this.onAirTake(source, row, log);
     } finally {
       finished();
+      this.deps.onTakeEnded?.(row.id);
     }
+  }
+
+  /**
+   * S3.15: the origin feeds a program itself (a rebroadcast): `source` is FLV it makes. Returns
+   * when the take is over. The cut comes at `cutAt` (the slot's end) instead of the window's end.
+   */
+  feed(row: BookingRow, source: TakeSource): Promise<void> {
+    const log = this.deps.logger.child({ domain: 'live', part: 'rebroadcast' });
+    return this.track(this.take(row, source, log));
+  }
+
+  /** Whether a take of the program is on air or still logging its last segments. */
+  isBusy(programId: string): boolean {
+    return this.onAir.has(programId) || this.takes.has(programId);
   }
 
   /** Marks the program's current take as running; the returned function marks it over. */
@@ -178,15 +223,15 @@ export class LiveStreams {
     };
   }
 
-  private async onAirTake(p: PublishStart<BookingRow>, row: BookingRow, log: Logger) {
+  private async onAirTake(p: TakeSource, row: BookingRow, log: Logger) {
     const last = await this.deps.segments.last(row.id);
     const take = (await this.deps.segments.takes(row.id)) + 1;
-    if (!(await this.deps.bookings.markLive(row.id, `on air (take ${take}) from ${p.remote}`))) {
-      this.rtmp.end(p.key, 'the booking can no longer go live');
+    if (!(await this.deps.bookings.markLive(row.id, `on air (take ${take}) from ${p.from}`))) {
+      p.end('the booking can no longer go live');
       return;
     }
     const recent = await this.deps.segments.tail(row.id, this.deps.playlistSegments);
-    const air: OnAir = { programId: row.id, key: p.key, take, since: this.deps.clock.now(), last, recent, meter: [], stop: new AbortController(), endAt: row.end_at.getTime(), moved: new AbortController() };
+    const air: OnAir = { programId: row.id, take, source: p, since: this.deps.clock.now(), last, recent, meter: [], stop: new AbortController(), endAt: row.end_at.getTime(), moved: new AbortController() };
     this.onAir.set(row.id, air);
     p.flv.on('data', (chunk: Buffer) => this.meter(air, chunk.length));
     const dir = path.join(this.deps.dir, row.id);
@@ -215,16 +260,18 @@ export class LiveStreams {
       },
     });
     // S3.13: at the slot's end the program's viewers are let go (their playlist ends); at the
-    // window's end the connection is cut. An extension moves both (`extended`).
+    // window's end a broadcaster's connection is cut, at the slot's end an origin-fed rebroadcast
+    // (S3.15) stops. An extension moves them (`extended`).
+    const fed = p.cutAt !== undefined;
     void this.untilEnd(air, () => air.endAt).then(async (reached) => {
       if (reached) await this.deps.viewers.endProgram(row.id).catch((e: unknown) => log.warn({ program: row.id, err: String(e) }, 'viewer sessions not ended'));
     });
-    void this.untilEnd(air, () => connectableWindow(row.start_at.getTime(), air.endAt).to).then((reached) => {
-      if (reached) this.rtmp.end(p.key, 'the connectable window closed');
+    void this.untilEnd(air, () => (fed ? air.endAt : connectableWindow(row.start_at.getTime(), air.endAt).to)).then((reached) => {
+      if (reached) p.end(fed ? 'the slot ended' : 'the connectable window closed');
     });
     // ffmpeg stopping on its own (a stream it cannot read) ends the publish: nothing would reach viewers.
     void packager.done.then((r) => {
-      if (!air.stop.signal.aborted) this.rtmp.end(p.key, `packaging stopped: ${r.error ?? `ffmpeg exited with ${r.exitCode}`}`);
+      if (!air.stop.signal.aborted) p.end(`packaging stopped: ${r.error ?? `ffmpeg exited with ${r.exitCode}`}`);
     });
     const ended = await p.ended;
     air.stop.abort();
@@ -443,7 +490,10 @@ export class LiveStreams {
 
   async close() {
     this.closer.abort();
-    for (const air of this.onAir.values()) air.stop.abort();
+    for (const air of this.onAir.values()) {
+      air.stop.abort();
+      air.source.end('the origin is stopping');
+    }
     await this.rtmp.close();
     await Promise.allSettled([...this.running]);
     await this.deps.viewers.flush().catch(() => {});

@@ -3,7 +3,7 @@ import { sql, type Generated, type Kysely, type Migration } from 'kysely';
 // Tables the live domain owns (S3, docs/live.md): channels, bookings (a reservation of a
 // channel's slots), each booking's timestamped history, and members' private calendar feeds.
 // Other domains ask LiveService (boundaries.test.ts).
-export const OWNED_TABLES = ['live_channels', 'live_bookings', 'live_booking_events', 'live_calendar_feeds', 'live_segments', 'live_viewer_sessions', 'live_fillers'] as const;
+export const OWNED_TABLES = ['live_channels', 'live_bookings', 'live_booking_events', 'live_calendar_feeds', 'live_segments', 'live_viewer_sessions', 'live_fillers', 'live_recordings', 'live_rebroadcasts'] as const;
 
 /** S3.2: a channel of the streaming server. */
 export interface LiveChannelsTable {
@@ -134,6 +134,38 @@ export interface LiveFillersTable {
   updated_by: string | null;
 }
 
+export type RecordingStatus = 'requested' | 'making' | 'made' | 'failed' | 'empty';
+
+/** S3.15 (#16 point 3): a broadcaster's request that a program be recorded, and what became of it. */
+export interface LiveRecordingsTable {
+  program_id: string;
+  requested_by: string;
+  /** Price of the content it becomes (minor units, S1.1). */
+  price: number;
+  /** The content's title; null: the program's title when it is made. */
+  title: string | null;
+  status: RecordingStatus;
+  /** The published content (status made). */
+  content_id: string | null;
+  /** Why the last attempt failed. */
+  error: string | null;
+  attempts: number;
+  /** A failed recording is tried again from then (bounded by attempts); a making one is taken over after it (a crashed maker). */
+  retry_at: Date | null;
+  created_at: Date;
+  updated_at: Date;
+}
+
+/** S3.15: a booking whose program is a content the member owns, fed by the origin itself at the start. */
+export interface LiveRebroadcastsTable {
+  program_id: string;
+  content_id: string;
+  member_id: string;
+  /** When the origin started feeding it (once: a content that ends early is not started again). */
+  started_at: Date | null;
+  created_at: Date;
+}
+
 export interface LiveTables {
   live_fillers: LiveFillersTable;
   live_channels: LiveChannelsTable;
@@ -142,6 +174,8 @@ export interface LiveTables {
   live_calendar_feeds: LiveCalendarFeedsTable;
   live_segments: LiveSegmentsTable;
   live_viewer_sessions: LiveViewerSessionsTable;
+  live_recordings: LiveRecordingsTable;
+  live_rebroadcasts: LiveRebroadcastsTable;
 }
 
 export const liveMigration: Migration = {
@@ -316,6 +350,37 @@ export const liveFillersMigration: Migration = {
       .addColumn('total_ms', 'integer', (c) => c.notNull().check(sql`total_ms > 0`))
       .addColumn('updated_at', 'timestamptz', (c) => c.notNull())
       .addColumn('updated_by', 'text')
+      .execute();
+  },
+};
+
+/** S3.15 (#16 point 3): recordings of programs, and bookings that rebroadcast a content. */
+export const liveRecordingsMigration: Migration = {
+  async up(db: Kysely<any>) {
+    await db.schema
+      .createTable('live_recordings')
+      .addColumn('program_id', 'text', (c) => c.primaryKey().references('live_bookings.id'))
+      .addColumn('requested_by', 'text', (c) => c.notNull().references('users.id'))
+      .addColumn('price', 'bigint', (c) => c.notNull().check(sql`price >= 0`))
+      .addColumn('title', 'text')
+      .addColumn('status', 'text', (c) => c.notNull().check(sql`status in ('requested', 'making', 'made', 'failed', 'empty')`))
+      .addColumn('content_id', 'text')
+      .addColumn('error', 'text')
+      .addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0))
+      .addColumn('retry_at', 'timestamptz')
+      .addColumn('created_at', 'timestamptz', (c) => c.notNull())
+      .addColumn('updated_at', 'timestamptz', (c) => c.notNull())
+      .addCheckConstraint('live_recordings_made_has_content', sql`(status = 'made') = (content_id is not null)`)
+      .execute();
+    await db.schema.createIndex('live_recordings_member').on('live_recordings').columns(['requested_by', 'created_at']).execute();
+    await sql`create index live_recordings_pending on live_recordings (program_id) where status in ('requested', 'making', 'failed')`.execute(db);
+    await db.schema
+      .createTable('live_rebroadcasts')
+      .addColumn('program_id', 'text', (c) => c.primaryKey().references('live_bookings.id'))
+      .addColumn('content_id', 'text', (c) => c.notNull())
+      .addColumn('member_id', 'text', (c) => c.notNull().references('users.id'))
+      .addColumn('started_at', 'timestamptz')
+      .addColumn('created_at', 'timestamptz', (c) => c.notNull())
       .execute();
   },
 };
