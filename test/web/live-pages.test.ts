@@ -223,6 +223,22 @@ test('S3.3–S3.7 S3.10 a premium member picks slots on the grid, quotes, books,
   await card.locator('summary').click();
   assert.match(await card.locator('details.history').innerText(), /booked[\s\S]*reconfirmed[\s\S]*changed \(confirmed\) — title/);
 
+  // S3.15: record the program; it is listed under My recordings, to be made when it is over.
+  await card.getByRole('button', { name: 'Record Evening Jazz Trio' }).click();
+  await card.getByLabel('Price of the recording (minor units)').fill('-5');
+  await card.getByRole('button', { name: 'Record this program' }).click();
+  // The browser itself refuses a negative price (the field's minimum) and says so beside it.
+  assert.equal(await card.getByLabel('Price of the recording (minor units)').evaluate((el) => (el as HTMLInputElement).validity.rangeUnderflow), true);
+  assert.equal((await origin.call('GET', '/live/recordings', { token: pm.token })).body.items.length, 0, 'a refused price records nothing');
+  await card.getByLabel('Price of the recording (minor units)').fill('50');
+  await card.getByRole('button', { name: 'Record this program' }).click();
+  const rec = mp.locator(`li[data-recording="${booked.id}"]`);
+  await rec.waitFor();
+  assert.match(await rec.innerText(), /Evening Jazz Trio[\s\S]*to be made when the program is over[\s\S]*price 50/);
+  assert.equal(await card.getByRole('button', { name: 'Record Evening Jazz Trio' }).count(), 0, 'asked once');
+  const recs = (await origin.call('GET', '/live/recordings', { token: pm.token })).body.items;
+  assert.deepEqual(recs.map((r: { programId: string; price: number; status: string }) => [r.programId, r.price, r.status]), [[booked.id, 50, 'requested']]);
+
   // The cancel dialog says the charge stands; keep it.
   await card.getByRole('button', { name: 'Cancel booking Evening Jazz Trio' }).click();
   const dialog = mp.getByRole('dialog', { name: 'Cancel “Evening Jazz Trio”?' });

@@ -290,3 +290,19 @@ export interface ChannelNow {
   /** The channel's filler playlist (public, no session). */
   filler: string;
 }
+
+/** S3.15: a program's recording (GET /live/recordings; src/live/recordings.ts). */
+export interface Recording {
+  programId: string;
+  programTitle: string;
+  programStart: string;
+  programEnd: string;
+  title: string | null;
+  price: number;
+  status: 'requested' | 'making' | 'made' | 'failed' | 'empty';
+  contentId: string | null;
+  error: string | null;
+  attempts: number;
+  requestedAt: string;
+  updatedAt: string;
+}

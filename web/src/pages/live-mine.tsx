@@ -7,7 +7,7 @@ import { money } from '../format.ts';
 import { measureOrigin, useOriginNow } from '../lib/origin-clock.ts';
 import { dayTime, dayTimeSeconds, duration, timeRange } from '../lib/time.ts';
 import { placeRefusal } from '../refusals.ts';
-import type { Booking, BookingStatus, SignedSettings } from '../types.ts';
+import type { Booking, BookingStatus, Recording, SignedSettings } from '../types.ts';
 
 // My channel (S3.17; docs/live.md "Guide and my channel"): my bookings (GET /live/bookings) with
 // their status, local times, charge, a countdown to the reconfirmation deadline by the origin's
@@ -28,7 +28,13 @@ const STATUS_TAG: Record<BookingStatus, string> = { awaiting_reconfirmation: 'wa
 
 export function MyChannelPage() {
   const list = useLoad(() => api<{ items: Booking[] }>('GET', '/live/bookings'));
+  const recordings = useLoad(() => api<{ items: Recording[] }>('GET', '/live/recordings'));
   const items = list.data?.items ?? [];
+  const recorded = new Set((recordings.data?.items ?? []).map((r) => r.programId));
+  const changed = () => {
+    list.reload();
+    recordings.reload();
+  };
   return (
     <Page title="My channel">
       <OriginClock />
@@ -43,11 +49,86 @@ export function MyChannelPage() {
       {items.length > 0 && (
         <ul class="bookings" aria-labelledby="bookings-h">
           {items.map((b) => (
-            <BookingCard key={b.id} booking={b} onChanged={list.reload} />
+            <BookingCard key={b.id} booking={b} recorded={recorded.has(b.id)} onChanged={changed} />
           ))}
         </ul>
       )}
+      <Recordings load={recordings} />
     </Page>
+  );
+}
+
+const RECORDING_WORDS: Record<Recording['status'], string> = {
+  requested: 'to be made when the program is over',
+  making: 'being made',
+  made: 'published',
+  failed: 'failed',
+  empty: 'nothing was broadcast',
+};
+
+/** S3.15: my programs' recordings; a made one is ordinary content (its page, price, download). */
+function Recordings({ load }: { load: { data?: { items: Recording[] } | null; error?: string | null; loading?: boolean } }) {
+  const items = load.data?.items ?? [];
+  return (
+    <>
+      <h2 id="recordings-h">My recordings</h2>
+      <ErrorNote message={load.error ?? null} />
+      {load.data && items.length === 0 && <p class="muted">No recording yet: press “Record” on a booking to have its program published as content when it is over.</p>}
+      {items.length > 0 && (
+        <ul class="recordings" aria-labelledby="recordings-h" data-testid="recordings">
+          {items.map((r) => (
+            <li key={r.programId} class="card" data-recording={r.programId}>
+              <div class="card-body">
+                <h3 class="card-title">
+                  {r.title ?? r.programTitle} <span class={`tag ${r.status === 'made' ? 'ok' : r.status === 'failed' ? 'warn' : ''}`}>{RECORDING_WORDS[r.status]}</span>
+                </h3>
+                <p class="meta">
+                  {timeRange(r.programStart, r.programEnd)} · price {money(r.price)}
+                  {r.contentId && (
+                    <>
+                      {' '}
+                      · <Link to={`/content/${r.contentId}`}>Content page</Link>
+                    </>
+                  )}
+                </p>
+                {r.error && <p class="meta">Why: {r.error}</p>}
+              </div>
+            </li>
+          ))}
+        </ul>
+      )}
+    </>
+  );
+}
+
+/** S3.15: asks for the program to be recorded, at a price for the content it becomes. */
+function RecordButton({ booking: b, onDone }: { booking: Booking; onDone: () => void }) {
+  const [open, setOpen] = useState(false);
+  const [price, setPrice] = useState('0');
+  const form = useSubmit();
+  if (!open) {
+    return (
+      <button type="button" class="secondary" onClick={() => setOpen(true)}>
+        Record<span class="visually-hidden"> {b.title}</span>
+      </button>
+    );
+  }
+  return (
+    <form
+      class="inline"
+      onSubmit={(e) => {
+        e.preventDefault();
+        form.run(async () => {
+          await api('POST', `/live/bookings/${encodeURIComponent(b.id)}/recording`, { price: Number(price) });
+          setOpen(false);
+          onDone();
+        });
+      }}
+    >
+      <Field label="Price of the recording (minor units)" name={`price-${b.id}`} type="number" min={0} step={1} value={price} onInput={(e: Event) => setPrice((e.target as HTMLInputElement).value)} />
+      <FormError message={form.error} />
+      <Submit busy={form.busy}>Record this program</Submit>
+    </form>
   );
 }
 
@@ -115,7 +196,7 @@ function CalendarFeed() {
   );
 }
 
-function BookingCard({ booking: b, onChanged }: { booking: Booking; onChanged: () => void }) {
+function BookingCard({ booking: b, recorded, onChanged }: { booking: Booking; recorded: boolean; onChanged: () => void }) {
   const [open, setOpen] = useState<'reconfirm' | 'change' | null>(null);
   const { now } = useOriginNow(b.status === 'awaiting_reconfirmation' ? 1000 : 0);
   const hId = `bk-${b.id}`;
@@ -159,6 +240,7 @@ function BookingCard({ booking: b, onChanged }: { booking: Booking; onChanged: (
             </button>
           )}
           {upcoming && <CancelButton booking={b} onDone={onChanged} />}
+          {(upcoming || b.status === 'live') && !recorded && <RecordButton booking={b} onDone={onChanged} />}
           <a class="small" href={`#/live/${b.id}`}>
             Program page
           </a>
