@@ -50,6 +50,12 @@ export function recordingRoutes(app: FastifyInstance, deps: { recordings: Record
     handler: async (req, reply) => reply.code(201).send(await recordings.setRebroadcast(req.principal!, req.params.id, req.body.contentId)),
   });
 
+  app.get<{ Params: { id: string } }>('/live/bookings/:id/rebroadcast', {
+    config: { access: 'user' },
+    schema: { summary: 'What my booking rebroadcasts (no_rebroadcast, 404, if it takes a live publish)', tags: ['live'], params: idParams, response: refusals },
+    handler: async (req) => recordings.rebroadcastOf(req.principal!, req.params.id),
+  });
+
   app.delete<{ Params: { id: string } }>('/live/bookings/:id/rebroadcast', {
     config: { access: 'user' },
     schema: { summary: 'My booking takes a live publish again (before the rebroadcast starts)', tags: ['live'], params: idParams, response: refusals },
