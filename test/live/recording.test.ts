@@ -117,7 +117,7 @@ describe(`live recordings and rebroadcasts (${engine.name})`, () => {
       [stranger.token, program.id, { price: 100 }, 404, 'unknown_booking'],
       [caster.token, 'bkg_nope', { price: 100 }, 404, 'unknown_booking'],
       [caster.token, cancelled.id, { price: 100 }, 409, 'booking_cancelled'],
-      [caster.token, program.id, { price: -1 }, 400, 'invalid_price'],
+      [caster.token, program.id, { price: -1 }, 400, 'invalid_request'],
       [caster.token, program.id, { price: 10, title: '   ' }, 400, 'invalid_title'],
     ];
     for (const [token, id, json, status, code] of cases) {
