@@ -1,4 +1,5 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -121,7 +122,7 @@ export async function assembleContent(pieces: PieceSource, contentId: string, ou
   const manifest = await pieces.manifest(contentId);
   if (!manifest) throw new RecordingProblem(`no content ${contentId}`);
   await mkdir(path.dirname(out), { recursive: true });
-  const tmp = `${out}.${process.pid}.part`;
+  const tmp = `${out}.${randomBytes(6).toString('hex')}.part`; // two requests at once each write their own
   const w = createWriteStream(tmp);
   try {
     const { pieces: hashes } = manifest.body;

@@ -1,4 +1,5 @@
 import type { FastifyInstance } from 'fastify';
+import { MAX_PRICE } from '../content/service.ts';
 import { errorSchema } from '../core/http.ts';
 import type { RecordingService } from './recordings.ts';
 
@@ -16,10 +17,10 @@ export function recordingRoutes(app: FastifyInstance, deps: { recordings: Record
     config: { access: 'user' },
     schema: {
       summary: 'Record my program (S3.15): once it is over it is published as content with this price (and title; default the program’s)',
-      description: 'Before or during the program, or after it if something was broadcast. Asking again changes price and title until it is being made. Refusals: unknown_booking (404), booking_cancelled, nothing_recorded, recording_exists (409), invalid_price, invalid_title (400).',
+      description: 'Before or during the program, or after it if something was broadcast. Asking again changes price and title until it is being made. Refusals: unknown_booking (404), booking_cancelled, nothing_recorded, recording_exists (409), invalid_request (400: a price that is not a whole number from 0 to 10¹²), invalid_title (400).',
       tags: ['live'],
       params: idParams,
-      body: { type: 'object', required: ['price'], additionalProperties: false, properties: { price: { type: 'integer' }, title: { type: 'string', maxLength: 1000 } } },
+      body: { type: 'object', required: ['price'], additionalProperties: false, properties: { price: { type: 'integer', minimum: 0, maximum: MAX_PRICE }, title: { type: 'string', maxLength: 1000 } } },
       response: refusals,
     },
     handler: async (req, reply) => reply.code(201).send(await recordings.request(req.principal!, req.params.id, req.body)),
@@ -48,6 +49,12 @@ export function recordingRoutes(app: FastifyInstance, deps: { recordings: Record
       response: refusals,
     },
     handler: async (req, reply) => reply.code(201).send(await recordings.setRebroadcast(req.principal!, req.params.id, req.body.contentId)),
+  });
+
+  app.get<{ Params: { id: string } }>('/live/bookings/:id/rebroadcast', {
+    config: { access: 'user' },
+    schema: { summary: 'What my booking rebroadcasts (no_rebroadcast, 404, if it takes a live publish)', tags: ['live'], params: idParams, response: refusals },
+    handler: async (req) => recordings.rebroadcastOf(req.principal!, req.params.id),
   });
 
   app.delete<{ Params: { id: string } }>('/live/bookings/:id/rebroadcast', {

@@ -1,5 +1,5 @@
-import { existsSync } from 'node:fs';
-import { createReadStream } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { createReadStream, existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
@@ -217,7 +217,8 @@ export class RecordingService {
       .returningAll()
       .executeTakeFirst();
     if (!claimed) return false; // another sweep or origin has it, or it is settled
-    const work = path.join(this.deps.dir, booking.id, 'recording');
+    // Each attempt its own directory: a second maker (a lease taken over) never writes into the first's files.
+    const work = path.join(this.deps.dir, booking.id, `recording-${randomBytes(6).toString('hex')}`);
     const out = path.join(work, 'recording.mp4');
     try {
       const entries: SignedSegmentEntry[] = [];
@@ -328,6 +329,17 @@ export class RecordingService {
       .execute();
     this.onRequested?.();
     return { programId, contentId, title: facts.title, durationSeconds: probe.durationSeconds, startedAt: null };
+  }
+
+  /** The booking's rebroadcast, if it has one (the owner only). */
+  async rebroadcastOf(p: Principal, programId: string): Promise<Rebroadcast> {
+    await this.ownBooking(p, programId);
+    const r = await this.deps.db.selectFrom('live_rebroadcasts').selectAll().where('program_id', '=', programId).executeTakeFirst();
+    if (!r) throw notFound('no_rebroadcast', 'This booking rebroadcasts nothing.');
+    const facts = (await contentsByIds(this.deps.db, [r.content_id])).get(r.content_id);
+    const file = this.sourceFile(r.content_id);
+    const probe = existsSync(file) ? await probeMedia(ffprobeOf(this.deps.ffmpeg), file) : null;
+    return { programId, contentId: r.content_id, title: facts?.title ?? '', durationSeconds: probe?.durationSeconds ?? 0, startedAt: r.started_at?.toISOString() ?? null };
   }
 
   /** The booking goes back to taking a live publish (before the start). */

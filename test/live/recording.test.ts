@@ -59,6 +59,7 @@ describe(`live recordings and rebroadcasts (${engine.name})`, () => {
   let altered: { id: string; reservationId: string };
   let silent: { id: string; reservationId: string };
   let re: { id: string; reservationId: string };
+  let re2: { id: string; reservationId: string };
   const RE = START + 180 * M;
   let recordedContent: string;
   let loggedMs = 0;
@@ -78,6 +79,7 @@ describe(`live recordings and rebroadcasts (${engine.name})`, () => {
     altered = await book(START + 40 * M, 1);
     silent = await book(START + 70 * M, 1);
     re = await book(RE, 1);
+    re2 = await book(RE + 20 * M, 1);
   });
   after(() => o.close());
 
@@ -115,7 +117,7 @@ describe(`live recordings and rebroadcasts (${engine.name})`, () => {
       [stranger.token, program.id, { price: 100 }, 404, 'unknown_booking'],
       [caster.token, 'bkg_nope', { price: 100 }, 404, 'unknown_booking'],
       [caster.token, cancelled.id, { price: 100 }, 409, 'booking_cancelled'],
-      [caster.token, program.id, { price: -1 }, 400, 'invalid_price'],
+      [caster.token, program.id, { price: -1 }, 400, 'invalid_request'],
       [caster.token, program.id, { price: 10, title: '   ' }, 400, 'invalid_title'],
     ];
     for (const [token, id, json, status, code] of cases) {
@@ -291,8 +293,25 @@ describe(`live recordings and rebroadcasts (${engine.name})`, () => {
     assert.ok(events.some((e: string) => /^live: on air \(take 1\) from the origin \(rebroadcast/.test(e)), events.join('\n'));
     assert.ok(events.some((e: string) => /^off_air: .*the content ended/.test(e)), events.join('\n'));
     assert.equal(await o.live.recordings.startDueRebroadcasts(), 0);
+    const shown = await o.call('GET', `/live/bookings/${re.id}/rebroadcast`, { token: caster.token });
+    assert.equal(shown.body.contentId, recordedContent);
+    assert.equal(shown.body.startedAt, new Date(RE).toISOString());
+    assert.equal((await o.call('GET', `/live/bookings/${re.id}/rebroadcast`, { token: stranger.token })).status, 404);
     const logged = (await manifest(re.id)).reduce((s, e) => s + e.entry.durationMs, 0);
     assert.ok(Math.abs(logged - loggedMs) < 1500, `rebroadcast ${logged} ms of a ${loggedMs} ms recording`);
+  });
+
+  test('rebroadcast: the slot’s end cuts a content that is still playing', LIMIT, async () => {
+    const RE2 = RE + 20 * M;
+    assert.equal((await o.call('POST', `/live/bookings/${re2.id}/rebroadcast`, { token: caster.token, json: { contentId: recordedContent } })).status, 201);
+    o.clock.set(RE2);
+    await waitFor(async () => (await manifest(re2.id)).length >= 2, 'on air', 30_000, 100);
+    o.clock.set(RE2 + 10 * M); // the slot ends (the connectable window is still open)
+    await waitFor(async () => (await bookingOf(re2.id)).status === 'confirmed' && !o.live.streams.isBusy(re2.id), 'cut', 30_000, 100);
+    const events = (await bookingOf(re2.id)).history.map((e: { event: string; detail: string }) => `${e.event}: ${e.detail}`);
+    assert.ok(events.some((e: string) => /^off_air: .*the slot ended/.test(e)), events.join('\n'));
+    const logged = (await manifest(re2.id)).reduce((s, e) => s + e.entry.durationMs, 0);
+    assert.ok(logged < loggedMs - 1000, `cut before the content's end: ${logged} of ${loggedMs} ms`);
   });
 
   test('the recording is downloaded with `cascade get` like any content (a child process; a member pays its price)', LIMIT, async () => {
