@@ -13,7 +13,7 @@ import type { BookingRow, BookingService } from './bookings.ts';
 import { ClockJob } from './clock-job.ts';
 import { assembleContent, assembleRecording, ffprobeOf, playAsFlv, probeMedia, RecordingProblem } from './recording-media.ts';
 import type { SegmentLog, SignedSegmentEntry } from './segment-log.ts';
-import { connectableWindow } from './slots.ts';
+import { CONNECT_AFTER_MS, connectableWindow } from './slots.ts';
 import type { LiveStreams } from './streams.ts';
 import type { LiveRecordingsTable, RecordingStatus } from './tables.ts';
 
@@ -271,22 +271,33 @@ export class RecordingService {
 
   /** When something is next due: a recording's program ends, a failed one is retried, a rebroadcast starts. */
   async nextDue(): Promise<number | null> {
-    const r = await this.deps.db
+    // Only what is still to come: something already due but not ready (a take still logging, a
+    // start missed while the origin was down) must not hide what comes next.
+    const now = this.deps.clock.now();
+    const ends = await this.deps.db
       .selectFrom('live_recordings as r')
       .innerJoin('live_bookings as b', 'b.id', 'r.program_id')
-      .select((eb) => [eb.fn.min('b.end_at').as('ends'), eb.fn.min('r.retry_at').as('retry')])
-      .where((eb) => eb.or([eb('r.status', '=', 'requested'), eb.and([eb('r.status', 'in', ['failed', 'making']), eb('r.retry_at', 'is not', null)])]))
+      .select((eb) => eb.fn.min('b.end_at').as('at'))
+      .where('r.status', '=', 'requested')
+      .where('b.end_at', '>', new Date(now - CONNECT_AFTER_MS))
       .executeTakeFirst();
-    const s = await this.deps.db
+    const retry = await this.deps.db
+      .selectFrom('live_recordings')
+      .select((eb) => eb.fn.min('retry_at').as('at'))
+      .where('status', 'in', ['failed', 'making'])
+      .where('retry_at', '>', new Date(now))
+      .executeTakeFirst();
+    const start = await this.deps.db
       .selectFrom('live_rebroadcasts as x')
       .innerJoin('live_bookings as b', 'b.id', 'x.program_id')
-      .select((eb) => eb.fn.min('b.start_at').as('start'))
+      .select((eb) => eb.fn.min('b.start_at').as('at'))
       .where('x.started_at', 'is', null)
       .where('b.status', '=', 'confirmed')
+      .where('b.start_at', '>', new Date(now))
       .executeTakeFirst();
     const t = (d: unknown) => (d ? new Date(d as Date).getTime() : null);
-    const ends = t(r?.ends);
-    const times = [ends === null ? null : connectableWindow(0, ends).to, t(r?.retry), t(s?.start)].filter((x): x is number => x !== null);
+    const end = t(ends?.at);
+    const times = [end === null ? null : end + CONNECT_AFTER_MS, t(retry?.at), t(start?.at)].filter((x): x is number => x !== null);
     return times.length ? Math.min(...times) : null;
   }
 
