@@ -1,4 +1,3 @@
-import { execFile } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -12,6 +11,7 @@ import { newId } from '../core/ids.ts';
 import type { Db } from '../db/connection.ts';
 import type { Channels } from './channels.ts';
 import { renderLoopPlaylist } from './filler-playlist.ts';
+import { ffprobeOf, probeMedia, run } from './media-tools.ts';
 import { encodingBitrates } from './packager.ts';
 import type { LiveFillersTable } from './tables.ts';
 
@@ -57,12 +57,6 @@ const toFiller = (r: LiveFillersTable): Filler => ({
   updatedAt: r.updated_at.toISOString(),
   playlist: `/live/channels/${r.channel_id}/filler.m3u8`,
 });
-
-function run(file: string, args: string[], timeoutMs: number): Promise<{ ok: boolean; stdout: string; stderr: string }> {
-  return new Promise((resolve) =>
-    execFile(file, args, { timeout: timeoutMs, maxBuffer: 4 * 1024 * 1024, encoding: 'utf8' }, (err, stdout, stderr) => resolve({ ok: !err, stdout, stderr: String(stderr).slice(-2000) })),
-  );
-}
 
 /** The media segments ffmpeg's VOD playlist lists, with their durations. */
 export function parseVodPlaylist(text: string): { name: string; durationMs: number }[] {
@@ -126,10 +120,9 @@ export class Fillers {
       });
       await pipeline(body, createWriteStream(file));
       if (bytes === 0) throw badRequest('filler_clip_empty', 'Send the clip’s bytes as the request body.');
-      const probe = await run(this.ffmpeg.replace(/ffmpeg$/, 'ffprobe'), ['-v', 'error', '-show_entries', 'stream=codec_type', '-of', 'csv=p=0', file], 30_000);
-      const kinds = probe.stdout.split('\n').map((l) => l.trim());
-      if (!probe.ok || !kinds.includes('video')) throw badRequest('filler_not_video', 'That file is not a video ffmpeg can read; send an MP4, WebM, MKV…');
-      return await this.store(channelId, 'clip', null, operatorId, (dir) => this.renderClip(dir, file, kinds.includes('audio'), channel.bitrateKbps));
+      const probe = await probeMedia(ffprobeOf(this.ffmpeg), file);
+      if (!probe?.video) throw badRequest('filler_not_video', 'That file is not a video ffmpeg can read; send an MP4, WebM, MKV…');
+      return await this.store(channelId, 'clip', null, operatorId, (dir) => this.renderClip(dir, file, probe.audio !== null, channel.bitrateKbps));
     } finally {
       await rm(tmp, { recursive: true, force: true });
     }
@@ -208,7 +201,7 @@ export class Fillers {
       '-vf', draw, '-t', String(SLATE_SECONDS), ...this.encode(bitrateKbps), ...this.hlsOut(dir),
     ], 120_000);
     await rm(textFile, { force: true });
-    if (!r.ok) throw new Error(`ffmpeg: ${r.stderr.trim() || 'failed'}`);
+    if (!r.ok) throw new Error(`ffmpeg: ${r.stderr.trim().slice(-2000) || 'failed'}`);
   }
 
   private async renderClip(dir: string, file: string, hasAudio: boolean, bitrateKbps: number) {
@@ -220,7 +213,7 @@ export class Fillers {
       '-hide_banner', '-loglevel', 'error', '-nostdin', ...input, ...map,
       '-t', String(CLIP_MAX_SECONDS), '-vf', 'scale=-2:min(ih\\,720)', ...this.encode(bitrateKbps), ...this.hlsOut(dir),
     ], 15 * 60_000);
-    if (!r.ok) throw new Error(`ffmpeg: ${r.stderr.trim() || 'failed'}`);
+    if (!r.ok) throw new Error(`ffmpeg: ${r.stderr.trim().slice(-2000) || 'failed'}`);
   }
 
   /** S3.14: the looping playlist at `now`. */

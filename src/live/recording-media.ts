@@ -1,10 +1,11 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { sha256Hex } from '../core/crypto.ts';
 import { readWholePiece, type PieceSource } from '../transfer/piece-source.ts';
+import { run, type MediaProbe } from './media-tools.ts';
 import { verifySegmentLog, type SignedSegmentEntry } from './segment-log.ts';
 
 // S3.15 (#16 point 3), the media half of recordings and rebroadcasts, all by Debian's ffmpeg:
@@ -19,10 +20,6 @@ import { verifySegmentLog, type SignedSegmentEntry } from './segment-log.ts';
 /** A reason a recording cannot be made; recorded on the recording row. */
 export class RecordingProblem extends Error {}
 
-const run = (file: string, args: string[], timeoutMs: number) =>
-  new Promise<{ ok: boolean; stdout: string; stderr: string }>((resolve) =>
-    execFile(file, args, { timeout: timeoutMs, encoding: 'utf8', maxBuffer: 4 * 1024 * 1024 }, (err, stdout, stderr) => resolve({ ok: !err, stdout, stderr })),
-  );
 
 const lastLines = (s: string) => s.trim().split('\n').slice(-3).join(' | ');
 
@@ -90,29 +87,6 @@ export async function assembleRecording(o: {
   return { durationMs: media.reduce((s, e) => s + e.entry.durationMs, 0), takes: takes.length, segments: media.length };
 }
 
-export interface MediaProbe {
-  durationSeconds: number;
-  video: string | null;
-  audio: string | null;
-}
-
-/** What ffprobe says of a file: duration and the first video and audio codecs; null if it cannot read it. */
-export async function probeMedia(ffprobe: string, file: string): Promise<MediaProbe | null> {
-  const r = await run(ffprobe, ['-v', 'error', '-show_entries', 'format=duration:stream=codec_type,codec_name', '-of', 'json', file], 60_000);
-  if (!r.ok) return null;
-  try {
-    const j = JSON.parse(r.stdout) as { format?: { duration?: string }; streams?: { codec_type: string; codec_name: string }[] };
-    const first = (t: string) => j.streams?.find((s) => s.codec_type === t)?.codec_name ?? null;
-    return { durationSeconds: Number(j.format?.duration ?? 0), video: first('video'), audio: first('audio') };
-  } catch {
-    return null;
-  }
-}
-
-/** ffprobe beside the configured ffmpeg (Debian installs both in /usr/bin). */
-export function ffprobeOf(ffmpeg: string): string {
-  return ffmpeg.includes('/') ? path.join(path.dirname(ffmpeg), 'ffprobe') : 'ffprobe';
-}
 
 /**
  * Writes a content's bytes to `out` from the origin's piece source, each piece checked against
