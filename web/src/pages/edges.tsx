@@ -106,7 +106,7 @@ function EdgeList() {
       {r.data && items.length === 0 && (
         <div class="notice">
           <p>No edge yet. Start one on a server near your users, signed in as an operator:</p>
-          <pre class="cmd">
+          <pre class="cmd wrap">
             <code>{'cascade login --username <operator>\ncascade edge --kind delivery --label eu/paris --cache 20GB'}</code>
           </pre>
           <p>It registers with the origin and appears here within seconds.</p>
