@@ -51,7 +51,7 @@ async function edge(name: string, opts: Pick<EdgeOptions, 'label' | 'cacheBytes'
 
 const detail = async (id: string) => (await origin.call('GET', `/edges/${id}`, { token: op.token })).body;
 const openAs = (user: { token: string; userId: string; username: string }, roles: string[], route: string) =>
-  openApp(browser, `${origin.url}/#${route}`, { locale: 'en-GB', signedIn: { token: user.token, userId: user.userId, username: user.username, roles } });
+  openApp(browser, `${origin.url}/#${route}`, { locale: 'en-GB', signedIn: { token: user.token, userId: user.userId, username: user.username, roles } }).then((app) => (app.page.setDefaultTimeout(8000), app));
 
 before(async () => {
   origin = await startTestOrigin();

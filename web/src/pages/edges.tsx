@@ -141,9 +141,9 @@ function EdgeList() {
                   </th>
                   <td>{e.kind}</td>
                   <td data-figure="status">
-                    <span class={`tag ${e.online ? 'ok' : 'warn'}`}>{e.online ? 'online' : 'offline'}</span> <span class="small">{status(e, r.data!.at).replace(/^\w+ /, '')}</span>
+                    <span class={`tag ${e.online ? 'ok' : 'warn'}`}>{e.online ? 'online' : 'offline'}</span> <span class="small last-report">{status(e, r.data!.at).replace(/^\w+ /, '')}</span>
                   </td>
-                  <td>
+                  <td class="cache">
                     <Meter used={e.stats?.usedBytes ?? 0} size={e.cacheBytes} label={`Cache of ${e.label}`} />
                   </td>
                   <td data-figure="hit-rate">{hitRate(e)}</td>
