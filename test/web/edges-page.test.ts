@@ -177,6 +177,12 @@ test('#17 edges page: figures of two real edges, a pin through the page held by 
   assert.deepEqual([now.policy, now.cacheBytes], ['most_requested', 2 * 1024 * 1024]);
   await page.locator('dd[data-figure="policy"]').getByText('most requested').waitFor();
   await checkPage(page, 'edge');
+  // Changed elsewhere (the CLI) while the form is untouched: the form shows the new settings.
+  assert.equal((await origin.call('PATCH', `/edges/${paris.edgeId}`, { token: op.token, json: { policy: 'recently_added', cacheBytes: 3 * 1024 * 1024 } })).status, 200);
+  await page.getByRole('button', { name: 'Refresh now' }).click();
+  await page.locator('dd[data-figure="policy"]').getByText('recently added').waitFor();
+  assert.equal(await cacheField.inputValue(), '3MiB');
+  assert.equal(await page.getByLabel('recently added').isChecked(), true);
 
   // Unpin.
   await page.getByRole('button', { name: 'Unpin Harbour' }).click();

@@ -431,6 +431,12 @@ function SettingsForm({ e, onSaved }: { e: EdgeDetail; onSaved: (saved: EdgeSumm
   const [cache, setCache] = useState(sizeText(e.cacheBytes));
   const [base, setBase] = useState({ policy: e.policy, cacheBytes: e.cacheBytes });
   const form = useSubmit(['policy', 'cacheBytes']);
+  // Changed elsewhere (the CLI, another operator) while the form is untouched: show the new settings.
+  useEffect(() => {
+    if (e.policy === base.policy && e.cacheBytes === base.cacheBytes) return;
+    if (policy === base.policy && readSize(cache) === base.cacheBytes) (setPolicy(e.policy), setCache(sizeText(e.cacheBytes)));
+    setBase({ policy: e.policy, cacheBytes: e.cacheBytes });
+  }, [e.policy, e.cacheBytes]);
   const submit = (ev: Event) => {
     ev.preventDefault();
     form.run(async () => {
