@@ -106,14 +106,15 @@ export function registerEdge(program: Command) {
         for (const s of d.plan.skipped) process.stdout.write(`left out  ${s.contentId.slice(0, 12)}: ${s.why}\n`);
         return;
       }
-      const { items } = await api.get<{ items: EdgeView[] }>('/edges');
+      const { items, scope } = await api.get<{ items: EdgeView[]; scope: 'all' | 'home_and_store' }>('/edges');
       if (g.json) return void process.stdout.write(JSON.stringify(items) + '\n');
-      if (!items.length) return void process.stdout.write('No edges yet: start one with `cascade edge --kind delivery --label eu/paris --cache 20GB`.\n');
-      if (!items[0].stats && items[0].cacheBytes === undefined) {
-        // A member sees only where home and store servers are.
+      if (scope !== 'all') {
+        // A member sees only where home and store servers are (operators see every edge with its figures).
+        if (!items.length) return void process.stdout.write('No home or store server yet. (Delivery edges and their figures are listed for operators.)\n');
         process.stdout.write(table(['EDGE', 'KIND', 'LABEL', 'ONLINE'], items.map((e) => [e.id, e.kind, e.label, e.online ? 'yes' : 'no'])).join('\n') + '\n');
         return;
       }
+      if (!items.length) return void process.stdout.write('No edges yet: start one with `cascade edge --kind delivery --label eu/paris --cache 20GB`.\n');
       const rows = items.map((e) => [
         e.id,
         e.kind,

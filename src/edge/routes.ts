@@ -107,8 +107,8 @@ export function edgeRoutes(app: FastifyInstance, deps: { edges: EdgeService }) {
     handler: async (req) => {
       const list = await edges.list({ kind: req.query.kind });
       // Members see where home and store servers are, to rent or order there; operators see all, with figures.
-      if (req.principal!.roles.includes('operator')) return { items: list };
-      return { items: list.filter((e) => e.kind !== 'delivery').map((e) => ({ id: e.id, kind: e.kind, label: e.label, online: e.online, serveUrl: e.serveUrl })) };
+      if (req.principal!.roles.includes('operator')) return { scope: 'all', items: list };
+      return { scope: 'home_and_store', items: list.filter((e) => e.kind !== 'delivery').map((e) => ({ id: e.id, kind: e.kind, label: e.label, online: e.online, serveUrl: e.serveUrl })) };
     },
   });
 
