@@ -56,11 +56,11 @@ type Line =
 /** The same bounds as the origin's route: a report the origin would refuse as malformed is never recorded. */
 export function checkReport(r: DeliveryReport): DeliveryReport {
   const int = (v: unknown, max: number) => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0 && v <= max;
-  if (typeof r?.deliveryId !== 'string' || !/^dlv_[A-Za-z0-9_-]{1,60}$/.test(r.deliveryId)) throw badRequest('invalid_report', 'A report names its delivery (dlv_…).');
-  if (!int(r.fee, DELIVERY_LIMITS.maxFee)) throw badRequest('invalid_report', `fee is a whole number of minor units, 0 to ${DELIVERY_LIMITS.maxFee}.`);
-  if (r.bytes !== undefined && !int(r.bytes, DELIVERY_LIMITS.maxBytes)) throw badRequest('invalid_report', 'bytes is a whole number.');
-  if (r.viewedSeconds !== undefined && !int(r.viewedSeconds, DELIVERY_LIMITS.maxViewedSeconds)) throw badRequest('invalid_report', 'viewedSeconds is a whole number.');
-  if (typeof r.final !== 'boolean') throw badRequest('invalid_report', 'final is true or false.');
+  if (typeof r?.deliveryId !== 'string' || !/^dlv_[A-Za-z0-9_-]{1,60}$/.test(r.deliveryId)) throw badRequest('invalid_delivery_report', 'A report names its delivery (dlv_…).');
+  if (!int(r.fee, DELIVERY_LIMITS.maxFee)) throw badRequest('invalid_delivery_report', `fee is a whole number of minor units, 0 to ${DELIVERY_LIMITS.maxFee}.`);
+  if (r.bytes !== undefined && !int(r.bytes, DELIVERY_LIMITS.maxBytes)) throw badRequest('invalid_delivery_report', 'bytes is a whole number.');
+  if (r.viewedSeconds !== undefined && !int(r.viewedSeconds, DELIVERY_LIMITS.maxViewedSeconds)) throw badRequest('invalid_delivery_report', 'viewedSeconds is a whole number.');
+  if (typeof r.final !== 'boolean') throw badRequest('invalid_delivery_report', 'final is true or false.');
   return { deliveryId: r.deliveryId, fee: r.fee, ...(r.bytes !== undefined ? { bytes: r.bytes } : {}), ...(r.viewedSeconds !== undefined ? { viewedSeconds: r.viewedSeconds } : {}), final: r.final };
 }
 

@@ -109,8 +109,8 @@ describe('delivery journal and reporter', () => {
     await j.acknowledge([a]);
     await j.refuse([{ seq: c, code: 'not_your_delivery', message: 'no' }]);
     assert.deepEqual(j.counts(), { recorded: 3, acknowledged: 1, refused: 1, pending: 1 });
-    await assert.rejects(j.record({ deliveryId: 'nope', fee: 1, final: true }), (e: AppError) => e.code === 'invalid_report');
-    await assert.rejects(j.record({ deliveryId: 'dlv_x', fee: -1, final: true }), (e: AppError) => e.code === 'invalid_report');
+    await assert.rejects(j.record({ deliveryId: 'nope', fee: 1, final: true }), (e: AppError) => e.code === 'invalid_delivery_report');
+    await assert.rejects(j.record({ deliveryId: 'dlv_x', fee: -1, final: true }), (e: AppError) => e.code === 'invalid_delivery_report');
     await j.close();
     appendFileSync(path.join(dir, JOURNAL_FILE), '{"t":"report","seq":9,"report":{"deli'); // a crash mid-write
     j = await DeliveryJournal.open(dir, { clock });
@@ -174,8 +174,14 @@ describe('delivery journal and reporter', () => {
     assert.deepEqual(await deliveries.counts(e.edgeId), { opened: 25, open: 0, billed: 25, billedFees: total });
     assert.equal(await posted(u.userId), 100_000 - total, 'each delivery charged once');
     assert.ok((await o.ledger.checkConservation()).ok);
-    const listed = await o.call('GET', `/edges/${e.edgeId}/deliveries?limit=1000`, {});
-    assert.equal(listed.status, 404, 'not on the origin itself until the spine composes the routes');
+    const operator = await o.userWithRoles(['operator']);
+    const listed = await new Api(sideUrl, operator.token).get(`/edges/${e.edgeId}/deliveries?limit=1000`);
+    assert.equal(listed.deliveries.length, 25);
+    assert.ok(listed.deliveries.every((d: { state: string; reports: number }) => d.state === 'billed' && d.reports === 2));
+    const mine = await new Api(sideUrl, u.token).get('/deliveries/mine?limit=10');
+    assert.equal(mine.deliveries.length, 10);
+    assert.equal(typeof mine.nextBefore, 'number');
+    assert.deepEqual(mine.deliveries[0].split, { edge: 84, royalty: 67, fee: 16, rounding: 2 }, 'fee 169 split on its total');
     await journal.close();
   });
 
