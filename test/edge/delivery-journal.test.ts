@@ -182,6 +182,15 @@ describe('delivery journal and reporter', () => {
     assert.equal(mine.deliveries.length, 10);
     assert.equal(typeof mine.nextBefore, 'number');
     assert.deepEqual(mine.deliveries[0].split, { edge: 84, royalty: 67, fee: 16, rounding: 2 }, 'fee 169 split on its total');
+    // Each delivery is one record in the wallet's history (S1.12), of exactly its fee.
+    const history = await o.call('GET', '/wallet/history?limit=3', { token: u.token });
+    assert.equal(history.status, 200, JSON.stringify(history.body));
+    const record = history.body.entries.find((r: { id: string }) => r.id === `delivery:${opened[24]}`);
+    assert.ok(record, JSON.stringify(history.body.entries.map((r: { id: string }) => r.id)));
+    assert.equal(record.amount, -169);
+    assert.equal(record.reason, 'delivery');
+    assert.match(record.description, /^Delivery of “Film” by an edge: paid 169 \(source user\S+ 84, royalty to user\S+ 67, platform fee 16, rounding 2\)$/);
+    assert.deepEqual(record.split.map((p: { part: string; amount: number }) => [p.part, p.amount]), [['source', 84], ['royalty', 67], ['fee', 16], ['rounding', 2]]);
     await journal.close();
   });
 
