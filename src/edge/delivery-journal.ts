@@ -370,3 +370,23 @@ export class DeliveryReporter {
     };
   }
 }
+
+/**
+ * The edge's delivery reporting, ready to use: the journal in `home` opened (and compacted), the
+ * reporter started (it first sends what a previous run left). `close()` stops it and closes the journal.
+ */
+export async function openDeliveryReporting(opts: { home: string; api: () => Api; clock: WaitClock; logger?: Logger }): Promise<{
+  reporter: DeliveryReporter;
+  close(): Promise<void>;
+}> {
+  const journal = await DeliveryJournal.open(opts.home, { clock: opts.clock });
+  const reporter = new DeliveryReporter({ journal, api: opts.api, clock: opts.clock, logger: opts.logger });
+  reporter.start();
+  return {
+    reporter,
+    async close() {
+      await reporter.stop();
+      await journal.close();
+    },
+  };
+}

@@ -65,6 +65,8 @@ const listAnswer = {
   400: errorSchema,
 } as const;
 
+const notAnEdge = () => forbidden('not_an_edge', 'This terminal is not registered as an edge (cascade edge registers one).');
+
 export function deliveryRoutes(deps: { deliveries: DeliveryService; resolveEdge: ResolveEdge }): FastifyPluginAsync {
   const { deliveries } = deps;
   return async (app) => {
@@ -116,7 +118,7 @@ export function deliveryRoutes(deps: { deliveries: DeliveryService; resolveEdge:
       },
       handler: async (req): Promise<ReportsAnswer> => {
         const edge = await deps.resolveEdge(req.principal!.terminalId!);
-        if (!edge) throw forbidden('not_an_edge', 'This terminal is not registered as an edge (cascade edge registers one).');
+        if (!edge) throw notAnEdge();
         const answer: ReportsAnswer = { accepted: [], duplicates: [], refused: [] };
         // One at a time, each in its own transaction: a refusal leaves the others standing. Any
         // other failure (the database) answers 500 and the edge sends the batch again: what was
@@ -131,6 +133,23 @@ export function deliveryRoutes(deps: { deliveries: DeliveryService; resolveEdge:
           }
         }
         return answer;
+      },
+    });
+
+    app.get('/edges/me/deliveries/counts', {
+      config: { access: 'terminal' },
+      schema: {
+        summary: 'What this edge’s deliveries came to on the origin (for cascade edge status, beside the edge’s own journal counts)',
+        tags: ['edge'],
+        response: {
+          200: { type: 'object', properties: { opened: { type: 'integer' }, open: { type: 'integer' }, billed: { type: 'integer' }, billedFees: { type: 'integer' } } },
+          403: errorSchema,
+        },
+      },
+      handler: async (req) => {
+        const edge = await deps.resolveEdge(req.principal!.terminalId!);
+        if (!edge) throw notAnEdge();
+        return deliveries.counts(edge.id);
       },
     });
 

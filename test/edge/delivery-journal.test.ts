@@ -15,7 +15,7 @@ import { walletAccount } from '../../src/ledger/accounts.ts';
 import { DEFAULT_TARIFF } from '../../src/ledger/tariff.ts';
 import { loginMessage } from '../../src/terminals/challenges.ts';
 import { DeliveryService, type DeliveryReport } from '../../src/edge/deliveries.ts';
-import { DeliveryJournal, DeliveryReporter, JOURNAL_FILE } from '../../src/edge/delivery-journal.ts';
+import { DeliveryJournal, DeliveryReporter, JOURNAL_FILE, openDeliveryReporting } from '../../src/edge/delivery-journal.ts';
 import { deliveryRoutes, type ResolveEdge } from '../../src/edge/delivery-routes.ts';
 import { startTestOrigin, type TestOrigin } from '../helpers/origin.ts';
 
@@ -231,7 +231,7 @@ describe('delivery journal and reporter', () => {
     assert.equal(again.pending(10).length, 0, 'refused reports are not sent again after a restart');
     await again.close();
 
-    // A terminal that is not an edge is refused as a whole: the reports stay to be sent.
+    // An account's session (not a terminal's) is refused as a whole.
     const stranger = await o.userWithRoles(['member']);
     const api = new Api(sideUrl, stranger.token);
     await assert.rejects(api.post('/edges/me/deliveries/reports', { reports: [] }), (err: AppError) => err.code === 'terminal_required');
@@ -242,14 +242,15 @@ describe('delivery journal and reporter', () => {
     const u = await customer(10_000);
     const d = await Promise.all([1, 2, 3].map(() => deliveries.open({ edgeId: e.edgeId, kind: 'rental', contentId, userId: u.userId, payer: 'wallet', maxFee: 100, terms: {} })));
     const clock = new ManualClock(T0);
-    const journal = await DeliveryJournal.open(tmp(), { clock });
     let reachable = false;
-    const reporter = new DeliveryReporter({ journal, api: () => new Api(reachable ? sideUrl : 'http://127.0.0.1:9', e.token), clock, intervalMs: 10_000, backoff: { firstMs: 1000, maxMs: 4000 } });
+    // As the edge process opens it: the journal in its home, the reporter started (default timings: 10 s, backoff 1 s doubling).
+    const reporting = await openDeliveryReporting({ home: tmp(), api: () => new Api(reachable ? sideUrl : 'http://127.0.0.1:9', e.token), clock });
+    const { reporter } = reporting;
+    const journal = { counts: () => reporter.status() };
     const until = async (what: string, ok: () => boolean) => {
       for (let i = 0; i < 200 && !ok(); i++) await new Promise((r) => setTimeout(r, 10));
       assert.ok(ok(), what);
     };
-    reporter.start();
     await reporter.report({ deliveryId: d[0].id, fee: 10, final: true });
     await until('the unreachable origin is noticed', () => reporter.status().lastError?.startsWith('origin_unreachable') ?? false);
     await until('it waits for its backoff', () => clock.isWaitingFor(T0 + 1000));
@@ -266,9 +267,15 @@ describe('delivery journal and reporter', () => {
     await until('then it waits for the interval', () => clock.isWaitingFor(T0 + 13_000));
     await reporter.report({ deliveryId: d[2].id, fee: 30, final: true });
     await until('a new report wakes it', () => journal.counts().acknowledged === 3);
-    await reporter.stop();
-    await journal.close();
+    await reporting.close();
     assert.equal(await posted(u.userId), 10_000 - 60);
-    assert.deepEqual(await deliveries.counts(e.edgeId), { opened: 3, open: 0, billed: 3, billedFees: 60 });
+    // What the origin says to the edge (cascade edge status) agrees with the edge's journal.
+    const counts = await new Api(sideUrl, e.token).get('/edges/me/deliveries/counts');
+    assert.deepEqual(counts, { opened: 3, open: 0, billed: 3, billedFees: 60 });
+    assert.equal(reporter.status().acknowledged, counts.billed);
+    const stranger = await edge('unregistered');
+    edges.delete([...edges].find(([, v]) => v.id === stranger.edgeId)![0]);
+    await assert.rejects(new Api(sideUrl, stranger.token).get('/edges/me/deliveries/counts'), (err: AppError) => err.code === 'not_an_edge' && err.status === 403);
+    await assert.rejects(new Api(sideUrl, stranger.token).post('/edges/me/deliveries/reports', { reports: [] }), (err: AppError) => err.code === 'not_an_edge');
   });
 });
