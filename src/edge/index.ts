@@ -1,0 +1,52 @@
+import type { FastifyPluginAsync } from 'fastify';
+import type { Clock } from '../core/clock.ts';
+import { AppError } from '../core/errors.ts';
+import type { Db } from '../db/connection.ts';
+import type { Ledger } from '../ledger/ledger.ts';
+import type { Tariff } from '../ledger/tariff.ts';
+import type { TerminalService } from '../terminals/service.ts';
+import type { EdgeRouter } from '../transfer/coordinator.ts';
+import { edgeRoutes } from './routes.ts';
+import { EdgeService } from './service.ts';
+import { DeliveryService } from './deliveries.ts';
+import { deliveryRoutes } from './delivery-routes.ts';
+
+// The edge domain (S2, docs/edge.md): the origin's registry of edge servers, their
+// placement and routing. The edge process itself is node.ts (`cascade edge`).
+
+export { OWNED_TABLES, type EdgeKind, type PlacementPolicy } from './tables.ts';
+export { EdgeService, type Edge } from './service.ts';
+export { DeliveryService, type Delivery, type DeliveryReport, type OpenDelivery } from './deliveries.ts';
+
+/** The registry comes first: the transfer domain routes through it and the ledger asks it who is an edge. */
+export function edgeRegistry(deps: { db: Db; clock: Clock; terminals: TerminalService }) {
+  const edges = new EdgeService(deps);
+  const router: EdgeRouter = {
+    route: (receiverId, contentId, exclude) => edges.route(receiverId, contentId, exclude),
+    edgeTerminals: (ids) => edges.edgeTerminals(ids),
+  };
+  return { edges, router };
+}
+
+export function edgeDomain(deps: { edges: EdgeService; db: Db; clock: Clock; ledger: Ledger; tariff: Tariff }) {
+  const { edges } = deps;
+  // S2.4: the one billing path of home rentals and store orders (deliveries.ts).
+  const deliveries = new DeliveryService({
+    db: deps.db,
+    clock: deps.clock,
+    ledger: deps.ledger,
+    tariff: deps.tariff,
+    edges: {
+      ownerOf: (edgeId) =>
+        edges.get(edgeId).then(
+          (e) => e.ownerId,
+          (err) => (err instanceof AppError && err.code === 'unknown_edge' ? null : Promise.reject(err)),
+        ),
+    },
+  });
+  const plugin: FastifyPluginAsync = async (app) => {
+    edgeRoutes(app, { edges });
+    await app.register(deliveryRoutes({ deliveries, resolveEdge: (terminalId) => edges.byTerminal(terminalId) }));
+  };
+  return { edges, deliveries, plugin };
+}
