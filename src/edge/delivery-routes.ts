@@ -60,6 +60,8 @@ const pageSchema = {
   },
 } as const;
 
+const countsSchema = { type: 'object', properties: { opened: { type: 'integer' }, open: { type: 'integer' }, billed: { type: 'integer' }, billedFees: { type: 'integer' } } } as const;
+
 const listAnswer = {
   200: { type: 'object', properties: { deliveries: { type: 'array', items: deliverySchema }, nextBefore: { type: ['integer', 'null'] } } },
   400: errorSchema,
@@ -142,7 +144,7 @@ export function deliveryRoutes(deps: { deliveries: DeliveryService; resolveEdge:
         summary: 'What this edge’s deliveries came to on the origin (for cascade edge status, beside the edge’s own journal counts)',
         tags: ['edge'],
         response: {
-          200: { type: 'object', properties: { opened: { type: 'integer' }, open: { type: 'integer' }, billed: { type: 'integer' }, billedFees: { type: 'integer' } } },
+          200: countsSchema,
           403: errorSchema,
         },
       },
@@ -160,9 +162,9 @@ export function deliveryRoutes(deps: { deliveries: DeliveryService; resolveEdge:
         tags: ['edge'],
         params: { type: 'object', required: ['id'], properties: { id: { type: 'string', maxLength: 100 } } },
         querystring: pageSchema,
-        response: listAnswer,
+        response: { ...listAnswer, 200: { type: 'object', properties: { ...listAnswer[200].properties, counts: countsSchema } } },
       },
-      handler: async (req) => deliveries.list({ edgeId: req.params.id }, req.query),
+      handler: async (req) => ({ ...(await deliveries.list({ edgeId: req.params.id }, req.query)), counts: await deliveries.counts(req.params.id) }),
     });
 
     app.get<{ Querystring: { limit: number; before?: number } }>('/deliveries/mine', {
