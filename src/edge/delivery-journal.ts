@@ -278,6 +278,8 @@ export class DeliveryReporter {
   private wakeUp: AbortController | null = null;
   private lastError: string | null = null;
   private lastSentAt: number | null = null;
+  /** What the origin answered since this reporter started. */
+  private readonly answered = { accepted: 0, duplicates: 0 };
 
   constructor(private readonly opts: ReporterOptions) {
     this.batchSize = Math.min(Math.max(1, opts.batchSize ?? 100), MAX_REPORTS_PER_REQUEST);
@@ -326,6 +328,8 @@ export class DeliveryReporter {
       result.sent += batch.length;
       result.accepted += answer.accepted.length;
       result.duplicates += answer.duplicates.length;
+      this.answered.accepted += answer.accepted.length;
+      this.answered.duplicates += answer.duplicates.length;
       result.refused += refusals.length;
     }
   }
@@ -360,10 +364,12 @@ export class DeliveryReporter {
     await this.running;
   }
 
-  /** For `cascade edge status`: the journal's counts, the last failure and the last successful send. */
-  status(): JournalCounts & { lastError: string | null; lastSentAt: string | null; refusals: Refusal[] } {
+  /** For `cascade edge status`: the journal's counts, what the origin answered since start, the last failure and the last successful send. */
+  status(): JournalCounts & { accepted: number; duplicates: number; lastError: string | null; lastSentAt: string | null; refusals: Refusal[] } {
     return {
       ...this.opts.journal.counts(),
+      // Since this reporter started: reports the origin recorded now, and those it had already.
+      ...this.answered,
       lastError: this.lastError,
       lastSentAt: this.lastSentAt === null ? null : new Date(this.lastSentAt).toISOString(),
       refusals: this.opts.journal.latestRefusals().slice(-10),

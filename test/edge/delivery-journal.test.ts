@@ -184,6 +184,7 @@ describe('delivery journal and reporter', () => {
     const status = again.deliveries.status();
     assert.deepEqual({ recorded: status.recorded, acknowledged: status.acknowledged, refused: status.refused }, { recorded: 250, acknowledged: 250, refused: 0 });
     assert.equal(status.lastError, null);
+    assert.deepEqual({ accepted: status.accepted, duplicates: status.duplicates }, { accepted: 50, duplicates: 100 }, 'the lost batch comes back as duplicates');
 
     // The origin's view agrees with the edge's.
     const total = fees.reduce((s, f) => s + f, 0);
