@@ -103,7 +103,8 @@ export interface DeliveryCounts {
 
 /** The edges a delivery may be opened on: their operator (for the share and the store account). */
 export interface DeliveryEdges {
-  ownerOf(edgeId: string): Promise<string | null>;
+  /** Read through `db`: the caller's transaction when `open` runs in one (PGlite has a single connection). */
+  ownerOf(edgeId: string, db: Db): Promise<string | null>;
 }
 
 export interface DeliveryDeps {
@@ -191,7 +192,7 @@ export class DeliveryService {
     if (!Number.isSafeInteger(holdMs) || holdMs <= 0) throw badRequest('invalid_request', 'holdMs is a positive whole number of milliseconds.');
     const terms = JSON.stringify(req.terms ?? {});
     if (Buffer.byteLength(terms) > DELIVERY_LIMITS.termsBytes) throw badRequest('invalid_request', `terms are at most ${DELIVERY_LIMITS.termsBytes} bytes of JSON.`);
-    const owner = await this.deps.edges.ownerOf(req.edgeId);
+    const owner = await this.deps.edges.ownerOf(req.edgeId, trx ?? this.deps.db);
     if (!owner) throw notFound('unknown_edge', `No edge ${req.edgeId}.`);
     const content = (await contentsByIds(trx ?? this.deps.db, [req.contentId])).get(req.contentId);
     if (!content) throw notFound('unknown_content', `No content ${req.contentId}.`);

@@ -1,6 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { Clock } from '../core/clock.ts';
-import { AppError } from '../core/errors.ts';
 import type { Db } from '../db/connection.ts';
 import type { Ledger } from '../ledger/ledger.ts';
 import type { Tariff } from '../ledger/tariff.ts';
@@ -10,6 +9,7 @@ import { edgeRoutes } from './routes.ts';
 import { EdgeService } from './service.ts';
 import { DeliveryService } from './deliveries.ts';
 import { deliveryRoutes } from './delivery-routes.ts';
+import { edgeOwner } from './queries.ts';
 
 // The edge domain (S2, docs/edge.md): the origin's registry of edge servers, their
 // placement and routing. The edge process itself is node.ts (`cascade edge`).
@@ -36,13 +36,7 @@ export function edgeDomain(deps: { edges: EdgeService; db: Db; clock: Clock; led
     clock: deps.clock,
     ledger: deps.ledger,
     tariff: deps.tariff,
-    edges: {
-      ownerOf: (edgeId) =>
-        edges.get(edgeId).then(
-          (e) => e.ownerId,
-          (err) => (err instanceof AppError && err.code === 'unknown_edge' ? null : Promise.reject(err)),
-        ),
-    },
+    edges: { ownerOf: edgeOwner },
   });
   const plugin: FastifyPluginAsync = async (app) => {
     edgeRoutes(app, { edges });
