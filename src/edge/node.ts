@@ -270,7 +270,7 @@ export async function startEdge(opts: EdgeOptions): Promise<EdgeNode> {
   deliveries.start();
 
   const usedBytes = () => store.list().reduce((s, c) => s + c.manifest.body.totalSize, 0);
-  const stats = (): EdgeStats => ({ ...counters, load: agent!.slotLoad(), usedBytes: usedBytes(), filling });
+  const stats = (): EdgeStats => ({ ...counters, load: agent!.slotLoad(), usedBytes: usedBytes(), filling, deliveries: journal.counts() });
   const tellHoldings = () =>
     agent!
       .api()

@@ -22,6 +22,8 @@ export interface EdgeStats {
   usedBytes: number;
   /** Content currently being fetched, if any. */
   filling: string | null;
+  /** S2.4: its delivery journal (delivery-journal.ts): reports recorded, acknowledged or refused by the origin, still to send. */
+  deliveries?: { recorded: number; acknowledged: number; refused: number; pending: number };
 }
 
 /** S2.1: an edge server: a terminal of an operator, with a kind, a location label and a cache. */

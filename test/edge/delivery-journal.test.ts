@@ -209,9 +209,12 @@ describe('delivery journal and reporter', () => {
     assert.equal(record.amount, -869);
     assert.equal(record.reason, 'delivery');
     assert.match(record.description, /^Delivery of “Film” by an edge: paid 869 \(source user\S+ 434, royalty to user\S+ 347, platform fee 86, rounding 2\)$/);
-    // The edge's own page shows its journal's counts (cascade edge status on the edge).
+    // The edge's own page shows its journal's counts, and so does its report to the origin (cascade edge status <id>).
     const page = await fetch(`${again.url}/edge`).then((r) => r.json());
     assert.equal(page.deliveries.acknowledged, 250);
+    await again.report();
+    const detail = await o.call('GET', `/edges/${edgeId}`, { token: operator.token });
+    assert.deepEqual(detail.body.stats.deliveries, { recorded: 250, acknowledged: 250, refused: 0, pending: 0 });
   });
 
   test('refused reports are journaled with their code and not sent again; the rest of the batch is billed', { timeout: 60_000 }, async () => {
