@@ -30,7 +30,7 @@ import {
   type TransferService,
 } from './transfer/index.ts';
 import { webRoutes } from './web/routes.ts';
-import { edgeDomain, edgeRegistry, type EdgeService } from './edge/index.ts';
+import { edgeDomain, edgeRegistry, type DeliveryService, type EdgeService } from './edge/index.ts';
 
 // The origin process (`cascade serve`): composes the domains (each builds its services,
 // routes and background jobs in its index.ts) and nothing else. ARCHITECTURE.md "Boundaries".
@@ -77,6 +77,8 @@ export interface Origin {
   live: { channels: Channels; bookings: BookingService; guide: Guide; deadlines: DeadlineJob; streams: LiveStreams; recordings: RecordingService };
   /** S2: the edge registry. */
   edges: EdgeService;
+  /** S2.4: deliveries of home and store edges and their billing. */
+  deliveries: DeliveryService;
   /** Which addresses terminals register that the origin calls (issue 10 #8). */
   peers: AddressPolicy;
   /** Path of the one-time operator credentials file if this start created it. */
@@ -116,7 +118,7 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
   let listeningUrl = config.publicUrl;
   const live = liveDomain({ ...base, accounts: accounts.accounts, ledger: ledger.ledger, wallets: ledger.wallets, mail: mail.mail, metrics: app.metrics, content: content.content, baseUrl: () => config.publicUrl || listeningUrl });
 
-  const edge = edgeDomain({ edges: edgeRegistryParts.edges });
+  const edge = edgeDomain({ edges: edgeRegistryParts.edges, db: db.db, clock, ledger: ledger.ledger, tariff: config.tariff });
 
   // Operations routes, in a plugin so that they are registered after (and documented by) OpenAPI.
   await app.register(opsRoutes({ app, db, keys }));
@@ -164,6 +166,7 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
     mail: mail.mail,
     live: { channels: live.channels, bookings: live.bookings, guide: live.guide, deadlines: live.deadlines, streams: live.streams, recordings: live.recordings },
     edges: edge.edges,
+    deliveries: edge.deliveries,
     async close() {
       await live.stop();
       transfer.stop();

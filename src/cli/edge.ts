@@ -20,7 +20,7 @@ interface EdgeView {
   policy: string;
   online: boolean;
   lastReportAt: string | null;
-  stats: { hits: number; misses: number; bytesServed: number; load: number; usedBytes: number; filling: string | null } | null;
+  stats: { hits: number; misses: number; bytesServed: number; load: number; usedBytes: number; filling: string | null; deliveries?: { recorded: number; acknowledged: number; refused: number; pending: number } } | null;
   hitRate: number | null;
   serveUrl: string;
 }
@@ -98,7 +98,12 @@ export function registerEdge(program: Command) {
       if (edgeId) {
         const d = await api.get<EdgeDetail>(`/edges/${encodeURIComponent(edgeId)}`);
         if (g.json) return void process.stdout.write(JSON.stringify(d) + '\n');
-        process.stdout.write(`${describe(d)}\n\n`);
+        // S2.4: what its deliveries came to on the origin (the edge's own journal: GET /edge on the edge).
+        const billed = await api.get<{ counts: { opened: number; open: number; billed: number; billedFees: number } }>(`/edges/${encodeURIComponent(edgeId)}/deliveries?limit=1`);
+        const c = billed.counts;
+        const j = d.stats?.deliveries;
+        const journaled = j ? `; its journal: ${j.recorded} reports recorded, ${j.acknowledged} acknowledged, ${j.refused} refused, ${j.pending} to send` : '';
+        process.stdout.write(`${describe(d)}\ndeliveries: ${c.opened} opened, ${c.billed} billed (fees ${c.billedFees}), ${c.open} waiting for their final report${journaled}\n\n`);
         const rows = d.holdings.map((h) => [h.contentId.slice(0, 12), h.title ?? '?', formatBytes(h.bytes), h.complete ? 'yes' : 'arriving', timeToSecond(h.lastUsedAt), h.pinned ? 'pinned' : '']);
         process.stdout.write(rows.length ? table(['CONTENT', 'TITLE', 'SIZE', 'COMPLETE', 'LAST USED', ''], rows, [2]).join('\n') + '\n' : 'It holds nothing yet.\n');
         for (const f of d.plan.fetch) process.stdout.write(`to fetch  ${f.contentId.slice(0, 12)}: ${f.why}\n`);

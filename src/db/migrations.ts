@@ -11,6 +11,7 @@ import { grantServedMigration, peersMigration, receiptsBySourceTimeMigration, tr
 import { purchasesMigration, settlementMigration } from '../ledger/tables-settlement.ts';
 import { schedulePushMigration, schedulesMigration } from '../schedule/tables.ts';
 import { mailOutboxMigration } from '../mail/tables.ts';
+import { edgeDeliveriesMigration } from '../edge/tables-deliveries.ts';
 
 // One ordered list of migrations; the same SQL runs on PGlite and on PostgreSQL.
 // Names sort in the order they must run. Never edit a landed migration: add one.
@@ -41,6 +42,7 @@ const migrations: Record<string, Migration> = {
   '0024_live_fillers': liveFillersMigration,
   '0025_live_recordings': liveRecordingsMigration,
   '0026_edges': edgesMigration,
+  '0027_edge_deliveries': edgeDeliveriesMigration,
 };
 
 export async function migrateToLatest(db: Kysely<any>): Promise<void> {

@@ -79,6 +79,12 @@ export function edgeRoutes(app: FastifyInstance, deps: { edges: EdgeService }) {
               load: { type: 'number', minimum: 0, maximum: 1 },
               usedBytes: { type: 'integer', minimum: 0, maximum: MAX_BYTES },
               filling: { type: ['string', 'null'], maxLength: 64 },
+              deliveries: {
+                type: 'object',
+                required: ['recorded', 'acknowledged', 'refused', 'pending'],
+                additionalProperties: false,
+                properties: Object.fromEntries(['recorded', 'acknowledged', 'refused', 'pending'].map((k) => [k, { type: 'integer', minimum: 0, maximum: MAX_BYTES }])),
+              },
             },
           },
         },

@@ -1,8 +1,9 @@
 import { sql, type Kysely, type Migration } from 'kysely';
+import { DELIVERY_TABLES } from './tables-deliveries.ts';
 
 // Tables the edge domain owns (S2, docs/edge.md). Other domains ask EdgeService or the
 // query functions in queries.ts (boundaries.test.ts).
-export const OWNED_TABLES = ['edges', 'edge_holdings', 'edge_pins'] as const;
+export const OWNED_TABLES = ['edges', 'edge_holdings', 'edge_pins', ...DELIVERY_TABLES] as const;
 
 export type EdgeKind = 'delivery' | 'home' | 'store';
 export const EDGE_KINDS: readonly EdgeKind[] = ['delivery', 'home', 'store'];
@@ -21,6 +22,8 @@ export interface EdgeStats {
   usedBytes: number;
   /** Content currently being fetched, if any. */
   filling: string | null;
+  /** S2.4: its delivery journal (delivery-journal.ts): reports recorded, acknowledged or refused by the origin, still to send. */
+  deliveries?: { recorded: number; acknowledged: number; refused: number; pending: number };
 }
 
 /** S2.1: an edge server: a terminal of an operator, with a kind, a location label and a cache. */

@@ -97,6 +97,8 @@ test('S2.1, S2.2: two edge processes; the recently-added one is filled ahead of 
   const one = await runCli(['edge', 'status', paris.ready.edgeId], { home: path.join(work, 'op') });
   assert.match(one.stdout, /hit rate 100% \(7 hits, 0 misses\)/);
   assert.match(one.stdout, /Harbour/);
+  // S2.4: its deliveries on the origin and its own journal (a delivery edge has none).
+  assert.match(one.stdout, /deliveries: 0 opened, 0 billed \(fees 0\), 0 waiting for their final report; its journal: 0 reports recorded, 0 acknowledged, 0 refused, 0 to send/);
   // A member may not see the operator's figures.
   const refused = await runCli(['edge', 'status', paris.ready.edgeId], { home: mel });
   assert.notEqual(refused.code, 0);
