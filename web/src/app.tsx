@@ -14,7 +14,9 @@ import { ChannelPage } from './pages/live-channel.tsx';
 import { CalendarPage } from './pages/live-calendar.tsx';
 import { GuidePage, ProgramPage } from './pages/live-guide.tsx';
 import { MyChannelPage } from './pages/live-mine.tsx';
+import { HomeServerPage } from './pages/home-server.tsx';
 import { NotFoundPage } from './pages/not-found.tsx';
+import { OrdersPage, StoreCounterPage } from './pages/orders.tsx';
 import { PublishPage } from './pages/publish.tsx';
 import { SchedulesPage } from './pages/schedules.tsx';
 import { SignInPage, SignUpPage } from './pages/signin.tsx';
@@ -46,7 +48,8 @@ interface PageDef {
   page: ComponentType<Match>;
   auth?: boolean;
   nav?: string;
-  role?: string;
+  /** Any of these roles. */
+  role?: string | string[];
 }
 
 export const pages: PageDef[] = [
@@ -66,7 +69,11 @@ export const pages: PageDef[] = [
   { path: '/account', page: AccountPage, auth: true, nav: 'Account' },
   { path: '/publish', page: PublishPage, auth: true, nav: 'Publish', role: 'publisher' },
   { path: '/statement', page: StatementPage, auth: true, nav: 'Royalties', role: 'publisher' },
+  // Home and store edges (#17 point 5; docs/web.md "Home server", "Orders", "Store counter").
+  { path: '/home', page: HomeServerPage, auth: true, nav: 'Home server' },
+  { path: '/orders', page: OrdersPage, auth: true, nav: 'Orders' },
   { path: '/store', page: StorePage, auth: true, nav: 'Vouchers', role: 'store' },
+  { path: '/admin/store-orders', page: StoreCounterPage, auth: true, nav: 'Store counter', role: ['store', 'operator'] },
   { path: '/admin/users', page: UsersPage, auth: true, nav: 'Users', role: 'operator' },
   { path: '/admin/dashboard', page: DashboardPage, auth: true, nav: 'Dashboard', role: 'operator' },
   { path: '/admin/channels', page: ChannelsPage, auth: true, nav: 'Channels', role: 'operator' },
@@ -118,7 +125,7 @@ export function App() {
         <nav aria-label="Main">
           <ul>
             {pages
-              .filter((p) => p.nav && (!p.auth || s) && (!p.role || hasRole(p.role)))
+              .filter((p) => p.nav && (!p.auth || s) && (!p.role || [p.role].flat().some(hasRole)))
               .map((p) => (
                 <li key={p.path}>
                   <Link to={p.path} class={found?.def === p ? 'current' : undefined}>

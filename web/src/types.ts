@@ -355,3 +355,102 @@ export interface EdgeDetail extends EdgeSummary {
   /** Titles of the contents the pins and the plan name. */
   titles: Record<string, string>;
 }
+
+// ---- home and store edges, as members and store staff see them (S2.5, S2.6; docs/edge.md) ----
+
+/** An item of GET /edges as a member sees it (home and store edges only). */
+export interface EdgeForMembers {
+  id: string;
+  kind: EdgeKind;
+  label: string;
+  online: boolean;
+  serveUrl: string;
+}
+
+/** GET /edges/:edgeId/catalog (home edges): what it has on hand to rent, with both plans' prices. */
+export interface HomeCatalog {
+  edge: { id: string; label: string };
+  /** The longest rental by days. */
+  maxDays: number;
+  items: HomeCatalogItem[];
+}
+
+export interface HomeCatalogItem {
+  contentId: string;
+  title: string;
+  /** The content's own price: the most a rental by viewing time costs. */
+  price: number;
+  bytes: number;
+  pricePerDay: number;
+  /** Per started minute watched (viewing plan). */
+  pricePerMinute: number;
+  viewingCap: number;
+}
+
+export type RentalPlan = 'days' | 'viewing';
+
+/** A rental on a home edge (src/edge/rentals.ts). */
+export interface Rental {
+  id: string;
+  edgeId: string;
+  contentId: string;
+  plan: RentalPlan;
+  days: number | null;
+  /** Per day (days plan) or per started minute (viewing plan). */
+  unitPrice: number;
+  maxFee: number;
+  startsAt: string;
+  endsAt: string;
+  /** Whether it still plays, by the origin's clock. */
+  active: boolean;
+}
+
+/** An item of GET /rentals/mine: active rentals carry their ticket and URLs on the home edge. */
+export interface MyRental extends Rental {
+  ticket: string | null;
+  /** HLS playlist (videos). */
+  playUrl: string | null;
+  /** The content's file (HTTP Range). */
+  fileUrl: string | null;
+}
+
+/** POST /edges/:edgeId/rentals. */
+export interface RentalOpened {
+  rental: Rental;
+  ticket: string;
+  playUrl: string;
+  fileUrl: string;
+}
+
+export type OrderState = 'placed' | 'preparing' | 'ready' | 'picked_up' | 'failed' | 'cancelled';
+export type OrderFormat = 'iso' | 'zip';
+export type OrderPayment = 'wallet' | 'counter';
+
+/** A store order (src/edge/orders.ts), as store staff see it (GET /edges/:edgeId/orders). */
+export interface StoreOrder {
+  id: string;
+  edgeId: string;
+  userId: string;
+  contentId: string;
+  title: string;
+  contentBytes: number;
+  format: OrderFormat;
+  payment: OrderPayment;
+  price: number;
+  state: OrderState;
+  /** Why it failed or was cancelled. */
+  reason: string | null;
+  packageBytes: number | null;
+  pickedUpBy: string | null;
+  pickedUpAt: string | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+/** The orderer's own view (GET /orders/mine, POST /edges/:edgeId/orders). */
+export interface MyOrder extends StoreOrder {
+  pickupCode: string;
+  ticket: string;
+  /** The package's path on the store edge's serve address. */
+  downloadPath: string;
+}

@@ -5,6 +5,7 @@ import { ErrorNote, Link, Loading, NeedsRole, Page } from '../components/common.
 import { Field, FormError, Submit, useSubmit } from '../components/forms.tsx';
 import { RefreshHead, useRefreshing } from '../components/refreshing.tsx';
 import { TableWrap } from '../components/table-wrap.tsx';
+import { useTitles } from '../components/titles.ts';
 import { bytes, shortId, when } from '../format.ts';
 import { placeRefusal } from '../refusals.ts';
 import type { Match } from '../router.ts';
@@ -51,27 +52,6 @@ function hitRate(e: EdgeSummary): string {
 /** An edge's figures with the origin's time they were read at. */
 function withOriginTime<T>(load: Promise<T>, signal: AbortSignal): Promise<{ data: T; at: number }> {
   return Promise.all([load, api<OriginTime>('GET', '/time', undefined, { anonymous: true, signal })]).then(([data, t]) => ({ data, at: t.epochMs }));
-}
-
-/** Titles of contents by ID, asked of the catalog once each (GET /contents/:id). */
-const titleCache = new Map<string, string>();
-function useTitles(ids: string[]): Map<string, string> {
-  const [, setTick] = useState(0);
-  const missing = ids.filter((id) => !titleCache.has(id));
-  useEffect(() => {
-    let live = true;
-    for (const id of missing) {
-      titleCache.set(id, shortId(id));
-      api<CatalogItem>('GET', `/contents/${encodeURIComponent(id)}`, undefined, { anonymous: true }).then(
-        (c) => (titleCache.set(id, c.title), live && setTick((t) => t + 1)),
-        () => {},
-      );
-    }
-    return () => {
-      live = false;
-    };
-  }, [missing.join()]);
-  return titleCache;
 }
 
 function Meter({ used, size, label }: { used: number; size: number; label: string }) {
