@@ -334,7 +334,7 @@ export class HomeServer {
   }
 }
 
-const sendError = (reply: FastifyReply, e: AppError) => reply.code(e.status).headers(CORS).send({ error: { code: e.code, message: e.message } });
+const sendError = (reply: FastifyReply, e: AppError) => reply.code(e.status).headers(CORS).type('application/json; charset=utf-8').send({ error: { code: e.code, message: e.message } });
 
 /** The home server's routes and job, for `startEdge` (kind home). */
 export function homeExtension(ctx: HomeEdgeContext, opts: HomeOptions = {}): EdgeExtension & { server: HomeServer } {
