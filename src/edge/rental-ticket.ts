@@ -1,6 +1,6 @@
 import type { KeyObject } from 'node:crypto';
 import { decodeToken, encodeToken } from '../core/signed-token.ts';
-import { rentalOver, type RentalPlan, type RentalTerms } from './home/rental-rules.ts';
+import { rentalOver, type RentalTerms } from './home/rental-rules.ts';
 
 // S2.5: the ticket a member's player shows a home edge. The origin signs it when the rental is
 // opened (POST /edges/{edgeId}/rentals); the edge checks it with the origin's public key and never
@@ -12,7 +12,8 @@ export const RENTAL_TICKET_TYP = 'edge-rental';
 /** Longer tokens are refused unread (a real one is about 700 characters). */
 export const RENTAL_TICKET_MAX = 2048;
 
-export interface RentalTicket {
+/** The rental's terms (rental-rules.ts) and whom and what it is for. */
+export interface RentalTicket extends RentalTerms {
   typ: typeof RENTAL_TICKET_TYP;
   rentalId: string;
   deliveryId: string;
@@ -21,12 +22,6 @@ export interface RentalTicket {
   contentId: string;
   edgeId: string;
   originId: string;
-  plan: RentalPlan;
-  days: number | null;
-  unitPrice: number;
-  maxFee: number;
-  startsAt: number;
-  endsAt: number;
 }
 
 export function signRentalTicket(t: Omit<RentalTicket, 'typ'>, key: KeyObject): string {

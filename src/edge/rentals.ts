@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { Clock } from '../core/clock.ts';
 import type { KeyPair } from '../core/crypto.ts';
-import { AppError, badRequest, notFound } from '../core/errors.ts';
+import { AppError, badRequest } from '../core/errors.ts';
 import { errorSchema } from '../core/http.ts';
 import { newId } from '../core/ids.ts';
 import type { Db } from '../db/connection.ts';
@@ -264,5 +264,3 @@ export function rentalRoutes(rentals: RentalService): FastifyPluginAsync {
     });
   };
 }
-
-export const unknownEdge = (edgeId: string) => notFound('unknown_edge', `No edge ${edgeId}.`);

@@ -292,6 +292,16 @@ test('S2.5 edge: bad, forged, foreign and expired tickets are refused, and nothi
       assert.equal(r.headers.get('access-control-allow-origin'), '*', 'a browser player can read the refusal');
     }
   }
+  // A packaged segment whose bytes changed on disk is not sent.
+  const pkg = (await home.packager.peek(videoId))!;
+  const last = pkg.segments.at(-1)!.name;
+  const file = path.join(work, 'edge', 'home', 'vod', videoId, last);
+  const good = readFileSync(file);
+  writeFileSync(file, Buffer.concat([good.subarray(0, 100), Buffer.from('tampered'), good.subarray(108)]));
+  const bad = await get(`${edgeUrl}/play/${real}/seg/${last}`);
+  assert.equal(bad.status, 500);
+  assert.equal((await bad.json()).error.code, 'segment_corrupt');
+  writeFileSync(file, good);
   assert.equal(JSON.stringify(home.list()), stateBefore);
   assert.equal(marks.length, marksBefore, 'no byte went out');
 });
