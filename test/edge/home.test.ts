@@ -281,6 +281,7 @@ test('S2.5 edge: bad, forged, foreign and expired tickets are refused, and nothi
     [signRentalTicket({ ...fields, serial: 999 }, other.privateKey), 401, 'rental_invalid'], // another key
     [`${Buffer.from(JSON.stringify({ ...payload, endsAt: payload.endsAt + DAY_MS })).toString('base64url')}.${real.split('.')[1]}`, 401, 'rental_invalid'], // altered
     ['x'.repeat(3000), 401, 'rental_invalid'], // over the bound, unread
+    [signRentalTicket({ ...fields, rentalId: `rnt_${'x'.repeat(2100)}` }, o.keys.privateKey), 401, 'rental_invalid'], // signed, but over the bound
     [signRentalTicket({ ...fields, edgeId: 'edg_other' }, o.keys.privateKey), 403, 'rental_invalid'], // for another home edge
     [signRentalTicket({ ...fields, rentalId: 'rnt_old', endsAt: T0 - 1 }, o.keys.privateKey), 403, 'rental_over'],
   ];
