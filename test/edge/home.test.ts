@@ -13,7 +13,7 @@ import { generateKeyPair } from '../../src/core/crypto.ts';
 import { notFound } from '../../src/core/errors.ts';
 import { createHttpApp } from '../../src/core/http.ts';
 import { VodPackager } from '../../src/edge/home/vod-packager.ts';
-import { homeExtension, type DeliveryMark, type DeliveryReportItem, type HomeServer } from '../../src/edge/home/extension.ts';
+import { HomeServer as HomeServerClass, homeExtension, type HomeEdgeContext, type DeliveryMark, type DeliveryReportItem, type HomeServer } from '../../src/edge/home/extension.ts';
 import { DAY_MS, VIEWING_WINDOW_MS } from '../../src/edge/home/rental-rules.ts';
 import { signRentalTicket, type RentalTicket } from '../../src/edge/rental-ticket.ts';
 import { RentalService, rentalRoutes, type RentalDeliveries } from '../../src/edge/rentals.ts';
@@ -49,6 +49,7 @@ const dropped: string[] = [];
 const reports: DeliveryReportItem[] = [];
 const marks: { mark: DeliveryMark; name: string }[] = [];
 let reportFails = false;
+let edgeCtx: HomeEdgeContext;
 
 /** The deliveries part as the plan describes it: serials from 1, exactly one final report per delivery. */
 const deliveries = {
@@ -87,36 +88,34 @@ before(async () => {
   textId = await publish('Notes', text, 500);
 
   // The home edge: its extension on its own server, with the context the edge process gives it.
-  const ext = homeExtension(
-    {
-      edgeId: EDGE,
-      home: path.join(work, 'edge'),
-      originKey: o.keys.publicKeyB64,
-      clock: o.clock,
-      logger,
-      async ensureContent(id) {
-        if (!store.get(id)) throw notFound('unknown_content', id);
-        return { dataPath: store.paths(id).data };
-      },
-      async dropContent(id) {
-        dropped.push(id);
-        rmSync(store.paths(id).base, { recursive: true, force: true });
-      },
-      hook: {
-        transform(mark, part, bytes) {
-          if (marks.length < 10_000) marks.push({ mark, name: part.name });
-          return bytes;
-        },
+  edgeCtx = {
+    edgeId: EDGE,
+    home: path.join(work, 'edge'),
+    originKey: o.keys.publicKeyB64,
+    clock: o.clock,
+    logger,
+    async ensureContent(id) {
+      if (!store.get(id)) throw notFound('unknown_content', id);
+      return { dataPath: store.paths(id).data };
+    },
+    async dropContent(id) {
+      dropped.push(id);
+      rmSync(store.paths(id).base, { recursive: true, force: true });
+    },
+    hook: {
+      transform(mark, part, bytes) {
+        if (marks.length < 10_000) marks.push({ mark, name: part.name });
+        return bytes;
       },
     },
-    {
-      ffmpeg: FFMPEG,
-      async report(items) {
-        if (reportFails) throw new Error('origin unreachable');
-        reports.push(...items);
-      },
+  };
+  const ext = homeExtension(edgeCtx, {
+    ffmpeg: FFMPEG,
+    async report(items) {
+      if (reportFails) throw new Error('origin unreachable');
+      reports.push(...items);
     },
-  );
+  });
   home = ext.server;
   stopHome = ext.stop!;
   edgeApp = createHttpApp({ logger, resolveToken: async () => null, title: 'home edge' });
@@ -374,6 +373,12 @@ test('S2.5 browser: hls.js in Chromium loads the playlist from another origin, s
   } finally {
     await browser.close();
   }
+});
+
+test('S2.5 edge restart: the rentals and the viewing time counted so far are read back', async () => {
+  const again = new HomeServerClass(edgeCtx, { ffmpeg: FFMPEG, report: async () => assert.fail('nothing is due') });
+  assert.equal(await again.round(), Math.min(...home.list().map((r) => r.ticket.endsAt)));
+  assert.deepEqual(again.list(), home.list());
 });
 
 test('S2.5 expiry: at the rental’s end (clock moved) the final report bills the total viewed time once, and the copy and its package are deleted', async () => {
