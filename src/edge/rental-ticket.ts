@@ -9,6 +9,8 @@ import { rentalOver, type RentalTerms } from './home/rental-rules.ts';
 // user, content, edge, origin, plan and terms, end.
 
 export const RENTAL_TICKET_TYP = 'edge-rental';
+/** The origin lists an edge's rentals that ended this long ago too (an edge away at their end still reports them), and the edge remembers the ones it closed as long. */
+export const SYNC_GRACE_MS = 7 * 24 * 60 * 60 * 1000;
 /** Longer tokens are refused unread (a real one is about 700 characters). */
 export const RENTAL_TICKET_MAX = 2048;
 
@@ -34,8 +36,8 @@ export type TicketCheck =
   | { ok: true; ticket: RentalTicket }
   | { ok: false; status: 401 | 403; code: 'rental_invalid' | 'rental_over'; message: string };
 
-/** Whether `token` is a rental ticket of this origin for `edgeId` that still plays at `now`. */
-export function checkRentalTicket(token: string, originKey: KeyObject | string, edgeId: string, now: number): TicketCheck {
+/** Whether `token` is a rental ticket of this origin for `edgeId` that still plays at `now` (`ended: true`: ended ones pass too). */
+export function checkRentalTicket(token: string, originKey: KeyObject | string, edgeId: string, now: number, opts: { ended?: boolean } = {}): TicketCheck {
   const invalid = (message: string): TicketCheck => ({ ok: false, status: 401, code: 'rental_invalid', message });
   if (token.length > RENTAL_TICKET_MAX) return invalid(`A rental ticket is at most ${RENTAL_TICKET_MAX} characters.`);
   const r = decodeToken<RentalTicket>(token, originKey, RENTAL_TICKET_TYP);
@@ -48,6 +50,6 @@ export function checkRentalTicket(token: string, originKey: KeyObject | string, 
     Number.isSafeInteger(t.startsAt) && Number.isSafeInteger(t.endsAt);
   if (!valid) return invalid('The rental ticket lacks a field this server needs: rent again from the origin’s page.');
   if (t.edgeId !== edgeId) return { ok: false, status: 403, code: 'rental_invalid', message: `This ticket is for the home server ${t.edgeId}, not this one (${edgeId}).` };
-  if (rentalOver(t, now)) return { ok: false, status: 403, code: 'rental_over', message: `This rental ended at ${new Date(t.endsAt).toISOString()}; rent it again to watch.` };
+  if (!opts.ended && rentalOver(t, now)) return { ok: false, status: 403, code: 'rental_over', message: `This rental ended at ${new Date(t.endsAt).toISOString()}; rent it again to watch.` };
   return { ok: true, ticket: t };
 }

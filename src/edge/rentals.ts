@@ -6,7 +6,7 @@ import { errorSchema } from '../core/http.ts';
 import { newId } from '../core/ids.ts';
 import type { Db } from '../db/connection.ts';
 import { DAY_PRICE_PERCENT, MAX_RENTAL_DAYS, MINUTE_PRICE_PERCENT, rentalOver, rentalTerms, unitPrice, type RentalPlan } from './home/rental-rules.ts';
-import { signRentalTicket } from './rental-ticket.ts';
+import { signRentalTicket, SYNC_GRACE_MS } from './rental-ticket.ts';
 import type { EdgeRentalsTable } from './tables-rentals.ts';
 
 // S2.5 (docs/edge.md "Home server"), origin side: a member rents a content on a home edge. The
@@ -66,6 +66,7 @@ export interface RentalOpened {
 }
 
 const MINE_LIMIT = 200;
+const SYNC_LIMIT = 1000;
 
 export class RentalService {
   constructor(
@@ -78,6 +79,8 @@ export class RentalService {
       edges: RentalEdges;
       contents: RentalContents;
       deliveries: RentalDeliveries;
+      /** The edge a terminal session is (the spine's EdgeService.byTerminal). */
+      resolveEdge?: (terminalId: string) => Promise<{ id: string } | null>;
     },
   ) {}
 
@@ -219,6 +222,32 @@ export class RentalService {
     return new Set(rows.map((r) => r.content_id));
   }
 
+  /**
+   * The tickets of the edge's rentals still playing or ended within SYNC_GRACE_MS (at most 1000,
+   * soonest end first): the home edge learns from them the rentals no player showed it yet, so it
+   * keeps their content and sends every viewing rental's final report.
+   */
+  async forEdge(edgeId: string): Promise<string[]> {
+    const edge = await this.homeEdge(edgeId);
+    const rows = await this.deps.db
+      .selectFrom('edge_rentals')
+      .selectAll()
+      .where('edge_id', '=', edgeId)
+      .where('ends_at', '>', new Date(this.deps.clock.now() - SYNC_GRACE_MS))
+      .orderBy('ends_at')
+      .orderBy('id')
+      .limit(SYNC_LIMIT)
+      .execute();
+    return rows.map((r) => this.opened(this.toRental(r), edge.serveUrl).ticket);
+  }
+
+  /** The edge a terminal session is; 403 not_an_edge otherwise. */
+  async edgeOf(terminalId: string | null): Promise<string> {
+    const edge = terminalId && this.deps.resolveEdge ? await this.deps.resolveEdge(terminalId) : null;
+    if (!edge) throw new AppError('not_an_edge', 'This terminal is not registered as an edge.', 403);
+    return edge.id;
+  }
+
   /** The rental of a delivery (the deliveries part checks a report's viewing fee against its terms with this). */
   async byDelivery(deliveryId: string): Promise<Rental | null> {
     const row = await this.deps.db.selectFrom('edge_rentals').selectAll().where('delivery_id', '=', deliveryId).executeTakeFirst();
@@ -249,6 +278,12 @@ export function rentalRoutes(rentals: RentalService): FastifyPluginAsync {
         reply.code(201);
         return opened;
       },
+    });
+
+    app.get('/edges/me/rentals', {
+      config: { access: 'terminal' },
+      schema: { summary: 'S2.5: the calling home edge’s rental tickets, playing or ended within 7 days (at most 1000)', tags: ['edges'], response: { 403: errorSchema, 409: errorSchema } },
+      handler: async (req) => ({ tickets: await rentals.forEdge(await rentals.edgeOf(req.principal!.terminalId)) }),
     });
 
     app.get('/rentals/mine', {

@@ -49,7 +49,10 @@ const dropped: string[] = [];
 const reports: DeliveryReportItem[] = [];
 const marks: { mark: DeliveryMark; name: string }[] = [];
 let reportFails = false;
+let syncFails = false;
 let edgeCtx: HomeEdgeContext;
+let rentals: RentalService;
+let edges: ConstructorParameters<typeof RentalService>[0]['edges'];
 
 /** The deliveries part as the plan describes it: serials from 1, exactly one final report per delivery. */
 const deliveries = {
@@ -111,6 +114,11 @@ before(async () => {
   };
   const ext = homeExtension(edgeCtx, {
     ffmpeg: FFMPEG,
+    // What GET /edges/me/rentals answers the edge's terminal session.
+    fetchRentals: async () => {
+      if (syncFails) throw new Error('origin unreachable');
+      return rentals.forEdge(EDGE);
+    },
     async report(items) {
       if (reportFails) throw new Error('origin unreachable');
       reports.push(...items);
@@ -124,7 +132,7 @@ before(async () => {
   edgeUrl = `http://127.0.0.1:${(edgeApp.server.address() as { port: number }).port}`;
   ext.start!();
 
-  const edges = {
+  edges = {
     async get(id: string) {
       if (id === EDGE) return { id, kind: 'home' as const, label: 'Building A', serveUrl: edgeUrl };
       if (id === 'edg_store') return { id, kind: 'store' as const, label: 'Shop', serveUrl: 'http://127.0.0.1:9' };
@@ -134,7 +142,7 @@ before(async () => {
       return id === EDGE ? store.list().map((c) => ({ contentId: c.id, title: null, bytes: c.manifest.body.totalSize, complete: true })) : [];
     },
   };
-  const rentals = new RentalService({ db: o.db.db, clock: o.clock, keys: o.keys, originId: 'origin', edges, contents: o.content, deliveries });
+  rentals = new RentalService({ db: o.db.db, clock: o.clock, keys: o.keys, originId: 'origin', edges, contents: o.content, deliveries });
   sidecar = createHttpApp({ logger, resolveToken: o.accounts.resolveToken, title: 'rentals' });
   await sidecar.register(rentalRoutes(rentals));
   await sidecar.ready();
@@ -393,13 +401,21 @@ test('S2.5 expiry: at the rental’s end (clock moved) the final report bills th
   assert.equal(second.status, 201);
   await get(second.body.fileUrl, { range: 'bytes=0-9' }).then((r) => r.arrayBuffer());
 
+  // A viewing rental no player ever showed the edge, and the edge cannot reach the origin's list
+  // until after it ended: it learns it then, and still sends its final report.
+  syncFails = true;
+  const unplayed = await rent({ contentId: videoId, plan: 'viewing' });
+  assert.equal(unplayed.body.rental.endsAt, viewing.rental.endsAt);
+
   // The origin is away when the viewing rental ends: nothing is deleted, the report is tried again.
   reportFails = true;
   o.clock.set(Date.parse(viewing.rental.endsAt));
   await home.job.nextRound();
   assert.equal(reports.length, 0);
   assert.ok(existsSync(dataPath));
+  assert.ok(!home.list().some((r) => r.ticket.rentalId === unplayed.body.rental.id));
   reportFails = false;
+  syncFails = false;
   await home.job.nextRound();
   const finals = reports.filter((r) => r.deliveryId === viewing.rental.deliveryId);
   assert.equal(finals.length, 1);
@@ -408,6 +424,7 @@ test('S2.5 expiry: at the rental’s end (clock moved) the final report bills th
   // The segments fetched (each once) plus the whole file fetched once by Range (its 60 s, once however often asked).
   assert.equal(seconds, Math.floor((state.segmentMs + (await home.packager.peek(videoId))!.totalMs) / 1000));
   assert.equal(finals[0].fee, Math.min(1000, Math.ceil(seconds / 60) * 10), 'per started minute of the total');
+  assert.deepEqual(reports.filter((r) => r.deliveryId === unplayed.body.rental.deliveryId).map((r) => [r.fee, r.viewedSeconds, r.final]), [[0, 0, true]], 'never played: its final report bills 0');
   // Still rented on the days plan: kept.
   assert.ok(existsSync(dataPath), 'the copy stays while another rental plays it');
   assert.deepEqual(dropped.filter((d) => d === videoId), []);
@@ -428,4 +445,22 @@ test('S2.5 expiry: at the rental’s end (clock moved) the final report bills th
   assert.deepEqual(await readdir(path.join(work, 'edge', 'home', 'vod')), []);
   const mine = await sidecar.inject({ method: 'GET', url: '/rentals/mine', headers: { authorization: `Bearer ${member.token}` } });
   assert.equal(mine.json().rentals.find((r: any) => r.id === viewing.rental.id).active, false);
+  // The origin still lists the ended rentals for a week; the edge remembers it closed them: nothing is reported or deleted twice.
+  const count = reports.length;
+  o.clock.advance(DAY_MS);
+  await home.job.nextRound();
+  assert.equal(reports.length, count);
+  assert.equal(dropped.filter((d) => d === videoId).length, 1);
+  assert.ok((await rentals.forEdge(EDGE)).length > 0);
+  // Past the week, the edge forgets them and the origin no longer lists them.
+  o.clock.advance(8 * DAY_MS);
+  await home.job.nextRound();
+  assert.deepEqual(await rentals.forEdge(EDGE), []);
+  assert.deepEqual(home.list(), []);
+});
+
+test('S2.5 origin: GET /edges/me/rentals is for an edge’s terminal session', async () => {
+  const r = await sidecar.inject({ method: 'GET', url: '/edges/me/rentals', headers: { authorization: `Bearer ${member.token}` } });
+  assert.equal(r.statusCode, 403);
+  assert.equal(r.json().error.code, 'terminal_required');
 });

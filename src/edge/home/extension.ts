@@ -7,8 +7,8 @@ import type { WaitClock } from '../../core/clock.ts';
 import { AppError } from '../../core/errors.ts';
 import type { Api } from '../../core/http-client.ts';
 import { ClockJob } from '../../live/clock-job.ts';
-import { checkRentalTicket, ticketTerms, type RentalTicket } from '../rental-ticket.ts';
-import { rentalReport } from './rental-rules.ts';
+import { checkRentalTicket, SYNC_GRACE_MS, ticketTerms, type RentalTicket } from '../rental-ticket.ts';
+import { DAY_MS, rentalReport } from './rental-rules.ts';
 import { SegmentCorrupt, VodPackager, type VodPackage } from './vod-packager.ts';
 
 // S2.5 (docs/edge.md "Home server"): what a home edge adds to the edge process. A member rents a
@@ -66,6 +66,8 @@ export interface DeliveryReportItem {
 export interface HomeOptions {
   /** Sends reports to the origin; resolves once the origin took them (accepted or duplicate). Default: POST /edges/me/deliveries/reports. */
   report?: (items: DeliveryReportItem[]) => Promise<void>;
+  /** The edge's rental tickets from the origin (default GET /edges/me/rentals); null: only tickets players show. */
+  fetchRentals?: (() => Promise<string[]>) | null;
   ffmpeg?: string;
   /** How often, in clock time, the job looks even when nothing is due (default 60 s). */
   maxSleepMs?: number;
@@ -94,6 +96,8 @@ export interface RentalState {
   /** Set once the rental is over and its final report (if any) was taken by the origin. */
   closed: boolean;
 }
+
+const newState = (ticket: RentalTicket): RentalState => ({ ticket, segments: [], segmentMs: 0, intervals: [], fileSize: null, durationMs: null, bytesSent: 0, closed: false });
 
 /** Merges [start, end) into sorted disjoint intervals. */
 export function addInterval(list: [number, number][], start: number, end: number): [number, number][] {
@@ -197,12 +201,38 @@ export class HomeServer {
     if (r?.closed) throw new AppError('rental_over', 'This rental has ended; rent it again to watch.', 403);
     if (!r) {
       if (this.rentals.size >= MAX_RENTALS) throw new AppError('home_busy', `This home server plays at most ${MAX_RENTALS} rentals at once.`, 503);
-      r = { ticket: c.ticket, segments: [], segmentMs: 0, intervals: [], fileSize: null, durationMs: null, bytesSent: 0, closed: false };
+      r = newState(c.ticket);
       this.rentals.set(c.ticket.rentalId, r);
       await this.save();
       this.job.wakeFor(c.ticket.endsAt);
     }
     return r;
+  }
+
+  /** Learns the rentals the origin lists for this edge (a failure is logged: the next round asks again). */
+  private async sync(): Promise<void> {
+    const fetch = this.opts.fetchRentals === undefined ? (this.ctx.api ? () => this.ticketsFromOrigin() : null) : this.opts.fetchRentals;
+    if (!fetch) return;
+    let tickets: string[];
+    try {
+      tickets = await fetch();
+    } catch (err) {
+      this.ctx.logger.warn({ err }, 'could not ask the origin for this edge’s rentals');
+      return;
+    }
+    let learnt = false;
+    for (const token of tickets.slice(0, MAX_RENTALS)) {
+      const c = checkRentalTicket(token, this.ctx.originKey, this.ctx.edgeId, this.ctx.clock.now(), { ended: true });
+      if (!c.ok || this.rentals.has(c.ticket.rentalId) || this.rentals.size >= MAX_RENTALS) continue;
+      this.rentals.set(c.ticket.rentalId, newState(c.ticket));
+      learnt = true;
+    }
+    if (learnt) await this.save();
+  }
+
+  private async ticketsFromOrigin(): Promise<string[]> {
+    const answer = await this.ctx.api!().request<{ tickets: string[] }>('GET', '/edges/me/rentals');
+    return Array.isArray(answer.tickets) ? answer.tickets.filter((t): t is string => typeof t === 'string') : [];
   }
 
   private mark(t: RentalTicket): DeliveryMark {
@@ -303,6 +333,7 @@ export class HomeServer {
   /** One round of the expiry job: ends the rentals that are over; answers when the next one ends. */
   async round(): Promise<number | null> {
     await this.load();
+    await this.sync();
     const now = this.ctx.clock.now();
     const reports: DeliveryReportItem[] = [];
     const ending: RentalState[] = [];
@@ -324,10 +355,16 @@ export class HomeServer {
         await this.ctx.dropContent(contentId);
         this.ctx.logger.info({ content: contentId }, 'rental over: copy deleted');
       }
-      // Closed rentals are forgotten: their tickets are past their end, so they are refused anyway.
-      for (const r of ending) this.rentals.delete(r.ticket.rentalId);
-      await this.save();
     }
+    // Closed rentals are remembered while the origin may still list them (so they are not ended twice), then forgotten.
+    let pruned = false;
+    for (const r of this.rentals.values()) {
+      if (r.closed && now >= r.ticket.endsAt + SYNC_GRACE_MS + DAY_MS) {
+        this.rentals.delete(r.ticket.rentalId);
+        pruned = true;
+      }
+    }
+    if (pruned) await this.save();
     const next = [...this.rentals.values()].filter((r) => !r.closed).map((r) => r.ticket.endsAt);
     return next.length ? Math.min(...next) : null;
   }
