@@ -345,6 +345,19 @@ test('S2.5 packaging: a video that is not H.264/AAC is re-encoded into ~4 s segm
   assert.equal(await new VodPackager({ dir: path.join(work, 'vod-encode'), ffmpeg: '/nonexistent/ffmpeg', logger }).get('cd'.repeat(32), '/nonexistent').then((p) => p.mode), 'encode');
 });
 
+test('S2.5 edge: a rental the origin lists is made ready before its first play (copy fetched, video packaged)', async () => {
+  const short = path.join(work, 'short.mp4');
+  const made = spawnSync(FFMPEG, ['-hide_banner', '-loglevel', 'error', '-f', 'lavfi', '-i', 'testsrc=size=160x90:rate=10', '-t', '6', '-c:v', 'libx264', '-preset', 'ultrafast', '-pix_fmt', 'yuv420p', short]);
+  assert.equal(made.status, 0, made.stderr.toString());
+  const id = await publish('Short', short, 100);
+  const r = await rent({ contentId: id, plan: 'days', days: 1 });
+  assert.equal(r.status, 201);
+  assert.equal(await home.packager.peek(id), null);
+  await home.job.nextRound();
+  await home.ready();
+  assert.equal((await home.packager.peek(id))?.video, true);
+});
+
 test('S2.5 browser: hls.js in Chromium loads the playlist from another origin, seeks to the middle and plays', { timeout: 120_000 }, async () => {
   const browser = await launchBrowser();
   try {

@@ -150,6 +150,7 @@ export class HomeServer {
   private readonly file: string;
   private loaded: Promise<void> | null = null;
   private saving: Promise<void> = Promise.resolve();
+  private preparing: Promise<void> = Promise.resolve();
   readonly job: ClockJob;
 
   constructor(
@@ -224,10 +225,34 @@ export class HomeServer {
     for (const token of tickets.slice(0, MAX_RENTALS)) {
       const c = checkRentalTicket(token, this.ctx.originKey, this.ctx.edgeId, this.ctx.clock.now(), { ended: true });
       if (!c.ok || this.rentals.has(c.ticket.rentalId) || this.rentals.size >= MAX_RENTALS) continue;
-      this.rentals.set(c.ticket.rentalId, newState(c.ticket));
+      const r = newState(c.ticket);
+      this.rentals.set(c.ticket.rentalId, r);
       learnt = true;
+      if (c.ticket.endsAt > this.ctx.clock.now()) this.prepare(r);
     }
     if (learnt) await this.save();
+  }
+
+  /**
+   * Gets a rental ready before its first play, one content at a time in the background: the copy
+   * fetched over the fast link (ctx.ensureContent) and a video packaged. Failures are logged; the
+   * first play tries again.
+   */
+  private prepare(r: RentalState) {
+    this.preparing = this.preparing.then(async () => {
+      if (r.closed || this.rentals.get(r.ticket.rentalId) !== r) return;
+      try {
+        const { dataPath } = await this.ctx.ensureContent(r.ticket.contentId);
+        if (!r.closed) await this.packager.get(r.ticket.contentId, dataPath);
+      } catch (err) {
+        this.ctx.logger.warn({ err, content: r.ticket.contentId }, 'could not get a rented content ready');
+      }
+    });
+  }
+
+  /** Resolves once the rentals learnt so far are ready (tests). */
+  ready(): Promise<void> {
+    return this.preparing;
   }
 
   private async ticketsFromOrigin(): Promise<string[]> {
@@ -414,6 +439,9 @@ export function homeExtension(ctx: HomeEdgeContext, opts: HomeOptions = {}): Edg
     server,
     routes,
     start: () => server.job.start(),
-    stop: () => server.job.stop(),
+    stop: async () => {
+      await server.job.stop();
+      await server.ready();
+    },
   };
 }
