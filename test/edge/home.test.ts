@@ -214,6 +214,7 @@ test('S2.5 origin: the home edge catalogue with both plans’ prices, and my ren
   const mineRental = mine.json().rentals.find((r: any) => r.id === viewing.rental.id);
   assert.equal(mineRental.active, true);
   assert.equal(mineRental.playUrl, viewing.playUrl);
+  assert.deepEqual([...(await rentals.inUse(EDGE))], [videoId], 'the edge must keep what is rented (the spine’s in-use source)');
 });
 
 test('S2.5 edge: the video is packaged once into VOD HLS (fMP4, ~4 s, ENDLIST) and segments served match their hashes', async () => {
@@ -470,6 +471,7 @@ test('S2.5 expiry: at the rental’s end (clock moved) the final report bills th
   await home.job.nextRound();
   assert.deepEqual(await rentals.forEdge(EDGE), []);
   assert.deepEqual(home.list(), []);
+  assert.deepEqual(await rentals.inUse(EDGE), new Set());
 });
 
 test('S2.5 origin: GET /edges/me/rentals is for an edge’s terminal session', async () => {
