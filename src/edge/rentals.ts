@@ -4,7 +4,9 @@ import type { KeyPair } from '../core/crypto.ts';
 import { AppError, badRequest } from '../core/errors.ts';
 import { errorSchema } from '../core/http.ts';
 import { newId } from '../core/ids.ts';
+import type { Transaction } from 'kysely';
 import type { Db } from '../db/connection.ts';
+import type { Database } from '../db/schema.ts';
 import { DAY_PRICE_PERCENT, MAX_RENTAL_DAYS, MINUTE_PRICE_PERCENT, rentalOver, rentalTerms, unitPrice, type RentalPlan } from './home/rental-rules.ts';
 import { signRentalTicket, SYNC_GRACE_MS } from './rental-ticket.ts';
 import type { EdgeRentalsTable } from './tables-rentals.ts';
@@ -21,8 +23,10 @@ import type { EdgeRentalsTable } from './tables-rentals.ts';
 
 /** The deliveries part's service, as far as rentals use it (src/edge/deliveries.ts). */
 export interface RentalDeliveries {
+  /** Holds the payer's wallet for maxFee (insufficient_balance otherwise); in `trx`, so the rental commits with it or not at all. */
   open(
-    input: { edgeId: string; kind: 'rental'; contentId: string; userId: string; payer: 'wallet'; maxFee: number; terms: Record<string, unknown> },
+    input: { edgeId: string; kind: 'rental'; contentId: string; userId: string; payer: 'wallet'; maxFee: number; terms: Record<string, unknown>; holdMs?: number },
+    trx?: Transaction<Database>,
   ): Promise<{ id: string; serial: number }>;
   report(edgeId: string, r: { deliveryId: string; fee: number; viewedSeconds?: number; bytes?: number; final: boolean }): Promise<unknown>;
 }
@@ -141,34 +145,43 @@ export class RentalService {
     const t = rentalTerms({ plan: input.plan, days: input.days, contentPrice: content.price, now });
     if (!t.ok) throw badRequest(t.code, t.message, { field: t.code === 'invalid_plan' ? 'plan' : 'days' });
     const { terms } = t;
-    // Opening the delivery holds the most it can cost (insufficient_balance refuses it, nothing written).
-    const delivery = await this.deps.deliveries.open({
-      edgeId,
-      kind: 'rental',
-      contentId: content.id,
-      userId,
-      payer: 'wallet',
-      maxFee: terms.maxFee,
-      terms: { plan: terms.plan, days: terms.days, unitPrice: terms.unitPrice, maxFee: terms.maxFee, endsAt: terms.endsAt },
+    // Opening the delivery holds the most it can cost (insufficient_balance refuses it), in one
+    // transaction with the rental: both or neither. The hold outlasts the rental and the week an
+    // edge away at its end has to report it.
+    const row = await this.deps.db.transaction().execute(async (trx) => {
+      const delivery = await this.deps.deliveries.open(
+        {
+          edgeId,
+          kind: 'rental',
+          contentId: content.id,
+          userId,
+          payer: 'wallet',
+          maxFee: terms.maxFee,
+          terms: { plan: terms.plan, days: terms.days, unitPrice: terms.unitPrice, maxFee: terms.maxFee, endsAt: terms.endsAt },
+          holdMs: terms.endsAt - now + SYNC_GRACE_MS,
+        },
+        trx,
+      );
+      const values: EdgeRentalsTable = {
+        id: newId('rnt', 12),
+        edge_id: edgeId,
+        user_id: userId,
+        content_id: content.id,
+        delivery_id: delivery.id,
+        serial: delivery.serial,
+        plan: terms.plan,
+        days: terms.days,
+        unit_price: terms.unitPrice,
+        max_fee: terms.maxFee,
+        starts_at: new Date(terms.startsAt),
+        ends_at: new Date(terms.endsAt),
+        created_at: new Date(now),
+      };
+      await trx.insertInto('edge_rentals').values(values).execute();
+      return values;
     });
-    const row: EdgeRentalsTable = {
-      id: newId('rnt', 12),
-      edge_id: edgeId,
-      user_id: userId,
-      content_id: content.id,
-      delivery_id: delivery.id,
-      serial: delivery.serial,
-      plan: terms.plan,
-      days: terms.days,
-      unit_price: terms.unitPrice,
-      max_fee: terms.maxFee,
-      starts_at: new Date(terms.startsAt),
-      ends_at: new Date(terms.endsAt),
-      created_at: new Date(now),
-    };
-    await this.deps.db.insertInto('edge_rentals').values(row).execute();
     // Days plan: charged now, once (the delivery's one final report, by delivery ID).
-    if (terms.plan === 'days') await this.deps.deliveries.report(edgeId, { deliveryId: delivery.id, fee: terms.maxFee, final: true });
+    if (terms.plan === 'days') await this.deps.deliveries.report(edgeId, { deliveryId: row.delivery_id, fee: terms.maxFee, final: true });
     return this.opened(this.toRental(row), edge.serveUrl);
   }
 

@@ -10,7 +10,7 @@ import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { AgentStore } from '../../src/agent/store.ts';
 import { generateKeyPair } from '../../src/core/crypto.ts';
-import { notFound } from '../../src/core/errors.ts';
+import { AppError, notFound } from '../../src/core/errors.ts';
 import { createHttpApp } from '../../src/core/http.ts';
 import { VodPackager } from '../../src/edge/home/vod-packager.ts';
 import { HomeServer as HomeServerClass, homeExtension, type HomeEdgeContext, type DeliveryMark, type DeliveryReportItem, type HomeServer } from '../../src/edge/home/extension.ts';
@@ -58,7 +58,9 @@ let edges: ConstructorParameters<typeof RentalService>[0]['edges'];
 const deliveries = {
   opened: [] as { id: string; serial: number; input: Parameters<RentalDeliveries['open']>[0] }[],
   finals: new Map<string, number>(),
+  poor: '' as string,
   async open(input: Parameters<RentalDeliveries['open']>[0]) {
+    if (input.userId === this.poor) throw new AppError('insufficient_balance', 'The wallet cannot hold the max fee.', 402);
     const d = { id: `dlv_${this.opened.length + 1}`, serial: this.opened.length + 1, input };
     this.opened.push(d);
     return { id: d.id, serial: d.serial };
@@ -179,6 +181,7 @@ test('S2.5 origin: renting by viewing time opens a delivery and answers a signed
   assert.deepEqual({ id: d.id, serial: d.serial }, { id: viewing.rental.deliveryId, serial: viewing.rental.serial });
   assert.equal(d.input.kind, 'rental');
   assert.equal(d.input.maxFee, 1000);
+  assert.equal(d.input.holdMs, VIEWING_WINDOW_MS + 7 * DAY_MS, 'the hold outlasts the rental and the week an edge has to report it');
   assert.equal(deliveries.finals.has(d.id), false, 'the viewing plan is billed by the final report, not at open');
 });
 
@@ -199,6 +202,12 @@ test('S2.5 origin refusals: bad plan or days, unknown content, unknown or non-ho
     assert.equal(r.status, status, `${code}: ${JSON.stringify(r.body)}`);
     assert.equal(r.body.error.code, code);
   }
+  // A wallet that cannot hold the most the rental may cost: refused by the delivery, no rental.
+  const poor = await o.userWithRoles(['member']);
+  deliveries.poor = poor.userId;
+  const broke = await sidecar.inject({ method: 'POST', url: `/edges/${EDGE}/rentals`, headers: { authorization: `Bearer ${poor.token}` }, payload: { contentId: videoId, plan: 'days', days: 2 } });
+  assert.equal(broke.statusCode, 402);
+  assert.equal(broke.json().error.code, 'insufficient_balance');
   assert.equal(await rentalRows(), before);
   assert.equal(deliveries.opened.length, opened);
   const anon = await sidecar.inject({ method: 'POST', url: `/edges/${EDGE}/rentals`, payload: { contentId: videoId, plan: 'viewing' } });
