@@ -312,3 +312,21 @@ export function rentalRoutes(rentals: RentalService): FastifyPluginAsync {
     });
   };
 }
+
+/**
+ * The rentals part of the edge domain, for `edgeDomain` (src/edge/index.ts) to compose: the
+ * service, its routes, and the spine told which contents each home edge must keep.
+ */
+export function rentalsPart(deps: {
+  db: Db;
+  clock: Clock;
+  keys: KeyPair;
+  originId: string;
+  edges: RentalEdges & { byTerminal(terminalId: string): Promise<{ id: string } | null>; addInUseSource(source: (edgeId: string) => Promise<Set<string>>): void };
+  contents: RentalContents;
+  deliveries: RentalDeliveries;
+}) {
+  const rentals = new RentalService({ ...deps, resolveEdge: (terminalId) => deps.edges.byTerminal(terminalId) });
+  deps.edges.addInUseSource((edgeId) => rentals.inUse(edgeId));
+  return { rentals, plugin: rentalRoutes(rentals) };
+}
