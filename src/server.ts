@@ -30,6 +30,7 @@ import {
   type TransferService,
 } from './transfer/index.ts';
 import { webRoutes } from './web/routes.ts';
+import { edgeDomain, edgeRegistry, type EdgeService } from './edge/index.ts';
 
 // The origin process (`cascade serve`): composes the domains (each builds its services,
 // routes and background jobs in its index.ts) and nothing else. ARCHITECTURE.md "Boundaries".
@@ -74,6 +75,8 @@ export interface Origin {
   mail: MailService;
   /** S3.1–S3.8: channels, bookings and the guide. */
   live: { channels: Channels; bookings: BookingService; guide: Guide; deadlines: DeadlineJob; streams: LiveStreams; recordings: RecordingService };
+  /** S2: the edge registry. */
+  edges: EdgeService;
   /** Which addresses terminals register that the origin calls (issue 10 #8). */
   peers: AddressPolicy;
   /** Path of the one-time operator credentials file if this start created it. */
@@ -99,9 +102,11 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
   const proveHolding = holdingsSpotCheck({ ...base, content: content.content });
   const terminals = terminalsDomain({ ...base, metrics: app.metrics, accounts: accounts.accounts, content: content.content, proveHolding });
   const services = { accounts: accounts.accounts, content: content.content, terminals: terminals.terminals };
+  // S2: the edge registry, before the domains that route through it.
+  const edgeRegistryParts = edgeRegistry({ db: db.db, clock, terminals: terminals.terminals });
   // The ledger hands receipts a terminal's journal brings to the transfer domain, built next (called only once serving).
   const ledger = ledgerDomain({ ...base, ...services, submitReceipts: (terminalId, items) => transfer.receipts.submit(terminalId, items) });
-  const transfer = transferDomain({ ...base, ...services, metrics: app.metrics, settlement: ledger.settlement, billing: ledger.billing, charges: ledger.charges });
+  const transfer = transferDomain({ ...base, ...services, metrics: app.metrics, settlement: ledger.settlement, billing: ledger.billing, charges: ledger.charges, edges: edgeRegistryParts.router });
   const schedule = scheduleDomain({ ...base, terminals: terminals.terminals });
   // #13: the operators' dashboard, composed from the domains' services (it owns no table).
   const dashboard = opsDashboard({ db: db.db, clock, terminals: terminals.terminals, transfers: transfer.transfers, ledger: ledger.ledger, schedules: schedule.schedules });
@@ -111,10 +116,12 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
   let listeningUrl = config.publicUrl;
   const live = liveDomain({ ...base, accounts: accounts.accounts, ledger: ledger.ledger, wallets: ledger.wallets, mail: mail.mail, metrics: app.metrics, content: content.content, baseUrl: () => config.publicUrl || listeningUrl });
 
+  const edge = edgeDomain({ edges: edgeRegistryParts.edges });
+
   // Operations routes, in a plugin so that they are registered after (and documented by) OpenAPI.
   await app.register(opsRoutes({ app, db, keys }));
   await app.register(webRoutes());
-  for (const domain of [accounts, content, terminals, ledger, transfer, schedule, discovery, dashboard, mail, live]) await app.register(domain.plugin);
+  for (const domain of [accounts, content, terminals, ledger, transfer, schedule, discovery, dashboard, mail, live, edge]) await app.register(domain.plugin);
 
   const operatorCredentialsFile = await accounts.start();
   terminals.start();
@@ -156,6 +163,7 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
     discovery: discovery.discovery,
     mail: mail.mail,
     live: { channels: live.channels, bookings: live.bookings, guide: live.guide, deadlines: live.deadlines, streams: live.streams, recordings: live.recordings },
+    edges: edge.edges,
     async close() {
       await live.stop();
       transfer.stop();
