@@ -5,12 +5,14 @@ import type { TerminalService } from '../terminals/service.ts';
 import type { EdgeRouter } from '../transfer/coordinator.ts';
 import { edgeRoutes } from './routes.ts';
 import { EdgeService } from './service.ts';
+import type { rentalsPart } from './rentals.ts';
 
 // The edge domain (S2, docs/edge.md): the origin's registry of edge servers, their
 // placement and routing. The edge process itself is node.ts (`cascade edge`).
 
 export { OWNED_TABLES, type EdgeKind, type PlacementPolicy } from './tables.ts';
 export { EdgeService, type Edge } from './service.ts';
+export { rentalsPart, RentalService, type Rental, type RentalDeliveries } from './rentals.ts';
 
 /** The registry comes first: the transfer domain routes through it and the ledger asks it who is an edge. */
 export function edgeRegistry(deps: { db: Db; clock: Clock; terminals: TerminalService }) {
@@ -22,9 +24,14 @@ export function edgeRegistry(deps: { db: Db; clock: Clock; terminals: TerminalSe
   return { edges, router };
 }
 
-export function edgeDomain(deps: { edges: EdgeService }) {
+/**
+ * The edge domain's routes. `rentals` (S2.5, home servers): `rentalsPart(...)` from rentals.ts,
+ * composed once the deliveries part (S2.4) gives it a DeliveryService.
+ */
+export function edgeDomain(deps: { edges: EdgeService; rentals?: ReturnType<typeof rentalsPart> }) {
   const plugin: FastifyPluginAsync = async (app) => {
     edgeRoutes(app, { edges: deps.edges });
+    if (deps.rentals) await app.register(deps.rentals.plugin);
   };
-  return { edges: deps.edges, plugin };
+  return { edges: deps.edges, rentals: deps.rentals?.rentals ?? null, plugin };
 }

@@ -32,7 +32,7 @@ export const edgeRentalsMigration: Migration = {
     await db.schema
       .createTable('edge_rentals')
       .addColumn('id', 'text', (c) => c.primaryKey())
-      .addColumn('edge_id', 'text', (c) => c.notNull())
+      .addColumn('edge_id', 'text', (c) => c.notNull().references('edges.id'))
       .addColumn('user_id', 'text', (c) => c.notNull().references('users.id'))
       .addColumn('content_id', 'text', (c) => c.notNull())
       .addColumn('delivery_id', 'text', (c) => c.notNull().unique())

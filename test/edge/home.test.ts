@@ -1,47 +1,53 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { createReadStream, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { copyFile, readdir } from 'node:fs/promises';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
-import { AgentStore } from '../../src/agent/store.ts';
-import { generateKeyPair } from '../../src/core/crypto.ts';
-import { AppError, notFound } from '../../src/core/errors.ts';
+import { generateKeyPair, sha256Hex } from '../../src/core/crypto.ts';
+import { AppError } from '../../src/core/errors.ts';
 import { createHttpApp } from '../../src/core/http.ts';
-import { VodPackager } from '../../src/edge/home/vod-packager.ts';
-import { HomeServer as HomeServerClass, homeExtension, type HomeEdgeContext, type DeliveryMark, type DeliveryReportItem, type HomeServer } from '../../src/edge/home/extension.ts';
+import { originIdOf, type DeliveryMark } from '../../src/edge/delivery-hook.ts';
+import { edgeExtensions } from '../../src/edge/extensions.ts';
+import { HomeServer as HomeServerClass, homeExtension, type HomeExtensionLike, type DeliveryReportItem, type HomeServer } from '../../src/edge/home/extension.ts';
 import { DAY_MS, VIEWING_WINDOW_MS } from '../../src/edge/home/rental-rules.ts';
+import { VodPackager } from '../../src/edge/home/vod-packager.ts';
+import { startEdge, type EdgeContext, type EdgeNode } from '../../src/edge/node.ts';
 import { signRentalTicket, type RentalTicket } from '../../src/edge/rental-ticket.ts';
-import { RentalService, rentalRoutes, type RentalDeliveries } from '../../src/edge/rentals.ts';
+import { rentalsPart, type RentalDeliveries, type RentalService } from '../../src/edge/rentals.ts';
 import { launchBrowser } from '../helpers/browser.ts';
 import { FFMPEG, requireFfmpeg } from '../helpers/ffmpeg.ts';
 import { startTestOrigin, type TestOrigin } from '../helpers/origin.ts';
 import { waitFor } from '../helpers/wait.ts';
 
-// S2.5 (docs/edge.md "Home server"): a real origin (its database, accounts, contents, keys and
-// ManualClock) with the rentals routes; a home edge's extension on its own HTTP server with an
-// AgentStore holding a 60 s video made by ffmpeg; real ffmpeg packaging; HTTP Range; ticket
-// refusals; expiry by moving the clock; hls.js in Chromium seeking to the middle.
+// S2.5 (docs/edge.md "Home server"), end to end on loopback: a real origin (database, accounts,
+// contents, edge registry, ManualClock) and a real home edge (startEdge with the home extension,
+// as `cascade edge --kind home` runs it) that gets its contents over the piece protocol. The
+// origin's rental routes run beside it on the origin's database and accounts, with the deliveries
+// part's interface played by a recorder until that part lands. A 60 s video made by ffmpeg;
+// real ffmpeg packaging; HTTP Range; ticket refusals; expiry by moving the clock; hls.js in
+// Chromium seeking to the middle.
 
 requireFfmpeg();
 
 const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
-const T0 = Date.UTC(2026, 11, 1, 10, 0);
-const EDGE = 'edg_home1';
+// The origin's clock starts at the real time: the edge's piece transfers check grants against real time.
+const T0 = Math.floor(Date.now() / 1000) * 1000;
 const work = mkdtempSync(path.join(os.tmpdir(), 'cascade-home-'));
 
 let o: TestOrigin;
-let sidecar: FastifyInstance; // the origin's rental routes (until the edge spine composes them)
-let edgeApp: FastifyInstance;
+let sidecar: FastifyInstance; // the origin's rental routes (until the deliveries part lets server.ts compose them)
+let node: EdgeNode; // the home edge
+let shop: EdgeNode; // a delivery edge
+let EDGE = '';
 let edgeUrl = '';
 let home: HomeServer;
-let stopHome: () => Promise<void>;
-let store: AgentStore;
 let member: { token: string; userId: string };
+let publisher: { token: string; userId: string };
 let videoId = '';
 let textId = '';
 let videoBytes: Buffer;
@@ -50,9 +56,10 @@ const reports: DeliveryReportItem[] = [];
 const marks: { mark: DeliveryMark; name: string }[] = [];
 let reportFails = false;
 let syncFails = false;
-let edgeCtx: HomeEdgeContext;
+let edgeCtx: EdgeContext;
 let rentals: RentalService;
-let edges: ConstructorParameters<typeof RentalService>[0]['edges'];
+let operator: { token: string; userId: string };
+let withHome: (ctx: EdgeContext) => HomeExtensionLike[];
 
 /** The deliveries part as the plan describes it: serials from 1, exactly one final report per delivery. */
 const deliveries = {
@@ -71,90 +78,99 @@ const deliveries = {
   },
 };
 
-async function publish(name: string, file: string, price: number): Promise<string> {
-  const { id, manifest } = await o.content.publish({ id: member.userId, username: 'publisher' }, { title: name, genre: 'film', price }, createReadStream(file));
-  store.begin(id, manifest);
-  await copyFile(file, store.paths(id).data);
-  return id;
+async function publish(title: string, file: string, price: number): Promise<string> {
+  const res = await o.call('POST', `/contents?title=${title}&genre=film&price=${price}`, { token: publisher.token, body: readFileSync(file), headers: { 'content-type': 'application/octet-stream' } });
+  assert.equal(res.status, 201, JSON.stringify(res.body));
+  return res.body.id;
 }
+
+const edgeOptions = (name: string) => ({
+  origin: o.url,
+  originKey: o.keys.publicKeyB64,
+  home: path.join(work, name),
+  cacheBytes: 200 * 1024 * 1024,
+  policy: 'manual' as const,
+  reportMs: 3_600_000, // reports when the test says (node.report())
+  heartbeatMs: 3_600_000,
+  clock: o.clock,
+  logger,
+});
 
 before(async () => {
   o = await startTestOrigin({ now: T0 });
   member = await o.userWithRoles(['member']);
+  publisher = await o.userWithRoles(['publisher']);
+  operator = await o.userWithRoles(['operator']);
   const video = path.join(work, 'film.mp4');
   const made = spawnSync(FFMPEG, ['-hide_banner', '-loglevel', 'error', '-f', 'lavfi', '-i', 'testsrc=size=320x180:rate=25', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000', '-t', '60', '-c:v', 'libx264', '-preset', 'ultrafast', '-g', '50', '-pix_fmt', 'yuv420p', '-c:a', 'aac', '-b:a', '48k', '-shortest', video]);
   assert.equal(made.status, 0, made.stderr.toString());
   videoBytes = readFileSync(video);
   const text = path.join(work, 'notes.txt');
   writeFileSync(text, 'A plain file, not a video.\n'.repeat(100));
-
-  store = new AgentStore(path.join(work, 'edge'));
   videoId = await publish('Film', video, 1000);
   textId = await publish('Notes', text, 500);
 
-  // The home edge: its extension on its own server, with the context the edge process gives it.
-  edgeCtx = {
-    edgeId: EDGE,
-    home: path.join(work, 'edge'),
-    originKey: o.keys.publicKeyB64,
-    clock: o.clock,
-    logger,
-    async ensureContent(id) {
-      if (!store.get(id)) throw notFound('unknown_content', id);
-      return { dataPath: store.paths(id).data };
-    },
-    async dropContent(id) {
-      dropped.push(id);
-      rmSync(store.paths(id).base, { recursive: true, force: true });
-    },
+  // The origin's side: rentals on the real edge registry (its in-use source included).
+  const part = rentalsPart({ db: o.db.db, clock: o.clock, keys: o.keys, originId: originIdOf(o.keys.publicKeyB64), edges: o.edges, contents: o.content, deliveries });
+  rentals = part.rentals;
+  sidecar = createHttpApp({ logger, resolveToken: o.accounts.resolveToken, title: 'rentals' });
+  await sidecar.register(part.plugin);
+  await sidecar.ready();
+
+  // The home edge, with the home extension as edgeExtensions('home') makes it, but reporting to
+  // this test and asking it for the rentals (the routes above are not on the origin's server).
+  withHome = (ctx: EdgeContext) => {
+    // The context as the edge gives it, deletions noted (a view: edgeId is filled in after this call).
+    edgeCtx = Object.assign(Object.create(ctx) as EdgeContext, {
+      async dropContent(id: string) {
+        const gone = await ctx.dropContent(id);
+        if (gone) dropped.push(id);
+        return gone;
+      },
+    });
+    const ext = homeExtension(edgeCtx, {
+      ffmpeg: FFMPEG,
+      async report(items) {
+        if (reportFails) throw new Error('origin unreachable');
+        reports.push(...items);
+      },
+      // What GET /edges/me/rentals answers the edge's terminal session.
+      fetchRentals: async () => {
+        if (syncFails) throw new Error('origin unreachable');
+        return rentals.forEdge(ctx.edgeId);
+      },
+    });
+    home = ext.server;
+    return [ext];
+  };
+  const made1 = edgeExtensions('home', { ffmpeg: FFMPEG })({ home: path.join(work, 'unused'), logger, clock: o.clock } as unknown as EdgeContext);
+  assert.ok(made1.length === 1 && made1[0].routes && made1[0].inUse, 'cascade edge --kind home adds the home extension');
+  node = await startEdge({
+    ...edgeOptions('home-edge'),
+    token: operator.token,
+    kind: 'home',
+    label: 'eu/paris/building-a',
     hook: {
       transform(mark, part, bytes) {
-        if (marks.length < 10_000) marks.push({ mark, name: part.name });
+        if (marks.length < 10_000 && !part.name.startsWith('piece-')) marks.push({ mark, name: part.name });
         return bytes;
       },
     },
-  };
-  const ext = homeExtension(edgeCtx, {
-    ffmpeg: FFMPEG,
-    // What GET /edges/me/rentals answers the edge's terminal session.
-    fetchRentals: async () => {
-      if (syncFails) throw new Error('origin unreachable');
-      return rentals.forEdge(EDGE);
-    },
-    async report(items) {
-      if (reportFails) throw new Error('origin unreachable');
-      reports.push(...items);
-    },
+    extensions: withHome,
   });
-  home = ext.server;
-  stopHome = ext.stop!;
-  edgeApp = createHttpApp({ logger, resolveToken: async () => null, title: 'home edge' });
-  await edgeApp.register(ext.routes!);
-  await edgeApp.listen({ host: '127.0.0.1', port: 0 });
-  edgeUrl = `http://127.0.0.1:${(edgeApp.server.address() as { port: number }).port}`;
-  ext.start!();
-
-  edges = {
-    async get(id: string) {
-      if (id === EDGE) return { id, kind: 'home' as const, label: 'Building A', serveUrl: edgeUrl };
-      if (id === 'edg_store') return { id, kind: 'store' as const, label: 'Shop', serveUrl: 'http://127.0.0.1:9' };
-      throw notFound('unknown_edge', `No edge ${id}.`);
-    },
-    async holdings(id: string) {
-      return id === EDGE ? store.list().map((c) => ({ contentId: c.id, title: null, bytes: c.manifest.body.totalSize, complete: true })) : [];
-    },
-  };
-  rentals = new RentalService({ db: o.db.db, clock: o.clock, keys: o.keys, originId: 'origin', edges, contents: o.content, deliveries });
-  sidecar = createHttpApp({ logger, resolveToken: o.accounts.resolveToken, title: 'rentals' });
-  await sidecar.register(rentalRoutes(rentals));
-  await sidecar.ready();
+  EDGE = node.edgeId;
+  edgeUrl = node.url;
+  shop = await startEdge({ ...edgeOptions('delivery-edge'), token: operator.token, kind: 'delivery', label: 'eu/paris/shop' });
+  // The building's fast link: the film and the notes arrive before anyone rents them.
+  await node.ensureContent(videoId);
+  await node.ensureContent(textId);
+  await node.report();
 });
 
 after(async () => {
-  await stopHome?.();
-  await edgeApp?.close();
+  await node?.close();
+  await shop?.close();
   await sidecar?.close();
-  store?.close();
   await o?.close();
   rmSync(work, { recursive: true, force: true });
 });
@@ -196,7 +212,7 @@ test('S2.5 origin refusals: bad plan or days, unknown content, unknown or non-ho
     [{ contentId: videoId, plan: 'viewing', days: 2 }, 'invalid_days', 400, EDGE],
     [{ contentId: 'ab'.repeat(32), plan: 'days', days: 1 }, 'unknown_content', 404, EDGE],
     [{ contentId: videoId, plan: 'days', days: 1 }, 'unknown_edge', 404, 'edg_nope'],
-    [{ contentId: videoId, plan: 'days', days: 1 }, 'not_a_home_edge', 409, 'edg_store'],
+    [{ contentId: videoId, plan: 'days', days: 1 }, 'not_a_home_edge', 409, shop.edgeId],
   ] as const) {
     const r = await rent(body, edge);
     assert.equal(r.status, status, `${code}: ${JSON.stringify(r.body)}`);
@@ -243,10 +259,9 @@ test('S2.5 edge: the video is packaged once into VOD HLS (fMP4, ~4 s, ENDLIST) a
   const seg = await get(base + segs[3]);
   assert.equal(seg.status, 200);
   const bytes = Buffer.from(await seg.arrayBuffer());
-  const { sha256Hex } = await import('../../src/core/crypto.ts');
   assert.equal(sha256Hex(bytes), pkg.segments[3].sha256);
   assert.equal(marks.at(-1)!.name, pkg.segments[3].name);
-  assert.deepEqual(marks.at(-1)!.mark, { serial: viewing.rental.serial, deliveryId: viewing.rental.deliveryId, userId: member.userId, edgeId: EDGE, originId: 'origin', contentId: videoId });
+  assert.deepEqual(marks.at(-1)!.mark, { serial: viewing.rental.serial, deliveryId: viewing.rental.deliveryId, userId: member.userId, edgeId: EDGE, originId: node.originId, contentId: videoId });
   // The same segment again counts once; another adds its duration.
   await get(base + segs[3]).then((r) => r.arrayBuffer());
   await get(base + segs[4]).then((r) => r.arrayBuffer());
@@ -314,7 +329,7 @@ test('S2.5 edge: bad, forged, foreign and expired tickets are refused, and nothi
   // A packaged segment whose bytes changed on disk is not sent.
   const pkg = (await home.packager.peek(videoId))!;
   const last = pkg.segments.at(-1)!.name;
-  const file = path.join(work, 'edge', 'home', 'vod', videoId, last);
+  const file = path.join(work, 'home-edge', 'home', 'vod', videoId, last);
   const good = readFileSync(file);
   writeFileSync(file, Buffer.concat([good.subarray(0, 100), Buffer.from('tampered'), good.subarray(108)]));
   const bad = await get(`${edgeUrl}/play/${real}/seg/${last}`);
@@ -415,14 +430,18 @@ test('S2.5 edge restart: the rentals and the viewing time counted so far are rea
 test('S2.5 expiry: at the rental’s end (clock moved) the final report bills the total viewed time once, and the copy and its package are deleted', async () => {
   const state = home.list().find((r) => r.ticket.rentalId === viewing.rental.id)!;
   assert.ok(state.segmentMs > 8000, `segments fetched (${state.segmentMs} ms)`);
-  const dataPath = store.paths(videoId).data;
-  const vodDir = path.join(work, 'edge', 'home', 'vod', videoId);
+  const dataPath = node.store.paths(videoId).data;
+  const vodDir = path.join(work, 'home-edge', 'home', 'vod', videoId);
   assert.ok(existsSync(vodDir));
 
   // A second rental of the same film, longer: the copy must stay until it ends too.
   const second = await rent({ contentId: videoId, plan: 'days', days: 3 });
   assert.equal(second.status, 201);
   await get(second.body.fileUrl, { range: 'bytes=0-9' }).then((r) => r.arrayBuffer());
+  // The edge reports while the film is rented: the origin's plan keeps it (in use).
+  const plan = await node.report();
+  assert.ok(plan.keep.includes(videoId), 'a rented content is in the plan’s keep');
+  assert.deepEqual(plan.evict, []);
 
   // A viewing rental no player ever showed the edge, and the edge cannot reach the origin's list
   // until after it ended: it learns it then, and still sends its final report.
@@ -455,8 +474,18 @@ test('S2.5 expiry: at the rental’s end (clock moved) the final report bills th
   assert.equal(over.status, 403);
   assert.equal((await over.json()).error.code, 'rental_over');
 
-  // The days rental ends: no report (charged at open), the copy and the package go.
+  // The days rental ends: no report (charged at open); the package goes at once, the copy once the
+  // origin's plan lets it go: the edge's last plan (above) still keeps it.
   o.clock.set(Date.parse(second.body.rental.endsAt));
+  await home.job.nextRound();
+  assert.equal(existsSync(vodDir), false);
+  assert.ok(existsSync(dataPath), 'the last plan still keeps it');
+  // The edge restarts (days later: a new session): its first plan no longer keeps the film, and the
+  // deletion it still owed is done.
+  await node.close();
+  node = await startEdge({ ...edgeOptions('home-edge'), token: operator.token, kind: 'home', label: 'eu/paris/building-a', extensions: withHome });
+  assert.equal(node.edgeId, EDGE);
+  assert.ok(!(await node.report()).keep.includes(videoId));
   await home.job.nextRound();
   assert.equal(reports.filter((r) => r.deliveryId === second.body.rental.deliveryId).length, 0);
   assert.deepEqual(dropped.filter((d) => d === videoId), [videoId]);
@@ -465,7 +494,7 @@ test('S2.5 expiry: at the rental’s end (clock moved) the final report bills th
   // A later round sends nothing again.
   await home.job.nextRound();
   assert.equal(reports.filter((r) => r.deliveryId === viewing.rental.deliveryId).length, 1);
-  assert.deepEqual(await readdir(path.join(work, 'edge', 'home', 'vod')), []);
+  assert.deepEqual(await readdir(path.join(work, 'home-edge', 'home', 'vod')), []);
   const mine = await sidecar.inject({ method: 'GET', url: '/rentals/mine', headers: { authorization: `Bearer ${member.token}` } });
   assert.equal(mine.json().rentals.find((r: any) => r.id === viewing.rental.id).active, false);
   // The origin still lists the ended rentals for a week; the edge remembers it closed them: nothing is reported or deleted twice.

@@ -2,11 +2,11 @@ import { open, rename, readFile, writeFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import type { FastifyPluginAsync, FastifyReply } from 'fastify';
-import type { Logger } from 'pino';
-import type { WaitClock } from '../../core/clock.ts';
 import { AppError } from '../../core/errors.ts';
 import type { Api } from '../../core/http-client.ts';
 import { ClockJob } from '../../live/clock-job.ts';
+import type { DeliveryMark } from '../delivery-hook.ts';
+import type { EdgeContext, EdgeExtension } from '../node.ts';
 import { checkRentalTicket, SYNC_GRACE_MS, ticketTerms, type RentalTicket } from '../rental-ticket.ts';
 import { DAY_MS, rentalReport } from './rental-rules.ts';
 import { SegmentCorrupt, VodPackager, type VodPackage } from './vod-packager.ts';
@@ -23,36 +23,8 @@ import { SegmentCorrupt, VodPackager, type VodPackage } from './vod-packager.ts'
 // the final report (viewing plan), then the copy and its package are deleted unless another
 // rental still plays it.
 
-// --- The edge process's seam (the lead's src/edge/node.ts and src/edge/delivery-hook.ts): only
-// what this extension uses, so that the real EdgeContext fits it.
-export interface DeliveryMark {
-  serial: number;
-  deliveryId: string;
-  userId: string;
-  edgeId: string;
-  originId: string;
-  contentId: string;
-}
-export interface DeliveryHook {
-  transform(mark: DeliveryMark, part: { name: string; offset: number }, bytes: Buffer): Buffer | Promise<Buffer>;
-}
-export interface HomeEdgeContext {
-  edgeId: string;
-  home: string;
-  originKey: string;
-  clock: WaitClock;
-  logger: Logger;
-  ensureContent(contentId: string): Promise<{ dataPath: string }>;
-  dropContent(contentId: string): Promise<void>;
-  hook: DeliveryHook;
-  /** The origin API with the edge's terminal session (default reporting). */
-  api?(): Api;
-}
-export interface EdgeExtension {
-  routes?: FastifyPluginAsync;
-  start?(): void;
-  stop?(): Promise<void>;
-}
+/** What the home server uses of the edge process's context (node.ts): the real EdgeContext fits it. */
+export type HomeEdgeContext = Pick<EdgeContext, 'edgeId' | 'home' | 'originKey' | 'clock' | 'logger' | 'ensureContent' | 'dropContent' | 'hook'> & { api?: EdgeContext['api'] };
 
 /** One report of a delivery to the origin (the "bill" part's shape: POST /edges/me/deliveries/reports). */
 export interface DeliveryReportItem {
@@ -76,6 +48,8 @@ export interface HomeOptions {
 const CHUNK = 256 * 1024;
 const MAX_RENTALS = 10_000;
 const MAX_INTERVALS = 4096;
+/** How long after a rental's end the edge keeps asking to delete its copy (the origin's plan follows within a report). */
+export const DROP_RETRY_MS = 60 * 60_000;
 const CORS = {
   'access-control-allow-origin': '*',
   'access-control-expose-headers': 'content-range, accept-ranges, content-length',
@@ -95,6 +69,8 @@ export interface RentalState {
   bytesSent: number;
   /** Set once the rental is over and its final report (if any) was taken by the origin. */
   closed: boolean;
+  /** Closed, and its copy still to be deleted. */
+  dropPending?: boolean;
 }
 
 const newState = (ticket: RentalTicket): RentalState => ({ ticket, segments: [], segmentMs: 0, intervals: [], fileSize: null, durationMs: null, bytesSent: 0, closed: false });
@@ -187,6 +163,11 @@ export class HomeServer {
       await rename(this.file + '.tmp', this.file);
     });
     return this.saving;
+  }
+
+  /** Contents the edge must keep now: those of rentals still playing (never evicted or dropped meanwhile). */
+  inUse(): Set<string> {
+    return new Set([...this.rentals.values()].filter((r) => !r.closed).map((r) => r.ticket.contentId));
   }
 
   list(): RentalState[] {
@@ -371,16 +352,37 @@ export class HomeServer {
     if (ending.length > 0) {
       // The final reports first: a copy is deleted only once the origin took them (a failure is retried next round).
       if (reports.length > 0) await (this.opts.report ?? ((items) => this.reportToOrigin(items)))(reports);
-      for (const r of ending) r.closed = true;
+      for (const r of ending) {
+        r.closed = true;
+        r.dropPending = true;
+      }
       await this.save();
-      for (const contentId of new Set(ending.map((r) => r.ticket.contentId))) {
-        const stillPlaying = [...this.rentals.values()].some((o) => !o.closed && o.ticket.contentId === contentId);
-        if (stillPlaying) continue;
-        await this.packager.remove(contentId);
-        await this.ctx.dropContent(contentId);
-        this.ctx.logger.info({ content: contentId }, 'rental over: copy deleted');
+    }
+    // The copies of ended rentals go once no open rental plays them. The edge keeps a copy the
+    // origin's last plan still wants (it reported the rental in use until now): asked again each
+    // round for DROP_RETRY_MS after the end — the next plan lets it go — then it stays as cache.
+    let changed = false;
+    for (const contentId of new Set([...this.rentals.values()].filter((r) => r.dropPending).map((r) => r.ticket.contentId))) {
+      const same = [...this.rentals.values()].filter((o) => o.ticket.contentId === contentId);
+      const pending = same.filter((o) => o.dropPending);
+      const settle = () => {
+        for (const o of pending) o.dropPending = false;
+        changed = true;
+      };
+      if (same.some((o) => !o.closed)) {
+        settle(); // rented again: the new rental's end decides
+        continue;
+      }
+      await this.packager.remove(contentId); // the HLS package is ours: it goes whatever the plan says
+      if (await this.ctx.dropContent(contentId)) {
+        this.ctx.logger.info({ content: contentId }, 'rentals over: copy deleted');
+        settle();
+      } else if (pending.every((o) => now >= o.ticket.endsAt + DROP_RETRY_MS)) {
+        this.ctx.logger.info({ content: contentId }, 'rentals over: the origin’s plan keeps the copy as cache');
+        settle();
       }
     }
+    if (changed) await this.save();
     // Closed rentals are remembered while the origin may still list them (so they are not ended twice), then forgotten.
     let pruned = false;
     for (const r of this.rentals.values()) {
@@ -397,8 +399,10 @@ export class HomeServer {
 
 const sendError = (reply: FastifyReply, e: AppError) => reply.code(e.status).headers(CORS).type('application/json; charset=utf-8').send({ error: { code: e.code, message: e.message } });
 
+export type HomeExtensionLike = EdgeExtension & { server: HomeServer };
+
 /** The home server's routes and job, for `startEdge` (kind home). */
-export function homeExtension(ctx: HomeEdgeContext, opts: HomeOptions = {}): EdgeExtension & { server: HomeServer } {
+export function homeExtension(ctx: HomeEdgeContext, opts: HomeOptions = {}): HomeExtensionLike {
   const server = new HomeServer(ctx, opts);
   const routes: FastifyPluginAsync = async (app) => {
     app.options('/play/*', { config: { access: 'public' }, schema: { hide: true } }, async (_req, reply) => {
@@ -438,6 +442,7 @@ export function homeExtension(ctx: HomeEdgeContext, opts: HomeOptions = {}): Edg
   return {
     server,
     routes,
+    inUse: () => server.inUse(),
     start: () => server.job.start(),
     stop: async () => {
       await server.job.stop();
