@@ -114,10 +114,15 @@ export function edgeRoutes(app: FastifyInstance, deps: { edges: EdgeService }) {
 
   app.get<{ Params: { id: string } }>('/edges/:id', {
     config: { access: ['operator'] },
-    schema: { summary: 'One edge with its holdings (what it caches, since when used, pinned or not) and its current plan', tags: ['edge'], params: idParams, response: refusals },
+    schema: { summary: 'One edge with its holdings (what it caches, since when used, pinned or not), its current plan, its pins and the titles of the contents these name', tags: ['edge'], params: idParams, response: refusals },
     handler: async (req) => {
       const edge = await edges.get(req.params.id);
-      return { ...edge, holdings: await edges.holdings(edge.id), plan: await edges.plan(edge) };
+      const holdings = await edges.holdings(edge.id);
+      const plan = await edges.plan(edge);
+      const pins = await edges.pinned(edge.id);
+      // Pins (held or not) and the titles of what the plan names, so a page can show them by name.
+      const titles = await edges.titles([...pins, ...plan.fetch.map((f) => f.contentId), ...plan.evict.map((e) => e.contentId), ...plan.skipped.map((s) => s.contentId)]);
+      return { ...edge, holdings, plan, pins, titles };
     },
   });
 
