@@ -381,6 +381,10 @@ test('S2.5 edge: a rental the origin lists is made ready before its first play (
   await home.job.nextRound();
   await home.ready();
   assert.equal((await home.packager.peek(id))?.video, true);
+  // The edge's last plan knows nothing of it, yet it is not deleted while the rental plays: the extension uses it.
+  assert.ok(!node.lastPlan()!.keep.includes(id));
+  assert.equal(await node.dropContent(id), false);
+  assert.ok(node.store.isComplete(id));
 });
 
 test('S2.5 browser: hls.js in Chromium loads the playlist from another origin, seeks to the middle and plays', { timeout: 120_000 }, async () => {
