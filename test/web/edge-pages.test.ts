@@ -40,8 +40,7 @@ let notesId = '';
 const openAs = (user: { token: string; userId: string; username: string }, roles: string[], route: string, width = 1280) =>
   openApp(browser, `${origin.url}/#${route}`, { width, locale: 'en-GB', signedIn: { token: user.token, userId: user.userId, username: user.username, roles } }).then((app) => (app.page.setDefaultTimeout(10_000), app));
 
-const edgeOptions = (name: string, label: string): EdgeOptions =>
-  ({
+const edgeOptions = (name: string, label: string): Omit<EdgeOptions, 'kind'> => ({
     origin: origin.url,
     token: op.token,
     originKey: origin.keys.publicKeyB64,
@@ -53,7 +52,7 @@ const edgeOptions = (name: string, label: string): EdgeOptions =>
     heartbeatMs: 3_600_000,
     clock: origin.clock,
     logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
-  }) as EdgeOptions;
+});
 
 before(async () => {
   origin = await startTestOrigin();
