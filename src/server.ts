@@ -122,7 +122,8 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
 
   // Operations routes, in a plugin so that they are registered after (and documented by) OpenAPI.
   await app.register(opsRoutes({ app, db, keys }));
-  await app.register(webRoutes());
+  // The web app may reach the home and store edges (rented videos, ordered packages) at their serve URLs.
+  await app.register(webRoutes({ edgeOrigins: async () => (await edgeRegistryParts.edges.list()).filter((e) => e.kind !== 'delivery').map((e) => e.serveUrl) }));
   for (const domain of [accounts, content, terminals, ledger, transfer, schedule, discovery, dashboard, mail, live, edge]) await app.register(domain.plugin);
 
   const operatorCredentialsFile = await accounts.start();

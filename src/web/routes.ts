@@ -17,16 +17,32 @@ The API answers as usual; its reference is at <a href="/docs">/docs</a>.</p></ma
 
 // Only the origin's own scripts, styles and API; thumbnails are same-origin images and
 // downloads are saved from blob: URLs; the live player (hls.js) feeds the video a MediaSource
-// through a blob: URL.
-const CSP = "default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; style-src 'self'; script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
+// through a blob: URL. Home and store edges (#17, S2.5/S2.6) serve rented videos and ordered
+// packages from their own addresses: the page may fetch from (and play media of) the edges
+// registered when it was loaded (`edgeOrigins`), no other address.
+const csp = (edges: string[]) => {
+  const extra = edges.length ? ` ${edges.join(' ')}` : '';
+  return `default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:${extra}; style-src 'self'; script-src 'self'; connect-src 'self'${extra}; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'`;
+};
 
-export function webRoutes(opts: { dir?: string } = {}): FastifyPluginAsync {
+/** `http(s)://host[:port]` of a serve URL; null when it is not one (nothing unchecked goes into the policy). */
+export function cspOrigin(url: string): string | null {
+  try {
+    const u = new URL(url);
+    return u.protocol === 'http:' || u.protocol === 'https:' ? u.origin : null;
+  } catch {
+    return null;
+  }
+}
+
+export function webRoutes(opts: { dir?: string; /** Serve URLs of the home and store edges. */ edgeOrigins?: () => Promise<string[]> } = {}): FastifyPluginAsync {
   const dir = opts.dir ?? WEB_APP_DIR;
   return async (app) => {
     await app.register(fastifyStatic, { root: dir, serve: false });
 
     app.get('/', { config: { access: 'public' }, schema: { summary: 'The web app (#13)', tags: ['web'] } }, async (_req, reply) => {
-      reply.header('cache-control', 'no-cache').header('content-security-policy', CSP).header('x-content-type-options', 'nosniff');
+      const edges = opts.edgeOrigins ? [...new Set((await opts.edgeOrigins()).map(cspOrigin).filter((x): x is string => !!x))].sort() : [];
+      reply.header('cache-control', 'no-cache').header('content-security-policy', csp(edges)).header('x-content-type-options', 'nosniff');
       if (!existsSync(path.join(dir, 'index.html'))) return reply.code(503).type('text/html; charset=utf-8').send(NOT_BUILT);
       return reply.sendFile('index.html', dir, { cacheControl: false });
     });
