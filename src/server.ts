@@ -11,6 +11,7 @@ import { loadOrCreateKeyPair, type KeyPair } from './core/crypto.ts';
 import { openEventBus, type EventBus } from './core/event-bus.ts';
 import { createHttpApp } from './core/http.ts';
 import { createLogger } from './core/logger.ts';
+import { orderRoutes, OrderService, type DeliveryBilling, type EdgeDirectory } from './edge/orders.ts';
 import { discoveryDomain, type DiscoveryService } from './discovery/index.ts';
 import { liveDomain, type BookingService, type Channels, type DeadlineJob, type Guide, type LiveStreams, type RecordingService } from './live/index.ts';
 import { openDatabase, sql, type DbHandle } from './db/connection.ts';
@@ -43,6 +44,11 @@ export interface OriginOptions {
   db?: DbHandle;
   /** How host names of peer addresses resolve; default the system resolver (tests give names their own answers). */
   resolveHost?: (host: string) => Promise<string[]>;
+  /**
+   * Store orders (S2.6) with the edge registry and the delivery service they need. Interim, until
+   * the edge domain (#17 spine, deliveries) composes them itself: without it there are no order routes.
+   */
+  edgeOrders?: { edges: EdgeDirectory; deliveries: DeliveryBilling };
 }
 
 export interface Origin {
@@ -76,6 +82,8 @@ export interface Origin {
   live: { channels: Channels; bookings: BookingService; guide: Guide; deadlines: DeadlineJob; streams: LiveStreams; recordings: RecordingService };
   /** Which addresses terminals register that the origin calls (issue 10 #8). */
   peers: AddressPolicy;
+  /** S2.6: store orders (null without `edgeOrders`). */
+  orders: OrderService | null;
   /** Path of the one-time operator credentials file if this start created it. */
   operatorCredentialsFile: string | null;
   close(): Promise<void>;
@@ -111,10 +119,13 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
   let listeningUrl = config.publicUrl;
   const live = liveDomain({ ...base, accounts: accounts.accounts, ledger: ledger.ledger, wallets: ledger.wallets, mail: mail.mail, metrics: app.metrics, content: content.content, baseUrl: () => config.publicUrl || listeningUrl });
 
+  const orders = opts.edgeOrders ? new OrderService({ db: db.db, clock, keys, ledger: ledger.ledger, wallets: ledger.wallets, content: content.content, ...opts.edgeOrders }) : null;
+
   // Operations routes, in a plugin so that they are registered after (and documented by) OpenAPI.
   await app.register(opsRoutes({ app, db, keys }));
   await app.register(webRoutes());
   for (const domain of [accounts, content, terminals, ledger, transfer, schedule, discovery, dashboard, mail, live]) await app.register(domain.plugin);
+  if (orders) await app.register(orderRoutes(orders));
 
   const operatorCredentialsFile = await accounts.start();
   terminals.start();
@@ -140,6 +151,7 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
     keys,
     bus,
     peers,
+    orders,
     operatorCredentialsFile,
     ...services,
     grants: transfer.grants,

@@ -10,6 +10,7 @@ import { grantServedMigration, peersMigration, receiptsBySourceTimeMigration, tr
 import { purchasesMigration, settlementMigration } from '../ledger/tables-settlement.ts';
 import { schedulePushMigration, schedulesMigration } from '../schedule/tables.ts';
 import { mailOutboxMigration } from '../mail/tables.ts';
+import { edgeOrdersMigration } from '../edge/tables-orders.ts';
 
 // One ordered list of migrations; the same SQL runs on PGlite and on PostgreSQL.
 // Names sort in the order they must run. Never edit a landed migration: add one.
@@ -39,6 +40,7 @@ const migrations: Record<string, Migration> = {
   '0023_live_streaming': liveStreamingMigration,
   '0024_live_fillers': liveFillersMigration,
   '0025_live_recordings': liveRecordingsMigration,
+  '0029_edge_orders': edgeOrdersMigration,
 };
 
 export async function migrateToLatest(db: Kysely<any>): Promise<void> {

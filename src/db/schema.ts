@@ -9,6 +9,7 @@ import type { ScheduleTables } from '../schedule/tables.ts';
 import type { DiscoveryTables } from '../discovery/tables.ts';
 import type { LiveTables } from '../live/tables.ts';
 import type { MailTables } from '../mail/tables.ts';
+import type { OrderTables } from '../edge/tables-orders.ts';
 
 // The whole database as Kysely sees it. Each domain owns (and alone queries) its tables.
-export type Database = AccountTables & ContentTables & TerminalTables & TransferTables & LedgerTables & VoucherTables & SettlementTables & ScheduleTables & DiscoveryTables & MailTables & LiveTables;
+export type Database = AccountTables & ContentTables & TerminalTables & TransferTables & LedgerTables & VoucherTables & SettlementTables & ScheduleTables & DiscoveryTables & MailTables & LiveTables & OrderTables;
