@@ -144,6 +144,17 @@ for (const format of ['iso', 'zip'] as PackageFormat[]) {
   });
 }
 
+test('a package that does not hold the marked copy is refused (package_mismatch)', async () => {
+  // An xorriso that packs something else than the working copy (a disk fault, a swapped file).
+  const wrapper = path.join(dir, 'tampering-xorriso');
+  writeFileSync(wrapper, `#!/bin/sh\nif [ "$1" = "-as" ]; then for last; do :; done; for f in "$last"/*; do [ "$(basename "$f")" = README.txt ] || printf tampered > "$f"; done; fi\nexec xorriso "$@"\n`, { mode: 0o755 });
+  const { file } = dataFile('tampered', 5000);
+  await assert.rejects(
+    writePackage({ format: 'iso', dataPath: file, contentId: mark.contentId, title: 'x', serial: 1, mark, hook: identityHook, workDir: path.join(dir, 'work-tampered'), xorriso: wrapper }),
+    (e: any) => e.code === 'package_mismatch' && /expected 5000 bytes/.test(e.message),
+  );
+});
+
 test('without xorriso the ISO is refused with packager_missing', async () => {
   const { file } = dataFile('missing-xorriso', 1000);
   await assert.rejects(

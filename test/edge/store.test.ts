@@ -62,7 +62,8 @@ for (const engine of testEngines()) {
     const dropped: string[] = [];
 
     before(async () => {
-      origin = await startTestOrigin({ engine, edgeOrders: { edges, deliveries } });
+      // A clock far from the machine's: every time the orders show must come from it.
+      origin = await startTestOrigin({ engine, edgeOrders: { edges, deliveries }, now: Date.UTC(2031, 4, 6, 12) });
       deliveries.ledger = origin.ledger;
       work = mkdtempSync(path.join(os.tmpdir(), 'cascade-store-'));
       operator = await origin.userWithRoles(['member']);
@@ -144,6 +145,7 @@ for (const engine of testEngines()) {
       assert.equal(res.status, 201, JSON.stringify(res.body));
       const o: MyOrder = res.body;
       assert.equal(o.state, 'placed');
+      assert.equal(o.createdAt, new Date(origin.clock.now()).toISOString());
       assert.equal(o.price, PRICE);
       assert.match(o.pickupCode, /^[A-Z2-9]{8}$/);
       assert.deepEqual(origin.orders!.verifyTicket(o.ticket), { typ: 'edge-order', orderId: o.id, edgeId: 'edg_shop', userId: member.userId, contentId, deliveryId: o.deliveryId, serial: o.serial, format: 'zip' });
@@ -220,12 +222,15 @@ for (const engine of testEngines()) {
       assert.equal(notStaff.body.error.code, 'not_store_staff');
       assert.deepEqual(await snapshotTables(origin.db.db), snap, 'refused pickups change nothing');
 
+      origin.clock.advance(3_600_000);
       // Read out at the counter: case and dashes do not matter.
       const code = `${o.pickupCode.slice(0, 4)}-${o.pickupCode.slice(4)}`.toLowerCase();
       const ok = await origin.call('POST', `/edges/edg_shop/orders/${o.id}/pickup`, { token: staff.token, json: { code } });
       assert.equal(ok.status, 200, JSON.stringify(ok.body));
       assert.equal(ok.body.state, 'picked_up');
       assert.equal(ok.body.pickedUpBy, staff.userId);
+      assert.equal(ok.body.pickedUpAt, new Date(origin.clock.now()).toISOString());
+      assert.equal(ok.body.updatedAt, ok.body.pickedUpAt);
       assert.equal(await balance(cash), -PRICE);
       const again = await origin.call('POST', `/edges/edg_shop/orders/${o.id}/pickup`, { token: staff.token, json: { code } });
       assert.equal(again.body.error.code, 'order_wrong_state');
