@@ -41,6 +41,8 @@ export interface EdgeDirectory {
 export interface DeliveryBilling extends DeliveryOpener {
   /** Bills a delivery once (retries are duplicates); an AppError when refused (e.g. insufficient_balance). */
   report(edgeId: string, report: { deliveryId: string; fee: number; bytes?: number; final: boolean }): Promise<unknown>;
+  /** Ends a delivery that will not be billed (the order failed or was cancelled): its wallet hold is released. */
+  cancel?(deliveryId: string): Promise<unknown>;
 }
 
 /** What the ticket says: the edge hands the package only to its bearer. */
@@ -167,7 +169,9 @@ export class OrderService {
   async cancel(p: Principal, orderId: string): Promise<Order> {
     const row = await this.row(orderId);
     if (row.user_id !== p.userId) throw unknownOrder(orderId);
-    return this.transition(row, OPEN_STATES, { state: 'cancelled', reason: 'cancelled by the member' });
+    const order = await this.transition(row, OPEN_STATES, { state: 'cancelled', reason: 'cancelled by the member' });
+    await this.deps.deliveries.cancel?.(row.delivery_id);
+    return order;
   }
 
   /** `GET /edges/{edgeId}/orders`: the store's orders, for its operator and store staff. */
@@ -228,7 +232,9 @@ export class OrderService {
   /** The edge could not make it (placed/preparing → failed), with its reason. */
   async fail(terminalId: string, orderId: string, reason: string): Promise<Order> {
     const row = await this.edgeRow(terminalId, orderId);
-    return this.transition(row, ['placed', 'preparing'], { state: 'failed', reason });
+    const order = await this.transition(row, ['placed', 'preparing'], { state: 'failed', reason });
+    await this.deps.deliveries.cancel?.(row.delivery_id);
+    return order;
   }
 
   /** The member downloaded the package (ready → picked_up); again: the same answer. */

@@ -117,7 +117,7 @@ for (const engine of testEngines()) {
         },
         hook: xorHook,
       };
-      ext = storeExtension(ctx, { reporter: { record: (r) => deliveries.report('edg_shop', r).then(() => {}) }, freeBytes: async () => 10 * 1024 ** 3 });
+      ext = storeExtension(ctx, { reporter: { report: (r) => deliveries.report('edg_shop', r) }, freeBytes: async () => 10 * 1024 ** 3 });
       edgeApp = createHttpApp({ logger: pino({ level: 'silent' }), resolveToken: async () => null, title: 'store edge' });
       await edgeApp.register(ext.routes!);
       await edgeApp.listen({ host: '127.0.0.1', port: 0 });
@@ -278,6 +278,7 @@ for (const engine of testEngines()) {
       assert.equal(gone.state, 'cancelled');
       assert.ok(gone.released);
       assert.deepEqual(reportsOf(first.body.deliveryId), []);
+      assert.ok(deliveries.cancelled.includes(first.body.deliveryId), 'the delivery (and its wallet hold) ended');
 
       // Tickets the edge does not take.
       const forged = encodeToken({ typ: 'edge-order', orderId: 'ord_x', edgeId: 'edg_shop' }, (await import('node:crypto')).generateKeyPairSync('ed25519').privateKey);
@@ -289,7 +290,7 @@ for (const engine of testEngines()) {
     });
 
     test('an order beyond the edge’s free space fails with the reason, and nothing stays on the edge', async () => {
-      const tight = storeExtension(ctx, { reporter: { record: async () => assert.fail('nothing to report') }, freeBytes: async () => 500_000, reserveBytes: 0 });
+      const tight = storeExtension(ctx, { reporter: { report: async () => assert.fail('nothing to report') }, freeBytes: async () => 500_000, reserveBytes: 0 });
       const res = await order(member.token, { contentId, format: 'zip', payment: 'wallet' });
       await tight.poll();
       const failed = await mine(res.body.id);
@@ -299,10 +300,40 @@ for (const engine of testEngines()) {
       assert.ok((await mine(res.body.id)).released);
       assert.ok(!existsSync(workDir(res.body.id)));
       assert.deepEqual(reportsOf(res.body.deliveryId), []);
+      assert.ok(deliveries.cancelled.includes(res.body.deliveryId));
       // The same member may order again once it failed.
       const retry = await order(member.token, { contentId, format: 'zip', payment: 'counter' });
       assert.equal(retry.status, 201);
       await origin.call('POST', `/orders/${retry.body.id}/cancel`, { token: member.token });
+    });
+
+    test('a restarted store edge finds its packages again, and makes the orders it had claimed', async () => {
+      const a: MyOrder = (await order(member.token, { contentId, format: 'zip', payment: 'wallet' })).body;
+      await ext.poll();
+      assert.equal((await mine(a.id)).state, 'ready');
+      // Claimed, then the edge stopped before it made the package.
+      const b = await order(stranger.token, { contentId, format: 'iso', payment: 'counter' });
+      await new Api(origin.url, edgeToken).post(`/edges/me/orders/${b.body.id}/claim`);
+      await ext.stop!();
+      const restarted = storeExtension(ctx, { reporter: { report: (r) => deliveries.report('edg_shop', r) }, freeBytes: async () => 10 * 1024 ** 3 });
+      const app = createHttpApp({ logger: pino({ level: 'silent' }), resolveToken: async () => null, title: 'store edge' });
+      await app.register(restarted.routes!);
+      await app.listen({ host: '127.0.0.1', port: 0 });
+      try {
+        await restarted.poll();
+        const staffView = (await origin.call('GET', '/edges/edg_shop/orders', { token: staff.token })).body.items;
+        assert.equal(staffView.find((x: MyOrder) => x.id === b.body.id).state, 'ready');
+        const dl = await fetch(`http://127.0.0.1:${(app.server.address() as { port: number }).port}${a.downloadPath}`);
+        assert.equal(dl.status, 200);
+        assert.equal(sha(Buffer.from(await dl.arrayBuffer())), (await mine(a.id)).packageSha256);
+        await waitFor(async () => (await mine(a.id)).released, 'the restarted edge to release the order');
+        assert.deepEqual(reportsOf(a.deliveryId), ['accepted']);
+        await origin.call('POST', `/orders/${b.body.id}/cancel`, { token: stranger.token });
+        await restarted.poll();
+        assert.ok(!existsSync(workDir(a.id)) && !existsSync(workDir(b.body.id)));
+      } finally {
+        await app.close();
+      }
     });
   });
 }

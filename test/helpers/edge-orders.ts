@@ -37,6 +37,7 @@ interface TestDelivery {
 /** Deliveries billed once through the real ledger: the payer (wallet, or the store's cash account) pays the platform. */
 export class TestDeliveries implements DeliveryBilling {
   readonly deliveries = new Map<string, TestDelivery>();
+  readonly cancelled: string[] = [];
   readonly reports: { deliveryId: string; outcome: 'accepted' | 'duplicate' | string }[] = [];
   ledger!: Ledger;
   private serial = 0;
@@ -46,6 +47,10 @@ export class TestDeliveries implements DeliveryBilling {
     const d = { id: `dlv_${++this.serial}_${Math.random().toString(36).slice(2, 8)}`, serial: this.serial, ...input };
     this.deliveries.set(d.id, d);
     return { id: d.id, serial: d.serial };
+  }
+
+  async cancel(deliveryId: string) {
+    this.cancelled.push(deliveryId);
   }
 
   async report(edgeId: string, r: { deliveryId: string; fee: number; final: boolean }) {

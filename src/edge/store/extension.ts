@@ -22,7 +22,7 @@ import { removeWork, sanitiseFileName, writePackage } from './package-writer.ts'
 // restart picks up where it was.
 
 export interface StoreOptions {
-  /** The delivery journal (src/edge/delivery-journal.ts): records, then reports until acknowledged. */
+  /** The delivery reporter (src/edge/delivery-journal.ts, `openDeliveryReporting`): journals, then reports until acknowledged. */
   reporter?: DeliveryReporter;
   /** How often the job asks the origin for new orders (default 5 s). */
   pollMs?: number;
@@ -74,7 +74,7 @@ export function storeExtension(ctx: EdgeContext, opts: StoreOptions = {}): Store
   const releasing = new Set<string>();
   const reporter: DeliveryReporter = opts.reporter ?? {
     // Without the journal: straight to the origin (S2.4's report route), each report billed once there.
-    record: async (report) => void (await ctx.api().post('/edges/me/deliveries/reports', { reports: [report] })),
+    report: (report) => ctx.api().post('/edges/me/deliveries/reports', { reports: [report] }),
   };
   const reserve = opts.reserveBytes ?? 64 * 1024 * 1024;
   const freeBytes =
@@ -138,7 +138,7 @@ export function storeExtension(ctx: EdgeContext, opts: StoreOptions = {}): Store
       await removeWork(path.join(dir, o.id));
       const stillNeeded = [...orders.values()].some((x) => x.contentId === o.contentId) || [...preparing.values()].includes(o.contentId);
       if (!stillNeeded) await ctx.dropContent(o.contentId);
-      if (o.state === 'picked_up') await reporter.record({ deliveryId: o.deliveryId, fee: o.price, bytes: o.packageBytes ?? undefined, final: true });
+      if (o.state === 'picked_up') await reporter.report({ deliveryId: o.deliveryId, fee: o.price, bytes: o.packageBytes ?? undefined, final: true });
       await ctx.api().post(`/edges/me/orders/${o.id}/released`);
       log.info({ order: o.id, state: o.state }, 'package deleted');
     } finally {

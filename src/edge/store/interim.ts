@@ -57,9 +57,9 @@ export interface DeliveryReport {
   final: boolean;
 }
 
-/** The edge's delivery journal (src/edge/delivery-journal.ts, "bill"): records, then reports until acknowledged. */
+/** The edge's delivery reporter (src/edge/delivery-journal.ts `DeliveryReporter`, "bill"): journals the report, then sends it until acknowledged. */
 export interface DeliveryReporter {
-  record(report: DeliveryReport): Promise<void>;
+  report(report: DeliveryReport): Promise<unknown>;
 }
 
 /** The origin's delivery service (src/edge/deliveries.ts, "bill"), as far as orders use it. */
