@@ -11,7 +11,7 @@ import { loadOrCreateKeyPair, type KeyPair } from './core/crypto.ts';
 import { openEventBus, type EventBus } from './core/event-bus.ts';
 import { createHttpApp } from './core/http.ts';
 import { createLogger } from './core/logger.ts';
-import { orderRoutes, OrderService, type DeliveryBilling, type EdgeDirectory } from './edge/orders.ts';
+import { orderEdges, orderRoutes, OrderService, type DeliveryBilling } from './edge/orders.ts';
 import { discoveryDomain, type DiscoveryService } from './discovery/index.ts';
 import { liveDomain, type BookingService, type Channels, type DeadlineJob, type Guide, type LiveStreams, type RecordingService } from './live/index.ts';
 import { openDatabase, sql, type DbHandle } from './db/connection.ts';
@@ -31,6 +31,7 @@ import {
   type TransferService,
 } from './transfer/index.ts';
 import { webRoutes } from './web/routes.ts';
+import { edgeDomain, edgeRegistry, type EdgeService } from './edge/index.ts';
 
 // The origin process (`cascade serve`): composes the domains (each builds its services,
 // routes and background jobs in its index.ts) and nothing else. ARCHITECTURE.md "Boundaries".
@@ -45,10 +46,11 @@ export interface OriginOptions {
   /** How host names of peer addresses resolve; default the system resolver (tests give names their own answers). */
   resolveHost?: (host: string) => Promise<string[]>;
   /**
-   * Store orders (S2.6) with the edge registry and the delivery service they need. Interim, until
-   * the edge domain (#17 spine, deliveries) composes them itself: without it there are no order routes.
+   * Store orders (S2.6) with the delivery service they bill through. Interim, until the delivery
+   * service (#17 "bill") is on main and the edge domain composes orders with it: without it there
+   * are no order routes.
    */
-  edgeOrders?: { edges: EdgeDirectory; deliveries: DeliveryBilling };
+  edgeOrders?: { deliveries: DeliveryBilling };
 }
 
 export interface Origin {
@@ -80,6 +82,8 @@ export interface Origin {
   mail: MailService;
   /** S3.1–S3.8: channels, bookings and the guide. */
   live: { channels: Channels; bookings: BookingService; guide: Guide; deadlines: DeadlineJob; streams: LiveStreams; recordings: RecordingService };
+  /** S2: the edge registry. */
+  edges: EdgeService;
   /** Which addresses terminals register that the origin calls (issue 10 #8). */
   peers: AddressPolicy;
   /** S2.6: store orders (null without `edgeOrders`). */
@@ -107,9 +111,11 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
   const proveHolding = holdingsSpotCheck({ ...base, content: content.content });
   const terminals = terminalsDomain({ ...base, metrics: app.metrics, accounts: accounts.accounts, content: content.content, proveHolding });
   const services = { accounts: accounts.accounts, content: content.content, terminals: terminals.terminals };
+  // S2: the edge registry, before the domains that route through it.
+  const edgeRegistryParts = edgeRegistry({ db: db.db, clock, terminals: terminals.terminals });
   // The ledger hands receipts a terminal's journal brings to the transfer domain, built next (called only once serving).
   const ledger = ledgerDomain({ ...base, ...services, submitReceipts: (terminalId, items) => transfer.receipts.submit(terminalId, items) });
-  const transfer = transferDomain({ ...base, ...services, metrics: app.metrics, settlement: ledger.settlement, billing: ledger.billing, charges: ledger.charges });
+  const transfer = transferDomain({ ...base, ...services, metrics: app.metrics, settlement: ledger.settlement, billing: ledger.billing, charges: ledger.charges, edges: edgeRegistryParts.router });
   const schedule = scheduleDomain({ ...base, terminals: terminals.terminals });
   // #13: the operators' dashboard, composed from the domains' services (it owns no table).
   const dashboard = opsDashboard({ db: db.db, clock, terminals: terminals.terminals, transfers: transfer.transfers, ledger: ledger.ledger, schedules: schedule.schedules });
@@ -119,12 +125,13 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
   let listeningUrl = config.publicUrl;
   const live = liveDomain({ ...base, accounts: accounts.accounts, ledger: ledger.ledger, wallets: ledger.wallets, mail: mail.mail, metrics: app.metrics, content: content.content, baseUrl: () => config.publicUrl || listeningUrl });
 
-  const orders = opts.edgeOrders ? new OrderService({ db: db.db, clock, keys, ledger: ledger.ledger, wallets: ledger.wallets, content: content.content, ...opts.edgeOrders }) : null;
+  const edge = edgeDomain({ edges: edgeRegistryParts.edges });
+  const orders = opts.edgeOrders ? new OrderService({ db: db.db, clock, keys, ledger: ledger.ledger, wallets: ledger.wallets, content: content.content, edges: orderEdges(edgeRegistryParts.edges), ...opts.edgeOrders }) : null;
 
   // Operations routes, in a plugin so that they are registered after (and documented by) OpenAPI.
   await app.register(opsRoutes({ app, db, keys }));
   await app.register(webRoutes());
-  for (const domain of [accounts, content, terminals, ledger, transfer, schedule, discovery, dashboard, mail, live]) await app.register(domain.plugin);
+  for (const domain of [accounts, content, terminals, ledger, transfer, schedule, discovery, dashboard, mail, live, edge]) await app.register(domain.plugin);
   if (orders) await app.register(orderRoutes(orders));
 
   const operatorCredentialsFile = await accounts.start();
@@ -168,6 +175,7 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
     discovery: discovery.discovery,
     mail: mail.mail,
     live: { channels: live.channels, bookings: live.bookings, guide: live.guide, deadlines: live.deadlines, streams: live.streams, recordings: live.recordings },
+    edges: edge.edges,
     async close() {
       await live.stop();
       transfer.stop();

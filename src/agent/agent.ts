@@ -1,6 +1,6 @@
 import os from 'node:os';
 import path from 'node:path';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import type { Logger } from 'pino';
 import { Api } from '../core/http-client.ts';
 import { every, monotonicMs, systemClock, type WaitClock } from '../core/clock.ts';
@@ -12,7 +12,9 @@ import { download, fetchCheckedManifest, type DownloadOptions, type DownloadResu
 import { encodeRanges } from '../transfer/piece-ranges.ts';
 import { RETRYABLE_REFUSALS } from '../transfer/receipt.ts';
 import { ORIGIN_SOURCE_ID } from '../transfer/grant-token.ts';
-import { pieceServerRoutes } from '../transfer/piece-server.ts';
+import { pieceServerRoutes, type PieceServerOptions } from '../transfer/piece-server.ts';
+import type { PieceSource } from '../transfer/piece-source.ts';
+import type { GrantPayload } from '../transfer/grant-token.ts';
 import { TokenBucket } from '../transfer/token-bucket.ts';
 import { UploadSlots } from '../transfer/upload-slots.ts';
 import { contentListRoutes, loadAgentNotes } from './content-list.ts';
@@ -68,6 +70,14 @@ export interface AgentOptions {
   scheduleReportMs?: number;
   onScheduleEvent?: (e: ScheduledEvent) => void;
   logger?: Logger;
+  /** Edges (S2.2): what the piece server serves from, given the store's own source (a read-through cache wraps it). */
+  pieceSource?: (store: PieceSource) => PieceSource;
+  /** Edges (S2.3 seam): each piece on its way to a receiver, per grant. */
+  deliver?: PieceServerOptions['deliver'];
+  /** More routes on the agent's server (edges' playback and pickup), registered before it listens. */
+  routes?: FastifyPluginAsync[];
+  /** Told of every piece served (after it was sent). */
+  onServed?: (grant: GrantPayload, index: number, bytes: number) => void;
 }
 
 export interface Agent {
@@ -77,6 +87,10 @@ export interface Agent {
   app: FastifyInstance;
   /** Changes the upload cap (bytes/s; undefined: none) from now on, as a user throttling the link would. */
   setUpRate(rate: number | undefined): void;
+  /** An API client with the terminal's own session (it signs in again when the session ends). */
+  api(): Api;
+  /** Upload slots in use on average over the last heartbeat's window, 0..1. */
+  slotLoad(): number;
   /** Sends a heartbeat now (they also go out every `heartbeatMs`). */
   heartbeat(): Promise<void>;
   /** Fetches a content into the store, from peers and the origin. */
@@ -181,7 +195,8 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
       sourceId: device.terminalId,
       originPublicKey: opts.originKey,
       sourceKey: device.keys.privateKey,
-      pieces: store.pieceSource(),
+      pieces: opts.pieceSource ? opts.pieceSource(store.pieceSource()) : store.pieceSource(),
+      deliver: opts.deliver,
       // Proofs are signed on the receivers' transfer clock, and grants carry the origin's time.
       clock: transferClock,
       metrics: app.metrics,
@@ -189,6 +204,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
       upRate: () => upBucket,
       onServed: (grant, index, bytes) => {
         sentBytes += bytes;
+        opts.onServed?.(grant, index, bytes);
         // The origin's holding spot check is not a transfer: nothing to report, nothing paid.
         if (grant.receiver === ORIGIN_SOURCE_ID) return;
         // Bounded: past this many unreported pieces, new ones are not reported (and go unpaid), the origin being away.
@@ -226,6 +242,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
       return { accepted: order.contentId };
     },
   });
+  for (const routes of opts.routes ?? []) await app.register(routes);
   await app.listen({ host: opts.host ?? '127.0.0.1', port: opts.port ?? 0 });
   const port = (app.server.address() as { port: number }).port;
   const url = opts.advertiseUrl ?? `http://${opts.host ?? '127.0.0.1'}:${port}`;
@@ -240,6 +257,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
 
   const started = clock.now();
   let lastBeat = started;
+  let lastSlotLoad = 0;
   const cpuLoad = opts.cpuLoad ?? machineCpu();
   const beat = async () => {
     const now = clock.now();
@@ -258,6 +276,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
       slots: uploadSlots.slots,
       slotsBusy: Math.round(uploadSlots.averageBusy() * 100) / 100,
     };
+    lastSlotLoad = state.slotsBusy / state.slots;
     sentBytes = 0;
     receivedBytes = 0;
     await api().post('/terminals/heartbeat', state);
@@ -279,6 +298,8 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     store,
     app,
     heartbeat: beat,
+    api,
+    slotLoad: () => Math.min(1, Math.max(lastSlotLoad, uploadSlots.load.serving / uploadSlots.slots)),
     setUpRate(rate) {
       opts.upRate = rate;
       upBucket?.close();

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { OpenFiles } from '../content/open-files.ts';
 import { pieceLength, pieceOffset, type SignedManifest } from '../content/manifest.ts';
@@ -74,6 +74,14 @@ export class AgentStore {
         return { length: pieceLength(c.manifest.body, index), read: async (offset, into) => (await this.files.read(data, into, start + offset)) ?? 0 };
       },
     };
+  }
+
+  /** Deletes a content's folder (an edge evicting it). Not while it is being fetched: the caller checks. */
+  remove(contentId: string) {
+    const p = this.paths(contentId);
+    this.contents.delete(contentId);
+    this.files.forget(p.data);
+    rmSync(p.base, { recursive: true, force: true });
   }
 
   close() {

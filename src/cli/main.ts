@@ -7,6 +7,7 @@ import { registerPublish } from './publish.ts';
 import { registerGet } from './get.ts';
 import { registerTerminal } from './terminal.ts';
 import { registerAgent } from './agent.ts';
+import { registerEdge } from './edge.ts';
 import { registerVoucher } from './voucher.ts';
 import { registerWallet } from './wallet.ts';
 import { registerSchedule } from './schedule.ts';
@@ -35,6 +36,7 @@ registerPublish(program);
 registerGet(program);
 registerTerminal(program);
 registerAgent(program);
+registerEdge(program);
 registerVoucher(program);
 // `wallet` with its `history` and `topup` (from voucher.ts) subcommands.
 registerWallet(program);

@@ -64,6 +64,15 @@ export class OpenFiles {
     }
   }
 
+  /** Closes `file` once no read uses it (it is about to be deleted). */
+  forget(file: string) {
+    const entry = this.entries.get(file);
+    if (!entry) return;
+    this.entries.delete(file);
+    entry.evicted = true;
+    if (entry.users === 0) close(entry.fd, () => {});
+  }
+
   closeAll() {
     for (const entry of this.entries.values()) {
       entry.evicted = true;

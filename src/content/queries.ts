@@ -179,3 +179,9 @@ export async function rankedContents(db: Db, query: RankedQuery): Promise<Ranked
     tier: Number(r.tier),
   }));
 }
+
+/** S2.1 "recently added": the newest contents, newest first, with their sizes. */
+export async function newestContents(db: Db, limit: number): Promise<{ id: string; totalSize: number; createdAt: number }[]> {
+  const rows = await db.selectFrom('contents').select(['id', 'total_size', 'created_at']).orderBy('created_at', 'desc').orderBy('id').limit(limit).execute();
+  return rows.map((r) => ({ id: r.id, totalSize: Number(r.total_size), createdAt: r.created_at.getTime() }));
+}

@@ -24,3 +24,14 @@ export function formatByteRate(bytesPerSecond: number): string {
 export function formatBytes(bytes: number): string {
   return scaled(bytes, ['B', 'kB', 'MB', 'GB', 'TB']);
 }
+
+/** A size as people write it: `10GB`, `500MiB`, `2g`, `1048576` (bytes). Decimal units are powers of 1000, `i` ones of 1024. */
+export function parseSize(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]i?)?b?$/i.exec(text.trim());
+  if (!m) throw new RangeError(`cannot read size "${text}" (try 10GB or 500MiB)`);
+  const unit = (m[2] ?? '').toLowerCase();
+  const mult = { '': 1, k: 1e3, m: 1e6, g: 1e9, t: 1e12, ki: 1024, mi: 1024 ** 2, gi: 1024 ** 3, ti: 1024 ** 4 }[unit]!;
+  const n = Math.floor(Number(m[1]) * mult);
+  if (!(n > 0) || !Number.isSafeInteger(n)) throw new RangeError(`size must be a positive number of bytes: "${text}"`);
+  return n;
+}

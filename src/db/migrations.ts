@@ -2,6 +2,7 @@ import { Migrator, sql, type DatabaseIntrospector, type Kysely, type Migration }
 import { accountContactMigration, accountsMigration } from '../accounts/tables.ts';
 import { contentMigration, thumbnailsMigration } from '../content/tables.ts';
 import { discoveryMigration } from '../discovery/tables.ts';
+import { edgesMigration } from '../edge/tables.ts';
 import { liveBookFunctionMigration, liveFillersMigration, liveMigration, liveRecordingsMigration, liveStreamingMigration } from '../live/tables.ts';
 import { ledgerMigration, ledgerRecordsMigration } from '../ledger/tables.ts';
 import { vouchersMigration } from '../ledger/tables-vouchers.ts';
@@ -40,6 +41,7 @@ const migrations: Record<string, Migration> = {
   '0023_live_streaming': liveStreamingMigration,
   '0024_live_fillers': liveFillersMigration,
   '0025_live_recordings': liveRecordingsMigration,
+  '0026_edges': edgesMigration,
   '0029_edge_orders': edgeOrdersMigration,
 };
 

@@ -7,6 +7,7 @@ import type { Config } from '../core/config.ts';
 import type { Db } from '../db/connection.ts';
 import type { TerminalService } from '../terminals/service.ts';
 import type { TransferBilling } from '../transfer/coordinator.ts';
+import { edgeTerminalsIn } from '../edge/queries.ts';
 import { ORIGIN_SOURCE_ID } from '../transfer/grant-token.ts';
 import type { ReceiptsAnswer, SignedReceipt } from '../transfer/receipt.ts';
 import { Ledger } from './ledger.ts';
@@ -49,6 +50,8 @@ export function ledgerDomain(deps: {
   /** What the coordinator reserves before a download and releases after it (#10). */
   const billing: TransferBilling = {
     async prepare(req) {
+      // S2.1: an edge filling its cache is not charged (users pay when it delivers to them).
+      if ((await edgeTerminalsIn(db, [req.receiverId])).size) return null;
       const [receiver, manifest] = await Promise.all([terminals.get(req.receiverId), content.getManifest(req.contentId)]);
       return reservations.prepare({ userId: receiver.userId, contentId: req.contentId, missingBytes: req.missingBytes, price: manifest.body.price, totalBytes: manifest.body.totalSize });
     },

@@ -12,6 +12,7 @@ import { rateRules, type Tariff } from './tariff.ts';
 import { contentsByIds } from '../content/queries.ts';
 import { terminalOwners, terminalsOfUsers } from '../terminals/queries.ts';
 import { receiptsByIds, trafficSince } from '../transfer/queries.ts';
+import { edgeTerminalsIn } from '../edge/queries.ts';
 
 // Settlement of receipts (S1.8, #4.3, #10). A stored receipt says: receiver R verified
 // these bytes of content C from source S under grant G. It is charged against R's
@@ -199,6 +200,8 @@ export class Settlement {
       const key = ctx.keyOf(r);
       const before = purchases.get(key);
       if (!content || !receiverUser || !before) throw new AppError('settlement_inconsistent', `Receipt ${r.id} names an unknown content or receiver.`, 500);
+      // S2.1: what an edge receives fills its cache; it is not a sale (users pay when the edge delivers).
+      if (ctx.edges.has(r.receiver_id)) return { receipt: r, key, before, after: before, charged: 0, why: ['cache fill by an edge (S2.1): not charged'], transfers: [] };
       const traffic = ctx.traffic.get(receiverUser) ?? { received: 0, served: 0 };
       const rules = rateRules({ at: r.received_at.getTime(), receiverReceived30d: traffic.received, receiverServed30d: traffic.served }, tariff);
       const wallet = walletAccount(receiverUser).id;
@@ -279,6 +282,7 @@ export class Settlement {
     // Lists bound as one array parameter each (`= any($1)`), not as thousands of `in (…)` parameters.
     const contentMap = await contentsByIds(trx, contentIds);
     const owners = await terminalOwners(trx, terminalIds);
+    const edges = await edgeTerminalsIn(trx, receipts.map((r) => r.receiver_id));
     const receiverUsers = [...new Set(receipts.map((r) => owners.get(r.receiver_id)).filter((u): u is string => !!u))];
     // S1.9: what each receiving user received and served in the 30 days before, over all of the user's terminals.
     const traffic = new Map<string, { received: number; served: number }>(receiverUsers.map((u) => [u, { received: 0, served: 0 }]));
@@ -302,7 +306,7 @@ export class Settlement {
     const accounts: AccountSpec[] = [PLATFORM_REVENUE, PLATFORM_ROUNDING, HOLDS];
     for (const u of new Set(owners.values())) accounts.push(walletAccount(u));
     for (const c of contentMap.values()) accounts.push(royaltyAccount(c.publisherId));
-    return { contents: contentMap, owners, traffic, purchases, keyOf, accounts };
+    return { contents: contentMap, owners, traffic, purchases, keyOf, accounts, edges };
   }
 }
 

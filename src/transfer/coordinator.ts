@@ -27,9 +27,10 @@ export interface TransferBilling {
   /**
    * Prepares the reservation (outside any transaction); the function it returns reserves
    * in `trx`, the transaction that opens the transfer, and refuses (`insufficient_balance`)
-   * when the receiver cannot pay for the bytes it still lacks.
+   * when the receiver cannot pay for the bytes it still lacks. Null: nothing to reserve (the
+   * receiver is not charged: an edge filling its cache, S2.1).
    */
-  prepare(req: { receiverId: string; contentId: string; missingBytes: number }): Promise<(trx: Transaction<Database>) => Promise<Reservation>>;
+  prepare(req: { receiverId: string; contentId: string; missingBytes: number }): Promise<((trx: Transaction<Database>) => Promise<Reservation>) | null>;
   release(req: { receiverId: string; contentId: string }): Promise<void>;
 }
 
@@ -42,6 +43,17 @@ export interface OfferRequest {
   piecesDone?: number;
   /** Ranges of pieces the receiver has verified; lets the origin hand out only what it still needs. */
   have?: string;
+}
+
+/**
+ * S2.2: the edge domain's routing, as the coordinator needs it (the edge domain implements it;
+ * the transfer domain does not read its tables). Edges are terminals, but they are not ranked
+ * as peers: a receiver is directed to one edge chosen by location and load, first.
+ */
+export interface EdgeRouter {
+  route(receiverId: string, contentId: string, exclude: readonly string[]): Promise<{ edge: { terminalId: string; serveUrl: string; holds: boolean }; publicKey: string; why: string } | null>;
+  /** Which of these terminals are edges (not ranked as peers). */
+  edgeTerminals(terminalIds: readonly string[]): Promise<Set<string>>;
 }
 
 /** A holder of the content that was not offered to this receiver, and why (S1.5; "tell people why"). */
@@ -84,6 +96,7 @@ export class PeerCoordinator {
       bus: EventBus;
       grantTtlMs: number;
       billing?: TransferBilling;
+      edges?: EdgeRouter;
       /** The origin's public key (base64url), offered with the origin as a source. */
       originKey: string;
     },
@@ -116,8 +129,17 @@ export class PeerCoordinator {
       reservation = opened.held;
       if (transfer.state === 'done') await this.finished(transfer);
     }
-    const holders = (req.maxPeers ?? 6) > 0 ? await this.deps.terminals.holders(transfer.content_id) : [];
-    const { offers: peers, skipped } = await this.selectPeers(transfer, holders, req.exclude ?? [], req.maxPeers ?? 6, pieceCount);
+    const maxPeers = req.maxPeers ?? 6;
+    let holders = maxPeers > 0 ? await this.deps.terminals.holders(transfer.content_id) : [];
+    // S2.2: an edge chosen by location and load serves first; edges are never ranked as peers.
+    const edge = maxPeers > 0 ? await this.edgeOffer(transfer, req.exclude ?? []) : null;
+    if (this.deps.edges && holders.length) {
+      const edgeIds = await this.deps.edges.edgeTerminals(holders.map((h) => h.terminalId));
+      holders = holders.filter((h) => !edgeIds.has(h.terminalId));
+    }
+    const selected = await this.selectPeers(transfer, holders, req.exclude ?? [], maxPeers - (edge ? 1 : 0), pieceCount);
+    const peers = edge ? [edge, ...selected.offers] : selected.offers;
+    const skipped = selected.skipped;
     const receivers = this.activeReceivers(transfer);
     // Only the peers offered to this receiver count as holding a piece for it: one it excluded does not.
     let slice = peers.length > 0 || receivers > 1 ? this.originSlice(transfer, peers, new Set(have ?? []), pieceCount) : null;
@@ -226,6 +248,15 @@ export class PeerCoordinator {
     // The receiver itself (a partial holder of what it is fetching) is no news to it.
     const skipped = rejected.flatMap((r) => (r.reason === 'self' ? [] : [{ sourceId: r.terminalId, reason: r.reason, why: r.why }]));
     return { offers, skipped };
+  }
+
+  /** The routed edge (S2.2) as a source for this receiver, or null. */
+  private async edgeOffer(transfer: Transfer, exclude: readonly string[]): Promise<SourceOffer | null> {
+    const routed = await this.deps.edges?.route(transfer.receiver_id, transfer.content_id, exclude);
+    if (!routed) return null;
+    const grant = await this.grantFor(transfer, routed.edge.terminalId);
+    // An edge serves the whole content: what it lacks it fetches while serving (a miss).
+    return { sourceId: routed.edge.terminalId, sourceUrl: routed.edge.serveUrl, pieces: null, score: null, why: [routed.why], grant: pick(grant), publicKey: routed.publicKey, upRate: null };
   }
 
   private async originOffer(transfer: Transfer, slice: number[] | null): Promise<SourceOffer> {

@@ -10,7 +10,7 @@ import type { EventBus } from '../core/event-bus.ts';
 import type { Db } from '../db/connection.ts';
 import type { Settlement } from '../ledger/settlement.ts';
 import type { TerminalService } from '../terminals/service.ts';
-import { PeerCoordinator, type TransferBilling } from './coordinator.ts';
+import { PeerCoordinator, type EdgeRouter, type TransferBilling } from './coordinator.ts';
 import { ORIGIN_SOURCE_ID } from './grant-token.ts';
 import { GrantService } from './grants.ts';
 import { HoldingProver } from './holding-prover.ts';
@@ -35,7 +35,7 @@ export { GrantService } from './grants.ts';
 export { ReceiptService } from './receipts.ts';
 export { ReputationService } from './reputation.ts';
 export { TransferService, type RunningTransfer } from './transfers.ts';
-export { PeerCoordinator, type TransferBilling } from './coordinator.ts';
+export { PeerCoordinator, type EdgeRouter, type TransferBilling } from './coordinator.ts';
 export { receiptBytesPerBucket, receiptsByIds, receiptsInvolving, receivedBy, trafficSince } from './queries.ts';
 export { OWNED_TABLES } from './tables.ts';
 
@@ -63,6 +63,8 @@ export function transferDomain(deps: {
   billing: TransferBilling;
   /** The ledger's word on what receipts were charged. */
   charges: TransferRouteDeps['charges'];
+  /** S2.2: the edge domain's routing (edges serve first, and are not ranked as peers). */
+  edges?: EdgeRouter;
 }) {
   const { db, clock, config, keys, logger, content, terminals } = deps;
   const grants = new GrantService({ db, keys, clock, config, content, terminals });
@@ -79,7 +81,7 @@ export function transferDomain(deps: {
   });
   const reputation = new ReputationService({ db, clock });
   const transfers = new TransferService({ db, clock, deadAfterMs: config.transferDeadMs });
-  const coordinator = new PeerCoordinator({ clock, content, terminals, grants, reputation, transfers, bus: deps.bus, grantTtlMs: config.grantTtlMs, billing: deps.billing, originKey: keys.publicKeyB64 });
+  const coordinator = new PeerCoordinator({ clock, content, terminals, grants, reputation, transfers, bus: deps.bus, grantTtlMs: config.grantTtlMs, billing: deps.billing, edges: deps.edges, originKey: keys.publicKeyB64 });
   const originUpBucket = config.originUpRate ? new TokenBucket(config.originUpRate, Math.max(config.originUpRate / 4, 1), clock) : undefined;
   const plugin: FastifyPluginAsync = async (app) => {
     await app.register(transferRoutes({ coordinator, transfers, reputation, grants, receipts, served, content, terminals, originSourceId: ORIGIN_SOURCE_ID, charges: deps.charges }));

@@ -39,6 +39,11 @@ export interface PieceServerOptions {
   slots: UploadSlots;
   /** The upload rate cap in force now, if any (agents' `--up-rate`, the origin's ORIGIN_UP_RATE). */
   upRate?: () => TokenBucket | undefined;
+  /**
+   * The per-delivery hook (S2.3 seam; edges): each piece's bytes on their way to the grant's
+   * receiver. Given, a piece is read whole, passed through it, and sent as it returns.
+   */
+  deliver?: (grant: GrantPayload, index: number, bytes: Buffer) => Buffer | Promise<Buffer>;
   /** Told of every piece served, after it was sent (progress reports to the origin). */
   onServed?: (grant: GrantPayload, index: number, bytes: number) => void;
 }
@@ -119,8 +124,9 @@ export function pieceServerRoutes(opts: PieceServerOptions): FastifyPluginAsync 
         }
         if (!release) return reply.hijack(); // the requester left while waiting: nothing to answer
         reply.raw.once('close', release);
-        const piece = await opts.pieces.openPiece(contentId, index);
+        let piece = await opts.pieces.openPiece(contentId, index, grant.receiver);
         if (!piece) throw notFound('piece_unavailable', 'This source does not have that piece.');
+        if (opts.deliver) piece = await delivered(piece, (bytes) => opts.deliver!(grant, index, bytes));
         const bucket = opts.upRate?.();
         let body: Buffer | Readable;
         if (bucket) {
@@ -151,6 +157,14 @@ export function pieceServerRoutes(opts: PieceServerOptions): FastifyPluginAsync 
  */
 export function chunkBytes(bytesPerSecond: number): number {
   return Math.min(64 * 1024, Math.max(1024, Math.floor(bytesPerSecond / 8)));
+}
+
+/** The piece read whole and passed through the delivery hook, as a reader over the result. */
+async function delivered(piece: PieceReader, hook: (bytes: Buffer) => Buffer | Promise<Buffer>): Promise<PieceReader> {
+  const whole = Buffer.allocUnsafe(piece.length);
+  if ((await piece.read(0, whole)) !== piece.length) throw notFound('piece_unavailable', 'This source does not have that piece.');
+  const out = await hook(whole);
+  return { length: out.length, read: async (offset, into) => out.copy(into, 0, offset, offset + into.length) };
 }
 
 /** The piece's bytes as a stream, chunk by chunk, each read only once the bucket let it pass. */

@@ -11,8 +11,9 @@ export interface PieceSource {
   /**
    * Piece `index`, ready to be read in parts, or null if this source does not have it.
    * Opening reads no piece bytes: a request waiting for tokens holds no piece buffer (#10.7).
+   * `receiver`: the grant's receiver, when a piece server asks (edges count their hits by it).
    */
-  openPiece(contentId: string, index: number): Promise<PieceReader | null>;
+  openPiece(contentId: string, index: number, receiver?: string): Promise<PieceReader | null>;
   /** The pieces held now (agents fetching a content serve what they verified so far); absent means all. */
   have?(contentId: string): Promise<number[] | null>;
 }

@@ -88,3 +88,19 @@ export async function receiptBytesPerBucket(db: Db, sourceId: string, since: Dat
      group by 1`.execute(db);
   return new Map(rows.map((r) => [Number(r.bucket) * bucketMs, Number(r.bytes)]));
 }
+
+/** S2.1 "most requested": transfers opened per content since `since`, most first (at most `limit` contents), not counting `excludeReceivers` (edges filling their caches). */
+export async function requestCounts(db: Db, since: Date, limit: number, excludeReceivers: readonly string[] = []): Promise<{ contentId: string; requests: number }[]> {
+  let q = db
+    .selectFrom('transfers')
+    .select(['content_id', (eb) => eb.fn.countAll<string>().as('n')])
+    .where('created_at', '>=', since);
+  if (excludeReceivers.length) q = q.where('receiver_id', '<>', sql<string>`all(${arrayLiteral([...excludeReceivers])}::text[])`);
+  const rows = await q
+    .groupBy('content_id')
+    .orderBy('n', 'desc')
+    .orderBy('content_id')
+    .limit(limit)
+    .execute();
+  return rows.map((r) => ({ contentId: r.content_id, requests: Number(r.n) }));
+}
