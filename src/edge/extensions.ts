@@ -1,4 +1,5 @@
 import type { EdgeContext, EdgeExtension } from './node.ts';
+import { storeExtension } from './store/extension.ts';
 import type { EdgeKind } from './tables.ts';
 
 // What each kind of edge adds to the common edge (node.ts): a home server its playback and
@@ -10,6 +11,6 @@ export function edgeExtensions(kind: EdgeKind): (ctx: EdgeContext) => EdgeExtens
     case 'home':
       return () => [];
     case 'store':
-      return () => [];
+      return (ctx) => [storeExtension(ctx)];
   }
 }

@@ -12,6 +12,7 @@ import type { Db } from '../db/connection.ts';
 import { walletAccount } from '../ledger/accounts.ts';
 import type { Ledger } from '../ledger/ledger.ts';
 import type { Wallets } from '../ledger/wallets.ts';
+import type { EdgeService } from './service.ts';
 import type { DeliveryOpener, EdgeRef } from './store/interim.ts';
 import type { EdgeOrdersTable, OrderFormat, OrderPayment, OrderState } from './tables-orders.ts';
 
@@ -35,6 +36,18 @@ export interface EdgeDirectory {
   byId(edgeId: string): Promise<EdgeRef | null>;
   /** The edge a terminal is (EdgeService.byTerminal), null when it is not an edge. */
   byTerminal(terminalId: string): Promise<EdgeRef | null>;
+}
+
+/** The edge registry as orders ask it: an unknown edge is null. */
+export function orderEdges(edges: EdgeService): EdgeDirectory {
+  return {
+    byId: (id) =>
+      edges.get(id).catch((err: unknown) => {
+        if ((err as AppError).code === 'unknown_edge') return null;
+        throw err;
+      }),
+    byTerminal: (terminalId) => edges.byTerminal(terminalId),
+  };
 }
 
 /** The delivery service (src/edge/deliveries.ts, "bill"), as orders use it. */

@@ -113,7 +113,7 @@ export function storeExtension(ctx: EdgeContext, opts: StoreOptions = {}): Store
         throw new AppError('no_space', `The store has ${Math.max(0, free - reserve)} bytes free for packages; this order needs ${needed}. Try again later or at another store.`, 507);
       }
       const { dataPath, manifest } = await ctx.ensureContent(o.contentId);
-      const mark = { serial: o.serial, deliveryId: o.deliveryId, userId: o.userId, edgeId: ctx.edgeId, originId: ctx.originKey, contentId: o.contentId };
+      const mark = { serial: o.serial, deliveryId: o.deliveryId, userId: o.userId, edgeId: ctx.edgeId, originId: ctx.originId, contentId: o.contentId };
       const pkg = await writePackage({ format: o.format, dataPath, contentId: o.contentId, title: manifest.body.title, serial: o.serial, mark, hook: ctx.hook, workDir: work, xorriso });
       save({ id: o.id, userId: o.userId, contentId: o.contentId, title: manifest.body.title, format: o.format, payment: o.payment, price: o.price, deliveryId: o.deliveryId, serial: o.serial, packagePath: pkg.path, bytes: pkg.bytes, sha256: pkg.sha256, state: 'ready' });
       await ctx.api().post(`/edges/me/orders/${o.id}/ready`, { bytes: pkg.bytes, sha256: pkg.sha256 });
@@ -197,6 +197,8 @@ export function storeExtension(ctx: EdgeContext, opts: StoreOptions = {}): Store
   return {
     routes,
     poll,
+    // Contents of packages being made or waiting: the edge's placement never evicts them.
+    inUse: () => new Set([...orders.values()].map((o) => o.contentId).concat([...preparing.values()])),
     start() {
       loop = every(ctx.clock, opts.pollMs ?? 5000, stopping.signal, () => poll().catch((err) => log.warn({ err: String(err) }, 'store orders round failed')));
       void poll().catch((err) => log.warn({ err: String(err) }, 'store orders round failed'));

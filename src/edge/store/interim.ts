@@ -1,52 +1,10 @@
-import type { FastifyPluginAsync } from 'fastify';
-import type { Logger } from 'pino';
-import type { SignedManifest } from '../../content/manifest.ts';
-import type { WaitClock } from '../../core/clock.ts';
-import type { Api } from '../../core/http-client.ts';
-import type { AgentStore } from '../../agent/store.ts';
 
-// The edge contracts of docs/edge-plan (#17) that the store server codes against until the
-// lead's spine (src/edge/node.ts, src/edge/delivery-hook.ts) and the "bill" helper's delivery
-// service and journal are on main. After merging them this file re-exports those instead.
+// The edge contracts the store server codes against: the spine's (node.ts, delivery-hook.ts),
+// re-exported, and those of the "bill" helper's delivery service and journal as the plan (#17)
+// describes them, until they are on main (then these become re-exports too).
 
-export interface DeliveryMark {
-  serial: number;
-  deliveryId: string;
-  userId: string;
-  edgeId: string;
-  originId: string;
-  contentId: string;
-}
-
-export interface DeliveryHook {
-  /** Bytes on their way to one receiver; `part` names the file or segment and the offset of `bytes` in it. */
-  transform(mark: DeliveryMark, part: { name: string; offset: number }, bytes: Buffer): Buffer | Promise<Buffer>;
-}
-
-export const identityHook: DeliveryHook = { transform: (_mark, _part, bytes) => bytes };
-
-export interface EdgeContext {
-  edgeId: string;
-  terminalId: string;
-  kind: 'delivery' | 'home' | 'store';
-  label: string;
-  home: string;
-  originUrl: string;
-  originKey: string;
-  clock: WaitClock;
-  logger: Logger;
-  api(): Api;
-  store: AgentStore;
-  ensureContent(contentId: string): Promise<{ dataPath: string; manifest: SignedManifest }>;
-  dropContent(contentId: string): Promise<void>;
-  hook: DeliveryHook;
-}
-
-export interface EdgeExtension {
-  routes?: FastifyPluginAsync;
-  start?(): void;
-  stop?(): Promise<void>;
-}
+export { identityHook, type DeliveryHook, type DeliveryMark } from '../delivery-hook.ts';
+export type { EdgeContext, EdgeExtension } from '../node.ts';
 
 /** One delivery report (S2.4), as the edge's delivery journal records and sends it. */
 export interface DeliveryReport {
