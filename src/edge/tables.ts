@@ -1,11 +1,12 @@
 import { sql, type Kysely, type Migration } from 'kysely';
 import { DELIVERY_TABLES } from './tables-deliveries.ts';
+import { ORDER_TABLES } from './tables-orders.ts';
 import { RENTAL_TABLES } from './tables-rentals.ts';
 
 // Tables the edge domain owns (S2, docs/edge.md). Other domains ask EdgeService or the
 // query functions in queries.ts (boundaries.test.ts).
-// Rentals (tables-rentals.ts) are the home server part's (S2.5).
-export const OWNED_TABLES = ['edges', 'edge_holdings', 'edge_pins', ...DELIVERY_TABLES, ...RENTAL_TABLES] as const;
+// Rentals (tables-rentals.ts) are the home server part's (S2.5), orders (tables-orders.ts) the store server's (S2.6).
+export const OWNED_TABLES = ['edges', 'edge_holdings', 'edge_pins', ...DELIVERY_TABLES, ...RENTAL_TABLES, ...ORDER_TABLES] as const;
 
 export type EdgeKind = 'delivery' | 'home' | 'store';
 export const EDGE_KINDS: readonly EdgeKind[] = ['delivery', 'home', 'store'];
