@@ -41,17 +41,17 @@ const openAs = (user: { token: string; userId: string; username: string }, roles
   openApp(browser, `${origin.url}/#${route}`, { width, locale: 'en-GB', signedIn: { token: user.token, userId: user.userId, username: user.username, roles } }).then((app) => (app.page.setDefaultTimeout(10_000), app));
 
 const edgeOptions = (name: string, label: string): Omit<EdgeOptions, 'kind'> => ({
-    origin: origin.url,
-    token: op.token,
-    originKey: origin.keys.publicKeyB64,
-    home: path.join(work, name),
-    label,
-    cacheBytes: 200 * 1024 * 1024,
-    policy: 'manual',
-    reportMs: 3_600_000, // reports when the test says
-    heartbeatMs: 3_600_000,
-    clock: origin.clock,
-    logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
+  origin: origin.url,
+  token: op.token,
+  originKey: origin.keys.publicKeyB64,
+  home: path.join(work, name),
+  label,
+  cacheBytes: 200 * 1024 * 1024,
+  policy: 'manual',
+  reportMs: 3_600_000, // reports when the test says
+  heartbeatMs: 3_600_000,
+  clock: origin.clock,
+  logger: pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' }),
 });
 
 before(async () => {

@@ -1,4 +1,8 @@
 import type { EdgeKind, EdgeStats, PlacementPolicy } from '../../src/edge/tables.ts';
+import type { RentalPlan } from '../../src/edge/home/rental-rules.ts';
+import type { MyOrder, Order } from '../../src/edge/orders.ts';
+import type { Rental, RentalOpened, RentalService } from '../../src/edge/rentals.ts';
+import type { OrderFormat, OrderPayment, OrderState } from '../../src/edge/tables-orders.ts';
 
 // Shapes the API answers (docs/content-list.md, docs/protocol.md); only what the app reads.
 
@@ -368,89 +372,13 @@ export interface EdgeForMembers {
 }
 
 /** GET /edges/:edgeId/catalog (home edges): what it has on hand to rent, with both plans' prices. */
-export interface HomeCatalog {
-  edge: { id: string; label: string };
-  /** The longest rental by days. */
-  maxDays: number;
-  items: HomeCatalogItem[];
-}
+export type HomeCatalog = Awaited<ReturnType<RentalService['catalog']>>;
+export type HomeCatalogItem = HomeCatalog['items'][number];
 
-export interface HomeCatalogItem {
-  contentId: string;
-  title: string;
-  /** The content's own price: the most a rental by viewing time costs. */
-  price: number;
-  bytes: number;
-  pricePerDay: number;
-  /** Per started minute watched (viewing plan). */
-  pricePerMinute: number;
-  viewingCap: number;
-}
-
-export type RentalPlan = 'days' | 'viewing';
-
-/** A rental on a home edge (src/edge/rentals.ts). */
-export interface Rental {
-  id: string;
-  edgeId: string;
-  contentId: string;
-  plan: RentalPlan;
-  days: number | null;
-  /** Per day (days plan) or per started minute (viewing plan). */
-  unitPrice: number;
-  maxFee: number;
-  startsAt: string;
-  endsAt: string;
-  /** Whether it still plays, by the origin's clock. */
-  active: boolean;
-}
+// Rentals and orders are the server's own types (src/edge/rentals.ts, orders.ts; types only, nothing bundled).
+export type { Rental, RentalOpened, RentalPlan, OrderState, OrderFormat, OrderPayment, MyOrder };
+/** A store order as store staff see it (GET /edges/:edgeId/orders). */
+export type StoreOrder = Order;
 
 /** An item of GET /rentals/mine: active rentals carry their ticket and URLs on the home edge. */
-export interface MyRental extends Rental {
-  ticket: string | null;
-  /** HLS playlist (videos). */
-  playUrl: string | null;
-  /** The content's file (HTTP Range). */
-  fileUrl: string | null;
-}
-
-/** POST /edges/:edgeId/rentals. */
-export interface RentalOpened {
-  rental: Rental;
-  ticket: string;
-  playUrl: string;
-  fileUrl: string;
-}
-
-export type OrderState = 'placed' | 'preparing' | 'ready' | 'picked_up' | 'failed' | 'cancelled';
-export type OrderFormat = 'iso' | 'zip';
-export type OrderPayment = 'wallet' | 'counter';
-
-/** A store order (src/edge/orders.ts), as store staff see it (GET /edges/:edgeId/orders). */
-export interface StoreOrder {
-  id: string;
-  edgeId: string;
-  userId: string;
-  contentId: string;
-  title: string;
-  contentBytes: number;
-  format: OrderFormat;
-  payment: OrderPayment;
-  price: number;
-  state: OrderState;
-  /** Why it failed or was cancelled. */
-  reason: string | null;
-  packageBytes: number | null;
-  pickedUpBy: string | null;
-  pickedUpAt: string | null;
-  createdAt: string;
-  updatedAt: string;
-}
-
-/** The orderer's own view (GET /orders/mine, POST /edges/:edgeId/orders). */
-export interface MyOrder extends StoreOrder {
-  pickupCode: string;
-  ticket: string;
-  /** The package's path on the store edge's serve address. */
-  downloadPath: string;
-}
+export type MyRental = Awaited<ReturnType<RentalService['mine']>>[number];
