@@ -91,6 +91,12 @@ after(async () => {
 });
 
 test('#17 home server page: the catalogue with both plans’ prices, refused rentals beside the form (0 days, a wallet that cannot pay), a rental by days, played in hls.js and seeked to the middle', async () => {
+  // The page may fetch from the home and store edges (their serve addresses), no other.
+  const csp = (await fetch(`${origin.url}/`)).headers.get('content-security-policy')!;
+  const edgeOrigins = [homeNode.url, storeNode.url].map((u) => new URL(u).origin).sort().join(' ');
+  assert.match(csp, new RegExp(`connect-src 'self' ${edgeOrigins};`));
+  assert.match(csp, new RegExp(`media-src 'self' blob: ${edgeOrigins};`));
+
   const app = await openAs(member, ['member'], '/home');
   const { page } = app;
   await page.getByRole('heading', { name: 'Home server', level: 1 }).waitFor();
