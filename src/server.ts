@@ -118,7 +118,7 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
   let listeningUrl = config.publicUrl;
   const live = liveDomain({ ...base, accounts: accounts.accounts, ledger: ledger.ledger, wallets: ledger.wallets, mail: mail.mail, metrics: app.metrics, content: content.content, baseUrl: () => config.publicUrl || listeningUrl });
 
-  const edge = edgeDomain({ edges: edgeRegistryParts.edges, db: db.db, clock, ledger: ledger.ledger, tariff: config.tariff });
+  const edge = edgeDomain({ edges: edgeRegistryParts.edges, db: db.db, clock, ledger: ledger.ledger, tariff: config.tariff, keys, contents: content.content });
 
   // Operations routes, in a plugin so that they are registered after (and documented by) OpenAPI.
   await app.register(opsRoutes({ app, db, keys }));

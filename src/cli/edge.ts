@@ -76,7 +76,7 @@ export function registerEdge(program: Command) {
         slots: opts.slots,
         reportMs: opts.reportMs,
         logger: createLogger(process.env.LOG_LEVEL ?? 'warn', 'edge'),
-        extensions: edgeExtensions(opts.kind),
+        extensions: edgeExtensions(opts.kind, { ffmpeg: process.env.FFMPEG || 'ffmpeg' }),
       });
       const ready = { event: 'ready', edgeId: node.edgeId, terminalId: node.terminalId, kind: node.kind, label: node.label, url: node.url, cacheBytes };
       if (g.json) process.stdout.write(JSON.stringify(ready) + '\n');

@@ -12,6 +12,7 @@ import { purchasesMigration, settlementMigration } from '../ledger/tables-settle
 import { schedulePushMigration, schedulesMigration } from '../schedule/tables.ts';
 import { mailOutboxMigration } from '../mail/tables.ts';
 import { edgeDeliveriesMigration } from '../edge/tables-deliveries.ts';
+import { edgeRentalsMigration } from '../edge/tables-rentals.ts';
 
 // One ordered list of migrations; the same SQL runs on PGlite and on PostgreSQL.
 // Names sort in the order they must run. Never edit a landed migration: add one.
@@ -43,6 +44,7 @@ const migrations: Record<string, Migration> = {
   '0025_live_recordings': liveRecordingsMigration,
   '0026_edges': edgesMigration,
   '0027_edge_deliveries': edgeDeliveriesMigration,
+  '0028_edge_rentals': edgeRentalsMigration,
 };
 
 export async function migrateToLatest(db: Kysely<any>): Promise<void> {

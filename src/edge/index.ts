@@ -10,6 +10,9 @@ import { EdgeService } from './service.ts';
 import { DeliveryService } from './deliveries.ts';
 import { deliveryRoutes } from './delivery-routes.ts';
 import { edgeOwner } from './queries.ts';
+import { rentalsPart, type RentalContents } from './rentals.ts';
+import { originIdOf } from './delivery-hook.ts';
+import type { KeyPair } from '../core/crypto.ts';
 
 // The edge domain (S2, docs/edge.md): the origin's registry of edge servers, their
 // placement and routing. The edge process itself is node.ts (`cascade edge`).
@@ -17,6 +20,7 @@ import { edgeOwner } from './queries.ts';
 export { OWNED_TABLES, type EdgeKind, type PlacementPolicy } from './tables.ts';
 export { EdgeService, type Edge } from './service.ts';
 export { DeliveryService, type Delivery, type DeliveryReport, type OpenDelivery } from './deliveries.ts';
+export { rentalsPart, RentalService, type Rental, type RentalDeliveries } from './rentals.ts';
 
 /** The registry comes first: the transfer domain routes through it and the ledger asks it who is an edge. */
 export function edgeRegistry(deps: { db: Db; clock: Clock; terminals: TerminalService }) {
@@ -28,7 +32,7 @@ export function edgeRegistry(deps: { db: Db; clock: Clock; terminals: TerminalSe
   return { edges, router };
 }
 
-export function edgeDomain(deps: { edges: EdgeService; db: Db; clock: Clock; ledger: Ledger; tariff: Tariff }) {
+export function edgeDomain(deps: { edges: EdgeService; db: Db; clock: Clock; ledger: Ledger; tariff: Tariff; keys: KeyPair; contents: RentalContents }) {
   const { edges } = deps;
   // S2.4: the one billing path of home rentals and store orders (deliveries.ts).
   const deliveries = new DeliveryService({
@@ -38,9 +42,12 @@ export function edgeDomain(deps: { edges: EdgeService; db: Db; clock: Clock; led
     tariff: deps.tariff,
     edges: { ownerOf: edgeOwner },
   });
+  // S2.5: home servers' rentals, billed as deliveries.
+  const rentals = rentalsPart({ db: deps.db, clock: deps.clock, keys: deps.keys, originId: originIdOf(deps.keys.publicKeyB64), edges, contents: deps.contents, deliveries });
   const plugin: FastifyPluginAsync = async (app) => {
     edgeRoutes(app, { edges });
     await app.register(deliveryRoutes({ deliveries, resolveEdge: (terminalId) => edges.byTerminal(terminalId) }));
+    await app.register(rentals.plugin);
   };
-  return { edges, deliveries, plugin };
+  return { edges, deliveries, rentals: rentals.rentals, plugin };
 }

@@ -1,12 +1,15 @@
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, before, test } from 'node:test';
+import { generateKeyPair, loadOrCreateKeyPair } from '../../src/core/crypto.ts';
 import { Api } from '../../src/core/http-client.ts';
+import { originIdOf } from '../../src/edge/delivery-hook.ts';
+import { signRentalTicket } from '../../src/edge/rental-ticket.ts';
 import { CLI, runCli, spawnOrigin, type OriginProcess } from '../helpers/processes.ts';
 import { waitFor } from '../helpers/wait.ts';
 
@@ -104,4 +107,31 @@ test('S2.1, S2.2: two edge processes; the recently-added one is filled ahead of 
   assert.notEqual(refused.code, 0);
   assert.match(refused.stderr, /forbidden|role/i);
   writeFileSync(path.join(work, 'done'), '');
+});
+
+test('S2.5: `cascade edge --kind home` plays a rental ticket the origin signed: file by Range, VOD HLS packaged by ffmpeg, forged tickets refused', async () => {
+  const video = path.join(work, 'home-film.mp4');
+  const made = spawnSync('/usr/bin/ffmpeg', ['-hide_banner', '-loglevel', 'error', '-f', 'lavfi', '-i', 'testsrc=size=160x90:rate=10', '-t', '9', '-c:v', 'libx264', '-preset', 'ultrafast', '-g', '10', '-pix_fmt', 'yuv420p', video]);
+  assert.equal(made.status, 0, made.stderr.toString());
+  const pat = new Api(origin.url, (await new Api(origin.url).post('/auth/login', { username: 'pat', password: 'publisher-password' })).token);
+  const published = await pat.request('POST', '/contents?title=Film&genre=film&price=100', { body: readFileSync(video), headers: { 'content-type': 'application/octet-stream' } });
+  const home = await startEdgeProcess(['--kind', 'home', '--label', 'eu/paris/building-7', '--cache', '64MB', '--policy', 'manual', '--home', path.join(work, 'edge-home')]);
+  const keys = loadOrCreateKeyPair(path.join(origin.dataDir, 'keys', 'origin.key'));
+  const now = Date.now();
+  const fields = { rentalId: 'rnt_e2e', deliveryId: 'dlv_e2e', serial: 1, userId: 'usr_e2e', contentId: published.id, edgeId: home.ready.edgeId, originId: originIdOf(keys.publicKeyB64), plan: 'days' as const, days: 1, unitPrice: 10, maxFee: 10, startsAt: now, endsAt: now + 86_400_000 };
+  const base = `${home.ready.url}/play/${signRentalTicket(fields, keys.privateKey)}`;
+  // The edge gets the content over the piece protocol on the first play.
+  const range = await fetch(`${base}/file`, { headers: { range: 'bytes=100-199' } });
+  assert.equal(range.status, 206);
+  assert.deepEqual(Buffer.from(await range.arrayBuffer()), readFileSync(video).subarray(100, 200));
+  const playlist = await fetch(`${base}/index.m3u8`);
+  assert.equal(playlist.status, 200);
+  const text = await playlist.text();
+  assert.match(text, /#EXT-X-PLAYLIST-TYPE:VOD[\s\S]*#EXT-X-ENDLIST/);
+  const seg = await fetch(`${base}/${text.split('\n').find((l) => l.startsWith('seg/seg_'))}`);
+  assert.equal(seg.status, 200);
+  assert.ok((await seg.arrayBuffer()).byteLength > 0);
+  const forged = await fetch(`${home.ready.url}/play/${signRentalTicket(fields, generateKeyPair().privateKey)}/file`);
+  assert.equal(forged.status, 401);
+  assert.equal((await forged.json()).error.code, 'rental_invalid');
 });
