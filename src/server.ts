@@ -11,7 +11,7 @@ import { loadOrCreateKeyPair, type KeyPair } from './core/crypto.ts';
 import { openEventBus, type EventBus } from './core/event-bus.ts';
 import { createHttpApp } from './core/http.ts';
 import { createLogger } from './core/logger.ts';
-import { orderEdges, orderRoutes, OrderService, type DeliveryBilling } from './edge/orders.ts';
+import type { OrderService } from './edge/orders.ts';
 import { discoveryDomain, type DiscoveryService } from './discovery/index.ts';
 import { liveDomain, type BookingService, type Channels, type DeadlineJob, type Guide, type LiveStreams, type RecordingService } from './live/index.ts';
 import { openDatabase, sql, type DbHandle } from './db/connection.ts';
@@ -31,7 +31,7 @@ import {
   type TransferService,
 } from './transfer/index.ts';
 import { webRoutes } from './web/routes.ts';
-import { edgeDomain, edgeRegistry, type EdgeService } from './edge/index.ts';
+import { edgeDomain, edgeRegistry, type DeliveryService, type EdgeService } from './edge/index.ts';
 
 // The origin process (`cascade serve`): composes the domains (each builds its services,
 // routes and background jobs in its index.ts) and nothing else. ARCHITECTURE.md "Boundaries".
@@ -45,12 +45,6 @@ export interface OriginOptions {
   db?: DbHandle;
   /** How host names of peer addresses resolve; default the system resolver (tests give names their own answers). */
   resolveHost?: (host: string) => Promise<string[]>;
-  /**
-   * Store orders (S2.6) with the delivery service they bill through. Interim, until the delivery
-   * service (#17 "bill") is on main and the edge domain composes orders with it: without it there
-   * are no order routes.
-   */
-  edgeOrders?: { deliveries: DeliveryBilling };
 }
 
 export interface Origin {
@@ -84,10 +78,12 @@ export interface Origin {
   live: { channels: Channels; bookings: BookingService; guide: Guide; deadlines: DeadlineJob; streams: LiveStreams; recordings: RecordingService };
   /** S2: the edge registry. */
   edges: EdgeService;
+  /** S2.4: deliveries of home and store edges and their billing. */
+  deliveries: DeliveryService;
   /** Which addresses terminals register that the origin calls (issue 10 #8). */
   peers: AddressPolicy;
-  /** S2.6: store orders (null without `edgeOrders`). */
-  orders: OrderService | null;
+  /** S2.6: store orders. */
+  orders: OrderService;
   /** Path of the one-time operator credentials file if this start created it. */
   operatorCredentialsFile: string | null;
   close(): Promise<void>;
@@ -125,14 +121,12 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
   let listeningUrl = config.publicUrl;
   const live = liveDomain({ ...base, accounts: accounts.accounts, ledger: ledger.ledger, wallets: ledger.wallets, mail: mail.mail, metrics: app.metrics, content: content.content, baseUrl: () => config.publicUrl || listeningUrl });
 
-  const edge = edgeDomain({ edges: edgeRegistryParts.edges });
-  const orders = opts.edgeOrders ? new OrderService({ db: db.db, clock, keys, ledger: ledger.ledger, wallets: ledger.wallets, content: content.content, edges: orderEdges(edgeRegistryParts.edges), ...opts.edgeOrders }) : null;
+  const edge = edgeDomain({ edges: edgeRegistryParts.edges, db: db.db, clock, ledger: ledger.ledger, wallets: ledger.wallets, tariff: config.tariff, keys, contents: content.content });
 
   // Operations routes, in a plugin so that they are registered after (and documented by) OpenAPI.
   await app.register(opsRoutes({ app, db, keys }));
   await app.register(webRoutes());
   for (const domain of [accounts, content, terminals, ledger, transfer, schedule, discovery, dashboard, mail, live, edge]) await app.register(domain.plugin);
-  if (orders) await app.register(orderRoutes(orders));
 
   const operatorCredentialsFile = await accounts.start();
   terminals.start();
@@ -158,7 +152,7 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
     keys,
     bus,
     peers,
-    orders,
+    orders: edge.orders,
     operatorCredentialsFile,
     ...services,
     grants: transfer.grants,
@@ -176,6 +170,7 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
     mail: mail.mail,
     live: { channels: live.channels, bookings: live.bookings, guide: live.guide, deadlines: live.deadlines, streams: live.streams, recordings: live.recordings },
     edges: edge.edges,
+    deliveries: edge.deliveries,
     async close() {
       await live.stop();
       transfer.stop();

@@ -20,7 +20,7 @@ interface EdgeView {
   policy: string;
   online: boolean;
   lastReportAt: string | null;
-  stats: { hits: number; misses: number; bytesServed: number; load: number; usedBytes: number; filling: string | null } | null;
+  stats: { hits: number; misses: number; bytesServed: number; load: number; usedBytes: number; filling: string | null; deliveries?: { recorded: number; acknowledged: number; refused: number; pending: number } } | null;
   hitRate: number | null;
   serveUrl: string;
 }
@@ -76,7 +76,7 @@ export function registerEdge(program: Command) {
         slots: opts.slots,
         reportMs: opts.reportMs,
         logger: createLogger(process.env.LOG_LEVEL ?? 'warn', 'edge'),
-        extensions: edgeExtensions(opts.kind),
+        extensions: edgeExtensions(opts.kind, { ffmpeg: process.env.FFMPEG || 'ffmpeg' }),
       });
       const ready = { event: 'ready', edgeId: node.edgeId, terminalId: node.terminalId, kind: node.kind, label: node.label, url: node.url, cacheBytes };
       if (g.json) process.stdout.write(JSON.stringify(ready) + '\n');
@@ -98,7 +98,12 @@ export function registerEdge(program: Command) {
       if (edgeId) {
         const d = await api.get<EdgeDetail>(`/edges/${encodeURIComponent(edgeId)}`);
         if (g.json) return void process.stdout.write(JSON.stringify(d) + '\n');
-        process.stdout.write(`${describe(d)}\n\n`);
+        // S2.4: what its deliveries came to on the origin (the edge's own journal: GET /edge on the edge).
+        const billed = await api.get<{ counts: { opened: number; open: number; billed: number; billedFees: number } }>(`/edges/${encodeURIComponent(edgeId)}/deliveries?limit=1`);
+        const c = billed.counts;
+        const j = d.stats?.deliveries;
+        const journaled = j ? `; its journal: ${j.recorded} reports recorded, ${j.acknowledged} acknowledged, ${j.refused} refused, ${j.pending} to send` : '';
+        process.stdout.write(`${describe(d)}\ndeliveries: ${c.opened} opened, ${c.billed} billed (fees ${c.billedFees}), ${c.open} waiting for their final report${journaled}\n\n`);
         const rows = d.holdings.map((h) => [h.contentId.slice(0, 12), h.title ?? '?', formatBytes(h.bytes), h.complete ? 'yes' : 'arriving', timeToSecond(h.lastUsedAt), h.pinned ? 'pinned' : '']);
         process.stdout.write(rows.length ? table(['CONTENT', 'TITLE', 'SIZE', 'COMPLETE', 'LAST USED', ''], rows, [2]).join('\n') + '\n' : 'It holds nothing yet.\n');
         for (const f of d.plan.fetch) process.stdout.write(`to fetch  ${f.contentId.slice(0, 12)}: ${f.why}\n`);
@@ -106,14 +111,15 @@ export function registerEdge(program: Command) {
         for (const s of d.plan.skipped) process.stdout.write(`left out  ${s.contentId.slice(0, 12)}: ${s.why}\n`);
         return;
       }
-      const { items } = await api.get<{ items: EdgeView[] }>('/edges');
+      const { items, scope } = await api.get<{ items: EdgeView[]; scope: 'all' | 'home_and_store' }>('/edges');
       if (g.json) return void process.stdout.write(JSON.stringify(items) + '\n');
-      if (!items.length) return void process.stdout.write('No edges yet: start one with `cascade edge --kind delivery --label eu/paris --cache 20GB`.\n');
-      if (!items[0].stats && items[0].cacheBytes === undefined) {
-        // A member sees only where home and store servers are.
+      if (scope !== 'all') {
+        // A member sees only where home and store servers are (operators see every edge with its figures).
+        if (!items.length) return void process.stdout.write('No home or store server yet. (Delivery edges and their figures are listed for operators.)\n');
         process.stdout.write(table(['EDGE', 'KIND', 'LABEL', 'ONLINE'], items.map((e) => [e.id, e.kind, e.label, e.online ? 'yes' : 'no'])).join('\n') + '\n');
         return;
       }
+      if (!items.length) return void process.stdout.write('No edges yet: start one with `cascade edge --kind delivery --label eu/paris --cache 20GB`.\n');
       const rows = items.map((e) => [
         e.id,
         e.kind,

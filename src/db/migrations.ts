@@ -11,6 +11,8 @@ import { grantServedMigration, peersMigration, receiptsBySourceTimeMigration, tr
 import { purchasesMigration, settlementMigration } from '../ledger/tables-settlement.ts';
 import { schedulePushMigration, schedulesMigration } from '../schedule/tables.ts';
 import { mailOutboxMigration } from '../mail/tables.ts';
+import { edgeDeliveriesMigration } from '../edge/tables-deliveries.ts';
+import { edgeRentalsMigration } from '../edge/tables-rentals.ts';
 import { edgeOrdersMigration } from '../edge/tables-orders.ts';
 
 // One ordered list of migrations; the same SQL runs on PGlite and on PostgreSQL.
@@ -42,6 +44,8 @@ const migrations: Record<string, Migration> = {
   '0024_live_fillers': liveFillersMigration,
   '0025_live_recordings': liveRecordingsMigration,
   '0026_edges': edgesMigration,
+  '0027_edge_deliveries': edgeDeliveriesMigration,
+  '0028_edge_rentals': edgeRentalsMigration,
   '0029_edge_orders': edgeOrdersMigration,
 };
 

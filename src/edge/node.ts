@@ -13,6 +13,7 @@ import type { SignedManifest } from '../content/manifest.ts';
 import type { PieceSource } from '../transfer/piece-source.ts';
 import { ORIGIN_SOURCE_ID } from '../transfer/grant-token.ts';
 import { identityHook, originIdOf, type DeliveryHook } from './delivery-hook.ts';
+import { DeliveryJournal, DeliveryReporter } from './delivery-journal.ts';
 import type { Placement } from './placement.ts';
 import type { Edge } from './service.ts';
 import type { EdgeKind, EdgeStats, PlacementPolicy } from './tables.ts';
@@ -75,6 +76,11 @@ export interface EdgeContext {
   /** Marks a content used now (least recently used goes first). */
   touch(contentId: string): void;
   hook: DeliveryHook;
+  /**
+   * S2.4: reports of this edge's deliveries (rentals, orders) to the origin: `report()` journals one
+   * (fsynced) and resolves once it is durable; the reporter sends it, and anything a previous run left.
+   */
+  deliveries: DeliveryReporter;
 }
 
 /** What a home or store edge adds. Routes may use the context in handlers; `start` runs once it is complete. */
@@ -165,7 +171,13 @@ export async function startEdge(opts: EdgeOptions): Promise<EdgeNode> {
     },
   });
 
+  // S2.4: the delivery journal is open before extensions exist (they may report from the start);
+  // its reporter starts sending once the edge is registered (it needs the terminal's session).
+  const journal = await DeliveryJournal.open(opts.home, { clock });
+  const deliveries = new DeliveryReporter({ journal, api: () => agent!.api(), clock, logger });
+
   const ctx = {
+    deliveries,
     edgeId: '',
     terminalId: '',
     kind: opts.kind,
@@ -241,6 +253,7 @@ export async function startEdge(opts: EdgeOptions): Promise<EdgeNode> {
           kind: ctx.kind,
           label: ctx.label,
           stats: stats(),
+          deliveries: deliveries.status(),
         }));
       },
       ...extensions.flatMap((e) => (e.routes ? [e.routes] : [])),
@@ -253,13 +266,15 @@ export async function startEdge(opts: EdgeOptions): Promise<EdgeNode> {
   } catch (err) {
     // Refused (not an operator, a bad label…): nothing keeps serving.
     await agent.close();
+    await journal.close();
     throw err;
   }
   ctx.edgeId = edge.id;
   ctx.terminalId = agent.terminalId;
+  deliveries.start();
 
   const usedBytes = () => store.list().reduce((s, c) => s + c.manifest.body.totalSize, 0);
-  const stats = (): EdgeStats => ({ ...counters, load: agent!.slotLoad(), usedBytes: usedBytes(), filling });
+  const stats = (): EdgeStats => ({ ...counters, load: agent!.slotLoad(), usedBytes: usedBytes(), filling, deliveries: journal.counts() });
   const tellHoldings = () =>
     agent!
       .api()
@@ -322,6 +337,8 @@ export async function startEdge(opts: EdgeOptions): Promise<EdgeNode> {
       closing.abort();
       await reports;
       for (const e of extensions) await e.stop?.();
+      await deliveries.stop(); // after the extensions: what they reported while stopping is journaled
+      await journal.close();
       await agent!.close();
       await fills.catch(() => {});
       writeFileSync(lruFile, JSON.stringify(Object.fromEntries(lastUsed)));

@@ -13,3 +13,9 @@ export async function edgeTerminalsIn(db: Db, terminalIds: readonly string[]): P
   const rows = await db.selectFrom('edges').select('terminal_id').where('terminal_id', '=', sql<string>`any(${arrayLiteral(ids)}::text[])`).execute();
   return new Set(rows.map((r) => r.terminal_id));
 }
+
+/** The operator (owner) of an edge, or null if there is no such edge; through `db`, which may be a transaction. */
+export async function edgeOwner(edgeId: string, db: Db): Promise<string | null> {
+  const row = await db.selectFrom('edges').select('owner_id').where('id', '=', edgeId).executeTakeFirst();
+  return row?.owner_id ?? null;
+}

@@ -79,6 +79,12 @@ export function edgeRoutes(app: FastifyInstance, deps: { edges: EdgeService }) {
               load: { type: 'number', minimum: 0, maximum: 1 },
               usedBytes: { type: 'integer', minimum: 0, maximum: MAX_BYTES },
               filling: { type: ['string', 'null'], maxLength: 64 },
+              deliveries: {
+                type: 'object',
+                required: ['recorded', 'acknowledged', 'refused', 'pending'],
+                additionalProperties: false,
+                properties: Object.fromEntries(['recorded', 'acknowledged', 'refused', 'pending'].map((k) => [k, { type: 'integer', minimum: 0, maximum: MAX_BYTES }])),
+              },
             },
           },
         },
@@ -107,17 +113,22 @@ export function edgeRoutes(app: FastifyInstance, deps: { edges: EdgeService }) {
     handler: async (req) => {
       const list = await edges.list({ kind: req.query.kind });
       // Members see where home and store servers are, to rent or order there; operators see all, with figures.
-      if (req.principal!.roles.includes('operator')) return { items: list };
-      return { items: list.filter((e) => e.kind !== 'delivery').map((e) => ({ id: e.id, kind: e.kind, label: e.label, online: e.online, serveUrl: e.serveUrl })) };
+      if (req.principal!.roles.includes('operator')) return { scope: 'all', items: list };
+      return { scope: 'home_and_store', items: list.filter((e) => e.kind !== 'delivery').map((e) => ({ id: e.id, kind: e.kind, label: e.label, online: e.online, serveUrl: e.serveUrl })) };
     },
   });
 
   app.get<{ Params: { id: string } }>('/edges/:id', {
     config: { access: ['operator'] },
-    schema: { summary: 'One edge with its holdings (what it caches, since when used, pinned or not) and its current plan', tags: ['edge'], params: idParams, response: refusals },
+    schema: { summary: 'One edge with its holdings (what it caches, since when used, pinned or not), its current plan, its pins and the titles of the contents these name', tags: ['edge'], params: idParams, response: refusals },
     handler: async (req) => {
       const edge = await edges.get(req.params.id);
-      return { ...edge, holdings: await edges.holdings(edge.id), plan: await edges.plan(edge) };
+      const holdings = await edges.holdings(edge.id);
+      const plan = await edges.plan(edge);
+      const pins = await edges.pinned(edge.id);
+      // Pins (held or not) and the titles of what the plan names, so a page can show them by name.
+      const titles = await edges.titles([...pins, ...plan.fetch.map((f) => f.contentId), ...plan.evict.map((e) => e.contentId), ...plan.skipped.map((s) => s.contentId)]);
+      return { ...edge, holdings, plan, pins, titles };
     },
   });
 

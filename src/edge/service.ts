@@ -273,7 +273,13 @@ export class EdgeService {
     return { ...routed, publicKey: terminal.publicKey };
   }
 
-  private async pinned(edgeId: string): Promise<string[]> {
+  /** The titles of these contents (those still published), for people reading a plan. */
+  async titles(contentIds: readonly string[]): Promise<Record<string, string>> {
+    return Object.fromEntries([...(await contentsByIds(this.deps.db, contentIds)).values()].map((c) => [c.id, c.title]));
+  }
+
+  /** The contents an operator pinned on this edge, oldest pin first (held or not: a pin too big for the cache is only in the plan's `skipped`). */
+  async pinned(edgeId: string): Promise<string[]> {
     const rows = await this.deps.db.selectFrom('edge_pins').select('content_id').where('edge_id', '=', edgeId).orderBy('created_at').orderBy('content_id').execute();
     return rows.map((r) => r.content_id);
   }

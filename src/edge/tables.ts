@@ -1,9 +1,12 @@
 import { sql, type Kysely, type Migration } from 'kysely';
+import { DELIVERY_TABLES } from './tables-deliveries.ts';
+import { RENTAL_TABLES } from './tables-rentals.ts';
 import { ORDER_TABLES } from './tables-orders.ts';
 
 // Tables the edge domain owns (S2, docs/edge.md). Other domains ask EdgeService or the
-// query functions in queries.ts (boundaries.test.ts).
-export const OWNED_TABLES = ['edges', 'edge_holdings', 'edge_pins', ...ORDER_TABLES] as const;
+// query functions in queries.ts (boundaries.test.ts). Deliveries (S2.4), rentals (S2.5)
+// and orders (S2.6) have their own tables files.
+export const OWNED_TABLES = ['edges', 'edge_holdings', 'edge_pins', ...DELIVERY_TABLES, ...RENTAL_TABLES, ...ORDER_TABLES] as const;
 
 export type EdgeKind = 'delivery' | 'home' | 'store';
 export const EDGE_KINDS: readonly EdgeKind[] = ['delivery', 'home', 'store'];
@@ -22,6 +25,8 @@ export interface EdgeStats {
   usedBytes: number;
   /** Content currently being fetched, if any. */
   filling: string | null;
+  /** S2.4: its delivery journal (delivery-journal.ts): reports recorded, acknowledged or refused by the origin, still to send. */
+  deliveries?: { recorded: number; acknowledged: number; refused: number; pending: number };
 }
 
 /** S2.1: an edge server: a terminal of an operator, with a kind, a location label and a cache. */

@@ -222,20 +222,26 @@ function describe(accountId: string, legs: HistoryEntry[], l: Lookups): WalletRe
   }
 
   const isPlay = newest.record!.startsWith('play:');
+  // S2.4: a rental or order an edge delivered (src/edge/deliveries.ts): its `edge` leg is the source's share.
+  const isDelivery = newest.record!.startsWith('delivery:');
   const paying = legs.some((e) => e.amount < 0);
-  const receipts = new Set(posted.filter((e) => e.ref && !isPlay).map((e) => e.ref!)).size;
+  const receipts = new Set(posted.filter((e) => e.ref && !isPlay && !isDelivery).map((e) => e.ref!)).size;
 
   if (paying) {
     // The payer's side: a download or a play, and where its money went.
     const split = splitOf(posted, isPlay, l);
     const sources = split.filter((p) => p.part === 'source').sort((a, b) => b.amount - a.amount);
     const main = sources[0]?.account ?? split.find((p) => p.part === 'royalty')?.account ?? oldest.counterpart;
-    const rules = isPlay ? [] : rulesOf(posted, l.why);
+    const rules = isPlay || isDelivery ? [] : rulesOf(posted, l.why);
     const paid = -amount;
     const parts = split.map((p) => `${p.part === 'source' ? `source ${p.name ?? p.account}` : p.part === 'royalty' ? `royalty to ${p.name ?? p.account}` : p.part === 'fee' ? 'platform fee' : 'rounding'} ${p.amount}`);
     let description: string;
     if (isPlay) description = `Played ${title} on a terminal without a download record: ${paid} (${parts.join(', ')})`;
-    else {
+    else if (isDelivery) {
+      description = `Delivery of ${title} by an edge: paid ${paid}${parts.length ? ` (${parts.join(', ')})` : ''}`;
+      if (held > 0) description += `; ${held} held until the edge reports it`;
+      else if (paid === 0) description += '; the hold was released, nothing was charged';
+    } else {
       description = `Download of ${title}: paid ${paid}`;
       if (parts.length) description += ` (${parts.join(', ')})`;
       if (receipts) description += `, ${receipts} receipt${receipts === 1 ? '' : 's'}`;
@@ -243,7 +249,7 @@ function describe(accountId: string, legs: HistoryEntry[], l: Lookups): WalletRe
       if (held > 0) description += `; ${held} still reserved for the rest`;
       else if (paid === 0) description += '; the reservation was released, nothing was charged';
     }
-    return { ...base, amount, reason: isPlay ? 'play' : 'download', description, ...counterpartOf(main), receipts, split, rules };
+    return { ...base, amount, reason: isPlay ? 'play' : isDelivery ? 'delivery' : 'download', description, ...counterpartOf(main), receipts, split, rules };
   }
 
   // The payee's side: an upload earning (a source's wallet) or a royalty (a publisher's account).
@@ -252,7 +258,7 @@ function describe(accountId: string, legs: HistoryEntry[], l: Lookups): WalletRe
   const royalty = accountId.startsWith('royalty:') || legs.every((e) => e.reason === 'royalty' || (isPlay && e.id.endsWith(':royalty')));
   const reason: RecordReason = royalty ? 'royalty' : isPlay ? newest.reason : 'upload';
   const description = royalty
-    ? `Royalty for ${title}, ${isPlay ? 'played' : 'downloaded'} by ${by}: ${amount}`
+    ? `Royalty for ${title}, ${isPlay ? `played by ${by}` : isDelivery ? `delivered by an edge to ${by}` : `downloaded by ${by}`}: ${amount}`
     : `Earned ${amount} serving ${title} to ${by}${receipts ? ` (${receipts} receipt${receipts === 1 ? '' : 's'})` : ''}`;
   return { ...base, amount, reason, description, ...counterpartOf(payer), receipts, split: null, rules: [] };
 }
@@ -264,7 +270,7 @@ function splitOf(posted: HistoryEntry[], isPlay: boolean, l: Lookups): SplitPart
     if (e.amount >= 0) continue;
     // A play's legs all say `play`; their IDs end in the part (plays.ts).
     const leg = isPlay ? e.id.slice(e.id.lastIndexOf(':') + 1) : e.reason;
-    const part: SplitPart['part'] = leg === 'upload' ? 'source' : leg === 'royalty' ? 'royalty' : leg === 'fee' ? 'fee' : 'rounding';
+    const part: SplitPart['part'] = leg === 'upload' || leg === 'edge' ? 'source' : leg === 'royalty' ? 'royalty' : leg === 'fee' ? 'fee' : 'rounding';
     const key = `${part} ${e.counterpart}`;
     const p = parts.get(key) ?? { part, account: e.counterpart, name: part === 'source' && isPlatform(e.counterpart) ? 'origin' : l.nameOf(e.counterpart), amount: 0 };
     p.amount -= e.amount;

@@ -113,6 +113,8 @@ export interface DownloadResult extends Progress {
   skipped: SkippedHolder[];
   /** Every source the origin offered this run, the origin included (some may have served nothing). */
   offered: string[];
+  /** Why the origin offered each source, as it last said (S2.2: an edge's routing reason). */
+  reasons: Record<string, string[]>;
   dropped: Record<string, DropReason>;
   /** False when the origin could not be told that the transfer ended (see onEndUnreported). */
   endReported: boolean;
@@ -286,6 +288,7 @@ class DownloadRun {
       bySource,
       skipped: [...this.skipped.values()],
       offered: [...this.sources.all.keys()],
+      reasons: Object.fromEntries([...this.sources.all].map(([id, src]) => [id, src.why])),
       dropped,
       reservation: this.reservation,
       endReported: !this.endUnreported,

@@ -14,16 +14,24 @@ const DROPPED: Record<DropReason, string> = {
   slow: 'offered, but it was too slow and was dropped',
 };
 
-function sourceName(id: string): string {
-  return id === ORIGIN_SOURCE_ID ? 'the origin' : `terminal ${id}`;
+/** `edge eu/paris` for an edge the origin directed us to (S2.2: its reason starts so), else the terminal. */
+function sourceName(id: string, reasons?: Record<string, string[]>): string {
+  if (id === ORIGIN_SOURCE_ID) return 'the origin';
+  const edge = reasons?.[id]?.[0]?.match(/^(edge [^:]+):/);
+  return edge ? edge[1] : `terminal ${id}`;
 }
 
 /** Lines for people: who served how much, then (if only the origin served) why no peer did. */
-export function describeSources(result: Pick<DownloadResult, 'bySource' | 'skipped' | 'dropped' | 'offered'>): string[] {
+export function describeSources(result: Pick<DownloadResult, 'bySource' | 'skipped' | 'dropped' | 'offered'> & Partial<Pick<DownloadResult, 'reasons'>>): string[] {
   const served = Object.entries(result.bySource)
     .filter(([, n]) => n > 0)
     .sort(([a, x], [b, y]) => y - x || (a < b ? -1 : a > b ? 1 : 0));
-  const lines = [served.length ? `Served by ${served.map(([id, n]) => `${sourceName(id)}: ${formatBytes(n)}`).join(', ')}.` : 'Nothing was fetched: every piece was already here.'];
+  const lines = [served.length ? `Served by ${served.map(([id, n]) => `${sourceName(id, result.reasons)}: ${formatBytes(n)}`).join(', ')}.` : 'Nothing was fetched: every piece was already here.'];
+  // S2.2, tell people why: the edge the origin directed this receiver to, and for what reason.
+  for (const [id] of served) {
+    const why = result.reasons?.[id]?.[0];
+    if (why?.startsWith('edge ')) lines.push(`The origin directed you to ${why}.`);
+  }
   const peerServed = served.some(([id]) => id !== ORIGIN_SOURCE_ID);
   if (peerServed || served.length === 0) return lines;
   const dropped = Object.entries(result.dropped).filter(([id]) => id !== ORIGIN_SOURCE_ID);

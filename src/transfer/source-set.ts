@@ -64,6 +64,8 @@ export class Source {
   /** The origin has the report of the drop (it is sent once: when it happened, or at the end). */
   dropReported = false;
   needsGrant = false;
+  /** Why the origin offered it, as it last said (an edge's routing reason, a peer's score parts). */
+  why: string[];
   private known: ((i: number) => boolean) | null;
   private readonly lacks = new Set<number>();
 
@@ -78,6 +80,7 @@ export class Source {
     this.grantId = offer.grant.id;
     this.known = offer.pieces === null ? null : rangeSet(offer.pieces);
     this.upRate = offer.upRate ?? null;
+    this.why = offer.why ?? [];
     this.client = client;
     this.servedKey = keyOrNull(servedKey);
   }
@@ -85,6 +88,7 @@ export class Source {
   /** A fresher offer for the same source: new grant, newer piece list. */
   update(offer: SourceOffer) {
     this.known = offer.pieces === null ? null : rangeSet(offer.pieces);
+    this.why = offer.why ?? this.why;
     this.upRate = offer.upRate ?? null;
     this.lacks.clear();
     if (offer.grant.id !== this.grantId) {

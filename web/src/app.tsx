@@ -8,6 +8,7 @@ import { AccountPage } from './pages/account.tsx';
 import { CatalogPage } from './pages/catalog.tsx';
 import { ChannelsPage } from './pages/channels.tsx';
 import { ContentPage } from './pages/content.tsx';
+import { EdgePage, EdgesPage } from './pages/edges.tsx';
 import { BroadcastPage } from './pages/live-broadcast.tsx';
 import { ChannelPage } from './pages/live-channel.tsx';
 import { CalendarPage } from './pages/live-calendar.tsx';
@@ -69,6 +70,9 @@ export const pages: PageDef[] = [
   { path: '/admin/users', page: UsersPage, auth: true, nav: 'Users', role: 'operator' },
   { path: '/admin/dashboard', page: DashboardPage, auth: true, nav: 'Dashboard', role: 'operator' },
   { path: '/admin/channels', page: ChannelsPage, auth: true, nav: 'Channels', role: 'operator' },
+  // Edge servers (#17; docs/edge.md): their caches, hit rates and load; one edge's plan, pins and settings.
+  { path: '/admin/edges', page: EdgesPage, auth: true, nav: 'Edges', role: 'operator' },
+  { path: '/admin/edges/:id', page: EdgePage, auth: true },
 ];
 
 export function App() {

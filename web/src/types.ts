@@ -1,3 +1,5 @@
+import type { EdgeKind, EdgeStats, PlacementPolicy } from '../../src/edge/tables.ts';
+
 // Shapes the API answers (docs/content-list.md, docs/protocol.md); only what the app reads.
 
 export interface CatalogItem {
@@ -305,4 +307,51 @@ export interface Recording {
   attempts: number;
   requestedAt: string;
   updatedAt: string;
+}
+
+// ---- edge servers (#17; docs/edge.md; src/edge/service.ts, routes.ts) ----
+
+// The edge's kinds, policies and counters are the server's own types (src/edge/tables.ts; types only, nothing bundled).
+export type { EdgeKind, EdgeStats, PlacementPolicy };
+
+/** An item of GET /edges as operators see it. */
+export interface EdgeSummary {
+  id: string;
+  kind: EdgeKind;
+  label: string;
+  cacheBytes: number;
+  serveUrl: string;
+  policy: PlacementPolicy;
+  online: boolean;
+  lastReportAt: string | null;
+  stats: EdgeStats | null;
+  /** hits ÷ (hits + misses); null before any request. */
+  hitRate: number | null;
+}
+
+export interface EdgeHolding {
+  contentId: string;
+  title: string | null;
+  bytes: number;
+  complete: boolean;
+  lastUsedAt: string;
+  pinned: boolean;
+}
+
+/** S2.1: what the edge should fetch and drop, and what was left out, each with its reason. */
+export interface EdgePlan {
+  fetch: { contentId: string; bytes: number; why: string }[];
+  evict: { contentId: string; why: string }[];
+  skipped: { contentId: string; why: string }[];
+  keep: string[];
+}
+
+/** GET /edges/:id. */
+export interface EdgeDetail extends EdgeSummary {
+  holdings: EdgeHolding[];
+  plan: EdgePlan;
+  /** Pinned contents, oldest pin first, held or not. */
+  pins: string[];
+  /** Titles of the contents the pins and the plan name. */
+  titles: Record<string, string>;
 }

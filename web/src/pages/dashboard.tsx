@@ -1,4 +1,4 @@
-import { useEffect, useRef, useState } from 'preact/hooks';
+import { useEffect, useRef } from 'preact/hooks';
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
 import { api } from '../api.ts';
@@ -6,6 +6,7 @@ import { ErrorNote, Loading, NeedsRole, Page } from '../components/common.tsx';
 import { bytes, shortId, when } from '../format.ts';
 import { hasRole } from '../session.ts';
 import { TableWrap } from '../components/table-wrap.tsx';
+import { RefreshHead, useRefreshing } from '../components/refreshing.tsx';
 
 // The operations dashboard (operators, GET /ops/dashboard): refreshed every 5 s while the tab
 // is visible (paused while hidden, at once when shown again), with the origin's time of the
@@ -42,62 +43,12 @@ const clockTime = (iso: string) => new Date(iso).toLocaleTimeString(undefined, {
 const minute = (iso: string) => new Date(iso).toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' });
 
 function DashboardView() {
-  const [data, setData] = useState<Dashboard | null>(null);
-  const [error, setError] = useState<string | null>(null);
-  const [paused, setPaused] = useState(document.hidden);
-  const refresh = useRef<() => void>(() => {});
-
-  useEffect(() => {
-    let live = true;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    let inFlight = false;
-    let ctrl: AbortController | null = null;
-    const load = async () => {
-      if (inFlight) return;
-      clearTimeout(timer);
-      inFlight = true;
-      ctrl = new AbortController();
-      try {
-        const d = await api<Dashboard>('GET', '/ops/dashboard', undefined, { signal: ctrl.signal });
-        if (live) (setData(d), setError(null));
-      } catch (e) {
-        if (live && (e as Error).name !== 'AbortError') setError((e as Error).message);
-      } finally {
-        inFlight = false;
-        // The next one only while the tab is visible: a hidden tab asks nothing.
-        if (live && !document.hidden) timer = setTimeout(load, REFRESH_MS);
-      }
-    };
-    const onVisibility = () => {
-      setPaused(document.hidden);
-      if (document.hidden) clearTimeout(timer);
-      else load();
-    };
-    document.addEventListener('visibilitychange', onVisibility);
-    refresh.current = load;
-    load();
-    return () => {
-      live = false;
-      clearTimeout(timer);
-      ctrl?.abort();
-      document.removeEventListener('visibilitychange', onVisibility);
-    };
-  }, []);
+  const { data, error, paused, refresh } = useRefreshing((signal) => api<Dashboard>('GET', '/ops/dashboard', undefined, { signal }), REFRESH_MS);
 
   return (
     <Page
       title="Dashboard"
-      actions={
-        <div class="dash-head">
-          <p class="muted" role="status" aria-live="polite" aria-atomic="true">
-            {data ? `Updated at ${clockTime(data.at)}` : ''}
-            {paused ? ' · paused while the tab is hidden' : data ? ` · refreshes every ${REFRESH_MS / 1000} s` : ''}
-          </p>
-          <button type="button" class="secondary" onClick={() => refresh.current()}>
-            Refresh now
-          </button>
-        </div>
-      }
+      actions={<RefreshHead updated={data ? clockTime(data.at) : null} paused={paused} everyMs={REFRESH_MS} refresh={refresh} />}
     >
       <ErrorNote message={error} />
       {!data && !error && <Loading what="the figures" />}
