@@ -11,7 +11,7 @@ import { loadOrCreateKeyPair, type KeyPair } from './core/crypto.ts';
 import { openEventBus, type EventBus } from './core/event-bus.ts';
 import { createHttpApp } from './core/http.ts';
 import { createLogger } from './core/logger.ts';
-import { orderEdges, orderRoutes, OrderService, type DeliveryBilling } from './edge/orders.ts';
+import type { OrderService } from './edge/orders.ts';
 import { discoveryDomain, type DiscoveryService } from './discovery/index.ts';
 import { liveDomain, type BookingService, type Channels, type DeadlineJob, type Guide, type LiveStreams, type RecordingService } from './live/index.ts';
 import { openDatabase, sql, type DbHandle } from './db/connection.ts';
@@ -45,11 +45,6 @@ export interface OriginOptions {
   db?: DbHandle;
   /** How host names of peer addresses resolve; default the system resolver (tests give names their own answers). */
   resolveHost?: (host: string) => Promise<string[]>;
-  /**
-   * Store orders (S2.6): a stand-in for the delivery service they bill through (tests); default
-   * the edge domain's DeliveryService.
-   */
-  edgeOrders?: { deliveries: DeliveryBilling };
 }
 
 export interface Origin {
@@ -126,16 +121,13 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
   let listeningUrl = config.publicUrl;
   const live = liveDomain({ ...base, accounts: accounts.accounts, ledger: ledger.ledger, wallets: ledger.wallets, mail: mail.mail, metrics: app.metrics, content: content.content, baseUrl: () => config.publicUrl || listeningUrl });
 
-  const edge = edgeDomain({ edges: edgeRegistryParts.edges, db: db.db, clock, ledger: ledger.ledger, tariff: config.tariff, keys, content: content.content });
-  // S2.6: store orders on the deliveries part's service (tests may give a stand-in).
-  const orders = new OrderService({ db: db.db, clock, keys, ledger: ledger.ledger, wallets: ledger.wallets, content: content.content, edges: orderEdges(edgeRegistryParts.edges), deliveries: opts.edgeOrders?.deliveries ?? edge.deliveries });
+  const edge = edgeDomain({ edges: edgeRegistryParts.edges, db: db.db, clock, ledger: ledger.ledger, wallets: ledger.wallets, tariff: config.tariff, keys, contents: content.content });
 
   // Operations routes, in a plugin so that they are registered after (and documented by) OpenAPI.
   await app.register(opsRoutes({ app, db, keys }));
   // The web app may reach the home and store edges (rented videos, ordered packages) at their serve URLs.
   await app.register(webRoutes({ edgeOrigins: async () => (await edgeRegistryParts.edges.list()).filter((e) => e.kind !== 'delivery').map((e) => e.serveUrl) }));
   for (const domain of [accounts, content, terminals, ledger, transfer, schedule, discovery, dashboard, mail, live, edge]) await app.register(domain.plugin);
-  await app.register(orderRoutes(orders));
 
   const operatorCredentialsFile = await accounts.start();
   terminals.start();
@@ -161,7 +153,7 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
     keys,
     bus,
     peers,
-    orders,
+    orders: edge.orders,
     operatorCredentialsFile,
     ...services,
     grants: transfer.grants,

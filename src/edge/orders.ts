@@ -1,7 +1,6 @@
 import { randomInt } from 'node:crypto';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { contentsByIds } from '../content/queries.ts';
-import type { ContentService } from '../content/service.ts';
 import { CONTENT_ID } from '../content/service.ts';
 import type { Clock } from '../core/clock.ts';
 import type { KeyPair } from '../core/crypto.ts';
@@ -114,7 +113,8 @@ export class OrderService {
       keys: KeyPair;
       ledger: Ledger;
       wallets: Wallets;
-      content: ContentService;
+      /** The catalogue (ContentService): an unknown content is `unknown_content`. */
+      content: { get(id: string): Promise<{ id: string; title: string; price: number; totalSize: number }> };
       edges: EdgeDirectory;
       deliveries: DeliveryBilling;
     },

@@ -1,11 +1,11 @@
 import { sql, type Kysely, type Migration } from 'kysely';
 import { DELIVERY_TABLES } from './tables-deliveries.ts';
-import { ORDER_TABLES } from './tables-orders.ts';
 import { RENTAL_TABLES } from './tables-rentals.ts';
+import { ORDER_TABLES } from './tables-orders.ts';
 
 // Tables the edge domain owns (S2, docs/edge.md). Other domains ask EdgeService or the
-// query functions in queries.ts (boundaries.test.ts).
-// Rentals (tables-rentals.ts) are the home server part's (S2.5), orders (tables-orders.ts) the store server's (S2.6).
+// query functions in queries.ts (boundaries.test.ts). Deliveries (S2.4), rentals (S2.5)
+// and orders (S2.6) have their own tables files.
 export const OWNED_TABLES = ['edges', 'edge_holdings', 'edge_pins', ...DELIVERY_TABLES, ...RENTAL_TABLES, ...ORDER_TABLES] as const;
 
 export type EdgeKind = 'delivery' | 'home' | 'store';

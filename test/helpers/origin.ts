@@ -35,7 +35,7 @@ let userCounter = 0;
 
 /** An origin on a random loopback port, with a temporary data directory and a manual clock. */
 export async function startTestOrigin(
-  opts: { engine?: TestEngine; config?: Partial<Config>; /** the clock's start, ms (default: now) */ now?: number; resolveHost?: OriginOptions['resolveHost']; /** S2.6 store orders (interim until the edge domain composes them) */ edgeOrders?: OriginOptions['edgeOrders'] } = {},
+  opts: { engine?: TestEngine; config?: Partial<Config>; /** the clock's start, ms (default: now) */ now?: number; resolveHost?: OriginOptions['resolveHost'] } = {},
 ): Promise<TestOrigin> {
   const dataDir = mkdtempSync(path.join(os.tmpdir(), 'cascade-origin-'));
   const engine = opts.engine ?? testEngines()[0];
@@ -47,7 +47,7 @@ export async function startTestOrigin(
   // that check the address policy itself set `peerAddresses` explicitly.
   const config = { ...loadConfig({}), port: 0, rtmpPort: 0, dataDir, logLevel: 'silent', signupCredit: 1_000_000_000, peerAddresses: 'any' as const, ...opts.config };
   const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
-  const origin = await startOrigin({ config, clock, db, logger, resolveHost: opts.resolveHost, edgeOrders: opts.edgeOrders });
+  const origin = await startOrigin({ config, clock, db, logger, resolveHost: opts.resolveHost });
   let live: Origin | null = origin;
   const call: TestOrigin['call'] = async (method, url, o = {}) => {
     const headers: Record<string, string> = { ...(o.headers ?? {}) };
@@ -104,7 +104,7 @@ export async function startTestOrigin(
     },
     async restart() {
       await live?.close();
-      live = await startOrigin({ config: { ...config, port: Number(new URL(origin.url).port) }, clock, db, logger, resolveHost: opts.resolveHost, edgeOrders: opts.edgeOrders });
+      live = await startOrigin({ config: { ...config, port: Number(new URL(origin.url).port) }, clock, db, logger, resolveHost: opts.resolveHost });
       return live;
     },
     async close() {

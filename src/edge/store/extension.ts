@@ -22,7 +22,7 @@ import { removeWork, sanitiseFileName, writePackage } from './package-writer.ts'
 // restart picks up where it was.
 
 export interface StoreOptions {
-  /** The delivery reporter (src/edge/delivery-journal.ts, `openDeliveryReporting`): journals, then reports until acknowledged. */
+  /** Where delivery reports go (default the edge's journal, `ctx.deliveries`). */
   reporter?: DeliveryReporter;
   /** How often the job asks the origin for new orders (default 5 s). */
   pollMs?: number;
@@ -72,10 +72,8 @@ export function storeExtension(ctx: EdgeContext, opts: StoreOptions = {}): Store
   /** Orders being packaged now, with their contents. */
   const preparing = new Map<string, string>();
   const releasing = new Set<string>();
-  const reporter: DeliveryReporter = opts.reporter ?? {
-    // Without the journal: straight to the origin (S2.4's report route), each report billed once there.
-    report: (report) => ctx.api().post('/edges/me/deliveries/reports', { reports: [report] }),
-  };
+  // The edge's delivery journal (node.ts): durable first, then sent until the origin acknowledges it.
+  const reporter: DeliveryReporter = opts.reporter ?? ctx.deliveries;
   const reserve = opts.reserveBytes ?? 64 * 1024 * 1024;
   const freeBytes =
     opts.freeBytes ??
