@@ -24,7 +24,7 @@ import { waitFor } from '../helpers/wait.ts';
 
 requireFfmpeg();
 
-const VIDEO_S = 24;
+const VIDEO_S = 20;
 let origin: TestOrigin;
 let browser: Browser;
 let work: string;
@@ -148,6 +148,8 @@ test('#17 home server page: the catalogue with both plans’ prices, refused ren
 
   // Play: the home edge packages the video (ffmpeg) and hls.js plays it.
   await rental.getByRole('button', { name: 'Play Harbour film' }).click();
+  // (The first play waits for the packaging: generous on a loaded machine.)
+  await rental.getByText('Playing.', { exact: true }).waitFor({ timeout: 45_000 });
   await videoAdvances(page, 'rental');
   // Forward 10 s from the first seconds lands past the middle's start; the time then moves on.
   const before = await videoTime(page);
