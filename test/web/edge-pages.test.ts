@@ -55,7 +55,7 @@ const edgeOptions = (name: string, label: string): Omit<EdgeOptions, 'kind'> => 
 });
 
 before(async () => {
-  origin = await startTestOrigin();
+  origin = await startTestOrigin({ config: { signupCredit: 0 } }); // wallets start empty: a rental is refused until the member tops up
   browser = await launchBrowser();
   work = mkdtempSync(path.join(os.tmpdir(), 'cascade-edge-pages-'));
   op = await origin.userWithRoles(['operator'], 'edge-pages-op');
