@@ -184,3 +184,13 @@ test('S2.1: most requested: what receivers asked for most (edges filling caches 
   assert.match(detail.body.plan.skipped[0].why, /no room/);
   assert.equal(detail.body.policy, 'most_requested');
 });
+
+test('an edge keeps talking to the origin after its day-long terminal session lapses (renewed at a heartbeat)', async () => {
+  const rome = edges.find((e) => e.label === 'eu/rome')!;
+  const before = rome.api().token;
+  origin.clock.advance(25 * 3_600_000);
+  await rome.agent.heartbeat();
+  assert.notEqual(rome.api().token, before, 'a new session');
+  const plan = await rome.report();
+  assert.deepEqual(plan.fetch, []);
+});
