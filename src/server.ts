@@ -11,6 +11,7 @@ import { loadOrCreateKeyPair, type KeyPair } from './core/crypto.ts';
 import { openEventBus, type EventBus } from './core/event-bus.ts';
 import { createHttpApp } from './core/http.ts';
 import { createLogger } from './core/logger.ts';
+import type { OrderService } from './edge/orders.ts';
 import { discoveryDomain, type DiscoveryService } from './discovery/index.ts';
 import { liveDomain, type BookingService, type Channels, type DeadlineJob, type Guide, type LiveStreams, type RecordingService } from './live/index.ts';
 import { openDatabase, sql, type DbHandle } from './db/connection.ts';
@@ -81,6 +82,8 @@ export interface Origin {
   deliveries: DeliveryService;
   /** Which addresses terminals register that the origin calls (issue 10 #8). */
   peers: AddressPolicy;
+  /** S2.6: store orders. */
+  orders: OrderService;
   /** Path of the one-time operator credentials file if this start created it. */
   operatorCredentialsFile: string | null;
   close(): Promise<void>;
@@ -118,7 +121,7 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
   let listeningUrl = config.publicUrl;
   const live = liveDomain({ ...base, accounts: accounts.accounts, ledger: ledger.ledger, wallets: ledger.wallets, mail: mail.mail, metrics: app.metrics, content: content.content, baseUrl: () => config.publicUrl || listeningUrl });
 
-  const edge = edgeDomain({ edges: edgeRegistryParts.edges, db: db.db, clock, ledger: ledger.ledger, tariff: config.tariff, keys, contents: content.content });
+  const edge = edgeDomain({ edges: edgeRegistryParts.edges, db: db.db, clock, ledger: ledger.ledger, wallets: ledger.wallets, tariff: config.tariff, keys, contents: content.content });
 
   // Operations routes, in a plugin so that they are registered after (and documented by) OpenAPI.
   await app.register(opsRoutes({ app, db, keys }));
@@ -149,6 +152,7 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
     keys,
     bus,
     peers,
+    orders: edge.orders,
     operatorCredentialsFile,
     ...services,
     grants: transfer.grants,

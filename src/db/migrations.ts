@@ -13,6 +13,7 @@ import { schedulePushMigration, schedulesMigration } from '../schedule/tables.ts
 import { mailOutboxMigration } from '../mail/tables.ts';
 import { edgeDeliveriesMigration } from '../edge/tables-deliveries.ts';
 import { edgeRentalsMigration } from '../edge/tables-rentals.ts';
+import { edgeOrdersMigration } from '../edge/tables-orders.ts';
 
 // One ordered list of migrations; the same SQL runs on PGlite and on PostgreSQL.
 // Names sort in the order they must run. Never edit a landed migration: add one.
@@ -45,6 +46,7 @@ const migrations: Record<string, Migration> = {
   '0026_edges': edgesMigration,
   '0027_edge_deliveries': edgeDeliveriesMigration,
   '0028_edge_rentals': edgeRentalsMigration,
+  '0029_edge_orders': edgeOrdersMigration,
 };
 
 export async function migrateToLatest(db: Kysely<any>): Promise<void> {

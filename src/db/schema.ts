@@ -12,6 +12,7 @@ import type { MailTables } from '../mail/tables.ts';
 import type { EdgeTables } from '../edge/tables.ts';
 import type { DeliveryTables } from '../edge/tables-deliveries.ts';
 import type { RentalTables } from '../edge/tables-rentals.ts';
+import type { OrderTables } from '../edge/tables-orders.ts';
 
 // The whole database as Kysely sees it. Each domain owns (and alone queries) its tables.
-export type Database = AccountTables & ContentTables & TerminalTables & TransferTables & LedgerTables & VoucherTables & SettlementTables & ScheduleTables & DiscoveryTables & MailTables & LiveTables & EdgeTables & DeliveryTables & RentalTables;
+export type Database = AccountTables & ContentTables & TerminalTables & TransferTables & LedgerTables & VoucherTables & SettlementTables & ScheduleTables & DiscoveryTables & MailTables & LiveTables & EdgeTables & DeliveryTables & RentalTables & OrderTables;

@@ -1,5 +1,6 @@
 import { homeExtension } from './home/extension.ts';
 import type { EdgeContext, EdgeExtension } from './node.ts';
+import { storeExtension } from './store/extension.ts';
 import type { EdgeKind } from './tables.ts';
 
 // What each kind of edge adds to the common edge (node.ts): a home server its playback and
@@ -11,6 +12,6 @@ export function edgeExtensions(kind: EdgeKind, opts: { /** Debian's ffmpeg (FFMP
     case 'home':
       return (ctx) => [homeExtension(ctx, { ffmpeg: opts.ffmpeg })];
     case 'store':
-      return () => [];
+      return (ctx) => [storeExtension(ctx)];
   }
 }

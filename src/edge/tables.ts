@@ -1,11 +1,12 @@
 import { sql, type Kysely, type Migration } from 'kysely';
 import { DELIVERY_TABLES } from './tables-deliveries.ts';
 import { RENTAL_TABLES } from './tables-rentals.ts';
+import { ORDER_TABLES } from './tables-orders.ts';
 
 // Tables the edge domain owns (S2, docs/edge.md). Other domains ask EdgeService or the
-// query functions in queries.ts (boundaries.test.ts). Deliveries (S2.4) and rentals (S2.5)
-// have their own tables files.
-export const OWNED_TABLES = ['edges', 'edge_holdings', 'edge_pins', ...DELIVERY_TABLES, ...RENTAL_TABLES] as const;
+// query functions in queries.ts (boundaries.test.ts). Deliveries (S2.4), rentals (S2.5)
+// and orders (S2.6) have their own tables files.
+export const OWNED_TABLES = ['edges', 'edge_holdings', 'edge_pins', ...DELIVERY_TABLES, ...RENTAL_TABLES, ...ORDER_TABLES] as const;
 
 export type EdgeKind = 'delivery' | 'home' | 'store';
 export const EDGE_KINDS: readonly EdgeKind[] = ['delivery', 'home', 'store'];
