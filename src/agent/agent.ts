@@ -260,6 +260,8 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
   let lastSlotLoad = 0;
   const cpuLoad = opts.cpuLoad ?? machineCpu();
   const beat = async () => {
+    // Sessions last a day: renewed (a new login by challenge and signature) shortly before they lapse.
+    device.token = (await deviceSession(userApi, opts.home, { name: opts.name, region: opts.region, network: opts.network, clock })).token;
     const now = clock.now();
     const seconds = Math.max((now - lastBeat) / 1000, 0.001);
     lastBeat = now;

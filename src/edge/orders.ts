@@ -487,7 +487,7 @@ export function orderRoutes(orders: OrderService): FastifyPluginAsync {
       type: 'object',
       required: ['bytes', 'sha256'],
       additionalProperties: false,
-      properties: { bytes: { type: 'integer', minimum: 0 }, sha256: { type: 'string', pattern: '^[0-9a-f]{64}$' } },
+      properties: { bytes: { type: 'integer', minimum: 0, maximum: Number.MAX_SAFE_INTEGER }, sha256: { type: 'string', pattern: '^[0-9a-f]{64}$' } },
     });
     edgeStep('fail', 'The order cannot be made (placed/preparing → failed), with the reason the member sees', (t, id, b) => orders.fail(t, id, b.reason), {
       type: 'object',

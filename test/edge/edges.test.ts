@@ -146,7 +146,9 @@ test('S2.2: receivers are routed to the nearest holding edge, which serves every
 test('S2.2: an edge that lacks the content fetches it from the origin while serving (a miss), then keeps it', async () => {
   const berlin = await edge('berlin', { label: 'eu/berlin', cacheBytes: 8 * MiB, policy: 'manual' });
   await berlin.sync();
-  const receiver = await agents.start('berlin-viewer', { region: 'eu/berlin' });
+  // Patient (the test agents give up on a silent source after 400 ms): a miss answers once the edge has the piece,
+  // which takes longer on a loaded machine, and a receiver that asked again would count a hit.
+  const receiver = await agents.start('berlin-viewer', { region: 'eu/berlin', downloads: { stallMs: 20_000, refreshMs: 200 } });
   // Nobody near holds "newest" (lyon is nearer to nobody in eu/berlin than berlin itself, and lyon holds it:
   // a holder comes first), so take lyon away from the routing: the receiver excludes it.
   const lyon = edges.find((e) => e.label === 'eu/lyon')!;
@@ -183,4 +185,14 @@ test('S2.1: most requested: what receivers asked for most (edges filling caches 
   const detail = await origin.call('GET', `/edges/${rome.edgeId}`, { token: operator.token });
   assert.match(detail.body.plan.skipped[0].why, /no room/);
   assert.equal(detail.body.policy, 'most_requested');
+});
+
+test('an edge keeps talking to the origin after its day-long terminal session lapses (renewed at a heartbeat)', async () => {
+  const rome = edges.find((e) => e.label === 'eu/rome')!;
+  const before = rome.api().token;
+  origin.clock.advance(25 * 3_600_000);
+  await rome.agent.heartbeat();
+  assert.notEqual(rome.api().token, before, 'a new session');
+  const plan = await rome.report();
+  assert.deepEqual(plan.fetch, []);
 });
