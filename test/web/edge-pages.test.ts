@@ -135,7 +135,7 @@ test('#17 home server page: the catalogue with both plans’ prices, refused ren
   await origin.fund(member.userId, 1000, 'edge-pages-member');
   await page.getByRole('button', { name: 'Confirm: rent for 200' }).click();
   const rental = page.locator('li.rental');
-  await rental.waitFor();
+  await rental.getByRole('heading', { name: 'Harbour film' }).waitFor(); // (titles are asked of the catalog)
   const mine = (await origin.call('GET', '/rentals/mine', { token: member.token })).body.rentals;
   assert.equal(mine.length, 1);
   assert.equal(mine[0].plan, 'days');

@@ -5,7 +5,7 @@ import { EdgePick, useEdgesOfKind } from '../components/edge-pick.tsx';
 import { Field, FormError, Submit, useSubmit } from '../components/forms.tsx';
 import { TableWrap } from '../components/table-wrap.tsx';
 import { useTitles } from '../components/titles.ts';
-import { bytes, money, when } from '../format.ts';
+import { bytes, money, shortId, when } from '../format.ts';
 import { useOriginNow } from '../lib/origin-clock.ts';
 import { playVod, seekBy, type VodPlayer } from '../lib/vod-player.ts';
 import { placeRefusal } from '../refusals.ts';
@@ -189,7 +189,7 @@ function MyRentals({ refresh }: { refresh: number }) {
       {mine.data && rentals.length === 0 && <p class="muted">No rental yet.</p>}
       <ul class="rentals">
         {rentals.map((r) => {
-          const title = titles.get(r.contentId) ?? r.contentId;
+          const title = titles.get(r.contentId) ?? shortId(r.contentId);
           const over = !r.active || (clock.now !== null && clock.now >= Date.parse(r.endsAt));
           return (
             <li key={r.id} class="rental panel" data-rental={r.id}>
