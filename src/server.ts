@@ -31,7 +31,7 @@ import {
   type TransferService,
 } from './transfer/index.ts';
 import { webRoutes } from './web/routes.ts';
-import { edgeDomain, edgeRegistry, type DeliveryService, type EdgeService } from './edge/index.ts';
+import { edgeDomain, edgeRegistry, type DeliveryService, type EdgeService, type RentalService } from './edge/index.ts';
 
 // The origin process (`cascade serve`): composes the domains (each builds its services,
 // routes and background jobs in its index.ts) and nothing else. ARCHITECTURE.md "Boundaries".
@@ -80,6 +80,8 @@ export interface Origin {
   edges: EdgeService;
   /** S2.4: deliveries of home and store edges and their billing. */
   deliveries: DeliveryService;
+  /** S2.5: home servers' rentals. */
+  rentals: RentalService;
   /** Which addresses terminals register that the origin calls (issue 10 #8). */
   peers: AddressPolicy;
   /** S2.6: store orders. */
@@ -172,6 +174,7 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
     live: { channels: live.channels, bookings: live.bookings, guide: live.guide, deadlines: live.deadlines, streams: live.streams, recordings: live.recordings },
     edges: edge.edges,
     deliveries: edge.deliveries,
+    rentals: edge.rentals,
     async close() {
       await live.stop();
       transfer.stop();

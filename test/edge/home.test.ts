@@ -6,19 +6,18 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import type { FastifyInstance } from 'fastify';
 import pino from 'pino';
 import { generateKeyPair, sha256Hex } from '../../src/core/crypto.ts';
-import { AppError } from '../../src/core/errors.ts';
-import { createHttpApp } from '../../src/core/http.ts';
-import { originIdOf, type DeliveryMark } from '../../src/edge/delivery-hook.ts';
+import type { DeliveryHook, DeliveryMark } from '../../src/edge/delivery-hook.ts';
 import { edgeExtensions } from '../../src/edge/extensions.ts';
-import { HomeServer as HomeServerClass, homeExtension, type HomeExtensionLike, type DeliveryReportItem, type HomeServer } from '../../src/edge/home/extension.ts';
-import { DAY_MS, VIEWING_WINDOW_MS } from '../../src/edge/home/rental-rules.ts';
+import { HomeServer as HomeServerClass, homeExtension, type HomeExtensionLike, type HomeServer } from '../../src/edge/home/extension.ts';
+import { DAY_MS, VIEWING_WINDOW_MS, rentalReport, type RentalTerms } from '../../src/edge/home/rental-rules.ts';
 import { VodPackager } from '../../src/edge/home/vod-packager.ts';
 import { startEdge, type EdgeContext, type EdgeNode } from '../../src/edge/node.ts';
 import { signRentalTicket, type RentalTicket } from '../../src/edge/rental-ticket.ts';
-import { rentalsPart, type RentalDeliveries, type RentalService } from '../../src/edge/rentals.ts';
+import type { RentalService } from '../../src/edge/rentals.ts';
+import { walletAccount } from '../../src/ledger/accounts.ts';
+import { PLATFORM_PROMOTIONS } from '../../src/ledger/wallets.ts';
 import { launchBrowser } from '../helpers/browser.ts';
 import { FFMPEG, requireFfmpeg } from '../helpers/ffmpeg.ts';
 import { startTestOrigin, type TestOrigin } from '../helpers/origin.ts';
@@ -27,10 +26,10 @@ import { waitFor } from '../helpers/wait.ts';
 // S2.5 (docs/edge.md "Home server"), end to end on loopback: a real origin (database, accounts,
 // contents, edge registry, ManualClock) and a real home edge (startEdge with the home extension,
 // as `cascade edge --kind home` runs it) that gets its contents over the piece protocol. The
-// origin's rental routes run beside it on the origin's database and accounts, with the deliveries
-// part's interface played by a recorder until that part lands. A 60 s video made by ffmpeg;
-// real ffmpeg packaging; HTTP Range; ticket refusals; expiry by moving the clock; hls.js in
-// Chromium seeking to the middle.
+// origin serves the rental routes itself and bills them with its DeliveryService (S2.4): wallets
+// held or charged at open, viewing time billed once by the edge's journaled final report. A 60 s
+// video made by ffmpeg; real ffmpeg packaging; HTTP Range; ticket refusals; expiry by moving the
+// clock, a restart of the home edge in the middle; hls.js in Chromium seeking to the middle.
 
 requireFfmpeg();
 
@@ -40,7 +39,6 @@ const T0 = Math.floor(Date.now() / 1000) * 1000;
 const work = mkdtempSync(path.join(os.tmpdir(), 'cascade-home-'));
 
 let o: TestOrigin;
-let sidecar: FastifyInstance; // the origin's rental routes (until the deliveries part lets server.ts compose them)
 let node: EdgeNode; // the home edge
 let shop: EdgeNode; // a delivery edge
 let EDGE = '';
@@ -52,30 +50,36 @@ let videoId = '';
 let textId = '';
 let videoBytes: Buffer;
 const dropped: string[] = [];
-const reports: DeliveryReportItem[] = [];
 const marks: { mark: DeliveryMark; name: string }[] = [];
-let reportFails = false;
 let syncFails = false;
 let edgeCtx: EdgeContext;
 let rentals: RentalService;
 let operator: { token: string; userId: string };
 let withHome: (ctx: EdgeContext) => HomeExtensionLike[];
 
-/** The deliveries part as the plan describes it: serials from 1, exactly one final report per delivery. */
-const deliveries = {
-  opened: [] as { id: string; serial: number; input: Parameters<RentalDeliveries['open']>[0] }[],
-  finals: new Map<string, number>(),
-  poor: '' as string,
-  async open(input: Parameters<RentalDeliveries['open']>[0]) {
-    if (input.userId === this.poor) throw new AppError('insufficient_balance', 'The wallet cannot hold the max fee.', 402);
-    const d = { id: `dlv_${this.opened.length + 1}`, serial: this.opened.length + 1, input };
-    this.opened.push(d);
-    return { id: d.id, serial: d.serial };
+// The delivery hook (S2.3 seam): records the marks of what the home edge serves.
+const hook: DeliveryHook = {
+  transform(mark, part, bytes) {
+    if (marks.length < 10_000 && !part.name.startsWith('piece-')) marks.push({ mark, name: part.name });
+    return bytes;
   },
-  async report(_edgeId: string, r: { deliveryId: string; fee: number; final: boolean }) {
-    if (r.final && !this.finals.has(r.deliveryId)) this.finals.set(r.deliveryId, r.fee);
-    return {};
-  },
+};
+
+const wallet = async (userId: string) => o.ledger.balance(walletAccount(userId).id);
+/** The ledger transfers of a delivery (named after it). */
+const transfersOf = (deliveryId: string) =>
+  o.db.db.selectFrom('ledger_transfers').select(['id', 'kind', 'amount', 'debit_account_id', 'reason']).where('id', 'like', `${deliveryId}:%`).orderBy('seq').execute();
+/** What the member's wallet paid (posted) for a delivery. */
+const paid = async (deliveryId: string, userId: string) =>
+  (await transfersOf(deliveryId)).filter((t) => t.kind === 'normal' && t.debit_account_id === walletAccount(userId).id).reduce((a, t) => a + Number(t.amount), 0);
+const tableCounts = async () => {
+  const n = async (t: 'edge_rentals' | 'edge_deliveries' | 'ledger_transfers') => Number((await o.db.db.selectFrom(t).select((e) => e.fn.countAll().as('n')).executeTakeFirstOrThrow()).n);
+  return { rentals: await n('edge_rentals'), deliveries: await n('edge_deliveries'), transfers: await n('ledger_transfers') };
+};
+const operatorList = async () => {
+  const r = await o.call('GET', `/edges/${EDGE}/deliveries?limit=1000`, { token: operator.token });
+  assert.equal(r.status, 200, JSON.stringify(r.body));
+  return r.body as { deliveries: any[]; counts: { opened: number; open: number; billed: number; billedFees: number } };
 };
 
 async function publish(title: string, file: string, price: number): Promise<string> {
@@ -101,6 +105,7 @@ before(async () => {
   member = await o.userWithRoles(['member']);
   publisher = await o.userWithRoles(['publisher']);
   operator = await o.userWithRoles(['operator']);
+  await o.fund(member.userId, 1_000_000, `fund-${member.userId}`);
   const video = path.join(work, 'film.mp4');
   const made = spawnSync(FFMPEG, ['-hide_banner', '-loglevel', 'error', '-f', 'lavfi', '-i', 'testsrc=size=320x180:rate=25', '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000', '-t', '60', '-c:v', 'libx264', '-preset', 'ultrafast', '-g', '50', '-pix_fmt', 'yuv420p', '-c:a', 'aac', '-b:a', '48k', '-shortest', video]);
   assert.equal(made.status, 0, made.stderr.toString());
@@ -110,15 +115,10 @@ before(async () => {
   videoId = await publish('Film', video, 1000);
   textId = await publish('Notes', text, 500);
 
-  // The origin's side: rentals on the real edge registry (its in-use source included).
-  const part = rentalsPart({ db: o.db.db, clock: o.clock, keys: o.keys, originId: originIdOf(o.keys.publicKeyB64), edges: o.edges, contents: o.content, deliveries });
-  rentals = part.rentals;
-  sidecar = createHttpApp({ logger, resolveToken: o.accounts.resolveToken, title: 'rentals' });
-  await sidecar.register(part.plugin);
-  await sidecar.ready();
+  rentals = o.rentals;
 
-  // The home edge, with the home extension as edgeExtensions('home') makes it, but reporting to
-  // this test and asking it for the rentals (the routes above are not on the origin's server).
+  // The home edge, with the home extension as edgeExtensions('home') makes it (final reports
+  // through the edge's delivery journal); its list of rentals from the origin's route can be cut.
   withHome = (ctx: EdgeContext) => {
     // The context as the edge gives it, deletions noted (a view: edgeId is filled in after this call).
     edgeCtx = Object.assign(Object.create(ctx) as EdgeContext, {
@@ -130,14 +130,10 @@ before(async () => {
     });
     const ext = homeExtension(edgeCtx, {
       ffmpeg: FFMPEG,
-      async report(items) {
-        if (reportFails) throw new Error('origin unreachable');
-        reports.push(...items);
-      },
-      // What GET /edges/me/rentals answers the edge's terminal session.
+      // GET /edges/me/rentals on the origin, as the default does, unless the test cuts it.
       fetchRentals: async () => {
         if (syncFails) throw new Error('origin unreachable');
-        return rentals.forEdge(ctx.edgeId);
+        return (await ctx.api().get<{ tickets: string[] }>('/edges/me/rentals')).tickets;
       },
     });
     home = ext.server;
@@ -150,12 +146,7 @@ before(async () => {
     token: operator.token,
     kind: 'home',
     label: 'eu/paris/building-a',
-    hook: {
-      transform(mark, part, bytes) {
-        if (marks.length < 10_000 && !part.name.startsWith('piece-')) marks.push({ mark, name: part.name });
-        return bytes;
-      },
-    },
+    hook,
     extensions: withHome,
   });
   EDGE = node.edgeId;
@@ -170,7 +161,6 @@ before(async () => {
 after(async () => {
   await node?.close();
   await shop?.close();
-  await sidecar?.close();
   await o?.close();
   rmSync(work, { recursive: true, force: true });
 });
@@ -178,32 +168,39 @@ after(async () => {
 const require = createRequire(import.meta.url);
 
 async function rent(body: Record<string, unknown>, edgeId = EDGE) {
-  const r = await sidecar.inject({ method: 'POST', url: `/edges/${edgeId}/rentals`, headers: { authorization: `Bearer ${member.token}` }, payload: body });
-  return { status: r.statusCode, body: r.json() };
+  return o.call('POST', `/edges/${edgeId}/rentals`, { token: member.token, json: body });
 }
 const get = (url: string, headers: Record<string, string> = {}) => fetch(url, { headers });
-const rentalRows = async () => (await o.db.db.selectFrom('edge_rentals').select('id').execute()).length;
 
+let memberStart = 0;
+let textViewing: { rental: { deliveryId: string } };
 let viewing: { ticket: string; playUrl: string; fileUrl: string; rental: { id: string; deliveryId: string; serial: number; endsAt: string } };
 
 test('S2.5 origin: renting by viewing time opens a delivery and answers a signed ticket and the URLs on the home edge', async () => {
+  memberStart = (await wallet(member.userId)).posted;
   const r = await rent({ contentId: videoId, plan: 'viewing' });
   assert.equal(r.status, 201, JSON.stringify(r.body));
   viewing = r.body;
   assert.equal(viewing.rental.endsAt, new Date(T0 + VIEWING_WINDOW_MS).toISOString());
   assert.match(viewing.playUrl, new RegExp(`^${edgeUrl}/play/[^/]+/index\\.m3u8$`));
   assert.equal(viewing.fileUrl, viewing.playUrl.replace('index.m3u8', 'file'));
-  const d = deliveries.opened.at(-1)!;
-  assert.deepEqual({ id: d.id, serial: d.serial }, { id: viewing.rental.deliveryId, serial: viewing.rental.serial });
-  assert.equal(d.input.kind, 'rental');
-  assert.equal(d.input.maxFee, 1000);
-  assert.equal(d.input.holdMs, VIEWING_WINDOW_MS + 7 * DAY_MS, 'the hold outlasts the rental and the week an edge has to report it');
-  assert.equal(deliveries.finals.has(d.id), false, 'the viewing plan is billed by the final report, not at open');
+  // The origin's delivery: the rental's ID and serial, as the operator lists it; a hold, nothing charged.
+  const listed = (await operatorList()).deliveries.find((d) => d.id === viewing.rental.deliveryId);
+  assert.deepEqual(
+    { serial: listed.serial, kind: listed.kind, userId: listed.userId, contentId: listed.contentId, payer: listed.payer, maxFee: listed.maxFee, state: listed.state, charged: listed.charged },
+    { serial: viewing.rental.serial, kind: 'rental', userId: member.userId, contentId: videoId, payer: 'wallet', maxFee: 1000, state: 'open', charged: null },
+  );
+  const ticket = JSON.parse(Buffer.from(viewing.ticket.split('.')[0], 'base64url').toString()) as RentalTicket;
+  assert.deepEqual({ serial: ticket.serial, deliveryId: ticket.deliveryId }, { serial: listed.serial, deliveryId: listed.id }, 'the ticket names the delivery and its serial');
+  const t = await transfersOf(viewing.rental.deliveryId);
+  assert.deepEqual(t.map((x) => [x.id, x.kind, Number(x.amount), x.debit_account_id]), [[`${viewing.rental.deliveryId}:hold`, 'pending', 1000, walletAccount(member.userId).id]], 'the viewing plan is held at open, billed by the final report');
+  const w = await wallet(member.userId);
+  assert.equal(w.posted - w.available, 1000, 'the most it may cost is held');
+  assert.equal(memberStart - w.posted, 0, 'nothing charged yet');
 });
 
 test('S2.5 origin refusals: bad plan or days, unknown content, unknown or non-home edge — nothing written', async () => {
-  const before = await rentalRows();
-  const opened = deliveries.opened.length;
+  const before = await tableCounts();
   for (const [body, code, status, edge] of [
     [{ contentId: videoId, plan: 'weeks' }, 'invalid_plan', 400, EDGE],
     [{ contentId: videoId, plan: 'days', days: 31 }, 'invalid_days', 400, EDGE],
@@ -218,25 +215,32 @@ test('S2.5 origin refusals: bad plan or days, unknown content, unknown or non-ho
     assert.equal(r.status, status, `${code}: ${JSON.stringify(r.body)}`);
     assert.equal(r.body.error.code, code);
   }
-  // A wallet that cannot hold the most the rental may cost: refused by the delivery, no rental.
+  assert.deepEqual(await tableCounts(), before);
+  // A wallet that cannot hold the most the rental may cost (2 days: 200; it has 199): refused by the delivery, nothing written.
   const poor = await o.userWithRoles(['member']);
-  deliveries.poor = poor.userId;
-  const broke = await sidecar.inject({ method: 'POST', url: `/edges/${EDGE}/rentals`, headers: { authorization: `Bearer ${poor.token}` }, payload: { contentId: videoId, plan: 'days', days: 2 } });
-  assert.equal(broke.statusCode, 402);
-  assert.equal(broke.json().error.code, 'insufficient_balance');
-  assert.equal(await rentalRows(), before);
-  assert.equal(deliveries.opened.length, opened);
-  const anon = await sidecar.inject({ method: 'POST', url: `/edges/${EDGE}/rentals`, payload: { contentId: videoId, plan: 'viewing' } });
-  assert.equal(anon.statusCode, 401);
+  await o.fund(poor.userId, 1, `fund-${poor.userId}`);
+  const has = (await wallet(poor.userId)).available;
+  await o.ledger.apply([{ id: `drain-${poor.userId}`, debit: walletAccount(poor.userId).id, credit: PLATFORM_PROMOTIONS.id, amount: has - 199, reason: 'topup' }]);
+  const poorBefore = await wallet(poor.userId);
+  assert.equal(poorBefore.available, 199);
+  const countsBefore = await tableCounts();
+  const broke = await o.call('POST', `/edges/${EDGE}/rentals`, { token: poor.token, json: { contentId: videoId, plan: 'days', days: 2 } });
+  assert.equal(broke.status, 402, JSON.stringify(broke.body));
+  assert.equal(broke.body.error.code, 'insufficient_balance');
+  assert.deepEqual(await tableCounts(), countsBefore, 'no rental, no delivery, no transfer');
+  assert.deepEqual(await wallet(poor.userId), poorBefore);
+  const anon = await o.call('POST', `/edges/${EDGE}/rentals`, { json: { contentId: videoId, plan: 'viewing' } });
+  assert.equal(anon.status, 401);
+  assert.deepEqual(await tableCounts(), countsBefore);
 });
 
 test('S2.5 origin: the home edge catalogue with both plans’ prices, and my rentals', async () => {
-  const c = await sidecar.inject({ method: 'GET', url: `/edges/${EDGE}/catalog`, headers: { authorization: `Bearer ${member.token}` } });
-  assert.equal(c.statusCode, 200);
-  const film = c.json().items.find((i: any) => i.contentId === videoId);
+  const c = await o.call('GET', `/edges/${EDGE}/catalog`, { token: member.token });
+  assert.equal(c.status, 200);
+  const film = c.body.items.find((i: any) => i.contentId === videoId);
   assert.deepEqual({ perDay: film.pricePerDay, perMinute: film.pricePerMinute, cap: film.viewingCap }, { perDay: 100, perMinute: 10, cap: 1000 });
-  const mine = await sidecar.inject({ method: 'GET', url: '/rentals/mine', headers: { authorization: `Bearer ${member.token}` } });
-  const mineRental = mine.json().rentals.find((r: any) => r.id === viewing.rental.id);
+  const mine = await o.call('GET', '/rentals/mine', { token: member.token });
+  const mineRental = mine.body.rentals.find((r: any) => r.id === viewing.rental.id);
   assert.equal(mineRental.active, true);
   assert.equal(mineRental.playUrl, viewing.playUrl);
   assert.deepEqual([...(await rentals.inUse(EDGE))], [videoId], 'the edge must keep what is rented (the spine’s in-use source)');
@@ -304,6 +308,7 @@ test('S2.5 edge: HTTP Range on the file — first bytes, middle, suffix, whole; 
 test('S2.5 edge: bad, forged, foreign and expired tickets are refused, and nothing changes', async () => {
   const stateBefore = JSON.stringify(home.list());
   const marksBefore = marks.length;
+  const originBefore = { tables: await tableCounts(), deliveries: JSON.stringify((await operatorList()).deliveries) };
   const real = viewing.ticket;
   const payload = JSON.parse(Buffer.from(real.split('.')[0], 'base64url').toString()) as RentalTicket;
   const other = generateKeyPair();
@@ -338,12 +343,27 @@ test('S2.5 edge: bad, forged, foreign and expired tickets are refused, and nothi
   writeFileSync(file, good);
   assert.equal(JSON.stringify(home.list()), stateBefore);
   assert.equal(marks.length, marksBefore, 'no byte went out');
+  assert.deepEqual({ tables: await tableCounts(), deliveries: JSON.stringify((await operatorList()).deliveries) }, originBefore, 'nothing changed on the origin');
 });
 
 test('S2.5 edge: a plain file plays by Range only; its viewing-time rental is refused (nothing to time)', async () => {
   const days = await rent({ contentId: textId, plan: 'days', days: 1 });
   assert.equal(days.status, 201);
-  assert.equal(deliveries.finals.get(days.body.rental.deliveryId), 50, 'days plan charged once at open: 1 × 10 % of 500');
+  // Charged once, at open: 1 day × 10 % of 500 = 50, split on the total (edge 25, royalty 20, fee 5).
+  const id = days.body.rental.deliveryId;
+  assert.deepEqual(
+    (await transfersOf(id)).map((t) => [t.id, t.kind, Number(t.amount), t.reason]),
+    [
+      [`${id}:hold`, 'pending', 50, 'reservation'],
+      [`${id}:release`, 'void', 50, 'reservation'],
+      [`${id}:edge`, 'normal', 25, 'edge'],
+      [`${id}:royalty`, 'normal', 20, 'royalty'],
+      [`${id}:fee`, 'normal', 5, 'fee'],
+    ],
+  );
+  assert.equal(await paid(id, member.userId), 50);
+  const d = (await operatorList()).deliveries.find((x) => x.id === id);
+  assert.deepEqual({ state: d.state, fee: d.fee, charged: d.charged, serial: d.serial }, { state: 'billed', fee: 50, charged: 50, serial: days.body.rental.serial });
   const r = await get(days.body.fileUrl, { range: 'bytes=0-8' });
   assert.equal(r.status, 206);
   assert.equal(await r.text(), 'A plain f');
@@ -352,6 +372,7 @@ test('S2.5 edge: a plain file plays by Range only; its viewing-time rental is re
   assert.equal(pl.status, 404, JSON.stringify(plBody));
   assert.equal(plBody.error.code, 'not_video');
   const v = await rent({ contentId: textId, plan: 'viewing' });
+  textViewing = v.body;
   const refused = await get(v.body.fileUrl);
   assert.equal(refused.status, 409);
   assert.equal((await refused.json()).error.code, 'rental_plan_unsuited');
@@ -452,31 +473,46 @@ test('S2.5 expiry: at the rental’s end (clock moved) the final report bills th
   syncFails = true;
   const unplayed = await rent({ contentId: videoId, plan: 'viewing' });
   assert.equal(unplayed.body.rental.endsAt, viewing.rental.endsAt);
+  const viewingIds = [viewing.rental.deliveryId, textViewing.rental.deliveryId, unplayed.body.rental.deliveryId];
 
-  // The origin is away when the viewing rental ends: nothing is deleted, the report is tried again.
-  reportFails = true;
+  // The viewing rentals end: the round journals their final reports (the reporter sends them);
+  // the home edge is closed at once and started again over the same home.
   o.clock.set(Date.parse(viewing.rental.endsAt));
   await home.job.nextRound();
-  assert.equal(reports.length, 0);
+  assert.equal(node.deliveries.status().recorded, 2, 'the two rentals it knew: journaled');
   assert.ok(existsSync(dataPath));
   assert.ok(!home.list().some((r) => r.ticket.rentalId === unplayed.body.rental.id));
-  reportFails = false;
+  await node.close();
+  node = await startEdge({ ...edgeOptions('home-edge'), token: operator.token, kind: 'home', label: 'eu/paris/building-a', hook, extensions: withHome });
+  assert.equal(node.edgeId, EDGE);
   syncFails = false;
   await home.job.nextRound();
-  const finals = reports.filter((r) => r.deliveryId === viewing.rental.deliveryId);
-  assert.equal(finals.length, 1);
-  assert.equal(finals[0].final, true);
-  const seconds = finals[0].viewedSeconds!;
-  // The segments fetched (each once) plus the whole file fetched once by Range (its 60 s, once however often asked).
-  assert.equal(seconds, Math.floor((state.segmentMs + (await home.packager.peek(videoId))!.totalMs) / 1000));
-  assert.equal(finals[0].fee, Math.min(1000, Math.ceil(seconds / 60) * 10), 'per started minute of the total');
-  assert.deepEqual(reports.filter((r) => r.deliveryId === unplayed.body.rental.deliveryId).map((r) => [r.fee, r.viewedSeconds, r.final]), [[0, 0, true]], 'never played: its final report bills 0');
+  await waitFor(() => node.deliveries.status().pending === 0, () => JSON.stringify(node.deliveries.status()));
+  assert.deepEqual((({ recorded, acknowledged, refused }) => ({ recorded, acknowledged, refused }))(node.deliveries.status()), { recorded: 3, acknowledged: 3, refused: 0 });
+
+  // Billed once, on the total viewed time: the segments fetched (each once) plus the whole file
+  // fetched once by Range (its 60 s, once however often asked).
+  const byId = new Map((await operatorList()).deliveries.map((d) => [d.id, d]));
+  const film = byId.get(viewing.rental.deliveryId);
+  const seconds = Math.floor((state.segmentMs + (await home.packager.peek(videoId))!.totalMs) / 1000);
+  const terms: RentalTerms = { plan: 'viewing', days: null, unitPrice: 10, maxFee: 1000, startsAt: T0, endsAt: Date.parse(viewing.rental.endsAt) };
+  const fee = rentalReport(terms, seconds, o.clock.now())!.fee;
+  assert.equal(fee, Math.min(1000, Math.ceil(seconds / 60) * 10), 'per started minute of the total');
+  assert.deepEqual({ state: film.state, viewedSeconds: film.viewedSeconds, fee: film.fee, charged: film.charged, reports: film.reports }, { state: 'billed', viewedSeconds: seconds, fee, charged: fee, reports: 1 });
+  assert.equal(await paid(viewing.rental.deliveryId, member.userId), fee);
+  assert.deepEqual((await transfersOf(viewing.rental.deliveryId)).filter((t) => t.kind === 'void').map((t) => t.id), [`${viewing.rental.deliveryId}:release`], 'the hold released once');
+  for (const id of viewingIds.slice(1)) {
+    assert.deepEqual([byId.get(id).state, byId.get(id).fee, byId.get(id).viewedSeconds], ['billed', 0, 0], 'never played: its final report bills 0');
+    assert.equal(await paid(id, member.userId), 0);
+  }
   // Still rented on the days plan: kept.
   assert.ok(existsSync(dataPath), 'the copy stays while another rental plays it');
   assert.deepEqual(dropped.filter((d) => d === videoId), []);
-  const over = await get(viewing.playUrl);
+  const marksBefore = marks.length;
+  const over = await get(viewing.playUrl.replace(edgeUrl, node.url)); // the restarted edge listens on a new port
   assert.equal(over.status, 403);
   assert.equal((await over.json()).error.code, 'rental_over');
+  assert.equal(marks.length, marksBefore, 'nothing sent');
 
   // The days rental ends: no report (charged at open); the package goes at once, the copy once the
   // origin's plan lets it go: the edge's last plan (above) still keeps it.
@@ -487,25 +523,36 @@ test('S2.5 expiry: at the rental’s end (clock moved) the final report bills th
   // The edge restarts (days later: a new session): its first plan no longer keeps the film, and the
   // deletion it still owed is done.
   await node.close();
-  node = await startEdge({ ...edgeOptions('home-edge'), token: operator.token, kind: 'home', label: 'eu/paris/building-a', extensions: withHome });
+  node = await startEdge({ ...edgeOptions('home-edge'), token: operator.token, kind: 'home', label: 'eu/paris/building-a', hook, extensions: withHome });
   assert.equal(node.edgeId, EDGE);
   assert.ok(!(await node.report()).keep.includes(videoId));
   await home.job.nextRound();
-  assert.equal(reports.filter((r) => r.deliveryId === second.body.rental.deliveryId).length, 0);
   assert.deepEqual(dropped.filter((d) => d === videoId), [videoId]);
   assert.equal(existsSync(dataPath), false);
   assert.equal(existsSync(vodDir), false);
   // A later round sends nothing again.
   await home.job.nextRound();
-  assert.equal(reports.filter((r) => r.deliveryId === viewing.rental.deliveryId).length, 1);
+  assert.equal(node.deliveries.status().recorded, 3, 'nothing more journaled: the days rental was charged at open');
   assert.deepEqual(await readdir(path.join(work, 'home-edge', 'home', 'vod')), []);
-  const mine = await sidecar.inject({ method: 'GET', url: '/rentals/mine', headers: { authorization: `Bearer ${member.token}` } });
-  assert.equal(mine.json().rentals.find((r: any) => r.id === viewing.rental.id).active, false);
+  // The edge's and the origin's counts agree: every rental billed once, the viewing ones by the
+  // edge's three journaled reports, the days ones at open; the member paid exactly the fees.
+  await waitFor(() => node.deliveries.status().pending === 0, 'all sent');
+  const { deliveries: all, counts } = await operatorList();
+  assert.deepEqual(await node.api().get('/edges/me/deliveries/counts'), counts);
+  assert.deepEqual({ open: counts.open, billed: counts.billed }, { open: 0, billed: counts.opened });
+  assert.equal(all.length, counts.opened);
+  const status = node.deliveries.status();
+  assert.deepEqual({ recorded: status.recorded, acknowledged: status.acknowledged, pending: status.pending, refused: status.refused }, { recorded: viewingIds.length, acknowledged: viewingIds.length, pending: 0, refused: 0 });
+  assert.deepEqual(all.filter((d) => d.reports > 0 && viewingIds.includes(d.id)).length, status.acknowledged);
+  assert.equal(counts.billedFees, all.reduce((a, d) => a + d.fee, 0));
+  assert.equal(memberStart - (await wallet(member.userId)).posted, counts.billedFees, 'the member paid each rental once');
+  assert.equal((await wallet(member.userId)).pending, 0, 'no hold left');
+  const mine = await o.call('GET', '/rentals/mine', { token: member.token });
+  assert.equal(mine.body.rentals.find((r: any) => r.id === viewing.rental.id).active, false);
   // The origin still lists the ended rentals for a week; the edge remembers it closed them: nothing is reported or deleted twice.
-  const count = reports.length;
   o.clock.advance(DAY_MS);
   await home.job.nextRound();
-  assert.equal(reports.length, count);
+  assert.equal(node.deliveries.status().recorded, 3);
   assert.equal(dropped.filter((d) => d === videoId).length, 1);
   assert.ok((await rentals.forEdge(EDGE)).length > 0);
   // Past the week, the edge forgets them and the origin no longer lists them.
@@ -514,10 +561,12 @@ test('S2.5 expiry: at the rental’s end (clock moved) the final report bills th
   assert.deepEqual(await rentals.forEdge(EDGE), []);
   assert.deepEqual(home.list(), []);
   assert.deepEqual(await rentals.inUse(EDGE), new Set());
+
+  assert.ok((await o.ledger.checkConservation()).ok);
 });
 
 test('S2.5 origin: GET /edges/me/rentals is for an edge’s terminal session', async () => {
-  const r = await sidecar.inject({ method: 'GET', url: '/edges/me/rentals', headers: { authorization: `Bearer ${member.token}` } });
-  assert.equal(r.statusCode, 403);
-  assert.equal(r.json().error.code, 'terminal_required');
+  const r = await o.call('GET', '/edges/me/rentals', { token: member.token });
+  assert.equal(r.status, 403);
+  assert.equal(r.body.error.code, 'terminal_required');
 });

@@ -24,7 +24,7 @@ import { SegmentCorrupt, VodPackager, type VodPackage } from './vod-packager.ts'
 // rental still plays it.
 
 /** What the home server uses of the edge process's context (node.ts): the real EdgeContext fits it. */
-export type HomeEdgeContext = Pick<EdgeContext, 'edgeId' | 'home' | 'originKey' | 'clock' | 'logger' | 'ensureContent' | 'dropContent' | 'hook'> & { api?: EdgeContext['api'] };
+export type HomeEdgeContext = Pick<EdgeContext, 'edgeId' | 'home' | 'originKey' | 'clock' | 'logger' | 'ensureContent' | 'dropContent' | 'hook' | 'deliveries'> & { api?: EdgeContext['api'] };
 
 /** One report of a delivery to the origin (the "bill" part's shape: POST /edges/me/deliveries/reports). */
 export interface DeliveryReportItem {
@@ -36,7 +36,10 @@ export interface DeliveryReportItem {
 }
 
 export interface HomeOptions {
-  /** Sends reports to the origin; resolves once the origin took them (accepted or duplicate). Default: POST /edges/me/deliveries/reports. */
+  /**
+   * Takes the final reports; resolves once they are safe. Default: the edge's delivery journal
+   * (`ctx.deliveries.report`, fsynced, then sent by the reporter and billed once by delivery ID).
+   */
   report?: (items: DeliveryReportItem[]) => Promise<void>;
   /** The edge's rental tickets from the origin (default GET /edges/me/rentals); null: only tickets players show. */
   fetchRentals?: (() => Promise<string[]>) | null;
@@ -329,11 +332,9 @@ export class HomeServer {
     return { status: range ? 206 : 200, size, range: { start, end }, body: size === 0 ? null : Readable.from(chunks()) };
   }
 
-  /** The "bill" part's report route; a report it refuses is logged (the origin said why), not retried forever. */
-  private async reportToOrigin(items: DeliveryReportItem[]): Promise<void> {
-    if (!this.ctx.api) throw new Error('no origin API to report to');
-    const answer = await this.ctx.api().request<{ refused?: { deliveryId: string; code: string; message: string }[] }>('POST', '/edges/me/deliveries/reports', { json: { reports: items } });
-    for (const r of answer.refused ?? []) this.ctx.logger.warn({ delivery: r.deliveryId, code: r.code }, `rental report refused: ${r.message}`);
+  /** Journals the final reports (fsynced, in order): the edge's reporter sends them, again after a restart if need be. */
+  private async journal(items: DeliveryReportItem[]): Promise<void> {
+    for (const item of items) await this.ctx.deliveries.report(item);
   }
 
   /** One round of the expiry job: ends the rentals that are over; answers when the next one ends. */
@@ -350,8 +351,8 @@ export class HomeServer {
       ending.push(r);
     }
     if (ending.length > 0) {
-      // The final reports first: a copy is deleted only once the origin took them (a failure is retried next round).
-      if (reports.length > 0) await (this.opts.report ?? ((items) => this.reportToOrigin(items)))(reports);
+      // The final reports first: a rental is closed (and its copy deleted) only once they are journaled (a failure is retried next round).
+      if (reports.length > 0) await (this.opts.report ?? ((items) => this.journal(items)))(reports);
       for (const r of ending) {
         r.closed = true;
         r.dropPending = true;
