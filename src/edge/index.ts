@@ -46,7 +46,7 @@ export function edgeDomain(deps: { edges: EdgeService; db: Db; clock: Clock; led
     edges: { ownerOf: edgeOwner },
   });
   // S2.5: home servers' rentals, billed as deliveries.
-  const rentals = rentalsPart({ db: deps.db, clock: deps.clock, keys: deps.keys, originId: originIdOf(deps.keys.publicKeyB64), edges, contents: deps.contents, deliveries });
+  const rentals = rentalsPart({ db: deps.db, clock: deps.clock, keys: deps.keys, originId: originIdOf(deps.keys.publicKeyB64), edges, contents: deps.contents, deliveries, wallets: deps.wallets });
   // S2.6: store orders (ISO/zip packages for pickup or download), billed as deliveries.
   const orders = new OrderService({ db: deps.db, clock: deps.clock, keys: deps.keys, ledger: deps.ledger, wallets: deps.wallets, content: deps.contents, edges: orderEdges(edges), deliveries });
   const plugin: FastifyPluginAsync = async (app) => {

@@ -83,6 +83,8 @@ export class RentalService {
       edges: RentalEdges;
       contents: RentalContents;
       deliveries: RentalDeliveries;
+      /** Opens a member's wallet (with its sign-up credit) before the first hold on it. */
+      wallets?: { open(userId: string): Promise<unknown> };
       /** The edge a terminal session is (the spine's EdgeService.byTerminal). */
       resolveEdge?: (terminalId: string) => Promise<{ id: string } | null>;
     },
@@ -145,6 +147,8 @@ export class RentalService {
     const t = rentalTerms({ plan: input.plan, days: input.days, contentPrice: content.price, now });
     if (!t.ok) throw badRequest(t.code, t.message, { field: t.code === 'invalid_plan' ? 'plan' : 'days' });
     const { terms } = t;
+    // A member who never opened a wallet gets it (and its sign-up credit) now, as with orders.
+    if (terms.maxFee > 0) await this.deps.wallets?.open(userId);
     // Opening the delivery holds the most it can cost (insufficient_balance refuses it), in one
     // transaction with the rental: both or neither. The hold outlasts the rental and the week an
     // edge away at its end has to report it.
@@ -325,6 +329,7 @@ export function rentalsPart(deps: {
   edges: RentalEdges & { byTerminal(terminalId: string): Promise<{ id: string } | null>; addInUseSource(source: (edgeId: string) => Promise<Set<string>>): void };
   contents: RentalContents;
   deliveries: RentalDeliveries;
+  wallets?: { open(userId: string): Promise<unknown> };
 }) {
   const rentals = new RentalService({ ...deps, resolveEdge: (terminalId) => deps.edges.byTerminal(terminalId) });
   deps.edges.addInUseSource((edgeId) => rentals.inUse(edgeId));

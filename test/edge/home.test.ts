@@ -565,6 +565,12 @@ test('S2.5 expiry: at the rental’s end (clock moved) the final report bills th
   assert.ok((await o.ledger.checkConservation()).ok);
 });
 
+test('S2.5 origin: a member whose wallet was never opened can rent (the wallet opens with its sign-up credit)', async () => {
+  const newcomer = await o.userWithRoles(['member']);
+  const r = await o.call('POST', `/edges/${EDGE}/rentals`, { token: newcomer.token, json: { contentId: textId, plan: 'days', days: 1 } });
+  assert.equal(r.status, 201, JSON.stringify(r.body));
+});
+
 test('S2.5 origin: GET /edges/me/rentals is for an edge’s terminal session', async () => {
   const r = await o.call('GET', '/edges/me/rentals', { token: member.token });
   assert.equal(r.status, 403);
