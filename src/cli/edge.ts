@@ -60,6 +60,9 @@ export function registerEdge(program: Command) {
       if (!(Number.isInteger(opts.reportMs) && opts.reportMs >= 500)) throw new AppError('invalid_argument', '--report-ms must be a whole number of milliseconds, at least 500.');
       const api = apiFromProfile({ origin: g.origin });
       const profile = signedInTo(api.origin);
+      // Refused before anything is registered: the origin would refuse the edge only after its device became a terminal.
+      const me = await api.get<{ username: string; roles: string[] }>('/auth/me');
+      if (!me.roles.includes('operator')) throw new AppError('operator_required', `Only an operator runs edges; ${me.username} is signed in here (cascade login --username <operator>).`);
       const [{ startEdge }, { createLogger }, { edgeExtensions }] = await Promise.all([import('../edge/node.ts'), import('../core/logger.ts'), import('../edge/extensions.ts')]);
       const node = await startEdge({
         origin: api.origin,

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -78,6 +78,11 @@ test('S2.1, S2.2: two edge processes; the recently-added one is filled ahead of 
   // A member in Paris gets it: directed to the paris edge, the origin sends nothing.
   const mel = path.join(work, 'mel');
   assert.equal((await runCli(['--origin', origin.url, 'login', '--username', 'mel', '--password', 'member-password'], { home: mel })).code, 0);
+  // A member cannot run an edge, and is told so before the device registers anything.
+  const notOperator = await runCli(['edge', '--label', 'eu/paris', '--cache', '1GB'], { home: mel });
+  assert.notEqual(notOperator.code, 0);
+  assert.match(notOperator.stderr, /operator_required.*mel is signed in here/);
+  assert.equal(existsSync(path.join(mel, 'edge-delivery')), false, 'no edge home, no terminal registered');
   assert.equal((await runCli(['terminal', 'register', '--region', 'eu/paris/b7'], { home: mel })).code, 0);
   const out = path.join(work, 'copy.bin');
   const get = await runCli(['--json', 'get', published.id, '-o', out], { home: mel });
