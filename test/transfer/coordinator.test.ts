@@ -126,7 +126,8 @@ for (const engine of testEngines()) {
       await holderB.call('POST', '/terminals/heartbeat', beat);
       const reassigned = await origin.coordinator.reassignStalled();
       off();
-      const mine = reassigned.find((x) => x.transferId === tx)!;
+      // The origin's own monitor may have got there first (it runs on a timer): its announcement counts the same.
+      const mine = reassigned.find((x) => x.transferId === tx) ?? events.find((e) => e.transferId === tx);
       assert.ok(mine, 'the silent transfer was reassigned');
       assert.ok(!mine.sources.includes(firstPeer), 'to other holders than the one it had');
       assert.ok(mine.sources.includes(firstPeer === holderA.id ? holderB.id : holderA.id));
