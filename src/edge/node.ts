@@ -9,7 +9,7 @@ import { every, systemClock, type WaitClock } from '../core/clock.ts';
 import { AppError } from '../core/errors.ts';
 import type { Api } from '../core/http-client.ts';
 import { createLogger } from '../core/logger.ts';
-import type { SignedManifest } from '../content/manifest.ts';
+import { pieceOffset, type SignedManifest } from '../content/manifest.ts';
 import type { PieceSource } from '../transfer/piece-source.ts';
 import { ORIGIN_SOURCE_ID } from '../transfer/grant-token.ts';
 import { identityHook, originIdOf, type DeliveryHook } from './delivery-hook.ts';
@@ -238,7 +238,7 @@ export async function startEdge(opts: EdgeOptions): Promise<EdgeNode> {
       // `agent` is set: the store is then read through the context.
       if (grant.receiver === ORIGIN_SOURCE_ID) return bytes;
       const manifest = agent?.store.get(grant.content)?.manifest;
-      const offset = manifest ? index * manifest.body.pieceSize : 0;
+      const offset = manifest ? pieceOffset(manifest.body, index) : 0;
       return hook.transform({ serial: 0, deliveryId: grant.id, userId: grant.receiver, edgeId: ctx.edgeId, originId, contentId: grant.content }, { name: `piece-${index}`, offset }, bytes);
     },
     onServed: (grant, index, bytes) => {

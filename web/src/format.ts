@@ -19,3 +19,12 @@ export function when(iso: string | null | undefined): string {
 export function shortId(id: string): string {
   return id.slice(0, 12);
 }
+
+/** A span of time in words: "12 s", "3 min", "2 h", "4 days" (seconds under 2 min, minutes under 2 h, hours under 2 days). */
+export function span(ms: number): string {
+  const s = Math.max(0, Math.round(ms / 1000));
+  if (s < 120) return `${s} s`;
+  if (s < 7200) return `${Math.round(s / 60)} min`;
+  if (s < 172_800) return `${Math.round(s / 3600)} h`;
+  return `${Math.round(s / 86_400)} days`;
+}

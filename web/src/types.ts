@@ -1,4 +1,6 @@
 import type { EdgeKind, EdgeStats, PlacementPolicy } from '../../src/edge/tables.ts';
+import type { Edge, EdgeHolding } from '../../src/edge/service.ts';
+import type { Placement } from '../../src/edge/placement.ts';
 import type { RentalPlan } from '../../src/edge/home/rental-rules.ts';
 import type { MyOrder, Order } from '../../src/edge/orders.ts';
 import type { Rental, RentalOpened, RentalService } from '../../src/edge/rentals.ts';
@@ -318,37 +320,11 @@ export interface Recording {
 // The edge's kinds, policies and counters are the server's own types (src/edge/tables.ts; types only, nothing bundled).
 export type { EdgeKind, EdgeStats, PlacementPolicy };
 
-/** An item of GET /edges as operators see it. */
-export interface EdgeSummary {
-  id: string;
-  kind: EdgeKind;
-  label: string;
-  cacheBytes: number;
-  serveUrl: string;
-  policy: PlacementPolicy;
-  online: boolean;
-  lastReportAt: string | null;
-  stats: EdgeStats | null;
-  /** hits ÷ (hits + misses); null before any request. */
-  hitRate: number | null;
-}
-
-export interface EdgeHolding {
-  contentId: string;
-  title: string | null;
-  bytes: number;
-  complete: boolean;
-  lastUsedAt: string;
-  pinned: boolean;
-}
-
+/** An item of GET /edges as operators see it, one edge's holdings, and its plan: the server's own types. */
+export type EdgeSummary = Edge;
+export type { EdgeHolding };
 /** S2.1: what the edge should fetch and drop, and what was left out, each with its reason. */
-export interface EdgePlan {
-  fetch: { contentId: string; bytes: number; why: string }[];
-  evict: { contentId: string; why: string }[];
-  skipped: { contentId: string; why: string }[];
-  keep: string[];
-}
+export type EdgePlan = Placement;
 
 /** GET /edges/:id. */
 export interface EdgeDetail extends EdgeSummary {

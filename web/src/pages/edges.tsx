@@ -6,7 +6,7 @@ import { Field, FormError, Submit, useSubmit } from '../components/forms.tsx';
 import { RefreshHead, useRefreshing } from '../components/refreshing.tsx';
 import { TableWrap } from '../components/table-wrap.tsx';
 import { useTitles } from '../components/titles.ts';
-import { bytes, shortId, when } from '../format.ts';
+import { bytes, shortId, span, when } from '../format.ts';
 import { placeRefusal } from '../refusals.ts';
 import type { Match } from '../router.ts';
 import { hasRole } from '../session.ts';
@@ -30,13 +30,7 @@ const percent = (x: number) => `${Math.round(x * 100)}%`;
 const clockTime = (ms: number) => new Date(ms).toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit', second: '2-digit' });
 
 /** "12 s ago", "3 min ago", "2 h ago", by the origin's clock. */
-function ago(ms: number): string {
-  const s = Math.max(0, Math.round(ms / 1000));
-  if (s < 120) return `${s} s ago`;
-  if (s < 7200) return `${Math.round(s / 60)} min ago`;
-  if (s < 172_800) return `${Math.round(s / 3600)} h ago`;
-  return `${Math.round(s / 86_400)} days ago`;
-}
+const ago = (ms: number) => `${span(ms)} ago`;
 
 function status(e: EdgeSummary, originNow: number): string {
   const last = e.lastReportAt ? `last report ${ago(originNow - Date.parse(e.lastReportAt))}` : 'never reported';

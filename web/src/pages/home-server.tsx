@@ -5,7 +5,7 @@ import { EdgePick, useEdgesOfKind } from '../components/edge-pick.tsx';
 import { Field, FormError, Submit, useSubmit } from '../components/forms.tsx';
 import { TableWrap } from '../components/table-wrap.tsx';
 import { useTitles } from '../components/titles.ts';
-import { bytes, money, shortId, when } from '../format.ts';
+import { bytes, money, shortId, span, when } from '../format.ts';
 import { useOriginNow } from '../lib/origin-clock.ts';
 import { playVod, seekBy, type VodPlayer } from '../lib/vod-player.ts';
 import { placeRefusal } from '../refusals.ts';
@@ -166,14 +166,8 @@ function RentForm({ edgeId, item, maxDays, onCancel, onDone }: { edgeId: string;
   );
 }
 
-/** "in 3 h", "in 2 days", by the origin's clock. */
-function left(ms: number): string {
-  const s = Math.max(0, Math.round(ms / 1000));
-  if (s < 120) return `${s} s left`;
-  if (s < 7200) return `${Math.round(s / 60)} min left`;
-  if (s < 172_800) return `${Math.round(s / 3600)} h left`;
-  return `${Math.round(s / 86_400)} days left`;
-}
+/** "3 h left", "2 days left", by the origin's clock. */
+const left = (ms: number) => `${span(ms)} left`;
 
 function MyRentals({ refresh }: { refresh: number }) {
   const mine = useLoad(() => api<{ rentals: MyRental[] }>('GET', '/rentals/mine'), [refresh]);
