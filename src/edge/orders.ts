@@ -12,7 +12,11 @@ import { walletAccount } from '../ledger/accounts.ts';
 import type { Ledger } from '../ledger/ledger.ts';
 import type { Wallets } from '../ledger/wallets.ts';
 import type { EdgeService } from './service.ts';
-import type { DeliveryOpener, EdgeRef } from './store/interim.ts';
+import type { DeliveryService } from './deliveries.ts';
+import type { Edge } from './service.ts';
+
+/** An edge as orders need it (EdgeService's Edge). */
+type EdgeRef = Pick<Edge, 'id' | 'ownerId' | 'kind' | 'label'>;
 import type { EdgeOrdersTable, OrderFormat, OrderPayment, OrderState } from './tables-orders.ts';
 
 // S2.6 (#17 point 3; docs/edge.md "Store server"), the origin's half: a member orders a content
@@ -49,13 +53,8 @@ export function orderEdges(edges: EdgeService): EdgeDirectory {
   };
 }
 
-/** The delivery service (src/edge/deliveries.ts, "bill"), as orders use it. */
-export interface DeliveryBilling extends DeliveryOpener {
-  /** Bills a delivery once (retries are duplicates); an AppError when refused (e.g. insufficient_balance). */
-  report(edgeId: string, report: { deliveryId: string; fee: number; bytes?: number; final: boolean }): Promise<unknown>;
-  /** Ends a delivery that will not be billed (the order failed or was cancelled): its wallet hold is released. */
-  cancel?(deliveryId: string): Promise<unknown>;
-}
+/** The delivery service as orders use it: open at placing, report (bill once) at pickup. */
+export type DeliveryBilling = Pick<DeliveryService, 'open' | 'report'>;
 
 /** What the ticket says: the edge hands the package only to its bearer. */
 export interface OrderTicket {
@@ -183,7 +182,7 @@ export class OrderService {
     const row = await this.row(orderId);
     if (row.user_id !== p.userId) throw unknownOrder(orderId);
     const order = await this.transition(row, OPEN_STATES, { state: 'cancelled', reason: 'cancelled by the member' });
-    await this.deps.deliveries.cancel?.(row.delivery_id);
+    // Its delivery is never billed; the wallet hold it placed lapses at its timeout (DeliveryService has no cancel yet).
     return order;
   }
 
@@ -246,7 +245,7 @@ export class OrderService {
   async fail(terminalId: string, orderId: string, reason: string): Promise<Order> {
     const row = await this.edgeRow(terminalId, orderId);
     const order = await this.transition(row, ['placed', 'preparing'], { state: 'failed', reason });
-    await this.deps.deliveries.cancel?.(row.delivery_id);
+    // Its delivery is never billed; the wallet hold it placed lapses at its timeout (DeliveryService has no cancel yet).
     return order;
   }
 

@@ -8,7 +8,7 @@ import { after, describe, test } from 'node:test';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { hashFile, isoFiles, readmeText, removeWork, sanitiseFileName, writePackage, zipFiles, CHUNK, type PackageFormat } from '../../src/edge/store/package-writer.ts';
-import { identityHook, type DeliveryHook, type DeliveryMark } from '../../src/edge/store/interim.ts';
+import { identityHook, type DeliveryHook, type DeliveryMark } from '../../src/edge/delivery-hook.ts';
 
 // S2.6 (#17 point 3): the store server's packages, made with the real xorriso and yazl and read
 // back byte for byte (xorriso's own extraction for the ISO, yauzl for the zip).

@@ -6,7 +6,8 @@ import { every } from '../../core/clock.ts';
 import { AppError, conflict, forbidden, notFound } from '../../core/errors.ts';
 import { decodeToken } from '../../core/signed-token.ts';
 import { TICKET_TYP, type Order, type OrderTicket } from '../orders.ts';
-import type { DeliveryReporter, EdgeContext, EdgeExtension } from './interim.ts';
+import type { DeliveryReporter } from '../delivery-journal.ts';
+import type { EdgeContext, EdgeExtension } from '../node.ts';
 import { removeWork, sanitiseFileName, writePackage } from './package-writer.ts';
 
 // S2.6 (#17 point 3; docs/edge.md "Store server"), the store edge's half. A job asks the origin
@@ -23,7 +24,7 @@ import { removeWork, sanitiseFileName, writePackage } from './package-writer.ts'
 
 export interface StoreOptions {
   /** Where delivery reports go (default the edge's journal, `ctx.deliveries`). */
-  reporter?: DeliveryReporter;
+  reporter?: Pick<DeliveryReporter, 'report'>;
   /** How often the job asks the origin for new orders (default 5 s). */
   pollMs?: number;
   /** Free bytes on the edge's disk (default: statfs of its home). */
@@ -73,7 +74,7 @@ export function storeExtension(ctx: EdgeContext, opts: StoreOptions = {}): Store
   const preparing = new Map<string, string>();
   const releasing = new Set<string>();
   // The edge's delivery journal (node.ts): durable first, then sent until the origin acknowledges it.
-  const reporter: DeliveryReporter = opts.reporter ?? ctx.deliveries;
+  const reporter: Pick<DeliveryReporter, 'report'> = opts.reporter ?? ctx.deliveries;
   const reserve = opts.reserveBytes ?? 64 * 1024 * 1024;
   const freeBytes =
     opts.freeBytes ??

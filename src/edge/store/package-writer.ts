@@ -7,7 +7,7 @@ import { pipeline } from 'node:stream/promises';
 import yauzl from 'yauzl';
 import yazl from 'yazl';
 import { AppError } from '../../core/errors.ts';
-import type { DeliveryHook, DeliveryMark } from './interim.ts';
+import type { DeliveryHook, DeliveryMark } from '../delivery-hook.ts';
 
 // S2.6 (docs/edge.md "Store server"): one content written for one receiver into an ISO 9660
 // image (Debian's xorriso, Joliet and Rock Ridge) or a zip package (yazl). Every byte of the
