@@ -15,6 +15,10 @@ export interface DeliveryMark {
   edgeId: string;
   originId: string;
   contentId: string;
+  /** S2.3: the 128-bit codeword images and audio carry (src/marks/payload.ts); null or absent: not marked. */
+  bits?: Uint8Array | null;
+  /** S2.3: the 64-bit codeword video segments carry, one bit per segment (A/B variants); null or absent: variant a throughout. */
+  videoBits?: Uint8Array | null;
 }
 
 export interface DeliveryHook {
