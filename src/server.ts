@@ -32,6 +32,7 @@ import {
 } from './transfer/index.ts';
 import { webRoutes } from './web/routes.ts';
 import { edgeDomain, edgeRegistry, type DeliveryService, type EdgeService, type RentalService } from './edge/index.ts';
+import { marksDomain } from './marks/index.ts';
 
 // The origin process (`cascade serve`): composes the domains (each builds its services,
 // routes and background jobs in its index.ts) and nothing else. ARCHITECTURE.md "Boundaries".
@@ -125,11 +126,21 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
 
   const edge = edgeDomain({ edges: edgeRegistryParts.edges, db: db.db, clock, ledger: ledger.ledger, wallets: ledger.wallets, tariff: config.tariff, keys, contents: content.content });
 
+  // S2.3, S2.7: marks and traces (a mark's serial is one of the edge domain's deliveries).
+  const marks = marksDomain({
+    keys,
+    dataDir: config.dataDir,
+    traceMaxBytes: config.traceMaxBytes,
+    ffmpeg: config.ffmpeg,
+    sources: { deliveries: edge.deliveries, edges: edge.edges, usernames: (ids) => accounts.accounts.usernames(ids), contents: content.content },
+    edgeOf: (terminalId) => edge.edges.byTerminal(terminalId),
+  });
+
   // Operations routes, in a plugin so that they are registered after (and documented by) OpenAPI.
   await app.register(opsRoutes({ app, db, keys }));
   // The web app may reach the home and store edges (rented videos, ordered packages) at their serve URLs.
   await app.register(webRoutes({ edgeOrigins: async () => (await edgeRegistryParts.edges.list()).filter((e) => e.kind !== 'delivery').map((e) => e.serveUrl) }));
-  for (const domain of [accounts, content, terminals, ledger, transfer, schedule, discovery, dashboard, mail, live, edge]) await app.register(domain.plugin);
+  for (const domain of [accounts, content, terminals, ledger, transfer, schedule, discovery, dashboard, mail, live, edge, marks]) await app.register(domain.plugin);
 
   const operatorCredentialsFile = await accounts.start();
   terminals.start();

@@ -19,6 +19,7 @@ import { registerReserve, registerTime } from './reserve.ts';
 import { registerLive } from './live.ts';
 import { registerBroadcast } from './broadcast.ts';
 import { registerOutbox } from './outbox.ts';
+import { registerTrace } from './trace.ts';
 import { endQuietlyOnClosedPipe } from './output.ts';
 
 endQuietlyOnClosedPipe();
@@ -54,6 +55,7 @@ registerLive(program);
 registerBroadcast(program);
 // `outbox` (operators: the mail outbox, S3.8).
 registerOutbox(program);
+registerTrace(program);
 
 program.parseAsync(process.argv).catch((err) => {
   if (err instanceof CommanderError) process.exit(err.exitCode);

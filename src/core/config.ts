@@ -56,6 +56,8 @@ export interface Config {
   liveSegmentSeconds: number;
   /** S3.12: a viewer who fetches nothing this long stops counting against capacity (LIVE_VIEWER_IDLE_SECONDS). */
   liveViewerIdleSeconds: number;
+  /** S2.7: the largest file POST /marks/trace reads (TRACE_MAX_BYTES, default 2 GiB). */
+  traceMaxBytes: number;
   /** #15: the ffmpeg that packages live programs (FFMPEG; default `ffmpeg` on PATH). */
   ffmpeg: string;
   /** S3.6: a booking must be reconfirmed this many hours before its start (LIVE_RECONFIRM_HOURS). */
@@ -202,6 +204,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     liveSegmentSeconds: intFrom(env, 'LIVE_SEGMENT_SECONDS', 1, 1, 6),
     liveViewerIdleSeconds: intFrom(env, 'LIVE_VIEWER_IDLE_SECONDS', 15, 3, 600),
     ffmpeg: env.FFMPEG || 'ffmpeg',
+    traceMaxBytes: intFrom(env, 'TRACE_MAX_BYTES', 2048 * MiB, 1),
     liveReconfirmHours: intFrom(env, 'LIVE_RECONFIRM_HOURS', 6, 0, 24 * 30),
     liveMonthlyQuotaSlots: intFrom(env, 'LIVE_MONTHLY_QUOTA_SLOTS', 60, 0, 1_000_000),
     liveMaxBookingMinutes: intFrom(env, 'LIVE_MAX_BOOKING_MINUTES', 240, 1, 7 * 1440),

@@ -365,6 +365,13 @@ export class DeliveryService {
     return row ? view(row) : null;
   }
 
+  /** S2.7: the delivery a mark's serial names. */
+  async bySerial(serial: number): Promise<Delivery | null> {
+    if (!Number.isSafeInteger(serial) || serial < 1) return null;
+    const row = await this.deps.db.selectFrom('edge_deliveries').selectAll().where('serial', '=', serial).executeTakeFirst();
+    return row ? view(row) : null;
+  }
+
   /** An edge's or a user's deliveries, newest first; `before` is the previous page's last serial. */
   async list(of: { edgeId: string } | { userId: string }, page: { limit?: number; before?: number } = {}): Promise<{ deliveries: Delivery[]; nextBefore: number | null }> {
     const limit = page.limit ?? 50;

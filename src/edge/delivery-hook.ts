@@ -1,12 +1,18 @@
-import { createHash } from 'node:crypto';
+import type { MarkedFile, Marker } from '../marks/marker.ts';
+import { codewordBits, parseTicketMark } from '../marks/payload.ts';
 
-// S2.3's seam (the marks themselves are issue #18): everything an edge sends to one user —
-// pieces under a grant, a home server's file ranges and HLS segments, a store's package —
-// passes through the edge's DeliveryHook with the delivery's mark: who receives it (user and
-// delivery serial), which edge made it, which origin it came from.
+export { originIdOf } from '../marks/keys.ts';
+
+// S2.3 (docs/marks.md): everything an edge sends to one user goes through its DeliveryHook with
+// the delivery's mark — who receives it (user and delivery serial), which edge made it, which
+// origin it came from, and the codewords the origin minted for it (`wm` in the rental ticket or
+// the order). Whole copies (a home edge's file download, a store's package) are marked by
+// `fileFor`; a home edge's HLS segments are the A/B variants the codeword picks (home/). Pieces a
+// delivery edge serves under a grant are checked by the receiver against the origin-signed
+// manifest, so they pass unmarked (`transform` is the seam, the identity today).
 
 export interface DeliveryMark {
-  /** Compact delivery number, unique on the origin (the payload a watermark carries); 0 when the delivery has none yet (piece grants). */
+  /** Compact delivery number, unique on the origin (the payload a watermark carries); 0 when the delivery has none (piece grants). */
   serial: number;
   /** The delivery's ID (a grant's ID for pieces). */
   deliveryId: string;
@@ -22,14 +28,45 @@ export interface DeliveryMark {
 }
 
 export interface DeliveryHook {
-  /** Bytes on their way to one receiver; `part` names the file or segment and the offset of `bytes` in it. */
+  /** Piece bytes on their way to one receiver; `part` names the piece and its offset in the file. */
   transform(mark: DeliveryMark, part: { name: string; offset: number }, bytes: Buffer): Buffer | Promise<Buffer>;
+  /** The copy of the whole file at `source` that `mark`'s receiver gets (made once per delivery). */
+  fileFor(mark: DeliveryMark, source: string): Promise<MarkedFile>;
+  /** The delivery is over: its copy may go. */
+  release(deliveryId: string): Promise<void>;
 }
 
-/** No mark yet: the bytes as they are (issue #18 brings the watermarks). */
-export const identityHook: DeliveryHook = { transform: (_mark, _part, bytes) => bytes };
+/** No marks (an edge without its origin's key, tests of other parts): the bytes as they are. */
+export const identityHook: DeliveryHook = {
+  transform: (_mark, _part, bytes) => bytes,
+  fileFor: async (_mark, source) => ({ path: source, carrier: null, note: 'not marked: no marker on this edge' }),
+  release: async () => {},
+};
 
-/** An origin's ID in marks: the first 16 hex digits of the SHA-256 of its public key (base64url). */
-export function originIdOf(originKey: string): string {
-  return createHash('sha256').update(originKey).digest('hex').slice(0, 16);
+/** The edge's hook: whole copies through its Marker (src/marks/marker.ts), pieces as they are. */
+export function markingHook(marker: Pick<Marker, 'fileFor' | 'release'>): DeliveryHook {
+  return {
+    transform: (_mark, _part, bytes) => bytes,
+    fileFor: (mark, source) => marker.fileFor(mark, source),
+    release: (deliveryId) => marker.release(deliveryId),
+  };
+}
+
+/** A delivery's mark, its codewords made from the origin's `wm` with the pattern key (none without either). */
+export function deliveryMark(
+  d: { serial: number; deliveryId: string; userId: string; originId: string; contentId: string; wm?: string },
+  edgeId: string,
+  key: Buffer | null | undefined,
+): DeliveryMark {
+  const data = key ? parseTicketMark(d.wm) : null;
+  return {
+    serial: d.serial,
+    deliveryId: d.deliveryId,
+    userId: d.userId,
+    edgeId,
+    originId: d.originId,
+    contentId: d.contentId,
+    bits: data && key ? codewordBits('long', key, data.long) : null,
+    videoBits: data && key ? codewordBits('short', key, data.short) : null,
+  };
 }

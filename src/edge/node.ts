@@ -12,7 +12,9 @@ import { createLogger } from '../core/logger.ts';
 import { pieceOffset, type SignedManifest } from '../content/manifest.ts';
 import type { PieceSource } from '../transfer/piece-source.ts';
 import { ORIGIN_SOURCE_ID } from '../transfer/grant-token.ts';
-import { identityHook, originIdOf, type DeliveryHook } from './delivery-hook.ts';
+import { Marker } from '../marks/marker.ts';
+import { originTagOf } from '../marks/keys.ts';
+import { markingHook, originIdOf, type DeliveryHook } from './delivery-hook.ts';
 import { DeliveryJournal, DeliveryReporter } from './delivery-journal.ts';
 import type { Placement } from './placement.ts';
 import type { Edge } from './service.ts';
@@ -76,6 +78,8 @@ export interface EdgeContext {
   /** Marks a content used now (least recently used goes first). */
   touch(contentId: string): void;
   hook: DeliveryHook;
+  /** S2.3: the origin's pattern key (GET /marks/key), fetched by home and store edges once registered; null before or without it. */
+  markKey: Buffer | null;
   /**
    * S2.4: reports of this edge's deliveries (rentals, orders) to the origin: `report()` journals one
    * (fsynced) and resolves once it is durable; the reporter sends it, and anything a previous run left.
@@ -107,7 +111,9 @@ export interface EdgeNode extends EdgeContext {
 export async function startEdge(opts: EdgeOptions): Promise<EdgeNode> {
   const logger = opts.logger ?? createLogger('info', 'edge');
   const clock = opts.clock ?? systemClock;
-  const hook = opts.hook ?? identityHook;
+  // S2.3: whole copies are marked with the origin's pattern key once the edge has it (ctx.markKey).
+  const marker = new Marker({ key: () => ctx.markKey, dir: path.join(opts.home, 'marked'), logger });
+  const hook = opts.hook ?? markingHook(marker);
   const originId = originIdOf(opts.originKey);
   const missWaitMs = opts.missWaitMs ?? 30_000;
   const counters = { hits: 0, misses: 0, bytesServed: 0 };
@@ -194,6 +200,7 @@ export async function startEdge(opts: EdgeOptions): Promise<EdgeNode> {
     },
     touch,
     hook,
+    markKey: null,
     async ensureContent(id: string) {
       const store = agent!.store;
       if (!store.isComplete(id)) await fetchContent(id);
@@ -272,6 +279,8 @@ export async function startEdge(opts: EdgeOptions): Promise<EdgeNode> {
   ctx.edgeId = edge.id;
   ctx.terminalId = agent.terminalId;
   deliveries.start();
+  // S2.3: home and store edges mark the copies they hand out (delivery edges serve verified pieces).
+  if (opts.kind !== 'delivery') ctx.markKey = await fetchMarkKey(agent.api(), opts.originKey, logger);
 
   const usedBytes = () => store.list().reduce((s, c) => s + c.manifest.body.totalSize, 0);
   const stats = (): EdgeStats => ({ ...counters, load: agent!.slotLoad(), usedBytes: usedBytes(), filling, deliveries: journal.counts() });
@@ -345,4 +354,17 @@ export async function startEdge(opts: EdgeOptions): Promise<EdgeNode> {
     },
   });
   return node;
+}
+
+/** The origin's pattern key, checked against the origin's own key (its tag); null (and said) when it cannot be had. */
+async function fetchMarkKey(api: Api, originKey: string, logger: Logger): Promise<Buffer | null> {
+  try {
+    const k = await api.request<{ originTag: number; patternKey: string }>('GET', '/marks/key');
+    const key = Buffer.from(String(k.patternKey), 'base64');
+    if (key.length !== 32 || k.originTag !== originTagOf(originKey)) throw new Error('the origin sent a key that is not its own');
+    return key;
+  } catch (err) {
+    logger.warn({ err: (err as Error).message }, 'no mark key: copies are delivered unmarked until the edge restarts');
+    return null;
+  }
 }

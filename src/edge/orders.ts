@@ -11,6 +11,8 @@ import type { Db } from '../db/connection.ts';
 import { walletAccount } from '../ledger/accounts.ts';
 import type { Ledger } from '../ledger/ledger.ts';
 import type { Wallets } from '../ledger/wallets.ts';
+import { markSecrets } from '../marks/keys.ts';
+import { ticketMark } from '../marks/payload.ts';
 import type { EdgeService } from './service.ts';
 import type { DeliveryService } from './deliveries.ts';
 import type { Edge } from './service.ts';
@@ -83,6 +85,8 @@ export interface Order {
   reason: string | null;
   deliveryId: string;
   serial: number;
+  /** S2.3: the mark's data bytes for this delivery (src/marks/payload.ts), in the store edge's listing only. */
+  wm?: string;
   packageBytes: number | null;
   packageSha256: string | null;
   pickedUpBy: string | null;
@@ -226,7 +230,10 @@ export class OrderService {
     const edge = await this.edgeOf(terminalId);
     let q = this.deps.db.selectFrom('edge_orders').selectAll().where('edge_id', '=', edge.id).where('state', 'in', states);
     if (released !== undefined) q = q.where('released_at', released ? 'is not' : 'is', null);
-    return this.views(await q.orderBy('created_at').orderBy('id').limit(LIST_LIMIT).execute());
+    const items = await this.views(await q.orderBy('created_at').orderBy('id').limit(LIST_LIMIT).execute());
+    // S2.3: the edge marks the package with what the origin mints (it cannot mint another serial's).
+    const secrets = markSecrets(this.deps.keys);
+    return items.map((o) => ({ ...o, wm: ticketMark(secrets, o.serial) }));
   }
 
   /** The edge takes a placed order (placed → preparing); a second claim is `order_not_placed`. */

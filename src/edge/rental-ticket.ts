@@ -24,6 +24,8 @@ export interface RentalTicket extends RentalTerms {
   contentId: string;
   edgeId: string;
   originId: string;
+  /** S2.3: the mark's data bytes the origin minted for this delivery (src/marks/payload.ts); absent: not marked. */
+  wm?: string;
 }
 
 export function signRentalTicket(t: Omit<RentalTicket, 'typ'>, key: KeyObject): string {

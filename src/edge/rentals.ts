@@ -10,6 +10,8 @@ import type { Database } from '../db/schema.ts';
 import { DAY_PRICE_PERCENT, MAX_RENTAL_DAYS, MINUTE_PRICE_PERCENT, rentalOver, rentalTerms, unitPrice, type RentalPlan } from './home/rental-rules.ts';
 import { signRentalTicket, SYNC_GRACE_MS } from './rental-ticket.ts';
 import type { EdgeRentalsTable } from './tables-rentals.ts';
+import { markSecrets } from '../marks/keys.ts';
+import { ticketMark } from '../marks/payload.ts';
 
 // S2.5 (docs/edge.md "Home server"), origin side: a member rents a content on a home edge. The
 // rental opens a delivery (the "bill" part's DeliveryService, kind 'rental': the one billing path
@@ -132,6 +134,7 @@ export class RentalService {
         maxFee: r.maxFee,
         startsAt: Date.parse(r.startsAt),
         endsAt: Date.parse(r.endsAt),
+        wm: ticketMark(markSecrets(this.deps.keys), r.serial),
       },
       this.deps.keys.privateKey,
     );

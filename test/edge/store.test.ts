@@ -30,14 +30,18 @@ const sha = (b: Buffer | string) => createHash('sha256').update(b).digest('hex')
 const PRICE = 700;
 
 /** A stand-in mark: every byte XORed with the delivery serial's low byte (so each copy differs). */
-const xorHook: DeliveryHook = {
-  transform(mark, _part, bytes) {
-    const out = Buffer.allocUnsafe(bytes.length);
-    for (let i = 0; i < bytes.length; i++) out[i] = bytes[i] ^ (mark.serial & 0xff || 1);
-    return out;
-  },
-};
 const marked = (data: Buffer, serial: number) => Buffer.from(data.map((b) => b ^ (serial & 0xff || 1)));
+const xorDir = mkdtempSync(path.join(os.tmpdir(), 'cascade-xor-'));
+after(() => rmSync(xorDir, { recursive: true, force: true }));
+const xorHook: DeliveryHook = {
+  transform: (_mark, _part, bytes) => bytes,
+  async fileFor(mark, source) {
+    const out = path.join(xorDir, mark.deliveryId);
+    writeFileSync(out, marked(readFileSync(source), mark.serial));
+    return { path: out, carrier: null, note: 'xored by the test' };
+  },
+  release: async (deliveryId) => rmSync(path.join(xorDir, deliveryId), { force: true }),
+};
 
 for (const engine of testEngines()) {
   describe(`store server on ${engine.name}`, () => {

@@ -9,6 +9,7 @@ import { CatalogPage } from './pages/catalog.tsx';
 import { ChannelsPage } from './pages/channels.tsx';
 import { ContentPage } from './pages/content.tsx';
 import { EdgePage, EdgesPage } from './pages/edges.tsx';
+import { TracePage } from './pages/trace.tsx';
 import { BroadcastPage } from './pages/live-broadcast.tsx';
 import { ChannelPage } from './pages/live-channel.tsx';
 import { CalendarPage } from './pages/live-calendar.tsx';
@@ -72,6 +73,8 @@ export const pages: PageDef[] = [
   // Home and store edges (#17 point 5; docs/web.md "Home server", "Orders", "Store counter").
   { path: '/home', page: HomeServerPage, auth: true, nav: 'Home server' },
   { path: '/orders', page: OrdersPage, auth: true, nav: 'Orders' },
+  // S2.7: check a copy (docs/marks.md).
+  { path: '/trace', page: TracePage, auth: true, nav: 'Check a copy' },
   { path: '/store', page: StorePage, auth: true, nav: 'Vouchers', role: 'store' },
   { path: '/admin/store-orders', page: StoreCounterPage, auth: true, nav: 'Store counter', role: ['store', 'operator'] },
   { path: '/admin/users', page: UsersPage, auth: true, nav: 'Users', role: 'operator' },

@@ -5,6 +5,7 @@ import type { RentalPlan } from '../../src/edge/home/rental-rules.ts';
 import type { MyOrder, Order } from '../../src/edge/orders.ts';
 import type { Rental, RentalOpened, RentalService } from '../../src/edge/rentals.ts';
 import type { OrderFormat, OrderPayment, OrderState } from '../../src/edge/tables-orders.ts';
+import type { TraceAnswer } from '../../src/marks/trace.ts';
 
 // Shapes the API answers (docs/content-list.md, docs/protocol.md); only what the app reads.
 
@@ -358,3 +359,8 @@ export type StoreOrder = Order;
 
 /** An item of GET /rentals/mine: active rentals carry their ticket and URLs on the home edge. */
 export type MyRental = Awaited<ReturnType<RentalService['mine']>>[number];
+
+// ---- traces (#18; docs/marks.md; src/marks/trace.ts) ----
+
+/** POST /marks/trace: genuine or not, and whose copy for operators and the publisher. */
+export type { TraceAnswer };

@@ -5,7 +5,7 @@ import type { FastifyPluginAsync, FastifyReply } from 'fastify';
 import { AppError } from '../../core/errors.ts';
 import type { Api } from '../../core/http-client.ts';
 import { ClockJob } from '../../live/clock-job.ts';
-import type { DeliveryMark } from '../delivery-hook.ts';
+import { deliveryMark, type DeliveryMark } from '../delivery-hook.ts';
 import type { EdgeContext, EdgeExtension } from '../node.ts';
 import { checkRentalTicket, SYNC_GRACE_MS, ticketTerms, type RentalTicket } from '../rental-ticket.ts';
 import { DAY_MS, rentalReport } from './rental-rules.ts';
@@ -24,7 +24,7 @@ import { SegmentCorrupt, VodPackager, type VodPackage } from './vod-packager.ts'
 // rental still plays it.
 
 /** What the home server uses of the edge process's context (node.ts): the real EdgeContext fits it. */
-export type HomeEdgeContext = Pick<EdgeContext, 'edgeId' | 'home' | 'originKey' | 'clock' | 'logger' | 'ensureContent' | 'dropContent' | 'hook' | 'deliveries'> & { api?: EdgeContext['api'] };
+export type HomeEdgeContext = Pick<EdgeContext, 'edgeId' | 'home' | 'originKey' | 'clock' | 'logger' | 'ensureContent' | 'dropContent' | 'hook' | 'deliveries'> & { api?: EdgeContext['api']; markKey?: Buffer | null };
 
 /** One report of a delivery to the origin (the "bill" part's shape: POST /edges/me/deliveries/reports). */
 export interface DeliveryReportItem {
@@ -245,7 +245,7 @@ export class HomeServer {
   }
 
   private mark(t: RentalTicket): DeliveryMark {
-    return { serial: t.serial, deliveryId: t.deliveryId, userId: t.userId, edgeId: this.ctx.edgeId, originId: t.originId, contentId: t.contentId };
+    return deliveryMark(t, this.ctx.edgeId, this.ctx.markKey);
   }
 
   /** The content's package (made once); `rental_not_video` when it is not a video. */
@@ -280,9 +280,11 @@ export class HomeServer {
   }
 
   /** The content's file (or one range of it), through the hook in chunks. */
-  async fileStream(r: RentalState, rangeHeader: string | undefined): Promise<{ status: 200 | 206 | 416; size: number; range: { start: number; end: number } | null; body: Readable | null }> {
+  async fileStream(r: RentalState, rangeHeader: string | undefined): Promise<{ status: 200 | 206 | 416; size: number; range: { start: number; end: number } | null; body: Readable | null; mark: string }> {
     const { dataPath } = await this.ctx.ensureContent(r.ticket.contentId);
-    const fh = await open(dataPath, 'r');
+    // S2.3: the renter's own marked copy (made once per rental; ranges are read from it).
+    const copy = await this.ctx.hook.fileFor(this.mark(r.ticket), dataPath);
+    const fh = await open(copy.path, 'r');
     let size: number;
     try {
       size = (await fh.stat()).size;
@@ -293,7 +295,7 @@ export class HomeServer {
     const range = parseRange(rangeHeader, size);
     if (range === 'unsatisfiable') {
       await fh.close();
-      return { status: 416, size, range: null, body: null };
+      return { status: 416, size, range: null, body: null, mark: copy.note };
     }
     const start = range?.start ?? 0;
     const end = range?.end ?? size - 1;
@@ -308,7 +310,6 @@ export class HomeServer {
       r.durationMs = pkg.totalMs;
     }
     r.fileSize = size;
-    const mark = this.mark(r.ticket);
     const self = this;
     async function* chunks() {
       try {
@@ -317,7 +318,7 @@ export class HomeServer {
           const buf = Buffer.alloc(len);
           const { bytesRead } = await fh.read(buf, 0, len, at);
           if (bytesRead === 0) break;
-          const out = await self.ctx.hook.transform(mark, { name: 'file', offset: at }, buf.subarray(0, bytesRead));
+          const out = buf.subarray(0, bytesRead);
           yield out;
           // Counted as it is sent: a player that stops reading is charged for what it got.
           if (r.intervals.length < MAX_INTERVALS) r.intervals = addInterval(r.intervals, at, at + bytesRead);
@@ -329,7 +330,7 @@ export class HomeServer {
         await self.save().catch(() => {});
       }
     }
-    return { status: range ? 206 : 200, size, range: { start, end }, body: size === 0 ? null : Readable.from(chunks()) };
+    return { status: range ? 206 : 200, size, range: { start, end }, body: size === 0 ? null : Readable.from(chunks()), mark: copy.note };
   }
 
   /** Journals the final reports (fsynced, in order): the edge's reporter sends them, again after a restart if need be. */
@@ -358,6 +359,7 @@ export class HomeServer {
         r.dropPending = true;
       }
       await this.save();
+      for (const r of ending) await this.ctx.hook.release(r.ticket.deliveryId).catch((err) => this.ctx.logger.warn({ err: String(err), delivery: r.ticket.deliveryId }, 'could not delete a rental’s marked copy'));
     }
     // The copies of ended rentals go once no open rental plays them. The edge keeps a copy the
     // origin's last plan still wants (it reported the rental in use until now): asked again each
@@ -428,7 +430,7 @@ export function homeExtension(ctx: HomeEdgeContext, opts: HomeOptions = {}): Hom
           }
           if (what !== 'file') throw new AppError('route_not_found', `Nothing called ${what.slice(0, 40)} here: play …/file, …/index.m3u8 or …/seg/<name>.`, 404);
           const f = await server.fileStream(r, req.headers.range);
-          reply.header('accept-ranges', 'bytes').type('application/octet-stream');
+          reply.header('accept-ranges', 'bytes').header('cascade-mark', f.mark).type('application/octet-stream');
           if (f.status === 416) return reply.code(416).type('application/json').header('content-range', `bytes */${f.size}`).send({ error: { code: 'range_not_satisfiable', message: `Ask for one range of bytes within 0–${f.size - 1}, e.g. "bytes=0-1023".` } });
           if (f.status === 206) reply.code(206).header('content-range', `bytes ${f.range!.start}-${f.range!.end}/${f.size}`);
           reply.header('content-length', f.body ? f.range!.end - f.range!.start + 1 : 0);

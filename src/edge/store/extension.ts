@@ -6,6 +6,7 @@ import { every } from '../../core/clock.ts';
 import { AppError, conflict, forbidden, notFound } from '../../core/errors.ts';
 import { decodeToken } from '../../core/signed-token.ts';
 import { TICKET_TYP, type Order, type OrderTicket } from '../orders.ts';
+import { deliveryMark } from '../delivery-hook.ts';
 import type { DeliveryReporter } from '../delivery-journal.ts';
 import type { EdgeContext, EdgeExtension } from '../node.ts';
 import { removeWork, sanitiseFileName, writePackage } from './package-writer.ts';
@@ -112,8 +113,10 @@ export function storeExtension(ctx: EdgeContext, opts: StoreOptions = {}): Store
         throw new AppError('no_space', `The store has ${Math.max(0, free - reserve)} bytes free for packages; this order needs ${needed}. Try again later or at another store.`, 507);
       }
       const { dataPath, manifest } = await ctx.ensureContent(o.contentId);
-      const mark = { serial: o.serial, deliveryId: o.deliveryId, userId: o.userId, edgeId: ctx.edgeId, originId: ctx.originId, contentId: o.contentId };
-      const pkg = await writePackage({ format: o.format, dataPath, contentId: o.contentId, title: manifest.body.title, serial: o.serial, mark, hook: ctx.hook, workDir: work, xorriso });
+      // S2.3: the orderer's marked copy goes into the package (made once per delivery, released with the order).
+      const copy = await ctx.hook.fileFor(deliveryMark({ ...o, originId: ctx.originId }, ctx.edgeId, ctx.markKey), dataPath);
+      log.info({ order: o.id, mark: copy.note }, 'copy for the package');
+      const pkg = await writePackage({ format: o.format, dataPath: copy.path, contentId: o.contentId, title: manifest.body.title, serial: o.serial, workDir: work, xorriso });
       save({ id: o.id, userId: o.userId, contentId: o.contentId, title: manifest.body.title, format: o.format, payment: o.payment, price: o.price, deliveryId: o.deliveryId, serial: o.serial, packagePath: pkg.path, bytes: pkg.bytes, sha256: pkg.sha256, state: 'ready' });
       await ctx.api().post(`/edges/me/orders/${o.id}/ready`, { bytes: pkg.bytes, sha256: pkg.sha256 });
       log.info({ order: o.id, content: o.contentId, format: o.format, bytes: pkg.bytes }, 'package ready');
@@ -125,6 +128,8 @@ export function storeExtension(ctx: EdgeContext, opts: StoreOptions = {}): Store
       await ctx.api().post(`/edges/me/orders/${o.id}/fail`, { reason: reason.slice(0, 500) });
     } finally {
       preparing.delete(o.id);
+      // The package holds the marked copy: the hook's own goes now.
+      await ctx.hook.release(o.deliveryId).catch((err) => log.warn({ order: o.id, err: String(err) }, 'could not delete the marked copy'));
     }
   }
 

@@ -7,27 +7,24 @@ import { pipeline } from 'node:stream/promises';
 import yauzl from 'yauzl';
 import yazl from 'yazl';
 import { AppError } from '../../core/errors.ts';
-import type { DeliveryHook, DeliveryMark } from '../delivery-hook.ts';
 
 // S2.6 (docs/edge.md "Store server"): one content written for one receiver into an ISO 9660
-// image (Debian's xorriso, Joliet and Rock Ridge) or a zip package (yazl). Every byte of the
-// content goes through the delivery hook with the receiver's mark, into a working copy; the
-// package is made from that copy and read back (the ISO's file extents, the zip's entries) to
-// check that it holds exactly the marked bytes. Nothing is held in memory whole: chunks of
-// CHUNK bytes go through the hook, yazl and yauzl stream, xorriso reads files itself.
+// image (Debian's xorriso, Joliet and Rock Ridge) or a zip package (yazl). The file given is the
+// receiver's own copy (marked by the edge's delivery hook, S2.3); it is copied into the working
+// directory, the package is made from it and read back (the ISO's file extents, the zip's
+// entries) to check that it holds exactly those bytes. Nothing is held in memory whole: the copy,
+// yazl and yauzl stream, xorriso reads files itself.
 
 export type PackageFormat = 'iso' | 'zip';
 
 export interface PackageInput {
   format: PackageFormat;
-  /** The content's data file (complete, verified). */
+  /** The receiver's copy of the content (marked by the delivery hook; complete, verified). */
   dataPath: string;
   contentId: string;
   title: string;
   /** The delivery serial (S2.4), also in the metadata text. */
   serial: number;
-  mark: DeliveryMark;
-  hook: DeliveryHook;
   /** A directory of this order's own: the working copy and the package are made in it. */
   workDir: string;
   /** The xorriso program (default `xorriso` on PATH). */
@@ -47,7 +44,7 @@ export interface WrittenPackage {
   markedBytes: number;
 }
 
-/** Bytes read from the content and handed to the hook at a time. */
+/** Bytes read from the copy at a time. */
 export const CHUNK = 1024 * 1024;
 export const README_NAME = 'README.txt';
 
@@ -99,7 +96,7 @@ export async function writePackage(input: PackageInput): Promise<WrittenPackage>
   const files = path.join(input.workDir, 'files');
   await rm(files, { recursive: true, force: true });
   await mkdir(files, { recursive: true });
-  const marked = await writeMarkedCopy(input, path.join(files, fileName), fileName);
+  const marked = await writeMarkedCopy(input, path.join(files, fileName));
   const readme = readmeText({ title: input.title, contentId: input.contentId, serial: input.serial, fileName });
   await writeFile(path.join(files, README_NAME), readme);
   const out = path.join(input.workDir, `package.${input.format}`);
@@ -124,21 +121,17 @@ export async function removeWork(workDir: string): Promise<void> {
   await rm(workDir, { recursive: true, force: true });
 }
 
-/** The content through the hook, chunk by chunk, into `to`; returns the copy's size and hash. */
-async function writeMarkedCopy(input: PackageInput, to: string, fileName: string): Promise<{ bytes: number; sha256: string }> {
+/** The receiver's copy into `to`; returns its size and hash. */
+async function writeMarkedCopy(input: PackageInput, to: string): Promise<{ bytes: number; sha256: string }> {
   const hash = createHash('sha256');
-  let offset = 0;
   const source = createReadStream(input.dataPath, { highWaterMark: CHUNK });
-  const { hook, mark } = input;
-  async function* marked() {
+  async function* hashed() {
     for await (const chunk of source as AsyncIterable<Buffer>) {
-      const out = await hook.transform(mark, { name: fileName, offset }, chunk);
-      offset += chunk.length;
-      hash.update(out);
-      yield out;
+      hash.update(chunk);
+      yield chunk;
     }
   }
-  await pipeline(marked, createWriteStream(to));
+  await pipeline(hashed, createWriteStream(to));
   return { bytes: (await stat(to)).size, sha256: hash.digest('hex') };
 }
 
