@@ -1,0 +1,219 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import pino from 'pino';
+import sharp from 'sharp';
+import { edgeExtensions } from '../../src/edge/extensions.ts';
+import { startEdge, type EdgeNode } from '../../src/edge/node.ts';
+import { originIdOf } from '../../src/marks/keys.ts';
+import type { TraceAnswer } from '../../src/marks/trace.ts';
+import { FFMPEG, requireFfmpeg } from '../helpers/ffmpeg.ts';
+import { startTestOrigin, type TestOrigin } from '../helpers/origin.ts';
+
+// S2.3, S2.7 (#18 point 2): copies delivered to two users through two home edges are each traced
+// to the right user, edge and origin — after the attacks of the robustness table (JPEG quality
+// 50, a 50 % downscale, a 10 % crop; MP3 at 128 kbit/s; a re-encode at CRF 28) — by the origin's
+// POST /marks/trace over real HTTP; whose copy it is is told to operators and the publisher only.
+
+requireFfmpeg();
+const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
+const TRACE_MAX = 8 * 1024 * 1024;
+const work = mkdtempSync(path.join(os.tmpdir(), 'cascade-trace-'));
+
+let o: TestOrigin;
+let edgeA: EdgeNode;
+let edgeB: EdgeNode;
+type Who = { token: string; userId: string; username: string };
+let alice: Who;
+let bob: Who;
+let publisher: Who;
+let operator: Who;
+let stranger: Who;
+let imageId = '';
+let audioId = '';
+let imageOriginal: Buffer;
+
+function ffmpeg(args: string[]) {
+  const r = spawnSync(FFMPEG, ['-hide_banner', '-loglevel', 'error', '-y', ...args]);
+  assert.equal(r.status, 0, r.stderr?.toString());
+}
+
+async function publish(title: string, bytes: Buffer): Promise<string> {
+  const res = await o.call('POST', `/contents?title=${encodeURIComponent(title)}&genre=test&price=100`, { token: publisher.token, body: bytes, headers: { 'content-type': 'application/octet-stream' } });
+  assert.equal(res.status, 201, JSON.stringify(res.body));
+  return res.body.id;
+}
+
+const edgeOptions = (name: string, label: string) => ({
+  origin: o.url,
+  originKey: o.keys.publicKeyB64,
+  home: path.join(work, name),
+  cacheBytes: 200 * 1024 * 1024,
+  policy: 'manual' as const,
+  reportMs: 3_600_000,
+  heartbeatMs: 3_600_000,
+  clock: o.clock,
+  logger,
+  token: operator.token,
+  kind: 'home' as const,
+  label,
+  extensions: edgeExtensions('home', { ffmpeg: FFMPEG }),
+});
+
+/** Rents `contentId` on `edge` for `who` and downloads the file copy the edge makes for them. */
+async function rentAndDownload(who: Who, edge: EdgeNode, contentId: string): Promise<{ bytes: Buffer; mark: string; deliveryId: string; fileUrl: string }> {
+  const r = await o.call('POST', `/edges/${edge.edgeId}/rentals`, { token: who.token, json: { contentId, plan: 'days', days: 1 } });
+  assert.equal(r.status, 201, JSON.stringify(r.body));
+  const res = await fetch(r.body.fileUrl);
+  assert.equal(res.status, 200);
+  return { bytes: Buffer.from(await res.arrayBuffer()), mark: res.headers.get('cascade-mark') ?? '', deliveryId: r.body.rental.deliveryId, fileUrl: r.body.fileUrl };
+}
+
+async function trace(bytes: Buffer, who: Who): Promise<TraceAnswer> {
+  const res = await o.call('POST', '/marks/trace', { token: who.token, body: bytes, headers: { 'content-type': 'application/octet-stream' } });
+  assert.equal(res.status, 200, JSON.stringify(res.body));
+  return res.body;
+}
+
+const attacks = {
+  jpeg50: (b: Buffer) => sharp(b).jpeg({ quality: 50 }).toBuffer(),
+  scale50: async (b: Buffer) => {
+    const m = await sharp(b).metadata();
+    return sharp(b).resize(Math.round(m.width! / 2), Math.round(m.height! / 2)).png().toBuffer();
+  },
+  crop10: async (b: Buffer) => {
+    const m = await sharp(b).metadata();
+    const w = m.width!;
+    const h = m.height!;
+    return sharp(b).extract({ left: Math.round(w * 0.07), top: Math.round(h * 0.03), width: Math.round(w * 0.9), height: Math.round(h * 0.9) }).png().toBuffer();
+  },
+};
+
+function mp3(wav: Buffer, name: string): Buffer {
+  const a = path.join(work, `${name}.wav`);
+  const b = path.join(work, `${name}.mp3`);
+  writeFileSync(a, wav);
+  ffmpeg(['-i', a, '-c:a', 'libmp3lame', '-b:a', '128k', b]);
+  return readFileSync(b);
+}
+
+before(async () => {
+  o = await startTestOrigin({ config: { traceMaxBytes: TRACE_MAX } });
+  alice = await o.userWithRoles(['member'], 'alice');
+  bob = await o.userWithRoles(['member'], 'bob');
+  stranger = await o.userWithRoles(['member'], 'someone');
+  publisher = await o.userWithRoles(['publisher'], 'studio');
+  operator = await o.userWithRoles(['operator'], 'ops');
+  // Material made with ffmpeg's test sources: a textured picture and 25 s of tones and noise.
+  const png = path.join(work, 'picture.png');
+  ffmpeg(['-f', 'lavfi', '-i', 'mandelbrot=size=640x480', '-frames:v', '1', png]);
+  imageOriginal = readFileSync(png);
+  const wav = path.join(work, 'tones.wav');
+  ffmpeg(['-f', 'lavfi', '-i', 'aevalsrc=0.3*sin(2*PI*220*t)+0.2*sin(2*PI*330*t)+0.1*sin(2*PI*1250*t*(1+0.1*sin(t))):s=44100:d=25', '-f', 'lavfi', '-i', 'anoisesrc=c=pink:a=0.05:d=25:r=44100', '-filter_complex', 'amix=inputs=2:normalize=0', '-ac', '2', '-c:a', 'pcm_s16le', wav]);
+  imageId = await publish('Picture', imageOriginal);
+  audioId = await publish('Tones', readFileSync(wav));
+  edgeA = await startEdge(edgeOptions('edge-a', 'eu/paris/a'));
+  edgeB = await startEdge(edgeOptions('edge-b', 'eu/lyon/b'));
+  for (const e of [edgeA, edgeB]) for (const id of [imageId, audioId]) await e.ensureContent(id);
+});
+
+after(async () => {
+  await edgeA?.close();
+  await edgeB?.close();
+  await o?.close();
+  rmSync(work, { recursive: true, force: true });
+});
+
+test('S2.3: each renter’s copy of an image carries their own mark, and the edge says so', async () => {
+  const a = await rentAndDownload(alice, edgeA, imageId);
+  const b = await rentAndDownload(bob, edgeB, imageId);
+  assert.match(a.mark, /^marked \(png image, PSNR \d+\.\d dB\)$/);
+  assert.match(b.mark, /^marked/);
+  assert.ok(!a.bytes.equals(imageOriginal) && !b.bytes.equals(imageOriginal) && !a.bytes.equals(b.bytes), 'three different files');
+  const meta = await sharp(a.bytes).metadata();
+  assert.deepEqual([meta.format, meta.width, meta.height], ['png', 640, 480]);
+  // Downloading again gets the same copy (made once per rental).
+  const again = Buffer.from(await (await fetch(a.fileUrl)).arrayBuffer());
+  assert.ok(again.equals(a.bytes));
+  imageCopies.alice = a.bytes;
+  imageCopies.bob = b.bytes;
+});
+
+const imageCopies: { alice?: Buffer; bob?: Buffer } = {};
+
+test('S2.7: attacked image copies are traced to the right user, edge and origin (operator)', async () => {
+  const expected = [
+    { who: alice, edge: edgeA, copy: imageCopies.alice! },
+    { who: bob, edge: edgeB, copy: imageCopies.bob! },
+  ];
+  for (const { who, edge, copy } of expected) {
+    for (const [name, attack] of Object.entries(attacks)) {
+      const t = await trace(await attack(copy), operator);
+      assert.equal(t.genuine, true, `${who.username} ${name}: ${t.message}`);
+      assert.equal(t.carrier, 'image');
+      assert.deepEqual(
+        { user: t.copy?.user.id, username: t.copy?.user.username, edge: t.copy?.edge.id, label: t.copy?.edge.label, origin: t.copy?.origin.id, content: t.copy?.content.id },
+        { user: who.userId, username: who.username, edge: edge.edgeId, label: edge.label, origin: originIdOf(o.keys.publicKeyB64), content: imageId },
+        `${who.username} after ${name}`,
+      );
+      assert.ok(t.confidence! > 0.999999 && t.falseMatch! < 1e-6, `${name}: confidence ${t.confidence}`);
+    }
+  }
+});
+
+test('S2.7: the publisher sees whose copy; anyone else learns only that it is genuine; the original is not a marked copy', async () => {
+  const leaked = await attacks.jpeg50(imageCopies.bob!);
+  const byPublisher = await trace(leaked, publisher);
+  assert.equal(byPublisher.copy?.user.id, bob.userId);
+  const byStranger = await trace(leaked, stranger);
+  assert.deepEqual({ genuine: byStranger.genuine, copy: byStranger.copy, restricted: byStranger.restricted }, { genuine: true, copy: null, restricted: true });
+  assert.ok(!JSON.stringify(byStranger).includes(bob.userId) && !JSON.stringify(byStranger).includes('bob'), 'nothing names the renter');
+  const original = await trace(imageOriginal, operator);
+  assert.deepEqual({ genuine: original.genuine, carrier: original.carrier, copy: original.copy }, { genuine: false, carrier: 'image', copy: null });
+  assert.match(original.message, /No mark of this origin found/);
+});
+
+test('S2.3, S2.7: WAV copies through two edges survive MP3 at 128 kbit/s and are traced', async () => {
+  const a = await rentAndDownload(alice, edgeA, audioId);
+  const b = await rentAndDownload(bob, edgeB, audioId);
+  assert.match(a.mark, /^marked \(WAV audio/);
+  for (const [who, edge, copy] of [[alice, edgeA, a.bytes], [bob, edgeB, b.bytes]] as const) {
+    const t = await trace(mp3(copy, who.username), operator);
+    assert.equal(t.genuine, true, t.message);
+    assert.equal(t.carrier, 'audio');
+    assert.deepEqual({ user: t.copy?.user.id, edge: t.copy?.edge.id }, { user: who.userId, edge: edge.edgeId });
+  }
+});
+
+test('S2.7 refusals: no body, too large, not signed in; nothing is left behind', async () => {
+  const empty = await o.call('POST', '/marks/trace', { token: stranger.token, body: Buffer.alloc(0), headers: { 'content-type': 'application/octet-stream' } });
+  assert.deepEqual([empty.status, empty.body.error.code], [400, 'trace_empty']);
+  const big = await o.call('POST', '/marks/trace', { token: stranger.token, body: Buffer.alloc(TRACE_MAX + 1), headers: { 'content-type': 'application/octet-stream' } });
+  assert.deepEqual([big.status, big.body.error.code], [413, 'trace_too_large']);
+  // Without a declared length (chunked), the bound is kept while reading.
+  const chunked = await o.call('POST', '/marks/trace', {
+    token: stranger.token,
+    body: (async function* () {
+      for (let i = 0; i < 9; i++) yield Buffer.alloc(1024 * 1024);
+    })(),
+    headers: { 'content-type': 'application/octet-stream' },
+  });
+  assert.deepEqual([chunked.status, chunked.body.error.code], [413, 'trace_too_large']);
+  const anon = await o.call('POST', '/marks/trace', { body: Buffer.from('x'), headers: { 'content-type': 'application/octet-stream' } });
+  assert.deepEqual([anon.status, anon.body.error.code], [401, 'unauthenticated']);
+  const text = await trace(Buffer.from('just some text\n'), stranger);
+  assert.deepEqual({ genuine: text.genuine, carrier: text.carrier }, { genuine: false, carrier: null });
+  assert.match(text.message, /not an image, audio or video/);
+  const tmp = path.join(o.config.dataDir, 'tmp');
+  assert.deepEqual(readdirSync(tmp).filter((f) => f.startsWith('trace-')), [], 'uploads are deleted');
+});
+
+test('S2.3: only a registered edge gets the pattern key', async () => {
+  const asUser = await o.call('GET', '/marks/key', { token: stranger.token });
+  assert.equal(asUser.status, 403);
+  assert.equal(edgeA.markKey?.length, 32);
+  assert.ok(edgeA.markKey!.equals(edgeB.markKey!), 'one origin, one key');
+});
