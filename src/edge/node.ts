@@ -55,6 +55,8 @@ export interface EdgeOptions {
   transferClock?: WaitClock;
   logger?: Logger;
   hook?: DeliveryHook;
+  /** S2.3: false hands out unmarked copies (the watermark benchmark's baseline); default true. */
+  marks?: boolean;
   extensions?: (ctx: EdgeContext) => EdgeExtension[];
 }
 
@@ -280,7 +282,7 @@ export async function startEdge(opts: EdgeOptions): Promise<EdgeNode> {
   ctx.terminalId = agent.terminalId;
   deliveries.start();
   // S2.3: home and store edges mark the copies they hand out (delivery edges serve verified pieces).
-  if (opts.kind !== 'delivery') ctx.markKey = await fetchMarkKey(agent.api(), opts.originKey, logger);
+  if (opts.kind !== 'delivery' && opts.marks !== false) ctx.markKey = await fetchMarkKey(agent.api(), opts.originKey, logger);
 
   const usedBytes = () => store.list().reduce((s, c) => s + c.manifest.body.totalSize, 0);
   const stats = (): EdgeStats => ({ ...counters, load: agent!.slotLoad(), usedBytes: usedBytes(), filling, deliveries: journal.counts() });
