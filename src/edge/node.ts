@@ -53,6 +53,8 @@ export interface EdgeOptions {
   transferClock?: WaitClock;
   logger?: Logger;
   hook?: DeliveryHook;
+  /** S2.3: the origin's pattern key (32 bytes) the edge's marks derive from; without it, nothing is marked. */
+  markKey?: Buffer;
   extensions?: (ctx: EdgeContext) => EdgeExtension[];
 }
 
@@ -76,6 +78,8 @@ export interface EdgeContext {
   /** Marks a content used now (least recently used goes first). */
   touch(contentId: string): void;
   hook: DeliveryHook;
+  /** S2.3: the origin's pattern key (32 bytes), when the edge has it: a home edge then packages videos in A/B variants. */
+  markKey?: Buffer;
   /**
    * S2.4: reports of this edge's deliveries (rentals, orders) to the origin: `report()` journals one
    * (fsynced) and resolves once it is durable; the reporter sends it, and anything a previous run left.
@@ -194,6 +198,7 @@ export async function startEdge(opts: EdgeOptions): Promise<EdgeNode> {
     },
     touch,
     hook,
+    markKey: opts.markKey,
     async ensureContent(id: string) {
       const store = agent!.store;
       if (!store.isComplete(id)) await fetchContent(id);

@@ -286,26 +286,35 @@ export async function writeMarkedMp4(pkg: { init: string; segments: Array<{ a: s
   await pipeline(all, out);
 }
 
-/** Decodes to grey frames and their timestamps (ffprobe's frame list gives the timestamps in order). */
+/** Decodes to grey frames and their timestamps (ffmpeg's showinfo prints each frame's, in order). */
 async function decodeGrey(file: string, ffmpeg: string, w: number, h: number): Promise<{ pts: number[]; frames: Uint8Array[] }> {
-  const probe = spawned(ffprobeOf(ffmpeg), ['-v', 'error', '-select_streams', 'v:0', '-show_entries', 'frame=best_effort_timestamp_time', '-of', 'csv=p=0', file], ['ignore', 'pipe', 'pipe']);
-  let text = '';
-  probe.proc.stdout!.on('data', (d) => (text += d));
-  const dec = spawned(
+  const proc = spawn(
     ffmpeg,
-    ['-hide_banner', '-loglevel', 'error', '-nostdin', '-i', file, '-map', '0:v:0', '-vf', `scale=${w}:${h}:flags=area,format=gray`, '-fps_mode', 'passthrough', '-f', 'rawvideo', '-pix_fmt', 'gray', 'pipe:1'],
-    ['ignore', 'pipe', 'pipe'],
+    ['-hide_banner', '-loglevel', 'info', '-nostdin', '-copyts', '-i', file, '-map', '0:v:0', '-vf', `scale=${w}:${h}:flags=area,format=gray,showinfo`, '-fps_mode', 'passthrough', '-f', 'rawvideo', '-pix_fmt', 'gray', 'pipe:1'],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   const chunks: Buffer[] = [];
-  dec.proc.stdout!.on('data', (d: Buffer) => chunks.push(d));
-  await Promise.all([probe.done, dec.done]);
+  const pts: number[] = [];
+  let line = '';
+  let tail = '';
+  proc.stdout.on('data', (d: Buffer) => chunks.push(d));
+  proc.stderr.on('data', (d: Buffer) => {
+    const text = line + d.toString('latin1');
+    const lines = text.split('\n');
+    line = lines.pop() ?? '';
+    for (const l of lines) {
+      const m = /\bn:\s*\d+\s+pts:\s*-?\d+\s+pts_time:(-?[\d.e+-]+)/.exec(l);
+      if (m) pts.push(Number(m[1]));
+      else tail = (tail + l + '\n').slice(-2000);
+    }
+  });
+  const code = await new Promise<number | null>((resolve, reject) => {
+    proc.on('error', reject);
+    proc.on('close', resolve);
+  });
+  if (code !== 0) throw new Error(`ffmpeg exited ${code}: ${tail.trim().slice(-300)}`);
   const all = Buffer.concat(chunks);
   const n = Math.floor(all.length / (w * h));
-  const pts = text
-    .split('\n')
-    .map((l) => l.trim().replace(/,$/, ''))
-    .filter((l) => l !== '')
-    .map(Number);
   const frames: Uint8Array[] = [];
   for (let i = 0; i < n; i++) frames.push(all.subarray(i * w * h, (i + 1) * w * h));
   return { pts: pts.slice(0, n), frames };
@@ -384,17 +393,20 @@ export async function detectVideo<T>(
     let s = sums.get(k);
     if (!s) sums.set(k, (s = { sum: new Float64Array(w * h), n: 0 }));
     const f = frames[i];
-    for (let j = 0; j < f.length; j++) s.sum[j] += f[j];
+    const sum = s.sum;
+    for (let j = 0; j < f.length; j++) sum[j] += f[j];
     s.n++;
   }
   const windows = [...sums.keys()].sort((a, b) => a - b);
   if (windows.length < nBits) return { best: null, hypotheses: 0, reason: `only ${windows.length} segment windows of ${seg} s: ${nBits} are needed for the codeword` };
   // Per window j and pattern p: the normalised correlation of the high-passed mean frame with P_p.
   const patterns: Float64Array[] = [];
+  const norms: number[] = [];
   const r = Math.max(1, Math.round(w / GRID_X / 2));
   for (let p = 0; p < VIDEO_BITS; p++) {
-    const pat = videoPattern(key, p, w, h, { w: info.width, h: info.height });
-    patterns.push(highPass(Float64Array.from(pat), w, h, r));
+    const pat = highPass(Float64Array.from(videoPattern(key, p, w, h, { w: info.width, h: info.height })), w, h, r);
+    patterns.push(pat);
+    norms.push(Math.sqrt(pat.reduce((t, v) => t + v * v, 0)));
   }
   const means = windows.map((k) => {
     const s = sums.get(k)!;
@@ -412,7 +424,7 @@ export async function detectVideo<T>(
     for (const m of near) for (let i = 0; i < d.length; i++) d[i] -= m[i] / near.length;
     const hp = highPass(d, w, h, r);
     // Strong edges (moving objects, cuts) are clipped so that they do not outweigh the faint pattern.
-    const mags = Array.from(hp, Math.abs).sort((a, b) => a - b);
+    const mags = hp.map(Math.abs).sort();
     const clip = 3 * (mags[mags.length >> 1] || 1e-9);
     let e = 0;
     for (let i = 0; i < hp.length; i++) {
@@ -423,12 +435,8 @@ export async function detectVideo<T>(
     for (let p = 0; p < VIDEO_BITS; p++) {
       const pat = patterns[p];
       let c = 0;
-      let pp = 0;
-      for (let i = 0; i < hp.length; i++) {
-        c += hp[i] * pat[i];
-        pp += pat[i] * pat[i];
-      }
-      row[p] = e > 0 ? (c / Math.sqrt(e * pp)) * Math.sqrt(hp.length) : 0;
+      for (let i = 0; i < hp.length; i++) c += hp[i] * pat[i];
+      row[p] = e > 0 && norms[p] > 0 ? (c / (Math.sqrt(e) * norms[p])) * Math.sqrt(hp.length) : 0;
     }
     corr.push(row);
   }

@@ -7,6 +7,7 @@ import type { Api } from '../../core/http-client.ts';
 import { ClockJob } from '../../live/clock-job.ts';
 import type { DeliveryMark } from '../delivery-hook.ts';
 import type { EdgeContext, EdgeExtension } from '../node.ts';
+import { variantOf } from '../../marks/video.ts';
 import { checkRentalTicket, SYNC_GRACE_MS, ticketTerms, type RentalTicket } from '../rental-ticket.ts';
 import { DAY_MS, rentalReport } from './rental-rules.ts';
 import { SegmentCorrupt, VodPackager, type VodPackage } from './vod-packager.ts';
@@ -21,10 +22,12 @@ import { SegmentCorrupt, VodPackager, type VodPackage } from './vod-packager.ts'
 // is counted from the segments actually fetched (each once per rental) and, for a video played
 // as a file, from the share of its bytes fetched. A clock-driven job ends each rental at its end:
 // the final report (viewing plan), then the copy and its package are deleted unless another
-// rental still plays it.
+// rental still plays it. S2.3 (#18): when the edge has the origin's pattern key (ctx.markKey), a
+// video is packaged in A/B variants and each media segment is the variant the rental's 64-bit
+// video codeword selects (bit k mod 64 for segment k): a file picked, no work on its bytes.
 
 /** What the home server uses of the edge process's context (node.ts): the real EdgeContext fits it. */
-export type HomeEdgeContext = Pick<EdgeContext, 'edgeId' | 'home' | 'originKey' | 'clock' | 'logger' | 'ensureContent' | 'dropContent' | 'hook' | 'deliveries'> & { api?: EdgeContext['api'] };
+export type HomeEdgeContext = Pick<EdgeContext, 'edgeId' | 'home' | 'originKey' | 'clock' | 'logger' | 'ensureContent' | 'dropContent' | 'hook' | 'deliveries' | 'markKey'> & { api?: EdgeContext['api'] };
 
 /** One report of a delivery to the origin (the "bill" part's shape: POST /edges/me/deliveries/reports). */
 export interface DeliveryReportItem {
@@ -46,6 +49,11 @@ export interface HomeOptions {
   ffmpeg?: string;
   /** How often, in clock time, the job looks even when nothing is due (default 60 s). */
   maxSleepMs?: number;
+  /**
+   * S2.3: a rental's 64-bit video codeword (the payload layer's, from its serial) — the mark's
+   * `videoBits`; absent or null: unmarked, variant a throughout.
+   */
+  videoBits?: (ticket: RentalTicket) => Uint8Array | null;
 }
 
 const CHUNK = 256 * 1024;
@@ -138,7 +146,7 @@ export class HomeServer {
   ) {
     const dir = path.join(ctx.home, 'home');
     this.file = path.join(dir, 'rentals.json');
-    this.packager = new VodPackager({ dir: path.join(dir, 'vod'), ffmpeg: opts.ffmpeg, logger: ctx.logger });
+    this.packager = new VodPackager({ dir: path.join(dir, 'vod'), ffmpeg: opts.ffmpeg, logger: ctx.logger, markKey: () => ctx.markKey });
     this.job = new ClockJob({
       clock: ctx.clock,
       maxSleepMs: opts.maxSleepMs ?? 60_000,
@@ -245,7 +253,7 @@ export class HomeServer {
   }
 
   private mark(t: RentalTicket): DeliveryMark {
-    return { serial: t.serial, deliveryId: t.deliveryId, userId: t.userId, edgeId: this.ctx.edgeId, originId: t.originId, contentId: t.contentId };
+    return { serial: t.serial, deliveryId: t.deliveryId, userId: t.userId, edgeId: this.ctx.edgeId, originId: t.originId, contentId: t.contentId, ...(this.opts.videoBits ? { videoBits: this.opts.videoBits(t) } : {}) };
   }
 
   /** The content's package (made once); `rental_not_video` when it is not a video. */
@@ -262,13 +270,17 @@ export class HomeServer {
 
   async segment(r: RentalState, name: string): Promise<Buffer> {
     await this.package(r);
-    const got = await this.packager.file(r.ticket.contentId, name).catch((e) => {
+    const mark = this.mark(r.ticket);
+    // S2.3: the A/B variant this rental's codeword selects for the segment (a for init.mp4, unmarked rentals and unmarked packages).
+    const index = /^seg_(\d{5})\.m4s$/.exec(name);
+    const variant = index && mark.videoBits && mark.videoBits.length > 0 ? variantOf(mark.videoBits, Number(index[1])) : 'a';
+    const got = await this.packager.file(r.ticket.contentId, name, variant).catch((e) => {
       if (e instanceof SegmentCorrupt) throw new AppError('segment_corrupt', `Segment ${name} no longer matches what was packaged.`, 500);
       throw e;
     });
     if (!got) throw new AppError('unknown_segment', `No segment ${name} in this content's package.`, 404);
     if (this.rentals.get(r.ticket.rentalId) !== r || r.closed) throw new AppError('rental_over', 'This rental has ended.', 403);
-    const bytes = await this.ctx.hook.transform(this.mark(r.ticket), { name, offset: 0 }, got.bytes);
+    const bytes = await this.ctx.hook.transform(mark, { name, offset: 0 }, got.bytes);
     // Viewing time: each media segment's duration, once per rental.
     if (got.file.durationMs > 0 && !r.segments.includes(name)) {
       r.segments.push(name);
