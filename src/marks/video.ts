@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { parseVodPlaylist } from '../live/fillers.ts';
@@ -186,9 +186,10 @@ export async function packageVariants(
     '-hide_banner', '-loglevel', 'error',
     '-f', 'rawvideo', '-pix_fmt', 'yuv420p', '-s', `${w}x${h}`, '-framerate', info.rate, '-i', 'pipe:0',
     ...(info.audio ? ['-i', input, '-map', '0:v:0', '-map', '1:a:0', '-c:a', 'aac', '-b:a', '128k', '-ac', '2'] : ['-map', '0:v:0']),
-    // The same settings for A and B, single-threaded so the two encodes decide alike everywhere
-    // but where the pattern differs; key frames at every segment boundary, never elsewhere.
-    '-c:v', 'libx264', '-preset', 'veryfast', '-crf', String(opts.crf ?? 20), '-pix_fmt', 'yuv420p', '-threads', '1',
+    // The same settings for A and B (so the same SPS/PPS: one init.mp4), bit-exact muxing (no
+    // version strings); key frames at every segment boundary and never elsewhere, so segment k of A
+    // and of B cover the same frames. CRF 20: the mark is not to ride on coarse coding noise.
+    '-c:v', 'libx264', '-preset', 'veryfast', '-crf', String(opts.crf ?? 20), '-pix_fmt', 'yuv420p',
     '-force_key_frames', `expr:gte(t,n_forced*${seg})`, '-sc_threshold', '0', '-g', String(Math.ceil(info.fps * seg) + 1),
     '-fflags', '+bitexact', '-flags:v', '+bitexact', '-flags:a', '+bitexact',
     '-f', 'hls', '-hls_time', String(seg), '-hls_playlist_type', 'vod', '-hls_segment_type', 'fmp4',
@@ -256,8 +257,6 @@ export async function packageVariants(
   if (listA.length === 0 || listA.length !== listB.length || listA.some((s, i) => s.durationMs !== listB[i].durationMs)) {
     throw new Error('the two variants’ segments differ in number or duration');
   }
-  // Segment k must hold the frames marked with P_k: one segment per segmentSeconds, the last shorter.
-  const { rename, rm } = await import('node:fs/promises');
   await rename(path.join(dirs.a, 'init.mp4'), path.join(outDir, 'init.mp4'));
   const segments: VariantPackage['segments'] = [];
   for (let i = 0; i < listA.length; i++) {
@@ -269,10 +268,13 @@ export async function packageVariants(
     await rename(path.join(dirs.b, `${name}.m4s`), b);
     segments.push({ a, b, durationMs: listA[i].durationMs });
   }
-  const expected = Math.ceil((segments.reduce((t, s) => t + s.durationMs, 0) / 1000 - 1e-3) / seg);
   await rm(dirs.a, { recursive: true, force: true });
   await rm(dirs.b, { recursive: true, force: true });
-  if (Math.abs(expected - segments.length) > 0) throw new Error(`ffmpeg cut ${segments.length} segments where ${expected} were marked`);
+  // Segment k must hold the frames marked with P_k: every segment segmentSeconds long (within a
+  // frame), the last one no longer.
+  const slack = 1000 / info.fps + 1;
+  const off = segments.findIndex((s, i) => (i < segments.length - 1 ? Math.abs(s.durationMs - seg * 1000) > slack : s.durationMs > seg * 1000 + slack));
+  if (off >= 0) throw new Error(`ffmpeg cut segment ${off} at ${segments[off].durationMs} ms, not ${seg} s: its frames would carry the wrong pattern`);
   return { init: path.join(outDir, 'init.mp4'), segments };
 }
 
