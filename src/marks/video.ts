@@ -124,6 +124,8 @@ function spawned(ffmpeg: string, args: string[], stdio: ('pipe' | 'ignore')[]) {
   const proc = spawn(ffmpeg, args, { stdio: stdio as never });
   let stderr = '';
   proc.stderr?.on('data', (d) => (stderr = (stderr + d).slice(-4000)));
+  // An encoder that dies closes its stdin under us (EPIPE): its exit code reports the failure.
+  proc.stdin?.on('error', () => {});
   const done = new Promise<void>((resolve, reject) => {
     proc.on('error', reject);
     proc.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`ffmpeg exited ${code}: ${stderr.trim().slice(-1500)}`))));
@@ -288,38 +290,64 @@ export async function writeMarkedMp4(pkg: { init: string; segments: Array<{ a: s
   await pipeline(all, out);
 }
 
-/** Decodes to grey frames and their timestamps (ffmpeg's showinfo prints each frame's, in order). */
-async function decodeGrey(file: string, ffmpeg: string, w: number, h: number): Promise<{ pts: number[]; frames: Uint8Array[] }> {
+/**
+ * Decodes to grey frames at w×h and hands each to `onFrame` with its timestamp (ffmpeg's showinfo
+ * prints each frame's, in order, on stderr): streamed, so a feature film needs no more memory
+ * than a few frames.
+ */
+async function decodeGrey(file: string, ffmpeg: string, w: number, h: number, fps: number, onFrame: (pts: number, frame: Uint8Array) => void): Promise<number> {
   const proc = spawn(
     ffmpeg,
     ['-hide_banner', '-loglevel', 'info', '-nostdin', '-copyts', '-i', file, '-map', '0:v:0', '-vf', `scale=${w}:${h}:flags=area,format=gray,showinfo`, '-fps_mode', 'passthrough', '-f', 'rawvideo', '-pix_fmt', 'gray', 'pipe:1'],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
-  const chunks: Buffer[] = [];
+  const size = w * h;
   const pts: number[] = [];
+  const frames: Uint8Array[] = [];
+  let pending: Buffer = Buffer.alloc(0);
   let line = '';
   let tail = '';
-  proc.stdout.on('data', (d: Buffer) => chunks.push(d));
+  let n = 0;
+  let failed: Error | null = null;
+  // A frame goes on once its bytes (stdout) and its timestamp (stderr) have both arrived.
+  const flush = (end: boolean) => {
+    while (frames.length > 0 && (pts.length > 0 || end)) {
+      const f = frames.shift()!;
+      const t = pts.length > 0 ? pts.shift()! : n / fps;
+      try {
+        onFrame(Number.isFinite(t) ? t : n / fps, f);
+      } catch (e) {
+        failed ??= e as Error;
+        proc.kill('SIGKILL');
+      }
+      n++;
+    }
+  };
+  proc.stdout.on('data', (d: Buffer) => {
+    pending = pending.length ? Buffer.concat([pending, d]) : d;
+    let at = 0;
+    for (; at + size <= pending.length; at += size) frames.push(Uint8Array.from(pending.subarray(at, at + size)));
+    pending = pending.subarray(at);
+    flush(false);
+  });
   proc.stderr.on('data', (d: Buffer) => {
-    const text = line + d.toString('latin1');
-    const lines = text.split('\n');
+    const lines = (line + d.toString('latin1')).split('\n');
     line = lines.pop() ?? '';
     for (const l of lines) {
       const m = /\bn:\s*\d+\s+pts:\s*-?\d+\s+pts_time:(-?[\d.e+-]+)/.exec(l);
       if (m) pts.push(Number(m[1]));
       else tail = (tail + l + '\n').slice(-2000);
     }
+    flush(false);
   });
   const code = await new Promise<number | null>((resolve, reject) => {
     proc.on('error', reject);
     proc.on('close', resolve);
   });
+  if (failed) throw failed;
   if (code !== 0) throw new Error(`ffmpeg exited ${code}: ${tail.trim().slice(-300)}`);
-  const all = Buffer.concat(chunks);
-  const n = Math.floor(all.length / (w * h));
-  const frames: Uint8Array[] = [];
-  for (let i = 0; i < n; i++) frames.push(all.subarray(i * w * h, (i + 1) * w * h));
-  return { pts: pts.slice(0, n), frames };
+  flush(true);
+  return n;
 }
 
 /** Subtracts a box blur of radius r (the host's smooth part): what is left holds the pattern's bumps. */
@@ -377,31 +405,7 @@ export async function detectVideo<T>(
   if (!info) return { best: null, hypotheses: 0, reason: 'not a video ffmpeg can read' };
   const w = WORK_W;
   const h = Math.max(2, Math.round((WORK_W * info.height) / info.width / 2) * 2);
-  let decoded: { pts: number[]; frames: Uint8Array[] };
-  try {
-    decoded = await decodeGrey(file, ffmpeg, w, h);
-  } catch (e) {
-    return { best: null, hypotheses: 0, reason: `could not decode: ${(e as Error).message.slice(0, 200)}` };
-  }
-  const { pts, frames } = decoded;
-  if (frames.length === 0) return { best: null, hypotheses: 0, reason: 'no frames' };
-  // Windows by timestamp: a copy that starts late (timestamps re-based) is caught by the cyclic search.
-  const t0 = pts.length && Number.isFinite(pts[0]) && Math.abs(pts[0]) >= seg / 2 ? pts[0] : 0;
-  const sums = new Map<number, { sum: Float64Array; n: number }>();
-  for (let i = 0; i < frames.length; i++) {
-    const t = Number.isFinite(pts[i]) ? pts[i] : i / info.fps;
-    const k = Math.floor((t - t0) / seg + 1e-6);
-    if (k < 0) continue;
-    let s = sums.get(k);
-    if (!s) sums.set(k, (s = { sum: new Float64Array(w * h), n: 0 }));
-    const f = frames[i];
-    const sum = s.sum;
-    for (let j = 0; j < f.length; j++) sum[j] += f[j];
-    s.n++;
-  }
-  const windows = [...sums.keys()].sort((a, b) => a - b);
-  if (windows.length < nBits) return { best: null, hypotheses: 0, reason: `only ${windows.length} segment windows of ${seg} s: ${nBits} are needed for the codeword` };
-  // Per window j and pattern p: the normalised correlation of the high-passed mean frame with P_p.
+  // Per window and pattern p: the normalised correlation of the window's high-passed mean frame with P_p.
   const patterns: Float64Array[] = [];
   const norms: number[] = [];
   const r = Math.max(1, Math.round(w / GRID_X / 2));
@@ -410,19 +414,12 @@ export async function detectVideo<T>(
     patterns.push(pat);
     norms.push(Math.sqrt(pat.reduce((t, v) => t + v * v, 0)));
   }
-  const means = windows.map((k) => {
-    const s = sums.get(k)!;
-    const m = new Float64Array(w * h);
-    for (let j = 0; j < m.length; j++) m[j] = s.sum[j] / s.n;
-    return m;
-  });
-  const corr: Float64Array[] = []; // corr[j][p]
-  for (let j = 0; j < windows.length; j++) {
+  const rowOf = (means: Float64Array[], j: number): Float64Array => {
     // The host's static part: the mean of the neighbouring windows, which carry other (independent)
     // patterns; what is left of a still scene is the pattern and the coding noise.
     const d = Float64Array.from(means[j]);
     const near = [];
-    for (let o = -NEIGHBOURS; o <= NEIGHBOURS; o++) if (o !== 0 && j + o >= 0 && j + o < windows.length) near.push(means[j + o]);
+    for (let o = -NEIGHBOURS; o <= NEIGHBOURS; o++) if (o !== 0 && means[j + o]) near.push(means[j + o]);
     for (const m of near) for (let i = 0; i < d.length; i++) d[i] -= m[i] / near.length;
     const hp = highPass(d, w, h, r);
     // Strong edges (moving objects, cuts) are clipped so that they do not outweigh the faint pattern.
@@ -440,8 +437,47 @@ export async function detectVideo<T>(
       for (let i = 0; i < hp.length; i++) c += hp[i] * pat[i];
       row[p] = e > 0 && norms[p] > 0 ? (c / (Math.sqrt(e) * norms[p])) * Math.sqrt(hp.length) : 0;
     }
-    corr.push(row);
+    return row;
+  };
+
+  // Windows by timestamp (a copy that starts late with its timestamps re-based is caught by the
+  // cyclic search), streamed: a window's row is computed once the NEIGHBOURS after it are complete.
+  const windows: number[] = [];
+  const corr: Float64Array[] = []; // corr[j][p], window j = windows[j]
+  const means: Float64Array[] = []; // by window position; only the last 2·NEIGHBOURS+1 are kept
+  let t0: number | null = null;
+  let cur: { k: number; sum: Float64Array; n: number } | null = null;
+  const close = () => {
+    if (!cur) return;
+    const m = new Float64Array(w * h);
+    for (let i = 0; i < m.length; i++) m[i] = cur.sum[i] / cur.n;
+    windows.push(cur.k);
+    means.push(m);
+    const j = means.length - 1 - NEIGHBOURS;
+    if (j >= 0) corr.push(rowOf(means, j));
+    if (j - NEIGHBOURS >= 0) (means as (Float64Array | undefined)[])[j - NEIGHBOURS] = undefined; // no longer a neighbour of anything to come
+  };
+  try {
+    await decodeGrey(file, ffmpeg, w, h, info.fps, (t, f) => {
+      t0 ??= Math.abs(t) >= seg / 2 ? t : 0;
+      const k = Math.floor((t - t0) / seg + 1e-6);
+      if (k < 0 || (cur && k < cur.k)) return; // out of order: a frame before the window being filled
+      if (!cur || k !== cur.k) {
+        close();
+        cur = { k, sum: new Float64Array(w * h), n: 0 };
+      }
+      const sum = cur.sum;
+      for (let i = 0; i < f.length; i++) sum[i] += f[i];
+      cur.n++;
+    });
+  } catch (e) {
+    return { best: null, hypotheses: 0, reason: `could not decode: ${(e as Error).message.slice(0, 200)}` };
   }
+  close();
+  for (let j = Math.max(0, means.length - NEIGHBOURS); j < means.length; j++) corr.push(rowOf(means, j));
+  if (windows.length === 0) return { best: null, hypotheses: 0, reason: 'no frames' };
+  if (windows.length < nBits) return { best: null, hypotheses: 0, reason: `only ${windows.length} segment windows of ${seg} s: ${nBits} are needed for the codeword` };
+  const start = t0 ?? 0;
   // Hypothesis `shift`: window j carries pattern and bit (windows[j] + shift) mod 64.
   const hyps = [] as { shift: number; soft: Float64Array; energy: number }[];
   for (let shift = 0; shift < VIDEO_BITS; shift++) {
@@ -458,7 +494,7 @@ export async function detectVideo<T>(
   for (const hy of order) {
     tried++;
     const result = accept(hy.soft);
-    if (result !== null) return { result, soft: hy.soft, where: `segments of ${seg} s from ${t0.toFixed(3)} s, shift ${hy.shift}`, hypotheses: tried };
+    if (result !== null) return { result, soft: hy.soft, where: `segments of ${seg} s from ${start.toFixed(3)} s, shift ${hy.shift}`, hypotheses: tried };
   }
   const best = hyps.reduce((a, b) => (b.energy > a.energy ? b : a));
   return { best: best.soft as SoftBits, hypotheses: tried, reason: 'no alignment accepted' };
