@@ -79,6 +79,7 @@ export function registerEdge(program: Command) {
         slots: opts.slots,
         reportMs: opts.reportMs,
         logger: createLogger(process.env.LOG_LEVEL ?? 'warn', 'edge'),
+        ffmpeg: process.env.FFMPEG || 'ffmpeg',
         extensions: edgeExtensions(opts.kind, { ffmpeg: process.env.FFMPEG || 'ffmpeg' }),
       });
       const ready = { event: 'ready', edgeId: node.edgeId, terminalId: node.terminalId, kind: node.kind, label: node.label, url: node.url, cacheBytes };

@@ -28,10 +28,13 @@ export interface DeliveryMark {
 }
 
 export interface DeliveryHook {
-  /** Piece bytes on their way to one receiver; `part` names the piece and its offset in the file. */
+  /** Piece or segment bytes on their way to one receiver; `part` names the piece or segment and its offset. */
   transform(mark: DeliveryMark, part: { name: string; offset: number }, bytes: Buffer): Buffer | Promise<Buffer>;
-  /** The copy of the whole file at `source` that `mark`'s receiver gets (made once per delivery). */
-  fileFor(mark: DeliveryMark, source: string): Promise<MarkedFile>;
+  /**
+   * The copy of the whole file at `source` that `mark`'s receiver gets (made once per delivery).
+   * `video` writes a video's marked copy when the caller has its A/B package already (a home edge).
+   */
+  fileFor(mark: DeliveryMark, source: string, opts?: { video?: (out: string) => Promise<boolean> }): Promise<MarkedFile>;
   /** The delivery is over: its copy may go. */
   release(deliveryId: string): Promise<void>;
 }
@@ -47,7 +50,7 @@ export const identityHook: DeliveryHook = {
 export function markingHook(marker: Pick<Marker, 'fileFor' | 'release'>): DeliveryHook {
   return {
     transform: (_mark, _part, bytes) => bytes,
-    fileFor: (mark, source) => marker.fileFor(mark, source),
+    fileFor: (mark, source, opts) => marker.fileFor(mark, source, opts),
     release: (deliveryId) => marker.release(deliveryId),
   };
 }

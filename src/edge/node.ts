@@ -57,6 +57,8 @@ export interface EdgeOptions {
   hook?: DeliveryHook;
   /** S2.3: false hands out unmarked copies (the watermark benchmark's baseline); default true. */
   marks?: boolean;
+  /** Debian's ffmpeg (FFMPEG), for marking videos (default `ffmpeg` on PATH). */
+  ffmpeg?: string;
   extensions?: (ctx: EdgeContext) => EdgeExtension[];
 }
 
@@ -114,7 +116,7 @@ export async function startEdge(opts: EdgeOptions): Promise<EdgeNode> {
   const logger = opts.logger ?? createLogger('info', 'edge');
   const clock = opts.clock ?? systemClock;
   // S2.3: whole copies are marked with the origin's pattern key once the edge has it (ctx.markKey).
-  const marker = new Marker({ key: () => ctx.markKey, dir: path.join(opts.home, 'marked'), logger });
+  const marker = new Marker({ key: () => ctx.markKey, dir: path.join(opts.home, 'marked'), ffmpeg: opts.ffmpeg, logger });
   const hook = opts.hook ?? markingHook(marker);
   const originId = originIdOf(opts.originKey);
   const missWaitMs = opts.missWaitMs ?? 30_000;

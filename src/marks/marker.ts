@@ -5,6 +5,7 @@ import { embedWav, isWav } from './audio.ts';
 import type { PatternKey } from './carrier.ts';
 import { readHead } from './detect.ts';
 import { embedImage, isImage } from './image.ts';
+import { isVideo, packageVariants, writeMarkedMp4 } from './video.ts';
 
 // S2.3 on the edge: the copy of a whole file one receiver gets — a home edge's file download, a
 // store edge's package — made once per delivery under <dir>/<deliveryId>/ and kept until the
@@ -31,7 +32,10 @@ export interface MarkTarget {
 }
 
 /** Writes the marked copy of a video to `out` (false: not a video this edge can mark). */
-export type VideoMarker = (target: MarkTarget, source: string, out: string) => Promise<boolean>;
+export type VideoMarker = (out: string) => Promise<boolean>;
+
+/** Segments of a video packaged for a whole marked copy (as a home edge's VOD package). */
+const SEGMENT_SECONDS = 4;
 
 /** Images and WAV files are marked in memory: larger ones are delivered unmarked (and said so). */
 export const MAX_MARKED_BYTES = 512 * 1024 * 1024;
@@ -46,20 +50,20 @@ export class Marker {
       /** The origin's pattern key (GET /marks/key); null: this edge marks nothing. */
       key: () => PatternKey | null;
       dir: string;
-      markVideo?: VideoMarker;
+      ffmpeg?: string;
       logger: Logger;
     },
   ) {}
 
   /** The copy `target`'s receiver gets of `source` (made on first call, then reused). */
-  fileFor(target: MarkTarget, source: string): Promise<MarkedFile> {
+  fileFor(target: MarkTarget, source: string, opts: { video?: VideoMarker } = {}): Promise<MarkedFile> {
     const key = this.deps.key();
     if (!key) return Promise.resolve({ path: source, carrier: null, note: 'not marked: this edge has no mark key from its origin yet' });
     if (!target.bits && !target.videoBits) return Promise.resolve({ path: source, carrier: null, note: 'not marked: the delivery carries no mark payload' });
     if (!DELIVERY_ID.test(target.deliveryId)) throw new Error(`not a delivery ID: ${target.deliveryId.slice(0, 80)}`);
     const known = this.making.get(target.deliveryId);
     if (known) return known;
-    const job = this.make(target, source, key).finally(() => this.making.delete(target.deliveryId));
+    const job = this.make(target, source, key, opts.video).finally(() => this.making.delete(target.deliveryId));
     this.making.set(target.deliveryId, job);
     return job;
   }
@@ -70,7 +74,7 @@ export class Marker {
     await rm(path.join(this.deps.dir, deliveryId), { recursive: true, force: true });
   }
 
-  private async make(target: MarkTarget, source: string, key: PatternKey): Promise<MarkedFile> {
+  private async make(target: MarkTarget, source: string, key: PatternKey, video: VideoMarker | undefined): Promise<MarkedFile> {
     const dir = path.join(this.deps.dir, target.deliveryId);
     const copy = path.join(dir, 'copy');
     const record = path.join(dir, 'copy.json');
@@ -106,10 +110,14 @@ export class Marker {
         return unmarked(`not marked: ${(err as Error).message}`);
       }
     } else {
-      if (!target.videoBits || !this.deps.markVideo) return unmarked('not marked: not an image, WAV audio or video this edge can mark');
-      if (!(await this.deps.markVideo(target, source, tmp))) {
+      const bits = target.videoBits;
+      if (!bits || !(await isVideo(source, this.deps.ffmpeg))) return unmarked('not marked: not an image, WAV audio or video this edge can mark');
+      try {
+        const made = video ? await video(tmp) : await this.variantsCopy(source, bits, key, path.join(dir, 'variants'), tmp);
+        if (!made) return unmarked('not marked: this video could not be packaged in A/B variants');
+      } catch (err) {
         await rm(tmp, { force: true });
-        return unmarked('not marked: not an image, WAV audio or video this edge can mark');
+        return unmarked(`not marked: ${(err as Error).message}`);
       }
       carrier = 'video';
       note = 'marked (video: A/B segment variants)';
@@ -118,5 +126,16 @@ export class Marker {
     await writeFile(record, JSON.stringify({ carrier, note, source }));
     this.deps.logger.info({ delivery: target.deliveryId, content: target.contentId, note }, 'marked copy made');
     return { path: copy, carrier, note };
+  }
+
+  /** A video's A/B variants made here (a store edge has no VOD package), the copy written, the variants dropped. */
+  private async variantsCopy(source: string, bits: Uint8Array, key: PatternKey, work: string, out: string): Promise<boolean> {
+    try {
+      const pkg = await packageVariants(source, work, key, { segmentSeconds: SEGMENT_SECONDS, ffmpeg: this.deps.ffmpeg });
+      await writeMarkedMp4(pkg, bits, out);
+      return true;
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
   }
 }

@@ -6,6 +6,7 @@ import { AppError } from '../../core/errors.ts';
 import type { Api } from '../../core/http-client.ts';
 import { ClockJob } from '../../live/clock-job.ts';
 import { deliveryMark, type DeliveryMark } from '../delivery-hook.ts';
+import { variantOf } from '../../marks/video.ts';
 import type { EdgeContext, EdgeExtension } from '../node.ts';
 import { checkRentalTicket, SYNC_GRACE_MS, ticketTerms, type RentalTicket } from '../rental-ticket.ts';
 import { DAY_MS, rentalReport } from './rental-rules.ts';
@@ -21,7 +22,9 @@ import { SegmentCorrupt, VodPackager, type VodPackage } from './vod-packager.ts'
 // is counted from the segments actually fetched (each once per rental) and, for a video played
 // as a file, from the share of its bytes fetched. A clock-driven job ends each rental at its end:
 // the final report (viewing plan), then the copy and its package are deleted unless another
-// rental still plays it.
+// rental still plays it. S2.3 (#18): when the edge has the origin's pattern key (ctx.markKey), a
+// video is packaged in A/B variants and each media segment is the variant the rental's 64-bit
+// video codeword selects (bit k mod 64 for segment k): a file picked, no work on its bytes.
 
 /** What the home server uses of the edge process's context (node.ts): the real EdgeContext fits it. */
 export type HomeEdgeContext = Pick<EdgeContext, 'edgeId' | 'home' | 'originKey' | 'clock' | 'logger' | 'ensureContent' | 'dropContent' | 'hook' | 'deliveries'> & { api?: EdgeContext['api']; markKey?: Buffer | null };
@@ -138,7 +141,7 @@ export class HomeServer {
   ) {
     const dir = path.join(ctx.home, 'home');
     this.file = path.join(dir, 'rentals.json');
-    this.packager = new VodPackager({ dir: path.join(dir, 'vod'), ffmpeg: opts.ffmpeg, logger: ctx.logger });
+    this.packager = new VodPackager({ dir: path.join(dir, 'vod'), ffmpeg: opts.ffmpeg, logger: ctx.logger, markKey: () => ctx.markKey });
     this.job = new ClockJob({
       clock: ctx.clock,
       maxSleepMs: opts.maxSleepMs ?? 60_000,
@@ -262,13 +265,17 @@ export class HomeServer {
 
   async segment(r: RentalState, name: string): Promise<Buffer> {
     await this.package(r);
-    const got = await this.packager.file(r.ticket.contentId, name).catch((e) => {
+    const mark = this.mark(r.ticket);
+    // S2.3: the A/B variant this rental's codeword selects for the segment (a for init.mp4, unmarked rentals and unmarked packages).
+    const index = /^seg_(\d{5})\.m4s$/.exec(name);
+    const variant = index && mark.videoBits && mark.videoBits.length > 0 ? variantOf(mark.videoBits, Number(index[1])) : 'a';
+    const got = await this.packager.file(r.ticket.contentId, name, variant).catch((e) => {
       if (e instanceof SegmentCorrupt) throw new AppError('segment_corrupt', `Segment ${name} no longer matches what was packaged.`, 500);
       throw e;
     });
     if (!got) throw new AppError('unknown_segment', `No segment ${name} in this content's package.`, 404);
     if (this.rentals.get(r.ticket.rentalId) !== r || r.closed) throw new AppError('rental_over', 'This rental has ended.', 403);
-    const bytes = await this.ctx.hook.transform(this.mark(r.ticket), { name, offset: 0 }, got.bytes);
+    const bytes = await this.ctx.hook.transform(mark, { name, offset: 0 }, got.bytes);
     // Viewing time: each media segment's duration, once per rental.
     if (got.file.durationMs > 0 && !r.segments.includes(name)) {
       r.segments.push(name);
@@ -282,8 +289,12 @@ export class HomeServer {
   /** The content's file (or one range of it), through the hook in chunks. */
   async fileStream(r: RentalState, rangeHeader: string | undefined): Promise<{ status: 200 | 206 | 416; size: number; range: { start: number; end: number } | null; body: Readable | null; mark: string }> {
     const { dataPath } = await this.ctx.ensureContent(r.ticket.contentId);
-    // S2.3: the renter's own marked copy (made once per rental; ranges are read from it).
-    const copy = await this.ctx.hook.fileFor(this.mark(r.ticket), dataPath);
+    // S2.3: the renter's own marked copy (made once per rental; ranges are read from it). A video's
+    // is its package's init and the A/B variants the rental's codeword picks (one fMP4 file).
+    const mark = this.mark(r.ticket);
+    const pkg = mark.videoBits ? await this.packager.get(r.ticket.contentId, dataPath).catch(() => null) : null;
+    const video = pkg?.video && pkg.marked && mark.videoBits ? (out: string) => this.packager.writeMarked(r.ticket.contentId, mark.videoBits!, out).then(() => true) : undefined;
+    const copy = await this.ctx.hook.fileFor(mark, dataPath, { video });
     const fh = await open(copy.path, 'r');
     let size: number;
     try {

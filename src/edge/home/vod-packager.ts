@@ -1,10 +1,12 @@
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { createHash } from 'node:crypto';
+import { open, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from 'pino';
 import { sha256Hex } from '../../core/crypto.ts';
 import { newId } from '../../core/ids.ts';
 import { parseVodPlaylist } from '../../live/fillers.ts';
 import { ffprobeOf, probeMedia, run } from '../../live/media-tools.ts';
+import { packageVariants, variantOf } from '../../marks/video.ts';
 
 // S2.5 (docs/edge.md "Home server"): a video a home edge keeps is packaged ONCE into VOD HLS
 // (fMP4 segments of about 4 s, `#EXT-X-PLAYLIST-TYPE:VOD`, ENDLIST) by Debian's ffmpeg — copied
@@ -13,6 +15,11 @@ import { ffprobeOf, probeMedia, run } from '../../live/media-tools.ts';
 // live domain's fillers do). A content that is not a video is served as a file (HTTP Range) only.
 // Layout: <dir>/<contentId>/{package.json, init.mp4, seg_00000.m4s, …}; a package is written in a
 // temporary directory and renamed into place, so a half-made package is never seen.
+// S2.3 (#18): when the edge has the origin's pattern key, a video is always re-encoded, in two
+// variants of every segment (src/marks/video.ts): seg_00000.a.m4s and seg_00000.b.m4s, both hashed;
+// the playlist still names seg_00000.m4s, and `file(…, variant)` picks the variant a receiver's
+// codeword selects. The package records which key marked it (its fingerprint): another key, or
+// none, makes it again.
 
 export const SEGMENT_SECONDS = 4;
 /** ffmpeg's longest run for one content (a re-encode of a feature film on a small box). */
@@ -25,6 +32,8 @@ export interface VodFile {
   durationMs: number;
   sha256: string;
   bytes: number;
+  /** A/B segments (S2.3): the two variants' files (<base>.a.m4s, <base>.b.m4s); sha256/bytes above are variant a's. */
+  variants?: { a: { sha256: string; bytes: number }; b: { sha256: string; bytes: number } };
 }
 
 export interface VodPackage {
@@ -36,14 +45,23 @@ export interface VodPackage {
   init: VodFile | null;
   segments: VodFile[];
   totalMs: number;
+  /** S2.3: the fingerprint of the pattern key its A/B variants were made with; null or absent: one variant, unmarked. */
+  marked?: string | null;
 }
+
+/** A pattern key's fingerprint (recorded in package.json, never the key). */
+export const markKeyId = (key: Buffer | undefined | null): string | null => (key ? createHash('sha256').update('cascade-mark-key').update(key).digest('hex').slice(0, 16) : null);
 
 export class VodPackager {
   /** One packaging per content at a time. */
   private readonly making = new Map<string, Promise<VodPackage>>();
   private readonly cache = new Map<string, VodPackage>();
 
-  constructor(private readonly deps: { dir: string; ffmpeg?: string; logger: Logger }) {}
+  constructor(private readonly deps: { dir: string; ffmpeg?: string; logger: Logger; /** The origin's pattern key, when the edge has it (read at each packaging). */ markKey?: () => Buffer | null | undefined }) {}
+
+  private get key(): Buffer | undefined {
+    return this.deps.markKey?.() ?? undefined;
+  }
 
   private get ffmpeg() {
     return this.deps.ffmpeg ?? 'ffmpeg';
@@ -57,7 +75,8 @@ export class VodPackager {
   /** The content's package (made on first call from `dataPath`; later calls read the record). */
   async get(contentId: string, dataPath: string): Promise<VodPackage> {
     const known = this.cache.get(contentId) ?? (await this.load(contentId));
-    if (known) return known;
+    // A video packaged without the current key (or with another) is made again, marked as the key says.
+    if (known && (!known.video || (known.marked ?? null) === markKeyId(this.key))) return known;
     let made = this.making.get(contentId);
     if (!made) {
       made = this.make(contentId, dataPath);
@@ -95,30 +114,60 @@ export class VodPackager {
       if (!isVideo) {
         pkg = { contentId, video: false, mode: null, init: null, segments: [], totalMs: 0 };
       } else {
-        const copy = probe!.video === 'h264' && (probe!.audio === null || probe!.audio === 'aac');
-        const r = await run(this.ffmpeg, this.args(dataPath, tmp, copy, probe!.audio !== null), PACKAGE_TIMEOUT_MS);
-        if (!r.ok) throw new Error(`ffmpeg: ${r.stderr.trim().slice(-2000) || 'failed'}`);
-        const listed = parseVodPlaylist(await readFile(path.join(tmp, 'index.m3u8'), 'utf8'));
-        if (listed.length === 0) throw new Error('ffmpeg wrote no segments');
-        const describe = async (name: string, durationMs: number): Promise<VodFile> => {
-          const bytes = await readFile(path.join(tmp, name));
-          return { name, durationMs, sha256: sha256Hex(bytes), bytes: bytes.length };
-        };
-        const segments: VodFile[] = [];
-        for (const s of listed) segments.push(await describe(s.name, s.durationMs));
-        pkg = { contentId, video: true, mode: copy ? 'copy' : 'encode', init: await describe('init.mp4', 0), segments, totalMs: segments.reduce((t, s) => t + s.durationMs, 0) };
-        await rm(path.join(tmp, 'index.m3u8'), { force: true }); // the playlist is ours (playlist())
+        const key = this.key;
+        if (key) {
+          pkg = await this.makeVariants(contentId, dataPath, tmp, key);
+        } else {
+          const copy = probe!.video === 'h264' && (probe!.audio === null || probe!.audio === 'aac');
+          const r = await run(this.ffmpeg, this.args(dataPath, tmp, copy, probe!.audio !== null), PACKAGE_TIMEOUT_MS);
+          if (!r.ok) throw new Error(`ffmpeg: ${r.stderr.trim().slice(-2000) || 'failed'}`);
+          const listed = parseVodPlaylist(await readFile(path.join(tmp, 'index.m3u8'), 'utf8'));
+          if (listed.length === 0) throw new Error('ffmpeg wrote no segments');
+          const describe = async (name: string, durationMs: number): Promise<VodFile> => {
+            const bytes = await readFile(path.join(tmp, name));
+            return { name, durationMs, sha256: sha256Hex(bytes), bytes: bytes.length };
+          };
+          const segments: VodFile[] = [];
+          for (const s of listed) segments.push(await describe(s.name, s.durationMs));
+          pkg = { contentId, video: true, mode: copy ? 'copy' : 'encode', init: await describe('init.mp4', 0), segments, totalMs: segments.reduce((t, s) => t + s.durationMs, 0) };
+          await rm(path.join(tmp, 'index.m3u8'), { force: true }); // the playlist is ours (playlist())
+        }
       }
       await writeFile(path.join(tmp, 'package.json'), JSON.stringify(pkg));
       await rm(final, { recursive: true, force: true });
       await rename(tmp, final);
       this.cache.set(contentId, pkg);
-      this.deps.logger.info({ content: contentId, video: pkg.video, mode: pkg.mode, segments: pkg.segments.length }, 'vod packaged');
+      this.deps.logger.info({ content: contentId, video: pkg.video, mode: pkg.mode, segments: pkg.segments.length, marked: !!pkg.marked }, 'vod packaged');
       return pkg;
     } catch (e) {
       await rm(tmp, { recursive: true, force: true });
       throw e;
     }
+  }
+
+  /** S2.3: both variants of every segment, re-encoded whatever the input's codecs (the pattern is added to decoded frames). */
+  private async makeVariants(contentId: string, dataPath: string, tmp: string, key: Buffer): Promise<VodPackage> {
+    const made = await packageVariants(dataPath, tmp, key, { segmentSeconds: SEGMENT_SECONDS, ffmpeg: this.ffmpeg, timeoutMs: PACKAGE_TIMEOUT_MS });
+    const hashOf = async (file: string) => {
+      const bytes = await readFile(file);
+      return { sha256: sha256Hex(bytes), bytes: bytes.length };
+    };
+    const segments: VodFile[] = [];
+    for (const [i, s] of made.segments.entries()) {
+      const a = await hashOf(s.a);
+      const b = await hashOf(s.b);
+      segments.push({ name: `seg_${String(i).padStart(5, '0')}.m4s`, durationMs: s.durationMs, ...a, variants: { a, b } });
+    }
+    const init = await hashOf(made.init);
+    return {
+      contentId,
+      video: true,
+      mode: 'encode',
+      init: { name: 'init.mp4', durationMs: 0, ...init },
+      segments,
+      totalMs: segments.reduce((t, s) => t + s.durationMs, 0),
+      marked: markKeyId(key),
+    };
   }
 
   private args(input: string, dir: string, copy: boolean, hasAudio: boolean): string[] {
@@ -149,17 +198,47 @@ export class VodPackager {
     return lines.join('\n');
   }
 
-  /** One file of a package, or null if there is no such file; throws if its bytes no longer match their hash. */
-  async file(contentId: string, name: string): Promise<{ bytes: Buffer; file: VodFile } | null> {
+  /**
+   * One file of a package, or null if there is no such file; throws if its bytes no longer match
+   * their hash. For an A/B segment, `variant` says which one (default a); other files have one.
+   */
+  async file(contentId: string, name: string, variant: 'a' | 'b' = 'a'): Promise<{ bytes: Buffer; file: VodFile; variant: 'a' | 'b' | null } | null> {
     if (!NAME.test(name)) return null;
     const pkg = await this.peek(contentId);
     if (!pkg) return null;
     const file = name === 'init.mp4' ? pkg.init : pkg.segments.find((s) => s.name === name);
     if (!file) return null;
-    const bytes = await readFile(path.join(this.dirOf(contentId), name)).catch(() => null);
+    const disk = file.variants ? name.replace(/\.m4s$/, `.${variant}.m4s`) : name;
+    const want = file.variants ? file.variants[variant].sha256 : file.sha256;
+    const bytes = await readFile(path.join(this.dirOf(contentId), disk)).catch(() => null);
     if (!bytes) return null;
-    if (sha256Hex(bytes) !== file.sha256) throw new SegmentCorrupt(name);
-    return { bytes, file };
+    if (sha256Hex(bytes) !== want) throw new SegmentCorrupt(disk);
+    return { bytes, file, variant: file.variants ? variant : null };
+  }
+
+  /**
+   * S2.3: the marked copy of a packaged video as one fragmented MP4 file — init.mp4, then per
+   * segment the variant `videoBits` selects (null: variant a throughout) — for a file download or
+   * a store package. Every file is checked against its hash as it is copied.
+   */
+  async writeMarked(contentId: string, videoBits: Uint8Array | null, toPath: string): Promise<{ bytes: number }> {
+    const pkg = await this.peek(contentId);
+    if (!pkg?.video || !pkg.init) throw new Error(`no video package for ${contentId}`);
+    const out = await open(toPath, 'w');
+    let total = 0;
+    try {
+      const parts: [string, 'a' | 'b'][] = [['init.mp4', 'a'], ...pkg.segments.map((s, i): [string, 'a' | 'b'] => [s.name, videoBits ? variantOf(videoBits, i) : 'a'])];
+      for (const [name, v] of parts) {
+        const got = await this.file(contentId, name, v);
+        if (!got) throw new Error(`packaged file ${name} is missing`);
+        await out.write(got.bytes);
+        total += got.bytes.length;
+      }
+      await out.sync();
+    } finally {
+      await out.close();
+    }
+    return { bytes: total };
   }
 
   /** Deletes the content's package. */
