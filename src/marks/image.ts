@@ -33,7 +33,7 @@ const K = BAND.length;
 const SLOTS = TB * TB * K;
 const PILOT_SHARE = 0.15;
 /** Suspect size ÷ original size, in the order tried. */
-const SCALES = [1, 0.5, 0.75, 0.9, 0.8, 2 / 3, 0.6, 0.4, 1.25];
+const SCALES = [1, 0.5, 0.75, 0.9, 0.8, 2 / 3, 0.6];
 const PEAKS_PER_SCALE = 3;
 const TARGET_PSNR = 40.3;
 const MIN_PSNR = 40.05;
@@ -207,7 +207,7 @@ export async function embedImage(bytes: Buffer, bits: Uint8Array, key: PatternKe
     for (const a of attacked) {
       const norm = normalise(luma(a.raw), a.raw.width, a.raw.height);
       if (!norm) continue;
-      const soft = softBits(whiten(foldTile(norm, a.raw.width, a.raw.height, a.scale)), 0, 0, pat, bits.length);
+      const soft = softBits(analyse(foldTile(norm, a.raw.width, a.raw.height, a.scale), pat).white, 0, 0, pat, bits.length);
       let mean = 0;
       for (const v of soft) mean += Math.abs(v);
       mean /= soft.length;
@@ -308,9 +308,8 @@ export async function detectImage<T>(bytes: Buffer, key: PatternKey, nBits: numb
     const w = Math.floor(width / scale);
     const h = Math.floor(height / scale);
     if (w < MIN_SIDE || h < MIN_SIDE) continue;
-    const fold = foldTile(norm, width, height, scale);
-    const white = whiten(fold);
-    for (const peak of pilotPeaks(fold, pat)) {
+    const { peaks, white } = analyse(foldTile(norm, width, height, scale), pat);
+    for (const peak of peaks) {
       hypotheses++;
       const soft = softBits(white, peak.dx, peak.dy, pat, nBits);
       let strength = 0;
@@ -399,37 +398,59 @@ function foldTile(img: Float32Array, width: number, height: number, scale: numbe
   return fold;
 }
 
-/** The strongest cyclic shifts of the pilot in the fold (phase correlation), strongest first. */
-function pilotPeaks(fold: Float64Array, pat: Pattern): Array<{ dx: number; dy: number; z: number }> {
+/** One spectrum of the fold serves both the synchronisation and the bits. The strongest cyclic
+ * shifts of the pilot in the fold (phase correlation: the fold's spectrum normalised to unit
+ * magnitude), strongest first; and the fold whitened (|X|^-1/2: the host's strong low
+ * frequencies no longer drown the mark's coefficients). */
+function analyse(fold: Float64Array, pat: Pattern): { peaks: Array<{ dx: number; dy: number; z: number }>; white: Float64Array } {
   const spec = fft2(fold);
+  const sync = new Float64Array(spec.length);
   const ps = pat.pilotSpectrum;
   for (let i = 0; i < spec.length; i += 2) {
-    const re = spec[i] * ps[i] - spec[i + 1] * ps[i + 1];
-    const im = spec[i] * ps[i + 1] + spec[i + 1] * ps[i];
-    const mag = Math.hypot(spec[i], spec[i + 1]) + 1e-9;
-    spec[i] = re / mag;
-    spec[i + 1] = im / mag;
+    const re = spec[i];
+    const im = spec[i + 1];
+    const mag2 = re * re + im * im + 1e-18;
+    const inv = 1 / Math.sqrt(mag2);
+    sync[i] = (re * ps[i] - im * ps[i + 1]) * inv;
+    sync[i + 1] = (re * ps[i + 1] + im * ps[i]) * inv;
+    const invSqrt = Math.sqrt(inv);
+    spec[i] = re * invSqrt;
+    spec[i + 1] = im * invSqrt;
   }
-  const corr = ifft2Real(spec);
+  const corr = ifft2Real(sync);
+  const white = ifft2Real(spec);
   let mean = 0;
-  for (const v of corr) mean += v;
-  mean /= corr.length;
-  let varSum = 0;
-  for (const v of corr) varSum += (v - mean) ** 2;
-  const sd = Math.sqrt(varSum / corr.length) || 1;
-  const peaks: Array<{ dx: number; dy: number; z: number }> = [];
-  const taken = new Uint8Array(P * P);
-  for (let n = 0; n < PEAKS_PER_SCALE; n++) {
-    let bi = -1;
-    for (let i = 0; i < corr.length; i++) if (!taken[i] && (bi < 0 || corr[i] > corr[bi])) bi = i;
-    if (bi < 0) break;
-    const dx = bi % P;
-    const dy = Math.floor(bi / P);
-    peaks.push({ dx, dy, z: (corr[bi] - mean) / sd });
-    // A peak's neighbours are the same hypothesis, slightly off.
-    for (let yy = -2; yy <= 2; yy++) for (let xx = -2; xx <= 2; xx++) taken[((dy + yy + P) % P) * P + ((dx + xx + P) % P)] = 1;
+  let sq = 0;
+  for (let i = 0; i < corr.length; i++) {
+    mean += corr[i];
+    sq += corr[i] * corr[i];
   }
-  return peaks;
+  mean /= corr.length;
+  const sd = Math.sqrt(Math.max(0, sq / corr.length - mean * mean)) || 1;
+  // The CANDIDATES largest values in one pass (kept sorted, largest first) …
+  const CANDIDATES = 64;
+  const top: number[] = [];
+  let floor = -Infinity;
+  for (let i = 0; i < corr.length; i++) {
+    const v = corr[i];
+    if (v <= floor) continue;
+    let j = top.length;
+    while (j > 0 && corr[top[j - 1]] < v) j--;
+    top.splice(j, 0, i);
+    if (top.length > CANDIDATES) top.pop();
+    if (top.length === CANDIDATES) floor = corr[top[CANDIDATES - 1]];
+  }
+  // … then a peak's neighbours are dropped: the same hypothesis, slightly off.
+  const peaks: Array<{ dx: number; dy: number; z: number }> = [];
+  for (const i of top) {
+    const dx = i % P;
+    const dy = Math.floor(i / P);
+    const near = (a: number, b: number) => Math.min((a - b + P) % P, (b - a + P) % P) <= 2;
+    if (peaks.some((p) => near(p.dx, dx) && near(p.dy, dy))) continue;
+    peaks.push({ dx, dy, z: (corr[i] - mean) / sd });
+    if (peaks.length === PEAKS_PER_SCALE) break;
+  }
+  return { peaks, white };
 }
 
 /** Each bit's correlation: the fold's blocks from tile origin (dx, dy), against the bit's chips. */
@@ -453,58 +474,83 @@ function softBits(fold: Float64Array, dx: number, dy: number, pat: Pattern, nBit
   return soft;
 }
 
-const WHITEN = 0.5;
-/** The fold with its spectrum flattened (|X|^-WHITEN): the host's strong low frequencies no
- * longer drown the mark's coefficients. */
-function whiten(fold: Float64Array): Float64Array {
-  const spec = fft2(fold);
-  for (let i = 0; i < spec.length; i += 2) {
-    const mag = Math.pow(Math.hypot(spec[i], spec[i + 1]) + 1e-9, WHITEN);
-    spec[i] /= mag;
-    spec[i + 1] /= mag;
-  }
-  return ifft2Real(spec);
-}
-
 // ---- 2-D FFT over one tile ------------------------------------------------------------------
 
 const fft = new FFT(P);
+
+// The inputs and outputs are real: two rows go through one complex FFT, and only half of the
+// columns are transformed (the other half is their complex conjugate).
 
 /** Forward 2-D FFT of a real P×P array: interleaved complex, row-major. */
 function fft2(real: Float64Array): Float64Array {
   const out = new Float64Array(2 * P * P);
   const rowIn = fft.createComplexArray() as number[];
-  const rowOut = fft.createComplexArray() as number[];
-  for (let y = 0; y < P; y++) {
+  const z = fft.createComplexArray() as number[];
+  for (let y = 0; y < P; y += 2) {
     for (let x = 0; x < P; x++) {
       rowIn[2 * x] = real[y * P + x];
-      rowIn[2 * x + 1] = 0;
+      rowIn[2 * x + 1] = real[(y + 1) * P + x];
     }
-    fft.transform(rowOut, rowIn);
-    for (let i = 0; i < 2 * P; i++) out[2 * y * P + i] = rowOut[i];
+    fft.transform(z, rowIn);
+    const a = 2 * y * P;
+    const b = 2 * (y + 1) * P;
+    for (let k = 0; k < P; k++) {
+      const n = (P - k) % P;
+      const zr = z[2 * k];
+      const zi = z[2 * k + 1];
+      const nr = z[2 * n];
+      const ni = -z[2 * n + 1];
+      out[a + 2 * k] = (zr + nr) / 2;
+      out[a + 2 * k + 1] = (zi + ni) / 2;
+      out[b + 2 * k] = (zi - ni) / 2;
+      out[b + 2 * k + 1] = -(zr - nr) / 2;
+    }
   }
   columns(out, false);
+  // The columns past P/2 from the first half: X[ky][kx] = conj X[−ky][−kx].
+  for (let ky = 0; ky < P; ky++)
+    for (let kx = P / 2 + 1; kx < P; kx++) {
+      const src = 2 * (((P - ky) % P) * P + (P - kx));
+      out[2 * (ky * P + kx)] = out[src];
+      out[2 * (ky * P + kx) + 1] = -out[src + 1];
+    }
   return out;
 }
 
-/** Real part of the inverse 2-D FFT. */
+/** The inverse 2-D FFT of a Hermitian spectrum (so real): the spectrum is overwritten. */
 function ifft2Real(spec: Float64Array): Float64Array {
   columns(spec, true);
   const out = new Float64Array(P * P);
   const rowIn = fft.createComplexArray() as number[];
   const rowOut = fft.createComplexArray() as number[];
-  for (let y = 0; y < P; y++) {
-    for (let i = 0; i < 2 * P; i++) rowIn[i] = spec[2 * y * P + i];
+  for (let y = 0; y < P; y += 2) {
+    // Each row's spectrum is Hermitian too: columns past P/2 are conjugates.
+    const a = 2 * y * P;
+    const b = 2 * (y + 1) * P;
+    for (let k = 0; k < P; k++) {
+      const kk = k <= P / 2 ? k : P - k;
+      const sg = k <= P / 2 ? 1 : -1;
+      const ar = spec[a + 2 * kk];
+      const ai = sg * spec[a + 2 * kk + 1];
+      const br = spec[b + 2 * kk];
+      const bi = sg * spec[b + 2 * kk + 1];
+      rowIn[2 * k] = ar - bi;
+      rowIn[2 * k + 1] = ai + br;
+    }
     fft.inverseTransform(rowOut, rowIn);
-    for (let x = 0; x < P; x++) out[y * P + x] = rowOut[2 * x];
+    for (let x = 0; x < P; x++) {
+      out[y * P + x] = rowOut[2 * x];
+      out[(y + 1) * P + x] = rowOut[2 * x + 1];
+    }
   }
   return out;
 }
 
+/** Column transforms of columns 0 … P/2 (the rest follow by symmetry). */
 function columns(data: Float64Array, inverse: boolean) {
   const colIn = fft.createComplexArray() as number[];
   const colOut = fft.createComplexArray() as number[];
-  for (let x = 0; x < P; x++) {
+  for (let x = 0; x <= P / 2; x++) {
     for (let y = 0; y < P; y++) {
       colIn[2 * y] = data[2 * (y * P + x)];
       colIn[2 * y + 1] = data[2 * (y * P + x) + 1];
@@ -516,26 +562,4 @@ function columns(data: Float64Array, inverse: boolean) {
       data[2 * (y * P + x) + 1] = colOut[2 * y + 1];
     }
   }
-}
-
-/** Diagnostics (scratch). */
-export async function _diag(bytes: Buffer, key: PatternKey, nBits: number) {
-  const raw = await decode(bytes);
-  const pat = pattern(key, nBits);
-  const norm = normalise(luma(raw), raw.width, raw.height)!;
-  const fold = foldTile(norm, raw.width, raw.height, 1);
-  const peaks = pilotPeaks(fold, pat);
-  const spec = fft2(fold);
-  const ps = pat.pilotSpectrum;
-  for (let i = 0; i < spec.length; i += 2) {
-    const re = spec[i] * ps[i] - spec[i + 1] * ps[i + 1];
-    const im = spec[i] * ps[i + 1] + spec[i + 1] * ps[i];
-    const mag = Math.hypot(spec[i], spec[i + 1]) + 1e-9;
-    spec[i] = re / mag;
-    spec[i + 1] = im / mag;
-  }
-  const corr = ifft2Real(spec);
-  let m = 0; for (const v of corr) m += v; m /= corr.length;
-  let s = 0; for (const v of corr) s += (v - m) ** 2; s = Math.sqrt(s / corr.length);
-  return { peaks, z0: (corr[0] - m) / s, soft: softBits(whiten(fold), 0, 0, pat, nBits) };
 }
