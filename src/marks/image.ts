@@ -8,33 +8,38 @@ import type { Accept, Found, NotFound, PatternKey, SoftBits } from './carrier.ts
 // Embedding. The image is cut into 8×8 blocks from its top-left corner; 16×16 blocks make a
 // tile (128×128 pixels) that repeats over the whole image, so a crop only moves the tile's phase
 // and a resize only changes its period. Every (block of the tile, mid-band coefficient) pair is a
-// slot; a keyed permutation makes a quarter of the slots a pilot (a known ±1 pattern, for
+// slot; a keyed permutation makes 15 % of the slots a pilot (a known ±1 pattern, for
 // synchronisation) and deals the rest round-robin to the bits, each slot with a keyed ±1 chip:
 // the slot's coefficient gets gain × chip × (bit ? +1 : −1) (the pilot: gain × chip). The gain is
 // perceptual (stronger in textured blocks, weaker in flat ones), then scaled as a whole to a
-// target PSNR. The same luma change is added to R, G and B, so chroma is untouched.
+// target PSNR. The same luma change is added to R, G and B, so chroma is untouched. The
+// embedder then reads its own mark back after simulated JPEG 50 and halving and moves energy to
+// the bits the host weakens (informed embedding; the total stays at the target PSNR).
 //
 // Detection. For each candidate scale, the luma (locally normalised so that textured areas do not
 // drown the rest) is resampled to the embedding's scale and folded modulo the tile: every copy
-// of the tile adds up. One FFT cross-correlation of the fold with the pilot finds the tile phase
-// (block-grid offset and tile shift together); at the few strongest peaks, the fold's blocks are
-// transformed and each bit's slots correlated with their chips: the soft bits handed to
-// `accept`. Scale 1 first, then the downscales a copy most likely went through.
+// of the tile adds up. A phase correlation of the fold with the pilot (one 2-D FFT) finds the
+// tile phase (block-grid offset and tile shift together); at the few strongest peaks, the
+// spectrally whitened fold's blocks are projected on the band and each bit's slots correlated
+// with their chips: the soft bits handed to `accept`, as z-scores (comparable across
+// hypotheses). Scale 1 first, then the downscales a copy most likely went through.
 
 const B = 8; // DCT block
 const TB = 16; // blocks per tile side
 const P = B * TB; // tile side in pixels
-/** Mid-band coefficients (u vertical, v horizontal): low enough to survive JPEG 50 and a halving
+/** Mid-band coefficients (u vertical, v horizontal; both ≤ 3, which softBits relies on): low enough to survive JPEG 50 and a halving
  * (u, v ≤ 3 are at most 3/16 cycle per pixel: still under Nyquist after a 50 % downscale). */
 const BAND: Array<[number, number]> = [
   [0, 1], [1, 0], [0, 2], [1, 1], [2, 0], [0, 3], [1, 2], [2, 1], [3, 0],
 ];
 const K = BAND.length;
+const BAND_U = Int32Array.from(BAND, ([u]) => u);
+const BAND_V = Int32Array.from(BAND, ([, v]) => v);
 const SLOTS = TB * TB * K;
 const PILOT_SHARE = 0.15;
 /** Suspect size ÷ original size, in the order tried. */
 const SCALES = [1, 0.5, 0.75, 0.9, 0.8, 2 / 3, 0.6];
-const PEAKS_PER_SCALE = 3;
+const PEAKS_PER_SCALE = 2;
 const TARGET_PSNR = 40.3;
 const MIN_PSNR = 40.05;
 const BOOST_ROUNDS = 10;
@@ -320,7 +325,7 @@ export async function detectImage<T>(bytes: Buffer, key: PatternKey, nBits: numb
         best = soft;
       }
       const result = accept(soft);
-      if (result !== null) return { result, soft, where: `scale ${round3(scale)}, offset (${peak.dx % B},${peak.dy % B}), tile shift (${Math.floor(peak.dx / B)},${Math.floor(peak.dy / B)})`, hypotheses };
+      if (result !== null) return { result, soft, where: `scale ${round3(scale)}, offset (${peak.dx % B},${peak.dy % B}), tile shift (${Math.floor(peak.dx / B)},${Math.floor(peak.dy / B)}), pilot z ${peak.z.toFixed(1)}`, hypotheses };
     }
   }
   return { best, hypotheses, reason: hypotheses ? 'no hypothesis accepted' : 'no scale fits the image' };
@@ -453,24 +458,43 @@ function analyse(fold: Float64Array, pat: Pattern): { peaks: Array<{ dx: number;
   return { peaks, white };
 }
 
-/** Each bit's correlation: the fold's blocks from tile origin (dx, dy), against the bit's chips. */
+/** Each bit's correlation: the fold's blocks from tile origin (dx, dy), against the bit's chips, as a z-score. */
 function softBits(fold: Float64Array, dx: number, dy: number, pat: Pattern, nBits: number): SoftBits {
+  // The fold rolled so that the tile starts at (0, 0): blocks are then plain 8×8 squares.
+  const rolled = new Float64Array(P * P);
+  for (let y = 0; y < P; y++) {
+    const src = ((y + dy) % P) * P;
+    rolled.set(fold.subarray(src + dx, src + P), y * P);
+    rolled.set(fold.subarray(src, src + dx), y * P + P - dx);
+  }
   const soft = new Float64Array(nBits);
-  const block = new Float64Array(64);
+  const chips = new Float64Array(nBits);
+  const rows = new Float64Array(B * 4); // each row of a block projected on M[0..3]
   for (let blk = 0; blk < TB * TB; blk++) {
-    const ox = dx + (blk % TB) * B;
-    const oy = dy + Math.floor(blk / TB) * B;
-    for (let y = 0; y < B; y++) for (let x = 0; x < B; x++) block[y * B + x] = fold[((oy + y) % P) * P + ((ox + x) % P)];
+    const o = Math.floor(blk / TB) * B * P + (blk % TB) * B;
+    for (let y = 0; y < B; y++)
+      for (let v = 0; v < 4; v++) {
+        let c = 0;
+        for (let x = 0; x < B; x++) c += M[v * B + x] * rolled[o + y * P + x];
+        rows[y * 4 + v] = c;
+      }
     for (let k = 0; k < K; k++) {
       const slot = blk * K + k;
       const bit = pat.bitOf[slot];
       if (bit < 0) continue;
-      const basis = BASIS[k];
+      const u = BAND_U[k] * B;
+      const v = BAND_V[k];
       let c = 0;
-      for (let i = 0; i < 64; i++) c += basis[i] * block[i];
+      for (let y = 0; y < B; y++) c += M[u + y] * rows[y * 4 + v];
       soft[bit] += pat.chip[slot] * c;
+      chips[bit]++;
     }
   }
+  // As z-scores: on noise, a slot's projection has the fold's variance (the basis is orthonormal).
+  let sq = 0;
+  for (let i = 0; i < fold.length; i++) sq += fold[i] * fold[i];
+  const rms = Math.sqrt(sq / fold.length) || 1;
+  for (let b = 0; b < nBits; b++) soft[b] /= rms * Math.sqrt(chips[b] || 1);
   return soft;
 }
 
