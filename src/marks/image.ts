@@ -22,7 +22,8 @@ import type { Accept, Found, NotFound, PatternKey, SoftBits } from './carrier.ts
 // tile phase (block-grid offset and tile shift together); at the few strongest peaks, the
 // spectrally whitened fold's blocks are projected on the band and each bit's slots correlated
 // with their chips: the soft bits handed to `accept`, as z-scores (comparable across
-// hypotheses). Scale 1 first, then the downscales a copy most likely went through.
+// hypotheses). Scale 1 first, then the downscales a copy most likely went through, then the
+// scales the tile's period shows in the image's autocorrelation (any resize from 0.35 to 1.3).
 
 const B = 8; // DCT block
 const TB = 16; // blocks per tile side
@@ -309,7 +310,13 @@ export async function detectImage<T>(bytes: Buffer, key: PatternKey, nBits: numb
   let hypotheses = 0;
   let best: SoftBits | null = null;
   let bestStrength = -1;
-  for (const scale of SCALES) {
+  // The fixed candidates first (cheap, and the usual resizes), then the tile periods the image's
+  // autocorrelation shows (any other scale), computed only when the fixed ones all failed.
+  const scales = (function* () {
+    yield* SCALES;
+    for (const r of periodScales(norm, width, height)) if (SCALES.every((c) => Math.abs(c - r) > 0.01 * c)) yield r;
+  })();
+  for (const scale of scales) {
     const w = Math.floor(width / scale);
     const h = Math.floor(height / scale);
     if (w < MIN_SIDE || h < MIN_SIDE) continue;
@@ -330,6 +337,52 @@ export async function detectImage<T>(bytes: Buffer, key: PatternKey, nBits: numb
   }
   return { best, hypotheses, reason: hypotheses ? 'no hypothesis accepted' : 'no scale fits the image' };
 }
+
+/** Scale estimates from the mark's period: the tile repeats every P × scale pixels, so the
+ * rows' and columns' autocorrelations (summed) peak at that lag. The two strongest local maxima
+ * between the lags of scales 0.35 and 1.3, refined to a fraction of a pixel. */
+function periodScales(img: Float32Array, width: number, height: number): number[] {
+  const minLag = Math.round(P * 0.35);
+  const maxLag = Math.min(Math.round(P * 1.3), Math.floor(Math.max(width, height) / 2));
+  if (maxLag <= minLag + 2) return [];
+  const acc = new Float64Array(maxLag + 2);
+  const lines = (count: number, length: number, at: (line: number, i: number) => number) => {
+    if (length / 2 < minLag) return;
+    let n = 1;
+    while (n < 2 * length) n <<= 1;
+    const f = fftOf(n);
+    const input = new Float64Array(n);
+    const spec = f.createComplexArray() as number[];
+    const back = f.createComplexArray() as number[];
+    // The lines' power spectra add up: one inverse transform gives the summed autocorrelation.
+    const power = new Float64Array(2 * n);
+    for (let line = 0; line < count; line++) {
+      for (let i = 0; i < length; i++) input[i] = at(line, i);
+      f.realTransform(spec, input);
+      f.completeSpectrum(spec);
+      for (let k = 0; k < n; k++) power[2 * k] += spec[2 * k] ** 2 + spec[2 * k + 1] ** 2;
+    }
+    f.inverseTransform(back, power);
+    const top = Math.min(maxLag + 1, length - 1);
+    for (let lag = minLag - 1; lag <= top; lag++) acc[lag] += back[2 * lag] / (length - lag) / count;
+  };
+  lines(height, width, (y, x) => img[y * width + x]);
+  lines(width, height, (x, y) => img[y * width + x]);
+  const peaks: Array<{ lag: number; v: number }> = [];
+  for (let lag = minLag; lag <= maxLag; lag++)
+    if (acc[lag] > 0 && acc[lag] > acc[lag - 1] && acc[lag] >= acc[lag + 1]) {
+      const d = acc[lag - 1] - 2 * acc[lag] + acc[lag + 1];
+      const off = d < 0 ? (0.5 * (acc[lag - 1] - acc[lag + 1])) / d : 0;
+      peaks.push({ lag: lag + off, v: acc[lag] });
+    }
+  return peaks
+    .sort((a, b) => b.v - a.v)
+    .slice(0, 2)
+    .map((p) => p.lag / P);
+}
+
+const ffts = new Map<number, FFT>();
+const fftOf = (n: number) => ffts.get(n) ?? (ffts.set(n, new FFT(n)), ffts.get(n)!);
 
 const round3 = (x: number) => Math.round(x * 1000) / 1000;
 

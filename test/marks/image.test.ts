@@ -132,6 +132,17 @@ test('the crop is found at its offset: grid (3,2) and tile shift', async () => {
   assert.match(found.where, /^scale 1, offset \(3,2\), tile shift \(10,14\), pilot z /);
 });
 
+test('a resize to 70 % or 120 % (no fixed candidate): the scale comes from the tile period', async (t) => {
+  for (const m of markable().filter((x) => ['mandelbrot', 'testsrc2'].includes(x.img.name))) {
+    for (const r of [0.7, 1.2]) {
+      const { found, errs } = await attackThenDetect(m, (b, w, h) => sharp(b).resize(Math.round(w * r), Math.round(h * r)).png().toBuffer());
+      t.diagnostic(`${m.img.name} × ${r}: ${errs} raw bit errors${isFound(found) ? `, ${found.where}` : ''}`);
+      assert.ok(isFound(found), `${m.img.name} × ${r}: ${errs} errors`);
+      assert.ok(Math.abs(Number(/^scale ([\d.]+)/.exec(found.where)![1]) - r) < 0.01, found.where);
+    }
+  }
+});
+
 test('a 50 % downscale then JPEG 75 (aimed at, not required): the best hypothesis is close', async (t) => {
   for (const m of markable()) {
     const { errs } = await attackThenDetect(m, async (b, w, h) => sharp(b).resize(Math.round(w / 2), Math.round(h / 2)).jpeg({ quality: 75 }).toBuffer());
