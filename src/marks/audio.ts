@@ -1,0 +1,488 @@
+import { createCipheriv, createHmac } from 'node:crypto';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import FFT from 'fft.js';
+import wavefile from 'wavefile';
+import { run } from '../live/media-tools.ts';
+import type { Accept, Found, NotFound, PatternKey, SoftBits } from './carrier.ts';
+
+// S2.3: the audio carrier. A blind spread-spectrum mark in the short-time spectrum of WAV PCM.
+// The time–frequency plane is cut into tiles (BLOCK_S seconds × BAND_HZ Hz between BAND_LO and
+// BAND_HI); every tile's magnitude is scaled by 1 + α·chip, chip = ±1 from the key, times the
+// sign of the bit the key assigns the tile (or +1 for the pilot tiles that give synchronisation).
+// Tiles are defined in seconds and hertz, not samples and bins, so resampling moves nothing.
+// The pattern repeats every PERIOD_BLOCKS blocks (16 s: one whole payload), so any stretch of
+// 16 s holds every tile once and longer clips average repetitions. A relative (multiplicative)
+// change follows the local spectrum: loud tiles get a larger change, quiet ones a smaller.
+//
+// Detection: log energy of each tile (bands summed over the STFT frames whose centre falls in
+// the block), whitened (minus its neighbours in time, minus the block's mean over bands) so the
+// host's own loudness changes, a codec's or a resampler's gain and the stationary spectrum all
+// cancel. The pilot's correlation over every time offset (block phase × block shift within the
+// period) ranks the synchronisation hypotheses; the best few are decoded (correlation of each
+// bit's tiles with their chips) and handed to the caller's validator, best first.
+
+const BLOCK_S = 0.05;
+const PERIOD_BLOCKS = Math.round(16 / BLOCK_S);
+const BAND_LO = 500;
+const BAND_HI = 6500;
+const BANDS = 24;
+const BAND_HZ = (BAND_HI - BAND_LO) / BANDS;
+/** Share of the tiles given to the pilot (synchronisation only). */
+const PILOT_SHARE = 1 / 8;
+/** The strength is the largest giving this SNR on the whole clip, capped at ALPHA_MAX. */
+const TARGET_SNR_DB = 26;
+const ALPHA_MAX = 0.12;
+/** Block phases tried per block (the offset search's fine step is BLOCK_S / PHASES). */
+const PHASES = 8;
+/** How many of the best-ranked synchronisation hypotheses are decoded and offered. */
+const MAX_HYPOTHESES = 12;
+/** Neighbouring blocks on each side whose mean log energy is subtracted (whitening). */
+const WHITEN_RADIUS = 2;
+const MIN_SECONDS = 2;
+const REL_FLOOR = 0.01;
+/** Whitened tile values are clipped at this many times their median magnitude. */
+const CLIP = 3;
+
+export interface Pcm {
+  sampleRate: number;
+  channels: Float32Array[];
+}
+
+// --- keyed pattern -------------------------------------------------------------------------
+
+interface Pattern {
+  /** Per tile (block × BANDS + band) of one period: -1 = pilot, else the bit's index. */
+  role: Int16Array;
+  chip: Int8Array;
+  /** Pilot tiles of each block of the period, as (band, chip) pairs. */
+  pilot: Array<Array<[number, number]>>;
+}
+
+function keystream(key: PatternKey, label: string, bytes: number): Buffer {
+  const k = createHmac('sha256', key).update(`cascade/marks/audio/v1/${label}`).digest();
+  const c = createCipheriv('aes-256-ctr', k, Buffer.alloc(16));
+  return Buffer.concat([c.update(Buffer.alloc(bytes)), c.final()]);
+}
+
+function pattern(key: PatternKey, nBits: number): Pattern {
+  const tiles = PERIOD_BLOCKS * BANDS;
+  const perm = new Int32Array(tiles);
+  for (let i = 0; i < tiles; i++) perm[i] = i;
+  const r = keystream(key, 'perm', tiles * 4);
+  for (let i = tiles - 1; i > 0; i--) {
+    const j = r.readUInt32LE(i * 4) % (i + 1);
+    const t = perm[i];
+    perm[i] = perm[j];
+    perm[j] = t;
+  }
+  const nPilot = Math.round(tiles * PILOT_SHARE);
+  const role = new Int16Array(tiles);
+  for (let i = 0; i < tiles; i++) role[perm[i]] = i < nPilot || nBits <= 0 ? -1 : (i - nPilot) % nBits;
+  const c = keystream(key, 'chip', tiles);
+  const chip = new Int8Array(tiles);
+  for (let i = 0; i < tiles; i++) chip[i] = c[i] & 1 ? 1 : -1;
+  const pilot: Array<Array<[number, number]>> = [];
+  for (let b = 0; b < PERIOD_BLOCKS; b++) {
+    const list: Array<[number, number]> = [];
+    for (let k = 0; k < BANDS; k++) if (role[b * BANDS + k] < 0) list.push([k, chip[b * BANDS + k]]);
+    pilot.push(list);
+  }
+  return { role, chip, pilot };
+}
+
+// --- spectra -------------------------------------------------------------------------------
+
+/** About 23 ms frames at any rate (1024 samples at 44.1 and 48 kHz). */
+const frameSize = (sr: number) => 2 ** Math.max(8, Math.min(14, Math.round(Math.log2(sr * 0.0232))));
+
+/** sqrt of a periodic Hann window: analysis × synthesis sums to 1 at 50 % overlap. */
+function sqrtHann(n: number): Float64Array {
+  const w = new Float64Array(n);
+  for (let i = 0; i < n; i++) w[i] = Math.sqrt(0.5 - 0.5 * Math.cos((2 * Math.PI * i) / n));
+  return w;
+}
+
+/** First bin of each band and one past the last band's end, at this rate and frame size. */
+function bandEdges(sr: number, n: number): Int32Array {
+  const e = new Int32Array(BANDS + 1);
+  for (let k = 0; k <= BANDS; k++) e[k] = Math.min(n / 2, Math.ceil(((BAND_LO + k * BAND_HZ) * n) / sr));
+  return e;
+}
+
+// --- WAV I/O -------------------------------------------------------------------------------
+
+export function isWav(bytes: Buffer): boolean {
+  return bytes.length >= 12 && (bytes.toString('latin1', 0, 4) === 'RIFF' || bytes.toString('latin1', 0, 4) === 'RF64') && bytes.toString('latin1', 8, 12) === 'WAVE';
+}
+
+interface WavIn {
+  wav: InstanceType<typeof wavefile.WaveFile>;
+  kind: SampleKind;
+  sampleRate: number;
+  channels: Float64Array[];
+}
+
+type SampleKind = 'u8' | 's16' | 's24' | 's32' | 'f32' | 'f64';
+
+/** wavefile parses the chunks; the samples are (un)packed here, wavefile's own is slow (~1 s for 30 s of stereo). */
+function sampleKind(depth: string): SampleKind {
+  const kinds: Record<string, SampleKind> = { '8': 'u8', '16': 's16', '24': 's24', '32': 's32', '32f': 'f32', '64': 'f64' };
+  const k = kinds[depth];
+  if (!k) throw new Error(`unsupported WAV sample format (bit depth ${depth})`);
+  return k;
+}
+
+const BYTES: Record<SampleKind, number> = { u8: 1, s16: 2, s24: 3, s32: 4, f32: 4, f64: 8 };
+
+function unpack(data: Uint8Array, kind: SampleKind, nch: number): Float64Array[] {
+  const buf = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  const size = BYTES[kind];
+  const frames = Math.floor(buf.length / (size * nch));
+  const out = Array.from({ length: nch }, () => new Float64Array(frames));
+  for (let i = 0, o = 0; i < frames; i++) {
+    for (let c = 0; c < nch; c++, o += size) {
+      let v: number;
+      if (kind === 's16') v = buf.readInt16LE(o) / 32768;
+      else if (kind === 's24') v = buf.readIntLE(o, 3) / 8388608;
+      else if (kind === 'f32') v = buf.readFloatLE(o);
+      else if (kind === 's32') v = buf.readInt32LE(o) / 2147483648;
+      else if (kind === 'u8') v = (buf[o] - 128) / 128;
+      else v = buf.readDoubleLE(o);
+      out[c][i] = Number.isFinite(v) ? v : 0;
+    }
+  }
+  return out;
+}
+
+function pack(channels: Float64Array[], kind: SampleKind): Buffer {
+  const size = BYTES[kind];
+  const nch = channels.length;
+  const frames = channels[0]?.length ?? 0;
+  const buf = Buffer.alloc(frames * nch * size);
+  const int = (v: number, full: number) => Math.max(-full, Math.min(full - 1, Math.round(v * full)));
+  for (let i = 0, o = 0; i < frames; i++) {
+    for (let c = 0; c < nch; c++, o += size) {
+      const v = Math.max(-1, Math.min(1, channels[c][i]));
+      if (kind === 's16') buf.writeInt16LE(int(v, 32768), o);
+      else if (kind === 's24') buf.writeIntLE(int(v, 8388608), o, 3);
+      else if (kind === 'f32') buf.writeFloatLE(v, o);
+      else if (kind === 's32') buf.writeInt32LE(int(v, 2147483648), o);
+      else if (kind === 'u8') buf[o] = int(v, 128) + 128;
+      else buf.writeDoubleLE(v, o);
+    }
+  }
+  return buf;
+}
+
+function parseWav(bytes: Buffer): WavIn {
+  if (!isWav(bytes)) throw new Error('not a WAV file');
+  const wav = new wavefile.WaveFile();
+  wav.fromBuffer(bytes, true);
+  const fmt = wav.fmt as { numChannels: number; sampleRate: number };
+  if (!(fmt.numChannels >= 1) || !(fmt.sampleRate > 0)) throw new Error('WAV without channels or sample rate');
+  // wavefile reads WAVE_FORMAT_EXTENSIBLE float (ffmpeg's pcm_f32le) as 32-bit integers: its subformat says float.
+  const f = wav.fmt as { audioFormat: number; subformat?: number[] };
+  const float = f.audioFormat === 65534 && f.subformat?.[0] === 3;
+  const kind = sampleKind(float && wav.bitDepth === '32' ? '32f' : wav.bitDepth);
+  const data = (wav.data as { samples: Uint8Array }).samples;
+  return { wav, kind, sampleRate: fmt.sampleRate, channels: unpack(data, kind, fmt.numChannels) };
+}
+
+/** WAV PCM (8/16/24/32-bit integer, 32/64-bit float) → samples in ±1, one array per channel. */
+export function readWav(bytes: Buffer): Pcm {
+  const w = parseWav(bytes);
+  return { sampleRate: w.sampleRate, channels: w.channels.map((c) => Float32Array.from(c)) };
+}
+
+/** The input file with its samples replaced: every other chunk and the exact format kept. */
+function rewriteWav(input: WavIn, channels: Float64Array[]): Buffer {
+  (input.wav.data as { samples: Uint8Array }).samples = pack(channels, input.kind);
+  return Buffer.from(input.wav.toBuffer());
+}
+
+/** Any audio file ffmpeg reads (MP3, AAC, …) → PCM (for traces of re-encoded copies). */
+export async function decodeAudio(file: string, ffmpeg = '/usr/bin/ffmpeg'): Promise<Pcm> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'cascade-decode-'));
+  try {
+    const out = path.join(dir, 'pcm.wav');
+    const r = await run(ffmpeg, ['-nostdin', '-v', 'error', '-i', file, '-vn', '-map', '0:a:0', '-c:a', 'pcm_f32le', '-f', 'wav', out], 300_000);
+    if (!r.ok) throw new Error(`ffmpeg could not decode ${file}: ${r.stderr.trim().slice(-400)}`);
+    return readWav(await readFile(out));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+// --- embedding -----------------------------------------------------------------------------
+
+/** Each tile's sign (chip × bit sign, +chip for the pilot) for one period. */
+function tileSigns(p: Pattern, bits: Uint8Array): Int8Array {
+  const s = new Int8Array(p.role.length);
+  for (let i = 0; i < s.length; i++) s[i] = p.role[i] < 0 ? p.chip[i] : bits[p.role[i]] ? p.chip[i] : -p.chip[i];
+  return s;
+}
+
+/** The mark at unit strength: Σ over 50 %-overlapped frames of w·IFFT(sign·FFT(w·x)). */
+function unitMark(x: Float64Array, sr: number, signs: Int8Array): Float64Array {
+  const n = frameSize(sr);
+  const hop = n / 2;
+  const fft = new FFT(n);
+  const w = sqrtHann(n);
+  const edges = bandEdges(sr, n);
+  const frame = new Float64Array(n);
+  const spec = fft.createComplexArray() as number[];
+  const mod = fft.createComplexArray() as number[];
+  const back = fft.createComplexArray() as number[];
+  const out = new Float64Array(x.length);
+  // Frame m covers [m·hop − n/2, m·hop + n/2): its centre m·hop/sr decides its block.
+  const frames = Math.ceil(x.length / hop) + 1;
+  for (let m = 0; m < frames; m++) {
+    const start = m * hop - n / 2;
+    let energy = 0;
+    for (let i = 0; i < n; i++) {
+      const j = start + i;
+      const v = j >= 0 && j < x.length ? x[j] * w[i] : 0;
+      frame[i] = v;
+      energy += v * v;
+    }
+    if (energy === 0) continue;
+    fft.realTransform(spec, frame);
+    fft.completeSpectrum(spec);
+    mod.fill(0);
+    const block = Math.floor((m * hop) / sr / BLOCK_S) % PERIOD_BLOCKS;
+    for (let k = 0; k < BANDS; k++) {
+      const g = signs[block * BANDS + k];
+      for (let b = edges[k]; b < edges[k + 1]; b++) {
+        mod[2 * b] = g * spec[2 * b];
+        mod[2 * b + 1] = g * spec[2 * b + 1];
+        const c = n - b;
+        mod[2 * c] = g * spec[2 * c];
+        mod[2 * c + 1] = g * spec[2 * c + 1];
+      }
+    }
+    fft.inverseTransform(back, mod);
+    for (let i = 0; i < n; i++) {
+      const j = start + i;
+      if (j >= 0 && j < x.length) out[j] += back[2 * i] * w[i];
+    }
+  }
+  return out;
+}
+
+const snr = (a: Float64Array[], b: Float64Array[]) => {
+  let s = 0;
+  let e = 0;
+  for (let c = 0; c < a.length; c++) {
+    for (let i = 0; i < a[c].length; i++) {
+      s += a[c][i] * a[c][i];
+      e += (b[c][i] - a[c][i]) ** 2;
+    }
+  }
+  return e === 0 ? Infinity : 10 * Math.log10(s / e);
+};
+
+/**
+ * Marks a WAV file with `bits` under `key`; the output keeps the input's rate, channels and
+ * sample format. snrDb: original against what is written (quantisation included).
+ */
+export async function embedWav(bytes: Buffer, bits: Uint8Array, key: PatternKey): Promise<{ bytes: Buffer; snrDb: number }> {
+  if (bits.length < 1 || bits.length > 4096) throw new Error(`cannot embed ${bits.length} bits`);
+  const input = parseWav(bytes);
+  const signs = tileSigns(pattern(key, bits.length), bits);
+  const marks = input.channels.map((c) => unitMark(c, input.sampleRate, signs));
+  let host = 0;
+  let mark = 0;
+  for (let c = 0; c < marks.length; c++) {
+    for (let i = 0; i < marks[c].length; i++) {
+      host += input.channels[c][i] ** 2;
+      mark += marks[c][i] ** 2;
+    }
+  }
+  // One strength for the whole clip: the relative change already follows the local spectrum.
+  const alpha = mark > 0 ? Math.min(ALPHA_MAX, Math.sqrt((host / mark) * 10 ** (-TARGET_SNR_DB / 10))) : 0;
+  const marked = input.channels.map((c, ci) => {
+    const o = new Float64Array(c.length);
+    for (let i = 0; i < c.length; i++) o[i] = c[i] + alpha * marks[ci][i];
+    return o;
+  });
+  const out = rewriteWav(input, marked);
+  return { bytes: out, snrDb: snr(input.channels, parseWav(out).channels) };
+}
+
+// --- detection -----------------------------------------------------------------------------
+
+/** Band energies of the mono mix: frames (hop n/2, centred at m·hop) × BANDS. */
+function bandEnergies(pcm: Pcm, length: number): { energy: Float64Array; frames: number; hopS: number } {
+  const sr = pcm.sampleRate;
+  const n = frameSize(sr);
+  const hop = n / 2;
+  const fft = new FFT(n);
+  const w = sqrtHann(n);
+  const edges = bandEdges(sr, n);
+  const mono = new Float64Array(length);
+  for (const ch of pcm.channels) {
+    for (let i = 0; i < length; i++) {
+      const v = ch[i];
+      if (Number.isFinite(v)) mono[i] += v;
+    }
+  }
+  const frames = Math.ceil(length / hop) + 1;
+  const energy = new Float64Array(frames * BANDS);
+  const frame = new Float64Array(n);
+  const spec = fft.createComplexArray() as number[];
+  for (let m = 0; m < frames; m++) {
+    const start = m * hop - n / 2;
+    for (let i = 0; i < n; i++) {
+      const j = start + i;
+      frame[i] = j >= 0 && j < length ? mono[j] * w[i] : 0;
+    }
+    fft.realTransform(spec, frame);
+    for (let k = 0; k < BANDS; k++) {
+      let e = 0;
+      for (let b = edges[k]; b < edges[k + 1]; b++) e += spec[2 * b] * spec[2 * b] + spec[2 * b + 1] * spec[2 * b + 1];
+      energy[m * BANDS + k] = e;
+    }
+  }
+  return { energy, frames, hopS: hop / sr };
+}
+
+/**
+ * Whitened tile log energies for block phase `delta` seconds: block b holds the frames whose
+ * centre t satisfies floor((t + delta) / BLOCK_S) = b + 1 (block 0 and the last, partial, are dropped).
+ */
+function tiles(e: { energy: Float64Array; frames: number; hopS: number }, delta: number, floor: number): { w: Float64Array; blocks: number } {
+  const total = Math.floor(((e.frames - 1) * e.hopS + delta) / BLOCK_S) + 1;
+  const blocks = Math.max(0, total - 2);
+  const sum = new Float64Array(blocks * BANDS);
+  const count = new Int32Array(blocks);
+  for (let m = 0; m < e.frames; m++) {
+    const b = Math.floor((m * e.hopS + delta) / BLOCK_S) - 1;
+    if (b < 0 || b >= blocks) continue;
+    count[b]++;
+    for (let k = 0; k < BANDS; k++) sum[b * BANDS + k] += e.energy[m * BANDS + k];
+  }
+  const log = new Float64Array(blocks * BANDS);
+  for (let b = 0; b < blocks; b++) {
+    let top = 0;
+    for (let k = 0; k < BANDS; k++) top = Math.max(top, sum[b * BANDS + k]);
+    const f = floor * Math.max(1, count[b]) + REL_FLOOR * top;
+    for (let k = 0; k < BANDS; k++) log[b * BANDS + k] = Math.log(sum[b * BANDS + k] + f);
+  }
+  const w = new Float64Array(blocks * BANDS);
+  for (let k = 0; k < BANDS; k++) {
+    for (let b = 0; b < blocks; b++) {
+      let s = 0;
+      let n = 0;
+      for (let d = -WHITEN_RADIUS; d <= WHITEN_RADIUS; d++) {
+        const bb = b + d;
+        if (d === 0 || bb < 0 || bb >= blocks) continue;
+        s += log[bb * BANDS + k];
+        n++;
+      }
+      w[b * BANDS + k] = n > 0 ? log[b * BANDS + k] - s / n : 0;
+    }
+  }
+  for (let b = 0; b < blocks; b++) {
+    let s = 0;
+    for (let k = 0; k < BANDS; k++) s += w[b * BANDS + k];
+    for (let k = 0; k < BANDS; k++) w[b * BANDS + k] -= s / BANDS;
+  }
+  // A note's onset or a chord change leaves tiles far off their neighbours: bounded, they count
+  // as one noisy tile instead of outweighing dozens of marked ones.
+  // Per band: an empty band's median is tiny, and so is its weight.
+  const mags = new Float64Array(blocks);
+  for (let k = 0; k < BANDS && blocks > 0; k++) {
+    for (let b = 0; b < blocks; b++) mags[b] = Math.abs(w[b * BANDS + k]);
+    mags.sort();
+    const scale = mags[blocks >> 1] || 1;
+    for (let b = 0; b < blocks; b++) w[b * BANDS + k] = Math.max(-CLIP, Math.min(CLIP, w[b * BANDS + k] / scale));
+  }
+  return { w, blocks };
+}
+
+function softBits(w: Float64Array, blocks: number, shift: number, p: Pattern, nBits: number): SoftBits {
+  const sum = new Float64Array(nBits);
+  const n = new Int32Array(nBits);
+  let sq = 0;
+  let cnt = 0;
+  for (let b = 0; b < blocks; b++) {
+    const pb = (b + shift) % PERIOD_BLOCKS;
+    for (let k = 0; k < BANDS; k++) {
+      const v = w[b * BANDS + k];
+      sq += v * v;
+      cnt++;
+      const t = pb * BANDS + k;
+      const bit = p.role[t];
+      if (bit < 0) continue;
+      sum[bit] += p.chip[t] * v;
+      n[bit]++;
+    }
+  }
+  // Scaled as z-scores (the correlation over the tiles' noise), so |soft| reads as reliability.
+  const sigma = Math.sqrt(sq / Math.max(1, cnt)) || 1;
+  const soft = new Float64Array(nBits);
+  for (let i = 0; i < nBits; i++) soft[i] = n[i] > 0 ? sum[i] / (sigma * Math.sqrt(n[i])) : 0;
+  return soft;
+}
+
+const meanAbs = (s: SoftBits) => s.reduce((a, v) => a + Math.abs(v), 0) / Math.max(1, s.length);
+
+/**
+ * Looks for the mark in PCM audio (any rate, any channels: they are mixed to mono). Each
+ * synchronisation hypothesis, best pilot correlation first, is decoded to `nBits` soft bits and
+ * handed to `accept`; the first accepted is returned. Never throws on odd input.
+ */
+export async function detectAudio<T>(pcm: { sampleRate: number; channels: Float32Array[] }, key: PatternKey, nBits: number, accept: Accept<T>): Promise<Found<T> | NotFound> {
+  const none = (reason: string, best: SoftBits | null = null, hypotheses = 0): NotFound => ({ best, hypotheses, reason });
+  const sr = pcm?.sampleRate;
+  if (!Number.isFinite(sr) || sr < 8000 || sr > 768_000) return none(`unsupported sample rate ${sr}`);
+  if (!Array.isArray(pcm.channels) || pcm.channels.length === 0) return none('no audio channels');
+  if (!Number.isInteger(nBits) || nBits < 1 || nBits > 4096) return none(`cannot read ${nBits} bits`);
+  const length = Math.min(...pcm.channels.map((c) => c.length));
+  if (length < MIN_SECONDS * sr) return none(`too short: ${(length / sr).toFixed(2)} s (at least ${MIN_SECONDS} s needed, ${PERIOD_BLOCKS * BLOCK_S} s for a whole payload)`);
+  if (sr / 2 <= BAND_HI) return none(`sample rate ${sr} Hz too low for the mark's band (up to ${BAND_HI} Hz)`);
+
+  const e = bandEnergies(pcm, length);
+  let mean = 0;
+  for (let i = 0; i < e.energy.length; i++) mean += e.energy[i];
+  mean /= e.energy.length;
+  if (!(mean > 1e-12)) return none('silent in the mark\'s band');
+  // Tiles far below the clip's level (silence between notes, empty bands) read as the floor:
+  // a codec's noise there says nothing.
+  const floor = mean * 1e-3;
+
+  const p = pattern(key, nBits);
+  const perPhase: Array<{ w: Float64Array; blocks: number }> = [];
+  const ranked: Array<{ phase: number; shift: number; score: number }> = [];
+  for (let ph = 0; ph < PHASES; ph++) {
+    const t = tiles(e, (ph * BLOCK_S) / PHASES, floor);
+    perPhase.push(t);
+    for (let s = 0; s < PERIOD_BLOCKS; s++) {
+      let score = 0;
+      for (let b = 0; b < t.blocks; b++) {
+        for (const [k, c] of p.pilot[(b + s) % PERIOD_BLOCKS]) score += c * t.w[b * BANDS + k];
+      }
+      ranked.push({ phase: ph, shift: s, score });
+    }
+  }
+  ranked.sort((a, b) => b.score - a.score);
+
+  let best: SoftBits | null = null;
+  let tried = 0;
+  for (const h of ranked.slice(0, MAX_HYPOTHESES)) {
+    const t = perPhase[h.phase];
+    const soft = softBits(t.w, t.blocks, h.shift, p, nBits);
+    tried++;
+    if (!best || meanAbs(soft) > meanAbs(best)) best = soft;
+    const result = accept(soft);
+    if (result !== null) {
+      // The clip's first sample sits this far into the marked timeline (modulo one period).
+      const period = PERIOD_BLOCKS * BLOCK_S;
+      const offset = (((((h.shift - 1) * BLOCK_S + (h.phase * BLOCK_S) / PHASES) % period) + period) % period).toFixed(3);
+      return { result, soft, where: `offset ${offset} s (block shift ${h.shift}, phase ${h.phase}/${PHASES})`, hypotheses: tried };
+    }
+  }
+  return none(`no hypothesis accepted (best pilot correlation ${ranked[0]?.score.toFixed(2) ?? 'none'})`, best, tried);
+}
