@@ -31,8 +31,8 @@ const BANDS = 24;
 const BAND_HZ = (BAND_HI - BAND_LO) / BANDS;
 /** Share of the tiles given to the pilot (synchronisation only). */
 const PILOT_SHARE = 1 / 8;
-/** The strength is the largest giving this SNR on the whole clip, capped at ALPHA_MAX. */
-const TARGET_SNR_DB = 26;
+/** The strength is the largest giving this SNR on the whole clip (the goal is ≥ 25 dB after quantisation), capped at ALPHA_MAX. */
+const TARGET_SNR_DB = 25.3;
 const ALPHA_MAX = 0.12;
 /** Block phases tried per block (the offset search's fine step is BLOCK_S / PHASES). */
 const PHASES = 8;
@@ -42,8 +42,8 @@ const MAX_HYPOTHESES = 12;
 const WHITEN_RADIUS = 2;
 const MIN_SECONDS = 2;
 const REL_FLOOR = 0.01;
-/** Whitened tile values are clipped at this many times their median magnitude. */
-const CLIP = 3;
+/** Whitened tile values beyond this many times their band's median magnitude are erased (set to 0). */
+const ERASE_BEYOND = 3;
 
 export interface Pcm {
   sampleRate: number;
@@ -389,41 +389,67 @@ function tiles(e: { energy: Float64Array; frames: number; hopS: number }, delta:
     for (let k = 0; k < BANDS; k++) s += w[b * BANDS + k];
     for (let k = 0; k < BANDS; k++) w[b * BANDS + k] -= s / BANDS;
   }
-  // A note's onset or a chord change leaves tiles far off their neighbours: bounded, they count
-  // as one noisy tile instead of outweighing dozens of marked ones.
-  // Per band: an empty band's median is tiny, and so is its weight.
+  // Each band in units of its own spread (median |w|): a quiet, steady band is as useful as a
+  // loud one; how much each band counts is then decided by its pilot (softBits).
   const mags = new Float64Array(blocks);
   for (let k = 0; k < BANDS && blocks > 0; k++) {
     for (let b = 0; b < blocks; b++) mags[b] = Math.abs(w[b * BANDS + k]);
     mags.sort();
     const scale = mags[blocks >> 1] || 1;
-    for (let b = 0; b < blocks; b++) w[b * BANDS + k] = Math.max(-CLIP, Math.min(CLIP, w[b * BANDS + k] / scale));
+    for (let b = 0; b < blocks; b++) w[b * BANDS + k] /= scale;
+  }
+  // Per block: an onset or a chord change lifts every band of its blocks, so those blocks count
+  // for less; a tile still far off its neighbours after that is erased, not clipped (with a
+  // tonal host, the same chord changes recur at the same tiles in every period).
+  const rowScale = new Float64Array(blocks);
+  const row = new Float64Array(BANDS);
+  for (let b = 0; b < blocks; b++) {
+    for (let k = 0; k < BANDS; k++) row[k] = Math.abs(w[b * BANDS + k]);
+    row.sort();
+    rowScale[b] = row[BANDS >> 1];
+  }
+  const ref = Float64Array.from(rowScale).sort()[blocks >> 1] || 1;
+  for (let b = 0; b < blocks; b++) {
+    const f = rowScale[b] > ref ? ref / rowScale[b] : 1;
+    for (let k = 0; k < BANDS; k++) {
+      const v = w[b * BANDS + k] * f;
+      w[b * BANDS + k] = Math.abs(v) > ERASE_BEYOND ? 0 : v;
+    }
   }
   return { w, blocks };
 }
 
 function softBits(w: Float64Array, blocks: number, shift: number, p: Pattern, nBits: number): SoftBits {
+  // Each band's weight is its pilot correlation under this hypothesis (an estimate of the mark's
+  // strength there, in units of the band's noise): bands where the host beats or a codec
+  // dropped the mark count for little, clean ones for much (maximal-ratio combining).
+  const pil = new Float64Array(BANDS);
+  const pn = new Int32Array(BANDS);
+  for (let b = 0; b < blocks; b++) {
+    const pb = (b + shift) % PERIOD_BLOCKS;
+    for (const [k, c] of p.pilot[pb]) {
+      pil[k] += c * w[b * BANDS + k];
+      pn[k]++;
+    }
+  }
+  const weight = new Float64Array(BANDS);
+  for (let k = 0; k < BANDS; k++) weight[k] = Math.max(0, pn[k] > 0 ? pil[k] / pn[k] : 0);
   const sum = new Float64Array(nBits);
-  const n = new Int32Array(nBits);
-  let sq = 0;
-  let cnt = 0;
+  const var_ = new Float64Array(nBits);
   for (let b = 0; b < blocks; b++) {
     const pb = (b + shift) % PERIOD_BLOCKS;
     for (let k = 0; k < BANDS; k++) {
-      const v = w[b * BANDS + k];
-      sq += v * v;
-      cnt++;
       const t = pb * BANDS + k;
       const bit = p.role[t];
       if (bit < 0) continue;
-      sum[bit] += p.chip[t] * v;
-      n[bit]++;
+      const v = w[b * BANDS + k];
+      sum[bit] += weight[k] * p.chip[t] * v;
+      var_[bit] += weight[k] * weight[k] * v * v;
     }
   }
-  // Scaled as z-scores (the correlation over the tiles' noise), so |soft| reads as reliability.
-  const sigma = Math.sqrt(sq / Math.max(1, cnt)) || 1;
+  // Scaled as z-scores (the correlation over its own spread), so |soft| reads as reliability.
   const soft = new Float64Array(nBits);
-  for (let i = 0; i < nBits; i++) soft[i] = n[i] > 0 ? sum[i] / (sigma * Math.sqrt(n[i])) : 0;
+  for (let i = 0; i < nBits; i++) soft[i] = var_[i] > 0 ? sum[i] / Math.sqrt(var_[i]) : 0;
   return soft;
 }
 
