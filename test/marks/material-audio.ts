@@ -32,8 +32,11 @@ function ffmpeg(args: string[]) {
 
 /** Writes the test clips (`seconds` long, 30 by default) into `dir`. */
 export function testAudio(dir: string, seconds = 30): TestClip[] {
+  // aevalsrc with 24 partials is slow: one 4 s cycle of the progression, looped.
+  const cycle = path.join(dir, 'chords-cycle.wav');
+  ffmpeg(['-f', 'lavfi', '-i', `aevalsrc=${chordExpr(1)}|${chordExpr(0.8)}:s=44100:d=4`, '-c:a', 'pcm_s16le', cycle]);
   const chords = path.join(dir, 'chords-44k-stereo-s16.wav');
-  ffmpeg(['-f', 'lavfi', '-i', `aevalsrc=${chordExpr(1)}|${chordExpr(0.8)}:s=44100:d=${seconds}`, '-c:a', 'pcm_s16le', chords]);
+  ffmpeg(['-stream_loop', '-1', '-i', cycle, '-t', String(seconds), '-c:a', 'pcm_s16le', chords]);
   const pink = path.join(dir, 'pink-48k-stereo-s16.wav');
   ffmpeg([
     '-f', 'lavfi', '-i', `anoisesrc=c=pink:a=0.25:r=48000:d=${seconds}:seed=1`,
@@ -42,9 +45,9 @@ export function testAudio(dir: string, seconds = 30): TestClip[] {
   ]);
   const mix = path.join(dir, 'mix-44k-mono-s24.wav');
   ffmpeg([
-    '-f', 'lavfi', '-i', `aevalsrc=${chordExpr(1)}:s=44100:d=${seconds}`,
+    '-i', chords,
     '-f', 'lavfi', '-i', `anoisesrc=c=pink:a=0.08:r=44100:d=${seconds}:seed=3`,
-    '-filter_complex', '[0:a][1:a]amix=inputs=2:normalize=0[a]', '-map', '[a]', '-c:a', 'pcm_s24le', mix,
+    '-filter_complex', '[0:a]pan=mono|c0=c0[c];[c][1:a]amix=inputs=2:normalize=0[a]', '-map', '[a]', '-c:a', 'pcm_s24le', mix,
   ]);
   return [
     { name: 'chords', path: chords, sampleRate: 44100, channels: 2 },
