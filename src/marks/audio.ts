@@ -12,8 +12,8 @@ import type { Accept, Found, NotFound, PatternKey, SoftBits } from './carrier.ts
 // BAND_HI); every tile's magnitude is scaled by 1 + α·chip, chip = ±1 from the key, times the
 // sign of the bit the key assigns the tile (or +1 for the pilot tiles that give synchronisation).
 // Tiles are defined in seconds and hertz, not samples and bins, so resampling moves nothing.
-// The pattern repeats every PERIOD_BLOCKS blocks (16 s: one whole payload), so any stretch of
-// 16 s holds every tile once and longer clips average repetitions. A relative (multiplicative)
+// The pattern repeats every PERIOD_BLOCKS blocks (16.65 s: one whole payload), so any stretch of
+// 16.65 s holds every tile once and longer clips average repetitions. A relative (multiplicative)
 // change follows the local spectrum: loud tiles get a larger change, quiet ones a smaller.
 //
 // Detection: log energy of each tile (bands summed over the STFT frames whose centre falls in
@@ -24,7 +24,8 @@ import type { Accept, Found, NotFound, PatternKey, SoftBits } from './carrier.ts
 // bit's tiles with their chips) and handed to the caller's validator, best first.
 
 const BLOCK_S = 0.05;
-const PERIOD_BLOCKS = Math.round(16 / BLOCK_S);
+/** 16.65 s: one payload; not a multiple of 2 s, so a loop or a bar-aligned host does not repeat in step with it. */
+const PERIOD_BLOCKS = 333;
 const BAND_LO = 500;
 const BAND_HI = 6500;
 const BANDS = 24;
@@ -313,11 +314,12 @@ export async function embedWav(bytes: Buffer, bits: Uint8Array, key: PatternKey)
 
 // --- detection -----------------------------------------------------------------------------
 
-/** Band energies of the mono mix: frames (hop n/2, centred at m·hop) × BANDS. */
+/** Band energies of the mono mix: frames (hop n/4, centred at m·hop) × BANDS. */
 function bandEnergies(pcm: Pcm, length: number): { energy: Float64Array; frames: number; hopS: number } {
   const sr = pcm.sampleRate;
   const n = frameSize(sr);
-  const hop = n / 2;
+  // Quarter-frame hop (finer than embedding's half): smoother tile energies, finer offsets.
+  const hop = n / 4;
   const fft = new FFT(n);
   const w = sqrtHann(n);
   const edges = bandEdges(sr, n);
@@ -467,7 +469,7 @@ export async function detectAudio<T>(pcm: { sampleRate: number; channels: Float3
   if (!Array.isArray(pcm.channels) || pcm.channels.length === 0) return none('no audio channels');
   if (!Number.isInteger(nBits) || nBits < 1 || nBits > 4096) return none(`cannot read ${nBits} bits`);
   const length = Math.min(...pcm.channels.map((c) => c.length));
-  if (length < MIN_SECONDS * sr) return none(`too short: ${(length / sr).toFixed(2)} s (at least ${MIN_SECONDS} s needed, ${PERIOD_BLOCKS * BLOCK_S} s for a whole payload)`);
+  if (length < MIN_SECONDS * sr) return none(`too short: ${(length / sr).toFixed(2)} s (at least ${MIN_SECONDS} s needed, ${(PERIOD_BLOCKS * BLOCK_S).toFixed(2)} s for a whole payload)`);
   if (sr / 2 <= BAND_HI) return none(`sample rate ${sr} Hz too low for the mark's band (up to ${BAND_HI} Hz)`);
 
   const e = bandEnergies(pcm, length);
