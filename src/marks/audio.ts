@@ -14,7 +14,8 @@ import type { Accept, Found, NotFound, PatternKey, SoftBits } from './carrier.ts
 // Tiles are defined in seconds and hertz, not samples and bins, so resampling moves nothing.
 // The pattern repeats every PERIOD_BLOCKS blocks (16.65 s: one whole payload), so any stretch of
 // 16.65 s holds every tile once and longer clips average repetitions. A relative (multiplicative)
-// change follows the local spectrum: loud tiles get a larger change, quiet ones a smaller.
+// change follows the local spectrum; under the clip's SNR budget the loudest tiles get a smaller
+// relative change than quieter ones (strengths()).
 //
 // Detection: log energy of each tile (bands summed over the STFT frames whose centre falls in
 // the block), whitened (minus its neighbours in time, minus the block's mean over bands) so the
@@ -32,9 +33,10 @@ const BANDS = 24;
 const BAND_HZ = (BAND_HI - BAND_LO) / BANDS;
 /** Share of the tiles given to the pilot (synchronisation only). */
 const PILOT_SHARE = 1 / 8;
-/** The strength is the largest giving this SNR on the whole clip (the goal is ≥ 25 dB after quantisation), capped at ALPHA_MAX. */
+/** The mark's energy: this SNR on the whole clip (the goal is ≥ 25 dB after quantisation). */
 const TARGET_SNR_DB = 25.3;
-const ALPHA_MAX = 0.12;
+/** Largest relative change of a tile's magnitude (±25 %, about ±2 dB; see strengths()). */
+const ALPHA_MAX = 0.25;
 /** Block phases tried per block (the offset search's fine step is BLOCK_S / PHASES). */
 const PHASES = 8;
 /** How many of the best-ranked synchronisation hypotheses are decoded and offered. */
@@ -42,6 +44,7 @@ const MAX_HYPOTHESES = 12;
 /** Neighbouring blocks on each side whose mean log energy is subtracted (whitening). */
 const WHITEN_RADIUS = 2;
 const MIN_SECONDS = 2;
+/** Tiles 20 dB under their block's loudest band read as that floor (a codec's noise there says nothing). */
 const REL_FLOOR = 0.01;
 /** Whitened tile values beyond this many times their band's median magnitude are erased (set to 0). */
 const ERASE_BEYOND = 3;
@@ -225,8 +228,8 @@ function tileSigns(p: Pattern, bits: Uint8Array): Int8Array {
   return s;
 }
 
-/** The mark at unit strength: Σ over 50 %-overlapped frames of w·IFFT(sign·FFT(w·x)). */
-function unitMark(x: Float64Array, sr: number, signs: Int8Array): Float64Array {
+/** The mark: Σ over 50 %-overlapped frames of w·IFFT(gain·FFT(w·x)), gain = ±α of the frame's tile (absolute block × band). */
+function markOf(x: Float64Array, sr: number, gains: Float64Array): Float64Array {
   const n = frameSize(sr);
   const hop = n / 2;
   const fft = new FFT(n);
@@ -252,9 +255,9 @@ function unitMark(x: Float64Array, sr: number, signs: Int8Array): Float64Array {
     fft.realTransform(spec, frame);
     fft.completeSpectrum(spec);
     mod.fill(0);
-    const block = Math.floor((m * hop) / sr / BLOCK_S) % PERIOD_BLOCKS;
+    const block = Math.floor((m * hop) / sr / BLOCK_S);
     for (let k = 0; k < BANDS; k++) {
-      const g = signs[block * BANDS + k];
+      const g = gains[block * BANDS + k] ?? 0;
       for (let b = edges[k]; b < edges[k + 1]; b++) {
         mod[2 * b] = g * spec[2 * b];
         mod[2 * b + 1] = g * spec[2 * b + 1];
@@ -291,8 +294,16 @@ const snr = (a: Float64Array[], b: Float64Array[]) => {
 export async function embedWav(bytes: Buffer, bits: Uint8Array, key: PatternKey): Promise<{ bytes: Buffer; snrDb: number }> {
   if (bits.length < 1 || bits.length > 4096) throw new Error(`cannot embed ${bits.length} bits`);
   const input = parseWav(bytes);
+  const sr = input.sampleRate;
   const signs = tileSigns(pattern(key, bits.length), bits);
-  const marks = input.channels.map((c) => unitMark(c, input.sampleRate, signs));
+  const { energy, total } = tileEnergies(input.channels, sr);
+  const alpha = strengths(energy, total * 10 ** (-TARGET_SNR_DB / 10));
+  const gains = new Float64Array(alpha.length);
+  for (let t = 0; t < gains.length; t++) {
+    const block = Math.floor(t / BANDS) % PERIOD_BLOCKS;
+    gains[t] = alpha[t] * signs[block * BANDS + (t % BANDS)];
+  }
+  const marks = input.channels.map((c) => markOf(c, sr, gains));
   let host = 0;
   let mark = 0;
   for (let c = 0; c < marks.length; c++) {
@@ -301,15 +312,74 @@ export async function embedWav(bytes: Buffer, bits: Uint8Array, key: PatternKey)
       mark += marks[c][i] ** 2;
     }
   }
-  // One strength for the whole clip: the relative change already follows the local spectrum.
-  const alpha = mark > 0 ? Math.min(ALPHA_MAX, Math.sqrt((host / mark) * 10 ** (-TARGET_SNR_DB / 10))) : 0;
+  // The strengths were planned on the frames' energies; this lands the SNR on its target exactly.
+  const fix = mark > 0 ? Math.min(1.25, Math.sqrt((host / mark) * 10 ** (-TARGET_SNR_DB / 10))) : 0;
   const marked = input.channels.map((c, ci) => {
     const o = new Float64Array(c.length);
-    for (let i = 0; i < c.length; i++) o[i] = c[i] + alpha * marks[ci][i];
+    for (let i = 0; i < c.length; i++) o[i] = c[i] + fix * marks[ci][i];
     return o;
   });
   const out = rewriteWav(input, marked);
   return { bytes: out, snrDb: snr(input.channels, parseWav(out).channels) };
+}
+
+/** Energy of every tile of the clip (block from the start × band, all channels) and of all bins, on the embedding grid. */
+function tileEnergies(channels: Float64Array[], sr: number): { energy: Float64Array; total: number } {
+  const n = frameSize(sr);
+  const hop = n / 2;
+  const fft = new FFT(n);
+  const w = sqrtHann(n);
+  const edges = bandEdges(sr, n);
+  const length = channels[0]?.length ?? 0;
+  const frames = Math.ceil(length / hop) + 1;
+  const blocks = Math.floor(((frames - 1) * hop) / sr / BLOCK_S) + 1;
+  const energy = new Float64Array(blocks * BANDS);
+  const frame = new Float64Array(n);
+  const spec = fft.createComplexArray() as number[];
+  let total = 0;
+  for (const x of channels) {
+    for (let m = 0; m < frames; m++) {
+      const start = m * hop - n / 2;
+      for (let i = 0; i < n; i++) {
+        const j = start + i;
+        frame[i] = j >= 0 && j < length ? x[j] * w[i] : 0;
+      }
+      fft.realTransform(spec, frame);
+      for (let b = 0; b <= n / 2; b++) total += (b === 0 || b === n / 2 ? 1 : 2) * (spec[2 * b] ** 2 + spec[2 * b + 1] ** 2);
+      const block = Math.floor((m * hop) / sr / BLOCK_S);
+      for (let k = 0; k < BANDS; k++) {
+        let e = 0;
+        for (let b = edges[k]; b < edges[k + 1]; b++) e += spec[2 * b] ** 2 + spec[2 * b + 1] ** 2;
+        energy[block * BANDS + k] += 2 * e;
+      }
+    }
+  }
+  return { energy, total };
+}
+
+/**
+ * Each tile's relative strength α: min(ALPHA_MAX, λ/√E), λ such that the mark's energy
+ * Σ α²·E meets the budget. Under an SNR budget a quiet tile buys as much detection as a loud one
+ * for far less energy, so loud tiles (a chord's fundamentals) get a smaller relative change and
+ * quieter ones up to ALPHA_MAX (about ±1.9 dB, under the louder tiles' masking).
+ */
+function strengths(energy: Float64Array, budget: number): Float64Array {
+  const cost = (lambda: number) => {
+    let c = 0;
+    for (const e of energy) c += Math.min(ALPHA_MAX * ALPHA_MAX * e, lambda * lambda);
+    return c;
+  };
+  let lo = 0;
+  let hi = Math.sqrt(Math.max(...energy, 0)) * ALPHA_MAX;
+  if (cost(hi) <= budget) lo = hi;
+  else {
+    for (let i = 0; i < 60; i++) {
+      const mid = (lo + hi) / 2;
+      if (cost(mid) > budget) hi = mid;
+      else lo = mid;
+    }
+  }
+  return Float64Array.from(energy, (e) => (e > 0 ? Math.min(ALPHA_MAX, lo / Math.sqrt(e)) : 0));
 }
 
 // --- detection -----------------------------------------------------------------------------
