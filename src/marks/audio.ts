@@ -44,6 +44,7 @@ const MAX_HYPOTHESES = 12;
 /** Neighbouring blocks on each side whose mean log energy is subtracted (whitening). */
 const WHITEN_RADIUS = 2;
 const MIN_SECONDS = 2;
+const MAX_SECONDS = 120;
 /** Tiles 20 dB under their block's loudest band read as that floor (a codec's noise there says nothing). */
 const REL_FLOOR = 0.01;
 /** Whitened tile values beyond this many times their band's median magnitude are erased (set to 0). */
@@ -370,7 +371,9 @@ function strengths(energy: Float64Array, budget: number): Float64Array {
     return c;
   };
   let lo = 0;
-  let hi = Math.sqrt(Math.max(...energy, 0)) * ALPHA_MAX;
+  let top = 0;
+  for (const e of energy) top = Math.max(top, e);
+  let hi = Math.sqrt(top) * ALPHA_MAX;
   if (cost(hi) <= budget) lo = hi;
   else {
     for (let i = 0; i < 60; i++) {
@@ -538,7 +541,8 @@ export async function detectAudio<T>(pcm: { sampleRate: number; channels: Float3
   if (!Number.isFinite(sr) || sr < 8000 || sr > 768_000) return none(`unsupported sample rate ${sr}`);
   if (!Array.isArray(pcm.channels) || pcm.channels.length === 0) return none('no audio channels');
   if (!Number.isInteger(nBits) || nBits < 1 || nBits > 4096) return none(`cannot read ${nBits} bits`);
-  const length = Math.min(...pcm.channels.map((c) => c.length));
+  // Beyond MAX_SECONDS more repetitions add little and cost time and memory: the start is read.
+  const length = Math.min(MAX_SECONDS * sr, ...pcm.channels.map((c) => c?.length ?? 0));
   if (length < MIN_SECONDS * sr) return none(`too short: ${(length / sr).toFixed(2)} s (at least ${MIN_SECONDS} s needed, ${(PERIOD_BLOCKS * BLOCK_S).toFixed(2)} s for a whole payload)`);
   if (sr / 2 <= BAND_HI) return none(`sample rate ${sr} Hz too low for the mark's band (up to ${BAND_HI} Hz)`);
 
