@@ -17,12 +17,14 @@ import type { Accept, Found, NotFound, PatternKey, SoftBits } from './carrier.ts
 // change follows the local spectrum; under the clip's SNR budget the loudest tiles get a smaller
 // relative change than quieter ones (strengths()).
 //
-// Detection: log energy of each tile (bands summed over the STFT frames whose centre falls in
-// the block), whitened (minus its neighbours in time, minus the block's mean over bands) so the
-// host's own loudness changes, a codec's or a resampler's gain and the stationary spectrum all
-// cancel. The pilot's correlation over every time offset (block phase × block shift within the
-// period) ranks the synchronisation hypotheses; the best few are decoded (correlation of each
-// bit's tiles with their chips) and handed to the caller's validator, best first.
+// Detection (mono mix): log energy of each tile (bands summed over the STFT frames whose centre
+// falls in the block), whitened (minus its neighbours in time, minus the block's mean over bands)
+// so the host's loudness changes, a codec's or a resampler's gain and the stationary spectrum
+// cancel; each band in units of its own spread, blocks with onsets weighed down, outliers erased.
+// The pilot's correlation over every time offset (block phase × block shift within the period)
+// ranks the synchronisation hypotheses (an MP3 encoder's delay and a cut start are offsets like
+// any other); the best few are decoded (each bit's tiles correlated with their chips, each band
+// weighed by its pilot correlation) and handed to the caller's validator, best first.
 
 const BLOCK_S = 0.05;
 /** 16.65 s: one payload; not a multiple of 2 s, so a loop or a bar-aligned host does not repeat in step with it. */
