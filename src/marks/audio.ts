@@ -511,6 +511,35 @@ function softBits(w: Float64Array, blocks: number, shift: number, p: Pattern, nB
   }
   const weight = new Float64Array(BANDS);
   for (let k = 0; k < BANDS; k++) weight[k] = Math.max(0, pn[k] > 0 ? pil[k] / pn[k] : 0);
+  let soft = decode(w, blocks, shift, p, nBits, weight);
+  for (let pass = 0; pass < DD_PASSES; pass++) {
+    const acc = Float64Array.from(pil);
+    const n = Int32Array.from(pn);
+    for (let b = 0; b < blocks; b++) {
+      const pb = (b + shift) % PERIOD_BLOCKS;
+      for (let k = 0; k < BANDS; k++) {
+        const t = pb * BANDS + k;
+        const bit = p.role[t];
+        if (bit < 0) continue;
+        acc[k] += (soft[bit] > 0 ? 1 : -1) * p.chip[t] * w[b * BANDS + k];
+        n[k]++;
+      }
+    }
+    for (let k = 0; k < BANDS; k++) weight[k] = Math.max(0, n[k] > 0 ? acc[k] / n[k] : 0);
+    soft = decode(w, blocks, shift, p, nBits, weight);
+  }
+  return soft;
+}
+
+/**
+ * Passes re-estimating the band weights from every tile, each read with its bit's decision
+ * (decision-directed: 8 times the pilot's tiles, so steadier weights). One pass: on the tonal
+ * test clip the mean |soft| rises by about 0.2; on noise hypotheses it rises too (≈ 0.9 → 1.0),
+ * which the payload layer's check has to bear, as it does any soft bits.
+ */
+const DD_PASSES = 1;
+
+function decode(w: Float64Array, blocks: number, shift: number, p: Pattern, nBits: number, weight: Float64Array): SoftBits {
   const sum = new Float64Array(nBits);
   const var_ = new Float64Array(nBits);
   for (let b = 0; b < blocks; b++) {
