@@ -3,7 +3,6 @@ import { createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { drainBriefly } from '../core/drain.ts';
 import { AppError } from '../core/errors.ts';
 import { errorSchema } from '../core/http.ts';
@@ -54,17 +53,7 @@ export function markRoutes(deps: MarkRoutesDeps): FastifyPluginAsync {
         const dir = await mkdtemp(path.join(deps.tmpDir, 'trace-'));
         try {
           const file = path.join(dir, 'suspect');
-          let bytes = 0;
-          body.on('data', (chunk: Buffer) => {
-            bytes += chunk.length;
-            if (bytes > deps.maxBytes) body.destroy(tooLarge(deps.maxBytes));
-          });
-          try {
-            await pipeline(body, createWriteStream(file));
-          } catch (err) {
-            if (err instanceof AppError) throw err;
-            throw new AppError('upload_interrupted', 'The file ended before all of its bytes arrived; nothing was checked.', 400);
-          }
+          const bytes = await saveBounded(body, file, deps.maxBytes);
           if (bytes === 0) throw new AppError('trace_empty', 'Send the file to check as the request body.', 400);
           return await deps.traces.trace(file, req.principal!);
         } finally {
@@ -84,4 +73,39 @@ export function markRoutes(deps: MarkRoutesDeps): FastifyPluginAsync {
       },
     });
   };
+}
+
+/**
+ * The body into `file`, at most `max` bytes. Past the bound the file is dropped and the refusal
+ * answered at once; the body is left to the route's onResponse, which reads on and discards a
+ * bounded amount (drainBriefly) so that the client reads the answer instead of a reset.
+ */
+function saveBounded(body: Readable, file: string, max: number): Promise<number> {
+  return new Promise<number>((resolve, reject) => {
+    const out = createWriteStream(file);
+    let bytes = 0;
+    let done = false;
+    const fail = (err: Error) => {
+      if (done) return;
+      done = true;
+      body.off('data', count);
+      body.unpipe(out);
+      out.destroy();
+      reject(err instanceof AppError ? err : new AppError('upload_interrupted', 'The file ended before all of its bytes arrived; nothing was checked.', 400));
+    };
+    const count = (chunk: Buffer) => {
+      bytes += chunk.length;
+      if (bytes > max) fail(tooLarge(max));
+    };
+    body.on('data', count);
+    body.once('error', fail);
+    body.once('aborted', () => fail(new Error('aborted')));
+    out.once('error', fail);
+    out.once('finish', () => {
+      if (done) return;
+      done = true;
+      resolve(bytes);
+    });
+    body.pipe(out);
+  });
 }
