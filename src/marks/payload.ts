@@ -8,8 +8,8 @@ import { IMAGE_AUDIO_BITS, VIDEO_BITS, type PatternKey, type SoftBits } from './
 // user's serial) and a Reed–Solomon code (GF(256), @zxing/library) so that a few damaged bytes do
 // not lose it.
 //
-//   long code (images, audio; 128 bits): serial u32 | origin tag u16 | check u16, + 8 parity bytes
-//   short code (video, one bit per segment; 64 bits): serial u32 | check u16, + 2 parity bytes
+//   long code (images, audio; 128 bits): serial u32 (keyed permutation) | origin tag u16 | check u16, + 8 parity bytes
+//   short code (video, one bit per segment; 64 bits): serial u32 (keyed permutation) | check u16, + 2 parity bytes
 //
 // The origin signs the data bytes into the ticket an edge serves by (`wm`, hex, both codes); the
 // edge adds the parity and whitens the bits with a keystream of the pattern key (so every
@@ -45,11 +45,29 @@ function checkOf(kind: CodeKind, key: Buffer, serial: number, originTag: number)
   return createHmac('sha256', key).update(msg).digest().readUInt16BE(0);
 }
 
+/**
+ * The serial as carried: a keyed 32-bit permutation (a 4-round Feistel network on 16-bit halves)
+ * so that consecutive serials differ in about half their bits — otherwise every small serial would
+ * start with the same zero bytes, and the first segments of every user's video would be the same
+ * variants. Only the origin (the check key) can map it back.
+ */
+function feistel(key: Buffer, v: number, inverse: boolean): number {
+  let l = v >>> 16;
+  let r = v & 0xffff;
+  const f = (round: number, half: number) => createHmac('sha256', key).update(Buffer.from([round, half >> 8, half & 0xff])).digest().readUInt16BE(0);
+  if (!inverse) {
+    for (let round = 0; round < 4; round++) [l, r] = [r, l ^ f(round, r)];
+  } else {
+    for (let round = 3; round >= 0; round--) [l, r] = [r ^ f(round, l), l];
+  }
+  return ((l << 16) | r) >>> 0;
+}
+
 /** The data bytes of one delivery's payload (the origin mints them; edges never can). */
 export function payloadData(kind: CodeKind, secrets: PayloadSecrets, serial: number): Buffer {
   if (!Number.isSafeInteger(serial) || serial < 1 || serial > MAX_SERIAL) throw new RangeError(`serial ${serial} does not fit a mark's 32 bits`);
   const b = Buffer.alloc(SPEC[kind].data);
-  b.writeUInt32BE(serial, 0);
+  b.writeUInt32BE(feistel(secrets.check, serial, false), 0);
   if (kind === 'long') {
     b.writeUInt16BE(secrets.originTag, 4);
     b.writeUInt16BE(checkOf(kind, secrets.check, serial, secrets.originTag), 6);
@@ -121,7 +139,7 @@ export function readPayload(kind: CodeKind, secrets: PayloadSecrets, soft: SoftB
     return null;
   }
   const data = Buffer.from(Array.from(word.subarray(0, spec.data)));
-  const serial = data.readUInt32BE(0);
+  const serial = feistel(secrets.check, data.readUInt32BE(0), true);
   if (serial < 1) return null;
   const tag = kind === 'long' ? data.readUInt16BE(4) : secrets.originTag;
   if (tag !== secrets.originTag) return null;

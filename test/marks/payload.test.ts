@@ -36,6 +36,17 @@ test('another origin, another check key or another pattern key reads nothing', (
   assert.equal(readPayload('short', { ...s, check: Buffer.alloc(32, 9) }, soft(short)), null);
 });
 
+test('consecutive serials differ in about half of their bits, from the first on (the serial is permuted)', () => {
+  const s = secrets();
+  const words = [1, 2, 3, 4, 5, 6, 7, 8].map((serial) => codewordBits('short', s.pattern, payloadData('short', s, serial)));
+  const firstBytes = new Set(words.map((w) => w.slice(0, 8).join('')));
+  assert.ok(firstBytes.size >= 6, `the first 8 bits of 8 consecutive serials: ${firstBytes.size} distinct`);
+  for (let i = 1; i < words.length; i++) {
+    const differ = words[i].reduce((n, b, k) => n + (b !== words[i - 1][k] ? 1 : 0), 0);
+    assert.ok(differ >= 12 && differ <= 52, `serials ${i} and ${i + 1} differ in ${differ} of 64 bits`);
+  }
+});
+
 test('200,000 random words are never read as a payload', () => {
   const s = secrets();
   let accepted = 0;
