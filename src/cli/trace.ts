@@ -8,7 +8,7 @@ import { apiFromProfile } from './profile.ts';
 
 // `cascade trace FILE` (S2.7): sends a suspect copy to the origin, which says whether it is
 // genuine and — to operators and the content's publisher — whose copy it is. Exit status 0 for a
-// genuine copy, 1 when it is not (so scripts can sort files), 2 for usage errors.
+// genuine copy, 3 when it is not (so scripts can sort files); errors exit 1 as every command’s do.
 
 export function registerTrace(program: Command) {
   program
@@ -31,7 +31,7 @@ export function registerTrace(program: Command) {
       const t = await api.upload<TraceAnswer>('/marks/trace', createReadStream(file), size);
       if (g.json) process.stdout.write(JSON.stringify(t) + '\n');
       else process.stdout.write(describeTrace(t));
-      if (!t.genuine) process.exitCode = 1;
+      if (!t.genuine) process.exitCode = 3;
     });
 }
 

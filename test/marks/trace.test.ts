@@ -10,8 +10,11 @@ import { edgeExtensions } from '../../src/edge/extensions.ts';
 import { startEdge, type EdgeNode } from '../../src/edge/node.ts';
 import { originIdOf } from '../../src/marks/keys.ts';
 import type { TraceAnswer } from '../../src/marks/trace.ts';
+import { SEGMENT_SECONDS } from '../../src/edge/home/vod-packager.ts';
 import { FFMPEG, requireFfmpeg } from '../helpers/ffmpeg.ts';
+import { testVideo } from './material-video.ts';
 import { startTestOrigin, type TestOrigin } from '../helpers/origin.ts';
+import { runCli } from '../helpers/processes.ts';
 
 // S2.3, S2.7 (#18 point 2): copies delivered to two users through two home edges are each traced
 // to the right user, edge and origin — after the attacks of the robustness table (JPEG quality
@@ -34,6 +37,7 @@ let operator: Who;
 let stranger: Who;
 let imageId = '';
 let audioId = '';
+let videoId = '';
 let imageOriginal: Buffer;
 
 function ffmpeg(args: string[]) {
@@ -113,11 +117,13 @@ before(async () => {
   imageOriginal = readFileSync(png);
   const wav = path.join(work, 'tones.wav');
   ffmpeg(['-f', 'lavfi', '-i', 'aevalsrc=0.3*sin(2*PI*220*t)+0.2*sin(2*PI*330*t)+0.1*sin(2*PI*1250*t*(1+0.1*sin(t))):s=44100:d=25', '-f', 'lavfi', '-i', 'anoisesrc=c=pink:a=0.05:d=25:r=44100', '-filter_complex', 'amix=inputs=2:normalize=0', '-ac', '2', '-c:a', 'pcm_s16le', wav]);
+  // 64 segments of the home edge's 4 s: one whole short codeword (small and at 10 fps: cheap to package).
+  videoId = await publish('Film', readFileSync(testVideo(work, { source: 'testsrc2', seconds: 64 * SEGMENT_SECONDS, size: '160x120', rate: 10 })));
   imageId = await publish('Picture', imageOriginal);
   audioId = await publish('Tones', readFileSync(wav));
   edgeA = await startEdge(edgeOptions('edge-a', 'eu/paris/a'));
   edgeB = await startEdge(edgeOptions('edge-b', 'eu/lyon/b'));
-  for (const e of [edgeA, edgeB]) for (const id of [imageId, audioId]) await e.ensureContent(id);
+  for (const e of [edgeA, edgeB]) for (const id of [imageId, audioId, videoId]) await e.ensureContent(id);
 });
 
 after(async () => {
@@ -176,6 +182,34 @@ test('S2.7: the publisher sees whose copy; anyone else learns only that it is ge
   assert.match(original.message, /No mark of this origin found/);
 });
 
+test('S2.7 `cascade trace FILE`: genuine and whose for the operator, genuine only for others, exit 3 when not genuine', async () => {
+  const home = path.join(work, 'cli');
+  const leaked = path.join(work, 'leaked.jpg');
+  writeFileSync(leaked, await attacks.jpeg50(imageCopies.alice!));
+  const original = path.join(work, 'original.png');
+  writeFileSync(original, imageOriginal);
+  for (const [who, dir] of [[operator, `${home}-ops`], [stranger, `${home}-someone`]] as const) {
+    const login = await runCli(['--origin', o.url, 'login', '--username', who.username, '--password', 'correct horse battery'], { home: dir });
+    assert.equal(login.code, 0, login.stderr);
+  }
+  const ops = await runCli(['trace', leaked], { home: `${home}-ops` });
+  assert.equal(ops.code, 0, ops.stderr);
+  assert.match(ops.stdout, /^genuine \(image\): /);
+  assert.match(ops.stdout, new RegExp(`user: +alice \\(${alice.userId}\\)`));
+  assert.match(ops.stdout, new RegExp(`edge: +eu/paris/a \\(${edgeA.edgeId}\\)`));
+  assert.match(ops.stdout, /confidence > 99\.9999 %/);
+  const other = await runCli(['trace', leaked], { home: `${home}-someone` });
+  assert.equal(other.code, 0, other.stderr);
+  assert.match(other.stdout, /^genuine \(image\): A genuine copy/);
+  assert.doesNotMatch(other.stdout, /alice|user:/);
+  const notMarked = await runCli(['--json', 'trace', original], { home: `${home}-ops` });
+  assert.equal(notMarked.code, 3);
+  assert.equal(JSON.parse(notMarked.stdout).genuine, false);
+  const missing = await runCli(['trace', path.join(work, 'nope.png')], { home: `${home}-ops` });
+  assert.equal(missing.code, 1);
+  assert.match(missing.stderr, /No such file/);
+});
+
 test('S2.3, S2.7: WAV copies through two edges survive MP3 at 128 kbit/s and are traced', async () => {
   const a = await rentAndDownload(alice, edgeA, audioId);
   const b = await rentAndDownload(bob, edgeB, audioId);
@@ -185,6 +219,35 @@ test('S2.3, S2.7: WAV copies through two edges survive MP3 at 128 kbit/s and are
     assert.equal(t.genuine, true, t.message);
     assert.equal(t.carrier, 'audio');
     assert.deepEqual({ user: t.copy?.user.id, edge: t.copy?.edge.id }, { user: who.userId, edge: edge.edgeId });
+  }
+});
+
+function crf28(bytes: Buffer, name: string): Buffer {
+  const a = path.join(work, `${name}.mp4`);
+  const b = path.join(work, `${name}.crf28.mp4`);
+  writeFileSync(a, bytes);
+  ffmpeg(['-i', a, '-c:v', 'libx264', '-crf', '28', '-preset', 'veryfast', '-c:a', 'copy', b]);
+  return readFileSync(b);
+}
+
+test('S2.3, S2.7: a video played over HLS (A/B segments) and one downloaded as a file are traced after a re-encode at CRF 28', async () => {
+  // Alice plays on edge A: the playlist, init and every segment, as a player fetches them.
+  const r = await o.call('POST', `/edges/${edgeA.edgeId}/rentals`, { token: alice.token, json: { contentId: videoId, plan: 'days', days: 1 } });
+  assert.equal(r.status, 201, JSON.stringify(r.body));
+  const base = r.body.playUrl.replace(/index\.m3u8$/, '');
+  const list = await (await fetch(r.body.playUrl)).text();
+  const names = [/URI="([^"]+)"/.exec(list)![1], ...list.split('\n').filter((l: string) => l && !l.startsWith('#'))];
+  assert.equal(names.length, 1 + 64);
+  const played = Buffer.concat(await Promise.all(names.map(async (n) => Buffer.from(await (await fetch(base + n)).arrayBuffer()))));
+  // Bob downloads his copy on edge B as one file.
+  const bobs = await rentAndDownload(bob, edgeB, videoId);
+  assert.equal(bobs.mark, 'marked (video: A/B segment variants)');
+  assert.ok(!played.equals(bobs.bytes), 'two renters, two sequences of variants');
+  for (const [who, edge, copy] of [[alice, edgeA, played], [bob, edgeB, bobs.bytes]] as const) {
+    const t = await trace(crf28(copy, `video-${who.username}`), operator);
+    assert.equal(t.genuine, true, t.message);
+    assert.equal(t.carrier, 'video');
+    assert.deepEqual({ user: t.copy?.user.id, edge: t.copy?.edge.id, origin: t.copy?.origin.id }, { user: who.userId, edge: edge.edgeId, origin: originIdOf(o.keys.publicKeyB64) });
   }
 });
 
