@@ -273,7 +273,7 @@ test('S2.5 edge: the video is packaged once into VOD HLS (fMP4, ~4 s, ENDLIST) a
   const bytes = Buffer.from(await seg.arrayBuffer());
   assert.equal(sha256Hex(bytes), pkg.segments[3].sha256);
   assert.equal(marks.at(-1)!.name, pkg.segments[3].name);
-  assert.deepEqual(marks.at(-1)!.mark, { serial: viewing.rental.serial, deliveryId: viewing.rental.deliveryId, userId: member.userId, edgeId: EDGE, originId: node.originId, contentId: videoId });
+  assert.deepEqual(marks.at(-1)!.mark, { serial: viewing.rental.serial, deliveryId: viewing.rental.deliveryId, userId: member.userId, edgeId: EDGE, originId: node.originId, contentId: videoId, bits: null, videoBits: null }, "an unmarked edge: no codewords");
   // The same segment again counts once; another adds its duration.
   await get(base + segs[3]).then((r) => r.arrayBuffer());
   await get(base + segs[4]).then((r) => r.arrayBuffer());

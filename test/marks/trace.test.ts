@@ -6,8 +6,10 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import pino from 'pino';
 import sharp from 'sharp';
+import yauzl from 'yauzl';
 import { edgeExtensions } from '../../src/edge/extensions.ts';
 import { startEdge, type EdgeNode } from '../../src/edge/node.ts';
+import { storeExtension, type StoreExtension } from '../../src/edge/store/extension.ts';
 import { originIdOf } from '../../src/marks/keys.ts';
 import type { TraceAnswer } from '../../src/marks/trace.ts';
 import { SEGMENT_SECONDS } from '../../src/edge/home/vod-packager.ts';
@@ -29,6 +31,8 @@ const work = mkdtempSync(path.join(os.tmpdir(), 'cascade-trace-'));
 let o: TestOrigin;
 let edgeA: EdgeNode;
 let edgeB: EdgeNode;
+let store: EdgeNode;
+let storeExt: StoreExtension;
 type Who = { token: string; userId: string; username: string };
 let alice: Who;
 let bob: Who;
@@ -124,11 +128,17 @@ before(async () => {
   edgeA = await startEdge(edgeOptions('edge-a', 'eu/paris/a'));
   edgeB = await startEdge(edgeOptions('edge-b', 'eu/lyon/b'));
   for (const e of [edgeA, edgeB]) for (const id of [imageId, audioId, videoId]) await e.ensureContent(id);
+  store = await startEdge({
+    ...edgeOptions('store', 'eu/main-street'),
+    kind: 'store',
+    extensions: (c) => [(storeExt = storeExtension(c, { freeBytes: async () => 10 * 1024 ** 3, pollMs: 3_600_000 }))],
+  });
 });
 
 after(async () => {
   await edgeA?.close();
   await edgeB?.close();
+  await store?.close();
   await o?.close();
   rmSync(work, { recursive: true, force: true });
 });
@@ -249,6 +259,41 @@ test('S2.3, S2.7: a video played over HLS (A/B segments) and one downloaded as a
     assert.equal(t.carrier, 'video');
     assert.deepEqual({ user: t.copy?.user.id, edge: t.copy?.edge.id, origin: t.copy?.origin.id }, { user: who.userId, edge: edge.edgeId, origin: originIdOf(o.keys.publicKeyB64) });
   }
+});
+
+/** One entry of a zip file, read with yauzl. */
+function unzipEntry(file: string, name: string): Promise<Buffer> {
+  return new Promise((resolve, reject) =>
+    yauzl.open(file, { lazyEntries: true }, (err, zip) => {
+      if (err) return reject(err);
+      zip.on('entry', (e: yauzl.Entry) => {
+        if (e.fileName !== name) return zip.readEntry();
+        zip.openReadStream(e, (err2, s) => {
+          if (err2) return reject(err2);
+          const chunks: Buffer[] = [];
+          s.on('data', (c: Buffer) => chunks.push(c));
+          s.on('end', () => (zip.close(), resolve(Buffer.concat(chunks))));
+        });
+      });
+      zip.on('end', () => reject(new Error(`no ${name} in ${file}`)));
+      zip.readEntry();
+    }),
+  );
+}
+
+test('S2.3, S2.6, S2.7: a store package holds the orderer’s marked copy, traced to them and the store edge after a crop', async () => {
+  const res = await o.call('POST', `/edges/${store.edgeId}/orders`, { token: bob.token, json: { contentId: imageId, format: 'zip', payment: 'wallet' } });
+  assert.equal(res.status, 201, JSON.stringify(res.body));
+  await storeExt.poll();
+  const order = (await o.call('GET', '/orders/mine', { token: bob.token })).body.items.find((x: { id: string }) => x.id === res.body.id);
+  assert.equal(order.state, 'ready', order.reason);
+  const zip = path.join(work, 'order.zip');
+  writeFileSync(zip, Buffer.from(await (await fetch(store.url + order.downloadPath)).arrayBuffer()));
+  const copy = await unzipEntry(zip, 'Picture');
+  assert.ok(!copy.equals(imageOriginal) && !copy.equals(imageCopies.bob!), 'the package holds a copy of its own');
+  const t = await trace(await attacks.crop10(copy), operator);
+  assert.equal(t.genuine, true, t.message);
+  assert.deepEqual({ user: t.copy?.user.id, edge: t.copy?.edge.id, kind: t.copy?.kind }, { user: bob.userId, edge: store.edgeId, kind: 'order' });
 });
 
 test('S2.7 refusals: no body, too large, not signed in; nothing is left behind', async () => {
