@@ -9,7 +9,7 @@
 
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -106,6 +106,7 @@ for (const img of images) {
 
 // ---- audio ----
 const audioSnr: number[] = [];
+mkdirSync(path.join(dir, 'audio'), { recursive: true });
 for (const clip of testAudio(path.join(dir, 'audio'), 30)) {
   const { serial, bits } = payload('long');
   const marked = await embedWav(readFileSync(clip.path), bits, secrets.pattern);

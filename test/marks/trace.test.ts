@@ -17,6 +17,7 @@ import { FFMPEG, requireFfmpeg } from '../helpers/ffmpeg.ts';
 import { testVideo } from './material-video.ts';
 import { startTestOrigin, type TestOrigin } from '../helpers/origin.ts';
 import { runCli } from '../helpers/processes.ts';
+import { checkPage, launchBrowser, openApp } from '../helpers/browser.ts';
 
 // S2.3, S2.7 (#18 point 2): copies delivered to two users through two home edges are each traced
 // to the right user, edge and origin — after the attacks of the robustness table (JPEG quality
@@ -218,6 +219,35 @@ test('S2.7 `cascade trace FILE`: genuine and whose for the operator, genuine onl
   const missing = await runCli(['trace', path.join(work, 'nope.png')], { home: `${home}-ops` });
   assert.equal(missing.code, 1);
   assert.match(missing.stderr, /No such file/);
+});
+
+test('S2.7 the web app’s Check a copy page: the operator sees whose copy, a member only that it is genuine', async () => {
+  const browser = await launchBrowser();
+  try {
+    const leaked = path.join(work, 'leaked-page.jpg');
+    writeFileSync(leaked, await attacks.jpeg50(imageCopies.alice!));
+    for (const [who, roles] of [[operator, ['operator']], [stranger, ['member']]] as const) {
+      const app = await openApp(browser, `${o.url}/#/trace`, { signedIn: { token: who.token, userId: who.userId, username: who.username, roles: [...roles] } });
+      app.page.setDefaultTimeout(30_000);
+      await app.page.getByLabel('File').setInputFiles(leaked);
+      await app.page.getByRole('button', { name: 'Check' }).click();
+      await app.page.getByRole('heading', { name: /^leaked-page\.jpg: genuine$/ }).waitFor();
+      const text = await app.page.locator('.trace-result').innerText();
+      if (who === operator) {
+        assert.match(text, /alice/);
+        assert.match(text, /eu\/paris\/a/);
+        assert.match(text, /Confidence > 99\.9999 %/);
+        await checkPage(app.page, 'trace');
+      } else {
+        assert.doesNotMatch(text, /alice|eu\/paris/);
+        assert.match(text, /Only the operators and the content’s publisher see whose copy it is/);
+      }
+      assert.deepEqual(app.problems, []);
+      await app.close();
+    }
+  } finally {
+    await browser.close();
+  }
 });
 
 test('S2.3, S2.7: WAV copies through two edges survive MP3 at 128 kbit/s and are traced', async () => {
