@@ -94,7 +94,7 @@ function routesOf(doc: any, o: TestOrigin): Route[] {
         headers: params.filter((p) => p.in === 'header').map((p) => ({ name: p.name, schema: p.schema })),
         body: op.requestBody?.content?.['application/json']?.schema,
         // The publish route takes the file's bytes; its schema describes only the query string.
-        rawBody: method === 'post' && template === '/contents',
+        rawBody: method === 'post' && (template === '/contents' || template === '/marks/trace'),
       });
     }
   }

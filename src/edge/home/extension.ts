@@ -247,8 +247,14 @@ export class HomeServer {
     return Array.isArray(answer.tickets) ? answer.tickets.filter((t): t is string => typeof t === 'string') : [];
   }
 
+  /** The rental's mark, its codewords computed once (not per segment: serving stays a file pick). */
+  private readonly marks = new WeakMap<RentalTicket, { key: Buffer | null | undefined; mark: DeliveryMark }>();
   private mark(t: RentalTicket): DeliveryMark {
-    return deliveryMark(t, this.ctx.edgeId, this.ctx.markKey);
+    const known = this.marks.get(t);
+    if (known && known.key === this.ctx.markKey) return known.mark;
+    const mark = deliveryMark(t, this.ctx.edgeId, this.ctx.markKey);
+    this.marks.set(t, { key: this.ctx.markKey, mark });
+    return mark;
   }
 
   /** The content's package (made once); `rental_not_video` when it is not a video. */
