@@ -206,9 +206,9 @@ const serve = values['skip-video'] ? null : await serveRatio({ dir: path.join(di
 
 // ---- the table ----
 const pad = (s: string, n: number) => (s.length >= n ? s : s + ' '.repeat(n - s.length));
-console.log(`${pad('carrier', 8)}${pad('material', 44)}${pad('attack', 24)}${pad('found', 7)}${pad('bit errors', 12)}${pad('quality', 24)}detect ms`);
+console.log(`${pad('carrier', 8)}${pad('material', 44)}${pad('attack', 28)}${pad('found', 7)}${pad('bit errors', 12)}${pad('quality', 24)}detect ms`);
 for (const r of rows) {
-  console.log(`${pad(r.carrier, 8)}${pad(r.material, 44)}${pad(r.attack, 24)}${pad(r.found ? 'yes' : 'NO', 7)}${pad(`${r.bitErrors}/${r.bits}`, 12)}${pad(r.quality, 24)}${r.ms.toFixed(0)}`);
+  console.log(`${pad(r.carrier, 8)}${pad(r.material, 44)}${pad(r.attack, 28)}${pad(r.found ? 'yes' : 'NO', 7)}${pad(`${r.bitErrors}/${r.bits}`, 12)}${pad(r.quality, 24)}${r.ms.toFixed(0)}`);
 }
 console.log(`false positives: ${falsePositives} of ${FP_INPUTS} unmarked inputs (${(fpMs / Math.max(1, FP_INPUTS)).toFixed(1)} ms per detection)`);
 if (serve) console.log(`serving segments over HTTP: marked ${serve.markedPerS.toFixed(0)}/s (${serve.markedMBps.toFixed(1)} MB/s), unmarked ${serve.unmarkedPerS.toFixed(0)}/s (${serve.unmarkedMBps.toFixed(1)} MB/s); median ratio of adjacent rounds ${serve.ratio.toFixed(3)}`);
