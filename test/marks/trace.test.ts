@@ -129,11 +129,7 @@ before(async () => {
   edgeA = await startEdge(edgeOptions('edge-a', 'eu/paris/a'));
   edgeB = await startEdge(edgeOptions('edge-b', 'eu/lyon/b'));
   for (const e of [edgeA, edgeB]) for (const id of [imageId, audioId, videoId]) await e.ensureContent(id);
-  store = await startEdge({
-    ...edgeOptions('store', 'eu/main-street'),
-    kind: 'store',
-    extensions: (c) => [(storeExt = storeExtension(c, { freeBytes: async () => 10 * 1024 ** 3, pollMs: 3_600_000 }))],
-  });
+
 });
 
 after(async () => {
@@ -311,7 +307,14 @@ function unzipEntry(file: string, name: string): Promise<Buffer> {
   );
 }
 
-test('S2.3, S2.6, S2.7: a store package holds the orderer’s marked copy, traced to them and the store edge after a crop', async () => {
+test('S2.3, S2.6, S2.7: a store package holds the orderer’s marked copy, traced to them and the store edge after a crop', { timeout: 180_000 }, async () => {
+  // Started here, as store.test.ts starts its store: the order is prepared at once.
+  store = await startEdge({
+    ...edgeOptions('store', 'eu/main-street'),
+    kind: 'store',
+    extensions: (c) => [(storeExt = storeExtension(c, { freeBytes: async () => 10 * 1024 ** 3, pollMs: 3_600_000 }))],
+  });
+  await store.ensureContent(imageId);
   const res = await o.call('POST', `/edges/${store.edgeId}/orders`, { token: bob.token, json: { contentId: imageId, format: 'zip', payment: 'wallet' } });
   assert.equal(res.status, 201, JSON.stringify(res.body));
   await storeExt.poll();
