@@ -120,6 +120,18 @@ function bandEdges(sr: number, n: number): Int32Array {
 
 // --- WAV I/O -------------------------------------------------------------------------------
 
+
+/** Fills `frame` with `x` from `start` on, windowed by `w` (zeros outside `x`); answers the frame's energy. */
+function windowFrame(frame: Float64Array, x: ArrayLike<number>, start: number, w: Float64Array): number {
+  let energy = 0;
+  for (let i = 0; i < frame.length; i++) {
+    const j = start + i;
+    const v = j >= 0 && j < x.length ? x[j] * w[i] : 0;
+    frame[i] = v;
+    energy += v * v;
+  }
+  return energy;
+}
 export function isWav(bytes: Buffer): boolean {
   return bytes.length >= 12 && (bytes.toString('latin1', 0, 4) === 'RIFF' || bytes.toString('latin1', 0, 4) === 'RF64') && bytes.toString('latin1', 8, 12) === 'WAVE';
 }
@@ -247,14 +259,7 @@ function markOf(x: Float64Array, sr: number, gains: Float64Array): Float64Array 
   const frames = Math.ceil(x.length / hop) + 1;
   for (let m = 0; m < frames; m++) {
     const start = m * hop - n / 2;
-    let energy = 0;
-    for (let i = 0; i < n; i++) {
-      const j = start + i;
-      const v = j >= 0 && j < x.length ? x[j] * w[i] : 0;
-      frame[i] = v;
-      energy += v * v;
-    }
-    if (energy === 0) continue;
+    if (windowFrame(frame, x, start, w) === 0) continue;
     fft.realTransform(spec, frame);
     fft.completeSpectrum(spec);
     mod.fill(0);
@@ -342,11 +347,7 @@ function tileEnergies(channels: Float64Array[], sr: number): { energy: Float64Ar
   let total = 0;
   for (const x of channels) {
     for (let m = 0; m < frames; m++) {
-      const start = m * hop - n / 2;
-      for (let i = 0; i < n; i++) {
-        const j = start + i;
-        frame[i] = j >= 0 && j < length ? x[j] * w[i] : 0;
-      }
+      windowFrame(frame, x, m * hop - n / 2, w);
       fft.realTransform(spec, frame);
       for (let b = 0; b <= n / 2; b++) total += (b === 0 || b === n / 2 ? 1 : 2) * (spec[2 * b] ** 2 + spec[2 * b + 1] ** 2);
       const block = Math.floor((m * hop) / sr / BLOCK_S);
@@ -410,11 +411,7 @@ function bandEnergies(pcm: Pcm, length: number): { energy: Float64Array; frames:
   const frame = new Float64Array(n);
   const spec = fft.createComplexArray() as number[];
   for (let m = 0; m < frames; m++) {
-    const start = m * hop - n / 2;
-    for (let i = 0; i < n; i++) {
-      const j = start + i;
-      frame[i] = j >= 0 && j < length ? mono[j] * w[i] : 0;
-    }
+    windowFrame(frame, mono, m * hop - n / 2, w);
     fft.realTransform(spec, frame);
     for (let k = 0; k < BANDS; k++) {
       let e = 0;
