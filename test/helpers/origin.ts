@@ -27,6 +27,13 @@ export interface TestOrigin extends Origin {
    * challenge for the account, signed with the device key (issue 10 #9). `fields` go in the body.
    */
   registerTerminal(token: string, keys: KeyPair, fields: Record<string, unknown>): Promise<{ status: number; body: any; headers: Headers }>;
+  /**
+   * Moves the manual clock up to the machine's time if it has fallen behind (never back). An edge
+   * or agent signs its piece-request proofs on the machine's clock, and a source refuses a proof
+   * more than PROOF_WINDOW_MS from its own: after minutes of real work (ffmpeg, a browser) with the
+   * clock standing still, an edge's fetches from the origin would be refused.
+   */
+  catchUpWithMachine(): void;
   /** fetch() against the origin with an optional bearer token. */
   call(method: string, url: string, opts?: { token?: string; json?: unknown; body?: any; headers?: Record<string, string> }): Promise<{ status: number; body: any; headers: Headers }>;
 }
@@ -79,6 +86,9 @@ export async function startTestOrigin(
     ...origin,
     clock,
     call,
+    catchUpWithMachine() {
+      clock.set(Math.max(clock.now(), Date.now()));
+    },
     async userWithRoles(roles, username) {
       const name = username ?? `user${process.pid}x${++userCounter}`;
       const user = await origin.accounts.createUser(name, 'correct horse battery', roles as any);
