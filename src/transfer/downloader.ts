@@ -497,7 +497,14 @@ class DownloadRun {
         return;
     }
     const refused = err instanceof AppError && err.status >= 400 && err.status < 500;
-    if (refused) return this.drop(source, 'refused');
+    if (refused) {
+      this.drop(source, 'refused');
+      // Nobody left to fetch from: say why rather than wait for offers that cannot come.
+      if (source.isOrigin && this.sources.live().length === 0) {
+        this.fatal = new AppError(err.code, `The origin refused our piece requests (${err.code}): ${err.message}`, err.status, err.details);
+      }
+      return;
+    }
     // Network errors and stalls (no bytes for stallMs, or late by the declared rate): retry briefly, then give up on the source.
     if (++source.failures >= MAX_FAILURES_PER_SOURCE) this.drop(source, 'stalled');
     else source.busyUntil = this.clock.now() + 200;

@@ -53,6 +53,7 @@ export type GrantRefusal =
   | 'grant_wrong_source'
   | 'grant_wrong_content'
   | 'grant_wrong_receiver'
+  | 'proof_stale'
   | 'piece_not_granted';
 
 export const REFUSAL_MESSAGES: Record<GrantRefusal, [number, string]> = {
@@ -62,6 +63,7 @@ export const REFUSAL_MESSAGES: Record<GrantRefusal, [number, string]> = {
   grant_wrong_source: [403, 'The grant is for another source.'],
   grant_wrong_content: [403, 'The grant is for another content.'],
   grant_wrong_receiver: [403, 'The request is not signed by the receiver the grant names.'],
+  proof_stale: [401, 'The request proof is timed more than 2 minutes from this source\'s clock (its time is in details.sourceTime): sign on that time, or set this terminal\'s clock right.'],
   piece_not_granted: [403, 'The grant does not cover this piece.'],
 };
 
@@ -103,17 +105,24 @@ export class GrantVerifier {
     if (g.exp <= req.now) return { ok: false, refusal: 'grant_expired' };
     if (g.source !== req.sourceId) return { ok: false, refusal: 'grant_wrong_source' };
     if (g.content !== req.contentId) return { ok: false, refusal: 'grant_wrong_content' };
-    if (!req.provenOnConnection?.(g.id) && !this.proofValid(g, req)) return { ok: false, refusal: 'grant_wrong_receiver' };
+    if (!req.provenOnConnection?.(g.id)) {
+      const proof = this.proofCheck(g, req);
+      if (proof !== 'valid') return { ok: false, refusal: proof === 'stale' ? 'proof_stale' : 'grant_wrong_receiver' };
+    }
     if (req.index !== null && !entry.has(req.index)) return { ok: false, refusal: 'piece_not_granted' };
     return { ok: true, grant: g };
   }
 
-  private proofValid(g: GrantPayload, req: PieceRequestCheck): boolean {
+  /**
+   * `stale` only for a proof the grant's receiver did sign, at a time too far from ours: a
+   * receiver whose clock is off is told so (and can sign on our time), not taken for a thief.
+   */
+  private proofCheck(g: GrantPayload, req: PieceRequestCheck): 'valid' | 'stale' | 'wrong' {
     const m = req.proof && /^(\d{1,15})\.([A-Za-z0-9_-]+)$/.exec(req.proof);
-    if (!m) return false;
+    if (!m) return 'wrong';
     const ts = Number(m[1]);
-    if (Math.abs(ts - req.now) > PROOF_WINDOW_MS) return false;
-    return verifyBytes(g.receiverKey, proofText(g.id, ts), m[2]);
+    if (!verifyBytes(g.receiverKey, proofText(g.id, ts), m[2])) return 'wrong';
+    return Math.abs(ts - req.now) > PROOF_WINDOW_MS ? 'stale' : 'valid';
   }
 }
 

@@ -13,6 +13,8 @@ import { SERVED_HEADER } from './served-attestation.ts';
 export const MAX_ERROR_BODY = 4096;
 /** How much of a source's error message is passed on in ours. */
 const MESSAGE_EXCERPT = 200;
+/** A source claiming a clock further than this from ours is not believed (proofs are not re-timed). */
+const MAX_CLOCK_OFFSET_MS = 7 * 24 * 3600_000;
 
 export interface PieceClientOptions {
   sourceUrl: string;
@@ -43,6 +45,12 @@ export class PieceClient {
   private readonly pool: Pool;
   private grant: PieceClientOptions['grant'];
   private signed?: { at: number; proof: string };
+  /**
+   * The source's clock minus ours, learnt from a `proof_stale` refusal: proofs are checked
+   * against the source's clock, so a receiver whose clock is off signs on the source's time.
+   * Per source (a source that lies about its time only spoils proofs sent to itself).
+   */
+  private offsetMs = 0;
 
   constructor(private readonly opts: PieceClientOptions) {
     const stallMs = opts.stallMs ?? 30_000;
@@ -69,7 +77,30 @@ export class PieceClient {
    * piece: a megabyte allocated per piece is garbage-collection work the receiver can
    * do without. `signal` aborts the request (with its reason as the error).
    */
-  fetch(index: number, into: Buffer, signal?: AbortSignal): Promise<FetchedPiece> {
+  async fetch(index: number, into: Buffer, signal?: AbortSignal): Promise<FetchedPiece> {
+    const offsetBefore = this.offsetMs;
+    try {
+      return await this.fetchOnce(index, into, signal);
+    } catch (err) {
+      // The source said our proof's time is too far from its clock, and what its clock says: sign
+      // on its time and ask once more (also when a request in parallel learnt the offset first).
+      if (!(err instanceof AppError && err.code === 'proof_stale')) throw err;
+      this.learnOffset(err.details?.sourceTime);
+      if (this.offsetMs === offsetBefore) throw err;
+      return this.fetchOnce(index, into, signal);
+    }
+  }
+
+  /** Adopts a source's time if it is plausible (a finite instant within a week of ours). */
+  private learnOffset(sourceTime: unknown) {
+    if (typeof sourceTime !== 'number' || !Number.isFinite(sourceTime)) return;
+    const offset = sourceTime - this.opts.clock.now();
+    if (Math.abs(offset) > MAX_CLOCK_OFFSET_MS || Math.abs(offset - this.offsetMs) <= PROOF_WINDOW_MS / 4) return;
+    this.offsetMs = Math.round(offset);
+    this.signed = undefined;
+  }
+
+  private fetchOnce(index: number, into: Buffer, signal?: AbortSignal): Promise<FetchedPiece> {
     const { id: grantId, token, contentId } = this.grant;
     const proof = this.proof();
     return new Promise((resolve, reject) => {
@@ -135,7 +166,7 @@ export class PieceClient {
 
   /** A proof of being the grant's receiver, re-signed well before sources would call it stale. */
   private proof(): string {
-    const now = this.opts.clock.now();
+    const now = this.opts.clock.now() + this.offsetMs;
     if (!this.signed || Math.abs(now - this.signed.at) > PROOF_WINDOW_MS / 4) this.signed = { at: now, proof: signGrantProof(this.opts.receiverKey, this.grant.id, now) };
     return this.signed.proof;
   }
@@ -152,7 +183,11 @@ export class PieceClient {
 function sourceRefusal(status: number, text: string): AppError {
   try {
     const e = JSON.parse(text).error;
-    if (typeof e?.code === 'string' && /^[a-z][a-z0-9_]{0,63}$/.test(e.code)) return new AppError(e.code, String(e.message ?? '').slice(0, MESSAGE_EXCERPT), status);
+    if (typeof e?.code === 'string' && /^[a-z][a-z0-9_]{0,63}$/.test(e.code)) {
+      // Of the details, only the one a receiver acts on is kept: the source's time (proof_stale).
+      const sourceTime = e.details?.sourceTime;
+      return new AppError(e.code, String(e.message ?? '').slice(0, MESSAGE_EXCERPT), status, typeof sourceTime === 'number' ? { sourceTime } : undefined);
+    }
   } catch {}
   return new AppError('source_error', `source answered ${status}`, status);
 }

@@ -61,6 +61,7 @@ export function pieceServerRoutes(opts: PieceServerOptions): FastifyPluginAsync 
     const authorize = (req: FastifyRequest, contentId: string, index: number | null): GrantPayload => {
       const auth = req.headers.authorization;
       const socket = req.raw.socket;
+      const now = opts.clock.now();
       const result = verifier.check({
         provenOnConnection: (grantId) => proven.get(socket)?.has(grantId) ?? false,
         grantToken: auth?.startsWith('Grant ') ? auth.slice(6) : undefined,
@@ -68,12 +69,12 @@ export function pieceServerRoutes(opts: PieceServerOptions): FastifyPluginAsync 
         sourceId: opts.sourceId,
         contentId,
         index,
-        now: opts.clock.now(),
+        now,
       });
       if (!result.ok) {
         refused.inc({ code: result.refusal });
         const [status, message] = REFUSAL_MESSAGES[result.refusal];
-        throw new AppError(result.refusal, message, status);
+        throw new AppError(result.refusal, message, status, result.refusal === 'proof_stale' ? { sourceTime: now } : undefined);
       }
       if (!proven.has(socket)) proven.set(socket, new Set());
       proven.get(socket)!.add(result.grant.id);

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { Client } from 'undici';
 import { Api } from '../../src/core/http-client.ts';
 import { AppError } from '../../src/core/errors.ts';
+import { generateKeyPair } from '../../src/core/crypto.ts';
 import { deviceSession } from '../../src/terminals/device.ts';
 import { download, fileTarget } from '../../src/transfer/downloader.ts';
 import { makeReceipt } from '../../src/transfer/receipt.ts';
@@ -64,6 +65,31 @@ for (const engine of testEngines()) {
       assert.deepEqual(covered, [...Array(21).keys()]);
       assert.equal(receipts.reduce((s, r) => s + r.bytes, 0), file.length);
       assert.ok(receipts.every((r) => r.source_id === 'origin'));
+    });
+
+    test('a receiver whose clock is 10 minutes off the origin’s signs its proofs on the origin’s time and gets the content', { timeout: 60_000 }, async () => {
+      // The download runs on the machine's clock; the origin's is set 10 minutes behind it.
+      const out = path.join(work, 'skewed.bin');
+      const was = origin.clock.now();
+      origin.clock.set(Date.now() - 10 * 60_000);
+      try {
+        const result = await download({ api, originKey: origin.keys.publicKeyB64, device, contentId, files: fileTarget(out) });
+        assert.ok(readFileSync(out).equals(file));
+        assert.equal(result.fetchedPieces, 21);
+        assert.deepEqual(result.dropped, {});
+      } finally {
+        origin.clock.set(was);
+      }
+    });
+
+    test('when the origin refuses our piece requests and nobody else is offered, the download fails with its reason (not a silent wait)', { timeout: 60_000 }, async () => {
+      // Proofs signed with a key that is not the terminal's: every piece request is refused.
+      const impostor = { ...device, keys: generateKeyPair() };
+      await assert.rejects(download({ api, originKey: origin.keys.publicKeyB64, device: impostor, contentId, files: fileTarget(path.join(work, 'refused.bin')) }), (e: AppError) => {
+        assert.equal(e.code, 'grant_wrong_receiver');
+        assert.match(e.message, /origin refused our piece requests/);
+        return true;
+      });
     });
 
     test('an interrupted download resumes from its verified pieces', async () => {
@@ -185,11 +211,14 @@ for (const engine of testEngines()) {
       // Another terminal presenting this receiver's grant.
       const thief = await deviceSession(new Api(origin.url, (await origin.userWithRoles(['member'])).token), path.join(work, 'home-thief'));
       cases.push([{ authorization: `Grant ${grant.token}`, 'cascade-proof': proof(thief.keys) }, 403, 'grant_wrong_receiver']);
+      // The receiver's own proof, timed 5 minutes behind the origin's clock: stale, with the origin's time.
+      cases.push([{ authorization: `Grant ${grant.token}`, 'cascade-proof': signGrantProof(device.keys.privateKey, grant.id, origin.clock.now() - 300_000) }, 401, 'proof_stale']);
       for (const [headers, status, code] of cases) {
         const res = await piece(headers);
         assert.equal(res.status, status, code);
         assert.equal(res.body.error.code, code);
         assert.equal(typeof res.body.error.message, 'string');
+        if (code === 'proof_stale') assert.equal(res.body.error.details.sourceTime, origin.clock.now());
       }
       // Expired: move the origin's clock past the grant's life.
       origin.clock.advance(origin.config.grantTtlMs + 1);

@@ -46,8 +46,15 @@ test('a grant used by anyone but its receiver is refused', () => {
   assert.equal(refusal({ proof: undefined }), 'grant_wrong_receiver');
   // A proof made for another grant does not carry over.
   assert.equal(refusal({ proof: signGrantProof(receiver.privateKey, 'gr_2', now) }), 'grant_wrong_receiver');
-  // A stale proof (outside the window) is refused.
-  assert.equal(refusal({ proof: proof(receiver, now - 10 * 60_000) }), 'grant_wrong_receiver');
+  // A stranger's proof is a stranger's, whatever its time.
+  assert.equal(refusal({ proof: proof(stranger, now - 10 * 60_000) }), 'grant_wrong_receiver');
+});
+
+test('the receiver’s own proof timed outside the window is refused as stale, not as a stranger’s (its clock is off)', () => {
+  assert.equal(refusal({ proof: proof(receiver, now - 10 * 60_000) }), 'proof_stale');
+  assert.equal(refusal({ proof: proof(receiver, now + 120_001) }), 'proof_stale');
+  assert.equal(refusal({ proof: proof(receiver, now + 120_000) }), 'ok', 'the window’s edge is in');
+  assert.equal(refusal({ proof: proof(receiver, now - 120_000) }), 'ok');
 });
 
 test('a receiver that proved itself on a connection need not sign again there, but every other check holds', () => {

@@ -101,3 +101,43 @@ test('proofs carry the injected clock’s time, and are signed afresh once a qua
   const times = proofs.map((p) => Number(p.split('.')[0]));
   assert.deepEqual(times, [Date.UTC(2028, 1, 29, 23, 59, 30), Date.UTC(2028, 1, 29, 23, 59, 30), Date.UTC(2028, 1, 29, 23, 59, 30) + PROOF_WINDOW_MS / 4 + 1]);
 });
+
+test('a source whose clock is 10 minutes ahead refuses the proof as stale with its time; the client signs on that time and asks once more (later requests too)', async () => {
+  const sourceNow = () => clock.now() + 10 * 60_000;
+  const clock = new ManualClock(Date.UTC(2027, 0, 4, 2, 0));
+  const times: number[] = [];
+  answer = (req, res) => {
+    const ts = Number(String(req.headers['cascade-proof']).split('.')[0]);
+    times.push(ts);
+    if (Math.abs(ts - sourceNow()) > PROOF_WINDOW_MS) {
+      res.writeHead(401, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { code: 'proof_stale', message: 'stale', details: { sourceTime: sourceNow() } } }));
+    } else res.writeHead(200, { 'content-type': 'application/octet-stream' }).end(Buffer.alloc(16));
+  };
+  const c = client(clock);
+  try {
+    assert.equal((await c.fetch(0, Buffer.alloc(16))).bytes, 16);
+    clock.advance(PROOF_WINDOW_MS); // re-signed, still on the source's time
+    assert.equal((await c.fetch(1, Buffer.alloc(16))).bytes, 16);
+  } finally {
+    await c.close();
+  }
+  const t0 = Date.UTC(2027, 0, 4, 2, 0);
+  assert.deepEqual(times, [t0, t0 + 10 * 60_000, t0 + PROOF_WINDOW_MS + 10 * 60_000]);
+});
+
+test('a stale-proof refusal without a believable source time is passed on, not retried', async () => {
+  for (const details of [undefined, { sourceTime: 'soon' }, { sourceTime: Date.UTC(2040, 0, 1) }]) {
+    let requests = 0;
+    answer = (_req, res) => {
+      requests++;
+      res.writeHead(401, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { code: 'proof_stale', message: 'stale', ...(details ? { details } : {}) } }));
+    };
+    const c = client(new ManualClock(Date.UTC(2027, 0, 4, 2, 0)));
+    try {
+      await assert.rejects(c.fetch(0, Buffer.alloc(16)), (e: AppError) => e.code === 'proof_stale' && e.status === 401);
+    } finally {
+      await c.close();
+    }
+    assert.equal(requests, 1, JSON.stringify(details));
+  }
+});
