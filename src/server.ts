@@ -99,7 +99,7 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
   mkdirSync(config.dataDir, { recursive: true });
 
   const keys = loadOrCreateKeyPair(path.join(config.dataDir, 'keys', 'origin.key'));
-  const db = opts.db ?? (await openDatabase({ databaseUrl: config.databaseUrl, pgliteDir: path.join(config.dataDir, 'db') }));
+  const db = opts.db ?? (await openDatabase({ databaseUrl: config.databaseUrl, pgliteDir: path.join(config.dataDir, 'db'), pgliteSharedBuffersMb: config.pgliteSharedBuffersMb, pgliteWasm: config.pgliteWasm }));
   const bus = await openEventBus(config.natsUrl);
   const peers = new AddressPolicy({ mode: config.peerAddresses, resolve: opts.resolveHost });
   const base = { db: db.db, clock, config, keys, logger, bus, peers };

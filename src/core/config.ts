@@ -10,6 +10,10 @@ export interface Config {
   dataDir: string;
   /** Real PostgreSQL when set; embedded PGlite in `dataDir/db` otherwise. */
   databaseUrl?: string;
+  /** Embedded PGlite's shared_buffers in MB (#19: the largest part of an idle origin's memory). */
+  pgliteSharedBuffersMb: number;
+  /** Embedded PGlite's WebAssembly is compiled once by V8's baseline compiler (`baseline`, less memory) or also optimized (`optimized`). */
+  pgliteWasm: 'baseline' | 'optimized';
   /** Cross-process events when set; in-process bus otherwise. */
   natsUrl?: string;
   pieceSize: number;
@@ -171,6 +175,12 @@ function publicUrlFrom(env: NodeJS.ProcessEnv): string {
   return u.toString().replace(/\/+$/, '');
 }
 
+function pgliteWasmFrom(env: NodeJS.ProcessEnv): Config['pgliteWasm'] {
+  const raw = env.PGLITE_WASM || 'baseline';
+  if (raw !== 'baseline' && raw !== 'optimized') throw badRequest('bad_config', `PGLITE_WASM must be "baseline" or "optimized", got "${raw}"`);
+  return raw;
+}
+
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const scheduleEgressBps = intFrom(env, 'SCHEDULE_EGRESS', intFrom(env, 'ORIGIN_UP_RATE', 0, 0) || 125_000_000, 1);
   return {
@@ -178,6 +188,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     port: intFrom(env, 'PORT', 8080, 0),
     dataDir: path.resolve(env.DATA_DIR || './data'),
     databaseUrl: env.DATABASE_URL || undefined,
+    pgliteSharedBuffersMb: intFrom(env, 'PGLITE_SHARED_BUFFERS_MB', 16, 1, 4096),
+    pgliteWasm: pgliteWasmFrom(env),
     natsUrl: env.NATS_URL || undefined,
     pieceSize: intFrom(env, 'PIECE_SIZE', MiB, 16 * 1024),
     maxUploadBytes: intFrom(env, 'MAX_UPLOAD_BYTES', 64 * 1024 * MiB, 1),

@@ -1,6 +1,8 @@
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import path from 'node:path';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import v8 from 'node:v8';
 import { PGliteDialect } from './pglite-dialect.ts';
 import { migrateToLatest } from './migrations.ts';
 import type { Database } from './schema.ts';
@@ -29,6 +31,16 @@ export interface OpenOptions {
    * Tests open their databases from one migrated template this way.
    */
   pgliteTemplate?: Blob;
+  /** PGlite only: PostgreSQL's shared_buffers, in MB (PostgreSQL's own default is 128). */
+  pgliteSharedBuffersMb?: number;
+  /**
+   * PGlite only: `baseline` compiles its WebAssembly with V8's baseline compiler alone (Liftoff):
+   * V8 otherwise compiles it a second time, optimized, in the background, and holds both.
+   * A process-wide V8 setting, taken before the first PGlite of the process is compiled.
+   */
+  pgliteWasm?: 'baseline' | 'optimized';
+  /** Set in the child process that makes a new PGlite data directory (see prepareInChild). */
+  preparing?: boolean;
 }
 
 const INT8 = 20;
@@ -58,7 +70,10 @@ export async function openDatabase(opts: OpenOptions): Promise<DbHandle> {
     const [{ PGlite }, { btree_gist }] = await Promise.all([import('@electric-sql/pglite'), import('@electric-sql/pglite/contrib/btree_gist')]);
     if (opts.pgliteDir) mkdirSync(path.dirname(opts.pgliteDir), { recursive: true });
     // btree_gist: the live bookings' exclusion constraint (S3.5) needs it on both engines.
-    const client = await PGlite.create({ dataDir: opts.pgliteDir, parsers: { [INT8]: parseInt8 }, extensions: { btree_gist }, loadDataDir: opts.pgliteTemplate });
+    if (opts.pgliteWasm === 'baseline') v8.setFlagsFromString('--liftoff-only');
+    const startParams = [...PGlite.defaultStartParams, ...(opts.pgliteSharedBuffersMb ? ['-c', `shared_buffers=${opts.pgliteSharedBuffersMb}MB`] : [])];
+    if (opts.pgliteDir && !opts.pgliteTemplate && !opts.preparing && !existsSync(path.join(opts.pgliteDir, 'PG_VERSION'))) await prepareInChild(opts);
+    const client = await PGlite.create({ dataDir: opts.pgliteDir, parsers: { [INT8]: parseInt8 }, extensions: { btree_gist }, loadDataDir: opts.pgliteTemplate, startParams });
     if (opts.schema) {
       await client.exec(`create schema if not exists ${quoteIdent(opts.schema)}; set search_path to ${quoteIdent(opts.schema)}`);
     }
@@ -67,6 +82,24 @@ export async function openDatabase(opts: OpenOptions): Promise<DbHandle> {
   }
   if (opts.migrate !== false) await migrateToLatest(handle.db);
   return handle;
+}
+
+/**
+ * Makes a new PGlite data directory (initdb, then the migrations) in a child process. Creating
+ * one takes a few hundred MB that a process keeps long after (#19: an idle origin on an empty
+ * data directory held 866 MB; a worker thread still left 190 MB behind in the allocator's
+ * arenas); a process's memory goes back to the system when it ends.
+ */
+async function prepareInChild(opts: OpenOptions) {
+  const child = { pgliteDir: opts.pgliteDir, pgliteSharedBuffersMb: opts.pgliteSharedBuffersMb, migrate: opts.migrate, preparing: true } satisfies OpenOptions;
+  const code = `const { openDatabase } = await import(${JSON.stringify(import.meta.url)}); await (await openDatabase(${JSON.stringify(child)})).close();`;
+  // Run from the TypeScript source (tests, development), the child needs tsx to load this module.
+  const loader = import.meta.url.endsWith('.ts') && !process.execArgv.some((a) => a.includes('tsx')) ? ['--import', import.meta.resolve('tsx')] : [];
+  const proc = spawn(process.execPath, [...process.execArgv, ...loader, '--input-type=module', '-e', code], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  proc.stderr.setEncoding('utf8').on('data', (d: string) => (stderr = (stderr + d).slice(-4000)));
+  const exitCode = await new Promise<number | null>((resolve, reject) => proc.once('error', reject).once('exit', resolve));
+  if (exitCode !== 0) throw new Error(`preparing the database in ${opts.pgliteDir} failed (exit code ${exitCode}): ${stderr.trim()}`);
 }
 
 function quoteIdent(name: string): string {

@@ -31,7 +31,7 @@ export interface OriginProcess {
  * Starts `cascade serve` as a child process on a free port and waits until it listens.
  * `nodeArgs` go to node before the CLI (after ORIGIN_NODE_ARGS), e.g. `--import <hook>`.
  */
-export async function spawnOrigin(opts: { dataDir?: string; env?: Record<string, string>; nodeArgs?: string[] } = {}): Promise<OriginProcess> {
+export async function spawnOrigin(opts: { dataDir?: string; env?: Record<string, string>; nodeArgs?: string[]; /** the CLI to run (default: src/ through tsx) */ cli?: string } = {}): Promise<OriginProcess> {
   const dataDir = opts.dataDir ?? mkdtempSync(path.join(os.tmpdir(), 'cascade-origin-'));
   // Embedded PGlite unless the caller names a database: test processes must not share one.
   // Ample sign-up credit unless a test says otherwise (see startTestOrigin).
@@ -39,7 +39,7 @@ export async function spawnOrigin(opts: { dataDir?: string; env?: Record<string,
   const env: NodeJS.ProcessEnv = { ...process.env, PORT: '0', RTMP_PORT: '0', DATA_DIR: dataDir, LOG_LEVEL: 'info', DATABASE_URL: '', SIGNUP_CREDIT: '1000000000', PEER_ADDRESSES: 'any', ...opts.env };
   // ORIGIN_NODE_ARGS lets a benchmark profile the origin, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
   const nodeArgs = process.env.ORIGIN_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
-  const proc = spawn(process.execPath, [...nodeArgs, ...(opts.nodeArgs ?? []), CLI, 'serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [...nodeArgs, ...(opts.nodeArgs ?? []), opts.cli ?? CLI, 'serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   let output = '';
   const watchers = new Set<() => void>();
