@@ -94,8 +94,10 @@ async function prepareInChild(opts: OpenOptions) {
   const child = { pgliteDir: opts.pgliteDir, pgliteSharedBuffersMb: opts.pgliteSharedBuffersMb, migrate: opts.migrate, preparing: true } satisfies OpenOptions;
   const code = `const { openDatabase } = await import(${JSON.stringify(import.meta.url)}); await (await openDatabase(${JSON.stringify(child)})).close();`;
   // Run from the TypeScript source (tests, development), the child needs tsx to load this module.
-  const loader = import.meta.url.endsWith('.ts') && !process.execArgv.some((a) => a.includes('tsx')) ? ['--import', import.meta.resolve('tsx')] : [];
-  const proc = spawn(process.execPath, [...process.execArgv, ...loader, '--input-type=module', '-e', code], { stdio: ['ignore', 'ignore', 'pipe'] });
+  // The parent's Node options, but not a debugger or profiler (`--inspect-brk` would stop the child).
+  const nodeArgs = process.execArgv.filter((a) => !/^--(inspect|cpu-prof|heap-prof|prof)/.test(a));
+  const loader = import.meta.url.endsWith('.ts') && !nodeArgs.some((a) => a.includes('tsx')) ? ['--import', import.meta.resolve('tsx')] : [];
+  const proc = spawn(process.execPath, [...nodeArgs, ...loader, '--input-type=module', '-e', code], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   proc.stderr.setEncoding('utf8').on('data', (d: string) => (stderr = (stderr + d).slice(-4000)));
   const exitCode = await new Promise<number | null>((resolve, reject) => proc.once('error', reject).once('exit', resolve));

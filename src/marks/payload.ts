@@ -1,5 +1,5 @@
 import { createHmac } from 'node:crypto';
-import { GenericGF, ReedSolomonDecoder, ReedSolomonEncoder } from '@zxing/library';
+import { createRequire } from 'node:module';
 import { IMAGE_AUDIO_BITS, VIDEO_BITS, type PatternKey, type SoftBits } from './carrier.ts';
 
 // S2.3: the payload a mark carries — ETSI TS 104 002's indirect mode: not the user's name but a
@@ -35,7 +35,11 @@ export interface PayloadSecrets {
 }
 
 const MAX_SERIAL = 0xffff_ffff;
-const field = GenericGF.QR_CODE_FIELD_256;
+// Reed–Solomon over GF(256), loaded on first use: an origin that only mints ticket marks (no
+// codewords, no traces) does not hold the library's ~20 MB (#19 memory).
+let zxing: typeof import('@zxing/library') | undefined;
+const rs = () => (zxing ??= createRequire(import.meta.url)('@zxing/library') as typeof import('@zxing/library'));
+const field = () => rs().GenericGF.QR_CODE_FIELD_256;
 
 function checkOf(kind: CodeKind, key: Buffer, serial: number, originTag: number): number {
   const msg = Buffer.alloc(7);
@@ -102,7 +106,7 @@ export function codewordBits(kind: CodeKind, pattern: PatternKey, data: Buffer):
   if (data.length !== spec.data) throw new RangeError(`a ${kind} payload has ${spec.data} data bytes, not ${data.length}`);
   const word = new Int32Array(spec.data + spec.parity);
   for (let i = 0; i < spec.data; i++) word[i] = data[i];
-  new ReedSolomonEncoder(field).encode(word, spec.parity);
+  new (rs().ReedSolomonEncoder)(field()).encode(word, spec.parity);
   const ks = keystream(pattern, kind, spec.bits);
   const bits = new Uint8Array(spec.bits);
   for (let i = 0; i < spec.bits; i++) bits[i] = ((word[i >> 3] >> (7 - (i & 7))) & 1) ^ ks[i];
@@ -134,7 +138,7 @@ export function readPayload(kind: CodeKind, secrets: PayloadSecrets, soft: SoftB
     word[i >> 3] |= hard[i] << (7 - (i & 7));
   }
   try {
-    new ReedSolomonDecoder(field).decode(word, spec.parity);
+    new (rs().ReedSolomonDecoder)(field()).decode(word, spec.parity);
   } catch {
     return null;
   }

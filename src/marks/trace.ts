@@ -1,6 +1,6 @@
 import type { Principal } from '../core/http.ts';
 import { AppError } from '../core/errors.ts';
-import { detectFile, type Carrier, type Detection } from './detect.ts';
+import type { Carrier, Detection } from './detect.ts';
 import type { PayloadSecrets } from './payload.ts';
 
 // S2.7: anyone signed in may check a copy — is it genuine (does it carry a valid mark of this
@@ -77,6 +77,9 @@ export class TraceService {
   }
 
   async trace(file: string, who: Principal): Promise<TraceAnswer> {
+    // The carriers (sharp, the FFT and Reed–Solomon libraries: ~50 MB) load with the first trace,
+    // not with every origin (#19 memory).
+    const { detectFile } = await import('./detect.ts');
     const d: Detection = await this.serialised(() => detectFile(file, this.deps.secrets, { ffmpeg: this.deps.ffmpeg }));
     const none = { confidence: null, falseMatch: null, bitErrors: null, bits: null, where: null, copy: null, restricted: false };
     if (!d.found) {
