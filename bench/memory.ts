@@ -9,10 +9,12 @@
 // and again after `--transfers` of them each opened a transfer of a published content
 // (`POST /grants/auto`; the transfers stay open). The baseline in the same run is a bare Node
 // HTTP server's resident set. Each reading is the median of three, one second apart, after
-// `--settle-ms` of quiet.
+// `--settle-ms` of quiet. Beside each resident-set figure, the JavaScript heap the origin keeps
+// after a full collection (the origin runs with bench/_gc-probe.cjs, which collects on SIGUSR2):
+// what it retains, apart from garbage not collected yet.
 // Last line: {"bench":"memory","results":[{engine, idle_rss_mb, …}, …], "pglite_idle_mb", "postgres_idle_mb", "per_terminal_bytes", "per_100_transfers_mb", "node_baseline_mb"}
 import { spawn, spawnSync } from 'node:child_process';
-import { readFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -57,6 +59,15 @@ async function settledRss(pid: number): Promise<number> {
   return xs.sort((a, b) => a - b)[1];
 }
 
+/** The origin's JavaScript heap in use right after a full collection (bench/_gc-probe.cjs). */
+async function heapAfterGc(pid: number, probeFile: string): Promise<number> {
+  rmSync(probeFile, { force: true });
+  process.kill(pid, 'SIGUSR2');
+  for (let i = 0; i < 1200 && !existsSync(probeFile); i++) await sleep(50); // (a heap snapshot, when asked for, takes seconds)
+  await sleep(50); // (written in one call; give it a moment to land)
+  return JSON.parse(readFileSync(probeFile, 'utf8')).heapUsed;
+}
+
 async function nodeBaseline(): Promise<number> {
   const proc = spawn(process.execPath, ['-e', "require('node:http').createServer((q, s) => s.end('ok')).listen(0, '127.0.0.1', () => console.log('ready'))"], { stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise((r) => proc.stdout.once('data', r));
@@ -90,7 +101,9 @@ async function measure(engine: 'pglite' | 'postgres') {
     url.pathname = `/${dbName}`;
     env = { ...env, DATABASE_URL: url.toString() };
   }
-  const origin = await spawnOrigin({ dataDir: path.join(work, 'origin'), env, cli: BUILT_CLI });
+  const probe = path.join(work, 'gc-probe.json');
+  env = { ...env, GC_PROBE_FILE: probe };
+  const origin = await spawnOrigin({ dataDir: path.join(work, 'origin'), env, cli: BUILT_CLI, nodeArgs: ['--expose-gc', '--require', path.join(import.meta.dirname, '_gc-probe.cjs')] });
   const pid = origin.proc.pid!;
   try {
     const idle = await settledRss(pid);
@@ -123,27 +136,34 @@ async function measure(engine: 'pglite' | 'postgres') {
       });
     // Warm-up, not counted: the first requests of each kind compile code and fill caches.
     await open(await register(WARM_UP, 'warm-'));
+    // Deltas are taken between readings that each follow a full collection.
+    const heapBeforeTerminals = await heapAfterGc(pid, probe);
     const beforeTerminals = await settledRss(pid);
 
     log(`${engine}: registering ${TERMINALS} terminals`);
     const sessions = await register(TERMINALS, '');
+    const heapAfterTerminals = await heapAfterGc(pid, probe);
     const afterTerminals = await settledRss(pid);
+    const heapPerTerminal = (heapAfterTerminals - heapBeforeTerminals) / TERMINALS;
     const perTerminal = (afterTerminals - beforeTerminals) / TERMINALS;
-    log(`${engine}: ${(afterTerminals / MB).toFixed(1)} MB with ${TERMINALS} terminals (${perTerminal.toFixed(0)} bytes each)`);
+    log(`${engine}: ${(afterTerminals / MB).toFixed(1)} MB with ${TERMINALS} terminals (${perTerminal.toFixed(0)} bytes each; JavaScript heap kept after a full collection: ${heapPerTerminal.toFixed(0)} bytes each)`);
 
     log(`${engine}: opening ${TRANSFERS} transfers`);
     await open(sessions.slice(0, TRANSFERS));
+    const heapPer100 = (((await heapAfterGc(pid, probe)) - heapAfterTerminals) / TRANSFERS) * 100;
     const afterTransfers = await settledRss(pid);
     const perHundred = ((afterTransfers - afterTerminals) / TRANSFERS) * 100;
-    log(`${engine}: ${(afterTransfers / MB).toFixed(1)} MB with ${TRANSFERS} open transfers (${(perHundred / MB).toFixed(2)} MB per 100)`);
+    log(`${engine}: ${(afterTransfers / MB).toFixed(1)} MB with ${TRANSFERS} open transfers (${(perHundred / MB).toFixed(2)} MB per 100; heap kept ${(heapPer100 / MB).toFixed(2)} MB per 100)`);
     return {
       engine,
       idle_rss_mb: round(idle / MB),
       start_peak_mb: round(startPeak / MB),
       terminals: TERMINALS,
       per_terminal_bytes: Math.round(perTerminal),
+      per_terminal_heap_bytes: Math.round(heapPerTerminal),
       transfers: TRANSFERS,
       per_100_transfers_mb: round(perHundred / MB),
+      per_100_transfers_heap_mb: round(heapPer100 / MB),
       final_rss_mb: round(afterTransfers / MB),
     };
   } finally {
