@@ -197,6 +197,7 @@ async function main() {
       pglite_idle_mb: of('pglite')?.idle_rss_mb ?? null,
       postgres_idle_mb: of('postgres')?.idle_rss_mb ?? null,
       per_terminal_bytes: Math.max(...results.map((r) => r.per_terminal_bytes)),
+      per_terminal_heap_bytes: Math.max(...results.map((r) => r.per_terminal_heap_bytes)),
       per_100_transfers_mb: Math.max(...results.map((r) => r.per_100_transfers_mb)),
       node_baseline_mb: round(baseline / MB),
     }),
