@@ -91,7 +91,7 @@ export async function openDatabase(opts: OpenOptions): Promise<DbHandle> {
  * arenas); a process's memory goes back to the system when it ends.
  */
 async function prepareInChild(opts: OpenOptions) {
-  const child = { pgliteDir: opts.pgliteDir, pgliteSharedBuffersMb: opts.pgliteSharedBuffersMb, migrate: opts.migrate, preparing: true } satisfies OpenOptions;
+  const child = { pgliteDir: opts.pgliteDir, pgliteSharedBuffersMb: opts.pgliteSharedBuffersMb, pgliteWasm: opts.pgliteWasm, migrate: opts.migrate, preparing: true } satisfies OpenOptions;
   const code = `const { openDatabase } = await import(${JSON.stringify(import.meta.url)}); await (await openDatabase(${JSON.stringify(child)})).close();`;
   // Run from the TypeScript source (tests, development), the child needs tsx to load this module.
   // The parent's Node options, but not a debugger or profiler (`--inspect-brk` would stop the child).

@@ -118,9 +118,6 @@ function bandEdges(sr: number, n: number): Int32Array {
   return e;
 }
 
-// --- WAV I/O -------------------------------------------------------------------------------
-
-
 /** Fills `frame` with `x` from `start` on, windowed by `w` (zeros outside `x`); answers the frame's energy. */
 function windowFrame(frame: Float64Array, x: ArrayLike<number>, start: number, w: Float64Array): number {
   let energy = 0;
@@ -132,6 +129,9 @@ function windowFrame(frame: Float64Array, x: ArrayLike<number>, start: number, w
   }
   return energy;
 }
+
+// --- WAV I/O -------------------------------------------------------------------------------
+
 export function isWav(bytes: Buffer): boolean {
   return bytes.length >= 12 && (bytes.toString('latin1', 0, 4) === 'RIFF' || bytes.toString('latin1', 0, 4) === 'RF64') && bytes.toString('latin1', 8, 12) === 'WAVE';
 }

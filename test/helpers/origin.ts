@@ -28,10 +28,11 @@ export interface TestOrigin extends Origin {
    */
   registerTerminal(token: string, keys: KeyPair, fields: Record<string, unknown>): Promise<{ status: number; body: any; headers: Headers }>;
   /**
-   * Moves the manual clock up to the machine's time if it has fallen behind (never back). An edge
-   * or agent signs its piece-request proofs on the machine's clock, and a source refuses a proof
-   * more than PROOF_WINDOW_MS from its own: after minutes of real work (ffmpeg, a browser) with the
-   * clock standing still, an edge's fetches from the origin would be refused.
+   * Moves the manual clock up to the machine's time if it has fallen behind (never back). Edges and
+   * agents run on the machine's clock (proofs, grant lifetimes as they see them): after minutes of
+   * real work (ffmpeg, a browser) with this clock standing still, their piece requests are first
+   * refused as `proof_stale` (then re-signed on the origin's time) and, past a grant's life apart,
+   * would see fresh grants as expired.
    */
   catchUpWithMachine(): void;
   /** fetch() against the origin with an optional bearer token. */
