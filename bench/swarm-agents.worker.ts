@@ -11,9 +11,14 @@ parentPort!.postMessage({ type: 'ready' });
 parentPort!.on('message', async (msg) => {
   if (msg.type === 'go') {
     const cpu0 = process.cpuUsage();
-    const times = await Promise.all(agents.map(async (a) => (await a.fetch(contentId), Date.now())));
+    const results = await Promise.all(agents.map(async (a) => ({ result: await a.fetch(contentId), at: Date.now() })));
     const cpu = process.cpuUsage(cpu0);
-    parentPort!.postMessage({ type: 'done', times, cpuSeconds: (cpu.user + cpu.system) / 1e6 });
+    parentPort!.postMessage({
+      type: 'done',
+      times: results.map((r) => r.at),
+      duplicates: results.reduce((n, r) => n + r.result.duplicates, 0),
+      cpuSeconds: (cpu.user + cpu.system) / 1e6,
+    });
   } else if (msg.type === 'stop') {
     for (const a of agents) await a.close().catch(() => {});
     parentPort!.postMessage({ type: 'stopped' });

@@ -1,4 +1,5 @@
-// npm run bench -- swarm [--mib 64] [--peers 16] [--origin-rate 16] [--peer-rate 8] [--threads 2]   (rates in MB/s)
+// npm run bench -- swarm [--mib 64] [--peers 16] [--origin-rate 16] [--peer-rate 8] [--threads 2] [--report-ms 250]
+//                        [--slow-fraction 0.25 --slow-rate 1]   (rates in MB/s)
 //
 // Distributes one content of F bytes from an origin capped at u_s to N agents capped
 // at u_i each (token buckets on loopback), and measures the time until the last agent
@@ -27,12 +28,17 @@ const { values } = parseArgs({
     'skip-origin-only': { type: 'boolean', default: false },
     threads: { type: 'string', default: '2' },
     'report-ms': { type: 'string', default: '250' },
+    'slow-fraction': { type: 'string', default: '0' },
+    'slow-rate': { type: 'string', default: '1' },
   },
 });
 const F = Number(values.mib) * 1024 * 1024;
 const N = Number(values.peers);
 const us = Number(values['origin-rate']) * 1e6;
 const ui = Number(values['peer-rate']) * 1e6;
+// A mixed population (#19): the first slowCount agents upload at slowRate instead of ui.
+const slowCount = Math.round(N * Number(values['slow-fraction']));
+const slowRate = Number(values['slow-rate']) * 1e6;
 const log = (msg: string) => process.stderr.write(`[bench swarm] ${msg}\n`);
 const work = mkdtempSync(path.join(os.tmpdir(), 'cascade-swarm-bench-'));
 
@@ -48,11 +54,25 @@ async function originServedBytes(origin: OriginProcess): Promise<number> {
   return m ? Number(m[1]) : 0;
 }
 
+/** Per route: requests and seconds spent (sum of durations), from the origin's metrics. */
+async function originRoutes(origin: OriginProcess): Promise<Map<string, { n: number; s: number }>> {
+  const text = await (await fetch(`${origin.url}/metrics`)).text();
+  const out = new Map<string, { n: number; s: number }>();
+  for (const m of text.matchAll(/^cascade_http_request_seconds_(count|sum)\{method="(\w+)",route="([^"]*)"\} (\S+)$/gm)) {
+    const key = `${m[2]} ${m[3]}`;
+    const e = out.get(key) ?? { n: 0, s: 0 };
+    if (m[1] === 'count') e.n = Number(m[4]);
+    else e.s = Number(m[4]);
+    out.set(key, e);
+  }
+  return out;
+}
+
 /**
  * One distribution: N fresh agents (in `workers` threads) fetch the content at once;
  * returns seconds until the last one holds a verified copy.
  */
-async function distribute(label: string, maxPeers: number): Promise<{ seconds: number; originBytes: number }> {
+async function distribute(label: string, maxPeers: number): Promise<{ seconds: number; originBytes: number; median: number; duplicates: number }> {
   const origin = await spawnOrigin({ dataDir: path.join(work, `${label}-origin`), env: { ORIGIN_UP_RATE: String(us), HEARTBEAT_FLUSH_MS: '1000' } });
   const workers: Worker[] = [];
   try {
@@ -73,11 +93,10 @@ async function distribute(label: string, maxPeers: number): Promise<{ seconds: n
         name: `agent${i}`,
         region: 'bench',
         network: 'loopback',
-        upRate: ui,
+        upRate: i < slowCount ? slowRate : ui,
         slots: 4,
         heartbeatMs: 1000,
-        holdingsReportMs: Number(values["report-ms"]),
-        downloads: { maxPeers, refreshMs: Number(values["report-ms"]), stallMs: 5000, perPeer: 2, concurrency: 8 },
+        downloads: { maxPeers, refreshMs: Number(values["report-ms"]), stallMs: 5000, perPeer: Number(process.env.PER_PEER ?? 2), concurrency: Number(process.env.CONC ?? 8) },
       });
     }
     const threads = Number(values.threads);
@@ -87,22 +106,35 @@ async function distribute(label: string, maxPeers: number): Promise<{ seconds: n
     }
     await Promise.all(workers.map((w) => once(w, 'message')));
     const before = await originServedBytes(origin);
+    const routesBefore = await originRoutes(origin);
     log(`${label}: ${N} agents in ${threads} threads start`);
     const started = Date.now();
+    const windowStart = process.hrtime.bigint() / 1000n;
     const originCpu0 = procCpuSeconds(origin.proc.pid!);
-    const results = workers.map((w) => once(w, 'message').then(([m]) => m as { times: number[]; cpuSeconds: number }));
+    const results = workers.map((w) => once(w, 'message').then(([m]) => m as { times: number[]; cpuSeconds: number; duplicates: number }));
     for (const w of workers) w.postMessage({ type: 'go' });
     const done = await Promise.all(results);
+    // For cutting CPU profiles to the distribution (bench/_cpuprofile.ts --window).
+    log(`${label}: window ${windowStart}-${process.hrtime.bigint() / 1000n}`);
     const seconds = (Math.max(...done.flatMap((d) => d.times)) - started) / 1000;
     const firstDone = (Math.min(...done.flatMap((d) => d.times)) - started) / 1000;
+    const finish = done.flatMap((d) => d.times.map((t) => (t - started) / 1000)).sort((a, b) => a - b);
+    const median = finish.length % 2 ? finish[(finish.length - 1) / 2] : (finish[finish.length / 2 - 1] + finish[finish.length / 2]) / 2;
+    const duplicates = done.reduce((n, d) => n + d.duplicates, 0);
     const originBytes = (await originServedBytes(origin)) - before;
+    // What the agents asked of the origin meanwhile (requests/s and the seconds they took, summed): where its CPU went.
+    const calls = [...(await originRoutes(origin))].map(([k, e]) => ({ k, n: e.n - (routesBefore.get(k)?.n ?? 0), s: e.s - (routesBefore.get(k)?.s ?? 0) })).filter((c) => c.n > 0);
+    calls.sort((a, b) => b.s - a.s);
+    const secondsSoFar = (Date.now() - started) / 1000;
+    log(`${label}: origin calls: ${calls.slice(0, 8).map((c) => `${c.k} ${(c.n / secondsSoFar).toFixed(0)}/s ${((c.s / c.n) * 1000).toFixed(1)} ms`).join('; ')}`);
     const originCpu = procCpuSeconds(origin.proc.pid!) - originCpu0;
     const cpu = done[0].cpuSeconds; // process-wide: the workers share one process
     log(
       `${label}: first agent done after ${firstDone.toFixed(2)} s, last after ${seconds.toFixed(2)} s; origin served ${(originBytes / F).toFixed(2)}× the file; ` +
         `CPU: agents ${((cpu / seconds) * 100).toFixed(0)}%, origin ${((originCpu / seconds) * 100).toFixed(0)}%`,
     );
-    return { seconds, originBytes };
+    log(`${label}: median agent done after ${median.toFixed(2)} s; end-game duplicates ${duplicates}`);
+    return { seconds, originBytes, median, duplicates };
   } finally {
     for (const w of workers) {
       w.postMessage({ type: 'stop' });
@@ -114,7 +146,7 @@ async function distribute(label: string, maxPeers: number): Promise<{ seconds: n
 }
 
 try {
-  const bound = Math.max(F / us, (N * F) / (us + N * ui));
+  const bound = Math.max(F / us, (N * F) / (us + slowCount * slowRate + (N - slowCount) * ui));
   const swarm = await distribute('swarm', N - 1);
   const originOnly = values['skip-origin-only'] ? null : await distribute('origin-only', 0);
   const r = (x: number, d = 2) => Math.round(x * 10 ** d) / 10 ** d;
@@ -129,6 +161,10 @@ try {
       origin_only_seconds: originOnly ? r(originOnly.seconds) : null,
       speedup_vs_origin_only: originOnly ? r(originOnly.seconds / swarm.seconds) : null,
       origin_bytes_over_file: r(swarm.originBytes / F, 3),
+      // How much later than the median agent the last one finished (#19: ≤ 0.2 with a mixed population).
+      last_over_median: r(swarm.seconds / swarm.median - 1, 3),
+      slow_agents: slowCount,
+      end_game_duplicates: swarm.duplicates,
     }),
   );
 } finally {

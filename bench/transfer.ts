@@ -117,8 +117,11 @@ async function main() {
       rmSync(outBase);
       const outOurs = path.join(outDir, `ours-${r}.bin`);
       const started = performance.now();
+      const windowStart = process.hrtime.bigint() / 1000n;
       const result = await download({ api, originKey, device, contentId: published.id, files: fileTarget(outOurs), concurrency: Number(values.concurrency) });
       const o = size / 1e6 / ((performance.now() - started) / 1000);
+      // For cutting CPU profiles to the download (bench/_cpuprofile.ts --window).
+      log(`window ours ${r + 1}: ${windowStart}-${process.hrtime.bigint() / 1000n}`);
       if (result.totalBytes !== size || result.fetchedPieces !== result.totalPieces) throw new Error('download incomplete');
       rmSync(outOurs);
       log(`round ${r + 1}: ours ${o.toFixed(0)} MB/s, baseline ${b.toFixed(0)} MB/s`);

@@ -50,8 +50,6 @@ export interface AgentOptions {
   upRate?: number;
   downRate?: number;
   heartbeatMs?: number;
-  /** How often, at most, to tell the origin which pieces of a content still arriving we have. */
-  holdingsReportMs?: number;
   /** CPU use 0..1 for heartbeats; default: the machine's busy share since the last beat. */
   cpuLoad?: () => number;
   /** Options passed to every download (stall and refresh times, peers, order…). */
@@ -314,12 +312,6 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
       const files = store.paths(contentId);
       const stop = new AbortController();
       active.set(contentId, stop);
-      // Partial holdings go to the origin at most once a second (real time: it paces requests), so receivers learn what we can serve.
-      let lastReport = -Infinity;
-      const reportPieces = async () => {
-        const have = store.get(contentId)!.have;
-        if (have.size) await api().request('PUT', `/terminals/holdings/${contentId}/pieces`, { json: { pieces: encodeRanges(have) } });
-      };
       try {
         const result = await download({
           api: api(),
@@ -335,6 +327,9 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
             endReports.set(transferId, body);
           },
           clock: transferClock,
+          // Partial holdings go to the origin with each refresh, so receivers are offered what we can serve (#19).
+          announce: true,
+          onAnnounceRefused: (r) => logger.warn({ contentId, code: r.code, err: r.message }, 'the origin did not record the pieces we hold'),
           ...opts.downloads,
           ...extra,
           // A scheduled delivery's admitted rate, and this terminal's own cap: the lower holds.
@@ -343,10 +338,6 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
           onPiece: (i) => {
             store.markPiece(contentId, i);
             receivedBytes += manifest.body.pieceSize;
-            if (monotonicMs() - lastReport > (opts.holdingsReportMs ?? 1000)) {
-              lastReport = monotonicMs();
-              void reportPieces().catch(() => {});
-            }
             extra.onPiece?.(i);
           },
         });

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { OpenFiles } from '../content/open-files.ts';
 import { pieceLength, pieceOffset, type SignedManifest } from '../content/manifest.ts';
 import type { PieceSource } from '../transfer/piece-source.ts';
+import { encodeRanges } from '../transfer/piece-ranges.ts';
 
 // The agent's local store (S1.6): one folder per content with its signed manifest,
 // the data file (pre-sized, pieces written in place as they are verified) and the
@@ -12,6 +13,8 @@ import type { PieceSource } from '../transfer/piece-source.ts';
 export interface StoredContent {
   manifest: SignedManifest;
   have: Set<number>;
+  /** `have` as ranges, kept until the next piece arrives (it goes out with every piece served). */
+  ranges?: string;
 }
 
 export class AgentStore {
@@ -43,7 +46,10 @@ export class AgentStore {
 
   /** A piece was verified and written: serve it from now on. */
   markPiece(contentId: string, index: number) {
-    this.contents.get(contentId)?.have.add(index);
+    const c = this.contents.get(contentId);
+    if (!c || c.have.has(index)) return;
+    c.have.add(index);
+    c.ranges = undefined;
   }
 
   get(contentId: string): StoredContent | undefined {
@@ -65,6 +71,11 @@ export class AgentStore {
       have: async (id) => {
         const c = this.contents.get(id);
         return c ? [...c.have].sort((a, b) => a - b) : null;
+      },
+      haveRanges: (id) => {
+        const c = this.contents.get(id);
+        if (!c || c.have.size === c.manifest.body.pieces.length) return null;
+        return (c.ranges ??= encodeRanges(c.have));
       },
       openPiece: async (id, index) => {
         const c = this.contents.get(id);

@@ -16,7 +16,7 @@ export class OpenFiles {
   private readonly entries = new Map<string, Entry>();
   private readonly opening = new Map<string, Promise<Entry | null>>();
 
-  constructor(private readonly max = 256) {}
+  constructor(private readonly max = 4096) {}
 
   /** Reads up to `buf.length` bytes of `file` from `position`; null if it does not exist. */
   async read(file: string, buf: Buffer, position = 0): Promise<number | null> {

@@ -2,7 +2,7 @@ import type { Transaction } from 'kysely';
 import type { Clock } from '../core/clock.ts';
 import type { Database } from '../db/schema.ts';
 import type { Reservation } from '../ledger/reservations.ts';
-import { badRequest } from '../core/errors.ts';
+import { AppError, badRequest } from '../core/errors.ts';
 import { pieceLength } from '../content/manifest.ts';
 import type { EventBus } from '../core/event-bus.ts';
 import type { ContentService } from '../content/service.ts';
@@ -43,6 +43,8 @@ export interface OfferRequest {
   piecesDone?: number;
   /** Ranges of pieces the receiver has verified; lets the origin hand out only what it still needs. */
   have?: string;
+  /** The receiver serves `have` (an agent): record it as its holdings (#19: the refresh doubles as the report). */
+  announce?: boolean;
 }
 
 /**
@@ -70,6 +72,8 @@ export interface Offer {
   /** Holders not offered, by terminal ID (the receiver itself left out). */
   skipped: SkippedHolder[];
   reservation?: Reservation;
+  /** With `announce`: why the holdings were not recorded. */
+  announceRefused?: { code: string; message: string };
 }
 
 /** How long a piece handed to one receiver's origin slice is not handed to another (it is on its way into the swarm). */
@@ -129,6 +133,17 @@ export class PeerCoordinator {
       reservation = opened.held;
       if (transfer.state === 'done') await this.finished(transfer);
     }
+    // #19: an agent's refresh doubles as its holdings report (the first claim is spot-checked, as
+    // PUT /terminals/holdings/…/pieces does). A refused report does not stop the transfer: it is said.
+    let announceRefused: Offer['announceRefused'];
+    if (req.announce && have && have.length) {
+      try {
+        await this.deps.terminals.reportPieces(receiverId, req.contentId, req.have!);
+      } catch (err) {
+        if (!(err instanceof AppError)) throw err;
+        announceRefused = { code: err.code, message: err.message };
+      }
+    }
     const maxPeers = req.maxPeers ?? 6;
     let holders = maxPeers > 0 ? await this.deps.terminals.holders(transfer.content_id) : [];
     // S2.2: an edge chosen by location and load serves first; edges are never ranked as peers.
@@ -147,7 +162,7 @@ export class PeerCoordinator {
     // would starve it, so the origin serves it all. (With no holders yet — a swarm starting —
     // the pieces handed to others will reach it through them.)
     if (slice && slice.length === 0 && peers.length === 0 && holders.length > 0) slice = null;
-    return { transferId: transfer.id, sources: [...peers, await this.originOffer(transfer, slice)], skipped, ...(reservation ? { reservation } : {}) };
+    return { transferId: transfer.id, sources: [...peers, await this.originOffer(transfer, slice)], skipped, ...(reservation ? { reservation } : {}), ...(announceRefused ? { announceRefused } : {}) };
   }
 
   /** A finished transfer no longer counts as a receiver of its content, and what it had reserved is released. */

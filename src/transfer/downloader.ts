@@ -10,6 +10,7 @@ import { ReceiptBook } from './receipt-book.ts';
 import type { SignedReceipt } from './receipt.ts';
 import { pieceDeadlineMs, SourceSet, type DropReason, type Source } from './source-set.ts';
 import { TokenBucket } from './token-bucket.ts';
+import { SourceRefusal } from './piece-client.ts';
 import { encodeRanges } from './piece-ranges.ts';
 import type { Reservation } from '../ledger/reservations.ts';
 import type { Offer, SkippedHolder } from './coordinator.ts';
@@ -45,6 +46,13 @@ export interface DownloadOptions {
   maxPeers?: number;
   /** Holders the receiver does not want to fetch from (its own choice, S1.5). */
   exclude?: string[];
+  /**
+   * The receiver serves what it has (an agent): each refresh also tells the origin which pieces
+   * it holds, so others are offered it (#19: one call instead of a refresh and a holdings report).
+   */
+  announce?: boolean;
+  /** With `announce`: the origin did not record our holdings, and why (told once per code). */
+  onAnnounceRefused?: (refusal: { code: string; message: string }) => void;
   /** Cap on download rate, bytes/s. */
   downRate?: number;
   /** Pieces per receipt. */
@@ -124,6 +132,8 @@ export interface DownloadResult extends Progress {
   refusedReceipts: { receiptId: string; code: string; message: string }[];
   /** Receipts still waiting for their source's served report at the end (kept in the journal, sent later). */
   receiptsWaiting: number;
+  /** End game (#19): second requests made for a last piece (the first verified copy won). */
+  duplicates: number;
 }
 
 /** Files for a download to `outPath` (`cascade get`): a `.part` file and its journal beside it. */
@@ -169,15 +179,36 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
 /** A piece request in flight: its source, when it counts as stalled (once it left), and how to stop it. */
 interface PieceRequest {
   source: Source;
+  startedAt: number;
   deadline: number;
   stop: AbortController;
 }
+
+/** How often, at most, a peer that has nothing we need is asked what it has now (`/have`, #19). */
+export const HAVE_ASK_MS = 1000;
+/** End game: the origin duplicates a piece only once its request to a peer has run this long. */
+export const ORIGIN_DUPLICATE_AFTER_MS = 1000;
+/**
+ * End game: a request is a straggler, worth a second copy, once it has run this many times as
+ * long as a piece usually takes here (and at least END_GAME_MIN_MS). Duplicating everything, as
+ * BitTorrent does with 16 KiB blocks, would waste a swarm's upload on megabyte pieces.
+ */
+export const STRAGGLER_FACTOR = 2;
+export const END_GAME_MIN_MS = 250;
 
 class DownloadRun {
   private readonly body: SignedManifest['body'];
   private readonly total: number;
   private readonly have = new Set<number>();
-  private readonly inFlight = new Map<number, PieceRequest>();
+  /** Requests per piece: one, or two in the end game (the first verified copy wins). */
+  private readonly inFlight = new Map<number, PieceRequest[]>();
+  private requests = 0;
+  /** Pieces verified, being written: a duplicate that arrives meanwhile is not written again. */
+  private readonly won = new Set<number>();
+  private duplicated = 0;
+  /** How long a piece request usually takes (exponential average of verified ones), ms. */
+  private pieceMs = 0;
+  private readonly announceRefusals = new Set<string>();
   private readonly badCount = new Map<number, number>();
   private readonly buffers: Buffer[] = [];
   private readonly tasks = new Set<Promise<void>>();
@@ -243,7 +274,7 @@ class DownloadRun {
           // Stop at once: pieces in flight are dropped (they are fetched again on resume), and requests
           // waiting for our own cap let go. Then the sources are paid for what was verified (best effort).
           this.bucket?.close();
-          for (const r of this.inFlight.values()) r.stop.abort(new AppError('aborted', 'The download was stopped.', 499));
+          for (const list of this.inFlight.values()) for (const r of list) r.stop.abort(new AppError('aborted', 'The download was stopped.', 499));
           await Promise.allSettled(this.tasks);
           await this.receipts.receiptUnreceipted();
           await this.receipts.send({ final: false });
@@ -294,6 +325,7 @@ class DownloadRun {
       endReported: !this.endUnreported,
       refusedReceipts: this.receipts.refusals,
       receiptsWaiting: this.receipts.notYetServed,
+      duplicates: this.duplicated,
     };
   }
 
@@ -325,6 +357,7 @@ class DownloadRun {
         maxPeers: this.opts.maxPeers ?? 6,
         piecesDone: this.have.size,
         have: encodeRanges(this.have),
+        ...(this.opts.announce ? { announce: true } : {}),
       });
       this.transferId = res.transferId;
       if (res.reservation) {
@@ -333,6 +366,10 @@ class DownloadRun {
       }
       this.sources.apply(res.sources);
       this.noteSkipped(res);
+      if (res.announceRefused && !this.announceRefusals.has(res.announceRefused.code)) {
+        this.announceRefusals.add(res.announceRefused.code);
+        this.opts.onAnnounceRefused?.(res.announceRefused);
+      }
       this.refreshFailures = 0;
     } catch (err) {
       // The origin may be briefly away: keep fetching from the sources we have.
@@ -403,25 +440,79 @@ class DownloadRun {
     let needed: number[] | null = null;
     for (const source of usable) {
       const cap = source.isOrigin ? limit : perPeer;
-      while (source.inFlight < cap && this.inFlight.size < limit) {
+      let gave = false;
+      while (source.inFlight < cap && this.requests < limit) {
         needed ??= this.needed();
         const i = this.sources.pick(source, needed, this.opts.order ?? 'rarest');
         if (i < 0) break;
         needed.splice(needed.indexOf(i), 1);
         this.start(source, i);
+        gave = true;
+      }
+      // A peer that had nothing for us may have more by now: ask it directly, now and then (#19),
+      // when we have room for more requests than we could hand out.
+      if (!gave && this.requests < limit && !source.isOrigin && !source.whole && source.inFlight === 0 && !source.asking && now - Math.max(source.askedAt, source.toldAt) >= HAVE_ASK_MS) this.ask(source, now);
+    }
+    if ((needed ?? this.needed()).length === 0) this.endGame(usable, limit, perPeer, now);
+  }
+
+  /**
+   * End game (#19): every missing piece is on its way. A source with room takes a second copy of
+   * a straggling piece (its request has run twice as long as pieces usually take), slowest source
+   * first; the first verified copy wins and the other request is cancelled. The origin duplicates only what no other peer has, and only once
+   * a peer has had a piece for a while: it stays the last resort.
+   */
+  private endGame(usable: Source[], limit: number, perPeer: number, now: number) {
+    const straggling = Math.max(END_GAME_MIN_MS, STRAGGLER_FACTOR * this.pieceMs);
+    const single = [...this.inFlight].filter(([i, list]) => list.length === 1 && !this.won.has(i) && now - list[0].startedAt >= straggling);
+    if (single.length === 0) return;
+    // Slowest source first, then the oldest request.
+    single.sort(([, [a]], [, [b]]) => a.source.rate(now) - b.source.rate(now) || a.startedAt - b.startedAt);
+    for (const source of usable) {
+      const cap = source.isOrigin ? limit : perPeer;
+      for (let k = 0; k < single.length && source.inFlight < cap && this.requests < limit; k++) {
+        const [i, [current]] = single[k];
+        if (current.source === source || current.source.isOrigin || !source.has(i)) continue;
+        if (source.isOrigin && (now - current.startedAt < ORIGIN_DUPLICATE_AFTER_MS || this.sources.live().some((p) => !p.isOrigin && p !== current.source && p.has(i)))) continue;
+        single.splice(k--, 1);
+        this.duplicated++;
+        this.start(source, i);
       }
     }
   }
 
+  /** Asks a peer which pieces it has now (`/have`); what it says overrules the origin's registry. */
+  private ask(source: Source, now: number) {
+    source.asking = true;
+    source.askedAt = now;
+    const task = source.client
+      .have()
+      .then((ranges) => source.tell(ranges, this.total, this.clock.now()))
+      .catch(() => {}) // a peer that cannot say is simply not asked again for a while
+      .finally(() => {
+        source.asking = false;
+        this.tasks.delete(task);
+        this.wakeUp();
+      });
+    this.tasks.add(task);
+  }
+
   private start(source: Source, i: number) {
-    const request: PieceRequest = { source, deadline: Infinity, stop: new AbortController() };
-    this.inFlight.set(i, request);
-    source.started(this.clock.now());
+    const now = this.clock.now();
+    const request: PieceRequest = { source, startedAt: now, deadline: Infinity, stop: new AbortController() };
+    const list = this.inFlight.get(i);
+    if (list) list.push(request);
+    else this.inFlight.set(i, [request]);
+    this.requests++;
+    source.started(now);
     const buf = this.buffers.pop() ?? Buffer.allocUnsafe(this.body.pieceSize);
     const task = this.fetchPiece(request, i, buf)
       .catch((err) => this.failed(source, i, err))
       .finally(() => {
-        this.inFlight.delete(i);
+        const rest = this.inFlight.get(i)?.filter((r) => r !== request) ?? [];
+        if (rest.length) this.inFlight.set(i, rest);
+        else this.inFlight.delete(i);
+        this.requests--;
         source.finished(this.clock.now());
         this.buffers.push(buf);
         this.tasks.delete(task);
@@ -435,9 +526,11 @@ class DownloadRun {
    * rate it declared (or, with none declared, they are left to the client's silence timeout).
    */
   private stopLate(now: number) {
-    for (const [i, r] of this.inFlight) {
-      if (now <= r.deadline || r.stop.signal.aborted) continue;
-      r.stop.abort(new AppError('piece_late', `Source ${r.source.id} sent piece ${i} far slower than the ${r.source.upRate} bytes/s it declared.`, 504));
+    for (const [i, list] of this.inFlight) {
+      for (const r of list) {
+        if (now <= r.deadline || r.stop.signal.aborted) continue;
+        r.stop.abort(new AppError('piece_late', `Source ${r.source.id} sent piece ${i} far slower than the ${r.source.upRate} bytes/s it declared.`, 504));
+      }
     }
   }
 
@@ -449,6 +542,7 @@ class DownloadRun {
     // The deadline runs from when the request leaves, not from the wait for our own cap.
     request.deadline = this.clock.now() + pieceDeadlineMs(len, source.upRate, this.stallMs);
     const received = await source.client.fetch(i, target, request.stop.signal);
+    if (received.have !== undefined) source.tell(received.have, this.total, this.clock.now());
     // Never keep a piece whose bytes are not the ones the origin signed, nor one its
     // source did not sign as served with its own key under the grant of the request
     // (it could never be receipted and paid for).
@@ -466,7 +560,19 @@ class DownloadRun {
       }
       return;
     }
-    await this.file.write(target, 0, len, pieceOffset(this.body, i));
+    // End game: the other copy won, or is being written (this one is not paid for: no receipt).
+    if (this.won.has(i) || this.have.has(i)) return;
+    this.won.add(i);
+    for (const other of this.inFlight.get(i) ?? []) if (other !== request) other.stop.abort(new AppError('duplicate_lost', `Piece ${i} arrived from another source first.`, 499));
+    try {
+      await this.file.write(target, 0, len, pieceOffset(this.body, i));
+    } catch (err) {
+      this.won.delete(i);
+      throw err;
+    }
+    this.won.delete(i);
+    const took = this.clock.now() - request.startedAt;
+    this.pieceMs = this.pieceMs === 0 ? took : 0.8 * this.pieceMs + 0.2 * took;
     this.journal.piece(i, received.grantId, source.id, received.served!);
     this.have.add(i);
     this.opts.onPiece?.(i);
@@ -485,7 +591,11 @@ class DownloadRun {
     if (this.opts.signal?.aborted) return; // stopped on request: no fault of the source
     const code = err instanceof AppError ? err.code : (err?.code as string | undefined);
     switch (code) {
+      case 'duplicate_lost':
+        return; // end game: the other copy won; no fault of this source
       case 'piece_unavailable':
+        // A peer still fetching says what it has now along with its 404 (#19).
+        if (err instanceof SourceRefusal && err.have !== undefined) source.tell(err.have, this.total, this.clock.now());
         source.lack(i);
         return;
       case 'source_busy':

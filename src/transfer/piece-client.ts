@@ -4,6 +4,7 @@ import type { Clock } from '../core/clock.ts';
 import { AppError } from '../core/errors.ts';
 import { PROOF_WINDOW_MS, signGrantProof } from './grant-token.ts';
 import { SERVED_HEADER } from './served-attestation.ts';
+import { HAVE_HEADER, MAX_HAVE_HEADER } from './piece-ranges.ts';
 
 // Fetches pieces from one source under one grant. Keeps a small pool of keep-alive
 // connections to the source so piece requests overlap (the latency of one request
@@ -38,6 +39,13 @@ export interface FetchedPiece {
   served?: string;
   /** The grant the request was made under (the statement names it). */
   grantId: string;
+  /** The source's `cascade-have` ranges (the pieces it holds now, when it is still fetching), unchecked. */
+  have?: string;
+}
+
+/** A source's refusal; `have` is its `cascade-have` ranges when it sent them (a 404 from a peer still fetching). */
+export class SourceRefusal extends AppError {
+  have?: string;
 }
 
 export class PieceClient {
@@ -108,6 +116,7 @@ export class PieceClient {
       let status = 0;
       let size = 0;
       let served: string | undefined;
+      let have: string | undefined;
       const hash = createHash('sha256');
       const errorBody: Buffer[] = [];
       let errorSize = 0;
@@ -131,7 +140,9 @@ export class PieceClient {
           onHeaders(statusCode, rawHeaders) {
             status = statusCode;
             for (let h = 0; h + 1 < rawHeaders.length; h += 2) {
-              if (rawHeaders[h].length === SERVED_HEADER.length && rawHeaders[h].toString('latin1').toLowerCase() === SERVED_HEADER) served = rawHeaders[h + 1].toString('latin1');
+              const name = rawHeaders[h];
+              if (name.length === SERVED_HEADER.length && name.toString('latin1').toLowerCase() === SERVED_HEADER) served = rawHeaders[h + 1].toString('latin1');
+              else if (name.length === HAVE_HEADER.length && rawHeaders[h + 1].length <= MAX_HAVE_HEADER && name.toString('latin1').toLowerCase() === HAVE_HEADER) have = rawHeaders[h + 1].toString('latin1');
             }
             return true;
           },
@@ -152,8 +163,12 @@ export class PieceClient {
           },
           onComplete() {
             settle();
-            if (status === 200) resolve({ bytes: size, sha256: hash.digest('hex'), served, grantId });
-            else reject(sourceRefusal(status, Buffer.concat(errorBody).toString()));
+            if (status === 200) resolve({ bytes: size, sha256: hash.digest('hex'), served, grantId, have });
+            else {
+              const refusal = sourceRefusal(status, Buffer.concat(errorBody).toString());
+              refusal.have = have;
+              reject(refusal);
+            }
           },
           onError(err) {
             settle();
@@ -162,6 +177,26 @@ export class PieceClient {
         },
       );
     });
+  }
+
+  /**
+   * The pieces the source holds now, as ranges (`GET /have`), unchecked; null when it holds
+   * them all. A receiver asks a peer that had nothing it needed, now and then (#19).
+   */
+  async have(signal?: AbortSignal): Promise<string | null> {
+    const { token, contentId } = this.grant;
+    const res = await this.pool.request({ method: 'GET', path: `/have/${contentId}`, headers: { authorization: `Grant ${token}`, 'cascade-proof': this.proof() }, signal });
+    let text = '';
+    for await (const chunk of res.body) {
+      text += chunk;
+      if (text.length > 200_000) {
+        res.body.destroy();
+        throw new AppError('source_error', 'the source sent a piece list over 200,000 characters', 502);
+      }
+    }
+    if (res.statusCode !== 200) throw sourceRefusal(res.statusCode, text);
+    const pieces = JSON.parse(text).pieces;
+    return typeof pieces === 'string' ? pieces : null;
   }
 
   /** A proof of being the grant's receiver, re-signed well before sources would call it stale. */
@@ -180,14 +215,14 @@ export class PieceClient {
  * The source's `{error:{code,message}}` as an AppError, or a generic one if it sent
  * something else. Only a well-formed code and a short excerpt of the message are kept.
  */
-function sourceRefusal(status: number, text: string): AppError {
+function sourceRefusal(status: number, text: string): SourceRefusal {
   try {
     const e = JSON.parse(text).error;
     if (typeof e?.code === 'string' && /^[a-z][a-z0-9_]{0,63}$/.test(e.code)) {
       // Of the details, only the one a receiver acts on is kept: the source's time (proof_stale).
       const sourceTime = e.details?.sourceTime;
-      return new AppError(e.code, String(e.message ?? '').slice(0, MESSAGE_EXCERPT), status, typeof sourceTime === 'number' ? { sourceTime } : undefined);
+      return new SourceRefusal(e.code, String(e.message ?? '').slice(0, MESSAGE_EXCERPT), status, typeof sourceTime === 'number' ? { sourceTime } : undefined);
     }
   } catch {}
-  return new AppError('source_error', `source answered ${status}`, status);
+  return new SourceRefusal('source_error', `source answered ${status}`, status);
 }

@@ -1,5 +1,10 @@
 // Piece sets travel as compact ranges: "0-9,12,20-31". Grants and receipts use them.
 
+/** A source still fetching a content sends the pieces it holds in this header with each piece (#19, piece-server.ts). */
+export const HAVE_HEADER = 'cascade-have';
+/** Longer lists are not sent in a header (receivers ask `/have` instead): 8 KiB keeps within every HTTP stack's header limit. */
+export const MAX_HAVE_HEADER = 8192;
+
 export function encodeRanges(indices: Iterable<number>): string {
   const sorted = [...new Set(indices)].sort((a, b) => a - b);
   const parts: string[] = [];

@@ -7,7 +7,7 @@ import { AppError, notFound } from '../core/errors.ts';
 import { errorSchema } from '../core/http.ts';
 import { int4 } from '../core/validation.ts';
 import { GrantVerifier, REFUSAL_MESSAGES, type GrantPayload } from './grant-token.ts';
-import { encodeRanges } from './piece-ranges.ts';
+import { encodeRanges, HAVE_HEADER, MAX_HAVE_HEADER } from './piece-ranges.ts';
 import type { TokenBucket } from './token-bucket.ts';
 import type { PieceReader, PieceSource } from './piece-source.ts';
 import { attestServed, SERVED_HEADER } from './served-attestation.ts';
@@ -19,6 +19,9 @@ import type { UploadSlots } from './upload-slots.ts';
 //   Cascade-Proof: <ms>.<signature>       receiver's signature over the request
 // Reply: the piece bytes, with `Cascade-Served: <signature>`: this source's statement
 // that it served the piece under that grant (receipts carry it; see served-attestation.ts).
+// A source still fetching the content adds `Cascade-Have: <ranges>`, the pieces it holds
+// now, to every answer, a piece's or a 404's (#19: receivers learn its new pieces from it
+// directly, not seconds later through the origin's registry).
 // The receiver checks the bytes against the signed manifest and the statement against
 // this source's key.
 //
@@ -114,6 +117,8 @@ export function pieceServerRoutes(opts: PieceServerOptions): FastifyPluginAsync 
       handler: async (req, reply) => {
         const { contentId, index } = req.params;
         const grant = authorize(req, contentId, index);
+        const have = opts.pieces.haveRanges?.(contentId);
+        if (have && have.length <= MAX_HAVE_HEADER) reply.header(HAVE_HEADER, have);
         const hungUp = new AbortController();
         reply.raw.once('close', () => hungUp.abort());
         let release;
@@ -157,7 +162,7 @@ export function pieceServerRoutes(opts: PieceServerOptions): FastifyPluginAsync 
  * receiver's stall time; 64 KiB keeps the per-chunk cost negligible at high rates.
  */
 export function chunkBytes(bytesPerSecond: number): number {
-  return Math.min(64 * 1024, Math.max(1024, Math.floor(bytesPerSecond / 8)));
+  return Math.min(256 * 1024, Math.max(1024, Math.floor(bytesPerSecond / 8)));
 }
 
 /** The piece read whole and passed through the delivery hook, as a reader over the result. */

@@ -16,6 +16,11 @@ export interface PieceSource {
   openPiece(contentId: string, index: number, receiver?: string): Promise<PieceReader | null>;
   /** The pieces held now (agents fetching a content serve what they verified so far); absent means all. */
   have?(contentId: string): Promise<number[] | null>;
+  /**
+   * The same as ranges ("0-9,12"), or null for all or unknown; cheap enough to call per piece
+   * served (#19: sent with every piece so that receivers learn a peer's new pieces from it directly).
+   */
+  haveRanges?(contentId: string): string | null;
 }
 
 export interface PieceReader {

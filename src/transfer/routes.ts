@@ -101,6 +101,7 @@ export function transferRoutes(deps: {
             maxPeers: { type: 'integer', minimum: 0, maximum: 32, default: 6 },
             piecesDone: int4(0),
             have: { type: 'string', maxLength: 200_000 },
+            announce: { type: 'boolean', description: 'The receiver serves the pieces in `have` (an agent): record them as its holdings, as PUT /terminals/holdings/{contentId}/pieces would (#19: one call, not two).' },
           },
         },
         response: {
@@ -120,6 +121,11 @@ export function transferRoutes(deps: {
                     why: { type: 'string' },
                   },
                 },
+              },
+              announceRefused: {
+                type: 'object',
+                description: 'With `announce`: why the holdings were not recorded (the sources are offered all the same).',
+                properties: { code: { type: 'string' }, message: { type: 'string' } },
               },
               reservation: {
                 type: 'object',

@@ -2,7 +2,7 @@ import type { KeyObject } from 'node:crypto';
 import type { Clock } from '../core/clock.ts';
 import { importPublicKey } from '../core/crypto.ts';
 import { PieceClient } from './piece-client.ts';
-import { rangeSet } from './piece-ranges.ts';
+import { parseRangeSpans, rangeSet } from './piece-ranges.ts';
 
 // The receiver's view of the sources it may fetch from (S1.5–S1.7): which pieces each
 // has, how fast it has been, and which ones were dropped and why. It also decides
@@ -44,6 +44,9 @@ export function pieceDeadlineMs(bytes: number, declaredRate: number | null, stal
   return declaredRate && declaredRate > 0 ? stallMs + (DECLARED_RATE_SHARE * bytes * 1000) / declaredRate : Infinity;
 }
 
+/** A source's own word on its pieces overrules the origin's registry for this long (see Source.update). */
+export const TOLD_FRESH_MS = 2000;
+
 export type DropReason = 'stalled' | 'bad_piece' | 'refused' | 'slow';
 
 export class Source {
@@ -64,9 +67,17 @@ export class Source {
   /** The origin has the report of the drop (it is sent once: when it happened, or at the end). */
   dropReported = false;
   needsGrant = false;
+  /** When the source itself last said which pieces it has (a piece's `cascade-have`, a 404's, `/have`). */
+  toldAt = -Infinity;
+  /** When we last asked it (`/have`), and whether we are asking now. */
+  askedAt = -Infinity;
+  asking = false;
   /** Why the origin offered it, as it last said (an edge's routing reason, a peer's score parts). */
   why: string[];
+  /** What the origin's registry says it has (null: all). */
   private known: ((i: number) => boolean) | null;
+  /** What the source itself said it has, most recently (#19); pieces are only ever added while it fetches. */
+  private told: ((i: number) => boolean) | null = null;
   private readonly lacks = new Set<number>();
 
   constructor(
@@ -86,11 +97,12 @@ export class Source {
   }
 
   /** A fresher offer for the same source: new grant, newer piece list. */
-  update(offer: SourceOffer) {
+  update(offer: SourceOffer, now: number) {
     this.known = offer.pieces === null ? null : rangeSet(offer.pieces);
     this.why = offer.why ?? this.why;
     this.upRate = offer.upRate ?? null;
-    this.lacks.clear();
+    // The registry is seconds old; what the source told us lately is fresher (its 404s included).
+    if (now - this.toldAt > TOLD_FRESH_MS) this.lacks.clear();
     if (offer.grant.id !== this.grantId) {
       this.grantId = offer.grant.id;
       this.client.setGrant({ id: offer.grant.id, token: offer.grant.token });
@@ -99,12 +111,32 @@ export class Source {
   }
 
   has(i: number): boolean {
-    return !this.lacks.has(i) && (this.known === null || this.known(i));
+    return !this.lacks.has(i) && (this.known === null || this.known(i) || (this.told !== null && this.told(i)));
+  }
+
+  /** Whether it holds every piece, as far as we know. */
+  get whole(): boolean {
+    return this.known === null;
   }
 
   /** The source said it does not have piece i (yet). */
   lack(i: number) {
     this.lacks.add(i);
+  }
+
+  /**
+   * The source said which pieces it holds now (ranges; checked here: a malformed list is
+   * ignored). Its word replaces our notes of what it lacked.
+   */
+  tell(ranges: string | null, pieceCount: number, now: number) {
+    if (ranges === null) {
+      this.known = null; // all of them
+    } else {
+      if (!parseRangeSpans(ranges, pieceCount) && ranges !== '') return;
+      this.told = rangeSet(ranges);
+    }
+    this.lacks.clear();
+    this.toldAt = now;
   }
 
   usable(now: number): boolean {
@@ -151,7 +183,7 @@ export class SourceSet {
     for (const offer of offers) {
       const existing = this.all.get(offer.sourceId);
       if (existing) {
-        if (!existing.dropped) existing.update(offer);
+        if (!existing.dropped) existing.update(offer, o.clock.now());
         continue;
       }
       const isOrigin = offer.sourceUrl === null;
