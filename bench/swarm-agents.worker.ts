@@ -11,12 +11,18 @@ parentPort!.postMessage({ type: 'ready' });
 parentPort!.on('message', async (msg) => {
   if (msg.type === 'go') {
     const cpu0 = process.cpuUsage();
+    // Pieces held by these agents, every half second: the distribution's progress over time.
+    const held: number[] = [];
+    const sampler = setInterval(() => held.push(agents.reduce((n, a) => n + (a.store.get(contentId)?.have.size ?? 0), 0)), 500);
     const results = await Promise.all(agents.map(async (a) => ({ result: await a.fetch(contentId), at: Date.now() })));
     const cpu = process.cpuUsage(cpu0);
+    clearInterval(sampler);
     parentPort!.postMessage({
       type: 'done',
+      held,
       times: results.map((r) => r.at),
       duplicates: results.reduce((n, r) => n + r.result.duplicates, 0),
+      misses: results.reduce((m, r) => ({ busy: m.busy + r.result.misses.busy, unavailable: m.unavailable + r.result.misses.unavailable, asks: m.asks + r.result.misses.asks }), { busy: 0, unavailable: 0, asks: 0 }),
       cpuSeconds: (cpu.user + cpu.system) / 1e6,
     });
   } else if (msg.type === 'stop') {

@@ -1,4 +1,4 @@
-// npm run bench -- swarm [--mib 64] [--peers 16] [--origin-rate 16] [--peer-rate 8] [--threads 2] [--report-ms 250]
+// npm run bench -- swarm [--mib 64] [--peers 16] [--origin-rate 16] [--peer-rate 8] [--threads 2] [--refresh-ms 1000]
 //                        [--slow-fraction 0.25 --slow-rate 1]   (rates in MB/s)
 //
 // Distributes one content of F bytes from an origin capped at u_s to N agents capped
@@ -27,7 +27,7 @@ const { values } = parseArgs({
     'peer-rate': { type: 'string', default: '8' },
     'skip-origin-only': { type: 'boolean', default: false },
     threads: { type: 'string', default: '2' },
-    'report-ms': { type: 'string', default: '250' },
+    'refresh-ms': { type: 'string', default: '1000' },
     'slow-fraction': { type: 'string', default: '0' },
     'slow-rate': { type: 'string', default: '1' },
   },
@@ -96,7 +96,7 @@ async function distribute(label: string, maxPeers: number): Promise<{ seconds: n
         upRate: i < slowCount ? slowRate : ui,
         slots: 4,
         heartbeatMs: 1000,
-        downloads: { maxPeers, refreshMs: Number(values["report-ms"]), stallMs: 5000, perPeer: Number(process.env.PER_PEER ?? 2), concurrency: Number(process.env.CONC ?? 8) },
+        downloads: { maxPeers, refreshMs: Number(values['refresh-ms']), stallMs: 5000, perPeer: 2, concurrency: 8 },
       });
     }
     const threads = Number(values.threads);
@@ -111,7 +111,7 @@ async function distribute(label: string, maxPeers: number): Promise<{ seconds: n
     const started = Date.now();
     const windowStart = process.hrtime.bigint() / 1000n;
     const originCpu0 = procCpuSeconds(origin.proc.pid!);
-    const results = workers.map((w) => once(w, 'message').then(([m]) => m as { times: number[]; cpuSeconds: number; duplicates: number }));
+    const results = workers.map((w) => once(w, 'message').then(([m]) => m as { held: number[]; times: number[]; cpuSeconds: number; duplicates: number; misses: { busy: number; unavailable: number; asks: number } }));
     for (const w of workers) w.postMessage({ type: 'go' });
     const done = await Promise.all(results);
     // For cutting CPU profiles to the distribution (bench/_cpuprofile.ts --window).
@@ -133,7 +133,11 @@ async function distribute(label: string, maxPeers: number): Promise<{ seconds: n
       `${label}: first agent done after ${firstDone.toFixed(2)} s, last after ${seconds.toFixed(2)} s; origin served ${(originBytes / F).toFixed(2)}× the file; ` +
         `CPU: agents ${((cpu / seconds) * 100).toFixed(0)}%, origin ${((originCpu / seconds) * 100).toFixed(0)}%`,
     );
-    log(`${label}: median agent done after ${median.toFixed(2)} s; end-game duplicates ${duplicates}`);
+    // Pieces verified per half second over all agents: the ramp, the plateau and the tail.
+    const held = done[0].held.map((_, k) => done.reduce((n, d) => n + (d.held[k] ?? d.held[d.held.length - 1] ?? 0), 0));
+    log(`${label}: pieces held every 0.5 s: ${held.join(' ')}`);
+    const misses = done.reduce((m, d) => ({ busy: m.busy + d.misses.busy, unavailable: m.unavailable + d.misses.unavailable, asks: m.asks + d.misses.asks }), { busy: 0, unavailable: 0, asks: 0 });
+    log(`${label}: median agent done after ${median.toFixed(2)} s; end-game duplicates ${duplicates}; round trips without a piece: ${misses.busy} busy (503), ${misses.unavailable} lacking (404), ${misses.asks} /have asks`);
     return { seconds, originBytes, median, duplicates };
   } finally {
     for (const w of workers) {

@@ -84,6 +84,8 @@ export class PeerCoordinator {
   private readonly grantCache = new Map<string, IssuedGrant>();
   /** Per content: when each piece was last put in some receiver's origin slice. */
   private readonly sliced = new Map<string, Float64Array>();
+  /** Per transfer: the peers offered to its receiver so far (it keeps them until it excludes them). */
+  private readonly offeredPeers = new Map<string, Set<string>>();
   /** Per transfer: the pieces its receiver should get from the origin (see originSlice). */
   private readonly slices = new Map<string, number[]>();
   /** Per content: receivers that asked for sources recently (transfer ID → last call). */
@@ -161,7 +163,17 @@ export class PeerCoordinator {
     // Holders exist but none can serve this receiver (excluded, saturated…): waiting for peers
     // would starve it, so the origin serves it all. (With no holders yet — a swarm starting —
     // the pieces handed to others will reach it through them.)
-    if (slice && slice.length === 0 && peers.length === 0 && holders.length > 0) slice = null;
+    // But a receiver that still has peers from earlier offers fetches from them: all holders being
+    // busy (saturated) is a swarm at full speed, not a reason to send it everything (#19: the origin
+    // sent a 32-agent swarm two to three copies of the file).
+    const earlier = this.offeredPeers.get(transfer.id);
+    for (const p of peers) {
+      if (earlier) earlier.add(p.sourceId);
+      else this.offeredPeers.set(transfer.id, new Set([p.sourceId]));
+    }
+    const hasPeers = peers.length > 0 || [...(earlier ?? [])].some((id) => !req.exclude?.includes(id));
+    if (slice && slice.length === 0 && !hasPeers && holders.length > 0) slice = null;
+    if (this.offeredPeers.size > 100_000) this.offeredPeers.clear();
     return { transferId: transfer.id, sources: [...peers, await this.originOffer(transfer, slice)], skipped, ...(reservation ? { reservation } : {}), ...(announceRefused ? { announceRefused } : {}) };
   }
 
@@ -169,6 +181,7 @@ export class PeerCoordinator {
   async finished(transfer: { id: string; content_id: string; receiver_id: string }) {
     this.receiving.get(transfer.content_id)?.delete(transfer.id);
     this.slices.delete(transfer.id);
+    this.offeredPeers.delete(transfer.id);
     await this.deps.billing?.release({ receiverId: transfer.receiver_id, contentId: transfer.content_id });
   }
 
@@ -199,6 +212,10 @@ export class PeerCoordinator {
     // A receiver keeps its slice until it has those pieces or a peer does.
     const current = (this.slices.get(transfer.id) ?? []).filter(wanted);
     if (current.length) {
+      // Still on their way to a receiver that is calling in: not handed to anyone else meanwhile
+      // (#19: under a rate cap a slice can take longer than SLICE_HOLD_MS to arrive; handing it out
+      // again made the origin send a 32-agent swarm three copies of the file).
+      for (const i of current) last[i] = now;
       this.slices.set(transfer.id, current);
       return current;
     }

@@ -134,6 +134,8 @@ export interface DownloadResult extends Progress {
   receiptsWaiting: number;
   /** End game (#19): second requests made for a last piece (the first verified copy won). */
   duplicates: number;
+  /** Answers that cost a round trip and gave no piece (#19, docs/benchmarks.md): busy sources (503), pieces a source lacked (404), `/have` asks. */
+  misses: { busy: number; unavailable: number; asks: number };
 }
 
 /** Files for a download to `outPath` (`cascade get`): a `.part` file and its journal beside it. */
@@ -185,7 +187,12 @@ interface PieceRequest {
 }
 
 /** How often, at most, a peer that has nothing we need is asked what it has now (`/have`, #19). */
-export const HAVE_ASK_MS = 1000;
+export const HAVE_ASK_MS = 2000;
+/** Requests in flight to the origin when it serves us a slice of a swarm (see capOf). */
+export const ORIGIN_SLICE_REQUESTS = 2;
+/** A busy source (503) is left alone this long, doubling while it stays busy, up to BUSY_BACKOFF_MAX_MS. */
+export const BUSY_BACKOFF_MS = 250;
+export const BUSY_BACKOFF_MAX_MS = 2000;
 /** End game: the origin duplicates a piece only once its request to a peer has run this long. */
 export const ORIGIN_DUPLICATE_AFTER_MS = 1000;
 /**
@@ -206,6 +213,7 @@ class DownloadRun {
   /** Pieces verified, being written: a duplicate that arrives meanwhile is not written again. */
   private readonly won = new Set<number>();
   private duplicated = 0;
+  private readonly misses = { busy: 0, unavailable: 0, asks: 0 };
   /** How long a piece request usually takes (exponential average of verified ones), ms. */
   private pieceMs = 0;
   private readonly announceRefusals = new Set<string>();
@@ -326,6 +334,7 @@ class DownloadRun {
       refusedReceipts: this.receipts.refusals,
       receiptsWaiting: this.receipts.notYetServed,
       duplicates: this.duplicated,
+      misses: { ...this.misses },
     };
   }
 
@@ -439,7 +448,7 @@ class DownloadRun {
     const usable = this.sources.usable(now).sort((a, b) => Number(a.isOrigin) - Number(b.isOrigin) || b.rate(now) - a.rate(now));
     let needed: number[] | null = null;
     for (const source of usable) {
-      const cap = source.isOrigin ? limit : perPeer;
+      const cap = this.capOf(source, limit, perPeer);
       let gave = false;
       while (source.inFlight < cap && this.requests < limit) {
         needed ??= this.needed();
@@ -457,6 +466,17 @@ class DownloadRun {
   }
 
   /**
+   * Requests in flight to one source at most. The origin takes them all when it serves us the
+   * whole content; when it hands us a slice (a swarm, coordinator.ts originSlice) only a few, so
+   * that its capped upload is not split among every receiver's eight requests at once, each at
+   * a crawl (pieces spread only once whole).
+   */
+  private capOf(source: Source, limit: number, perPeer: number): number {
+    if (!source.isOrigin) return perPeer;
+    return source.whole ? limit : ORIGIN_SLICE_REQUESTS;
+  }
+
+  /**
    * End game (#19): every missing piece is on its way. A source with room takes a second copy of
    * a straggling piece (its request has run twice as long as pieces usually take), slowest source
    * first; the first verified copy wins and the other request is cancelled. The origin duplicates only what no other peer has, and only once
@@ -469,7 +489,7 @@ class DownloadRun {
     // Slowest source first, then the oldest request.
     single.sort(([, [a]], [, [b]]) => a.source.rate(now) - b.source.rate(now) || a.startedAt - b.startedAt);
     for (const source of usable) {
-      const cap = source.isOrigin ? limit : perPeer;
+      const cap = this.capOf(source, limit, perPeer);
       for (let k = 0; k < single.length && source.inFlight < cap && this.requests < limit; k++) {
         const [i, [current]] = single[k];
         if (current.source === source || current.source.isOrigin || !source.has(i)) continue;
@@ -484,6 +504,7 @@ class DownloadRun {
   /** Asks a peer which pieces it has now (`/have`); what it says overrules the origin's registry. */
   private ask(source: Source, now: number) {
     source.asking = true;
+    this.misses.asks++;
     source.askedAt = now;
     const task = source.client
       .have()
@@ -577,6 +598,7 @@ class DownloadRun {
     this.have.add(i);
     this.opts.onPiece?.(i);
     source.failures = 0;
+    source.busyStreak = 0;
     source.bytes += len;
     source.pieces++;
     this.fetched++;
@@ -595,11 +617,16 @@ class DownloadRun {
         return; // end game: the other copy won; no fault of this source
       case 'piece_unavailable':
         // A peer still fetching says what it has now along with its 404 (#19).
+        this.misses.unavailable++;
         if (err instanceof SourceRefusal && err.have !== undefined) source.tell(err.have, this.total, this.clock.now());
         source.lack(i);
         return;
       case 'source_busy':
-        source.busyUntil = this.clock.now() + 250;
+        this.misses.busy++;
+        // In a swarm at full speed every peer is busy: backing off further each time keeps the 503s
+        // from costing more than the pieces (#19); one piece from it starts over.
+        source.busyUntil = this.clock.now() + Math.min(BUSY_BACKOFF_MAX_MS, BUSY_BACKOFF_MS * 2 ** source.busyStreak);
+        source.busyStreak++;
         return;
       case 'grant_expired':
         source.needsGrant = true;

@@ -58,6 +58,8 @@ export class Source {
   inFlight = 0;
   failures = 0;
   busyUntil = 0;
+  /** 503s in a row (the back-off doubles with each). */
+  busyStreak = 0;
   bytes = 0;
   pieces = 0;
   /** Milliseconds spent with at least one request in flight, for the rate. */

@@ -7,6 +7,7 @@ import path from 'node:path';
 import { Api } from '../../src/core/http-client.ts';
 import { deviceSession } from '../../src/terminals/device.ts';
 import { decodeRanges } from '../../src/transfer/piece-ranges.ts';
+import { SLICE_HOLD_MS } from '../../src/transfer/coordinator.ts';
 import { testEngines } from '../helpers/db.ts';
 import { startTestOrigin, type TestOrigin } from '../helpers/origin.ts';
 
@@ -162,6 +163,48 @@ for (const engine of testEngines()) {
       const row = await origin.db.db.selectFrom('transfers').selectAll().where('id', '=', tx).executeTakeFirstOrThrow();
       assert.equal(row.pieces_done, 0);
       assert.equal(row.receiver_id, r.id);
+    });
+
+    test('#19: a slice still on its way to a receiver that keeps calling in is not handed to another', async () => {
+      origin.clock.advance(SLICE_HOLD_MS + 1); // earlier receivers' hand-outs are old news
+      await origin.db.db.deleteFrom('holdings').where('content_id', '=', contentId).execute(); // and earlier tests' holders gone
+      const [r1, r2] = [await terminal(), await terminal()];
+      await r2.call('POST', '/grants/auto', { contentId }); // the first receiver alone is sent everything
+      const first = await r1.call('POST', '/grants/auto', { contentId });
+      const slice1 = decodeRanges(first.body.sources.at(-1).pieces, PIECES)!;
+      assert.ok(slice1.length > 0, JSON.stringify(first.body.sources.at(-1)));
+      // r1 is slow (a capped origin, a slow link): it still lacks its slice when it calls in again…
+      origin.clock.advance(SLICE_HOLD_MS - 1000);
+      const again = await r1.call('POST', '/grants/auto', { contentId, transferId: first.body.transferId });
+      assert.deepEqual(decodeRanges(again.body.sources.at(-1).pieces, PIECES), slice1);
+      // Meanwhile two more receivers take the other pieces into the swarm.
+      for (const r of [await terminal(), await terminal()]) await r.call('POST', '/grants/auto', { contentId });
+      // …so a receiver arriving after SLICE_HOLD_MS from the first hand-out is not sent the same pieces.
+      origin.clock.advance(2000);
+      const r3 = await terminal();
+      const third = await r3.call('POST', '/grants/auto', { contentId });
+      const slice3 = decodeRanges(third.body.sources.at(-1).pieces || '', PIECES) ?? [];
+      assert.deepEqual(slice3.filter((i) => slice1.includes(i)), [], `r3 got r1’s pieces again: ${slice3} vs ${slice1}`);
+    });
+
+    test('#19: with `announce`, a refresh records the caller’s pieces as its holdings (one call, not two); without, nothing', async () => {
+      const quiet = await terminal();
+      const announcing = await terminal();
+      const held = (id: string) => origin.db.db.selectFrom('holdings').select('pieces').where('terminal_id', '=', id).where('content_id', '=', contentId).executeTakeFirst();
+      assert.equal((await quiet.call('POST', '/grants/auto', { contentId, have: '1-2' })).status, 200);
+      assert.equal(await held(quiet.id), undefined, 'a receiver that does not serve records nothing');
+      const res = await announcing.call('POST', '/grants/auto', { contentId, have: '1-2', announce: true });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      assert.equal(res.body.announceRefused, undefined);
+      assert.deepEqual(await held(announcing.id), { pieces: '1-2' });
+      const later = await announcing.call('POST', '/grants/auto', { contentId, transferId: res.body.transferId, have: '1-5', announce: true });
+      assert.equal(later.status, 200);
+      assert.deepEqual(await held(announcing.id), { pieces: '1-5' }, 'each refresh brings it up to date');
+      // Offered to others from then on, with those pieces.
+      const other = await terminal();
+      const offer = (await other.call('POST', '/grants/auto', { contentId, maxPeers: 32 })).body.sources.find((s: any) => s.sourceId === announcing.id);
+      assert.equal(offer?.pieces, '1-5');
+      await announcing.call('PUT', '/terminals/holdings', { contentIds: [], mode: 'replace' });
     });
   });
 }
