@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import type { Logger } from 'pino';
 import { Api } from '../core/http-client.ts';
-import { every, monotonicMs, systemClock, type WaitClock } from '../core/clock.ts';
+import { every, systemClock, type WaitClock } from '../core/clock.ts';
 import { AppError } from '../core/errors.ts';
 import { createHttpApp } from '../core/http.ts';
 import { createLogger } from '../core/logger.ts';
