@@ -65,6 +65,11 @@ export interface DownloadOptions {
   stallMs?: number;
   /** How often to report progress to the origin and refresh the source list. */
   refreshMs?: number;
+  /**
+   * End game (#19, default on): straggling last pieces are asked of a second source and the
+   * first copy wins. Off, every piece waits for the source it was first asked of (however slow).
+   */
+  endGame?: boolean;
   /** `sequential` for streaming: lowest missing piece first. */
   order?: 'rarest' | 'sequential';
   /** Fetch pieces from this URL instead of the offered sources (tests, proxies). */
@@ -462,7 +467,7 @@ class DownloadRun {
       // when we have room for more requests than we could hand out.
       if (!gave && this.requests < limit && !source.isOrigin && !source.whole && source.inFlight === 0 && !source.asking && now - Math.max(source.askedAt, source.toldAt) >= HAVE_ASK_MS) this.ask(source, now);
     }
-    if ((needed ?? this.needed()).length === 0) this.endGame(usable, limit, perPeer, now);
+    if (this.opts.endGame !== false && (needed ?? this.needed()).length === 0) this.endGame(usable, limit, perPeer, now);
   }
 
   /**

@@ -36,10 +36,13 @@ describe('sources judged by their declared rate (#10.4)', () => {
     await fast.fetch(lab.contentId);
     const slow = await agent('slow', { upRate: 500_000, slots: 4 });
     await slow.fetch(lab.contentId); // its cap is on what it sends, not on what it fetches
-    const receivers = await Promise.all(['r1', 'r2', 'r3'].map((n) => agent(n, { downloads: { stallMs: 3000, refreshMs: 200 } })));
+    // Without #19's end game: it would fetch the slow source's last pieces again from the fast one
+    // (and win); this test is about how the slow source itself is judged and paid.
+    const receivers = await Promise.all(['r1', 'r2', 'r3'].map((n) => agent(n, { downloads: { stallMs: 3000, refreshMs: 200, endGame: false } })));
     const results = await Promise.all(receivers.map((r) => r.fetch(lab.contentId)));
 
     for (const r of receivers) assert.ok(readFileSync(r.store.paths(lab.contentId).data).equals(file), 'byte-exact');
+    assert.deepEqual(results.map((r) => r.duplicates), [0, 0, 0], 'no end game when a download turns it off');
     const fromSlow = results.reduce((sum, r) => sum + (r.bySource[slow.terminalId] ?? 0), 0);
     assert.ok(fromSlow > 0, `the slow source delivered pieces: ${JSON.stringify(results.map((r) => r.bySource))}`);
     assert.ok(results.every((r) => r.dropped[slow.terminalId] === undefined || r.dropped[slow.terminalId] === 'slow'), JSON.stringify(results.map((r) => r.dropped)));
