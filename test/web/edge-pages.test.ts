@@ -207,6 +207,9 @@ test('#17 orders and store counter pages: a zip paid at the counter, ready once 
   const s = await openAs(staff, ['member', 'store'], '/admin/store-orders');
   const sp = s.page;
   await sp.getByRole('heading', { name: 'Store counter', level: 1 }).waitFor();
+  // The stores list loads after the heading: wait for it to be chosen (under load it came later).
+  const storeSelect = sp.getByRole('combobox', { name: 'Store' });
+  for (const end = Date.now() + 10_000; (await storeSelect.inputValue()) === '' && Date.now() < end; ) await new Promise((r) => setTimeout(r, 50));
   assert.equal(await sp.getByRole('combobox', { name: 'Store' }).inputValue(), storeNode.edgeId);
   const row = sp.locator(`tr[data-order="${mine[0].id}"]`);
   await row.waitFor();
