@@ -360,13 +360,12 @@ export class TerminalService {
 
   async reportPieces(terminalId: string, contentId: string, pieces: string): Promise<void> {
     if (!CONTENT_ID.test(contentId)) throw badRequest('invalid_content_id', `"${contentId}" is not a content ID (64 hex characters).`);
-    await this.get(terminalId);
+    const terminal = await this.get(terminalId);
     if (!(await existingContents(this.db, [contentId])).has(contentId)) throw notFound('unknown_content', `No content ${contentId}.`);
     const count = this.deps.pieceCount ? await this.deps.pieceCount(contentId) : Number.MAX_SAFE_INTEGER;
     const list = decodeRanges(pieces, count);
     if (!list) throw badRequest('invalid_pieces', `Pieces must be ascending ranges within 0-${count - 1}, e.g. "0-9,12".`);
-    // The first claim on a content is spot-checked; later updates of the same claim are not (they come every second).
-    const terminal = await this.get(terminalId);
+    // The first claim on a content is spot-checked; later updates of the same claim are not (they come with every refresh).
     const existing = await this.db.selectFrom('holdings').select('content_id').where('terminal_id', '=', terminalId).where('content_id', '=', contentId).executeTakeFirst();
     if (!existing && terminal.serveUrl && this.deps.proveHolding) await this.deps.proveHolding(terminalId, terminal.serveUrl, contentId, list);
     const now = new Date(this.clock.now());
