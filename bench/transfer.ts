@@ -1,4 +1,4 @@
-// npm run bench -- transfer [--mib 512] [--rounds 2] [--concurrency 8]
+// npm run bench -- transfer [--mib 512] [--rounds 5] [--concurrency 8] [--run-pieces 4]
 //
 // Fetches one content from a real origin process over loopback with the verified
 // piece protocol (grant, proof, SHA-256 per piece, journal, receipts), and the same
@@ -6,10 +6,11 @@
 // process) as the baseline. Rounds alternate baseline and ours; `ratio` is the
 // median of the per-round ratios (each pairs two runs close in time, which this
 // shared machine needs), and the MB/s figures are the medians of each side.
-// Last line: {"bench":"transfer","bytes":…,"ours_MBps":…,"baseline_MBps":…,"ratio":…,"sha256_MBps":…}
+// Last line: {"bench":"transfer","bytes":…,"ours_MBps":…,"baseline_MBps":…,"ratio":…,"sha256_MBps":…,"cpu_s_per_gb":{…}}
+// (CPU-seconds per GB for each side: utime + stime of each process, all threads, around each download.)
 import { spawn } from 'node:child_process';
 import { createHash, randomFillSync } from 'node:crypto';
-import { createReadStream, createWriteStream, existsSync, mkdtempSync, openSync, closeSync, writeSync, readSync, rmSync } from 'node:fs';
+import { createReadStream, createWriteStream, existsSync, mkdtempSync, openSync, closeSync, writeSync, readFileSync, readSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -17,10 +18,10 @@ import { parseArgs } from 'node:util';
 import { request } from 'undici';
 import { Api } from '../src/core/http-client.ts';
 import { deviceSession } from '../src/terminals/device.ts';
-import { download, fileTarget } from '../src/transfer/downloader.ts';
+import { download, fileTarget, RUN_PIECES } from '../src/transfer/downloader.ts';
 import { spawnOrigin } from '../test/helpers/processes.ts';
 
-const { values } = parseArgs({ options: { mib: { type: 'string', default: '512' }, rounds: { type: 'string', default: '5' }, concurrency: { type: 'string', default: '8' } } });
+const { values } = parseArgs({ options: { mib: { type: 'string', default: '512' }, rounds: { type: 'string', default: '5' }, concurrency: { type: 'string', default: '8' }, 'run-pieces': { type: 'string', default: String(RUN_PIECES) } } });
 const MiB = 1024 * 1024;
 const size = Number(values.mib) * MiB;
 const rounds = Number(values.rounds);
@@ -51,7 +52,7 @@ function sha256Rate(file: string): number {
 }
 
 /** The baseline: a plain static file server in its own process. */
-async function staticServer(file: string): Promise<{ url: string; stop: () => void }> {
+async function staticServer(file: string): Promise<{ url: string; stop: () => void; pid: number }> {
   const code = `
     const http = require('node:http'); const fs = require('node:fs');
     const size = fs.statSync(process.argv[1]).size;
@@ -62,7 +63,7 @@ async function staticServer(file: string): Promise<{ url: string; stop: () => vo
     s.listen(0, '127.0.0.1', () => console.log(s.address().port));`;
   const proc = spawn(process.execPath, ['-e', code, file], { stdio: ['ignore', 'pipe', 'inherit'] });
   const port = await new Promise<string>((r) => proc.stdout.once('data', (d) => r(String(d).trim())));
-  return { url: `http://127.0.0.1:${port}/file`, stop: () => proc.kill() };
+  return { url: `http://127.0.0.1:${port}/file`, stop: () => proc.kill(), pid: proc.pid! };
 }
 
 async function timeBaseline(url: string, out: string): Promise<number> {
@@ -70,6 +71,12 @@ async function timeBaseline(url: string, out: string): Promise<number> {
   const res = await request(url);
   await pipeline(res.body, createWriteStream(out, { highWaterMark: MiB }));
   return size / 1e6 / ((performance.now() - started) / 1000);
+}
+
+/** CPU seconds a process has used so far, all threads, user and system (`/proc/<pid>/stat`, in clock ticks of 1/100 s). */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 function median(xs: number[]): number {
@@ -106,6 +113,9 @@ async function main() {
 
     const ours: number[] = [];
     const base: number[] = [];
+    // CPU-seconds per GB moved, each side (docs/benchmarks.md: two processes share two cores, so this is what sets the ratio).
+    const cpu = { ours_receiver: [] as number[], ours_source: [] as number[], baseline_receiver: [] as number[], baseline_server: [] as number[] };
+    const perGB = (s: number) => (s / size) * 1e9;
     // One unmeasured round of each first: page cache, JIT and connection warm-up.
     await timeBaseline(baseline.url, path.join(outDir, 'warm-baseline.bin'));
     rmSync(path.join(outDir, 'warm-baseline.bin'));
@@ -113,18 +123,24 @@ async function main() {
     rmSync(path.join(outDir, 'warm-ours.bin'));
     for (let r = 0; r < rounds; r++) {
       const outBase = path.join(outDir, `baseline-${r}.bin`);
+      let c0 = [cpuSeconds(process.pid), cpuSeconds(baseline.pid)];
       const b = await timeBaseline(baseline.url, outBase);
+      cpu.baseline_receiver.push(perGB(cpuSeconds(process.pid) - c0[0]));
+      cpu.baseline_server.push(perGB(cpuSeconds(baseline.pid) - c0[1]));
       rmSync(outBase);
       const outOurs = path.join(outDir, `ours-${r}.bin`);
+      c0 = [cpuSeconds(process.pid), cpuSeconds(origin.proc.pid!)];
       const started = performance.now();
       const windowStart = process.hrtime.bigint() / 1000n;
-      const result = await download({ api, originKey, device, contentId: published.id, files: fileTarget(outOurs), concurrency: Number(values.concurrency) });
+      const result = await download({ api, originKey, device, contentId: published.id, files: fileTarget(outOurs), concurrency: Number(values.concurrency), runPieces: Number(values['run-pieces']) });
       const o = size / 1e6 / ((performance.now() - started) / 1000);
+      cpu.ours_receiver.push(perGB(cpuSeconds(process.pid) - c0[0]));
+      cpu.ours_source.push(perGB(cpuSeconds(origin.proc.pid!) - c0[1]));
       // For cutting CPU profiles to the download (bench/_cpuprofile.ts --window).
       log(`window ours ${r + 1}: ${windowStart}-${process.hrtime.bigint() / 1000n}`);
       if (result.totalBytes !== size || result.fetchedPieces !== result.totalPieces) throw new Error('download incomplete');
       rmSync(outOurs);
-      log(`round ${r + 1}: ours ${o.toFixed(0)} MB/s, baseline ${b.toFixed(0)} MB/s`);
+      log(`round ${r + 1}: ours ${o.toFixed(0)} MB/s, baseline ${b.toFixed(0)} MB/s; CPU s/GB ours ${cpu.ours_receiver.at(-1)!.toFixed(2)} + ${cpu.ours_source.at(-1)!.toFixed(2)}, baseline ${cpu.baseline_receiver.at(-1)!.toFixed(2)} + ${cpu.baseline_server.at(-1)!.toFixed(2)} (receiver + source)`);
       ours.push(o);
       base.push(b);
     }
@@ -142,7 +158,9 @@ async function main() {
         sha256_MBps: round(sha),
         publish_MBps: round(publishMBps),
         concurrency: Number(values.concurrency),
+        run_pieces: Number(values['run-pieces']),
         out_dir: outDir === work ? 'disk' : 'tmpfs',
+        cpu_s_per_gb: Object.fromEntries(Object.entries(cpu).map(([k, v]) => [k, Math.round(median(v) * 100) / 100])),
       }),
     );
   } finally {

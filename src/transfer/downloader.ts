@@ -10,8 +10,8 @@ import { ReceiptBook } from './receipt-book.ts';
 import type { SignedReceipt } from './receipt.ts';
 import { pieceDeadlineMs, SourceSet, type DropReason, type Source } from './source-set.ts';
 import { TokenBucket } from './token-bucket.ts';
-import { SourceRefusal } from './piece-client.ts';
-import { encodeRanges } from './piece-ranges.ts';
+import { SourceRefusal, type FetchedPiece } from './piece-client.ts';
+import { encodeRanges, MAX_RUN_PIECES } from './piece-ranges.ts';
 import type { Reservation } from '../ledger/reservations.ts';
 import type { Offer, SkippedHolder } from './coordinator.ts';
 import { verifyServed } from './served-attestation.ts';
@@ -42,6 +42,12 @@ export interface DownloadOptions {
   concurrency?: number;
   /** Piece requests in flight at once to one peer. */
   perPeer?: number;
+  /**
+   * Pieces one request may ask for, in a row, where the source has them all (#19: a run costs one
+   * request, one upload slot and one round trip). Pieces in flight still count one by one against
+   * `concurrency` and `perPeer`. Default RUN_PIECES; 1 asks piece by piece.
+   */
+  runPieces?: number;
   /** Peers to ask the origin for (0: the origin only). */
   maxPeers?: number;
   /** Holders the receiver does not want to fetch from (its own choice, S1.5). */
@@ -55,7 +61,10 @@ export interface DownloadOptions {
   onAnnounceRefused?: (refusal: { code: string; message: string }) => void;
   /** Cap on download rate, bytes/s. */
   downRate?: number;
-  /** Pieces per receipt. */
+  /**
+   * Pieces per receipt, exactly. Default: a receipt closes once it holds RECEIPT_MIN_PIECES pieces
+   * and has been open RECEIPT_SPAN_MS, or at RECEIPT_MAX_PIECES (receipt-book.ts).
+   */
   receiptBatch?: number;
   /**
    * A request with no bytes for this long fails, and so does one that takes this long
@@ -183,14 +192,24 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
   }
 }
 
-/** A piece request in flight: its source, when it counts as stalled (once it left), and how to stop it. */
+/** A request in flight for a run of pieces: its source, when it counts as stalled (once it left), and how to stop it. */
 interface PieceRequest {
   source: Source;
+  /** The run asked for, in order (one piece, or several in a row). */
+  pieces: number[];
+  /** Those whose bytes have not arrived yet. */
+  awaited: Set<number>;
+  /** Those still on the in-flight books (arrived ones leave once handled). */
+  open: Set<number>;
   startedAt: number;
+  /** When its latest piece arrived (a run's pieces come one after another). */
+  lastAt: number;
   deadline: number;
   stop: AbortController;
 }
 
+/** Pieces a request asks for at most by default (runs, #19; see DownloadOptions.runPieces). */
+export const RUN_PIECES = 4;
 /** How often, at most, a peer that has nothing we need is asked what it has now (`/have`, #19). */
 export const HAVE_ASK_MS = 2000;
 /** Requests in flight to the origin when it serves us a slice of a swarm (see capOf). */
@@ -246,6 +265,7 @@ class DownloadRun {
   private wakeUp: () => void = () => {};
   private readonly stallMs: number;
   private readonly refreshMs: number;
+  private readonly runPieces: number;
 
   constructor(
     private readonly opts: DownloadOptions,
@@ -258,6 +278,7 @@ class DownloadRun {
     this.clock = opts.clock ?? systemClock;
     this.stallMs = opts.stallMs ?? 5000;
     this.refreshMs = opts.refreshMs ?? 2000;
+    this.runPieces = Math.max(1, Math.min(MAX_RUN_PIECES, opts.runPieces ?? RUN_PIECES));
     this.sources = new SourceSet({
       contentId: opts.contentId,
       receiverKey: opts.device.keys.privateKey,
@@ -269,7 +290,7 @@ class DownloadRun {
       stallMs: this.stallMs,
       sourceUrlOverride: opts.sourceUrlOverride,
     });
-    this.receipts = new ReceiptBook({ api: opts.api, contentId: opts.contentId, device: opts.device, batch: opts.receiptBatch ?? 32, onReceipt: opts.onReceipt }, journal, this.body);
+    this.receipts = new ReceiptBook({ api: opts.api, contentId: opts.contentId, device: opts.device, batch: opts.receiptBatch, clock: this.clock, onReceipt: opts.onReceipt }, journal, this.body);
     if (opts.downRate) this.bucket = new TokenBucket(opts.downRate, Math.max(opts.downRate, this.body.pieceSize), this.clock);
     this.progress = { pieces: 0, totalPieces: this.total, bytes: 0, totalBytes: this.body.totalSize, resumedPieces: 0 };
   }
@@ -304,6 +325,8 @@ class DownloadRun {
           setTimeout(resolve, Math.min(this.refreshMs, 200));
         });
       }
+      // Every piece is here: what is still on its way is a duplicate (end game); not waited for.
+      for (const list of this.inFlight.values()) for (const r of list) r.stop.abort(new AppError('duplicate_lost', 'Every piece arrived from elsewhere first.', 499));
       await Promise.all(this.tasks);
       if (this.fatal) throw this.fatal;
       await this.receipts.receiptUnreceipted();
@@ -457,10 +480,16 @@ class DownloadRun {
       let gave = false;
       while (source.inFlight < cap && this.requests < limit) {
         needed ??= this.needed();
-        const i = this.sources.pick(source, needed, this.opts.order ?? 'rarest');
+        // A new request waits until it has room for a whole run (runs stay long), unless fewer pieces are left.
+        const room = Math.min(cap - source.inFlight, limit - this.requests);
+        if (room < Math.min(this.runPieces, cap, limit, needed.length)) break;
+        const i = this.sources.pick(source, needed, this.opts.order ?? 'rarest', this.runPieces > 1);
         if (i < 0) break;
-        needed.splice(needed.indexOf(i), 1);
-        this.start(source, i);
+        const run = [i];
+        // Then the pieces after it, as long as we need them and this source may serve them (#19 runs).
+        for (let j = i + 1; run.length < Math.min(room, this.runPieces) && j < this.total && !this.have.has(j) && !this.inFlight.has(j) && this.sources.mayServe(source, j); j++) run.push(j);
+        for (const j of run) needed.splice(needed.indexOf(j), 1);
+        this.start(source, run);
         gave = true;
       }
       // A peer that had nothing for us may have more by now: ask it directly, now and then (#19),
@@ -488,8 +517,9 @@ class DownloadRun {
    * a peer has had a piece for a while: it stays the last resort.
    */
   private endGame(usable: Source[], limit: number, perPeer: number, now: number) {
-    const straggling = Math.max(END_GAME_MIN_MS, STRAGGLER_FACTOR * this.pieceMs);
-    const single = [...this.inFlight].filter(([i, list]) => list.length === 1 && !this.won.has(i) && now - list[0].startedAt >= straggling);
+    // A piece k-th in its run is due k times later than the first.
+    const late = ([i, [r]]: [number, PieceRequest[]]) => r.awaited.has(i) && now - r.startedAt >= Math.max(END_GAME_MIN_MS, STRAGGLER_FACTOR * this.pieceMs * (r.pieces.indexOf(i) + 1));
+    const single = [...this.inFlight].filter((entry) => entry[1].length === 1 && !this.won.has(entry[0]) && late(entry));
     if (single.length === 0) return;
     // Slowest source first, then the oldest request.
     single.sort(([, [a]], [, [b]]) => a.source.rate(now) - b.source.rate(now) || a.startedAt - b.startedAt);
@@ -501,7 +531,7 @@ class DownloadRun {
         if (source.isOrigin && (now - current.startedAt < ORIGIN_DUPLICATE_AFTER_MS || this.sources.live().some((p) => !p.isOrigin && p !== current.source && p.has(i)))) continue;
         single.splice(k--, 1);
         this.duplicated++;
-        this.start(source, i);
+        this.start(source, [i]);
       }
     }
   }
@@ -523,28 +553,38 @@ class DownloadRun {
     this.tasks.add(task);
   }
 
-  private start(source: Source, i: number) {
+  private start(source: Source, run: number[]) {
     const now = this.clock.now();
-    const request: PieceRequest = { source, startedAt: now, deadline: Infinity, stop: new AbortController() };
-    const list = this.inFlight.get(i);
-    if (list) list.push(request);
-    else this.inFlight.set(i, [request]);
-    this.requests++;
-    source.started(now);
-    const buf = this.buffers.pop() ?? Buffer.allocUnsafe(this.body.pieceSize);
-    const task = this.fetchPiece(request, i, buf)
-      .catch((err) => this.failed(source, i, err))
+    const request: PieceRequest = { source, pieces: run, awaited: new Set(run), open: new Set(run), startedAt: now, lastAt: now, deadline: Infinity, stop: new AbortController() };
+    for (const i of run) {
+      const list = this.inFlight.get(i);
+      if (list) list.push(request);
+      else this.inFlight.set(i, [request]);
+      this.requests++;
+      source.started(now);
+    }
+    const bufs = run.map(() => this.buffers.pop() ?? Buffer.allocUnsafe(this.body.pieceSize));
+    const task = this.fetchRun(request, bufs)
+      .catch((err) => this.failed(source, run.find((i) => request.awaited.has(i)) ?? run[0], err))
       .finally(() => {
-        const rest = this.inFlight.get(i)?.filter((r) => r !== request) ?? [];
-        if (rest.length) this.inFlight.set(i, rest);
-        else this.inFlight.delete(i);
-        this.requests--;
-        source.finished(this.clock.now());
-        this.buffers.push(buf);
+        // Pieces the source did not send go back to the needed ones.
+        run.forEach((i, k) => this.settle(request, i, bufs[k]));
         this.tasks.delete(task);
         this.wakeUp();
       });
     this.tasks.add(task);
+  }
+
+  /** Piece `i` of `request` is done with (handled, or not coming): it leaves the in-flight books and frees its buffer. */
+  private settle(request: PieceRequest, i: number, buf: Buffer) {
+    if (!request.open.delete(i)) return;
+    const rest = this.inFlight.get(i)?.filter((r) => r !== request) ?? [];
+    if (rest.length) this.inFlight.set(i, rest);
+    else this.inFlight.delete(i);
+    this.requests--;
+    request.source.finished(this.clock.now());
+    this.buffers.push(buf);
+    this.wakeUp();
   }
 
   /**
@@ -560,15 +600,42 @@ class DownloadRun {
     }
   }
 
-  private async fetchPiece(request: PieceRequest, i: number, space: Buffer) {
+  private async fetchRun(request: PieceRequest, bufs: Buffer[]) {
+    const { source, pieces } = request;
+    const targets = pieces.map((i, k) => bufs[k].subarray(0, pieceLength(this.body, i)));
+    const bytes = targets.reduce((n, t) => n + t.length, 0);
+    if (this.bucket) await this.bucket.take(bytes);
+    // The deadline runs from when the request leaves, not from the wait for our own cap, and is set
+    // afresh for each piece of a run as the one before arrives: each piece is judged on its own.
+    request.deadline = this.clock.now() + pieceDeadlineMs(targets[0].length, source.upRate, this.stallMs);
+    request.lastAt = this.clock.now();
+    const handling: Promise<void>[] = [];
+    try {
+      await source.client.fetchRun(
+        pieces[0],
+        targets,
+        (k, received) => {
+          const i = pieces[k];
+          request.awaited.delete(i);
+          if (k + 1 < pieces.length) request.deadline = this.clock.now() + pieceDeadlineMs(targets[k + 1].length, source.upRate, this.stallMs);
+          if (k === 0 && received.have !== undefined) source.tell(received.have, this.total, this.clock.now());
+          // Each piece is checked and kept as soon as it is in, while the rest of the run arrives.
+          const handled = this.arrived(request, i, targets[k], received)
+            .catch((err) => this.failed(source, i, err))
+            .finally(() => this.settle(request, i, bufs[k]));
+          handling.push(handled);
+        },
+        request.stop.signal,
+      );
+    } finally {
+      await Promise.all(handling);
+    }
+  }
+
+  /** Piece `i` of `request` arrived: verified, it is written, journaled and receipted; otherwise counted bad. */
+  private async arrived(request: PieceRequest, i: number, target: Buffer, received: FetchedPiece) {
     const { source } = request;
-    const len = pieceLength(this.body, i);
-    const target = space.subarray(0, len);
-    if (this.bucket) await this.bucket.take(len);
-    // The deadline runs from when the request leaves, not from the wait for our own cap.
-    request.deadline = this.clock.now() + pieceDeadlineMs(len, source.upRate, this.stallMs);
-    const received = await source.client.fetch(i, target, request.stop.signal);
-    if (received.have !== undefined) source.tell(received.have, this.total, this.clock.now());
+    const len = target.length;
     // Never keep a piece whose bytes are not the ones the origin signed, nor one its
     // source did not sign as served with its own key under the grant of the request
     // (it could never be receipted and paid for).
@@ -580,7 +647,8 @@ class DownloadRun {
       this.badCount.set(i, n);
       if (!source.isOrigin) this.drop(source, 'bad_piece');
       if (n >= MAX_BAD_PER_PIECE) {
-        this.fatal = verified
+        // The first piece to fail for good names the error (a run's pieces may fail together).
+        this.fatal ??= verified
           ? new AppError('served_unattested', `Sources sent piece ${i} without a valid signed served statement ${n} times; nothing was kept.`, 502)
           : new AppError('piece_corrupt', `Sources sent wrong bytes for piece ${i} ${n} times; nothing unverified was kept.`, 502);
       }
@@ -589,7 +657,12 @@ class DownloadRun {
     // End game: the other copy won, or is being written (this one is not paid for: no receipt).
     if (this.won.has(i) || this.have.has(i)) return;
     this.won.add(i);
-    for (const other of this.inFlight.get(i) ?? []) if (other !== request) other.stop.abort(new AppError('duplicate_lost', `Piece ${i} arrived from another source first.`, 499));
+    // The loser is cancelled once every piece it still waits for came from elsewhere (a run goes on for the others).
+    for (const other of this.inFlight.get(i) ?? []) {
+      if (other !== request && [...other.awaited].every((j) => j === i || this.won.has(j) || this.have.has(j))) {
+        other.stop.abort(new AppError('duplicate_lost', `Piece ${i} arrived from another source first.`, 499));
+      }
+    }
     try {
       await this.file.write(target, 0, len, pieceOffset(this.body, i));
     } catch (err) {
@@ -597,7 +670,9 @@ class DownloadRun {
       throw err;
     }
     this.won.delete(i);
-    const took = this.clock.now() - request.startedAt;
+    const now = this.clock.now();
+    const took = now - request.lastAt;
+    request.lastAt = now;
     this.pieceMs = this.pieceMs === 0 ? took : 0.8 * this.pieceMs + 0.2 * took;
     this.journal.piece(i, received.grantId, source.id, received.served!);
     this.have.add(i);

@@ -91,7 +91,7 @@ export class GrantVerifier {
   private readonly cache = new Map<string, { payload: GrantPayload; has: (i: number) => boolean }>();
   constructor(private readonly originKey: KeyObject | string) {}
 
-  check(req: PieceRequestCheck): { ok: true; grant: GrantPayload } | { ok: false; refusal: GrantRefusal } {
+  check(req: PieceRequestCheck): { ok: true; grant: GrantPayload; covers: (index: number) => boolean } | { ok: false; refusal: GrantRefusal } {
     if (!req.grantToken) return { ok: false, refusal: 'grant_missing' };
     let entry = this.cache.get(req.grantToken);
     if (!entry) {
@@ -110,7 +110,7 @@ export class GrantVerifier {
       if (proof !== 'valid') return { ok: false, refusal: proof === 'stale' ? 'proof_stale' : 'grant_wrong_receiver' };
     }
     if (req.index !== null && !entry.has(req.index)) return { ok: false, refusal: 'piece_not_granted' };
-    return { ok: true, grant: g };
+    return { ok: true, grant: g, covers: entry.has };
   }
 
   /**

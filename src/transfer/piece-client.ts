@@ -4,7 +4,7 @@ import type { Clock } from '../core/clock.ts';
 import { AppError } from '../core/errors.ts';
 import { PROOF_WINDOW_MS, signGrantProof } from './grant-token.ts';
 import { SERVED_HEADER } from './served-attestation.ts';
-import { HAVE_HEADER, MAX_HAVE_HEADER } from './piece-ranges.ts';
+import { HAVE_HEADER, MAX_HAVE_HEADER, RUN_HEADER } from './piece-ranges.ts';
 
 // Fetches pieces from one source under one grant. Keeps a small pool of keep-alive
 // connections to the source so piece requests overlap (the latency of one request
@@ -86,16 +86,30 @@ export class PieceClient {
    * do without. `signal` aborts the request (with its reason as the error).
    */
   async fetch(index: number, into: Buffer, signal?: AbortSignal): Promise<FetchedPiece> {
+    let got: FetchedPiece | undefined;
+    await this.fetchRun(index, [into], (_, piece) => (got = piece), signal);
+    return got!;
+  }
+
+  /**
+   * Fetches the run of pieces from `index` on, one per buffer in `intos` (each the length of its
+   * piece), in one request (#19). `onPiece(k, piece)` is told of piece `index + k` as soon as its
+   * bytes are in, before the rest of the run arrives; a piece cut short is told with the bytes it got
+   * (its hash cannot match). Resolves with how many pieces the source sent: it may send fewer than
+   * asked (the next ones it holds), never none. Fails, after some pieces were told, if the
+   * connection breaks.
+   */
+  async fetchRun(index: number, intos: Buffer[], onPiece: (k: number, piece: FetchedPiece) => void, signal?: AbortSignal): Promise<number> {
     const offsetBefore = this.offsetMs;
     try {
-      return await this.fetchOnce(index, into, signal);
+      return await this.fetchOnce(index, intos, onPiece, signal);
     } catch (err) {
       // The source said our proof's time is too far from its clock, and what its clock says: sign
       // on its time and ask once more (also when a request in parallel learnt the offset first).
       if (!(err instanceof AppError && err.code === 'proof_stale')) throw err;
       this.learnOffset(err.details?.sourceTime);
       if (this.offsetMs === offsetBefore) throw err;
-      return this.fetchOnce(index, into, signal);
+      return this.fetchOnce(index, intos, onPiece, signal);
     }
   }
 
@@ -108,28 +122,39 @@ export class PieceClient {
     this.signed = undefined;
   }
 
-  private fetchOnce(index: number, into: Buffer, signal?: AbortSignal): Promise<FetchedPiece> {
+  private fetchOnce(index: number, intos: Buffer[], onPiece: (k: number, piece: FetchedPiece) => void, signal?: AbortSignal): Promise<number> {
     const { id: grantId, token, contentId } = this.grant;
     const proof = this.proof();
     return new Promise((resolve, reject) => {
       if (signal?.aborted) return reject(signal.reason);
       let status = 0;
-      let size = 0;
-      let served: string | undefined;
+      let served: string[] = [];
       let have: string | undefined;
-      const hash = createHash('sha256');
+      /** Pieces in this answer (`cascade-run`; 1 when the source does not say). */
+      let count = 1;
+      let told: number | undefined;
+      let length = NaN;
+      let p = 0; // the piece being received
+      let size = 0; // its bytes so far
+      let hash = createHash('sha256');
       const errorBody: Buffer[] = [];
       let errorSize = 0;
       let abortRequest: ((err: Error) => void) | null = null;
       const onAbort = () => abortRequest?.(signal!.reason);
       signal?.addEventListener('abort', onAbort, { once: true });
       const settle = () => signal?.removeEventListener('abort', onAbort);
+      const tell = () => {
+        onPiece(p, { bytes: size, sha256: hash.digest('hex'), served: served[p], grantId, have });
+        p++;
+        size = 0;
+        hash = createHash('sha256');
+      };
       // undici's low-level (dispatch) handler: bytes are copied straight from the socket's chunks
-      // into `into`, with no stream or async iterator in between.
+      // into the piece buffers, with no stream or async iterator in between.
       this.pool.dispatch(
         {
           method: 'GET',
-          path: `/pieces/${contentId}/${index}`,
+          path: intos.length > 1 ? `/pieces/${contentId}/${index}?count=${intos.length}` : `/pieces/${contentId}/${index}`,
           headers: { authorization: `Grant ${token}`, 'cascade-proof': proof },
         },
         {
@@ -141,8 +166,15 @@ export class PieceClient {
             status = statusCode;
             for (let h = 0; h + 1 < rawHeaders.length; h += 2) {
               const name = rawHeaders[h];
-              if (name.length === SERVED_HEADER.length && name.toString('latin1').toLowerCase() === SERVED_HEADER) served = rawHeaders[h + 1].toString('latin1');
+              if (name.length === SERVED_HEADER.length && name.toString('latin1').toLowerCase() === SERVED_HEADER) served = rawHeaders[h + 1].toString('latin1').split(',', intos.length);
               else if (name.length === HAVE_HEADER.length && rawHeaders[h + 1].length <= MAX_HAVE_HEADER && name.toString('latin1').toLowerCase() === HAVE_HEADER) have = rawHeaders[h + 1].toString('latin1');
+              else if (name.length === RUN_HEADER.length && name.toString('latin1').toLowerCase() === RUN_HEADER) told = Number(rawHeaders[h + 1].toString('latin1'));
+              else if (name.length === 14 && name.toString('latin1').toLowerCase() === 'content-length') length = Number(rawHeaders[h + 1].toString('latin1'));
+            }
+            // A source (or a proxy in between) that does not say how many pieces it sends: the length tells.
+            count = told ?? piecesIn(intos, length);
+            if (status === 200 && !(Number.isInteger(count) && count >= 1 && count <= intos.length)) {
+              abortRequest?.(new AppError('source_error', `source said it sends ${String(count).slice(0, 20)} pieces of the ${intos.length} asked for`, 502));
             }
             return true;
           },
@@ -151,20 +183,30 @@ export class PieceClient {
               errorSize += chunk.length;
               if (errorSize > MAX_ERROR_BODY) abortRequest?.(new AppError('source_error', `source answered ${status} with an error body over ${MAX_ERROR_BODY} bytes`, status));
               else errorBody.push(chunk);
-            } else if (size + chunk.length > into.length) {
-              // A source that sends more than the piece can hold is wrong; stop reading at once.
-              abortRequest?.(new AppError('piece_oversized', `source sent more than the ${into.length} bytes of piece ${index}`, 502));
-            } else {
-              chunk.copy(into, size);
-              hash.update(chunk);
-              size += chunk.length;
+              return true;
+            }
+            while (chunk.length > 0) {
+              if (p >= count) {
+                // A source that sends more than the pieces can hold is wrong; stop reading at once.
+                abortRequest?.(new AppError('piece_oversized', `source sent more than the ${count} piece(s) from ${index} it announced`, 502));
+                return true;
+              }
+              const into = intos[p];
+              const part = chunk.length <= into.length - size ? chunk : chunk.subarray(0, into.length - size);
+              part.copy(into, size);
+              hash.update(part);
+              size += part.length;
+              chunk = chunk.subarray(part.length);
+              if (size === into.length) tell();
             }
             return true;
           },
           onComplete() {
             settle();
-            if (status === 200) resolve({ bytes: size, sha256: hash.digest('hex'), served, grantId, have });
-            else {
+            if (status === 200) {
+              if (size > 0 || p === 0) tell(); // cut short: its hash will not match
+              resolve(p);
+            } else {
               const refusal = sourceRefusal(status, Buffer.concat(errorBody).toString());
               refusal.have = have;
               reject(refusal);
@@ -209,6 +251,16 @@ export class PieceClient {
   close(): Promise<void> {
     return this.pool.close();
   }
+}
+
+/** How many of the pieces `intos` stand for make up `length` bytes, from the first; 1 when no prefix does. */
+function piecesIn(intos: Buffer[], length: number): number {
+  let sum = 0;
+  for (let k = 0; k < intos.length; k++) {
+    sum += intos[k].length;
+    if (sum === length) return k + 1;
+  }
+  return 1;
 }
 
 /**

@@ -4,6 +4,10 @@
 export const HAVE_HEADER = 'cascade-have';
 /** Longer lists are not sent in a header (receivers ask `/have` instead): 8 KiB keeps within every HTTP stack's header limit. */
 export const MAX_HAVE_HEADER = 8192;
+/** How many pieces an answer to a run request (`?count=`, #19) carries: the next ones from the first that the source holds. */
+export const RUN_HEADER = 'cascade-run';
+/** Pieces one request may ask for (`?count=`, #19): a run costs one request, one upload slot and one grant check. */
+export const MAX_RUN_PIECES = 16;
 
 export function encodeRanges(indices: Iterable<number>): string {
   const sorted = [...new Set(indices)].sort((a, b) => a - b);

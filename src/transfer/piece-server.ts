@@ -1,5 +1,6 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { KeyObject } from 'node:crypto';
+import type { ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import { Counter, type Registry } from 'prom-client';
 import type { Clock } from '../core/clock.ts';
@@ -7,10 +8,11 @@ import { AppError, notFound } from '../core/errors.ts';
 import { errorSchema } from '../core/http.ts';
 import { int4 } from '../core/validation.ts';
 import { GrantVerifier, REFUSAL_MESSAGES, type GrantPayload } from './grant-token.ts';
-import { encodeRanges, HAVE_HEADER, MAX_HAVE_HEADER } from './piece-ranges.ts';
+import { encodeRanges, HAVE_HEADER, MAX_HAVE_HEADER, MAX_RUN_PIECES, RUN_HEADER } from './piece-ranges.ts';
 import type { TokenBucket } from './token-bucket.ts';
 import type { PieceReader, PieceSource } from './piece-source.ts';
 import { attestServed, SERVED_HEADER } from './served-attestation.ts';
+import { BufferPool } from './buffer-pool.ts';
 import type { UploadSlots } from './upload-slots.ts';
 
 // S1.6: the piece protocol every source speaks (origin now; agents, edges later).
@@ -54,6 +56,7 @@ export interface PieceServerOptions {
 export function pieceServerRoutes(opts: PieceServerOptions): FastifyPluginAsync {
   return async (app) => {
     const verifier = new GrantVerifier(opts.originPublicKey);
+    const buffers = new BufferPool(POOL_BYTES);
     // Grants whose receiver proved itself on a given connection (see GrantVerifier).
     const proven = new WeakMap<object, Set<string>>();
     const served = new Counter({ name: 'cascade_pieces_served_total', help: 'Pieces served to receivers', registers: [opts.metrics] });
@@ -61,7 +64,7 @@ export function pieceServerRoutes(opts: PieceServerOptions): FastifyPluginAsync 
     const refused = new Counter({ name: 'cascade_piece_requests_refused_total', help: 'Piece requests refused', labelNames: ['code'], registers: [opts.metrics] });
 
     /** The grant check shared by both routes; throws the documented refusal. */
-    const authorize = (req: FastifyRequest, contentId: string, index: number | null): GrantPayload => {
+    const authorize = (req: FastifyRequest, contentId: string, index: number | null): { grant: GrantPayload; covers: (i: number) => boolean } => {
       const auth = req.headers.authorization;
       const socket = req.raw.socket;
       const now = opts.clock.now();
@@ -81,7 +84,7 @@ export function pieceServerRoutes(opts: PieceServerOptions): FastifyPluginAsync 
       }
       if (!proven.has(socket)) proven.set(socket, new Set());
       proven.get(socket)!.add(result.grant.id);
-      return result.grant;
+      return result;
     };
 
     app.get<{ Params: { contentId: string } }>('/have/:contentId', {
@@ -101,59 +104,78 @@ export function pieceServerRoutes(opts: PieceServerOptions): FastifyPluginAsync 
       },
     });
 
-    app.get<{ Params: { contentId: string; index: number } }>('/pieces/:contentId/:index', {
+    app.get<{ Params: { contentId: string; index: number }; Querystring: { count?: number } }>('/pieces/:contentId/:index', {
       config: { access: 'grant' },
       schema: {
-        summary: 'One piece of a content, against a grant (S1.6)',
+        summary: 'A piece of a content, or a run of pieces from it (`?count=`), against a grant (S1.6, #19)',
         tags: ['transfer'],
         params: {
           type: 'object',
           required: ['contentId', 'index'],
           properties: { contentId: { type: 'string', pattern: '^[0-9a-f]{64}$' }, index: int4(0) },
         },
+        querystring: { type: 'object', properties: { count: { type: 'integer', minimum: 1, maximum: MAX_RUN_PIECES } }, additionalProperties: false },
         headers: { type: 'object', properties: { authorization: { type: 'string', maxLength: 8192 }, 'cascade-proof': { type: 'string', maxLength: 512 } } },
         response: { 401: errorSchema, 403: errorSchema, 404: errorSchema, 503: errorSchema },
       },
       handler: async (req, reply) => {
         const { contentId, index } = req.params;
-        const grant = authorize(req, contentId, index);
+        const { grant, covers } = authorize(req, contentId, index);
         const have = opts.pieces.haveRanges?.(contentId);
         if (have && have.length <= MAX_HAVE_HEADER) reply.header(HAVE_HEADER, have);
+        // A requester that hangs up while waiting for a slot gives up its place in the queue.
         const hungUp = new AbortController();
-        reply.raw.once('close', () => hungUp.abort());
+        const onHangUp = () => hungUp.abort();
+        reply.raw.once('close', onHangUp);
         let release;
         try {
           release = await opts.slots.enter(hungUp.signal);
         } catch (err) {
           refused.inc({ code: 'source_busy' });
           throw err;
+        } finally {
+          // Not aborted for every finished request: an AbortSignal's abort builds a DOMException (~1 % of the origin's time, #19).
+          reply.raw.removeListener('close', onHangUp);
         }
         if (!release) return reply.hijack(); // the requester left while waiting: nothing to answer
         reply.raw.once('close', release);
-        let piece = await opts.pieces.openPiece(contentId, index, grant.receiver);
-        if (!piece) throw notFound('piece_unavailable', 'This source does not have that piece.');
-        if (opts.deliver) piece = await delivered(piece, (bytes) => opts.deliver!(grant, index, bytes));
-        const bucket = opts.upRate?.();
-        let body: Buffer | Readable;
-        if (bucket) {
-          body = pieceStream(piece, bucket);
-          // Headers first, even when the first chunk must wait for tokens: the receiver sees a live source.
-          reply.raw.once('pipe', () => reply.raw.flushHeaders());
-        } else {
-          // Uncapped: the piece goes out at once, in one write (the buffer lives as long as the sending).
-          body = Buffer.allocUnsafe(piece.length);
-          if ((await piece.read(0, body)) !== piece.length) throw notFound('piece_unavailable', 'This source does not have that piece.');
+        // The run: the piece asked for, then as many of the next ones (up to `count`) as the grant
+        // covers and this source holds; the answer says how many (`cascade-run`).
+        const first = await opts.pieces.openPiece(contentId, index, grant.receiver);
+        if (!first) throw notFound('piece_unavailable', 'This source does not have that piece.');
+        const run: { index: number; piece: PieceReader }[] = [{ index, piece: first }];
+        for (let j = index + 1; j < index + (req.query.count ?? 1) && covers(j); j++) {
+          const piece = await opts.pieces.openPiece(contentId, j, grant.receiver);
+          if (!piece) break;
+          run.push({ index: j, piece });
         }
-        reply.raw.once('finish', () => opts.onServed?.(grant, index, piece.length));
-        served.inc();
-        servedBytes.inc(piece.length);
+        if (opts.deliver) for (const r of run) r.piece = await delivered(r.piece, (bytes) => opts.deliver!(grant, r.index, bytes));
+        const bucket = opts.upRate?.();
+        let total = 0;
+        for (const r of run) total += r.piece.length;
+        // Each piece counts as served once the socket took all its bytes (#10 point 6: reported, then receipted).
+        const body = runBody(run, reply.raw, buffers, bucket, (k) => opts.onServed?.(grant, run[k].index, run[k].piece.length));
+        // Headers first, even when the first chunk must wait for tokens: the receiver sees a live source.
+        if (bucket) reply.raw.once('pipe', () => reply.raw.flushHeaders());
+        served.inc(run.length);
+        servedBytes.inc(total);
         reply.header('content-type', 'application/octet-stream');
-        reply.header('content-length', piece.length);
-        reply.header(SERVED_HEADER, attestServed(opts.sourceKey, grant.id, index));
+        reply.header('content-length', total);
+        if (req.query.count !== undefined) reply.header(RUN_HEADER, run.length);
+        reply.header(SERVED_HEADER, run.map((r) => attestServed(opts.sourceKey, grant.id, r.index)).join(','));
         return reply.send(body);
       },
     });
   };
+}
+
+
+/** Piece buffers a piece server keeps for reuse while idle (#19: see buffer-pool.ts). */
+export const POOL_BYTES = 32 * 1024 * 1024;
+
+/** Pooled buffers come in powers of two from 64 KiB: a content's full pieces share one size, its short last piece another. */
+export function poolCapacity(length: number): number {
+  return Math.max(64 * 1024, 2 ** Math.ceil(Math.log2(Math.max(1, length))));
 }
 
 /**
@@ -173,22 +195,44 @@ async function delivered(piece: PieceReader, hook: (bytes: Buffer) => Buffer | P
   return { length: out.length, read: async (offset, into) => out.copy(into, 0, offset, offset + into.length) };
 }
 
-/** The piece's bytes as a stream, chunk by chunk, each read only once the bucket let it pass. */
-function pieceStream(piece: PieceReader, bucket: TokenBucket): Readable {
-  const chunk = chunkBytes(bucket.bytesPerSecond);
-  let sent = 0;
+/**
+ * A run's bytes as a stream, piece after piece: each part is read from the store only when the
+ * socket wants more (and, under a rate cap, once the bucket let it pass), so a request holds at
+ * most the part being sent. Uncapped, a part is a whole piece (one write); capped, a chunk.
+ * Parts come from `pool` and go back once the socket has taken them. `onFlushed(k)` is told,
+ * in order, of each piece whose bytes all went to the socket.
+ */
+function runBody(run: { piece: PieceReader }[], res: ServerResponse, pool: BufferPool, bucket: TokenBucket | undefined, onFlushed: (k: number) => void): Readable {
+  const chunk = bucket ? chunkBytes(bucket.bytesPerSecond) : Infinity;
+  let p = 0; // the piece being sent
+  let offset = 0; // its next byte
+  let flushed = 0; // pieces told flushed
+  const held: Buffer[] = [];
+  // Everything pushed so far is with the kernel: buffers back to the pool, whole pieces told.
+  const settle = () => {
+    while (held.length) pool.give(held.pop()!);
+    while (flushed < p) onFlushed(flushed++);
+  };
+  res.once('finish', settle);
   const next = async (stream: Readable) => {
-    const n = Math.min(chunk, piece.length - sent);
-    await bucket.take(n);
+    if (stream.readableLength === 0 && res.writableLength === 0) settle();
+    const piece = run[p].piece;
+    const n = Math.min(chunk, piece.length - offset);
+    if (bucket) await bucket.take(n);
     if (stream.destroyed) return; // the receiver left while we waited
-    const buf = Buffer.allocUnsafe(n);
-    if ((await piece.read(sent, buf)) !== n) throw new Error('the piece on disk is shorter than its manifest says');
-    sent += n;
+    const buf = pool.take(n, poolCapacity(n));
+    held.push(buf);
+    if ((await piece.read(offset, buf)) !== n) throw new Error('the piece on disk is shorter than its manifest says');
+    offset += n;
+    if (offset === piece.length) {
+      p++;
+      offset = 0;
+    }
     stream.push(buf);
-    if (sent === piece.length) stream.push(null);
+    if (p === run.length) stream.push(null);
   };
   return new Readable({
-    highWaterMark: 0, // read ahead of nothing: one chunk exists only while it is being sent
+    highWaterMark: 0, // read ahead of nothing: a part exists only while it is being sent
     read() {
       next(this).catch((err) => this.destroy(err));
     },

@@ -215,28 +215,38 @@ export class SourceSet {
   }
 
   /**
-   * The next piece for `source`, or -1. `needed` lists pieces neither held nor in flight.
-   * Peers: rarest first among live peers. The origin: only pieces no live peer has.
+   * The next piece for `source`, or -1. `needed` lists pieces neither held nor in flight, in
+   * ascending order. Peers: rarest first among live peers. The origin: only pieces no live peer
+   * has. With `runs`, among the rarest a piece that starts a stretch of needed ones comes first,
+   * so that a request can ask for the pieces after it too (#19).
    */
-  pick(source: Source, needed: Iterable<number>, mode: 'rarest' | 'sequential'): number {
+  pick(source: Source, needed: Iterable<number>, mode: 'rarest' | 'sequential', runs = false): number {
     const peers = this.live().filter((s) => !s.isOrigin);
     let best = -1;
-    let bestCount = Infinity;
+    let bestRank = Infinity;
     let ties = 0;
+    let previous = -2;
     for (const i of needed) {
       if (!source.has(i)) continue;
       const count = peers.reduce((n, p) => n + (p.has(i) ? 1 : 0), 0);
       if (source.isOrigin && count > 0) continue;
       if (mode === 'sequential') return i;
-      if (count < bestCount) {
+      const rank = runs ? 2 * count + (previous === i - 1 ? 1 : 0) : count;
+      previous = i;
+      if (rank < bestRank) {
         best = i;
-        bestCount = count;
+        bestRank = rank;
         ties = 1;
-      } else if (count === bestCount && Math.random() * ++ties < 1) {
+      } else if (rank === bestRank && Math.random() * ++ties < 1) {
         best = i; // reservoir sampling: a uniform choice among the rarest
       }
     }
     return best;
+  }
+
+  /** Whether `source` may be asked for piece `i` along with others (a run, #19): it has it, and the origin only what no live peer has. */
+  mayServe(source: Source, i: number): boolean {
+    return source.has(i) && (!source.isOrigin || !this.live().some((p) => !p.isOrigin && p.has(i)));
   }
 
   async close() {

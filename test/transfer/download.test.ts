@@ -151,7 +151,7 @@ for (const engine of testEngines()) {
       try {
         const out = path.join(work, 'evil.bin');
         await assert.rejects(
-          download({ api: new Api(origin.url, receiver.token), originKey: origin.keys.publicKeyB64, device: receiver, contentId, files: fileTarget(out), sourceUrlOverride: evil.url }),
+          download({ api: new Api(origin.url, receiver.token), originKey: origin.keys.publicKeyB64, device: receiver, contentId, files: fileTarget(out), sourceUrlOverride: evil.url, runPieces: 1 }), // piece by piece: the proxy spoils the first byte of each answer
           (e: AppError) => e.code === 'piece_corrupt',
         );
         assert.ok(evil.seen.length >= 3);

@@ -1,4 +1,4 @@
-import { test, before, after } from 'node:test';
+import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -6,7 +6,9 @@ import { ManualClock } from '../../src/core/clock.ts';
 import { generateKeyPair } from '../../src/core/crypto.ts';
 import type { AppError } from '../../src/core/errors.ts';
 import { PROOF_WINDOW_MS } from '../../src/transfer/grant-token.ts';
-import { MAX_ERROR_BODY, PieceClient } from '../../src/transfer/piece-client.ts';
+import { createHash, randomBytes } from 'node:crypto';
+import { MAX_ERROR_BODY, PieceClient, type FetchedPiece } from '../../src/transfer/piece-client.ts';
+import { RUN_HEADER } from '../../src/transfer/piece-ranges.ts';
 
 // #10.7: what a source answers cannot grow the receiver's memory, nor put its text into
 // our errors beyond a short excerpt; #11.1: proof timestamps come from the injected clock.
@@ -140,4 +142,53 @@ test('a stale-proof refusal without a believable source time is passed on, not r
     }
     assert.equal(requests, 1, JSON.stringify(details));
   }
+});
+
+const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+describe('runs of pieces (#19)', () => {
+  const parts = [randomBytes(1000), randomBytes(1000), randomBytes(600)];
+
+  test('without a run header, the length says how many pieces came (a proxy may drop the header)', async () => {
+    answer = (req, res) => {
+      assert.match(req.url!, /\?count=3$/);
+      res.writeHead(200, { 'content-length': 2000 }).end(Buffer.concat(parts.slice(0, 2)));
+    };
+    const c = client();
+    try {
+      const told: FetchedPiece[] = [];
+      assert.equal(await c.fetchRun(0, parts.map((p) => Buffer.alloc(p.length)), (_k, p) => told.push(p)), 2);
+      assert.deepEqual(told.map((p) => p.sha256), [sha(parts[0]), sha(parts[1])]);
+      assert.equal(told[0].served, undefined, 'no statement: the caller refuses to keep it');
+    } finally {
+      await c.close();
+    }
+  });
+
+  test('a source sending more than the run it announced is cut off with piece_oversized; one announcing more than asked, source_error', async () => {
+    answer = (_req, res) => res.writeHead(200, { [RUN_HEADER]: '1', 'content-length': 1500 }).end(randomBytes(1500));
+    const c = client();
+    try {
+      const told: number[] = [];
+      await assert.rejects(c.fetchRun(0, parts.map((p) => Buffer.alloc(p.length)), (k) => told.push(k)), (e: AppError) => e.code === 'piece_oversized');
+      assert.deepEqual(told, [0], 'the first piece was told before the excess arrived');
+      answer = (_req, res) => res.writeHead(200, { [RUN_HEADER]: '4', 'content-length': 10 }).end(randomBytes(10));
+      await assert.rejects(c.fetchRun(0, parts.map((p) => Buffer.alloc(p.length)), () => {}), (e: AppError) => e.code === 'source_error' && /4 pieces of the 3/.test(e.message));
+    } finally {
+      await c.close();
+    }
+  });
+
+  test('a run cut short: the piece in progress is told with the bytes it got, the ones after are not told', async () => {
+    answer = (_req, res) => res.writeHead(200, { [RUN_HEADER]: '3', 'content-length': 2600 }).end(Buffer.concat([parts[0], parts[1].subarray(0, 400)]));
+    const c = client();
+    try {
+      const told: [number, number][] = [];
+      // The connection ends before content-length: the client fails the request, after telling what it had.
+      await assert.rejects(c.fetchRun(0, parts.map((p) => Buffer.alloc(p.length)), (k, p) => told.push([k, p.bytes])));
+      assert.deepEqual(told, [[0, 1000]]);
+    } finally {
+      await c.close();
+    }
+  });
 });

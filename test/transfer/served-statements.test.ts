@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { generateKeyPair } from '../../src/core/crypto.ts';
-import { decodeRanges } from '../../src/transfer/piece-ranges.ts';
+import { decodeRanges, RUN_HEADER } from '../../src/transfer/piece-ranges.ts';
 import { attestServed, SERVED_HEADER, verifyServed } from '../../src/transfer/served-attestation.ts';
 import { startAgentLab, type AgentLab } from '../helpers/agents.ts';
 import { startTamperProxy, type TamperProxy } from '../helpers/tamper-proxy.ts';
@@ -38,9 +38,11 @@ describe('served statements are verified before a piece is kept (#10.5)', () => 
     let forgerUrl = '';
     proxy = await startTamperProxy(() => forgerUrl, (_p, body) => body, {
       headers: (p, headers, request) => {
-        const m = /^\/pieces\/[0-9a-f]{64}\/(\d+)$/.exec(p);
+        const m = /^\/pieces\/[0-9a-f]{64}\/(\d+)(\?count=\d+)?$/.exec(p);
         if (!m || !headers[SERVED_HEADER]) return headers;
-        return { ...headers, [SERVED_HEADER]: attestServed(stranger.privateKey, grantIdOf(String(request.authorization)), Number(m[1])) };
+        // One statement per piece of the run answered (#19 runs).
+        const pieces = Array.from({ length: Number(headers[RUN_HEADER] ?? 1) }, (_, k) => Number(m[1]) + k);
+        return { ...headers, [SERVED_HEADER]: pieces.map((i) => attestServed(stranger.privateKey, grantIdOf(String(request.authorization)), i)).join(',') };
       },
     });
     const seen = proxy.seen;
