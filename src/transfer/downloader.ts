@@ -210,6 +210,8 @@ interface PieceRequest {
 
 /** Pieces a request asks for at most by default (runs, #19; see DownloadOptions.runPieces). */
 export const RUN_PIECES = 4;
+/** A peer declaring an upload rate below this is asked piece by piece (see runFor). */
+export const RUN_MIN_RATE = 50_000_000;
 /** How often, at most, a peer that has nothing we need is asked what it has now (`/have`, #19). */
 export const HAVE_ASK_MS = 2000;
 /** Requests in flight to the origin when it serves us a slice of a swarm (see capOf). */
@@ -481,13 +483,14 @@ class DownloadRun {
       while (source.inFlight < cap && this.requests < limit) {
         needed ??= this.needed();
         // A new request waits until it has room for a whole run (runs stay long), unless fewer pieces are left.
+        const runMax = this.runFor(source);
         const room = Math.min(cap - source.inFlight, limit - this.requests);
-        if (room < Math.min(this.runPieces, cap, limit, needed.length)) break;
-        const i = this.sources.pick(source, needed, this.opts.order ?? 'rarest', this.runPieces > 1);
+        if (room < Math.min(runMax, cap, limit, needed.length)) break;
+        const i = this.sources.pick(source, needed, this.opts.order ?? 'rarest', runMax > 1);
         if (i < 0) break;
         const run = [i];
         // Then the pieces after it, as long as we need them and this source may serve them (#19 runs).
-        for (let j = i + 1; run.length < Math.min(room, this.runPieces) && j < this.total && !this.have.has(j) && !this.inFlight.has(j) && this.sources.mayServe(source, j); j++) run.push(j);
+        for (let j = i + 1; run.length < Math.min(room, runMax) && j < this.total && !this.have.has(j) && !this.inFlight.has(j) && this.sources.mayServe(source, j); j++) run.push(j);
         for (const j of run) needed.splice(needed.indexOf(j), 1);
         this.start(source, run);
         gave = true;
@@ -497,6 +500,17 @@ class DownloadRun {
       if (!gave && this.requests < limit && !source.isOrigin && !source.whole && source.inFlight === 0 && !source.asking && now - Math.max(source.askedAt, source.toldAt) >= HAVE_ASK_MS) this.ask(source, now);
     }
     if (this.opts.endGame !== false && (needed ?? this.needed()).length === 0) this.endGame(usable, limit, perPeer, now);
+  }
+
+  /**
+   * The longest run to ask `source` for. Runs save a request's cost, which matters at hundreds of
+   * MB/s; from a capped peer, or from the origin handing out a slice of a swarm, each piece should
+   * rather land as soon as it can (it is passed on only once whole), and a run at a slow peer would
+   * hold its last pieces for seconds.
+   */
+  private runFor(source: Source): number {
+    if (source.isOrigin) return source.whole ? this.runPieces : 1;
+    return source.upRate === null || source.upRate >= RUN_MIN_RATE ? this.runPieces : 1;
   }
 
   /**
