@@ -87,6 +87,9 @@ async function pool<T>(items: T[], n: number, fn: (item: T, i: number) => Promis
   }));
 }
 
+/** The node flags `npm start` runs the origin with (package.json), so that this measures what it runs. */
+const START_NODE_FLAGS: string[] = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')).scripts.start.split(' ').filter((a: string) => a.startsWith('--'));
+
 async function measure(engine: 'pglite' | 'postgres') {
   const work = mkdtempSync(path.join(os.tmpdir(), 'cascade-bench-memory-'));
   const dbName = `cascade_bench_memory_${process.pid}`;
@@ -103,7 +106,7 @@ async function measure(engine: 'pglite' | 'postgres') {
   }
   const probe = path.join(work, 'gc-probe.json');
   env = { ...env, GC_PROBE_FILE: probe };
-  const origin = await spawnOrigin({ dataDir: path.join(work, 'origin'), env, cli: BUILT_CLI, nodeArgs: ['--expose-gc', '--require', path.join(import.meta.dirname, '_gc-probe.cjs')] });
+  const origin = await spawnOrigin({ dataDir: path.join(work, 'origin'), env, cli: BUILT_CLI, nodeArgs: [...START_NODE_FLAGS, '--expose-gc', '--require', path.join(import.meta.dirname, '_gc-probe.cjs')] });
   const pid = origin.proc.pid!;
   try {
     const idle = await settledRss(pid);
