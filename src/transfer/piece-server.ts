@@ -169,7 +169,6 @@ export function pieceServerRoutes(opts: PieceServerOptions): FastifyPluginAsync 
   };
 }
 
-
 /** Piece buffers a piece server keeps for reuse while idle (#19: see buffer-pool.ts). */
 export const POOL_BYTES = 32 * 1024 * 1024;
 
@@ -179,9 +178,9 @@ export function poolCapacity(length: number): number {
 }
 
 /**
- * Chunk size under a rate cap: about an eighth of a second of the rate, within 1–64 KiB.
+ * Chunk size under a rate cap: about an eighth of a second of the rate, within 1–256 KiB.
  * Small enough that even a source capped at a few kB/s sends bytes well within any
- * receiver's stall time; 64 KiB keeps the per-chunk cost negligible at high rates.
+ * receiver's stall time; 256 KiB keeps the per-chunk cost negligible at high rates.
  */
 export function chunkBytes(bytesPerSecond: number): number {
   return Math.min(256 * 1024, Math.max(1024, Math.floor(bytesPerSecond / 8)));

@@ -44,8 +44,8 @@ export interface ReceiptBookOptions {
 
 /** Turns verified pieces into signed receipts and hands them to the origin. */
 export class ReceiptBook {
-  private readonly pending = new Map<string, DeliveredGroup>();
-  private readonly openedAt = new Map<string, number>();
+  /** Groups not yet made into receipts, with when each opened (the default rule's span). */
+  private readonly pending = new Map<string, DeliveredGroup & { openedAt: number }>();
   private sending: Promise<void> = Promise.resolve();
   /** Receipts the origin refused for good this run (shown to the user). */
   readonly refusals: { receiptId: string; code: string; message: string }[] = [];
@@ -61,15 +61,11 @@ export class ReceiptBook {
   /** Piece `index` was verified; `served` is the source's signed statement that it served it. */
   delivered(grant: string, source: string, index: number, served: string) {
     const key = `${grant}|${source}`;
-    if (!this.pending.has(key)) {
-      this.pending.set(key, { grant, source, pieces: new Map() });
-      this.openedAt.set(key, this.opts.clock.now());
-    }
+    if (!this.pending.has(key)) this.pending.set(key, { grant, source, pieces: new Map(), openedAt: this.opts.clock.now() });
     const group = this.pending.get(key)!;
     group.pieces.set(index, served);
-    if (receiptFull(group.pieces.size, this.opts.clock.now() - this.openedAt.get(key)!, this.opts.batch)) {
+    if (receiptFull(group.pieces.size, this.opts.clock.now() - group.openedAt, this.opts.batch)) {
       this.pending.delete(key);
-      this.openedAt.delete(key);
       this.make(group);
       void this.send({ final: false }); // best effort now; the end of the download waits for all
     }
@@ -78,7 +74,6 @@ export class ReceiptBook {
   /** Receipts for every journaled piece not yet covered (after a restart, or at the end). */
   async receiptUnreceipted() {
     this.pending.clear();
-    this.openedAt.clear();
     for (const group of this.journal.unreceipted()) this.make(group);
   }
 

@@ -3,10 +3,10 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { ManualClock } from '../../src/core/clock.ts';
-import { generateKeyPair } from '../../src/core/crypto.ts';
+import { generateKeyPair, sha256Hex } from '../../src/core/crypto.ts';
 import type { AppError } from '../../src/core/errors.ts';
 import { PROOF_WINDOW_MS } from '../../src/transfer/grant-token.ts';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { MAX_ERROR_BODY, PieceClient, type FetchedPiece } from '../../src/transfer/piece-client.ts';
 import { RUN_HEADER } from '../../src/transfer/piece-ranges.ts';
 
@@ -144,8 +144,6 @@ test('a stale-proof refusal without a believable source time is passed on, not r
   }
 });
 
-const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-
 describe('runs of pieces (#19)', () => {
   const parts = [randomBytes(1000), randomBytes(1000), randomBytes(600)];
 
@@ -158,7 +156,7 @@ describe('runs of pieces (#19)', () => {
     try {
       const told: FetchedPiece[] = [];
       assert.equal(await c.fetchRun(0, parts.map((p) => Buffer.alloc(p.length)), (_k, p) => told.push(p)), 2);
-      assert.deepEqual(told.map((p) => p.sha256), [sha(parts[0]), sha(parts[1])]);
+      assert.deepEqual(told.map((p) => p.sha256), [sha256Hex(parts[0]), sha256Hex(parts[1])]);
       assert.equal(told[0].served, undefined, 'no statement: the caller refuses to keep it');
     } finally {
       await c.close();

@@ -1,10 +1,11 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Pool } from 'undici';
+import { sha256Hex } from '../../src/core/crypto.ts';
 import { Api } from '../../src/core/http-client.ts';
 import { deviceSession } from '../../src/terminals/device.ts';
 import { BufferPool } from '../../src/transfer/buffer-pool.ts';
@@ -24,8 +25,6 @@ import { startTestOrigin, type TestOrigin } from '../helpers/origin.ts';
 
 const PIECE = 64 * 1024;
 const PIECES = 10;
-const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-
 describe('runs of pieces per request (#19)', () => {
   let origin: TestOrigin;
   let work: string;
@@ -113,7 +112,7 @@ describe('runs of pieces per request (#19)', () => {
       assert.equal(await client.fetchRun(6, intos, (k, p) => told.push([k, p])), 4);
       assert.deepEqual(told.map(([k]) => k), [0, 1, 2, 3]);
       told.forEach(([k, p]) => {
-        assert.equal(p.sha256, sha(piece(6 + k)));
+        assert.equal(p.sha256, sha256Hex(piece(6 + k)));
         assert.equal(p.bytes, piece(6 + k).length);
         assert.ok(intos[k].equals(piece(6 + k)));
         assert.ok(verifyServed(origin.keys.publicKeyB64, grant.id, 6 + k, p.served!));
