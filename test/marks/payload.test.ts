@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { test } from 'node:test';
 import { codewordBits, falseMatch, parseTicketMark, payloadData, readPayload, ticketMark, type PayloadSecrets } from '../../src/marks/payload.ts';
 
@@ -47,17 +47,22 @@ test('consecutive serials differ in about half of their bits, from the first on 
   }
 });
 
-test('200,000 random words are never read as a payload', () => {
+// Words from a fixed seed (SHA-256 of a counter): the figure below is a rate, and random words
+// would make the test fail now and then by design.
+function seededWords(seed: string, count: number, bytes: number): Buffer[] {
+  return Array.from({ length: count }, (_, i) => createHash('sha256').update(`${seed}:${i}`).digest().subarray(0, bytes));
+}
+const asSoft = (r: Buffer) => Float64Array.from({ length: r.length * 8 }, (_, k) => ((r[k >> 3] >> (k & 7)) & 1 ? 1 : -1));
+
+test('100,000 random words are never read as a long payload; the short code lets through no more than its rate', () => {
   const s = secrets();
-  let accepted = 0;
-  for (let i = 0; i < 100_000; i++) {
-    for (const kind of ['long', 'short'] as const) {
-      const r = randomBytes(kind === 'long' ? 16 : 8);
-      const w = Float64Array.from({ length: r.length * 8 }, (_, k) => ((r[k >> 3] >> (k & 7)) & 1 ? 1 : -1));
-      if (readPayload(kind, s, w)) accepted++;
-    }
-  }
-  assert.equal(accepted, 0);
+  const long = seededWords('long', 100_000, 16).filter((r) => readPayload('long', s, asSoft(r))).length;
+  assert.equal(long, 0);
+  // A random 64-bit word decodes (one byte corrected) with chance about 2^48 · (1 + 8·255) / 2^64
+  // ≈ 3.1 % (3.5 % measured with this decoder), then passes the 16-bit check with 2^-16: some 5e-7
+  // per word (4 in 2,000,000 measured), well under one in 100,000.
+  const short = seededWords('short', 100_000, 8).filter((r) => readPayload('short', s, asSoft(r))).length;
+  assert.ok(short <= 1, `${short} of 100,000 random words read as a short payload`);
 });
 
 test('the ticket carries both codes’ data bytes; a serial past 32 bits is refused', () => {
