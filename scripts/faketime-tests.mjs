@@ -16,6 +16,7 @@ import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, r
 import os from 'node:os';
 import path from 'node:path';
 import { summaryLines, totals } from './test-summary.mjs';
+import { ensureCliBuilt } from './cli-build.mjs';
 
 export const INSTANTS = [
   { at: '2027-01-04T02:00:00Z', tz: 'UTC', why: 'a Monday 02:00 UTC: Berlin-night windows are open in real time' },
@@ -97,6 +98,11 @@ async function main() {
   mkdirSync(logs, { recursive: true });
   // One migrated PGlite template for every job (test/helpers/db.ts): it holds no time.
   const templateDir = mkdtempSync(path.join(os.tmpdir(), 'cascade-test-template-'));
+  // The jobs' child processes run dist/ (scripts/cli-build.mjs): compiled here once, not by each job.
+  if (process.env.CASCADE_TEST_CLI !== 'src') {
+    ensureCliBuilt();
+    process.env.CASCADE_TEST_CLI = 'built';
+  }
   const parallel = Math.max(1, Number(process.env.FAKETIME_JOBS ?? 2));
   const runs = instants.map(({ at, tz, why }) => {
     const env = environment(lib, at, tz);

@@ -8,6 +8,7 @@ import os from 'node:os';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { ensureWebBuilt } from './web-build.mjs';
+import { ensureCliBuilt } from './cli-build.mjs';
 
 function find(dir) {
   return readdirSync(dir).flatMap((name) => {
@@ -18,6 +19,12 @@ function find(dir) {
 
 // The browser tests (test/web) drive the built app: build it first if web/ changed.
 ensureWebBuilt();
+// The tests' child processes (origins, agents, CLI commands) run dist/, compiled first if src/ changed
+// (scripts/cli-build.mjs); CASCADE_TEST_CLI=src runs them through tsx instead.
+if (process.env.CASCADE_TEST_CLI !== 'src') {
+  ensureCliBuilt();
+  process.env.CASCADE_TEST_CLI = 'built';
+}
 
 const only = process.argv.slice(2);
 const files = only.length ? only : find('test').sort();

@@ -8,7 +8,7 @@ import path from 'node:path';
 const root = path.resolve(import.meta.dirname, '..');
 const built = path.join(root, 'dist', 'webapp', 'index.html');
 
-function newest(p) {
+export function newest(p) {
   const s = statSync(p);
   if (!s.isDirectory()) return s.mtimeMs;
   return Math.max(s.mtimeMs, ...readdirSync(p).map((n) => newest(path.join(p, n))));

@@ -7,10 +7,15 @@ import { createInterface } from 'node:readline';
 // Real processes on loopback, for end-to-end tests and benchmarks.
 
 export const ROOT = path.resolve(import.meta.dirname, '..', '..');
-/** The CLI from the TypeScript source (through tsx): tests run the code as it is, not a dist/ built earlier. */
-export const CLI = path.join(ROOT, 'scripts', 'cascade-src.mjs');
 /** The compiled CLI users run (`npx cascade`; dist/ is built by `npm install`): see test/cli/built.test.ts. */
 export const BUILT_CLI = path.join(ROOT, 'bin', 'cascade.js');
+/**
+ * The CLI the tests' child processes run: the code as it is in the tree. `npm test`
+ * (scripts/run-tests.mjs) compiles src/ to dist/ first when src/ changed, and says so with
+ * CASCADE_TEST_CLI=built: then the compiled CLI (a second of CPU less per command, three per
+ * origin). Otherwise — a test file run on its own — src/ through tsx.
+ */
+export const CLI = process.env.CASCADE_TEST_CLI === 'built' ? BUILT_CLI : path.join(ROOT, 'scripts', 'cascade-src.mjs');
 
 export interface OriginProcess {
   url: string;
@@ -31,7 +36,7 @@ export interface OriginProcess {
  * Starts `cascade serve` as a child process on a free port and waits until it listens.
  * `nodeArgs` go to node before the CLI (after ORIGIN_NODE_ARGS), e.g. `--import <hook>`.
  */
-export async function spawnOrigin(opts: { dataDir?: string; env?: Record<string, string>; nodeArgs?: string[]; /** the CLI to run (default: src/ through tsx) */ cli?: string } = {}): Promise<OriginProcess> {
+export async function spawnOrigin(opts: { dataDir?: string; env?: Record<string, string>; nodeArgs?: string[]; /** the CLI to run (default: CLI) */ cli?: string } = {}): Promise<OriginProcess> {
   const dataDir = opts.dataDir ?? mkdtempSync(path.join(os.tmpdir(), 'cascade-origin-'));
   // Embedded PGlite unless the caller names a database: test processes must not share one.
   // Ample sign-up credit unless a test says otherwise (see startTestOrigin).
