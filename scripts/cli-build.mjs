@@ -15,9 +15,10 @@ export function cliBuildIsStale() {
   return !existsSync(stamp) || !existsSync(path.join(root, 'dist', 'cli', 'main.js')) || newest(path.join(root, 'src')) > statSync(stamp).mtimeMs;
 }
 
-export function ensureCliBuilt() {
-  if (!cliBuildIsStale()) return;
-  console.error('compiling src/ to dist/ (src/ changed since it was built)…');
+/** Compiles src/ to dist/ when stale, or always (`npm run build`: `node scripts/cli-build.mjs --always`). */
+export function ensureCliBuilt({ always = false } = {}) {
+  if (!always && !cliBuildIsStale()) return;
+  if (!always) console.error('compiling src/ to dist/ (src/ changed since it was built)…');
   const started = Date.now();
   const res = spawnSync(process.execPath, [path.join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', path.join(root, 'tsconfig.build.json')], { cwd: root, stdio: 'inherit' });
   if (res.status !== 0) throw new Error('src/ did not compile (tsc -p tsconfig.build.json failed above)');
@@ -26,4 +27,4 @@ export function ensureCliBuilt() {
   utimesSync(stamp, started / 1000, started / 1000);
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) ensureCliBuilt();
+if (import.meta.url === `file://${process.argv[1]}`) ensureCliBuilt({ always: process.argv.includes('--always') });

@@ -1,5 +1,6 @@
 // Runs every test/**/*.test.ts with node's test runner through tsx.
-// Two files at a time: the machines have two cores.
+// Three files at a time on the two-core machines: the files wait on the processes they start and
+// on timers as much as they compute — at two, CI kept 1.6 of the 2 cores busy (TEST_CONCURRENCY).
 // The PGlite test databases are copies of one migrated template made once per run (test/helpers/db.ts):
 // a new directory for it each run, unless the caller (scripts/faketime-tests.mjs) gives one.
 // TEST_SUMMARY=<file>: also write counts by engine, file and fuzz test there (scripts/test-summary.mjs; CI prints them).
@@ -36,7 +37,7 @@ const reporters = process.env.TEST_SUMMARY
     ]
   : [];
 const templateDir = process.env.CASCADE_TEST_TEMPLATE_DIR ? null : mkdtempSync(path.join(os.tmpdir(), 'cascade-test-template-'));
-const res = spawnSync(process.execPath, ['--import', 'tsx', '--test', `--test-concurrency=${process.env.TEST_CONCURRENCY ?? 2}`, ...reporters, ...files], {
+const res = spawnSync(process.execPath, ['--import', 'tsx', '--test', `--test-concurrency=${process.env.TEST_CONCURRENCY ?? 3}`, ...reporters, ...files], {
   stdio: 'inherit',
   env: templateDir ? { ...process.env, CASCADE_TEST_TEMPLATE_DIR: templateDir } : process.env,
 });

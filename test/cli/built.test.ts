@@ -6,7 +6,7 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { BUILT_CLI, CLI, ROOT } from '../helpers/processes.ts';
+import { BUILT_CLI, ROOT, SRC_CLI } from '../helpers/processes.ts';
 
 // #12 point 1: users run the compiled CLI (dist/, built by `npm install` through `prepare`),
 // and a command loads only what its own action needs.
@@ -68,7 +68,7 @@ test('`cascade --help` loads no server, database or downloader package', async (
         return r;
       }`;
     const register = `import { register } from 'node:module'; register(${JSON.stringify('data:text/javascript,' + encodeURIComponent(hooks))});`;
-    const r = await node(['--import', 'data:text/javascript,' + encodeURIComponent(register), CLI, '--help'], { ...process.env, LOADED_LOG: log });
+    const r = await node(['--import', 'data:text/javascript,' + encodeURIComponent(register), SRC_CLI, '--help'], { ...process.env, LOADED_LOG: log });
     assert.equal(r.code, 0, r.stderr);
     const loaded = readFileSync(log, 'utf8').split('\n');
     assert.ok(loaded.some((u) => u.endsWith('/src/cli/main.ts')), 'the hook saw the CLI load');

@@ -14,7 +14,7 @@ import { Ledger } from '../../src/ledger/ledger.ts';
 import { deviceSession, type DeviceSession } from '../../src/terminals/device.ts';
 import { PieceClient } from '../../src/transfer/piece-client.ts';
 import { makeReceipt, type SignedReceipt } from '../../src/transfer/receipt.ts';
-import { ROOT, spawnOrigin, type OriginProcess } from '../helpers/processes.ts';
+import { ROOT, spawnOrigin, SRC_CLI, type OriginProcess } from '../helpers/processes.ts';
 
 // #4 point 8, crash test: a real origin process is killed with SIGKILL in the middle of
 // a settlement batch (inside the transaction that stores receipts and writes their
@@ -353,7 +353,8 @@ async function run(
   })();
 
   // --- An origin with the pause hook, a priced content, four funded receivers. -------------
-  let origin = await spawnOrigin({ dataDir, env, nodeArgs: ['--import', crashHook(PAUSE_AT, HOLD_AT)] });
+  // The hook patches modules of src/: this origin runs src/ through tsx, not the compiled CLI.
+  let origin = await spawnOrigin({ dataDir, env, nodeArgs: ['--import', crashHook(PAUSE_AT, HOLD_AT)], cli: SRC_CLI });
   setOrigin(origin);
   const op = new Api(origin.url, (await new Api(origin.url).post('/auth/login', origin.operator)).token);
   const account = async (username: string, roles: string[]) => {

@@ -7,6 +7,8 @@ import { createInterface } from 'node:readline';
 // Real processes on loopback, for end-to-end tests and benchmarks.
 
 export const ROOT = path.resolve(import.meta.dirname, '..', '..');
+/** The CLI from src/ through tsx, always: for tests that hook modules of src/ (settle-crash) or check what the source loads. */
+export const SRC_CLI = path.join(ROOT, 'scripts', 'cascade-src.mjs');
 /** The compiled CLI users run (`npx cascade`; dist/ is built by `npm install`): see test/cli/built.test.ts. */
 export const BUILT_CLI = path.join(ROOT, 'bin', 'cascade.js');
 /**
@@ -15,7 +17,7 @@ export const BUILT_CLI = path.join(ROOT, 'bin', 'cascade.js');
  * CASCADE_TEST_CLI=built: then the compiled CLI (a second of CPU less per command, three per
  * origin). Otherwise — a test file run on its own — src/ through tsx.
  */
-export const CLI = process.env.CASCADE_TEST_CLI === 'built' ? BUILT_CLI : path.join(ROOT, 'scripts', 'cascade-src.mjs');
+export const CLI = process.env.CASCADE_TEST_CLI === 'built' ? BUILT_CLI : SRC_CLI;
 
 export interface OriginProcess {
   url: string;
