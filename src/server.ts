@@ -104,7 +104,7 @@ export async function startOrigin(opts: OriginOptions): Promise<Origin> {
   const peers = new AddressPolicy({ mode: config.peerAddresses, resolve: opts.resolveHost });
   const base = { db: db.db, clock, config, keys, logger, bus, peers };
 
-  const accounts = accountsDomain({ ...base, dataDir: config.dataDir });
+  const accounts = accountsDomain({ ...base, dataDir: config.dataDir, scryptN: config.passwordScryptN });
   const app = createHttpApp({ logger, resolveToken: accounts.accounts.resolveToken, title: 'Cascade origin' });
   const content = contentDomain({ ...base, accounts: accounts.accounts });
   const proveHolding = holdingsSpotCheck({ ...base, content: content.content });

@@ -11,8 +11,8 @@ export { AccountService, type Contact, type PublicUser } from './service.ts';
 export { findUser, rolesOf } from './queries.ts';
 export { OWNED_TABLES, ROLES, type Role } from './tables.ts';
 
-export function accountsDomain(deps: { db: Db; clock: Clock; dataDir: string; logger: Logger }) {
-  const accounts = new AccountService(deps.db, deps.clock);
+export function accountsDomain(deps: { db: Db; clock: Clock; dataDir: string; logger: Logger; scryptN: number }) {
+  const accounts = new AccountService(deps.db, deps.clock, deps.scryptN);
   return {
     accounts,
     plugin: accountRoutes(accounts),

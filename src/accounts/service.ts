@@ -7,7 +7,7 @@ import type { Principal } from '../core/http.ts';
 import { newId, newSecret } from '../core/ids.ts';
 import type { Db } from '../db/connection.ts';
 import { MAX_EMAIL_LENGTH, normalizeEmail } from '../core/email-address.ts';
-import { hashPassword, verifyPassword } from './passwords.ts';
+import { DEFAULT_SCRYPT_N, hashPassword, verifyPassword } from './passwords.ts';
 import { ROLES, type Role } from './tables.ts';
 
 export interface PublicUser {
@@ -37,7 +37,14 @@ export class AccountService {
   constructor(
     private readonly db: Db,
     private readonly clock: Clock,
+    /** scrypt's cost for new hashes (PASSWORD_SCRYPT_N; passwords.ts). */
+    private readonly scryptN = DEFAULT_SCRYPT_N,
   ) {}
+
+  /** A password hash at this origin's cost (other domains' secrets too: program passwords, S3.11). */
+  hashPassword(password: string): Promise<string> {
+    return hashPassword(password, this.scryptN);
+  }
 
   async createUser(username: string, password: string, roles: Role[]): Promise<PublicUser> {
     if (!USERNAME.test(username)) {
@@ -50,7 +57,7 @@ export class AccountService {
     const user = {
       id: newId('usr'),
       username,
-      password_hash: await hashPassword(password),
+      password_hash: await this.hashPassword(password),
       roles: [...new Set(roles)],
       created_at: new Date(this.clock.now()),
     };
@@ -93,7 +100,7 @@ export class AccountService {
    */
   async setPassword(userId: string, password: string, keepToken?: string): Promise<{ signedOut: number }> {
     checkStrength(password);
-    const hash = await hashPassword(password);
+    const hash = await this.hashPassword(password);
     return this.db.transaction().execute(async (trx) => {
       const updated = await trx.updateTable('users').set({ password_hash: hash }).where('id', '=', userId).executeTakeFirst();
       if (!updated.numUpdatedRows) throw notFound('unknown_user', `No user ${userId}.`);
@@ -144,7 +151,7 @@ export class AccountService {
   async login(username: string, password: string, label = 'login'): Promise<{ token: string; user: PublicUser }> {
     const row = await this.db.selectFrom('users').selectAll().where('username', '=', username).executeTakeFirst();
     // Hash even for unknown users so the reply time does not reveal which names exist.
-    const ok = row ? await verifyPassword(password, row.password_hash) : (await hashPassword(password), false);
+    const ok = row ? await verifyPassword(password, row.password_hash) : (await this.hashPassword(password), false);
     if (!row || !ok) throw unauthorized('bad_credentials', 'Wrong username or password.');
     const token = await this.issueToken(row.id, null, label, null);
     return { token, user: toPublic(row) };

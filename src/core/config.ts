@@ -36,6 +36,8 @@ export interface Config {
   tariff: Tariff;
   /** Minor units credited once to a new wallet as a promotion; 0 = none. */
   signupCredit: number;
+  /** scrypt's N for new password hashes (a power of two; src/accounts/passwords.ts). */
+  passwordScryptN: number;
   /** How often the origin settles stored receipts, ms. */
   settleIntervalMs: number;
   /** How long a reservation (hold) made before a download lasts, ms. */
@@ -90,6 +92,13 @@ function intFrom(env: NodeJS.ProcessEnv, name: string, fallback: number, min: nu
   if (!Number.isSafeInteger(n) || n < min || (max !== undefined && n > max)) {
     throw badRequest('bad_config', `${name} must be an integer ${max === undefined ? `>= ${min}` : `from ${min} to ${max}`}, got "${raw}"`);
   }
+  return n;
+}
+
+/** An integer power of two within [min, max] (scrypt's N must be one). */
+function powerOfTwoFrom(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
+  const n = intFrom(env, name, fallback, min, max);
+  if ((n & (n - 1)) !== 0) throw badRequest('bad_config', `${name} must be a power of two from ${min} to ${max}, got "${env[name]}"`);
   return n;
 }
 
@@ -203,6 +212,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     holdingsSpotCheck: env.HOLDINGS_SPOT_CHECK !== '0',
     tariff: tariffFrom(env),
     signupCredit: intFrom(env, 'SIGNUP_CREDIT', 0, 0),
+    passwordScryptN: powerOfTwoFrom(env, 'PASSWORD_SCRYPT_N', 32_768, 1024, 1_048_576),
     settleIntervalMs: intFrom(env, 'SETTLE_INTERVAL_MS', 1000, 10),
     holdTimeoutMs: intFrom(env, 'HOLD_TIMEOUT_MS', 3_600_000, 1000),
     refetchPolicy: refetchFrom(env),

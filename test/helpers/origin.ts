@@ -42,6 +42,9 @@ export interface TestOrigin extends Origin {
 let userCounter = 0;
 
 /** An origin on a random loopback port, with a temporary data directory and a manual clock. */
+/** Test origins hash passwords at scrypt N = 2^10, not 2^15: hashing was a sixth of CI's CPU (test/accounts tests the default). */
+export const TEST_SCRYPT_N = 1024;
+
 export async function startTestOrigin(
   opts: { engine?: TestEngine; config?: Partial<Config>; /** the clock's start, ms (default: now) */ now?: number; resolveHost?: OriginOptions['resolveHost'] } = {},
 ): Promise<TestOrigin> {
@@ -53,7 +56,7 @@ export async function startTestOrigin(
   // content; ledger tests set signupCredit: 0 and pay their own way.
   // Agents in tests serve on loopback, which the default PEER_ADDRESSES (private) refuses: tests
   // that check the address policy itself set `peerAddresses` explicitly.
-  const config = { ...loadConfig({}), port: 0, rtmpPort: 0, dataDir, logLevel: 'silent', signupCredit: 1_000_000_000, peerAddresses: 'any' as const, ...opts.config };
+  const config = { ...loadConfig({}), port: 0, rtmpPort: 0, dataDir, logLevel: 'silent', signupCredit: 1_000_000_000, peerAddresses: 'any' as const, passwordScryptN: TEST_SCRYPT_N, ...opts.config };
   const logger = pino({ level: process.env.TEST_LOG_LEVEL ?? 'silent' });
   const origin = await startOrigin({ config, clock, db, logger, resolveHost: opts.resolveHost });
   let live: Origin | null = origin;

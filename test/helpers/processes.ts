@@ -43,7 +43,7 @@ export async function spawnOrigin(opts: { dataDir?: string; env?: Record<string,
   // Embedded PGlite unless the caller names a database: test processes must not share one.
   // Ample sign-up credit unless a test says otherwise (see startTestOrigin).
   // Agents in tests and benchmarks serve on loopback, which the default PEER_ADDRESSES (private) refuses.
-  const env: NodeJS.ProcessEnv = { ...process.env, PORT: '0', RTMP_PORT: '0', DATA_DIR: dataDir, LOG_LEVEL: 'info', DATABASE_URL: '', SIGNUP_CREDIT: '1000000000', PEER_ADDRESSES: 'any', ...opts.env };
+  const env: NodeJS.ProcessEnv = { ...process.env, PORT: '0', RTMP_PORT: '0', DATA_DIR: dataDir, LOG_LEVEL: 'info', DATABASE_URL: '', SIGNUP_CREDIT: '1000000000', PEER_ADDRESSES: 'any', PASSWORD_SCRYPT_N: '1024', ...opts.env };
   // ORIGIN_NODE_ARGS lets a benchmark profile the origin, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
   const nodeArgs = process.env.ORIGIN_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
   const proc = spawn(process.execPath, [...nodeArgs, ...(opts.nodeArgs ?? []), opts.cli ?? CLI, 'serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
