@@ -2,7 +2,8 @@ import { randomBytes, scrypt as scryptCb, timingSafeEqual, type ScryptOptions } 
 
 // Passwords are hashed with scrypt, node's memory-hard function (32 MiB per hash at
 // N=2^15, r=8). Parameters are stored with the hash so they can be raised later; the cost
-// is PASSWORD_SCRYPT_N (the tests' origins run at 2^10: hashing was a sixth of CI's CPU).
+// is PASSWORD_SCRYPT_N (the tests' origins run at 2^10: test files that make many accounts ran
+// a third to two fifths faster).
 
 export const DEFAULT_SCRYPT_N = 2 ** 15;
 const r = 8;

@@ -42,7 +42,7 @@ export interface TestOrigin extends Origin {
 let userCounter = 0;
 
 /** An origin on a random loopback port, with a temporary data directory and a manual clock. */
-/** Test origins hash passwords at scrypt N = 2^10, not 2^15: hashing was a sixth of CI's CPU (test/accounts tests the default). */
+/** Test origins hash passwords at scrypt N = 2^10, not 2^15 (test files that make many accounts ran a third faster; test/accounts tests the default). */
 export const TEST_SCRYPT_N = 1024;
 
 export async function startTestOrigin(
