@@ -27,4 +27,14 @@ export function ensureCliBuilt({ always = false } = {}) {
   utimesSync(stamp, started / 1000, started / 1000);
 }
 
+/**
+ * For a test run: unless CASCADE_TEST_CLI=src, compiles src/ if stale and sets
+ * CASCADE_TEST_CLI=built, which the test processes (and theirs) inherit (test/helpers/processes.ts CLI).
+ */
+export function useBuiltCliForTests() {
+  if (process.env.CASCADE_TEST_CLI === 'src') return;
+  ensureCliBuilt();
+  process.env.CASCADE_TEST_CLI = 'built';
+}
+
 if (import.meta.url === `file://${process.argv[1]}`) ensureCliBuilt({ always: process.argv.includes('--always') });

@@ -16,7 +16,7 @@ import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, r
 import os from 'node:os';
 import path from 'node:path';
 import { summaryLines, totals } from './test-summary.mjs';
-import { ensureCliBuilt } from './cli-build.mjs';
+import { useBuiltCliForTests } from './cli-build.mjs';
 
 // `quick`: only the files of a second or two (QUICK_FILES) at that instant — the rules of dates
 // and zones; every file at the first three, where a leak of the machine's time shows first
@@ -105,10 +105,7 @@ async function main() {
   // One migrated PGlite template for every job (test/helpers/db.ts): it holds no time.
   const templateDir = mkdtempSync(path.join(os.tmpdir(), 'cascade-test-template-'));
   // The jobs' child processes run dist/ (scripts/cli-build.mjs): compiled here once, not by each job.
-  if (process.env.CASCADE_TEST_CLI !== 'src') {
-    ensureCliBuilt();
-    process.env.CASCADE_TEST_CLI = 'built';
-  }
+  useBuiltCliForTests();
   const parallel = Math.max(1, Number(process.env.FAKETIME_JOBS ?? 2));
   const runs = instants.map(({ at, tz, why, quick }) => {
     const env = environment(lib, at, tz);

@@ -9,7 +9,7 @@ import os from 'node:os';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { ensureWebBuilt } from './web-build.mjs';
-import { ensureCliBuilt } from './cli-build.mjs';
+import { useBuiltCliForTests } from './cli-build.mjs';
 
 function find(dir) {
   return readdirSync(dir).flatMap((name) => {
@@ -22,10 +22,7 @@ function find(dir) {
 ensureWebBuilt();
 // The tests' child processes (origins, agents, CLI commands) run dist/, compiled first if src/ changed
 // (scripts/cli-build.mjs); CASCADE_TEST_CLI=src runs them through tsx instead.
-if (process.env.CASCADE_TEST_CLI !== 'src') {
-  ensureCliBuilt();
-  process.env.CASCADE_TEST_CLI = 'built';
-}
+useBuiltCliForTests();
 
 const only = process.argv.slice(2);
 const files = only.length ? only : find('test').sort();

@@ -41,7 +41,7 @@ export class AccountService {
     private readonly scryptN = DEFAULT_SCRYPT_N,
   ) {}
 
-  /** A password hash at this origin's cost (other domains' secrets too: program passwords, S3.11). */
+  /** A password hash at this origin's cost (PASSWORD_SCRYPT_N). */
   hashPassword(password: string): Promise<string> {
     return hashPassword(password, this.scryptN);
   }

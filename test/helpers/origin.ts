@@ -10,6 +10,7 @@ import { startOrigin, type Origin, type OriginOptions } from '../../src/server.t
 import { walletAccount } from '../../src/ledger/accounts.ts';
 import { PLATFORM_PROMOTIONS } from '../../src/ledger/wallets.ts';
 import type { TestEngine } from './db.ts';
+import { TEST_SCRYPT_N } from './processes.ts';
 import { testEngines } from './db.ts';
 
 export interface TestOrigin extends Origin {
@@ -42,9 +43,6 @@ export interface TestOrigin extends Origin {
 let userCounter = 0;
 
 /** An origin on a random loopback port, with a temporary data directory and a manual clock. */
-/** Test origins hash passwords at scrypt N = 2^10, not 2^15 (test files that make many accounts ran a third faster; test/accounts tests the default). */
-export const TEST_SCRYPT_N = 1024;
-
 export async function startTestOrigin(
   opts: { engine?: TestEngine; config?: Partial<Config>; /** the clock's start, ms (default: now) */ now?: number; resolveHost?: OriginOptions['resolveHost'] } = {},
 ): Promise<TestOrigin> {

@@ -18,6 +18,8 @@ export const BUILT_CLI = path.join(ROOT, 'bin', 'cascade.js');
  * origin). Otherwise — a test file run on its own — src/ through tsx.
  */
 export const CLI = process.env.CASCADE_TEST_CLI === 'built' ? BUILT_CLI : SRC_CLI;
+/** Origins tests start hash passwords at scrypt N = 2^10, not 2^15 (test files that make many accounts ran a third faster; test/accounts tests the default). */
+export const TEST_SCRYPT_N = 1024;
 
 export interface OriginProcess {
   url: string;
@@ -43,7 +45,7 @@ export async function spawnOrigin(opts: { dataDir?: string; env?: Record<string,
   // Embedded PGlite unless the caller names a database: test processes must not share one.
   // Ample sign-up credit unless a test says otherwise (see startTestOrigin).
   // Agents in tests and benchmarks serve on loopback, which the default PEER_ADDRESSES (private) refuses.
-  const env: NodeJS.ProcessEnv = { ...process.env, PORT: '0', RTMP_PORT: '0', DATA_DIR: dataDir, LOG_LEVEL: 'info', DATABASE_URL: '', SIGNUP_CREDIT: '1000000000', PEER_ADDRESSES: 'any', PASSWORD_SCRYPT_N: '1024', ...opts.env };
+  const env: NodeJS.ProcessEnv = { ...process.env, PORT: '0', RTMP_PORT: '0', DATA_DIR: dataDir, LOG_LEVEL: 'info', DATABASE_URL: '', SIGNUP_CREDIT: '1000000000', PEER_ADDRESSES: 'any', PASSWORD_SCRYPT_N: String(TEST_SCRYPT_N), ...opts.env };
   // ORIGIN_NODE_ARGS lets a benchmark profile the origin, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof".
   const nodeArgs = process.env.ORIGIN_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
   const proc = spawn(process.execPath, [...nodeArgs, ...(opts.nodeArgs ?? []), opts.cli ?? CLI, 'serve'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
