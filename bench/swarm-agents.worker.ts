@@ -14,13 +14,22 @@ parentPort!.on('message', async (msg) => {
     // Pieces held by these agents, every half second: the distribution's progress over time.
     const held: number[] = [];
     const sampler = setInterval(() => held.push(agents.reduce((n, a) => n + (a.store.get(contentId)?.have.size ?? 0), 0)), 500);
-    const results = await Promise.all(agents.map(async (a) => ({ result: await a.fetch(contentId), at: Date.now() })));
+    // Two moments per agent: its copy is whole (every piece verified, the file synced) and its
+    // fetch returned (last receipts handed in, transfer closed, holding reported, ledger reconciled).
+    const results = await Promise.all(
+      agents.map(async (a) => {
+        let whole = 0;
+        const result = await a.fetch(contentId, { onComplete: () => (whole = Date.now()) });
+        return { result, whole, at: Date.now() };
+      }),
+    );
     const cpu = process.cpuUsage(cpu0);
     clearInterval(sampler);
     parentPort!.postMessage({
       type: 'done',
       held,
-      times: results.map((r) => r.at),
+      times: results.map((r) => r.whole),
+      settled: results.map((r) => r.at),
       duplicates: results.reduce((n, r) => n + r.result.duplicates, 0),
       misses: results.reduce((m, r) => ({ busy: m.busy + r.result.misses.busy, unavailable: m.unavailable + r.result.misses.unavailable, asks: m.asks + r.result.misses.asks }), { busy: 0, unavailable: 0, asks: 0 }),
       cpuSeconds: (cpu.user + cpu.system) / 1e6,

@@ -6,7 +6,7 @@
 // holds a verified copy. Compared in the same run with (a) the fluid-model lower bound
 // of Kumar & Ross (2006), T_min = max(F/u_s, F/d_min, N·F/(u_s + Σu_i)) — downloads are
 // uncapped here, so F/d_min = 0 — and (b) the same distribution from the origin alone.
-// Last line: {"bench":"swarm","peers":N,"file_bytes":F,"seconds":…,"bound_seconds":…,
+// Last line: {"bench":"swarm","peers":N,"file_bytes":F,"seconds":…,"settled_seconds":…,"bound_seconds":…,
 //   "ratio_to_bound":…,"origin_only_seconds":…,"speedup_vs_origin_only":…,"origin_bytes_over_file":…}
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -72,7 +72,7 @@ async function originRoutes(origin: OriginProcess): Promise<Map<string, { n: num
  * One distribution: N fresh agents (in `workers` threads) fetch the content at once;
  * returns seconds until the last one holds a verified copy.
  */
-async function distribute(label: string, maxPeers: number): Promise<{ seconds: number; originBytes: number; median: number; duplicates: number }> {
+async function distribute(label: string, maxPeers: number): Promise<{ seconds: number; settled: number; originBytes: number; median: number; duplicates: number }> {
   const origin = await spawnOrigin({ dataDir: path.join(work, `${label}-origin`), env: { ORIGIN_UP_RATE: String(us), HEARTBEAT_FLUSH_MS: '1000' } });
   const workers: Worker[] = [];
   try {
@@ -111,12 +111,14 @@ async function distribute(label: string, maxPeers: number): Promise<{ seconds: n
     const started = Date.now();
     const windowStart = process.hrtime.bigint() / 1000n;
     const originCpu0 = procCpuSeconds(origin.proc.pid!);
-    const results = workers.map((w) => once(w, 'message').then(([m]) => m as { held: number[]; times: number[]; cpuSeconds: number; duplicates: number; misses: { busy: number; unavailable: number; asks: number } }));
+    const results = workers.map((w) => once(w, 'message').then(([m]) => m as { held: number[]; times: number[]; settled: number[]; cpuSeconds: number; duplicates: number; misses: { busy: number; unavailable: number; asks: number } }));
     for (const w of workers) w.postMessage({ type: 'go' });
     const done = await Promise.all(results);
     // For cutting CPU profiles to the distribution (bench/_cpuprofile.ts --window).
     log(`${label}: window ${windowStart}-${process.hrtime.bigint() / 1000n}`);
+    // Until the last agent holds a whole verified copy; and until its fetch also settled with the origin.
     const seconds = (Math.max(...done.flatMap((d) => d.times)) - started) / 1000;
+    const settled = (Math.max(...done.flatMap((d) => d.settled)) - started) / 1000;
     const firstDone = (Math.min(...done.flatMap((d) => d.times)) - started) / 1000;
     const finish = done.flatMap((d) => d.times.map((t) => (t - started) / 1000)).sort((a, b) => a - b);
     const median = finish.length % 2 ? finish[(finish.length - 1) / 2] : (finish[finish.length / 2 - 1] + finish[finish.length / 2]) / 2;
@@ -130,7 +132,7 @@ async function distribute(label: string, maxPeers: number): Promise<{ seconds: n
     const originCpu = procCpuSeconds(origin.proc.pid!) - originCpu0;
     const cpu = done[0].cpuSeconds; // process-wide: the workers share one process
     log(
-      `${label}: first agent done after ${firstDone.toFixed(2)} s, last after ${seconds.toFixed(2)} s; origin served ${(originBytes / F).toFixed(2)}× the file; ` +
+      `${label}: first agent done after ${firstDone.toFixed(2)} s, last after ${seconds.toFixed(2)} s (fetches settled after ${settled.toFixed(2)} s); origin served ${(originBytes / F).toFixed(2)}× the file; ` +
         `CPU: agents ${((cpu / seconds) * 100).toFixed(0)}%, origin ${((originCpu / seconds) * 100).toFixed(0)}%`,
     );
     // Pieces verified per half second over all agents: the ramp, the plateau and the tail.
@@ -138,7 +140,7 @@ async function distribute(label: string, maxPeers: number): Promise<{ seconds: n
     log(`${label}: pieces held every 0.5 s: ${held.join(' ')}`);
     const misses = done.reduce((m, d) => ({ busy: m.busy + d.misses.busy, unavailable: m.unavailable + d.misses.unavailable, asks: m.asks + d.misses.asks }), { busy: 0, unavailable: 0, asks: 0 });
     log(`${label}: median agent done after ${median.toFixed(2)} s; end-game duplicates ${duplicates}; round trips without a piece: ${misses.busy} busy (503), ${misses.unavailable} lacking (404), ${misses.asks} /have asks`);
-    return { seconds, originBytes, median, duplicates };
+    return { seconds, settled, originBytes, median, duplicates };
   } finally {
     for (const w of workers) {
       w.postMessage({ type: 'stop' });
@@ -160,6 +162,9 @@ try {
       peers: N,
       file_bytes: F,
       seconds: r(swarm.seconds),
+      // The last fetch's end: after its copy was whole, the last receipts, the end report, the
+      // holding report and the ledger check went to the (busy) origin.
+      settled_seconds: r(swarm.settled),
       bound_seconds: r(bound),
       ratio_to_bound: r(swarm.seconds / bound, 3),
       origin_only_seconds: originOnly ? r(originOnly.seconds) : null,

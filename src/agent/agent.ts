@@ -259,7 +259,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
   const cpuLoad = opts.cpuLoad ?? machineCpu();
   const beat = async () => {
     // Sessions last a day: renewed (a new login by challenge and signature) shortly before they lapse.
-    device.token = (await deviceSession(userApi, opts.home, { name: opts.name, region: opts.region, network: opts.network, clock })).token;
+    device.token = (await deviceSession(userApi, opts.home, { name: opts.name, region: opts.region, network: opts.network, clock, keys: device.keys })).token;
     const now = clock.now();
     const seconds = Math.max((now - lastBeat) / 1000, 0.001);
     lastBeat = now;
@@ -312,6 +312,16 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
       const files = store.paths(contentId);
       const stop = new AbortController();
       active.set(contentId, stop);
+      // The copy is complete and verified whatever the origin says now; a refused or failed
+      // report only means it is not offered to others until the next start reports it again.
+      const claimWhole = () =>
+        api()
+          .request('PUT', '/terminals/holdings', { json: { contentIds: [contentId], mode: 'add' } })
+          .then(
+            () => {},
+            (err) => logger.warn({ contentId, code: err.code, err: err.message }, 'holdings report failed'),
+          );
+      let claimed: Promise<void> | undefined;
       try {
         const result = await download({
           api: api(),
@@ -340,12 +350,14 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
             receivedBytes += manifest.body.pieceSize;
             extra.onPiece?.(i);
           },
+          // Reported while the last receipts and the end report are on their way (#19: one round
+          // trip less at the end of every download).
+          onComplete: () => {
+            claimed = claimWhole();
+            extra.onComplete?.();
+          },
         });
-        // The copy is complete and verified whatever the origin says now; a refused or failed
-        // report only means it is not offered to others until the next start reports it again.
-        await api()
-          .request('PUT', '/terminals/holdings', { json: { contentIds: [contentId], mode: 'add' } })
-          .catch((err) => logger.warn({ contentId, code: err.code, err: err.message }, 'holdings report failed'));
+        await (claimed ?? claimWhole());
         await reconcile().catch((err) => logger.warn({ code: err.code, err: err.message }, 'reconciliation postponed: the origin is out of reach'));
         return result;
       } finally {

@@ -33,22 +33,48 @@ export const CONTROL_CHARACTERS_BUT_LINE_BREAKS = /[\u0000-\u0008\u000b\u000c\u0
 
 export type ControlChars = 'refuse' | 'allowLineBreaks';
 
+interface Compiled {
+  validate: ValidateFunction;
+  parse: Map<string, TextParser> | null;
+}
+
+let sharedAjv: Ajv | undefined;
+/**
+ * Validators by schema, for every server in this process: servers started in one process (an
+ * origin and its agents in tests, the agents of the swarm benchmark) compile each schema once
+ * (#19: each agent compiling its routes again was ~3 % of the swarm benchmark's agent CPU). The
+ * key is the schema's text, so the map holds one entry per distinct schema the code declares.
+ */
+const compiledBySchema = new Map<string, Compiled>();
+
+function compile(schema: unknown, httpPart: string | undefined): Compiled {
+  const key = `${httpPart === 'body' ? 'body' : 'text'} ${JSON.stringify(schema)}`;
+  let compiled = compiledBySchema.get(key);
+  if (!compiled) {
+    if (!sharedAjv) {
+      // strictNumbers (ajv's default, kept): NaN and Infinity (`1e400` in JSON) are no numbers.
+      sharedAjv = new Ajv({ coerceTypes: false, useDefaults: true, removeAdditional: false, allErrors: false, strictNumbers: true });
+      addFormats(sharedAjv);
+      sharedAjv.addKeyword({ keyword: 'controlChars', schemaType: 'string', errors: true, validate: checkControlChars });
+    }
+    compiled = {
+      validate: sharedAjv.compile(withTextRule(schema) as object),
+      // Query strings, path parameters and headers: parse each declared number or boolean first.
+      parse: httpPart === 'body' ? null : textParsers(schema),
+    };
+    compiledBySchema.set(key, compiled);
+  }
+  return compiled;
+}
+
 /** The shared validator compiler: set once on the root instance (src/core/http.ts). */
 export function validatorCompiler(): FastifySchemaCompiler<unknown> {
-  // strictNumbers (ajv's default, kept): NaN and Infinity (`1e400` in JSON) are no numbers.
-  const ajv = new Ajv({ coerceTypes: false, useDefaults: true, removeAdditional: false, allErrors: false, strictNumbers: true });
-  addFormats(ajv);
-  ajv.addKeyword({ keyword: 'controlChars', schemaType: 'string', errors: true, validate: checkControlChars });
   return ({ schema, httpPart }) => {
     // Compiled on a route's first request, not when the route is added: compiling every
     // route's schemas took a good part of the origin's start-up (#12 point 1).
-    let compiled: { validate: ValidateFunction; parse: Map<string, TextParser> | null } | undefined;
+    let compiled: Compiled | undefined;
     const check = ((data: unknown) => {
-      compiled ??= {
-        validate: ajv.compile(withTextRule(schema) as object),
-        // Query strings, path parameters and headers: parse each declared number or boolean first.
-        parse: httpPart === 'body' ? null : textParsers(schema),
-      };
+      compiled ??= compile(schema, httpPart);
       const { validate, parse } = compiled;
       if (parse && data && typeof data === 'object') parseFields(data as Record<string, unknown>, parse);
       const ok = validate(data);

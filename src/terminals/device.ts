@@ -62,10 +62,12 @@ function writeDeviceFile(home: string, data: DeviceFile): void {
 export async function deviceSession(
   api: Api,
   home: string,
-  opts: { name?: string; region?: string; network?: string; serveUrl?: string; clock?: Clock; fresh?: boolean } = {},
+  opts: { name?: string; region?: string; network?: string; serveUrl?: string; clock?: Clock; fresh?: boolean; keys?: KeyPair } = {},
 ): Promise<DeviceSession> {
   const clock = opts.clock ?? systemClock;
-  const keys = loadOrCreateDeviceKey(home);
+  // A running agent passes the keys it loaded at start: reading and parsing the key file on every
+  // heartbeat was ~1 % of an agent's CPU in the swarm benchmark (#19).
+  const keys = opts.keys ?? loadOrCreateDeviceKey(home);
   const data = readDeviceFile(home);
   let entry: OriginEntry | undefined = data.origins[api.origin];
   if (entry && entry.publicKey !== keys.publicKeyB64) entry = undefined;

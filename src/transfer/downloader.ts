@@ -89,6 +89,12 @@ export interface DownloadOptions {
   /** Told of each verified piece as soon as it is on disk (an agent serves it at once). */
   onPiece?: (index: number) => void;
   /**
+   * Told once every piece is verified and the file is synced, before the last receipts and the
+   * end report go to the origin: the copy is whole from then on (an agent reports its holding
+   * meanwhile instead of after those round trips, #19).
+   */
+  onComplete?: () => void;
+  /**
    * The origin was out of reach when told that the transfer ended: the caller sends this
    * report later (`POST /transfers/<id>/progress` with this body), so the transfer is
    * closed and its reservation released before the hold times out (#10 point 3).
@@ -176,7 +182,7 @@ export async function download(opts: DownloadOptions): Promise<DownloadResult> {
   try {
     const run = new DownloadRun(opts, manifest, journal, file);
     const result = await run.execute();
-    await file.sync();
+    // The data was synced when the last piece came (onComplete); the journal has the receipts since.
     journal.sync();
     await file.close();
     journal.close();
@@ -331,6 +337,9 @@ class DownloadRun {
       for (const list of this.inFlight.values()) for (const r of list) r.stop.abort(new AppError('duplicate_lost', 'Every piece arrived from elsewhere first.', 499));
       await Promise.all(this.tasks);
       if (this.fatal) throw this.fatal;
+      await this.file.sync();
+      this.journal.sync();
+      opts.onComplete?.();
       await this.receipts.receiptUnreceipted();
       await this.receipts.send({ final: true, mustSucceed: !opts.offlineReceipts });
       await this.report(true);

@@ -23,6 +23,36 @@ for (const engine of testEngines()) {
     });
     after(() => f.close());
 
+    test('#3/#19: a serving terminal\'s first claim on a content is spot-checked once; a whole claim after a piece claim is not checked again', async () => {
+      const checks: string[] = [];
+      let refuse = false;
+      const g = await openFixture(engine, {
+        proveHolding: async (_t, _url, contentId) => {
+          checks.push(contentId);
+          if (refuse) throw new AppError('holding_unproven', 'Could not check piece 0.', 400);
+        },
+      });
+      try {
+        const dev = (await g.newTerminal()).id;
+        await g.svc.updateAddress(dev, { serveUrl: 'http://127.0.0.1:9/' });
+        const [a, b, c] = [await g.addContent(), await g.addContent(), await g.addContent()];
+        await g.svc.reportPieces(dev, a, '0-1');
+        await g.svc.reportPieces(dev, a, '0-3');
+        assert.deepEqual(checks, [a], 'later piece claims are not checked again');
+        await g.svc.reportHoldings(dev, [a], 'add');
+        assert.deepEqual(checks, [a], 'the download that ended turns its piece claim whole without a second check');
+        await g.svc.reportHoldings(dev, [a, b], 'add');
+        assert.deepEqual(checks, [a, b], 'a content never claimed is checked');
+        refuse = true;
+        const before = await g.count('holdings');
+        await assert.rejects(g.svc.reportHoldings(dev, [c], 'add'), isRefusal(400, 'holding_unproven'));
+        assert.equal(await g.count('holdings'), before, 'a refused claim records nothing');
+        assert.deepEqual(checks, [a, b, c]);
+      } finally {
+        await g.close();
+      }
+    });
+
     test('replace states the full list; add extends it; repeats are harmless', async () => {
       const t = await f.newTerminal();
       const [a, b, c] = [await f.addContent(), await f.addContent(), await f.addContent()];

@@ -56,7 +56,11 @@ for (const engine of testEngines()) {
 
     test('a content arrives byte-exact and every piece is receipted exactly once', async () => {
       const out = path.join(work, 'film.bin');
-      const result = await download({ api, originKey: origin.keys.publicKeyB64, device, contentId, files: fileTarget(out), receiptBatch: 8 });
+      // #19: told once the copy is whole, before the download's last round trips to the origin.
+      const whole: Buffer[] = [];
+      const result = await download({ api, originKey: origin.keys.publicKeyB64, device, contentId, files: fileTarget(out), receiptBatch: 8, onComplete: () => whole.push(readFileSync(`${out}.part`)) });
+      assert.equal(whole.length, 1, 'onComplete is called once');
+      assert.ok(whole[0].equals(file), 'when told, the file holds every byte');
       assert.ok(readFileSync(out).equals(file));
       assert.equal(result.fetchedPieces, 21);
       assert.equal(existsSync(`${out}.part`) || existsSync(`${out}.part.journal`), false);
