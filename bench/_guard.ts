@@ -17,6 +17,8 @@ export const FIGURES: Record<string, Figure[]> = {
   transfer: [{ name: 'transfer.ratio', of: (j) => j.ratio, better: 'higher' }],
   swarm: [
     { name: 'swarm.ratio_to_bound', of: (j) => j.ratio_to_bound, better: 'lower' },
+    // Until the last fetch also settled with the origin (receipts, end report, holdings), #19.
+    { name: 'swarm.settled_ratio_to_bound', of: (j) => per(j.settled_seconds, j.bound_seconds), better: 'lower' },
     { name: 'swarm.origin_bytes_over_file', of: (j) => j.origin_bytes_over_file, better: 'lower' },
   ],
   settle: [

@@ -97,11 +97,17 @@ async function main() {
 
   if (values.record) {
     if (Object.keys(failed).length) throw new Error('not recording: some benchmarks failed');
+    const recordedAt = new Date(systemClock.now()).toISOString();
+    const machine = `${os.cpus().length} cores, ${Math.round(os.totalmem() / 1024 ** 3)} GiB, load ${os.loadavg().map((x) => x.toFixed(1)).join(' ')} at the end`;
+    // A run of some benchmarks (--only) records those: each benchmark keeps when and on what it was recorded.
+    const kept = Object.fromEntries(
+      Object.entries(recorded.benches ?? {}).map(([n, j]) => [n, { ...j, recorded_at: j.recorded_at ?? recorded.recorded_at, machine: j.machine ?? (recorded as Json).machine }]),
+    );
     const next = {
-      recorded_at: new Date(systemClock.now()).toISOString(),
-      machine: `${os.cpus().length} cores, ${Math.round(os.totalmem() / 1024 ** 3)} GiB, load ${os.loadavg().map((x) => x.toFixed(1)).join(' ')} at the end`,
+      recorded_at: recordedAt,
+      machine,
       figures: { ...recorded.figures, ...Object.fromEntries(Object.entries(figures).filter(([, f]) => f.value !== null).map(([n, f]) => [n, round(f.value!, 4)])) },
-      benches: { ...recorded.benches, ...lasts },
+      benches: { ...kept, ...Object.fromEntries(Object.entries(lasts).map(([n, j]) => [n, { ...j, recorded_at: recordedAt, machine }])) },
     };
     writeFileSync(values.results!, `${JSON.stringify(next, null, 2)}\n`);
     log(`recorded in ${values.results}`);

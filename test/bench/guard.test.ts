@@ -25,6 +25,8 @@ test('the figures are read from the benchmarks’ last lines as docs/benchmarks.
   const of = (bench: string, name: string, line: object) => FIGURES[bench].find((f) => f.name === name)!.of(line as any);
   assert.equal(of('transfer', 'transfer.ratio', { bench: 'transfer', ratio: 0.645 }), 0.645);
   assert.equal(of('swarm', 'swarm.ratio_to_bound', { ratio_to_bound: 1.669 }), 1.669);
+  assert.equal(of('swarm', 'swarm.settled_ratio_to_bound', { settled_seconds: 14.92, bound_seconds: 7.46 }), 2);
+  assert.equal(of('swarm', 'swarm.settled_ratio_to_bound', { ratio_to_bound: 1.669 }), undefined, 'a line from before settled_seconds has none');
   assert.equal(of('settle', 'settle.postgres.ratio', { results: [{ backend: 'pglite', ratio: 0.056 }, { backend: 'postgres', ratio: 0.048 }] }), 0.048);
   assert.equal(of('cli', 'cli.help_vs_node', { help_ms: 222, node_ms: 111 }), 2);
   assert.equal(of('memory', 'memory.pglite_idle_vs_node', { pglite_idle_mb: 186, node_baseline_mb: 0 }), undefined, 'no baseline, no figure');
