@@ -1,7 +1,6 @@
 import { createHash } from 'node:crypto';
 import { sql, type Kysely, type Transaction } from 'kysely';
 import type { Logger } from 'pino';
-import { hashPassword } from '../accounts/passwords.ts';
 import type { Clock } from '../core/clock.ts';
 import { normalizeEmail } from '../core/email-address.ts';
 import type { KeyPair } from '../core/crypto.ts';
@@ -131,6 +130,8 @@ export interface BookingDeps {
   wallets: Wallets;
   mail: MailQueue & { wake(): void };
   contact: (userId: string) => Promise<Contact>;
+  /** A program password's hash, at the origin's password cost (accounts, PASSWORD_SCRYPT_N). */
+  hashPassword: (password: string) => Promise<string>;
   limits: BookingLimits;
   /** The origin's address for viewers (PUBLIC_URL or where it listens). */
   baseUrl: () => string;
@@ -335,7 +336,7 @@ export class BookingService {
     const a = await this.assess(p, req, { quota: false, recentChannel });
     const id = newId('bkg');
     const reservationId = `rsv_${newSecret(20)}`; // 160 random bits: the stream key (S3.9)
-    const passwordHash = req.openLevel === 'public' ? null : await hashPassword(req.password!);
+    const passwordHash = req.openLevel === 'public' ? null : await this.deps.hashPassword(req.password!);
     const passwordSealed = req.openLevel === 'public' ? null : sealPassword(req.password!, sealKey(this.sealSecret, id));
     const now = new Date(a.now);
     const row: LiveBookingsTable = {
@@ -482,7 +483,7 @@ export class BookingService {
     }
     const { db, clock } = this.deps;
     const before = await this.ownRow(p, id);
-    const passwordHash = patch.password !== undefined && patch.password !== '' && before.open_level !== 'public' ? await hashPassword(patch.password) : undefined;
+    const passwordHash = patch.password !== undefined && patch.password !== '' && before.open_level !== 'public' ? await this.deps.hashPassword(patch.password) : undefined;
     await db.transaction().execute(async (trx) => {
       const row = await this.ownRow(p, id, trx, true);
       if (row.status !== 'awaiting_reconfirmation' && row.status !== 'confirmed') {

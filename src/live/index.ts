@@ -72,6 +72,7 @@ export function liveDomain(deps: {
     wallets: deps.wallets,
     mail: deps.mail,
     contact,
+    hashPassword: (password) => deps.accounts.hashPassword(password),
     limits: {
       reconfirmLeadMs: config.liveReconfirmHours * 60 * MINUTE_MS,
       maxBookingMs: config.liveMaxBookingMinutes * MINUTE_MS,

@@ -146,6 +146,9 @@ for (const engine of testEngines()) {
       const { booking, reservationId } = b.body;
       assert.equal(booking.status, 'awaiting_reconfirmation');
       assert.equal(booking.charged, false);
+      // The program password is hashed at the origin's password cost (PASSWORD_SCRYPT_N; the tests' origins: 1024).
+      const stored = await o.db.db.selectFrom('live_bookings').select('password_hash').where('id', '=', booking.id).executeTakeFirstOrThrow();
+      assert.match(stored.password_hash ?? '', /^scrypt\$1024\$8\$/);
       const booked = (await outbox(booking.id)).filter((x) => x.kind === 'live.booked');
       assert.equal(booked.length, 1);
       assert.deepEqual(booked[0].to, [`${m.username}@example.org`]);
