@@ -284,7 +284,7 @@ class DownloadRun {
   private fetched = 0;
   private bad = 0;
   private lastRefresh = 0;
-  /** When we last asked any peer `/have` (see haveAskDue). */
+  /** When we last asked any peer `/have` (see pickHaveAsk). */
   private lastAskAt = -Infinity;
   private refreshFailures = 0;
   private wakeUp: () => void = () => {};
@@ -526,7 +526,8 @@ class DownloadRun {
       // when we have room for more requests than we could hand out.
       if (!gave && this.requests < limit && !source.isOrigin && !source.whole && source.inFlight === 0 && !source.asking) idle.push(source);
     }
-    const ask = pickHaveAsk(now, idle.map((s) => Math.max(s.askedAt, s.toldAt)), this.lastAskAt);
+    // Still room after the later sources took their share (an ask is for when we could use more).
+    const ask = this.requests < limit ? pickHaveAsk(now, idle.map((s) => Math.max(s.askedAt, s.toldAt)), this.lastAskAt) : -1;
     if (ask >= 0) this.ask(idle[ask], now);
     if (this.opts.endGame !== false && (needed ?? this.needed()).length === 0) this.endGame(usable, limit, perPeer, now);
   }
