@@ -312,15 +312,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
       const files = store.paths(contentId);
       const stop = new AbortController();
       active.set(contentId, stop);
-      // The copy is complete and verified whatever the origin says now; a refused or failed
-      // report only means it is not offered to others until the next start reports it again.
-      const claimWhole = () =>
-        api()
-          .request('PUT', '/terminals/holdings', { json: { contentIds: [contentId], mode: 'add' } })
-          .then(
-            () => {},
-            (err) => logger.warn({ contentId, code: err.code, err: err.message }, 'holdings report failed'),
-          );
+      /** The holdings report, sent once the copy is whole (download's onComplete, which every completed download calls). */
       let claimed: Promise<void> | undefined;
       try {
         const result = await download({
@@ -351,13 +343,20 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
             extra.onPiece?.(i);
           },
           // Reported while the last receipts and the end report are on their way (#19: one round
-          // trip less at the end of every download).
+          // trip less at the end of every download). The copy is complete and verified whatever the
+          // origin says: a refused or failed report only means it is not offered to others until
+          // the next start reports it again.
           onComplete: () => {
-            claimed = claimWhole();
+            claimed = api()
+              .request('PUT', '/terminals/holdings', { json: { contentIds: [contentId], mode: 'add' } })
+              .then(
+                () => {},
+                (err) => logger.warn({ contentId, code: err.code, err: err.message }, 'holdings report failed'),
+              );
             extra.onComplete?.();
           },
         });
-        await (claimed ?? claimWhole());
+        await claimed;
         await reconcile().catch((err) => logger.warn({ code: err.code, err: err.message }, 'reconciliation postponed: the origin is out of reach'));
         return result;
       } finally {

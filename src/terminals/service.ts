@@ -358,6 +358,20 @@ export class TerminalService {
     return updated;
   }
 
+  /**
+   * #3: a serving terminal's first claim on a content, of pieces or whole, is spot-checked
+   * before anything is recorded (one of `among`, if given); a content it already claimed
+   * anything of was checked then (#19: checking a whole claim after a piece claim again fetched
+   * a piece through the agent's busy upload slots; in the swarm benchmark the end-of-download
+   * holdings report took 450–660 ms on average, then 5–9 ms).
+   */
+  private async proveNewClaims(terminal: PublicTerminal, contentIds: string[], among?: number[]): Promise<void> {
+    if (!terminal.serveUrl || !this.deps.proveHolding || contentIds.length === 0) return;
+    const claimed = await this.db.selectFrom('holdings').select('content_id').where('terminal_id', '=', terminal.id).where('content_id', 'in', contentIds).execute();
+    const held = new Set(claimed.map((r) => r.content_id));
+    for (const id of contentIds) if (!held.has(id)) await this.deps.proveHolding(terminal.id, terminal.serveUrl, id, among);
+  }
+
   async reportPieces(terminalId: string, contentId: string, pieces: string): Promise<void> {
     if (!CONTENT_ID.test(contentId)) throw badRequest('invalid_content_id', `"${contentId}" is not a content ID (64 hex characters).`);
     const terminal = await this.get(terminalId);
@@ -365,9 +379,8 @@ export class TerminalService {
     const count = this.deps.pieceCount ? await this.deps.pieceCount(contentId) : Number.MAX_SAFE_INTEGER;
     const list = decodeRanges(pieces, count);
     if (!list) throw badRequest('invalid_pieces', `Pieces must be ascending ranges within 0-${count - 1}, e.g. "0-9,12".`);
-    // The first claim on a content is spot-checked; later updates of the same claim are not (they come with every refresh).
-    const existing = await this.db.selectFrom('holdings').select('content_id').where('terminal_id', '=', terminalId).where('content_id', '=', contentId).executeTakeFirst();
-    if (!existing && terminal.serveUrl && this.deps.proveHolding) await this.deps.proveHolding(terminalId, terminal.serveUrl, contentId, list);
+    // Later updates of the same claim are not checked again: they come with every refresh.
+    await this.proveNewClaims(terminal, [contentId], list);
     const now = new Date(this.clock.now());
     await this.db
       .insertInto('holdings')
@@ -384,21 +397,12 @@ export class TerminalService {
     const bad = contentIds.find((id) => typeof id !== 'string' || !CONTENT_ID.test(id));
     if (bad !== undefined) throw badRequest('invalid_content_id', `"${String(bad)}" is not a content ID (64 hex characters).`);
     const ids = [...new Set(contentIds)];
-    await this.get(terminalId);
+    const terminal = await this.get(terminalId);
     const known = ids.length ? await existingContents(this.db, ids) : new Set<string>();
     const missing = ids.filter((id) => !known.has(id));
     if (missing.length) throw notFound('unknown_content', `No content ${missing[0]}${missing.length > 1 ? ` (and ${missing.length - 1} more)` : ''}.`);
-    // #3: a serving terminal's new claims are spot-checked before anything is recorded. A claim
-    // on a content it already holds pieces of was checked when those were first claimed (as
-    // reportPieces does): a download that ends turns its piece claim into a whole one without a
-    // second check (#19: that check fetched a piece through the agent's busy upload slots; in the
-    // swarm benchmark the end-of-download holdings report took 450–660 ms on average, now 5–9 ms).
-    const terminal = await this.get(terminalId);
-    if (terminal.serveUrl && this.deps.proveHolding && ids.length) {
-      const claimed = await this.db.selectFrom('holdings').select('content_id').where('terminal_id', '=', terminalId).where('content_id', 'in', ids).execute();
-      const held = new Set(claimed.map((r) => r.content_id));
-      for (const id of ids) if (!held.has(id)) await this.deps.proveHolding(terminalId, terminal.serveUrl, id);
-    }
+    // A download that ends turns its piece claim into a whole one: not checked again.
+    await this.proveNewClaims(terminal, ids);
 
     const now = new Date(this.clock.now());
     return this.db.transaction().execute(async (trx) => {
