@@ -4,7 +4,6 @@ import type { Clock } from '../core/clock.ts';
 import type { KeyPair } from '../core/crypto.ts';
 import { AppError } from '../core/errors.ts';
 import { newId } from '../core/ids.ts';
-import { peerConnector } from '../core/peer-connect.ts';
 import { pieceLength } from '../content/manifest.ts';
 import type { ContentService } from '../content/service.ts';
 import { signGrant } from './grant-token.ts';
@@ -21,11 +20,7 @@ import { PieceClient } from './piece-client.ts';
 // make the origin a relay for whatever the address sends back.
 
 export class HoldingProver {
-  private readonly connect;
-
-  constructor(private readonly deps: { keys: KeyPair; clock: Clock; content: ContentService; peers: AddressPolicy; timeoutMs?: number }) {
-    this.connect = peerConnector(deps.peers);
-  }
+  constructor(private readonly deps: { keys: KeyPair; clock: Clock; content: ContentService; peers: AddressPolicy; timeoutMs?: number }) {}
 
   /** Throws `holding_unproven` unless `serveUrl` serves a correct piece of `contentId` (one of `among`, if given). */
   async prove(terminalId: string, serveUrl: string, contentId: string, among?: number[]): Promise<void> {
@@ -45,7 +40,7 @@ export class HoldingProver {
         clock: this.deps.clock,
         connections: 1,
         stallMs: this.deps.timeoutMs ?? 5000,
-        connect: this.connect,
+        resolve: (hostname, port) => this.deps.peers.resolveChecked(hostname, port),
       });
       let got;
       // A busy terminal (all upload slots in use) is asked again a few times, not failed.
@@ -75,6 +70,6 @@ function whyUnchecked(err: unknown): string {
   if (err instanceof AppError && err.code === 'piece_oversized') return 'it sent more bytes than the piece holds';
   if (err instanceof AppError) return `it answered HTTP ${err.status}`;
   const code = (err as { code?: unknown })?.code;
-  if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT' || code === 'UND_ERR_CONNECT_TIMEOUT') return 'it did not answer in time';
+  if (code === 'source_stalled') return 'it did not answer in time';
   return 'it could not be reached';
 }

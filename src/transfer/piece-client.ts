@@ -1,17 +1,20 @@
 import { createHash, type KeyObject } from 'node:crypto';
-import { Pool } from 'undici';
 import type { Clock } from '../core/clock.ts';
 import { AppError } from '../core/errors.ts';
 import { PROOF_WINDOW_MS, signGrantProof } from './grant-token.ts';
 import { SERVED_HEADER } from './served-attestation.ts';
 import { HAVE_HEADER, MAX_HAVE_HEADER, RUN_HEADER } from './piece-ranges.ts';
+import { ConnectionPool, type AnswerSink } from './piece-connection.ts';
 
 // Fetches pieces from one source under one grant. Keeps a small pool of keep-alive
 // connections to the source so piece requests overlap (the latency of one request
-// hides behind the transfer of another).
+// hides behind the transfer of another); each answer is read straight into the piece
+// buffers (piece-connection.ts) and hashed there.
 
 /** Error bodies longer than this are cut off (#10.7: a source must not grow our memory). */
 export const MAX_ERROR_BODY = 4096;
+/** A `/have` answer longer than this is refused. */
+const MAX_HAVE_BODY = 200_000;
 /** How much of a source's error message is passed on in ours. */
 const MESSAGE_EXCERPT = 200;
 /** A source claiming a clock further than this from ours is not believed (proofs are not re-timed). */
@@ -26,8 +29,8 @@ export interface PieceClientOptions {
   connections?: number;
   /** A request that receives no bytes for this long fails (S1.7: a holder that stalls is given up on). */
   stallMs?: number;
-  /** How connections are opened; the origin passes its address policy's connector (issue 10 #8). */
-  connect?: Pool.Options['connect'];
+  /** The address to connect to for the source's host; the origin passes its address policy's check (issue 10 #8). */
+  resolve?: (hostname: string, port: number) => Promise<string>;
 }
 
 export interface FetchedPiece {
@@ -50,7 +53,7 @@ export class SourceRefusal extends AppError {
 
 export class PieceClient {
   readonly sourceUrl: string;
-  private readonly pool: Pool;
+  private readonly pool: ConnectionPool;
   private grant: PieceClientOptions['grant'];
   private signed?: { at: number; proof: string };
   /**
@@ -61,16 +64,13 @@ export class PieceClient {
   private offsetMs = 0;
 
   constructor(private readonly opts: PieceClientOptions) {
-    const stallMs = opts.stallMs ?? 30_000;
     this.sourceUrl = opts.sourceUrl;
     this.grant = opts.grant;
-    this.pool = new Pool(opts.sourceUrl, {
-      connections: opts.connections ?? 8,
-      keepAliveTimeout: 30_000,
-      headersTimeout: stallMs,
-      bodyTimeout: stallMs,
-      ...(opts.connect ? { connect: opts.connect } : {}),
-    });
+    const url = new URL(opts.sourceUrl);
+    if ((url.protocol !== 'http:' && url.protocol !== 'https:') || url.pathname !== '/' || url.search || url.username || url.password) {
+      throw new AppError('bad_source_url', `A source address is http(s)://host:port with nothing after it, not ${opts.sourceUrl.slice(0, 200)}.`, 400);
+    }
+    this.pool = new ConnectionPool({ url, stallMs: opts.stallMs ?? 30_000, connections: opts.connections ?? 8, resolve: opts.resolve });
   }
 
   /** A new grant for the same source (the previous one expired or was replaced). */
@@ -124,100 +124,58 @@ export class PieceClient {
 
   private fetchOnce(index: number, intos: Buffer[], onPiece: (k: number, piece: FetchedPiece) => void, signal?: AbortSignal): Promise<number> {
     const { id: grantId, token, contentId } = this.grant;
-    const proof = this.proof();
-    return new Promise((resolve, reject) => {
-      if (signal?.aborted) return reject(signal.reason);
-      let status = 0;
-      let served: string[] = [];
-      let have: string | undefined;
-      /** Pieces in this answer (`cascade-run`; 1 when the source does not say). */
-      let count = 1;
-      let told: number | undefined;
-      let length = NaN;
-      let p = 0; // the piece being received
-      let size = 0; // its bytes so far
-      let hash = createHash('sha256');
-      const errorBody: Buffer[] = [];
-      let errorSize = 0;
-      let abortRequest: ((err: Error) => void) | null = null;
-      const onAbort = () => abortRequest?.(signal!.reason);
-      signal?.addEventListener('abort', onAbort, { once: true });
-      const settle = () => signal?.removeEventListener('abort', onAbort);
-      const tell = () => {
-        onPiece(p, { bytes: size, sha256: hash.digest('hex'), served: served[p], grantId, have });
-        p++;
-        size = 0;
-        hash = createHash('sha256');
-      };
-      // undici's low-level (dispatch) handler: bytes are copied straight from the socket's chunks
-      // into the piece buffers, with no stream or async iterator in between.
-      this.pool.dispatch(
-        {
-          method: 'GET',
-          path: intos.length > 1 ? `/pieces/${contentId}/${index}?count=${intos.length}` : `/pieces/${contentId}/${index}`,
-          headers: { authorization: `Grant ${token}`, 'cascade-proof': proof },
-        },
-        {
-          onConnect(abort) {
-            abortRequest = abort;
-            if (signal?.aborted) abort(signal.reason);
-          },
-          onHeaders(statusCode, rawHeaders) {
-            status = statusCode;
-            for (let h = 0; h + 1 < rawHeaders.length; h += 2) {
-              const name = rawHeaders[h];
-              if (name.length === SERVED_HEADER.length && name.toString('latin1').toLowerCase() === SERVED_HEADER) served = rawHeaders[h + 1].toString('latin1').split(',', intos.length);
-              else if (name.length === HAVE_HEADER.length && rawHeaders[h + 1].length <= MAX_HAVE_HEADER && name.toString('latin1').toLowerCase() === HAVE_HEADER) have = rawHeaders[h + 1].toString('latin1');
-              else if (name.length === RUN_HEADER.length && name.toString('latin1').toLowerCase() === RUN_HEADER) told = Number(rawHeaders[h + 1].toString('latin1'));
-              else if (name.length === 14 && name.toString('latin1').toLowerCase() === 'content-length') length = Number(rawHeaders[h + 1].toString('latin1'));
-            }
-            // A source (or a proxy in between) that does not say how many pieces it sends: the length tells.
-            count = told ?? piecesIn(intos, length);
-            if (status === 200 && !(Number.isInteger(count) && count >= 1 && count <= intos.length)) {
-              abortRequest?.(new AppError('source_error', `source said it sends ${String(count).slice(0, 20)} pieces of the ${intos.length} asked for`, 502));
-            }
-            return true;
-          },
-          onData(chunk) {
-            if (status !== 200) {
-              errorSize += chunk.length;
-              if (errorSize > MAX_ERROR_BODY) abortRequest?.(new AppError('source_error', `source answered ${status} with an error body over ${MAX_ERROR_BODY} bytes`, status));
-              else errorBody.push(chunk);
-              return true;
-            }
-            while (chunk.length > 0) {
-              if (p >= count) {
-                // A source that sends more than the pieces can hold is wrong; stop reading at once.
-                abortRequest?.(new AppError('piece_oversized', `source sent more than the ${count} piece(s) from ${index} it announced`, 502));
-                return true;
-              }
-              const into = intos[p];
-              const part = chunk.length <= into.length - size ? chunk : chunk.subarray(0, into.length - size);
-              part.copy(into, size);
-              hash.update(part);
-              size += part.length;
-              chunk = chunk.subarray(part.length);
-              if (size === into.length) tell();
-            }
-            return true;
-          },
-          onComplete() {
-            settle();
-            if (status === 200) {
-              if (size > 0 || p === 0) tell(); // cut short: its hash will not match
-              resolve(p);
-            } else {
-              const refusal = sourceRefusal(status, Buffer.concat(errorBody).toString());
-              refusal.have = have;
-              reject(refusal);
-            }
-          },
-          onError(err) {
-            settle();
-            reject(err);
-          },
-        },
-      );
+    let status = 0;
+    let served: string[] = [];
+    let have: string | undefined;
+    /** Pieces in this answer (`cascade-run`; 1 when the source does not say). */
+    let count = 1;
+    let p = 0; // the piece being received
+    let size = 0; // its bytes so far
+    let hash = createHash('sha256');
+    const errorBody = new ErrorBody(status);
+    const tell = () => {
+      onPiece(p, { bytes: size, sha256: hash.digest('hex'), served: served[p], grantId, have });
+      p++;
+      size = 0;
+      hash = createHash('sha256');
+    };
+    const sink: AnswerSink = {
+      head(statusCode, headers, length) {
+        status = errorBody.status = statusCode;
+        served = headers.get(SERVED_HEADER)?.split(',', intos.length) ?? [];
+        const haveText = headers.get(HAVE_HEADER);
+        if (haveText !== undefined && haveText.length <= MAX_HAVE_HEADER) have = haveText;
+        if (status !== 200) return errorBody.expect(length);
+        // A source (or a proxy in between) that does not say how many pieces it sends: the length tells.
+        const told = headers.get(RUN_HEADER);
+        count = told !== undefined ? Number(told) : piecesIn(intos, length);
+        if (!(Number.isInteger(count) && count >= 1 && count <= intos.length)) {
+          throw new AppError('source_error', `source said it sends ${String(told ?? count).slice(0, 20)} pieces of the ${intos.length} asked for`, 502);
+        }
+        if (length !== undefined && length > capacity(intos, count)) throw oversized(count, index);
+      },
+      space() {
+        if (status !== 200) return errorBody.space();
+        // A source that sends more than the pieces can hold is wrong; stop reading at once.
+        if (p >= count) throw oversized(count, index);
+        return intos[p].subarray(size);
+      },
+      filled(n) {
+        if (status !== 200) return errorBody.filled(n);
+        hash.update(intos[p].subarray(size, size + n));
+        size += n;
+        if (size === intos[p].length) tell();
+      },
+    };
+    const path = intos.length > 1 ? `/pieces/${contentId}/${index}?count=${intos.length}` : `/pieces/${contentId}/${index}`;
+    return this.pool.get(path, { authorization: `Grant ${token}`, 'cascade-proof': this.proof() }, sink, signal).then(() => {
+      if (status !== 200) {
+        const refusal = sourceRefusal(status, errorBody.text());
+        refusal.have = have;
+        throw refusal;
+      }
+      if (size > 0 || p === 0) tell(); // cut short: its hash will not match
+      return p;
     });
   }
 
@@ -227,17 +185,15 @@ export class PieceClient {
    */
   async have(signal?: AbortSignal): Promise<string | null> {
     const { token, contentId } = this.grant;
-    const res = await this.pool.request({ method: 'GET', path: `/have/${contentId}`, headers: { authorization: `Grant ${token}`, 'cascade-proof': this.proof() }, signal });
-    let text = '';
-    for await (const chunk of res.body) {
-      text += chunk;
-      if (text.length > 200_000) {
-        res.body.destroy();
-        throw new AppError('source_error', 'the source sent a piece list over 200,000 characters', 502);
-      }
-    }
-    if (res.statusCode !== 200) throw sourceRefusal(res.statusCode, text);
-    const pieces = JSON.parse(text).pieces;
+    const body = new ErrorBody(0, MAX_HAVE_BODY, `the source sent a piece list over ${MAX_HAVE_BODY} bytes`);
+    const sink: AnswerSink = {
+      head: (status, _headers, length) => ((body.status = status), body.expect(length)),
+      space: () => body.space(),
+      filled: (n) => body.filled(n),
+    };
+    await this.pool.get(`/have/${contentId}`, { authorization: `Grant ${token}`, 'cascade-proof': this.proof() }, sink, signal);
+    if (body.status !== 200) throw sourceRefusal(body.status, body.text());
+    const pieces = JSON.parse(body.text()).pieces;
     return typeof pieces === 'string' ? pieces : null;
   }
 
@@ -254,13 +210,53 @@ export class PieceClient {
 }
 
 /** How many of the pieces `intos` stand for make up `length` bytes, from the first; 1 when no prefix does. */
-function piecesIn(intos: Buffer[], length: number): number {
+function piecesIn(intos: Buffer[], length: number | undefined): number {
   let sum = 0;
   for (let k = 0; k < intos.length; k++) {
     sum += intos[k].length;
     if (sum === length) return k + 1;
   }
   return 1;
+}
+
+/** Bytes the first `count` pieces hold. */
+function capacity(intos: Buffer[], count: number): number {
+  let sum = 0;
+  for (let k = 0; k < count; k++) sum += intos[k].length;
+  return sum;
+}
+
+function oversized(count: number, index: number): AppError {
+  return new AppError('piece_oversized', `source sent more than the ${count} piece(s) from ${index} it announced`, 502);
+}
+
+/** A small answer body (an error, a piece list), kept up to `max` bytes: more fails the request (#10.7). */
+class ErrorBody {
+  private readonly buf: Buffer;
+  private size = 0;
+  constructor(
+    public status: number,
+    private readonly max = MAX_ERROR_BODY,
+    private readonly overMessage?: string,
+  ) {
+    this.buf = Buffer.allocUnsafe(max);
+  }
+  private over(): AppError {
+    return new AppError('source_error', this.overMessage ?? `source answered ${this.status} with an error body over ${this.max} bytes`, this.overMessage ? 502 : this.status);
+  }
+  expect(length: number | undefined) {
+    if (length !== undefined && length > this.max) throw this.over();
+  }
+  space(): Buffer {
+    if (this.size === this.max) throw this.over();
+    return this.buf.subarray(this.size);
+  }
+  filled(n: number) {
+    this.size += n;
+  }
+  text(): string {
+    return this.buf.toString('utf8', 0, this.size);
+  }
 }
 
 /**

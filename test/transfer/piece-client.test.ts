@@ -167,7 +167,16 @@ describe('runs of pieces (#19)', () => {
     answer = (_req, res) => res.writeHead(200, { [RUN_HEADER]: '1', 'content-length': 1500 }).end(randomBytes(1500));
     const c = client();
     try {
+      // The length says more than the run holds: refused before a byte of the body is read.
       const told: number[] = [];
+      await assert.rejects(c.fetchRun(0, parts.map((p) => Buffer.alloc(p.length)), (k) => told.push(k)), (e: AppError) => e.code === 'piece_oversized');
+      assert.equal(told.length, 0, 'nothing told: the answer was refused from its head');
+      // Without a length (chunked), the excess is found as it arrives, after the first piece was told.
+      answer = (_req, res) => {
+        res.writeHead(200, { [RUN_HEADER]: '1' });
+        res.write(parts[0]);
+        res.end(randomBytes(500));
+      };
       await assert.rejects(c.fetchRun(0, parts.map((p) => Buffer.alloc(p.length)), (k) => told.push(k)), (e: AppError) => e.code === 'piece_oversized');
       assert.deepEqual(told, [0], 'the first piece was told before the excess arrived');
       answer = (_req, res) => res.writeHead(200, { [RUN_HEADER]: '4', 'content-length': 10 }).end(randomBytes(10));
