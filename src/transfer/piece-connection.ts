@@ -48,6 +48,8 @@ export interface ConnectionOptions {
   resolve?: (hostname: string, port: number) => Promise<string>;
   /** No byte for this long while a request is out fails it (S1.7: a holder that stalls is given up on). */
   stallMs: number;
+  /** The certificates to trust for an `https:` source instead of Node's bundled ones (a private CA). */
+  ca?: string | Buffer;
 }
 
 type State = 'head' | 'length' | 'chunk-size' | 'chunk-data' | 'chunk-crlf' | 'trailer' | 'close' | 'idle';
@@ -95,7 +97,7 @@ export class PieceConnection {
     if (this.closed) throw new ConnectionError('connection_closed', 'the connection was closed');
     let socket: net.Socket;
     if (secure) {
-      socket = tls.connect({ host, port, servername: net.isIP(hostname) ? undefined : hostname, ALPNProtocols: ['http/1.1'] });
+      socket = tls.connect({ host, port, servername: net.isIP(hostname) ? undefined : hostname, ALPNProtocols: ['http/1.1'], ...(this.opts.ca ? { ca: this.opts.ca } : {}) });
       socket.on('data', (chunk: Buffer) => this.ingest(chunk));
     } else {
       // Reads land where `target()` says: in the piece's buffer while a body of known length comes.

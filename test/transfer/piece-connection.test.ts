@@ -1,6 +1,11 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import https from 'node:https';
+import os from 'node:os';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { ConnectionPool, HEAD_MAX, type AnswerSink } from '../../src/transfer/piece-connection.ts';
 
@@ -221,5 +226,40 @@ test('requests beyond the connections wait for a free one; an abort stops a requ
     await assert.rejects(fourth, /lost the race/);
   } finally {
     await p.close();
+  }
+});
+
+test('an https: source: the answer comes through TLS, checked against the CA given; an unknown certificate is refused', async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'cascade-tls-'));
+  try {
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '2', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1', '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem')], { stdio: 'ignore' });
+    const cert = readFileSync(path.join(dir, 'cert.pem'));
+    const body = randomBytes(200_000);
+    const secure = https.createServer({ key: readFileSync(path.join(dir, 'key.pem')), cert }, (_req, res) => res.writeHead(200, { 'content-length': body.length }).end(body));
+    await new Promise<void>((r) => secure.listen(0, '127.0.0.1', r));
+    const secureUrl = new URL(`https://localhost:${(secure.address() as net.AddressInfo).port}`);
+    try {
+      const p = new ConnectionPool({ url: secureUrl, connections: 1, stallMs: 5000, ca: cert });
+      try {
+        for (let i = 0; i < 2; i++) {
+          const { sink, got } = collect([100_000, 100_000]);
+          await p.get('/x', {}, sink);
+          assert.ok(got.body().equals(body));
+        }
+      } finally {
+        await p.close();
+      }
+      const untrusting = new ConnectionPool({ url: secureUrl, connections: 1, stallMs: 5000 });
+      try {
+        await assert.rejects(untrusting.get('/x', {}, collect([10]).sink), (e: any) => /certificate/i.test(e.message));
+      } finally {
+        await untrusting.close();
+      }
+    } finally {
+      secure.closeAllConnections();
+      await new Promise<void>((r) => secure.close(() => r()));
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });
