@@ -124,6 +124,8 @@ export class PieceConnection {
     for (const [name, value] of Object.entries(headers)) request += `${name}: ${value}\r\n`;
     if (/[^\t\x20-\x7e]/.test(request.replace(/\r\n/g, ''))) throw new AppError('bad_request', 'a piece request may hold only printable ASCII', 400);
     const done = new Promise<void>((resolve, reject) => (this.pending = { sink, resolve, reject }));
+    // It may fail (an abort) while the connection is still opening, before the caller holds it.
+    done.catch(() => {});
     this.state = 'head';
     this.headLen = 0;
     this.answered = false;

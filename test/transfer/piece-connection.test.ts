@@ -263,3 +263,22 @@ test('an https: source: the answer comes through TLS, checked against the CA giv
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('an abort while the connection is still opening fails the request with its reason (nothing left unhandled)', async () => {
+  onRequest = (socket) => socket.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
+  // The address takes a while to resolve (the origin checks it with its policy first).
+  const p = new ConnectionPool({ url, connections: 1, stallMs: 5000, resolve: (host) => new Promise((r) => setTimeout(() => r(host), 50)) });
+  try {
+    const stop = new AbortController();
+    const failed = p.get('/x', {}, collect([2]).sink, stop.signal).then(() => null, (e: Error) => e);
+    await new Promise((r) => setTimeout(r, 10));
+    stop.abort(new Error('changed my mind'));
+    await new Promise((r) => setTimeout(r, 100)); // an unhandled rejection inside would fail this test here
+    assert.match(String((await failed)?.message), /changed my mind/);
+    const { sink, got } = collect([2]);
+    await p.get('/x', {}, sink);
+    assert.equal(got.body().toString(), 'ok');
+  } finally {
+    await p.close();
+  }
+});
