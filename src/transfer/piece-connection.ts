@@ -353,6 +353,7 @@ export class ConnectionPool {
   private readonly waiting: { resolve: (c: PieceConnection) => void; reject: (err: Error) => void }[] = [];
   private open = 0;
   private closing = false;
+  private closed?: Promise<void>;
   private allClosed?: () => void;
 
   constructor(private readonly opts: ConnectionOptions & { connections: number }) {}
@@ -368,7 +369,8 @@ export class ConnectionPool {
         this.release(conn);
         return;
       } catch (err) {
-        if (reused && attempt === 0 && err instanceof ConnectionError && !err.answered && !signal?.aborted) continue;
+        // Closed or reset before a byte came: the source dropped an idle connection. (A stall is not retried: it already cost stallMs.)
+        if (reused && attempt === 0 && err instanceof ConnectionError && !err.answered && err.code !== 'source_stalled' && !signal?.aborted) continue;
         throw err;
       } finally {
         signal?.removeEventListener('abort', onAbort);
@@ -417,12 +419,13 @@ export class ConnectionPool {
     else this.idle.push(conn);
   }
 
-  /** Closes idle connections now and the others once their request is answered. */
+  /** Closes idle connections now and the others once their request is answered (calling it again waits for the same). */
   close(): Promise<void> {
+    if (this.closed) return this.closed;
     this.closing = true;
     for (const waiter of this.waiting.splice(0)) waiter.reject(new ConnectionError('connection_closed', 'the piece client was closed'));
-    const done = this.open === 0 ? Promise.resolve() : new Promise<void>((resolve) => (this.allClosed = resolve));
+    this.closed = this.open === 0 ? Promise.resolve() : new Promise<void>((resolve) => (this.allClosed = resolve));
     for (const conn of this.idle.splice(0)) conn.close();
-    return done;
+    return this.closed;
   }
 }

@@ -121,13 +121,19 @@ test('a kept-alive connection is reused; a request the source hangs up on unansw
   }
 });
 
-test('a source that says nothing for stallMs fails the request with source_stalled', async () => {
-  onRequest = () => {}; // never answers
-  const p = pool({ stallMs: 200 });
+test('a source that says nothing for stallMs fails the request with source_stalled, once (not sent again on a reused connection)', async () => {
+  let requests = 0;
+  onRequest = (socket) => {
+    // The first request is answered; the second never is.
+    if (++requests === 1) socket.write('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
+  };
+  const p = pool({ stallMs: 200, connections: 1 });
   try {
+    await p.get('/x', {}, collect([2]).sink);
     await assert.rejects(p.get('/x', {}, collect([10]).sink), (e: any) => e.code === 'source_stalled' && /200 ms/.test(e.message));
+    assert.equal(requests, 2, 'the stalled request was not sent again');
   } finally {
-    await p.close();
+    await Promise.all([p.close(), p.close()]); // closing twice waits for the same
   }
 });
 
