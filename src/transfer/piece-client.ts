@@ -124,7 +124,8 @@ export class PieceClient {
 
   private fetchOnce(index: number, intos: Buffer[], onPiece: (k: number, piece: FetchedPiece) => void, signal?: AbortSignal): Promise<number> {
     const { id: grantId, token, contentId } = this.grant;
-    let status = 0;
+    /** The answer's status, and its body unless it is 200. */
+    const small = new SmallBody();
     let served: string[] = [];
     let have: string | undefined;
     /** Pieces in this answer (`cascade-run`; 1 when the source does not say). */
@@ -132,7 +133,6 @@ export class PieceClient {
     let p = 0; // the piece being received
     let size = 0; // its bytes so far
     let hash = createHash('sha256');
-    const errorBody = new ErrorBody(status);
     const tell = () => {
       onPiece(p, { bytes: size, sha256: hash.digest('hex'), served: served[p], grantId, have });
       p++;
@@ -140,12 +140,12 @@ export class PieceClient {
       hash = createHash('sha256');
     };
     const sink: AnswerSink = {
-      head(statusCode, headers, length) {
-        status = errorBody.status = statusCode;
+      head(status, headers, length) {
+        small.status = status;
         served = headers.get(SERVED_HEADER)?.split(',', intos.length) ?? [];
         const haveText = headers.get(HAVE_HEADER);
         if (haveText !== undefined && haveText.length <= MAX_HAVE_HEADER) have = haveText;
-        if (status !== 200) return errorBody.expect(length);
+        if (status !== 200) return small.head(status, headers, length);
         // A source (or a proxy in between) that does not say how many pieces it sends: the length tells.
         const told = headers.get(RUN_HEADER);
         count = told !== undefined ? Number(told) : piecesIn(intos, length);
@@ -155,13 +155,13 @@ export class PieceClient {
         if (length !== undefined && length > capacity(intos, count)) throw oversized(count, index);
       },
       space() {
-        if (status !== 200) return errorBody.space();
+        if (small.status !== 200) return small.space();
         // A source that sends more than the pieces can hold is wrong; stop reading at once.
         if (p >= count) throw oversized(count, index);
         return intos[p].subarray(size);
       },
       filled(n) {
-        if (status !== 200) return errorBody.filled(n);
+        if (small.status !== 200) return small.filled(n);
         hash.update(intos[p].subarray(size, size + n));
         size += n;
         if (size === intos[p].length) tell();
@@ -169,8 +169,8 @@ export class PieceClient {
     };
     const path = intos.length > 1 ? `/pieces/${contentId}/${index}?count=${intos.length}` : `/pieces/${contentId}/${index}`;
     return this.pool.get(path, { authorization: `Grant ${token}`, 'cascade-proof': this.proof() }, sink, signal).then(() => {
-      if (status !== 200) {
-        const refusal = sourceRefusal(status, errorBody.text());
+      if (small.status !== 200) {
+        const refusal = sourceRefusal(small.status, small.text());
         refusal.have = have;
         throw refusal;
       }
@@ -185,13 +185,8 @@ export class PieceClient {
    */
   async have(signal?: AbortSignal): Promise<string | null> {
     const { token, contentId } = this.grant;
-    const body = new ErrorBody(0, MAX_HAVE_BODY, `the source sent a piece list over ${MAX_HAVE_BODY} bytes`);
-    const sink: AnswerSink = {
-      head: (status, _headers, length) => ((body.status = status), body.expect(length)),
-      space: () => body.space(),
-      filled: (n) => body.filled(n),
-    };
-    await this.pool.get(`/have/${contentId}`, { authorization: `Grant ${token}`, 'cascade-proof': this.proof() }, sink, signal);
+    const body = new SmallBody(MAX_HAVE_BODY, `the source sent a piece list over ${MAX_HAVE_BODY} bytes`);
+    await this.pool.get(`/have/${contentId}`, { authorization: `Grant ${token}`, 'cascade-proof': this.proof() }, body, signal);
     if (body.status !== 200) throw sourceRefusal(body.status, body.text());
     const pieces = JSON.parse(body.text()).pieces;
     return typeof pieces === 'string' ? pieces : null;
@@ -230,32 +225,39 @@ function oversized(count: number, index: number): AppError {
   return new AppError('piece_oversized', `source sent more than the ${count} piece(s) from ${index} it announced`, 502);
 }
 
-/** A small answer body (an error, a piece list), kept up to `max` bytes: more fails the request (#10.7). */
-class ErrorBody {
-  private readonly buf: Buffer;
+/**
+ * A small answer (an error, a piece list) as a sink: its status, and its body kept up to `max` bytes;
+ * more fails the request (#10.7). The buffer is taken only when a body comes (most piece answers
+ * are 200s that never use it), and no larger than the length the source said.
+ */
+class SmallBody implements AnswerSink {
+  status = 0;
+  private buf?: Buffer;
   private size = 0;
+  /** The body's length, when the source said it (the buffer is no larger). */
+  private length?: number;
   constructor(
-    public status: number,
     private readonly max = MAX_ERROR_BODY,
     private readonly overMessage?: string,
-  ) {
-    this.buf = Buffer.allocUnsafe(max);
-  }
+  ) {}
   private over(): AppError {
     return new AppError('source_error', this.overMessage ?? `source answered ${this.status} with an error body over ${this.max} bytes`, this.overMessage ? 502 : this.status);
   }
-  expect(length: number | undefined) {
+  head(status: number, _headers: Map<string, string>, length: number | undefined) {
+    this.status = status;
     if (length !== undefined && length > this.max) throw this.over();
+    this.length = length;
   }
   space(): Buffer {
     if (this.size === this.max) throw this.over();
+    this.buf ??= Buffer.allocUnsafe(Math.min(this.max, this.length ?? this.max));
     return this.buf.subarray(this.size);
   }
   filled(n: number) {
     this.size += n;
   }
   text(): string {
-    return this.buf.toString('utf8', 0, this.size);
+    return this.buf?.toString('utf8', 0, this.size) ?? '';
   }
 }
 

@@ -213,14 +213,10 @@ export class PieceConnection {
             if ((this.state as State) === 'idle') return this.finish(chunk);
             break;
           }
-          case 'length': {
-            const take = Math.min(chunk.length, this.left);
-            this.deliver(chunk.subarray(0, take));
-            this.left -= take;
-            chunk = chunk.subarray(take);
+          case 'length':
+            chunk = this.deliverLeft(chunk);
             if (this.left === 0) return this.finish(chunk);
             break;
-          }
           case 'chunk-size':
           case 'chunk-crlf':
           case 'trailer': {
@@ -245,14 +241,10 @@ export class PieceConnection {
             }
             break;
           }
-          case 'chunk-data': {
-            const take = Math.min(chunk.length, this.left);
-            this.deliver(chunk.subarray(0, take));
-            this.left -= take;
-            chunk = chunk.subarray(take);
+          case 'chunk-data':
+            chunk = this.deliverLeft(chunk);
             if (this.left === 0) this.state = 'chunk-crlf';
             break;
-          }
           case 'close':
             this.deliver(chunk);
             chunk = chunk.subarray(chunk.length);
@@ -262,6 +254,14 @@ export class PieceConnection {
     } catch (err) {
       this.fail(err as Error);
     }
+  }
+
+  /** Delivers as much of `chunk` as the body (or chunk) still has to come (`left`); returns the rest. */
+  private deliverLeft(chunk: Buffer): Buffer {
+    const take = Math.min(chunk.length, this.left);
+    this.deliver(chunk.subarray(0, take));
+    this.left -= take;
+    return chunk.subarray(take);
   }
 
   /** Copies body bytes into the sink's buffers. */
