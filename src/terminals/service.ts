@@ -1,4 +1,5 @@
 import { decodeRanges } from '../transfer/piece-ranges.ts';
+import { LRUCache } from 'lru-cache';
 import type { Logger } from 'pino';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import type { AccountService } from '../accounts/service.ts';
@@ -115,6 +116,8 @@ export interface TerminalServiceDeps {
 
 export const SESSION_TTL_MS = 24 * 3600_000;
 export const MAX_HOLDINGS_PER_REPORT = 10_000;
+/** Terminals kept in memory (#19): more than any origin's set of active terminals on a small box. */
+const TERMINAL_CACHE_MAX = 10_000;
 const CONTENT_ID = /^[0-9a-f]{64}$/;
 const TEXT_MAX = 80;
 
@@ -133,8 +136,12 @@ export class TerminalService {
   private readonly log: Logger;
   private readonly challenges: ChallengeStore;
   private readonly beats = new HeartbeatBuffer();
-  /** Terminal rows never change after registration (state lives elsewhere), so caching them is safe. */
-  private readonly cache = new Map<string, PublicTerminal>();
+  /**
+   * Recently used terminals: grants and receipts look one up per request. A row changes only
+   * through updateAddress, which refreshes it here. Bounded (#19: ~350 bytes each; a miss costs
+   * one indexed read), so that an origin with many registered terminals does not hold them all.
+   */
+  private readonly cache = new LRUCache<string, PublicTerminal>({ max: TERMINAL_CACHE_MAX });
   readonly offlineAfterMs: number;
   private timer: NodeJS.Timeout | null = null;
   private flushChain: Promise<unknown> = Promise.resolve();
@@ -263,7 +270,6 @@ export class TerminalService {
   }
 
   private remember(t: PublicTerminal) {
-    if (this.cache.size >= 100_000) this.cache.clear(); // crude bound; a miss costs one indexed read
     this.cache.set(t.id, t);
   }
 
