@@ -436,7 +436,6 @@ export class TerminalService {
   /** S1.3: who holds this content, online first, with their freshest known state. */
   async holders(contentId: string, opts: { limit?: number } = {}): Promise<Holder[]> {
     if (!CONTENT_ID.test(contentId)) throw badRequest('invalid_content_id', `"${contentId}" is not a content ID (64 hex characters).`);
-    if (!(await existingContents(this.db, [contentId])).has(contentId)) throw notFound('unknown_content', `No content ${contentId}.`);
     const rows = await this.db
       .selectFrom('holdings as h')
       .innerJoin('terminals as t', 't.id', 'h.terminal_id')
@@ -446,6 +445,9 @@ export class TerminalService {
       .orderBy('t.id')
       .limit(Math.min(Math.max(opts.limit ?? 500, 1), 5000))
       .execute();
+    // Holdings name existing contents; only an empty list needs telling "no holders" from "no such content"
+    // (#19: one query less on every coordinator call).
+    if (rows.length === 0 && !(await existingContents(this.db, [contentId])).has(contentId)) throw notFound('unknown_content', `No content ${contentId}.`);
     const now = this.clock.now();
     const list = rows.map((r): Holder => {
       const { state, seenAt } = this.presenceOf(r);
@@ -546,6 +548,13 @@ export class TerminalService {
     return counts;
   }
 
+  /** A terminal's registration and freshest heartbeat (unflushed beats included): what peer selection compares (S1.5). */
+  async current(terminalId: string): Promise<{ terminal: PublicTerminal; state: TerminalState | null }> {
+    const terminal = await this.get(terminalId);
+    const row = await this.db.selectFrom('terminals').select('last_state').where('id', '=', terminalId).executeTakeFirst();
+    return { terminal, state: newerState(row?.last_state, this.beats.latest(terminalId)) };
+  }
+
   /**
    * S1.14: what the origin knows of a terminal when it vouches for it to a peer: its
    * registration, its freshest heartbeat (unflushed beats included) and the content it
@@ -555,8 +564,7 @@ export class TerminalService {
     terminalId: string,
     holdingsLimit = 100,
   ): Promise<{ terminal: PublicTerminal; state: TerminalState | null; holdings: string[]; moreHoldings: boolean }> {
-    const terminal = await this.get(terminalId);
-    const row = await this.db.selectFrom('terminals').select('last_state').where('id', '=', terminalId).executeTakeFirst();
+    const { terminal, state } = await this.current(terminalId);
     const held = await this.db
       .selectFrom('holdings')
       .select('content_id')
@@ -567,7 +575,7 @@ export class TerminalService {
       .execute();
     return {
       terminal,
-      state: newerState(row?.last_state, this.beats.latest(terminalId)),
+      state,
       holdings: held.slice(0, holdingsLimit).map((r) => r.content_id),
       moreHoldings: held.length > holdingsLimit,
     };

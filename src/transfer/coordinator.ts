@@ -120,8 +120,9 @@ export class PeerCoordinator {
     let reservation: Reservation | undefined;
     if (req.transferId) {
       // Checked before the progress is recorded: a refused offer changes nothing.
-      if ((await transfers.mine(req.transferId, receiverId)).content_id !== req.contentId) throw badRequest('transfer_mismatch', 'That transfer is for another content.');
-      transfer = await transfers.progress(req.transferId, receiverId, req.piecesDone ?? 0, false);
+      const mine = await transfers.mine(req.transferId, receiverId);
+      if (mine.content_id !== req.contentId) throw badRequest('transfer_mismatch', 'That transfer is for another content.');
+      transfer = await transfers.progress(mine, req.piecesDone ?? 0, false);
     } else {
       // S1 flow: the balance check (and reservation) comes first, in the transaction that opens
       // the transfer; a receiver's unfinished transfer of this content is resumed, not doubled.
@@ -240,7 +241,7 @@ export class PeerCoordinator {
   ): Promise<{ offers: SourceOffer[]; skipped: SkippedHolder[] }> {
     const { terminals, reputation } = this.deps;
     if (max <= 0 || holders.length === 0) return { offers: [], skipped: [] };
-    const me = await terminals.profile(transfer.receiver_id, 0);
+    const me = await terminals.current(transfer.receiver_id);
     const reps = await reputation.get(holders.map((h) => h.terminalId));
     const excluded = await reputation.excludedFor(transfer.content_id, transfer.receiver_id);
     for (const id of exclude) excluded.add(id);

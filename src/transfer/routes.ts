@@ -191,7 +191,7 @@ export function transferRoutes(deps: {
         // All reports or none: a refused one (unknown source, a report about itself) leaves no other behind.
         const reports = (req.body.reports ?? []).map((r) => ({ contentId: t.content_id, sourceId: r.sourceId, transferId: t.id, kind: r.kind as any, bytes: r.bytes, pieces: r.pieces ?? null }));
         if (reports.length) await deps.reputation.reportAll(me, reports);
-        const updated = await deps.transfers.progress(t.id, me, req.body.piecesDone, req.body.done ?? false);
+        const updated = await deps.transfers.progress(t, req.body.piecesDone, req.body.done ?? false);
         if (updated.state === 'done') await deps.coordinator.finished(updated);
         return { state: updated.state };
       },

@@ -91,15 +91,14 @@ export class TransferService {
     return row;
   }
 
-  /** The receiver's progress report: the transfer is alive (again). */
-  async progress(id: string, receiverId: string, piecesDone: number, done: boolean): Promise<Transfer> {
-    const t = await this.mine(id, receiverId);
+  /** The receiver's progress report on its transfer `t` (from `mine`): the transfer is alive (again). */
+  async progress(t: Pick<Transfer, 'id' | 'pieces_total'>, piecesDone: number, done: boolean): Promise<Transfer> {
     checkPiecesDone(piecesDone, t.pieces_total);
     const state = done || piecesDone >= t.pieces_total ? 'done' : 'active';
     const row = await this.deps.db
       .updateTable('transfers')
       .set({ pieces_done: Math.min(Math.max(piecesDone, 0), t.pieces_total), state, last_report_at: new Date(this.deps.clock.now()) })
-      .where('id', '=', id)
+      .where('id', '=', t.id)
       .returningAll()
       .executeTakeFirstOrThrow();
     return row;
