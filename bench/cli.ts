@@ -17,6 +17,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { monotonicMs } from '../src/core/clock.ts';
 import { BUILT_CLI, ROOT } from '../test/helpers/processes.ts';
+import { median } from './_stats.ts';
 
 const { values } = parseArgs({ options: { runs: { type: 'string', default: '7' } } });
 const runs = Number(values.runs);
@@ -69,10 +70,7 @@ async function startOrigin(o: { port: number; dataDir: string }): Promise<{ ms: 
   return { ms, stop: () => (p.kill('SIGTERM'), exited) };
 }
 
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return Math.round(s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2);
-};
+const roundedMedian = (xs: number[]) => Math.round(median(xs));
 
 let stopServed = async () => {};
 try {
@@ -98,7 +96,7 @@ try {
     await s.stop();
     log(`round ${round + 1}/${runs}: node ${times.node.at(-1)!.toFixed(0)} ms, help ${times.help.at(-1)!.toFixed(0)} ms, wallet ${times.wallet.at(-1)!.toFixed(0)} ms, origin ${times.origin.at(-1)!.toFixed(0)} ms`);
   }
-  console.log(JSON.stringify({ bench: 'cli', help_ms: median(times.help), wallet_ms: median(times.wallet), origin_start_ms: median(times.origin), node_ms: median(times.node) }));
+  console.log(JSON.stringify({ bench: 'cli', help_ms: roundedMedian(times.help), wallet_ms: roundedMedian(times.wallet), origin_start_ms: roundedMedian(times.origin), node_ms: roundedMedian(times.node) }));
 } finally {
   await stopServed();
   rmSync(work, { recursive: true, force: true });

@@ -25,6 +25,7 @@ import pg from 'pg';
 import { Api } from '../src/core/http-client.ts';
 import { deviceSession } from '../src/terminals/device.ts';
 import { BUILT_CLI, ROOT, spawnOrigin } from '../test/helpers/processes.ts';
+import { median } from './_stats.ts';
 
 const { values } = parseArgs({
   options: {
@@ -61,7 +62,7 @@ async function settledRss(pid: number): Promise<number> {
     if (i) await sleep(1000);
     xs.push(memoryOf(pid).rss);
   }
-  return xs.sort((a, b) => a - b)[1];
+  return median(xs);
 }
 
 /** The origin's JavaScript heap in use right after a full collection (bench/_gc-probe.cjs). */
@@ -207,9 +208,7 @@ const round = (x: number) => Math.round(x * 10) / 10;
 function slope(xy: [number, number][]): number {
   const slopes: number[] = [];
   for (let a = 0; a < xy.length; a++) for (let b = a + 1; b < xy.length; b++) if (xy[b][0] !== xy[a][0]) slopes.push((xy[b][1] - xy[a][1]) / (xy[b][0] - xy[a][0]));
-  slopes.sort((p, q) => p - q);
-  const m = slopes.length >> 1;
-  return slopes.length === 0 ? 0 : slopes.length % 2 ? slopes[m] : (slopes[m - 1] + slopes[m]) / 2;
+  return slopes.length ? median(slopes) : 0;
 }
 
 async function main() {

@@ -30,6 +30,7 @@ import { parseArgs } from 'node:util';
 import { admit, type Candidate, type LinkState, type Tier } from '../src/schedule/ordering.ts';
 import { closedAt, openedAt, planWeek, WEEK_MS } from '../src/schedule/plan.ts';
 import { allOccurrences, parseWindow, type Window } from '../src/schedule/windows.ts';
+import { median } from './_stats.ts';
 
 const { values } = parseArgs({
   options: {
@@ -358,11 +359,6 @@ console.log(
   }),
 );
 
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 function round(x: number, digits = 1): number {
   const f = 10 ** digits;

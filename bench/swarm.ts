@@ -18,6 +18,7 @@ import { Worker } from 'node:worker_threads';
 import type { AgentOptions } from '../src/agent/agent.ts';
 import { Api } from '../src/core/http-client.ts';
 import { spawnOrigin, type OriginProcess } from '../test/helpers/processes.ts';
+import { median } from './_stats.ts';
 
 const { values } = parseArgs({
   options: {
@@ -121,7 +122,7 @@ async function distribute(label: string, maxPeers: number): Promise<{ seconds: n
     const settled = (Math.max(...done.flatMap((d) => d.settled)) - started) / 1000;
     const firstDone = (Math.min(...done.flatMap((d) => d.times)) - started) / 1000;
     const finish = done.flatMap((d) => d.times.map((t) => (t - started) / 1000)).sort((a, b) => a - b);
-    const median = finish.length % 2 ? finish[(finish.length - 1) / 2] : (finish[finish.length / 2 - 1] + finish[finish.length / 2]) / 2;
+    const medianDone = median(finish);
     const duplicates = done.reduce((n, d) => n + d.duplicates, 0);
     const originBytes = (await originServedBytes(origin)) - before;
     // What the agents asked of the origin meanwhile (requests/s and the seconds they took, summed): where its CPU went.
@@ -139,8 +140,8 @@ async function distribute(label: string, maxPeers: number): Promise<{ seconds: n
     const held = done[0].held.map((_, k) => done.reduce((n, d) => n + (d.held[k] ?? d.held[d.held.length - 1] ?? 0), 0));
     log(`${label}: pieces held every 0.5 s: ${held.join(' ')}`);
     const misses = done.reduce((m, d) => ({ busy: m.busy + d.misses.busy, unavailable: m.unavailable + d.misses.unavailable, asks: m.asks + d.misses.asks }), { busy: 0, unavailable: 0, asks: 0 });
-    log(`${label}: median agent done after ${median.toFixed(2)} s; end-game duplicates ${duplicates}; round trips without a piece: ${misses.busy} busy (503), ${misses.unavailable} lacking (404), ${misses.asks} /have asks`);
-    return { seconds, settled, originBytes, median, duplicates };
+    log(`${label}: median agent done after ${medianDone.toFixed(2)} s; end-game duplicates ${duplicates}; round trips without a piece: ${misses.busy} busy (503), ${misses.unavailable} lacking (404), ${misses.asks} /have asks`);
+    return { seconds, settled, originBytes, median: medianDone, duplicates };
   } finally {
     for (const w of workers) {
       w.postMessage({ type: 'stop' });

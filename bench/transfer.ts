@@ -20,6 +20,7 @@ import { Api } from '../src/core/http-client.ts';
 import { deviceSession } from '../src/terminals/device.ts';
 import { download, fileTarget, RUN_PIECES } from '../src/transfer/downloader.ts';
 import { spawnOrigin } from '../test/helpers/processes.ts';
+import { median } from './_stats.ts';
 
 const { values } = parseArgs({ options: { mib: { type: 'string', default: '512' }, rounds: { type: 'string', default: '5' }, concurrency: { type: 'string', default: '8' }, 'run-pieces': { type: 'string', default: String(RUN_PIECES) } } });
 const MiB = 1024 * 1024;
@@ -77,11 +78,6 @@ async function timeBaseline(url: string, out: string): Promise<number> {
 function cpuSeconds(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
   return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
 async function main() {
