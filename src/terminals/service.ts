@@ -212,7 +212,7 @@ export class TerminalService {
       .executeTakeFirst();
     if (!inserted) throw conflict('terminal_exists', 'A terminal with this public key is already registered.');
     const terminal = toPublic(inserted);
-    this.remember(terminal);
+    this.cache.set(terminal.id, terminal);
     const payload: DeviceCredential = { typ: 'device', terminalId: terminal.id, userId, publicKey: terminal.publicKey, issuedAt: this.clock.now() };
     this.log.info({ terminalId: terminal.id, userId }, 'terminal registered');
     return { terminal, credential: encodeToken(payload, this.deps.keys.privateKey) };
@@ -265,12 +265,8 @@ export class TerminalService {
     const row = await this.db.selectFrom('terminals').selectAll().where('id', '=', terminalId).executeTakeFirst();
     if (!row) return null;
     const t = toPublic(row);
-    this.remember(t);
-    return t;
-  }
-
-  private remember(t: PublicTerminal) {
     this.cache.set(t.id, t);
+    return t;
   }
 
   // ---- heartbeats (S1.2) ----
