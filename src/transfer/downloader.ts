@@ -38,7 +38,7 @@ export interface DownloadOptions {
    * journal removed at the end (`cascade get`); without, both stay (the agent's store).
    */
   files: { data: string; journal: string; final?: string };
-  /** Piece requests in flight at once, over all sources. */
+  /** Piece requests in flight at once, over all sources (but for the origin's slice of a swarm: see requestRoom). */
   concurrency?: number;
   /** Piece requests in flight at once to one peer. */
   perPeer?: number;
@@ -237,6 +237,19 @@ export function pickHaveAsk(now: number, lastHeard: readonly number[], downloadL
 }
 /** Requests in flight to the origin when it serves us a slice of a swarm (see capOf). */
 export const ORIGIN_SLICE_REQUESTS = 2;
+
+/**
+ * How many more requests `source` may take now: up to its cap, and, all sources together, up to
+ * `limit` counting `counted` requests in flight. The origin's slice of a swarm (pieces nobody holds
+ * yet, which only we were handed) is not counted against the limit: peers could otherwise fill
+ * every request and leave those pieces waiting, and with them every receiver (#19: seen in a
+ * 16-agent swarm, four pieces held by nobody from 9 to 12 s while the receiver handed them fetched
+ * from peers only).
+ */
+export function requestRoom(source: { isOrigin: boolean; whole: boolean; inFlight: number }, cap: number, limit: number, counted: number): number {
+  const own = cap - source.inFlight;
+  return source.isOrigin && !source.whole ? own : Math.min(own, limit - counted);
+}
 /** A busy source (503) is left alone this long, doubling while it stays busy, up to BUSY_BACKOFF_MAX_MS. */
 export const BUSY_BACKOFF_MS = 250;
 export const BUSY_BACKOFF_MAX_MS = 2000;
@@ -342,7 +355,9 @@ class DownloadRun {
         if (this.fatal) throw this.fatal;
         const now = this.clock.now();
         this.stopLate(now);
-        if (now - this.lastRefresh >= this.refreshMs || this.sources.usable(now).length === 0) await this.refresh();
+        if (!this.refreshing && (now - this.lastRefresh >= this.refreshMs || this.sources.usable(now).length === 0)) this.startRefresh();
+        // Before the first offer there is nothing to fetch from.
+        if (this.transferId === null && this.refreshing) await this.refreshing;
         this.schedule();
         await new Promise<void>((resolve) => {
           this.wakeUp = resolve;
@@ -357,10 +372,13 @@ class DownloadRun {
       await this.file.sync();
       this.journal.sync();
       opts.onComplete?.();
+      // Its answer is no longer needed, but our end report must reach the origin after its progress report.
+      await this.refreshing;
       await this.receipts.receiptUnreceipted();
       await this.receipts.send({ final: true, mustSucceed: !opts.offlineReceipts });
       await this.report(true);
     } finally {
+      await this.refreshing;
       await Promise.allSettled(this.tasks);
       this.bucket?.close();
       await this.sources.close();
@@ -406,6 +424,24 @@ class DownloadRun {
     this.progress.pieces = this.progress.resumedPieces = this.have.size;
     this.progress.bytes = [...this.have].reduce((s, i) => s + pieceLength(this.body, i), 0);
     this.opts.onProgress?.({ ...this.progress });
+  }
+
+  /** The refresh on its way to the origin, if any (one at a time). */
+  private refreshing: Promise<void> | null = null;
+
+  /**
+   * Starts a refresh beside the fetching (#19): the origin may take seconds to answer — a first
+   * holdings claim is spot-checked by fetching a piece from us, at our capped upload rate — and
+   * the sources we have keep serving meanwhile (a 32-agent swarm had downloads sitting idle for
+   * up to 7 s behind their refresh). A refusal that ends the download is kept as fatal.
+   */
+  private startRefresh() {
+    this.refreshing = this.refresh()
+      .catch((err) => void (this.fatal ??= err))
+      .finally(() => {
+        this.refreshing = null;
+        this.wakeUp();
+      });
   }
 
   /**
@@ -507,11 +543,10 @@ class DownloadRun {
     for (const source of usable) {
       const cap = this.capOf(source, limit, perPeer);
       let gave = false;
-      while (source.inFlight < cap && this.requests < limit) {
+      for (let room = requestRoom(source, cap, limit, this.counted()); room > 0; room = requestRoom(source, cap, limit, this.counted())) {
         needed ??= this.needed();
         // A new request waits until it has room for a whole run (runs stay long), unless fewer pieces are left.
         const runMax = this.runFor(source);
-        const room = Math.min(cap - source.inFlight, limit - this.requests);
         if (room < Math.min(runMax, cap, limit, needed.length)) break;
         const i = this.sources.pick(source, needed, this.opts.order ?? 'rarest', runMax > 1);
         if (i < 0) break;
@@ -524,12 +559,19 @@ class DownloadRun {
       }
       // A peer that had nothing for us may have more by now: ask it directly, now and then (#19),
       // when we have room for more requests than we could hand out.
-      if (!gave && this.requests < limit && !source.isOrigin && !source.whole && source.inFlight === 0 && !source.asking) idle.push(source);
+      if (!gave && this.counted() < limit && !source.isOrigin && !source.whole && source.inFlight === 0 && !source.asking) idle.push(source);
     }
     // Still room after the later sources took their share (an ask is for when we could use more).
-    const ask = this.requests < limit ? pickHaveAsk(now, idle.map((s) => Math.max(s.askedAt, s.toldAt)), this.lastAskAt) : -1;
+    const ask = this.counted() < limit ? pickHaveAsk(now, idle.map((s) => Math.max(s.askedAt, s.toldAt)), this.lastAskAt) : -1;
     if (ask >= 0) this.ask(idle[ask], now);
     if (this.opts.endGame !== false && (needed ?? this.needed()).length === 0) this.endGame(usable, limit, perPeer, now);
+  }
+
+  /** Requests in flight that count against `concurrency`: all but those for the origin's slice of a swarm (see requestRoom). */
+  private counted(): number {
+    let n = this.requests;
+    for (const s of this.sources.all.values()) if (s.isOrigin && !s.whole) n -= s.inFlight;
+    return n;
   }
 
   /**
@@ -569,7 +611,7 @@ class DownloadRun {
     single.sort(([, [a]], [, [b]]) => a.source.rate(now) - b.source.rate(now) || a.startedAt - b.startedAt);
     for (const source of usable) {
       const cap = this.capOf(source, limit, perPeer);
-      for (let k = 0; k < single.length && source.inFlight < cap && this.requests < limit; k++) {
+      for (let k = 0; k < single.length && requestRoom(source, cap, limit, this.counted()) > 0; k++) {
         const [i, [current]] = single[k];
         if (current.source === source || current.source.isOrigin || !source.has(i)) continue;
         if (source.isOrigin && (now - current.startedAt < ORIGIN_DUPLICATE_AFTER_MS || this.sources.live().some((p) => !p.isOrigin && p !== current.source && p.has(i)))) continue;

@@ -1,0 +1,99 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { Api } from '../../src/core/http-client.ts';
+import { deviceSession } from '../../src/terminals/device.ts';
+import { download, fileTarget, ORIGIN_SLICE_REQUESTS, requestRoom } from '../../src/transfer/downloader.ts';
+import { startTestOrigin, type TestOrigin } from '../helpers/origin.ts';
+
+// #19: two ways a download used to sit idle with pieces to fetch.
+// - Its refresh (`POST /grants/auto`) held up the scheduler: a first holdings claim is
+//   spot-checked by the origin fetching a piece from the receiver at its capped rate, and a
+//   32-agent swarm had downloads idle for up to 7 s behind that answer.
+// - The origin's slice of a swarm (pieces nobody holds yet, handed to this receiver only) counted
+//   against `concurrency`: peer requests filled it and those pieces waited, and with them everyone.
+
+test('the origin slice of a swarm is not counted against the concurrency limit; every other source is, and each has its own cap', () => {
+  const slice = { isOrigin: true, whole: false, inFlight: 0 };
+  const wholeOrigin = { isOrigin: true, whole: true, inFlight: 0 };
+  const peer = { isOrigin: false, whole: false, inFlight: 1 };
+  // Eight peer requests in flight fill a limit of eight…
+  assert.equal(requestRoom(peer, 2, 8, 8), 0, 'a peer waits for room under the limit');
+  assert.equal(requestRoom(wholeOrigin, 8, 8, 8), 0, 'so does the origin serving the whole content');
+  // …but not the slice's own requests.
+  assert.equal(requestRoom(slice, ORIGIN_SLICE_REQUESTS, 8, 8), ORIGIN_SLICE_REQUESTS);
+  assert.equal(requestRoom({ ...slice, inFlight: ORIGIN_SLICE_REQUESTS }, ORIGIN_SLICE_REQUESTS, 8, 0), 0, 'the slice keeps its own cap');
+  assert.equal(requestRoom(peer, 2, 8, 3), 1, "a peer's cap binds before the limit");
+  assert.equal(requestRoom(peer, 4, 8, 6), 2, 'the limit binds before a peer cap');
+});
+
+const PIECE = 64 * 1024;
+let origin: TestOrigin;
+let work: string;
+let contentId: string;
+let file: Buffer;
+
+before(async () => {
+  origin = await startTestOrigin({ config: { pieceSize: PIECE } });
+  work = mkdtempSync(path.join(os.tmpdir(), 'cascade-refresh-'));
+  const publisher = await origin.userWithRoles(['publisher']);
+  file = randomBytes(PIECE * 24);
+  const res = await origin.call('POST', '/contents?title=Film&genre=drama&price=1', { token: publisher.token, body: file, headers: { 'content-type': 'application/octet-stream' } });
+  assert.equal(res.status, 201, JSON.stringify(res.body));
+  contentId = res.body.id;
+});
+after(async () => {
+  await origin.close();
+  rmSync(work, { recursive: true, force: true });
+});
+
+/** An API client whose refreshes after the first are held until `release` (an origin slow to answer them). */
+class SlowRefreshApi extends Api {
+  held = 0;
+  private waiting: (() => void)[] = [];
+  override async request<T = any>(method: string, route: string, opts?: Parameters<Api['request']>[2]): Promise<T> {
+    if (route === '/grants/auto' && (opts?.json as { transferId?: string })?.transferId) {
+      this.held++;
+      await new Promise<void>((resolve) => this.waiting.push(resolve));
+    }
+    return super.request<T>(method, route, opts);
+  }
+  release() {
+    for (const go of this.waiting.splice(0)) go();
+  }
+}
+
+test('pieces keep coming while a refresh waits for the origin; the end waits for it, then reports (#19)', { timeout: 15_000 }, async () => {
+  const member = await origin.userWithRoles(['member']);
+  const device = await deviceSession(new Api(origin.url, member.token), path.join(work, 'home'));
+  const api = new SlowRefreshApi(origin.url, device.token);
+  const out = path.join(work, 'film.bin');
+  let piecesWhileHeld = 0;
+  let whole = false;
+  // ~1.7 s of fetching at 600 kB/s (a 600 kB burst first), refreshing every 50 ms: a held refresh would stop it early.
+  const result = download({
+    api,
+    originKey: origin.keys.publicKeyB64,
+    device,
+    contentId,
+    files: fileTarget(out),
+    refreshMs: 50,
+    downRate: 600_000,
+    onPiece: () => void (api.held > 0 && piecesWhileHeld++),
+    onComplete: () => {
+      whole = true;
+      api.release(); // the origin answers at last
+    },
+  });
+  const finished = await result;
+  assert.ok(whole);
+  assert.ok(api.held >= 1, 'a refresh was held');
+  assert.ok(piecesWhileHeld >= 20, `pieces verified while the refresh was held: ${piecesWhileHeld} of 24`);
+  assert.ok(readFileSync(out).equals(file));
+  assert.equal(finished.endReported, true);
+  const transfer = await origin.db.db.selectFrom('transfers').selectAll().where('id', '=', finished.transferId).executeTakeFirstOrThrow();
+  assert.equal(transfer.state, 'done', 'the end report came after the held refresh, and closed the transfer');
+});
