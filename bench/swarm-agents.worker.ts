@@ -14,6 +14,11 @@ parentPort!.on('message', async (msg) => {
     // Pieces held by these agents, every half second: the distribution's progress over time.
     const held: number[] = [];
     const sampler = setInterval(() => held.push(agents.reduce((n, a) => n + (a.store.get(contentId)?.have.size ?? 0), 0)), 500);
+    // When each piece first reached one of these agents: how fast the origin put the content into the swarm.
+    const firstSeen = new Map<number, number>();
+    const watcher = setInterval(() => {
+      for (const a of agents) for (const i of a.store.get(contentId)?.have ?? []) if (!firstSeen.has(i)) firstSeen.set(i, Date.now());
+    }, 50);
     // Two moments per agent: its copy is whole (every piece verified, the file synced) and its
     // fetch returned (last receipts handed in, transfer closed, holding reported, ledger reconciled).
     const results = await Promise.all(
@@ -25,6 +30,7 @@ parentPort!.on('message', async (msg) => {
     );
     const cpu = process.cpuUsage(cpu0);
     clearInterval(sampler);
+    clearInterval(watcher);
     parentPort!.postMessage({
       type: 'done',
       held,
@@ -33,6 +39,7 @@ parentPort!.on('message', async (msg) => {
       duplicates: results.reduce((n, r) => n + r.result.duplicates, 0),
       misses: results.reduce((m, r) => ({ busy: m.busy + r.result.misses.busy, unavailable: m.unavailable + r.result.misses.unavailable, asks: m.asks + r.result.misses.asks }), { busy: 0, unavailable: 0, asks: 0 }),
       cpuSeconds: (cpu.user + cpu.system) / 1e6,
+      firstSeen: [...firstSeen],
     });
   } else if (msg.type === 'stop') {
     for (const a of agents) await a.close().catch(() => {});

@@ -112,7 +112,7 @@ async function distribute(label: string, maxPeers: number): Promise<{ seconds: n
     const started = Date.now();
     const windowStart = process.hrtime.bigint() / 1000n;
     const originCpu0 = procCpuSeconds(origin.proc.pid!);
-    const results = workers.map((w) => once(w, 'message').then(([m]) => m as { held: number[]; times: number[]; settled: number[]; cpuSeconds: number; duplicates: number; misses: { busy: number; unavailable: number; asks: number } }));
+    const results = workers.map((w) => once(w, 'message').then(([m]) => m as { held: number[]; times: number[]; settled: number[]; cpuSeconds: number; duplicates: number; misses: { busy: number; unavailable: number; asks: number }; firstSeen: [number, number][] }));
     for (const w of workers) w.postMessage({ type: 'go' });
     const done = await Promise.all(results);
     // For cutting CPU profiles to the distribution (bench/_cpuprofile.ts --window).
@@ -139,6 +139,11 @@ async function distribute(label: string, maxPeers: number): Promise<{ seconds: n
     // Pieces verified per half second over all agents: the ramp, the plateau and the tail.
     const held = done[0].held.map((_, k) => done.reduce((n, d) => n + (d.held[k] ?? d.held[d.held.length - 1] ?? 0), 0));
     log(`${label}: pieces held every 0.5 s: ${held.join(' ')}`);
+    // When the swarm first held each piece (#19: peer requests once kept the origin's slice waiting, and its last pieces came 8 s in).
+    const firstSeen = new Map<number, number>();
+    for (const d of done) for (const [i, t] of d.firstSeen) firstSeen.set(i, Math.min(firstSeen.get(i) ?? Infinity, t));
+    const entered = [...firstSeen.values()].map((t) => (t - started) / 1000).sort((a, b) => a - b);
+    log(`${label}: the swarm held a first copy of every piece after ${entered.length ? entered[entered.length - 1].toFixed(1) : '-'} s (half of them after ${entered.length ? median(entered).toFixed(1) : '-'} s)`);
     const misses = done.reduce((m, d) => ({ busy: m.busy + d.misses.busy, unavailable: m.unavailable + d.misses.unavailable, asks: m.asks + d.misses.asks }), { busy: 0, unavailable: 0, asks: 0 });
     log(`${label}: median agent done after ${medianDone.toFixed(2)} s; end-game duplicates ${duplicates}; round trips without a piece: ${misses.busy} busy (503), ${misses.unavailable} lacking (404), ${misses.asks} /have asks`);
     return { seconds, settled, originBytes, median: medianDone, duplicates };
