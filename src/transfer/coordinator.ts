@@ -79,6 +79,16 @@ export interface Offer {
 /** How long a piece handed to one receiver's origin slice is not handed to another (it is on its way into the swarm). */
 export const SLICE_HOLD_MS = 4000;
 
+/**
+ * Pieces in one receiver's origin slice at most: two rounds of its slice requests
+ * (downloader.ts ORIGIN_SLICE_REQUESTS). A share of the content per receiver seen so far gave the
+ * first callers of a swarm most of it, which a slow one held for seconds while the others had
+ * nothing from the origin (#19: the mixed 32-agent swarm took 19.8–25.0 s, mean 23.3, against
+ * 25.8–33.2, mean 29.0, in 6 interleaved pairs, and the origin sent 1.2–1.5 copies of the file in
+ * five of them against 2.0–2.4; docs/benchmarks.md).
+ */
+export const SLICE_MAX_PIECES = 4;
+
 export class PeerCoordinator {
   /** Unexpired grants per transfer and source, reused while more than half their life is left. */
   private readonly grantCache = new Map<string, IssuedGrant>();
@@ -225,7 +235,7 @@ export class PeerCoordinator {
     // Oldest hand-out first; among equals, a random order so receivers calling together differ.
     fresh.sort((a, b) => last![a] - last![b] || Math.random() - 0.5);
     const receivers = this.receiving.get(transfer.content_id)?.size ?? 1;
-    const chosen = fresh.slice(0, Math.max(2, Math.ceil(pieceCount / receivers)));
+    const chosen = fresh.slice(0, Math.min(SLICE_MAX_PIECES, Math.max(2, Math.ceil(pieceCount / receivers))));
     for (const i of chosen) last[i] = now;
     this.slices.set(transfer.id, chosen);
     if (this.slices.size > 100_000) this.slices.clear();

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { Api } from '../../src/core/http-client.ts';
 import { deviceSession } from '../../src/terminals/device.ts';
 import { decodeRanges } from '../../src/transfer/piece-ranges.ts';
-import { SLICE_HOLD_MS } from '../../src/transfer/coordinator.ts';
+import { SLICE_HOLD_MS, SLICE_MAX_PIECES } from '../../src/transfer/coordinator.ts';
 import { testEngines } from '../helpers/db.ts';
 import { startTestOrigin, type TestOrigin } from '../helpers/origin.ts';
 
@@ -185,6 +185,24 @@ for (const engine of testEngines()) {
       const third = await r3.call('POST', '/grants/auto', { contentId });
       const slice3 = decodeRanges(third.body.sources.at(-1).pieces || '', PIECES) ?? [];
       assert.deepEqual(slice3.filter((i) => slice1.includes(i)), [], `r3 got r1’s pieces again: ${slice3} vs ${slice1}`);
+    });
+
+    test(`#19: a swarm's receivers are each handed at most ${SLICE_MAX_PIECES} pieces by the origin, no two the same piece`, async () => {
+      origin.clock.advance(SLICE_HOLD_MS + 1);
+      await origin.db.db.deleteFrom('holdings').where('content_id', '=', contentId).execute();
+      const receivers = [];
+      for (let k = 0; k < 4; k++) receivers.push(await terminal());
+      await receivers[0].call('POST', '/grants/auto', { contentId }); // the first alone: served everything
+      const slices: number[][] = [];
+      for (const r of receivers.slice(1)) {
+        const offer = (await r.call('POST', '/grants/auto', { contentId })).body.sources.at(-1);
+        slices.push(decodeRanges(offer.pieces ?? '', PIECES) ?? []);
+      }
+      // The second caller sees two receivers: a share would have been half the content.
+      assert.ok(PIECES / 2 > SLICE_MAX_PIECES, 'the content is large enough for the cap to bind');
+      for (const slice of slices) assert.ok(slice.length > 0 && slice.length <= SLICE_MAX_PIECES, `slice ${slice}`);
+      const all = slices.flat();
+      assert.equal(new Set(all).size, all.length, `handed twice: ${slices.join(' | ')}`);
     });
 
     test('#19: with `announce`, a refresh records the caller’s pieces as its holdings (one call, not two); without, nothing', async () => {
