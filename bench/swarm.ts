@@ -121,8 +121,7 @@ async function distribute(label: string, maxPeers: number): Promise<{ seconds: n
     const seconds = (Math.max(...done.flatMap((d) => d.times)) - started) / 1000;
     const settled = (Math.max(...done.flatMap((d) => d.settled)) - started) / 1000;
     const firstDone = (Math.min(...done.flatMap((d) => d.times)) - started) / 1000;
-    const finish = done.flatMap((d) => d.times.map((t) => (t - started) / 1000)).sort((a, b) => a - b);
-    const medianDone = median(finish);
+    const medianDone = median(done.flatMap((d) => d.times.map((t) => (t - started) / 1000)));
     const duplicates = done.reduce((n, d) => n + d.duplicates, 0);
     const originBytes = (await originServedBytes(origin)) - before;
     // What the agents asked of the origin meanwhile (requests/s and the seconds they took, summed): where its CPU went.

@@ -246,9 +246,9 @@ export const ORIGIN_SLICE_REQUESTS = 2;
  * 16-agent swarm, four pieces held by nobody from 9 to 12 s while the receiver handed them fetched
  * from peers only).
  */
-export function requestRoom(source: { isOrigin: boolean; whole: boolean; inFlight: number }, cap: number, limit: number, counted: number): number {
+export function requestRoom(source: Pick<Source, 'originSlice' | 'inFlight'>, cap: number, limit: number, counted: number): number {
   const own = cap - source.inFlight;
-  return source.isOrigin && !source.whole ? own : Math.min(own, limit - counted);
+  return source.originSlice ? own : Math.min(own, limit - counted);
 }
 /** A busy source (503) is left alone this long, doubling while it stays busy, up to BUSY_BACKOFF_MAX_MS. */
 export const BUSY_BACKOFF_MS = 250;
@@ -570,7 +570,7 @@ class DownloadRun {
   /** Requests in flight that count against `concurrency`: all but those for the origin's slice of a swarm (see requestRoom). */
   private counted(): number {
     let n = this.requests;
-    for (const s of this.sources.all.values()) if (s.isOrigin && !s.whole) n -= s.inFlight;
+    for (const s of this.sources.all.values()) if (s.originSlice) n -= s.inFlight;
     return n;
   }
 

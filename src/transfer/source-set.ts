@@ -121,6 +121,11 @@ export class Source {
     return this.known === null;
   }
 
+  /** The origin serving us only a slice of a swarm: pieces nobody holds yet (coordinator.ts originSlice). */
+  get originSlice(): boolean {
+    return this.isOrigin && !this.whole;
+  }
+
   /** The source said it does not have piece i (yet). */
   lack(i: number) {
     this.lacks.add(i);

@@ -17,9 +17,9 @@ import { startTestOrigin, type TestOrigin } from '../helpers/origin.ts';
 //   against `concurrency`: peer requests filled it and those pieces waited, and with them everyone.
 
 test('the origin slice of a swarm is not counted against the concurrency limit; every other source is, and each has its own cap', () => {
-  const slice = { isOrigin: true, whole: false, inFlight: 0 };
-  const wholeOrigin = { isOrigin: true, whole: true, inFlight: 0 };
-  const peer = { isOrigin: false, whole: false, inFlight: 1 };
+  const slice = { originSlice: true, inFlight: 0 };
+  const wholeOrigin = { originSlice: false, inFlight: 0 };
+  const peer = { originSlice: false, inFlight: 1 };
   // Eight peer requests in flight fill a limit of eight…
   assert.equal(requestRoom(peer, 2, 8, 8), 0, 'a peer waits for room under the limit');
   assert.equal(requestRoom(wholeOrigin, 8, 8, 8), 0, 'so does the origin serving the whole content');
