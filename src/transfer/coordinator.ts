@@ -11,7 +11,7 @@ import { decodeRanges, encodeRanges, rangeSet } from './piece-ranges.ts';
 import { ORIGIN_SOURCE_ID } from './grant-token.ts';
 import type { GrantService, IssuedGrant } from './grants.ts';
 import type { ReputationService } from './reputation.ts';
-import { rankHolders, type HolderCandidate, type RejectionReason } from './selection.ts';
+import { formatRate, rankHolders, type HolderCandidate, type RejectionReason } from './selection.ts';
 import type { SourceOffer } from './source-set.ts';
 import { checkPiecesDone, type TransferService, type Transfer } from './transfers.ts';
 
@@ -89,6 +89,16 @@ export const SLICE_HOLD_MS = 4000;
  */
 export const SLICE_MAX_PIECES = 4;
 
+/**
+ * A receiver declaring less than this share of the fastest active receiver's upload gets no fresh
+ * slice: the first copy of a piece should go where it spreads fast. Handed to a 1 MB/s receiver, a
+ * piece stayed rare for seconds (its only holder passed it on at 1 MB/s, shared by four upload
+ * slots), and the 8 MB/s receivers waited for those pieces at the end (#19: in the mixed 32-agent
+ * swarm the pieces that reached 16 receivers last, at 15–20 s of 21, had each gone first to a
+ * slow agent).
+ */
+export const SLICE_MIN_UPLOAD_SHARE = 0.25;
+
 export class PeerCoordinator {
   /** Unexpired grants per transfer and source, reused while more than half their life is left. */
   private readonly grantCache = new Map<string, IssuedGrant>();
@@ -98,8 +108,8 @@ export class PeerCoordinator {
   private readonly offeredPeers = new Map<string, Set<string>>();
   /** Per transfer: the pieces its receiver should get from the origin (see originSlice). */
   private readonly slices = new Map<string, number[]>();
-  /** Per content: receivers that asked for sources recently (transfer ID → last call). */
-  private readonly receiving = new Map<string, Map<string, number>>();
+  /** Per content: receivers that asked for sources recently (transfer ID → last call, and the upload it declared, bits/s). */
+  private readonly receiving = new Map<string, Map<string, { at: number; upload: number }>>();
 
   constructor(
     private readonly deps: {
@@ -165,12 +175,15 @@ export class PeerCoordinator {
       const edgeIds = await this.deps.edges.edgeTerminals(holders.map((h) => h.terminalId));
       holders = holders.filter((h) => !edgeIds.has(h.terminalId));
     }
-    const selected = await this.selectPeers(transfer, holders, req.exclude ?? [], maxPeers - (edge ? 1 : 0), pieceCount);
+    const me = await this.deps.terminals.current(transfer.receiver_id);
+    const selected = await this.selectPeers(transfer, me, holders, req.exclude ?? [], maxPeers - (edge ? 1 : 0), pieceCount);
     const peers = edge ? [edge, ...selected.offers] : selected.offers;
     const skipped = selected.skipped;
-    const receivers = this.activeReceivers(transfer);
+    const upload = me.state?.upBps ?? 0;
+    const receivers = this.activeReceivers(transfer, upload);
+    const spreadsFast = upload >= SLICE_MIN_UPLOAD_SHARE * receivers.fastest;
     // Only the peers offered to this receiver count as holding a piece for it: one it excluded does not.
-    let slice = peers.length > 0 || receivers > 1 ? this.originSlice(transfer, peers, new Set(have ?? []), pieceCount) : null;
+    let slice = peers.length > 0 || receivers.count > 1 ? this.originSlice(transfer, peers, new Set(have ?? []), pieceCount, spreadsFast) : null;
     // Holders exist but none can serve this receiver (excluded, saturated…): waiting for peers
     // would starve it, so the origin serves it all. (With no holders yet — a swarm starting —
     // the pieces handed to others will reach it through them.)
@@ -185,7 +198,8 @@ export class PeerCoordinator {
     const hasPeers = peers.length > 0 || [...(earlier ?? [])].some((id) => !req.exclude?.includes(id));
     if (slice && slice.length === 0 && !hasPeers && holders.length > 0) slice = null;
     if (this.offeredPeers.size > 100_000) this.offeredPeers.clear();
-    return { transferId: transfer.id, sources: [...peers, await this.originOffer(transfer, slice)], skipped, ...(reservation ? { reservation } : {}), ...(announceRefused ? { announceRefused } : {}) };
+    const slowNote = slice && !slice.length && !spreadsFast ? `your upload, ${formatRate(upload)}, is under ${SLICE_MIN_UPLOAD_SHARE * 100}% of the fastest receiver's, ${formatRate(receivers.fastest)}: pieces nobody holds yet go first to receivers that pass them on faster` : null;
+    return { transferId: transfer.id, sources: [...peers, await this.originOffer(transfer, slice, slowNote)], skipped, ...(reservation ? { reservation } : {}), ...(announceRefused ? { announceRefused } : {}) };
   }
 
   /** A finished transfer no longer counts as a receiver of its content, and what it had reserved is released. */
@@ -196,14 +210,18 @@ export class PeerCoordinator {
     await this.deps.billing?.release({ receiverId: transfer.receiver_id, contentId: transfer.content_id });
   }
 
-  /** Receivers of this content that called in during the last few seconds, this one included. */
-  private activeReceivers(transfer: Transfer): number {
+  /** Receivers of this content that called in during the last few seconds, this one included, and the fastest upload among them (bits/s). */
+  private activeReceivers(transfer: Transfer, upload: number): { count: number; fastest: number } {
     const now = this.deps.clock.now();
     let map = this.receiving.get(transfer.content_id);
     if (!map) this.receiving.set(transfer.content_id, (map = new Map()));
-    map.set(transfer.id, now);
-    for (const [id, at] of map) if (now - at > SLICE_HOLD_MS) map.delete(id);
-    return map.size;
+    map.set(transfer.id, { at: now, upload });
+    let fastest = 0;
+    for (const [id, r] of map) {
+      if (now - r.at > SLICE_HOLD_MS) map.delete(id);
+      else fastest = Math.max(fastest, r.upload);
+    }
+    return { count: map.size, fastest };
   }
 
   /**
@@ -211,10 +229,12 @@ export class PeerCoordinator {
    * spread it ("super-seeding"). Each receiver gets from the origin only a slice: pieces
    * it lacks that no holder has and that were not handed to anyone in the last
    * SLICE_HOLD_MS (they are on their way into the swarm). A piece whose slice went
-   * nowhere (its receiver died) is handed out again after that. An empty slice means:
-   * wait for the peers (the caller serves a receiver with no peers everything instead).
+   * nowhere (its receiver died) is handed out again after that. A receiver that would pass
+   * pieces on slowly (`spreadsFast` false, SLICE_MIN_UPLOAD_SHARE) keeps the slice it has
+   * but gets no fresh one. An empty slice means: wait for the peers (the caller serves a
+   * receiver with no peers everything instead).
    */
-  private originSlice(transfer: Transfer, peers: SourceOffer[], have: Set<number>, pieceCount: number): number[] {
+  private originSlice(transfer: Transfer, peers: SourceOffer[], have: Set<number>, pieceCount: number, spreadsFast: boolean): number[] {
     const now = this.deps.clock.now();
     let last = this.sliced.get(transfer.content_id);
     if (!last) this.sliced.set(transfer.content_id, (last = new Float64Array(pieceCount)));
@@ -230,6 +250,10 @@ export class PeerCoordinator {
       this.slices.set(transfer.id, current);
       return current;
     }
+    if (!spreadsFast) {
+      this.slices.delete(transfer.id);
+      return [];
+    }
     const fresh: number[] = [];
     for (let i = 0; i < pieceCount; i++) if (wanted(i) && now - last[i] >= SLICE_HOLD_MS) fresh.push(i);
     // Oldest hand-out first; among equals, a random order so receivers calling together differ.
@@ -244,6 +268,7 @@ export class PeerCoordinator {
 
   private async selectPeers(
     transfer: Transfer,
+    me: Awaited<ReturnType<TerminalService['current']>>,
     holders: Holder[],
     exclude: string[],
     max: number,
@@ -251,7 +276,6 @@ export class PeerCoordinator {
   ): Promise<{ offers: SourceOffer[]; skipped: SkippedHolder[] }> {
     const { terminals, reputation } = this.deps;
     if (max <= 0 || holders.length === 0) return { offers: [], skipped: [] };
-    const me = await terminals.current(transfer.receiver_id);
     const reps = await reputation.get(holders.map((h) => h.terminalId));
     const excluded = await reputation.excludedFor(transfer.content_id, transfer.receiver_id);
     for (const id of exclude) excluded.add(id);
@@ -302,10 +326,10 @@ export class PeerCoordinator {
     return { sourceId: routed.edge.terminalId, sourceUrl: routed.edge.serveUrl, pieces: null, score: null, why: [routed.why], grant: pick(grant), publicKey: routed.publicKey, upRate: null };
   }
 
-  private async originOffer(transfer: Transfer, slice: number[] | null): Promise<SourceOffer> {
+  private async originOffer(transfer: Transfer, slice: number[] | null, note: string | null = null): Promise<SourceOffer> {
     const grant = await this.grantFor(transfer, ORIGIN_SOURCE_ID);
     const why = slice
-      ? [`the origin: last resort; in this swarm it sends you ${slice.length} piece(s) nobody holds yet, peers spread the rest`]
+      ? [`the origin: last resort; in this swarm it sends you ${slice.length} piece(s) nobody holds yet, peers spread the rest`, ...(note ? [note] : [])]
       : ['the origin: last resort, for pieces no chosen peer has'];
     // The origin's link is shared by every receiver: it declares no per-receiver rate and is judged by silence alone.
     return { sourceId: ORIGIN_SOURCE_ID, sourceUrl: null, pieces: slice ? encodeRanges(slice) : null, score: null, why, grant: pick(grant), publicKey: this.deps.originKey, upRate: null };
@@ -335,7 +359,7 @@ export class PeerCoordinator {
       for (const source of previous) this.grantCache.delete(`${t.id}|${source}`);
       const manifest = await this.deps.content.getManifest(t.content_id);
       const holders = await this.deps.terminals.holders(t.content_id);
-      const { offers: peers } = await this.selectPeers(t, holders, previous.filter((s) => s !== ORIGIN_SOURCE_ID), 6, manifest.body.pieces.length);
+      const { offers: peers } = await this.selectPeers(t, await this.deps.terminals.current(t.receiver_id), holders, previous.filter((s) => s !== ORIGIN_SOURCE_ID), 6, manifest.body.pieces.length);
       const sources = [...peers.map((p) => p.sourceId), ORIGIN_SOURCE_ID];
       if (!peers.length) await this.originOffer(t, null);
       this.deps.bus.publish('transfer.reassigned', { transferId: t.id, receiverId: t.receiver_id, sources });

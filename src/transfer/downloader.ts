@@ -250,6 +250,8 @@ export function requestRoom(source: Pick<Source, 'originSlice' | 'inFlight'>, ca
   const own = cap - source.inFlight;
   return source.originSlice ? own : Math.min(own, limit - counted);
 }
+/** A piece from the origin's slice is announced this soon after it arrived (several arriving meanwhile share the call). */
+export const ANNOUNCE_DELAY_MS = 100;
 /** A busy source (503) is left alone this long, doubling while it stays busy, up to BUSY_BACKOFF_MAX_MS. */
 export const BUSY_BACKOFF_MS = 250;
 export const BUSY_BACKOFF_MAX_MS = 2000;
@@ -773,6 +775,8 @@ class DownloadRun {
     this.progress.bytes += len;
     this.opts.onProgress?.({ ...this.progress });
     this.receipts.delivered(received.grantId, source.id, i, received.served!);
+    // A piece of the origin's slice is one nobody else holds: the swarm should hear of it now, not at the next refresh.
+    if (this.opts.announce && source.originSlice) this.lastRefresh = Math.min(this.lastRefresh, now - this.refreshMs + ANNOUNCE_DELAY_MS);
     this.dropIfSlow(source);
   }
 

@@ -9,7 +9,7 @@ import { errorSchema } from '../core/http.ts';
 import { int4 } from '../core/validation.ts';
 import { GrantVerifier, REFUSAL_MESSAGES, type GrantPayload } from './grant-token.ts';
 import { encodeRanges, HAVE_HEADER, MAX_HAVE_HEADER, MAX_RUN_PIECES, RUN_HEADER } from './piece-ranges.ts';
-import type { TokenBucket } from './token-bucket.ts';
+import type { TokenBucket, Turn } from './token-bucket.ts';
 import type { PieceReader, PieceSource } from './piece-source.ts';
 import { attestServed, SERVED_HEADER } from './served-attestation.ts';
 import { BufferPool } from './buffer-pool.ts';
@@ -61,6 +61,8 @@ export function pieceServerRoutes(opts: PieceServerOptions): FastifyPluginAsync 
     const proven = new WeakMap<object, Set<string>>();
     const served = new Counter({ name: 'cascade_pieces_served_total', help: 'Pieces served to receivers', registers: [opts.metrics] });
     const servedBytes = new Counter({ name: 'cascade_piece_bytes_served_total', help: 'Piece bytes served to receivers', registers: [opts.metrics] });
+    // Requests in service per receiver, for their place in the upload's line (token-bucket.ts): bounded by the slots, as entries leave at zero.
+    const serving = new Map<string, number>();
     const refused = new Counter({ name: 'cascade_piece_requests_refused_total', help: 'Piece requests refused', labelNames: ['code'], registers: [opts.metrics] });
 
     /** The grant check shared by both routes; throws the documented refusal. */
@@ -139,6 +141,14 @@ export function pieceServerRoutes(opts: PieceServerOptions): FastifyPluginAsync 
         }
         if (!release) return reply.hijack(); // the requester left while waiting: nothing to answer
         reply.raw.once('close', release);
+        // This receiver's n-th request in service waits for bytes behind every receiver's (n-1)-th.
+        const rank = serving.get(grant.receiver) ?? 0;
+        serving.set(grant.receiver, rank + 1);
+        reply.raw.once('close', () => {
+          const left = serving.get(grant.receiver)! - 1;
+          if (left > 0) serving.set(grant.receiver, left);
+          else serving.delete(grant.receiver);
+        });
         // The run: the piece asked for, then as many of the next ones (up to `count`) as the grant
         // covers and this source holds; the answer says how many (`cascade-run`).
         const first = await opts.pieces.openPiece(contentId, index, grant.receiver);
@@ -154,7 +164,7 @@ export function pieceServerRoutes(opts: PieceServerOptions): FastifyPluginAsync 
         let total = 0;
         for (const r of run) total += r.piece.length;
         // Each piece counts as served once the socket took all its bytes (#10 point 6: reported, then receipted).
-        const body = runBody(run, reply.raw, buffers, bucket, (k) => opts.onServed?.(grant, run[k].index, run[k].piece.length));
+        const body = runBody(run, reply.raw, buffers, bucket, bucket?.turn(rank), (k) => opts.onServed?.(grant, run[k].index, run[k].piece.length));
         // Headers first, even when the first chunk must wait for tokens: the receiver sees a live source.
         if (bucket) reply.raw.once('pipe', () => reply.raw.flushHeaders());
         served.inc(run.length);
@@ -201,7 +211,7 @@ async function delivered(piece: PieceReader, hook: (bytes: Buffer) => Buffer | P
  * Parts come from `pool` and go back once the socket has taken them. `onFlushed(k)` is told,
  * in order, of each piece whose bytes all went to the socket.
  */
-function runBody(run: { piece: PieceReader }[], res: ServerResponse, pool: BufferPool, bucket: TokenBucket | undefined, onFlushed: (k: number) => void): Readable {
+function runBody(run: { piece: PieceReader }[], res: ServerResponse, pool: BufferPool, bucket: TokenBucket | undefined, turn: Turn | undefined, onFlushed: (k: number) => void): Readable {
   const chunk = bucket ? chunkBytes(bucket.bytesPerSecond) : Infinity;
   let p = 0; // the piece being sent
   let offset = 0; // its next byte
@@ -217,7 +227,7 @@ function runBody(run: { piece: PieceReader }[], res: ServerResponse, pool: Buffe
     if (stream.readableLength === 0 && res.writableLength === 0) settle();
     const piece = run[p].piece;
     const n = Math.min(chunk, piece.length - offset);
-    if (bucket) await bucket.take(n);
+    if (bucket) await bucket.take(n, turn);
     if (stream.destroyed) return; // the receiver left while we waited
     const buf = pool.take(n, poolCapacity(n));
     held.push(buf);

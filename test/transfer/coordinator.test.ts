@@ -7,7 +7,7 @@ import path from 'node:path';
 import { Api } from '../../src/core/http-client.ts';
 import { deviceSession } from '../../src/terminals/device.ts';
 import { decodeRanges } from '../../src/transfer/piece-ranges.ts';
-import { SLICE_HOLD_MS, SLICE_MAX_PIECES } from '../../src/transfer/coordinator.ts';
+import { SLICE_HOLD_MS, SLICE_MAX_PIECES, SLICE_MIN_UPLOAD_SHARE } from '../../src/transfer/coordinator.ts';
 import { testEngines } from '../helpers/db.ts';
 import { startTestOrigin, type TestOrigin } from '../helpers/origin.ts';
 
@@ -203,6 +203,29 @@ for (const engine of testEngines()) {
       for (const slice of slices) assert.ok(slice.length > 0 && slice.length <= SLICE_MAX_PIECES, `slice ${slice}`);
       const all = slices.flat();
       assert.equal(new Set(all).size, all.length, `handed twice: ${slices.join(' | ')}`);
+    });
+
+    test(`#19: a receiver declaring under ${SLICE_MIN_UPLOAD_SHARE * 100}% of the fastest receiver's upload gets no fresh slice, and is told why`, async () => {
+      origin.clock.advance(SLICE_HOLD_MS + 1);
+      await origin.db.db.deleteFrom('holdings').where('content_id', '=', contentId).execute();
+      const fast = await terminal(); // 80 Mbit/s (10 MB/s)
+      const slow = await terminal();
+      origin.clock.advance(1); // of two beats at one time, a flushed one may win
+      assert.equal((await slow.call('POST', '/terminals/heartbeat', { ...beat, upBps: 8_000_000 })).status, 204); // 1 MB/s
+      await fast.call('POST', '/grants/auto', { contentId });
+      const before = await origin.db.db.selectFrom('holdings').selectAll().where('content_id', '=', contentId).execute();
+      const res = await slow.call('POST', '/grants/auto', { contentId });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      const offer = res.body.sources.at(-1);
+      assert.equal(offer.sourceId, 'origin');
+      assert.equal(offer.pieces, '', 'no piece nobody holds is handed to the slow receiver');
+      assert.ok(offer.why.some((w: string) => /^your upload, 8\.0 Mbit\/s \(1\.0 MB\/s\), is under 25% of the fastest receiver's, 80\.0 Mbit\/s/.test(w)), offer.why.join(' | '));
+      assert.deepEqual(await origin.db.db.selectFrom('holdings').selectAll().where('content_id', '=', contentId).execute(), before, 'nothing recorded');
+      // The fast one gone quiet (no call for SLICE_HOLD_MS), the slow one is left alone: the origin serves it everything.
+      origin.clock.advance(SLICE_HOLD_MS + 1);
+      assert.equal((await slow.call('POST', '/terminals/heartbeat', { ...beat, upBps: 8_000_000 })).status, 204);
+      const later = (await slow.call('POST', '/grants/auto', { contentId, transferId: res.body.transferId })).body.sources.at(-1);
+      assert.equal(later.pieces, null);
     });
 
     test('#19: with `announce`, a refresh records the caller’s pieces as its holdings (one call, not two); without, nothing', async () => {

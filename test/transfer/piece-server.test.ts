@@ -10,6 +10,7 @@ import type { AppError } from '../../src/core/errors.ts';
 import { deviceSession } from '../../src/terminals/device.ts';
 import { signGrantProof } from '../../src/transfer/grant-token.ts';
 import { chunkBytes } from '../../src/transfer/piece-server.ts';
+import { STARVED_MS } from '../../src/transfer/token-bucket.ts';
 import { SERVED_HEADER } from '../../src/transfer/served-attestation.ts';
 import { UploadSlots } from '../../src/transfer/upload-slots.ts';
 import { ManualClock } from '../../src/core/clock.ts';
@@ -36,6 +37,7 @@ describe('a capped source streams a piece as its tokens allow (#10.4)', () => {
   let contentId: string;
   let file: Buffer;
   let device: Awaited<ReturnType<typeof deviceSession>>;
+  let other: Awaited<ReturnType<typeof deviceSession>>;
 
   before(async () => {
     origin = await startTestOrigin({ config: { pieceSize: PIECE, originUpRate: RATE } });
@@ -44,13 +46,14 @@ describe('a capped source streams a piece as its tokens allow (#10.4)', () => {
     file = randomBytes(PIECE);
     contentId = (await origin.call('POST', '/contents?title=Slow&genre=test&price=0', { token: publisher.token, body: file, headers: { 'content-type': 'application/octet-stream' } })).body.id;
     device = await deviceSession(new Api(origin.url, (await origin.userWithRoles(['member'])).token), path.join(work, 'home'));
+    other = await deviceSession(new Api(origin.url, (await origin.userWithRoles(['member'])).token), path.join(work, 'other'));
   });
   after(async () => {
     await origin.close();
     rmSync(work, { recursive: true, force: true });
   });
 
-  test('headers at once, then the burst, then one chunk per slice of time the clock moves, requests taking turns', async () => {
+  test('headers at once, then the burst, then one chunk per slice of time the clock moves, the older request first (#19)', async () => {
     assert.equal(chunkBytes(RATE), 8000);
     const grant = await new Api(origin.url, device.token).post<{ id: string; token: string }>('/grants', { contentId });
     const headers = { authorization: `Grant ${grant.token}`, 'cascade-proof': signGrantProof(device.keys.privateKey, grant.id, origin.clock.now()) };
@@ -70,7 +73,8 @@ describe('a capped source streams a piece as its tokens allow (#10.4)', () => {
     try {
       const a = await start();
       await until(() => a.received === 16_000, 'the burst: two chunks');
-      // The bucket is empty now: b's headers still come at once, its bytes after a's next chunk.
+      // The bucket is empty now: b's headers still come at once, its bytes only after a's (the same
+      // receiver's second request in service, and the younger: token-bucket.ts), or once it waited STARVED_MS.
       const b = await start();
       await quiet();
       assert.deepEqual([a.received, b.received], [16_000, 0], 'nothing more while the clock stands still');
@@ -79,9 +83,14 @@ describe('a capped source streams a piece as its tokens allow (#10.4)', () => {
       assert.deepEqual([a.received, b.received], [16_000, 0], 'the next 8000 bytes need 125 ms of tokens');
       origin.clock.advance(1);
       await until(() => a.received === 24_000, "a's third chunk");
+      for (let waited = 250; waited < STARVED_MS; waited += 125) {
+        origin.clock.advance(125);
+        await until(() => a.received === 24_000 + ((waited - 125) / 125) * 8000, `a's chunk after ${waited} ms`);
+        assert.equal(b.received, 0, `b waits behind a (${waited} ms)`);
+      }
       origin.clock.advance(125);
-      await until(() => b.received === 8000, "b's first chunk, in turn");
-      assert.equal(a.received, 24_000);
+      await until(() => b.received === 8000, 'b, silent for STARVED_MS, gets a chunk before a');
+      assert.equal(a.received, 72_000);
       for (let step = 0; a.received < PIECE || b.received < PIECE; step++) {
         assert.ok(step < 1000, 'the rest arrives as the clock moves');
         origin.clock.advance(125);
@@ -91,6 +100,43 @@ describe('a capped source streams a piece as its tokens allow (#10.4)', () => {
       assert.ok(Buffer.concat(a.parts).equals(file) && Buffer.concat(b.parts).equals(file), 'the bytes are the piece');
     } finally {
       await client.destroy(); // not close(): that would wait for answers a broken source never finishes
+    }
+  });
+
+  test("#19: a receiver's second request waits behind another receiver's first, however older", async () => {
+    const client = new Pool(origin.url, { headersTimeout: 2000, connections: 4 });
+    /** A piece request of `who`, whose bytes are counted as they arrive. */
+    const start = async (who: typeof device, signal?: AbortSignal) => {
+      const grant = await new Api(origin.url, who.token).post<{ id: string; token: string }>('/grants', { contentId });
+      const headers = { authorization: `Grant ${grant.token}`, 'cascade-proof': signGrantProof(who.keys.privateKey, grant.id, origin.clock.now()) };
+      const res = await client.request({ method: 'GET', path: `/pieces/${contentId}/0`, headers, signal });
+      assert.equal(res.statusCode, 200);
+      const r = { received: 0 };
+      res.body.on('data', (c: Buffer) => void (r.received += c.length));
+      res.body.on('error', () => {});
+      return r;
+    };
+    const quiet = () => new Promise((r) => setTimeout(r, 100));
+    try {
+      origin.clock.advance(1000); // the bucket refills to its burst
+      const hangUp = new AbortController();
+      const a = await start(device, hangUp.signal);
+      await until(() => a.received === 16_000, 'the burst');
+      const second = await start(device); // the same receiver's second request in service
+      await quiet();
+      const first = await start(other); // another receiver's first, asked later
+      await quiet();
+      hangUp.abort();
+      // Until the source sees the hang-up, the first request keeps the link (and one chunk may be dropped):
+      // the clock moves on a chunk at a time, well short of STARVED_MS.
+      for (let waited = 125; first.received === 0 && waited < STARVED_MS; waited += 125) {
+        origin.clock.advance(125);
+        await quiet();
+      }
+      await until(() => first.received === 8000, "the other receiver's first chunk");
+      assert.equal(second.received, 0, "the same receiver's second request waits");
+    } finally {
+      await client.destroy();
     }
   });
 });

@@ -6,7 +6,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { Api } from '../../src/core/http-client.ts';
 import { deviceSession } from '../../src/terminals/device.ts';
-import { download, fileTarget, ORIGIN_SLICE_REQUESTS, requestRoom } from '../../src/transfer/downloader.ts';
+import { ANNOUNCE_DELAY_MS, download, fileTarget, ORIGIN_SLICE_REQUESTS, requestRoom } from '../../src/transfer/downloader.ts';
+import { SLICE_MAX_PIECES } from '../../src/transfer/coordinator.ts';
 import { startTestOrigin, type TestOrigin } from '../helpers/origin.ts';
 
 // #19: two ways a download used to sit idle with pieces to fetch.
@@ -37,7 +38,8 @@ let contentId: string;
 let file: Buffer;
 
 before(async () => {
-  origin = await startTestOrigin({ config: { pieceSize: PIECE } });
+  // No spot check of announced holdings: these receivers serve nothing.
+  origin = await startTestOrigin({ config: { pieceSize: PIECE, holdingsSpotCheck: false } });
   work = mkdtempSync(path.join(os.tmpdir(), 'cascade-refresh-'));
   const publisher = await origin.userWithRoles(['publisher']);
   file = randomBytes(PIECE * 24);
@@ -96,4 +98,25 @@ test('pieces keep coming while a refresh waits for the origin; the end waits for
   assert.equal(finished.endReported, true);
   const transfer = await origin.db.db.selectFrom('transfers').selectAll().where('id', '=', finished.transferId).executeTakeFirstOrThrow();
   assert.equal(transfer.state, 'done', 'the end report came after the held refresh, and closed the transfer');
+});
+
+test(`an agent announces the pieces of its origin slice ${ANNOUNCE_DELAY_MS} ms after they land, not at its next refresh (#19)`, { timeout: 15_000 }, async () => {
+  // Another receiver of the content calling in makes a swarm: the origin hands out slices of pieces nobody holds.
+  const other = await deviceSession(new Api(origin.url, (await origin.userWithRoles(['member'])).token), path.join(work, 'other'));
+  await new Api(origin.url, other.token).post('/grants/auto', { contentId });
+  const device = await deviceSession(new Api(origin.url, (await origin.userWithRoles(['member'])).token), path.join(work, 'agent'));
+  const slices: string[] = [];
+  class RecordingApi extends Api {
+    override async request<T = any>(method: string, route: string, opts?: Parameters<Api['request']>[2]): Promise<T> {
+      const res = await super.request<T>(method, route, opts);
+      if (route === '/grants/auto') slices.push((res as any).sources.at(-1).pieces);
+      return res;
+    }
+  }
+  // Refreshing once a minute, the download would wait a minute after each slice; announcing each, it gets the next at once.
+  const result = await download({ api: new RecordingApi(origin.url, device.token), originKey: origin.keys.publicKeyB64, device, contentId, files: fileTarget(path.join(work, 'slices.bin')), refreshMs: 60_000, announce: true, signal: AbortSignal.timeout(10_000) });
+  assert.equal(result.pieces, 24);
+  assert.ok(slices.length >= 24 / SLICE_MAX_PIECES, `slices: ${slices.join(' | ')}`);
+  assert.ok(slices.every((p) => p !== null), 'every piece came in a slice of the swarm');
+  assert.ok(readFileSync(path.join(work, 'slices.bin')).equals(file));
 });

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ManualClock } from '../../src/core/clock.ts';
-import { parseRate, TokenBucket } from '../../src/transfer/token-bucket.ts';
+import { parseRate, STARVED_MS, TokenBucket } from '../../src/transfer/token-bucket.ts';
 
 // The bucket's decisions on a ManualClock (#11.2): each test names one rule, and moves
 // time itself, so nothing depends on how fast this machine runs.
@@ -104,4 +104,89 @@ test('close lets every waiting caller through without the clock moving', async (
   await settle();
   assert.deepEqual(passed, ['a', 'b']);
   assert.ok(!clock.isWaitingFor(due), 'no wait is left behind');
+});
+
+test('a caller taking more than the burst after an idle time waits for all but the burst (time nobody waited adds no more)', async () => {
+  const clock = new ManualClock();
+  const bucket = new TokenBucket(1000, 500, clock);
+  await bucket.take(500);
+  clock.advance(60_000);
+  const passed: string[] = [];
+  void taking(bucket, 2000, passed, 'big');
+  await settle();
+  clock.advance(1499);
+  await settle();
+  assert.deepEqual(passed, [], '2000 bytes with 500 in the bucket need 1500 ms more');
+  clock.advance(1);
+  await settle();
+  assert.deepEqual(passed, ['big']);
+});
+
+// #19: a source's capped link finishes its requests one after another (token-bucket.ts "Who passes next").
+test('turns: the oldest turn of the lowest rank passes first, whatever the order of asking', async () => {
+  const clock = new ManualClock();
+  const bucket = new TokenBucket(1000, 1, clock);
+  await bucket.take(1); // empty now
+  const older = bucket.turn();
+  const younger = bucket.turn();
+  const secondOfItsReceiver = bucket.turn(1);
+  const passed: string[] = [];
+  void bucket.take(100, secondOfItsReceiver).then(() => passed.push('rank 1'));
+  void bucket.take(100, younger).then(() => passed.push('younger'));
+  void bucket.take(100, older).then(() => passed.push('older'));
+  await settle();
+  for (let k = 0; k < 3; k++) {
+    clock.advance(100);
+    await settle();
+  }
+  assert.deepEqual(passed, ['older', 'younger', 'rank 1']);
+});
+
+test('turns: a turn that keeps taking keeps the link; one that came back while the bucket refilled is not passed over', async () => {
+  const clock = new ManualClock();
+  const bucket = new TokenBucket(1000, 1, clock);
+  await bucket.take(1);
+  const a = bucket.turn();
+  const b = bucket.turn();
+  const passed: string[] = [];
+  // a takes again as soon as it passed (a request sending its next chunk); b asks once.
+  let aLeft = 5;
+  const aLoop = async () => {
+    while (aLeft-- > 0) {
+      await bucket.take(100, a);
+      passed.push('a');
+    }
+  };
+  void aLoop();
+  void bucket.take(100, b).then(() => passed.push('b'));
+  for (let k = 0; k < 6; k++) {
+    clock.advance(100);
+    await settle();
+  }
+  assert.deepEqual(passed, ['a', 'a', 'a', 'a', 'a', 'b']);
+});
+
+test(`turns: one left waiting ${STARVED_MS} ms since it last passed goes before the oldest`, async () => {
+  const clock = new ManualClock();
+  const bucket = new TokenBucket(1000, 1, clock);
+  await bucket.take(1);
+  const a = bucket.turn();
+  const b = bucket.turn();
+  const passed: string[] = [];
+  let stop = false;
+  const aLoop = async () => {
+    while (!stop) {
+      await bucket.take(250, a);
+      passed.push('a');
+    }
+  };
+  void aLoop();
+  void bucket.take(250, b).then(() => passed.push('b'));
+  for (let t = 250; t <= STARVED_MS + 250; t += 250) {
+    clock.advance(250);
+    await settle();
+  }
+  stop = true;
+  assert.deepEqual(passed, ['a', 'a', 'a', 'b', 'a'], 'b passes once it has waited STARVED_MS, then a goes on');
+  bucket.close();
 });
