@@ -154,8 +154,11 @@ export interface DownloadResult extends Progress {
   receiptsWaiting: number;
   /** End game (#19): second requests made for a last piece (the first verified copy won). */
   duplicates: number;
-  /** Answers that cost a round trip and gave no piece (#19, docs/benchmarks.md): busy sources (503), pieces a source lacked (404), `/have` asks. */
-  misses: { busy: number; unavailable: number; asks: number };
+  /**
+   * Answers that cost a round trip and gave no piece (#19, docs/benchmarks.md): busy sources (503), pieces a source lacked (404),
+   * `/have` asks, and requests to the origin withdrawn when it turned from serving everything to a slice (see withdrawBeyondSlice).
+   */
+  misses: { busy: number; unavailable: number; asks: number; withdrawn: number };
 }
 
 /** Files for a download to `outPath` (`cascade get`): a `.part` file and its journal beside it. */
@@ -275,7 +278,7 @@ class DownloadRun {
   /** Pieces verified, being written: a duplicate that arrives meanwhile is not written again. */
   private readonly won = new Set<number>();
   private duplicated = 0;
-  private readonly misses = { busy: 0, unavailable: 0, asks: 0 };
+  private readonly misses = { busy: 0, unavailable: 0, asks: 0, withdrawn: 0 };
   /** How long a piece request usually takes (exponential average of verified ones), ms. */
   private pieceMs = 0;
   private readonly announceRefusals = new Set<string>();
@@ -468,6 +471,7 @@ class DownloadRun {
         this.opts.onReservation?.(res.reservation);
       }
       this.sources.apply(res.sources);
+      this.withdrawBeyondSlice();
       this.noteSkipped(res);
       if (res.announceRefused && !this.announceRefusals.has(res.announceRefused.code)) {
         this.announceRefusals.add(res.announceRefused.code);
@@ -478,6 +482,24 @@ class DownloadRun {
       // The origin may be briefly away: keep fetching from the sources we have.
       if (err instanceof AppError && err.status < 500 && err.code !== 'origin_unreachable') throw err;
       if (++this.refreshFailures >= 5 && this.sources.usable(this.clock.now()).length === 0) throw err;
+    }
+  }
+
+  /**
+   * The origin served us everything (we were its only receiver) and now hands us a slice of a
+   * swarm: requests to it that have brought nothing yet and ask for other pieces are withdrawn
+   * (the slice's own pieces are asked for again), as those
+   * pieces go to other receivers' slices and reach us through them. Kept, they spent the origin's
+   * link on copies the swarm got anyway (#19: the first caller of a 16-agent swarm had four runs of
+   * four pieces queued at the origin, and the origin sent 11 pieces twice).
+   */
+  private withdrawBeyondSlice() {
+    for (const list of this.inFlight.values()) {
+      for (const r of list) {
+        if (!r.source.originSlice || r.awaited.size < r.pieces.length || r.pieces.every((i) => r.source.has(i)) || r.stop.signal.aborted) continue;
+        this.misses.withdrawn++;
+        r.stop.abort(new AppError('withdrawn', 'The origin now serves us a slice of a swarm without some of these pieces.', 499));
+      }
     }
   }
 
@@ -785,7 +807,8 @@ class DownloadRun {
     const code = err instanceof AppError ? err.code : (err?.code as string | undefined);
     switch (code) {
       case 'duplicate_lost':
-        return; // end game: the other copy won; no fault of this source
+      case 'withdrawn':
+        return; // end game: the other copy won; or the origin now leaves these pieces to the swarm: no fault of the source
       case 'piece_unavailable':
         // A peer still fetching says what it has now along with its 404 (#19).
         this.misses.unavailable++;

@@ -164,11 +164,14 @@ export function pieceServerRoutes(opts: PieceServerOptions): FastifyPluginAsync 
         let total = 0;
         for (const r of run) total += r.piece.length;
         // Each piece counts as served once the socket took all its bytes (#10 point 6: reported, then receipted).
-        const body = runBody(run, reply.raw, buffers, bucket, bucket?.turn(rank), (k) => opts.onServed?.(grant, run[k].index, run[k].piece.length));
+        // Counted as each piece is flushed, not when the run is asked for: a receiver may hang up before the end.
+        const body = runBody(run, reply.raw, buffers, bucket, bucket?.turn(rank), (k) => {
+          served.inc();
+          servedBytes.inc(run[k].piece.length);
+          opts.onServed?.(grant, run[k].index, run[k].piece.length);
+        });
         // Headers first, even when the first chunk must wait for tokens: the receiver sees a live source.
         if (bucket) reply.raw.once('pipe', () => reply.raw.flushHeaders());
-        served.inc(run.length);
-        servedBytes.inc(total);
         reply.header('content-type', 'application/octet-stream');
         reply.header('content-length', total);
         if (req.query.count !== undefined) reply.header(RUN_HEADER, run.length);

@@ -8,6 +8,7 @@ import { Api } from '../../src/core/http-client.ts';
 import { deviceSession } from '../../src/terminals/device.ts';
 import { ANNOUNCE_DELAY_MS, download, fileTarget, ORIGIN_SLICE_REQUESTS, requestRoom } from '../../src/transfer/downloader.ts';
 import { SLICE_MAX_PIECES } from '../../src/transfer/coordinator.ts';
+import { decodeRanges } from '../../src/transfer/piece-ranges.ts';
 import { startTestOrigin, type TestOrigin } from '../helpers/origin.ts';
 
 // #19: two ways a download used to sit idle with pieces to fetch.
@@ -119,4 +120,54 @@ test(`an agent announces the pieces of its origin slice ${ANNOUNCE_DELAY_MS} ms 
   assert.ok(slices.length >= 24 / SLICE_MAX_PIECES, `slices: ${slices.join(' | ')}`);
   assert.ok(slices.every((p) => p !== null), 'every piece came in a slice of the swarm');
   assert.ok(readFileSync(path.join(work, 'slices.bin')).equals(file));
+});
+
+test('a download the origin served whole withdraws its requests beyond the slice once a swarm forms (#19)', { timeout: 20_000 }, async () => {
+  // A capped origin on the test's manual clock: its bucket lets a burst through (less than a piece), then only what the clock allows.
+  const capped = await startTestOrigin({ config: { pieceSize: PIECE, originUpRate: 200_000, holdingsSpotCheck: false } });
+  try {
+    const publisher = await capped.userWithRoles(['publisher']);
+    const body = randomBytes(PIECE * 24);
+    const id = (await capped.call('POST', '/contents?title=Film&genre=drama&price=0', { token: publisher.token, body, headers: { 'content-type': 'application/octet-stream' } })).body.id;
+    const device = await deviceSession(new Api(capped.url, (await capped.userWithRoles(['member'])).token), path.join(work, 'first'));
+    const offers: (string | null)[] = [];
+    const sliced = new Set<number>();
+    class RecordingApi extends Api {
+      override async request<T = any>(method: string, route: string, opts?: Parameters<Api['request']>[2]): Promise<T> {
+        const res = await super.request<T>(method, route, opts);
+        if (route === '/grants/auto') {
+          const pieces: string | null = (res as any).sources.at(-1).pieces;
+          offers.push(pieces);
+          for (const i of pieces ? decodeRanges(pieces, 24)! : []) sliced.add(i);
+        }
+        return res;
+      }
+    }
+    // Pieces that arrived from the origin while it served us a slice, but were in none of its slices.
+    const beyond: number[] = [];
+    const out = path.join(work, 'withdrawn.bin');
+    // Alone, it is served everything: two runs of four pieces in flight.
+    const result = download({ api: new RecordingApi(capped.url, device.token), originKey: capped.keys.publicKeyB64, device, contentId: id, files: fileTarget(out), refreshMs: 100, signal: AbortSignal.timeout(15_000), onPiece: (i) => void (offers.at(-1) && !sliced.has(i) && beyond.push(i)) });
+    let done = false;
+    void result.finally(() => (done = true)).catch(() => {});
+    while (offers.length === 0) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(offers[0], null, 'alone, the origin serves everything');
+    // A second receiver calls in: a swarm. The first one's next refresh brings it a slice.
+    const other = await deviceSession(new Api(capped.url, (await capped.userWithRoles(['member'])).token), path.join(work, 'second'));
+    await new Api(capped.url, other.token).post('/grants/auto', { contentId: id });
+    const before = offers.length;
+    while (offers.length < before + 2) await new Promise((r) => setTimeout(r, 10));
+    assert.notEqual(offers.at(-1), null, 'in a swarm, a slice');
+    // The clock moves on: the slices, then (the second receiver quiet for SLICE_HOLD_MS) everything again.
+    while (!done) {
+      capped.clock.advance(250);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const finished = await result;
+    assert.ok(finished.misses.withdrawn >= 1, `withdrawn: ${JSON.stringify(finished.misses)}`);
+    assert.deepEqual(beyond, [], 'no piece beyond the slices came while the origin served slices');
+    assert.ok(readFileSync(out).equals(body));
+  } finally {
+    await capped.close();
+  }
 });
