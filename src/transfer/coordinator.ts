@@ -158,15 +158,21 @@ export class PeerCoordinator {
     }
     // #19: an agent's refresh doubles as its holdings report (the first claim is spot-checked, as
     // PUT /terminals/holdings/…/pieces does). A refused report does not stop the transfer: it is said.
-    let announceRefused: Offer['announceRefused'];
-    if (req.announce && have && have.length) {
-      try {
-        await this.deps.terminals.reportPieces(receiverId, req.contentId, req.have!);
-      } catch (err) {
-        if (!(err instanceof AppError)) throw err;
-        announceRefused = { code: err.code, message: err.message };
-      }
-    }
+    // The offer is worked out meanwhile: a spot check fetches a piece from the receiver at its capped
+    // upload (seconds at 1 MB/s), and a slice worked out after it went by pieces the receiver had
+    // long since (#19: re-stamped, they were kept from everyone else for another SLICE_HOLD_MS).
+    const announcing: Promise<Offer['announceRefused']> =
+      req.announce && have && have.length
+        ? this.deps.terminals.reportPieces(receiverId, req.contentId, req.have!).then(
+            () => undefined,
+            (err) => {
+              if (!(err instanceof AppError)) throw err;
+              return { code: err.code, message: err.message };
+            },
+          )
+        : Promise.resolve(undefined);
+    // Awaited below; a failure meanwhile is not left unhandled.
+    announcing.catch(() => {});
     const maxPeers = req.maxPeers ?? 6;
     let holders = maxPeers > 0 ? await this.deps.terminals.holders(transfer.content_id) : [];
     // S2.2: an edge chosen by location and load serves first; edges are never ranked as peers.
@@ -183,7 +189,9 @@ export class PeerCoordinator {
     const receivers = this.activeReceivers(transfer, upload);
     const spreadsFast = upload >= SLICE_MIN_UPLOAD_SHARE * receivers.fastest;
     // Only the peers offered to this receiver count as holding a piece for it: one it excluded does not.
-    let slice = peers.length > 0 || receivers.count > 1 ? this.originSlice(transfer, peers, new Set(have ?? []), pieceCount, spreadsFast) : null;
+    // And a piece only slow peers hold is still rare: their copies do not count (SLICE_MIN_UPLOAD_SHARE).
+    const spreaders = peers.filter((p) => p.upRate === null || p.upRate * 8 >= SLICE_MIN_UPLOAD_SHARE * receivers.fastest);
+    let slice = peers.length > 0 || receivers.count > 1 ? this.originSlice(transfer, spreaders, new Set(have ?? []), pieceCount, spreadsFast) : null;
     // Holders exist but none can serve this receiver (excluded, saturated…): waiting for peers
     // would starve it, so the origin serves it all. (With no holders yet — a swarm starting —
     // the pieces handed to others will reach it through them.)
@@ -198,6 +206,7 @@ export class PeerCoordinator {
     const hasPeers = peers.length > 0 || [...(earlier ?? [])].some((id) => !req.exclude?.includes(id));
     if (slice && slice.length === 0 && !hasPeers && holders.length > 0) slice = null;
     if (this.offeredPeers.size > 100_000) this.offeredPeers.clear();
+    const announceRefused = await announcing;
     const slowNote = slice && !slice.length && !spreadsFast ? `your upload, ${formatRate(upload)}, is under ${SLICE_MIN_UPLOAD_SHARE * 100}% of the fastest receiver's, ${formatRate(receivers.fastest)}: pieces nobody holds yet go first to receivers that pass them on faster` : null;
     return { transferId: transfer.id, sources: [...peers, await this.originOffer(transfer, slice, slowNote)], skipped, ...(reservation ? { reservation } : {}), ...(announceRefused ? { announceRefused } : {}) };
   }

@@ -255,6 +255,15 @@ export function requestRoom(source: Pick<Source, 'originSlice' | 'inFlight'>, ca
 }
 /** A piece from the origin's slice is announced this soon after it arrived (several arriving meanwhile share the call). */
 export const ANNOUNCE_DELAY_MS = 100;
+/**
+ * Which sources are handed requests first: the origin's slice of a swarm (pieces it handed us
+ * alone, to pass on: asked of a slow peer that happens to hold one too, such a piece stayed rare
+ * for seconds — #19, a 32-agent swarm with a quarter of its agents at 1 MB/s), then peers (fastest
+ * first), then the origin serving the whole content, as the last resort.
+ */
+export function sourceOrder(source: Pick<Source, 'isOrigin' | 'originSlice'>): number {
+  return source.originSlice ? 0 : source.isOrigin ? 2 : 1;
+}
 /** A busy source (503) is left alone this long, doubling while it stays busy, up to BUSY_BACKOFF_MAX_MS. */
 export const BUSY_BACKOFF_MS = 250;
 export const BUSY_BACKOFF_MAX_MS = 2000;
@@ -561,7 +570,7 @@ class DownloadRun {
     const limit = this.opts.concurrency ?? 8;
     const perPeer = this.opts.perPeer ?? 4;
     const now = this.clock.now();
-    const usable = this.sources.usable(now).sort((a, b) => Number(a.isOrigin) - Number(b.isOrigin) || b.rate(now) - a.rate(now));
+    const usable = this.sources.usable(now).sort((a, b) => sourceOrder(a) - sourceOrder(b) || b.rate(now) - a.rate(now));
     let needed: number[] | null = null;
     const idle: Source[] = [];
     for (const source of usable) {

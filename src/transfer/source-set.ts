@@ -221,8 +221,10 @@ export class SourceSet {
 
   /**
    * The next piece for `source`, or -1. `needed` lists pieces neither held nor in flight, in
-   * ascending order. Peers: rarest first among live peers. The origin: only pieces no live peer
-   * has. With `runs`, among the rarest a piece that starts a stretch of needed ones comes first,
+   * ascending order. Peers: rarest first among live peers. The origin serving everything: only
+   * pieces no live peer has. The origin's slice of a swarm: its pieces, whoever else has them —
+   * the origin handed them to us because the peers holding them, if any, pass them on slowly
+   * (#19: asked of a 1 MB/s peer instead, a slice piece stayed rare for 13 s). With `runs`, among the rarest a piece that starts a stretch of needed ones comes first,
    * so that a request can ask for the pieces after it too (#19).
    */
   pick(source: Source, needed: Iterable<number>, mode: 'rarest' | 'sequential', runs = false): number {
@@ -234,7 +236,7 @@ export class SourceSet {
     for (const i of needed) {
       if (!source.has(i)) continue;
       const count = peers.reduce((n, p) => n + (p.has(i) ? 1 : 0), 0);
-      if (source.isOrigin && count > 0) continue;
+      if (source.isOrigin && !source.originSlice && count > 0) continue;
       if (mode === 'sequential') return i;
       const rank = runs ? 2 * count + (previous === i - 1 ? 1 : 0) : count;
       previous = i;
@@ -249,9 +251,9 @@ export class SourceSet {
     return best;
   }
 
-  /** Whether `source` may be asked for piece `i` along with others (a run, #19): it has it, and the origin only what no live peer has. */
+  /** Whether `source` may be asked for piece `i` along with others (a run, #19): it has it, and the origin serving everything only what no live peer has (see pick). */
   mayServe(source: Source, i: number): boolean {
-    return source.has(i) && (!source.isOrigin || !this.live().some((p) => !p.isOrigin && p.has(i)));
+    return source.has(i) && (!source.isOrigin || source.originSlice || !this.live().some((p) => !p.isOrigin && p.has(i)));
   }
 
   async close() {

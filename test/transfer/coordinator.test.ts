@@ -228,6 +228,21 @@ for (const engine of testEngines()) {
       assert.equal(later.pieces, null);
     });
 
+    test('#19: a piece only a slow holder has is still handed out as a slice: its copy does not count', async () => {
+      origin.clock.advance(SLICE_HOLD_MS + 1);
+      await origin.db.db.deleteFrom('holdings').where('content_id', '=', contentId).execute();
+      const slow = await terminal({ holds: '0-7' });
+      origin.clock.advance(1); // of two beats at one time, a flushed one may win
+      assert.equal((await slow.call('POST', '/terminals/heartbeat', { ...beat, upBps: 8_000_000 })).status, 204); // 1 MB/s
+      await terminal({ holds: '8-31' }); // a fast holder of everything else
+      const receiver = await terminal(); // 80 Mbit/s
+      const res = await receiver.call('POST', '/grants/auto', { contentId, maxPeers: 8 });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      assert.ok(res.body.sources.some((s: any) => s.sourceId === slow.id), 'the slow holder is offered all the same');
+      const slice = decodeRanges(res.body.sources.at(-1).pieces ?? '', PIECES) ?? [];
+      assert.ok(slice.length > 0 && slice.every((i) => i < 8), `slice ${res.body.sources.at(-1).pieces}`);
+    });
+
     test('#19: with `announce`, a refresh records the caller’s pieces as its holdings (one call, not two); without, nothing', async () => {
       const quiet = await terminal();
       const announcing = await terminal();
