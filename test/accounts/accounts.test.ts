@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { hashPassword, verifyPassword } from '../../src/accounts/passwords.ts';
+import { TOKEN_CACHE_MS } from '../../src/accounts/service.ts';
 import { snapshotTables, testEngines } from '../helpers/db.ts';
 import { startTestOrigin, type TestOrigin } from '../helpers/origin.ts';
 
@@ -51,6 +52,28 @@ for (const engine of testEngines()) {
       const after = await origin.call('GET', '/auth/me', { token });
       assert.equal(after.status, 401);
       assert.equal(after.body.error.code, 'invalid_token');
+    });
+
+    test(`#19: tokens resolved a moment ago (kept ${TOKEN_CACHE_MS} ms) still see every change to roles, passwords and expiry at once`, async () => {
+      const operator = await origin.userWithRoles(['operator']);
+      const user = await origin.userWithRoles(['member']);
+      const password = 'correct horse battery'; // userWithRoles's
+      const other = (await origin.call('POST', '/auth/login', { json: { username: user.username, password } })).body.token;
+      const users = () => origin.call('GET', '/users?limit=1', { token: user.token });
+      assert.equal((await users()).status, 403); // resolved: now remembered
+      assert.equal((await origin.call('PUT', `/users/${user.userId}/roles`, { token: operator.token, json: { roles: ['member', 'operator'] } })).status, 200);
+      assert.equal((await users()).status, 200, 'a role given counts at once');
+      assert.equal((await origin.call('PUT', `/users/${user.userId}/roles`, { token: operator.token, json: { roles: ['member'] } })).status, 200);
+      assert.equal((await users()).status, 403, 'a role taken away counts at once');
+      assert.equal((await origin.call('GET', '/auth/me', { token: other })).status, 200);
+      const changed = await origin.call('PUT', '/auth/password', { token: user.token, json: { currentPassword: password, newPassword: 'another-password-2' } });
+      assert.equal(changed.status, 204, JSON.stringify(changed.body));
+      assert.equal((await origin.call('GET', '/auth/me', { token: other })).status, 401, 'the other session is signed out at once');
+      assert.equal((await origin.call('GET', '/auth/me', { token: user.token })).status, 200, 'the session that changed it stays');
+      const expiring = (await origin.call('POST', '/auth/tokens', { token: user.token, json: { label: 'agent', expiresInDays: 1 } })).body.token;
+      assert.equal((await origin.call('GET', '/auth/me', { token: expiring })).status, 200);
+      origin.clock.advance(86_400_000);
+      assert.equal((await origin.call('GET', '/auth/me', { token: expiring })).status, 401, 'an expiry counts at once');
     });
 
     test('POST /auth/tokens: the expiry runs on the injected clock, not the wall clock (issue 10 #9)', async () => {
