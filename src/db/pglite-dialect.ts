@@ -40,6 +40,12 @@ class SerialPGliteDriver implements Driver {
     let release!: () => void;
     this.queue = new Promise<void>((r) => (release = r));
     await previous;
+    // PGlite runs statements on this thread, and a queue of holders handed the session on in
+    // promise callbacks alone kept the event loop from every socket until the queue was empty
+    // (#19: the origin of a 32-agent swarm stalled 100–570 ms at a time, accepted connections
+    // seconds late, and receivers gave up on it as a stalled source). Each holder waits a turn
+    // of the event loop first.
+    await new Promise<void>((resolve) => setImmediate(resolve));
     this.release = release;
     return this.session;
   }
