@@ -170,6 +170,8 @@ test('#17 orders and store counter pages: a zip paid at the counter, ready once 
   const app = await openAs(member, ['member'], '/orders');
   const { page } = app;
   await page.getByRole('heading', { name: 'Orders', level: 1 }).waitFor();
+  // The stores come after the heading: the nearest is chosen once they are in.
+  await waitFor(async () => (await page.getByRole('combobox', { name: 'Store' }).inputValue()) !== '', 'the store list', 10_000, 100);
   assert.equal(await page.getByRole('combobox', { name: 'Store' }).inputValue(), storeNode.edgeId);
   await page.getByRole('combobox', { name: 'Content' }).locator(`option[value="${notesId}"]`).waitFor({ state: 'attached' });
   await page.getByRole('combobox', { name: 'Content' }).selectOption(notesId);
