@@ -12,7 +12,9 @@ import { ORIGIN_SOURCE_ID } from './grant-token.ts';
 import type { GrantService, IssuedGrant } from './grants.ts';
 import type { ReputationService } from './reputation.ts';
 import { formatRate, rankHolders, type HolderCandidate, type RejectionReason } from './selection.ts';
-import type { SourceOffer } from './source-set.ts';
+import { SLICE_MIN_UPLOAD_SHARE, type SourceOffer } from './source-set.ts';
+
+export { SLICE_MIN_UPLOAD_SHARE };
 import { checkPiecesDone, type TransferService, type Transfer } from './transfers.ts';
 
 // S1.5/S1.7: the origin's side of a peer-assisted transfer. "Automatic" selection:
@@ -89,15 +91,6 @@ export const SLICE_HOLD_MS = 4000;
  */
 export const SLICE_MAX_PIECES = 4;
 
-/**
- * A receiver declaring less than this share of the fastest active receiver's upload gets no fresh
- * slice: the first copy of a piece should go where it spreads fast. Handed to a 1 MB/s receiver, a
- * piece stayed rare for seconds (its only holder passed it on at 1 MB/s, shared by four upload
- * slots), and the 8 MB/s receivers waited for those pieces at the end (#19: in the mixed 32-agent
- * swarm the pieces that reached 16 receivers last, at 15–20 s of 21, had each gone first to a
- * slow agent).
- */
-export const SLICE_MIN_UPLOAD_SHARE = 0.25;
 
 export class PeerCoordinator {
   /** Unexpired grants per transfer and source, reused while more than half their life is left. */

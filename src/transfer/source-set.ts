@@ -13,6 +13,16 @@ import { parseRangeSpans, rangeSet } from './piece-ranges.ts';
 // #10.4: a source is judged against the upload rate it declared (its heartbeat): a piece
 // is late only when it takes far longer than that rate allows (pieceDeadlineMs).
 
+/**
+ * A receiver declaring less than this share of the fastest active receiver's upload gets no fresh
+ * origin slice (coordinator.ts), and a peer's copy counts for slicing only from a peer above it:
+ * the first copy of a piece should go where it spreads fast. Handed to a 1 MB/s receiver, a piece
+ * stayed rare for seconds (its only holder passed it on at 1 MB/s, shared by four upload slots),
+ * and the 8 MB/s receivers waited for those pieces at the end (#19: in the mixed 32-agent swarm
+ * the pieces that reached 16 receivers last, at 15–20 s of 21, had each gone first to a slow agent).
+ */
+export const SLICE_MIN_UPLOAD_SHARE = 0.25;
+
 /** One source as the origin offered it (`POST /grants/auto`). */
 export interface SourceOffer {
   sourceId: string;
@@ -222,13 +232,15 @@ export class SourceSet {
   /**
    * The next piece for `source`, or -1. `needed` lists pieces neither held nor in flight, in
    * ascending order. Peers: rarest first among live peers. The origin serving everything: only
-   * pieces no live peer has. The origin's slice of a swarm: its pieces, whoever else has them —
-   * the origin handed them to us because the peers holding them, if any, pass them on slowly
-   * (#19: asked of a 1 MB/s peer instead, a slice piece stayed rare for 13 s). With `runs`, among the rarest a piece that starts a stretch of needed ones comes first,
+   * pieces no live peer has. The origin's slice of a swarm: its pieces but those a peer that
+   * spreads fast has by now — a slow peer's copy does not count (#19: asked of a 1 MB/s peer
+   * instead, a slice piece stayed rare for 13 s; and with every peer's copy ignored, the origin
+   * sent a 16-agent swarm 1.42–1.56 copies of the file instead of ~1.0). With `runs`, among the rarest a piece that starts a stretch of needed ones comes first,
    * so that a request can ask for the pieces after it too (#19).
    */
   pick(source: Source, needed: Iterable<number>, mode: 'rarest' | 'sequential', runs = false): number {
     const peers = this.live().filter((s) => !s.isOrigin);
+    const spreaders = source.originSlice ? this.spreaders(peers) : peers;
     let best = -1;
     let bestRank = Infinity;
     let ties = 0;
@@ -236,7 +248,7 @@ export class SourceSet {
     for (const i of needed) {
       if (!source.has(i)) continue;
       const count = peers.reduce((n, p) => n + (p.has(i) ? 1 : 0), 0);
-      if (source.isOrigin && !source.originSlice && count > 0) continue;
+      if (source.isOrigin && (source.originSlice ? spreaders.some((p) => p.has(i)) : count > 0)) continue;
       if (mode === 'sequential') return i;
       const rank = runs ? 2 * count + (previous === i - 1 ? 1 : 0) : count;
       previous = i;
@@ -251,9 +263,21 @@ export class SourceSet {
     return best;
   }
 
-  /** Whether `source` may be asked for piece `i` along with others (a run, #19): it has it, and the origin serving everything only what no live peer has (see pick). */
+  /** Whether `source` may be asked for piece `i` along with others (a run, #19): it has it, and the origin only what no live peer has (for its slice: no peer that spreads fast; see pick). */
   mayServe(source: Source, i: number): boolean {
-    return source.has(i) && (!source.isOrigin || source.originSlice || !this.live().some((p) => !p.isOrigin && p.has(i)));
+    if (!source.has(i)) return false;
+    if (!source.isOrigin) return true;
+    const peers = this.live().filter((p) => !p.isOrigin);
+    return !(source.originSlice ? this.spreaders(peers) : peers).some((p) => p.has(i));
+  }
+
+  /**
+   * The peers that pass pieces on fast: all but those declaring under SLICE_MIN_UPLOAD_SHARE of the
+   * fastest peer's upload (the origin's own rule for its slices, coordinator.ts).
+   */
+  private spreaders(peers: Source[]): Source[] {
+    const fastest = Math.max(0, ...peers.map((p) => p.upRate ?? 0));
+    return peers.filter((p) => p.upRate === null || p.upRate >= SLICE_MIN_UPLOAD_SHARE * fastest);
   }
 
   async close() {
