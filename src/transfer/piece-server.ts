@@ -163,8 +163,8 @@ export function pieceServerRoutes(opts: PieceServerOptions): FastifyPluginAsync 
         const bucket = opts.upRate?.();
         let total = 0;
         for (const r of run) total += r.piece.length;
-        // Each piece counts as served once the socket took all its bytes (#10 point 6: reported, then receipted).
-        // Counted as each piece is flushed, not when the run is asked for: a receiver may hang up before the end.
+        // Each piece counts as served (metrics; #10 point 6: reported, then receipted) once the socket
+        // took all its bytes, not when the run is asked for: a receiver may hang up before its end.
         const body = runBody(run, reply.raw, buffers, bucket, bucket?.turn(rank), (k) => {
           served.inc();
           servedBytes.inc(run[k].piece.length);
