@@ -131,6 +131,9 @@ for (const engine of testEngines()) {
       await until(() => ev.address.some((e) => e.event === 'delivered'), 'the delivery pushed to the address');
       await until(() => ev.pull.some((e) => e.event === 'order'), 'the pull agent’s order in window A');
       await until(() => (puller.store.get(pullId)?.have.size ?? 0) >= 3, 'three verified pieces');
+      // The pushed ones (1 MiB at 1 MiB/s) are whole before the window closes: waited for, not raced
+      // against the puller's third piece (a faketime run on a loaded machine lost that race once).
+      for (const [a, id] of [[streamer, streamId], [addressee, addressId]] as const) await until(async () => (await history(a.terminalId, id))[0]?.outcome === 'done', `the pushed delivery done at ${a.terminalId}`);
       const running = await history(puller.terminalId, pullId);
 
       // --- window A closes mid-transfer (at once: the rest of the content takes seconds at the cap): the pull agent pauses by its own clock; the origin defers the rest ---
