@@ -229,8 +229,9 @@ function runBody(run: { piece: PieceReader }[], res: ServerResponse, pool: Buffe
   const next = async (stream: Readable) => {
     if (stream.readableLength === 0 && res.writableLength === 0) settle();
     const piece = run[p].piece;
-    const n = Math.min(chunk, piece.length - offset);
-    if (bucket) await bucket.take(n, turn);
+    let n = Math.min(chunk, piece.length - offset);
+    // A request let through only to show it is alive gets a trickle (token-bucket.ts).
+    if (bucket && turn) n = await bucket.takeSome(n, turn);
     if (stream.destroyed) return; // the receiver left while we waited
     const buf = pool.take(n, poolCapacity(n));
     held.push(buf);

@@ -13,10 +13,15 @@ import type { WaitClock } from '../core/clock.ts';
 // a piece is whole every 65 ms. (The piece server ranks a receiver's second request in
 // service behind every receiver's first, and so on: each receiver gets a piece early.)
 // So that no request goes silent (a receiver gives up on a source that sends nothing for
-// seconds), a turn that has waited STARVED_MS since it last passed goes before the others.
+// seconds), a turn that has waited STARVED_MS since it last passed goes before the others —
+// with a trickle (TRICKLE_BYTES) if it takes through `takeSome`, not a share of the link: with
+// whole chunks, an origin at 4 MB/s with 32 slice requests went round-robin after a second
+// (every turn starved, each let through 256 KiB in turn) and held no whole piece for 6 s.
 
 /** A waiting turn that last passed this long ago goes before younger turns (see above). */
 export const STARVED_MS = 1000;
+/** What a starved turn taking through `takeSome` is let through: bytes that show the request is alive. */
+export const TRICKLE_BYTES = 1024;
 
 /** A caller's place in line: its rank, then its order (lower goes first), and when it last passed. */
 export interface Turn {
@@ -27,8 +32,10 @@ export interface Turn {
 
 interface Waiter {
   bytes: number;
+  /** The least it takes when passed starved (`bytes` for callers of `take`). */
+  least: number;
   turn: Turn;
-  pass: () => void;
+  pass: (bytes: number) => void;
 }
 
 export class TokenBucket {
@@ -56,9 +63,21 @@ export class TokenBucket {
   }
 
   /** Waits until `bytes` may pass: in the order asked, or by `turn` (see above). */
-  take(bytes: number, turn: Turn = this.turn()): Promise<void> {
-    return new Promise<void>((pass) => {
-      this.waiting.push({ bytes, turn, pass });
+  async take(bytes: number, turn: Turn = this.turn()): Promise<void> {
+    await this.wait(bytes, bytes, turn);
+  }
+
+  /**
+   * Waits until some of `bytes` may pass, and says how many: all of them, or TRICKLE_BYTES when
+   * the turn is let through only because it starved (see above). For a caller that sends the rest later.
+   */
+  takeSome(bytes: number, turn: Turn): Promise<number> {
+    return this.wait(bytes, Math.min(bytes, TRICKLE_BYTES), turn);
+  }
+
+  private wait(bytes: number, least: number, turn: Turn): Promise<number> {
+    return new Promise<number>((pass) => {
+      this.waiting.push({ bytes, least, turn, pass });
       if (this.pumping) return;
       // Time nobody waited fills the bucket up to its burst only.
       this.refill(this.burst);
@@ -79,23 +98,24 @@ export class TokenBucket {
   private async pump() {
     this.pumping = true;
     while (this.waiting.length) {
-      const k = this.next();
+      const { k, starved } = this.next();
       const w = this.waiting[k];
-      this.refill(Math.max(this.burst, w.bytes));
-      if (this.tokens < w.bytes && !this.closing.signal.aborted) {
-        await this.clock.sleepUntil(this.last + Math.ceil(((w.bytes - this.tokens) / this.bytesPerSecond) * 1000), this.closing.signal);
+      const bytes = starved ? w.least : w.bytes;
+      this.refill(Math.max(this.burst, bytes));
+      if (this.tokens < bytes && !this.closing.signal.aborted) {
+        await this.clock.sleepUntil(this.last + Math.ceil(((bytes - this.tokens) / this.bytesPerSecond) * 1000), this.closing.signal);
         continue;
       }
       this.waiting.splice(k, 1);
-      this.tokens -= w.bytes;
+      this.tokens -= bytes;
       w.turn.lastAt = this.clock.now();
-      w.pass();
+      w.pass(bytes);
     }
     this.pumping = false;
   }
 
   /** The waiter due now: the one starved longest if any waited STARVED_MS, else the first by rank, then age. */
-  private next(): number {
+  private next(): { k: number; starved: boolean } {
     const now = this.clock.now();
     let best = 0;
     for (let k = 1; k < this.waiting.length; k++) {
@@ -105,7 +125,7 @@ export class TokenBucket {
       const starvedB = now - b.lastAt >= STARVED_MS;
       if (starvedA !== starvedB ? starvedA : starvedA ? a.lastAt < b.lastAt : (a.rank - b.rank || a.order - b.order) < 0) best = k;
     }
-    return best;
+    return { k: best, starved: now - this.waiting[best].turn.lastAt >= STARVED_MS };
   }
 
   /** Adds the tokens earned since the last refill, up to `cap`. */

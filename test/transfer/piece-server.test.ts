@@ -10,7 +10,7 @@ import type { AppError } from '../../src/core/errors.ts';
 import { deviceSession } from '../../src/terminals/device.ts';
 import { signGrantProof } from '../../src/transfer/grant-token.ts';
 import { chunkBytes } from '../../src/transfer/piece-server.ts';
-import { STARVED_MS } from '../../src/transfer/token-bucket.ts';
+import { STARVED_MS, TRICKLE_BYTES } from '../../src/transfer/token-bucket.ts';
 import { SERVED_HEADER } from '../../src/transfer/served-attestation.ts';
 import { UploadSlots } from '../../src/transfer/upload-slots.ts';
 import { ManualClock } from '../../src/core/clock.ts';
@@ -74,7 +74,7 @@ describe('a capped source streams a piece as its tokens allow (#10.4)', () => {
       const a = await start();
       await until(() => a.received === 16_000, 'the burst: two chunks');
       // The bucket is empty now: b's headers still come at once, its bytes only after a's (the same
-      // receiver's second request in service, and the younger: token-bucket.ts), or once it waited STARVED_MS.
+      // receiver's second request in service, and the younger: token-bucket.ts), but for a trickle once it waited STARVED_MS.
       const b = await start();
       await quiet();
       assert.deepEqual([a.received, b.received], [16_000, 0], 'nothing more while the clock stands still');
@@ -89,7 +89,7 @@ describe('a capped source streams a piece as its tokens allow (#10.4)', () => {
         assert.equal(b.received, 0, `b waits behind a (${waited} ms)`);
       }
       origin.clock.advance(125);
-      await until(() => b.received === 8000, 'b, silent for STARVED_MS, gets a chunk before a');
+      await until(() => b.received === TRICKLE_BYTES, 'b, silent for STARVED_MS, gets a trickle before a (not a chunk: token-bucket.ts)');
       assert.equal(a.received, 72_000);
       for (let step = 0; a.received < PIECE || b.received < PIECE; step++) {
         assert.ok(step < 1000, 'the rest arrives as the clock moves');

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ManualClock } from '../../src/core/clock.ts';
-import { parseRate, STARVED_MS, TokenBucket } from '../../src/transfer/token-bucket.ts';
+import { parseRate, STARVED_MS, TokenBucket, TRICKLE_BYTES, type Turn } from '../../src/transfer/token-bucket.ts';
 
 // The bucket's decisions on a ManualClock (#11.2): each test names one rule, and moves
 // time itself, so nothing depends on how fast this machine runs.
@@ -189,4 +189,37 @@ test(`turns: one left waiting ${STARVED_MS} ms since it last passed goes before 
   stop = true;
   assert.deepEqual(passed, ['a', 'a', 'a', 'b', 'a'], 'b passes once it has waited STARVED_MS, then a goes on');
   bucket.close();
+});
+
+test(`turns: a starved turn taking through takeSome gets ${TRICKLE_BYTES} bytes, not a share of the link; take still gets all it asked`, async () => {
+  const clock = new ManualClock();
+  const bucket = new TokenBucket(10_000, 1, clock);
+  await bucket.take(1);
+  const a = bucket.turn();
+  const b = bucket.turn();
+  const c = bucket.turn();
+  const passed: string[] = [];
+  let stop = false;
+  // a and b send pieces chunk after chunk, as the piece server does; c takes once.
+  const sending = async (name: string, turn: Turn) => {
+    while (!stop) passed.push(`${name}${await bucket.takeSome(2000, turn)}`);
+  };
+  void sending('a', a);
+  void sending('b', b);
+  void bucket.take(2000, c).then(() => passed.push('c2000'));
+  for (let t = 0; t < 2 * STARVED_MS + 500; t += 100) {
+    clock.advance(100);
+    await settle();
+  }
+  stop = true;
+  bucket.close();
+  const trickle = `b${TRICKLE_BYTES}`;
+  assert.deepEqual(
+    passed.slice(0, 8),
+    ['a2000', 'a2000', 'a2000', 'a2000', trickle, 'c2000', 'a2000', 'a2000'],
+    'a keeps the link; after STARVED_MS b gets a trickle and c, a caller of take, all it asked for; then a again',
+  );
+  const first = passed.indexOf(trickle);
+  const between = passed.slice(first + 1, passed.indexOf(trickle, first + 1));
+  assert.ok(between.filter((p) => p === 'a2000').length >= 3 && !between.includes('b2000'), `b trickles again only after another STARVED_MS: ${passed.join(' ')}`);
 });
