@@ -232,8 +232,8 @@ export class PeerCoordinator {
    * it lacks that no holder has and that were not handed to anyone in the last
    * SLICE_HOLD_MS (they are on their way into the swarm). A piece whose slice went
    * nowhere (its receiver died) is handed out again after that. A receiver that would pass
-   * pieces on slowly (`spreadsFast` false, SLICE_MIN_UPLOAD_SHARE) keeps the slice it has
-   * but gets no fresh one. An empty slice means: wait for the peers (the caller serves a
+   * pieces on slowly (`spreadsFast` false, SLICE_MIN_UPLOAD_SHARE) gets no slice, and one
+   * it was handed goes to the next caller. An empty slice means: wait for the peers (the caller serves a
    * receiver with no peers everything instead).
    */
   private originSlice(transfer: Transfer, peers: SourceOffer[], have: Set<number>, pieceCount: number, spreadsFast: boolean): number[] {
@@ -242,6 +242,14 @@ export class PeerCoordinator {
     if (!last) this.sliced.set(transfer.content_id, (last = new Float64Array(pieceCount)));
     const held = peers.map((p) => (p.pieces === null ? () => true : rangeSet(p.pieces)));
     const wanted = (i: number) => !have.has(i) && !held.some((h) => h(i));
+    if (!spreadsFast) {
+      // A slice handed out before a faster receiver called in goes back at once (#19: the first
+      // eight callers of a mixed swarm were its 1 MB/s agents; renewed at every call, their slices
+      // kept half the file's first copies on slow links, and the origin sent those pieces again).
+      for (const i of this.slices.get(transfer.id) ?? []) last[i] = 0;
+      this.slices.delete(transfer.id);
+      return [];
+    }
     // A receiver keeps its slice until it has those pieces or a peer does.
     const current = (this.slices.get(transfer.id) ?? []).filter(wanted);
     if (current.length) {
@@ -251,10 +259,6 @@ export class PeerCoordinator {
       for (const i of current) last[i] = now;
       this.slices.set(transfer.id, current);
       return current;
-    }
-    if (!spreadsFast) {
-      this.slices.delete(transfer.id);
-      return [];
     }
     const fresh: number[] = [];
     for (let i = 0; i < pieceCount; i++) if (wanted(i) && now - last[i] >= SLICE_HOLD_MS) fresh.push(i);

@@ -228,6 +228,29 @@ for (const engine of testEngines()) {
       assert.equal(later.pieces, null);
     });
 
+    test('#19: a slice handed to a slow receiver before a fast one called in goes back at once', async () => {
+      origin.clock.advance(SLICE_HOLD_MS + 1);
+      await origin.db.db.deleteFrom('holdings').where('content_id', '=', contentId).execute();
+      const [slowA, slowB] = [await terminal(), await terminal()];
+      origin.clock.advance(1); // of two beats at one time, a flushed one may win
+      for (const t of [slowA, slowB]) assert.equal((await t.call('POST', '/terminals/heartbeat', { ...beat, upBps: 8_000_000 })).status, 204); // 1 MB/s
+      await slowA.call('POST', '/grants/auto', { contentId }); // alone: served everything
+      const first = await slowB.call('POST', '/grants/auto', { contentId });
+      const sliceB = decodeRanges(first.body.sources.at(-1).pieces ?? '', PIECES) ?? [];
+      assert.ok(sliceB.length > 0, 'the slow receivers are the only ones yet: a slice for the second');
+      await (await terminal()).call('POST', '/grants/auto', { contentId }); // a fast receiver (80 Mbit/s) calls in
+      const again = (await slowB.call('POST', '/grants/auto', { contentId, transferId: first.body.transferId })).body.sources.at(-1);
+      assert.equal(again.pieces, '', 'its slice is gone');
+      assert.ok(again.why.some((w: string) => /^your upload, 8\.0 Mbit\/s/.test(w)), again.why.join(' | '));
+      // Fast receivers calling in now, within SLICE_HOLD_MS, are handed those pieces: they are no longer on their way anywhere.
+      const handed = new Set<number>();
+      for (let k = 0; k < PIECES / SLICE_MAX_PIECES; k++) {
+        const offer = (await (await terminal()).call('POST', '/grants/auto', { contentId })).body.sources.at(-1);
+        for (const i of decodeRanges(offer.pieces ?? '', PIECES) ?? []) handed.add(i);
+      }
+      assert.deepEqual(sliceB.filter((i) => !handed.has(i)), [], `handed to fast receivers: ${[...handed].sort((a, b) => a - b)}`);
+    });
+
     test('#19: a piece only a slow holder has is still handed out as a slice: its copy does not count', async () => {
       origin.clock.advance(SLICE_HOLD_MS + 1);
       await origin.db.db.deleteFrom('holdings').where('content_id', '=', contentId).execute();
