@@ -536,19 +536,15 @@ export class TerminalService {
       .where('h.pieces', 'is', null)
       .where((eb) => eb.or([eb('t.last_seen_at', '>=', cutoff), eb('t.id', '=', sql<string>`any(${arrayLiteral(this.beats.ids())}::text[])`)]))
       .execute();
-    for (const r of rows) {
-      const state = newerState(r.last_state, this.beats.latest(r.id));
-      const seenAt = state?.at ?? r.last_seen_at?.getTime() ?? null;
-      if (seenAt !== null && now - seenAt <= this.offlineAfterMs) counts.set(r.content_id, (counts.get(r.content_id) ?? 0) + 1);
-    }
+    for (const r of rows) if (this.isOnline(this.presenceOf(r).seenAt, now)) counts.set(r.content_id, (counts.get(r.content_id) ?? 0) + 1);
     return counts;
   }
 
   /** A terminal's registration and freshest heartbeat (unflushed beats included): what peer selection compares (S1.5). */
   async current(terminalId: string): Promise<{ terminal: PublicTerminal; state: TerminalState | null }> {
     const terminal = await this.get(terminalId);
-    const row = await this.db.selectFrom('terminals').select('last_state').where('id', '=', terminalId).executeTakeFirst();
-    return { terminal, state: newerState(row?.last_state, this.beats.latest(terminalId)) };
+    const row = await this.db.selectFrom('terminals').select(['id', 'last_state', 'last_seen_at']).where('id', '=', terminalId).executeTakeFirst();
+    return { terminal, state: row ? this.presenceOf(row).state : null };
   }
 
   /**
