@@ -16,10 +16,11 @@ export function useEdgesOfKind(kind: EdgeKind) {
 /** A labelled select of the edges; picks the first (an online one if any) when none is chosen. */
 export function EdgePick(props: { edges: EdgesOfKind; kind: EdgeKind; label: string; none: string; value: string | null; onChange: (id: string) => void }) {
   const { edges, value, onChange } = props;
+  // The select shows the edge that will be chosen from its first drawing; the page hears of it
+  // in the effect after (a select drawn with no choice read '' for a moment).
+  const shown = value && edges.items.some((e) => e.id === value) ? value : (edges.items.find((e) => e.online) ?? edges.items[0])?.id;
   useEffect(() => {
-    if (value && edges.items.some((e) => e.id === value)) return;
-    const first = edges.items.find((e) => e.online) ?? edges.items[0];
-    if (first) onChange(first.id);
+    if (shown && shown !== value) onChange(shown);
   }, [edges.data]);
   if (edges.error) return <ErrorNote message={edges.error} />;
   if (edges.loading && !edges.data) return <Loading what={`the ${props.kind} edges`} />;
@@ -27,7 +28,7 @@ export function EdgePick(props: { edges: EdgesOfKind; kind: EdgeKind; label: str
   return (
     <div class="field edge-pick">
       <label for={`pick-${props.kind}`}>{props.label}</label>
-      <select id={`pick-${props.kind}`} value={value ?? ''} onChange={(e) => onChange(e.currentTarget.value)}>
+      <select id={`pick-${props.kind}`} value={shown ?? ''} onChange={(e) => onChange(e.currentTarget.value)}>
         {edges.items.map((e) => (
           <option key={e.id} value={e.id}>
             {e.label} ({e.online ? 'online' : 'offline'})
