@@ -543,8 +543,8 @@ export class TerminalService {
   /** A terminal's registration and freshest heartbeat (unflushed beats included): what peer selection compares (S1.5). */
   async current(terminalId: string): Promise<{ terminal: PublicTerminal; state: TerminalState | null }> {
     const terminal = await this.get(terminalId);
-    const row = await this.db.selectFrom('terminals').select(['id', 'last_state', 'last_seen_at']).where('id', '=', terminalId).executeTakeFirst();
-    return { terminal, state: row ? this.presenceOf(row).state : null };
+    const row = await this.db.selectFrom('terminals').select('last_state').where('id', '=', terminalId).executeTakeFirst();
+    return { terminal, state: newerState(row?.last_state, this.beats.latest(terminalId)) };
   }
 
   /**
