@@ -227,7 +227,9 @@ export class ScheduledDeliveries {
     });
     // Progress every reportMs by the same clock; stopped (and waited for) before the final word, which must come last.
     const reporting = new AbortController();
-    const reporter = every(clock, this.opts.reportMs ?? 5000, reporting.signal, () => this.report(a, bytes, 'running'));
+    const reporter = every(clock, this.opts.reportMs ?? 5000, reporting.signal, async () => {
+      await this.report(a, bytes, 'running');
+    });
     const stopReporting = () => {
       reporting.abort();
       return reporter;
@@ -242,7 +244,14 @@ export class ScheduledDeliveries {
       });
       await stopReporting();
       const via = mainSource(result.bySource);
-      await this.report(a, bytes, 'done', undefined, via);
+      if ((await this.report(a, bytes, 'done', undefined, via)) === 'not_held') {
+        // The origin missed our whole claim (the call failed on the way): claim it again, then say done again.
+        await this.opts
+          .api()
+          .request('PUT', '/terminals/holdings', { json: { contentIds: [order.contentId], mode: 'add' } })
+          .then(() => this.report(a, bytes, 'done', undefined, via))
+          .catch((err) => this.opts.logger.warn({ contentId: order.contentId, code: (err as AppError).code, err: (err as Error).message }, 'holdings report failed'));
+      }
       this.emit({ event: 'delivered', contentId: order.contentId, bytes, ...via });
     } catch (err) {
       await stopReporting();
@@ -260,13 +269,17 @@ export class ScheduledDeliveries {
     }
   }
 
-  private async report(a: Active, bytes: number, state: ReportState, reason?: string, via?: { source: 'origin' | 'peer'; sourceId?: string }): Promise<void> {
+  /** Sends one progress report; answers the refusal's code, if it was refused. */
+  private async report(a: Active, bytes: number, state: ReportState, reason?: string, via?: { source: 'origin' | 'peer'; sourceId?: string }): Promise<string | undefined> {
     try {
       const res = await this.opts.api().post<{ continue: boolean }>('/schedules/deliveries/report', { contentId: a.order.contentId, bytes, state, ...(reason ? { reason } : {}), ...via });
       if (!res.continue && state === 'running') this.stopOne(a.order.contentId, 'origin_stopped');
+      return undefined;
     } catch (err) {
-      if ((err as AppError).code === 'unknown_order' && state === 'running') this.stopOne(a.order.contentId, 'origin_stopped');
-      else this.opts.logger.warn({ contentId: a.order.contentId, state, code: (err as AppError).code, err: (err as Error).message }, 'delivery report failed');
+      const code = (err as AppError).code;
+      if (code === 'unknown_order' && state === 'running') this.stopOne(a.order.contentId, 'origin_stopped');
+      else this.opts.logger.warn({ contentId: a.order.contentId, state, code, err: (err as Error).message }, 'delivery report failed');
+      return code ?? 'report_failed';
     }
   }
 

@@ -384,10 +384,13 @@ export class TerminalService {
     // Later updates of the same claim are not checked again: they come with every refresh.
     await this.proveNewClaims(terminal, [contentId], list);
     const now = new Date(this.clock.now());
+    // A piece claim never narrows a whole one (S1.2): it is a refresh that was on its way when the
+    // download ended, and would make the origin refuse the delivery's "done" (not_held). A terminal
+    // that no longer holds a content says so with a replace, which removes the row.
     await this.db
       .insertInto('holdings')
       .values({ terminal_id: terminalId, content_id: contentId, reported_at: now, pieces })
-      .onConflict((oc) => oc.columns(['terminal_id', 'content_id']).doUpdateSet({ reported_at: now, pieces }))
+      .onConflict((oc) => oc.columns(['terminal_id', 'content_id']).doUpdateSet({ reported_at: now, pieces }).where('holdings.pieces', 'is not', null))
       .execute();
   }
 

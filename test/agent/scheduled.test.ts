@@ -179,6 +179,27 @@ for (const engine of testEngines()) {
       }
     });
 
+    test('a "done" the origin refuses as not held (the whole claim was lost on its way): the agent claims the content again and says done again', async () => {
+      o.clock.set(OPEN + DAY + 60_000); // still in that day's window
+      const t = await setup('pull');
+      try {
+        t.sd.start();
+        await waitFor(() => t.fetches.length === 1, 'the fetch');
+        for (let i = 0; i < PIECES; i++) t.fetches[0]!.piece(i);
+        // No holdings claim reaches the origin this time: it refuses the first "done" (not_held).
+        t.fetches[0]!.finish({ origin: PIECES * PIECE });
+        await waitFor(() => t.events.some((e) => e.event === 'delivered'), 'the delivery');
+        const done = { contentId: t.contentId, bytes: PIECES * PIECE, state: 'done', source: 'origin' };
+        assert.deepEqual(t.reports().slice(-2), [done, done], 'said twice');
+        await t.o.scheduler!.tick();
+        assert.deepEqual((await t.history()).map((r) => [r.outcome, r.bytes, r.source]), [['done', PIECES * PIECE, 'origin']]);
+        const claims = await t.o.db.db.selectFrom('holdings').select(['terminal_id', 'pieces']).where('content_id', '=', t.contentId).execute();
+        assert.deepEqual(claims, [{ terminal_id: t.terminalId, pieces: null }], 'held whole, as the agent claimed again');
+      } finally {
+        await t.sd.close();
+      }
+    });
+
     test('a failed fetch is reported with its code; the origin records the failure and the attempt ends', async () => {
       o.clock.set(OPEN + 2 * DAY);
       const t = await setup('pull');

@@ -48,6 +48,9 @@ for (const engine of testEngines()) {
     let W: number;
     let win: ReturnType<typeof windowsAround>['win'];
     const agents: Agent[] = [];
+    /** The agents' warnings (a refused report, a failed holdings claim): named when a wait fails. */
+    const warnings: string[] = [];
+    const warned = () => (warnings.length ? `; the agents warned: ${warnings.slice(-5).join(' | ')}` : '; no agent warned');
 
     async function publish(title: string): Promise<string> {
       const pub = await o.userWithRoles(['publisher']);
@@ -75,7 +78,7 @@ for (const engine of testEngines()) {
         clock: o.clock,
         scheduleReportMs: 50,
         onScheduleEvent: (e) => events.push(e),
-        logger: pino({ level: 'silent' }),
+        logger: pino({ level: 'warn' }, { write: (line: string) => void warnings.push(`${name}: ${line.trim()}`) }),
       });
       agents.push(a);
       return a;
@@ -127,19 +130,19 @@ for (const engine of testEngines()) {
       // --- window A opens: the origin's step pushes; the pull agent wakes by itself ---
       o.clock.set(W - MIN);
       await o.scheduler!.tick();
-      await until(() => ev.stream.some((e) => e.event === 'delivered'), 'the delivery pushed down the stream');
-      await until(() => ev.address.some((e) => e.event === 'delivered'), 'the delivery pushed to the address');
+      await until(() => ev.stream.some((e) => e.event === 'delivered'), () => `the delivery pushed down the stream${warned()}`);
+      await until(() => ev.address.some((e) => e.event === 'delivered'), () => `the delivery pushed to the address${warned()}`);
       await until(() => ev.pull.some((e) => e.event === 'order'), 'the pull agent’s order in window A');
       await until(() => (puller.store.get(pullId)?.have.size ?? 0) >= 3, 'three verified pieces');
       // The pushed ones (1 MiB at 1 MiB/s) are whole before the window closes: waited for, not raced
       // against the puller's third piece (a faketime run on a loaded machine lost that race once).
-      for (const [a, id] of [[streamer, streamId], [addressee, addressId]] as const) await until(async () => (await history(a.terminalId, id))[0]?.outcome === 'done', `the pushed delivery done at ${a.terminalId}`);
+      for (const [a, id] of [[streamer, streamId], [addressee, addressId]] as const) await until(async () => (await history(a.terminalId, id))[0]?.outcome === 'done', () => `the pushed delivery done at ${a.terminalId}${warned()}`);
       const running = await history(puller.terminalId, pullId);
 
       // --- window A closes mid-transfer (at once: the rest of the content takes seconds at the cap): the pull agent pauses by its own clock; the origin defers the rest ---
       o.clock.set(W);
       assert.deepEqual(running.map((r) => [r.outcome, r.source, r.dueAt]), [['running', 'origin', new Date(W - MIN).toISOString()]]);
-      await until(() => ev.pull.some((e) => e.event === 'paused'), 'the pause at the window end');
+      await until(() => ev.pull.some((e) => e.event === 'paused'), () => `the pause at the window end${warned()}`);
       await o.scheduler!.tick();
       for (const [a, id] of [[streamer, streamId], [addressee, addressId]] as const) {
         const r = await history(a.terminalId, id);
@@ -156,7 +159,7 @@ for (const engine of testEngines()) {
       // --- window B: it wakes again, resumes from the verified pieces and finishes ---
       await until(() => o.clock.isWaitingFor(W + MIN) && ev.pull.some((e) => e.event === 'check-in' && e.nextCheckInAt === new Date(W + MIN).toISOString()), 'asleep until window B');
       o.clock.set(W + MIN);
-      await until(() => ev.pull.some((e) => e.event === 'delivered'), 'delivery in window B', 30_000);
+      await until(() => ev.pull.some((e) => e.event === 'delivered'), () => `delivery in window B${warned()}`, 30_000);
       await o.scheduler!.tick();
       const records = await history(puller.terminalId, pullId);
       assert.deepEqual(records.map((r) => [r.outcome, r.reason, r.deferrals, r.dueAt, r.source]), [
@@ -183,7 +186,7 @@ for (const engine of testEngines()) {
       const res = await o.call('POST', `/contents?title=Flash&genre=breaking&price=0`, { token: pub.token, body: randomBytes(SIZE), headers: { 'content-type': 'application/octet-stream' } });
       assert.equal(res.status, 201);
       // No call from the terminal and no tick from the test: the publish event drives it.
-      await until(() => events.some((e) => e.event === 'delivered' && e.contentId === res.body.id), 'the new content pushed and delivered');
+      await until(() => events.some((e) => e.event === 'delivered' && e.contentId === res.body.id), () => `the new content pushed and delivered${warned()}`);
       await o.scheduler!.tick();
       assert.deepEqual((await history(a.terminalId, res.body.id)).map((r) => [r.outcome, r.bytes]), [['done', SIZE]]);
     });
@@ -194,7 +197,7 @@ for (const engine of testEngines()) {
       const events: ScheduledEvent[] = [];
       const a = await agent('second-receiver', 'stream', events);
       await o.schedules.requests.create(a.terminalId, { select: { contentId: streamId }, windows: [win(W + MIN, W + 2 * MIN, 1024 * 1024)] });
-      await until(() => events.some((e) => e.event === 'delivered'), 'the second delivery');
+      await until(() => events.some((e) => e.event === 'delivered'), () => `the second delivery${warned()}`);
       await o.scheduler!.tick();
       const delivered = events.find((e) => e.event === 'delivered')!;
       const [record] = await history(a.terminalId, streamId);

@@ -53,6 +53,23 @@ for (const engine of testEngines()) {
       }
     });
 
+    test('S1.2: a piece claim arriving after the whole claim (a refresh on its way when the download ended) does not narrow it', async () => {
+      const t = await f.newTerminal();
+      const a = await f.addContent();
+      const claim = async () => (await f.handle.db.selectFrom('holdings').select('pieces').where('terminal_id', '=', t.id).where('content_id', '=', a).executeTakeFirst())?.pieces;
+      await f.svc.reportPieces(t.id, a, '0-1');
+      assert.equal(await claim(), '0-1');
+      await f.svc.reportHoldings(t.id, [a], 'add');
+      assert.equal(await claim(), null, 'whole');
+      await f.svc.reportPieces(t.id, a, '0-2');
+      assert.equal(await claim(), null, 'still whole: the late piece claim is older news');
+      // A terminal that no longer holds it says so with a replace; its next piece claim counts again.
+      await f.svc.reportHoldings(t.id, [], 'replace');
+      assert.equal(await claim(), undefined);
+      await f.svc.reportPieces(t.id, a, '0');
+      assert.equal(await claim(), '0');
+    });
+
     test('replace states the full list; add extends it; repeats are harmless', async () => {
       const t = await f.newTerminal();
       const [a, b, c] = [await f.addContent(), await f.addContent(), await f.addContent()];
