@@ -231,8 +231,8 @@ function runBody(run: { piece: PieceReader }[], res: ServerResponse, pool: Buffe
     const piece = run[p].piece;
     let n = Math.min(chunk, piece.length - offset);
     // A request let through only to show it is alive gets a trickle (token-bucket.ts).
-    if (bucket && turn) n = await bucket.takeSome(n, turn);
-    if (stream.destroyed) return; // the receiver left while we waited
+    if (bucket && turn) n = await bucket.takeSome(n, turn, gone.signal);
+    if (stream.destroyed) return; // the receiver left while we waited (it took nothing then)
     const buf = pool.take(n, poolCapacity(n));
     held.push(buf);
     if ((await piece.read(offset, buf)) !== n) throw new Error('the piece on disk is shorter than its manifest says');
@@ -244,10 +244,17 @@ function runBody(run: { piece: PieceReader }[], res: ServerResponse, pool: Buffe
     stream.push(buf);
     if (p === run.length) stream.push(null);
   };
+  // A receiver that hangs up leaves the upload's line: its waiting chunk spends no tokens (end-game losers are cancelled so).
+  const gone = new AbortController();
   return new Readable({
     highWaterMark: 0, // read ahead of nothing: a part exists only while it is being sent
     read() {
       next(this).catch((err) => this.destroy(err));
+    },
+    destroy(err, cb) {
+      // Only on a hang-up, not after a run sent whole: an abort builds a DOMException (see the slot wait above).
+      if (!this.readableEnded) gone.abort();
+      cb(err);
     },
   });
 }

@@ -45,6 +45,8 @@ export class TokenBucket {
   private pumping = false;
   private nextOrder = 0;
   private readonly closing = new AbortController();
+  /** Ends the pump's wait for tokens: a waiter left the line (the pump chooses again), or the bucket closed. */
+  private rechoose = new AbortController();
 
   constructor(
     readonly bytesPerSecond: number,
@@ -71,13 +73,33 @@ export class TokenBucket {
    * Waits until some of `bytes` may pass, and says how many: all of them, or TRICKLE_BYTES when
    * the turn is let through only because it starved (see above). For a caller that sends the rest later.
    */
-  takeSome(bytes: number, turn: Turn): Promise<number> {
-    return this.wait(bytes, Math.min(bytes, TRICKLE_BYTES), turn);
+  takeSome(bytes: number, turn: Turn, signal?: AbortSignal): Promise<number> {
+    return this.wait(bytes, Math.min(bytes, TRICKLE_BYTES), turn, signal);
   }
 
-  private wait(bytes: number, least: number, turn: Turn): Promise<number> {
+  /**
+   * Queues a waiter. One whose `signal` aborts (its request hung up) leaves the line and passes
+   * with 0 bytes: it spends no tokens, and the ones behind it do not wait for its share.
+   */
+  private wait(bytes: number, least: number, turn: Turn, signal?: AbortSignal): Promise<number> {
     return new Promise<number>((pass) => {
-      this.waiting.push({ bytes, least, turn, pass });
+      if (signal?.aborted) return pass(0);
+      const w: Waiter = { bytes, least, turn, pass };
+      if (signal) {
+        const leave = () => {
+          const k = this.waiting.indexOf(w);
+          if (k < 0) return; // passed already
+          this.waiting.splice(k, 1);
+          this.rechoose.abort(); // the pump may be waiting for this one's tokens
+          pass(0);
+        };
+        signal.addEventListener('abort', leave, { once: true });
+        w.pass = (n) => {
+          signal.removeEventListener('abort', leave);
+          pass(n);
+        };
+      }
+      this.waiting.push(w);
       if (this.pumping) return;
       // Time nobody waited fills the bucket up to its burst only.
       this.refill(this.burst);
@@ -88,6 +110,7 @@ export class TokenBucket {
   /** Lets every waiting caller through at once and stops limiting (on shutdown, so no timer outlives its owner). */
   close() {
     this.closing.abort();
+    this.rechoose.abort();
   }
 
   /**
@@ -103,7 +126,8 @@ export class TokenBucket {
       const bytes = starved ? w.least : w.bytes;
       this.refill(Math.max(this.burst, bytes));
       if (this.tokens < bytes && !this.closing.signal.aborted) {
-        await this.clock.sleepUntil(this.last + Math.ceil(((bytes - this.tokens) / this.bytesPerSecond) * 1000), this.closing.signal);
+        this.rechoose = new AbortController();
+        await this.clock.sleepUntil(this.last + Math.ceil(((bytes - this.tokens) / this.bytesPerSecond) * 1000), this.rechoose.signal);
         continue;
       }
       this.waiting.splice(k, 1);

@@ -117,6 +117,10 @@ describe('a capped source streams a piece as its tokens allow (#10.4)', () => {
       return r;
     };
     const quiet = () => new Promise((r) => setTimeout(r, 100));
+    // Connections the source saw close (a hang-up is seen there first).
+    let closed = 0;
+    const onConnection = (socket: import('node:net').Socket) => socket.once('close', () => closed++);
+    origin.app.server.on('connection', onConnection);
     try {
       origin.clock.advance(1000); // the bucket refills to its burst
       const hangUp = new AbortController();
@@ -127,15 +131,15 @@ describe('a capped source streams a piece as its tokens allow (#10.4)', () => {
       const first = await start(other); // another receiver's first, asked later
       await quiet();
       hangUp.abort();
-      // Until the source sees the hang-up, the first request keeps the link (and one chunk may be dropped):
-      // the clock moves on a chunk at a time, well short of STARVED_MS.
-      for (let waited = 125; first.received === 0 && waited < STARVED_MS; waited += 125) {
-        origin.clock.advance(125);
-        await quiet();
-      }
-      await until(() => first.received === 8000, "the other receiver's first chunk");
+      await until(() => closed > 0, 'the source seeing the hang-up');
+      await quiet();
+      // The hung-up request's waiting chunk left the line and spent nothing: the other receiver's
+      // first chunk comes after its own 125 ms of tokens, not after the dropped chunk's too.
+      origin.clock.advance(125);
+      await until(() => first.received === 8000, "the other receiver's first chunk, 125 ms after the hang-up");
       assert.equal(second.received, 0, "the same receiver's second request waits");
     } finally {
+      origin.app.server.off('connection', onConnection);
       await client.destroy();
     }
   });

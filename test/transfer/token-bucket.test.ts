@@ -223,3 +223,30 @@ test(`turns: a starved turn taking through takeSome gets ${TRICKLE_BYTES} bytes,
   const between = passed.slice(first + 1, passed.indexOf(trickle, first + 1));
   assert.ok(between.filter((p) => p === 'a2000').length >= 3 && !between.includes('b2000'), `b trickles again only after another STARVED_MS: ${passed.join(' ')}`);
 });
+
+test('a waiter whose request hung up leaves the line: it takes 0 bytes, spends no tokens, and the one behind it passes at once if the tokens are there', async () => {
+  const clock = new ManualClock();
+  const bucket = new TokenBucket(1000, 1, clock);
+  await bucket.take(1); // empty now
+  const hangUp = new AbortController();
+  const passed: string[] = [];
+  void bucket.takeSome(300, bucket.turn(), hangUp.signal).then((n) => passed.push(`a${n}`));
+  void bucket.takeSome(100, bucket.turn()).then((n) => passed.push(`b${n}`));
+  await settle();
+  clock.advance(100);
+  await settle();
+  assert.equal(passed.length, 0, 'a, first in line, needs 300 ms of tokens; b waits behind it');
+  hangUp.abort();
+  await settle();
+  assert.deepEqual(passed, ['a0', 'b100'], 'a leaves with nothing; b passes on the 100 ms of tokens there, not after a’s 300');
+  void bucket.takeSome(100, bucket.turn()).then((n) => passed.push(`c${n}`));
+  clock.advance(99);
+  await settle();
+  assert.equal(passed.length, 2, 'a spent nothing, b spent its 100: c waits its own 100 ms');
+  clock.advance(1);
+  await settle();
+  assert.deepEqual(passed, ['a0', 'b100', 'c100']);
+  // Asked with a signal already aborted: nothing waits, nothing is spent.
+  const gone = AbortSignal.abort();
+  assert.equal(await bucket.takeSome(100, bucket.turn(), gone), 0);
+});
