@@ -253,6 +253,21 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
     await api().request('PUT', `/terminals/holdings/${c.id}/pieces`, { json: { pieces: encodeRanges(c.pieces) } });
   }
 
+  /**
+   * Tells the origin this terminal holds a content whole (S1.2). The copy is complete and verified
+   * whatever it answers: a failure is logged (false), and the next start reports it again.
+   */
+  const claimWhole = (contentId: string): Promise<boolean> =>
+    api()
+      .request('PUT', '/terminals/holdings', { json: { contentIds: [contentId], mode: 'add' } })
+      .then(
+        () => true,
+        (err) => {
+          logger.warn({ contentId, code: err.code, err: err.message }, 'holdings report failed');
+          return false;
+        },
+      );
+
   const started = clock.now();
   let lastBeat = started;
   let lastSlotLoad = 0;
@@ -313,7 +328,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
       const stop = new AbortController();
       active.set(contentId, stop);
       /** The holdings report, sent once the copy is whole (download's onComplete, which every completed download calls). */
-      let claimed: Promise<void> | undefined;
+      let claimed: Promise<boolean> | undefined;
       try {
         const result = await download({
           api: api(),
@@ -347,12 +362,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
           // origin says: a refused or failed report only means it is not offered to others until
           // the next start reports it again.
           onComplete: () => {
-            claimed = api()
-              .request('PUT', '/terminals/holdings', { json: { contentIds: [contentId], mode: 'add' } })
-              .then(
-                () => {},
-                (err) => logger.warn({ contentId, code: err.code, err: err.message }, 'holdings report failed'),
-              );
+            claimed = claimWhole(contentId);
             extra.onComplete?.();
           },
         });
@@ -393,6 +403,7 @@ export async function startAgent(opts: AgentOptions): Promise<Agent> {
       api,
       originKey: opts.originKey,
       fetch: (id, extra) => agent.fetch(id, extra),
+      claimWhole,
       pieceLength: (id, i) => {
         const b = store.get(id)!.manifest.body;
         return i === b.pieces.length - 1 ? b.totalSize - i * b.pieceSize : b.pieceSize;

@@ -53,6 +53,8 @@ export interface ScheduledOptions {
   originKey: string;
   /** Fetches a content into the agent's store (agent.fetch). */
   fetch: (contentId: string, extra: Partial<DownloadOptions>) => Promise<DownloadResult>;
+  /** Tells the origin the content is held whole (the agent's claim after every download); false if that failed (logged). */
+  claimWhole: (contentId: string) => Promise<boolean>;
   /** The size of piece `index` of a content being fetched (for byte counts). */
   pieceLength: (contentId: string, index: number) => number;
   /** Pieces of a content already in the store (a resumed delivery does not count them again). */
@@ -244,14 +246,9 @@ export class ScheduledDeliveries {
       });
       await stopReporting();
       const via = mainSource(result.bySource);
-      if ((await this.report(a, bytes, 'done', undefined, via)) === 'not_held') {
-        // The origin missed our whole claim (the call failed on the way): claim it again, then say done again.
-        await this.opts
-          .api()
-          .request('PUT', '/terminals/holdings', { json: { contentIds: [order.contentId], mode: 'add' } })
-          .then(() => this.report(a, bytes, 'done', undefined, via))
-          .catch((err) => this.opts.logger.warn({ contentId: order.contentId, code: (err as AppError).code, err: (err as Error).message }, 'holdings report failed'));
-      }
+      const refused = await this.report(a, bytes, 'done', undefined, via);
+      // The origin missed our whole claim (the call failed on the way): claim it again, then say done again.
+      if (refused === 'not_held' && (await this.opts.claimWhole(order.contentId))) await this.report(a, bytes, 'done', undefined, via);
       this.emit({ event: 'delivered', contentId: order.contentId, bytes, ...via });
     } catch (err) {
       await stopReporting();

@@ -94,6 +94,8 @@ for (const engine of testEngines()) {
               fail: reject,
             });
           }),
+        // As the agent claims (agent.ts claimWhole): over this terminal's session.
+        claimWhole: (id) => new CountingApi(o.url, token).request('PUT', '/terminals/holdings', { json: { contentIds: [id], mode: 'add' } }).then(() => true, () => false),
         pieceLength: () => PIECE,
         heldPieces: () => new Set(opts.held ?? []),
         clock: o.clock,
