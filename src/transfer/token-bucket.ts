@@ -44,7 +44,7 @@ export class TokenBucket {
   private readonly waiting: Waiter[] = [];
   private pumping = false;
   private nextOrder = 0;
-  private readonly closing = new AbortController();
+  private closed = false;
   /** Ends the pump's wait for tokens: a waiter left the line (the pump chooses again), or the bucket closed. */
   private rechoose = new AbortController();
 
@@ -109,7 +109,7 @@ export class TokenBucket {
 
   /** Lets every waiting caller through at once and stops limiting (on shutdown, so no timer outlives its owner). */
   close() {
-    this.closing.abort();
+    this.closed = true;
     this.rechoose.abort();
   }
 
@@ -125,7 +125,7 @@ export class TokenBucket {
       const w = this.waiting[k];
       const bytes = starved ? w.least : w.bytes;
       this.refill(Math.max(this.burst, bytes));
-      if (this.tokens < bytes && !this.closing.signal.aborted) {
+      if (this.tokens < bytes && !this.closed) {
         this.rechoose = new AbortController();
         await this.clock.sleepUntil(this.last + Math.ceil(((bytes - this.tokens) / this.bytesPerSecond) * 1000), this.rechoose.signal);
         continue;
